@@ -1,0 +1,233 @@
+//! `lockstep bare`: run a bare-metal RISC-V ELF in M-mode on one hart, with
+//! a CLINT and the HTIF `tohost`/`fromhost` convention of riscv-tests.
+
+use clap::Args;
+use object::{Object, ObjectSegment, ObjectSymbol};
+use riscv::{Bus, BusFault, Exit, Hart, Irq, Ram};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+pub const RAM_BASE: u64 = 0x8000_0000;
+const CLINT_BASE: u64 = 0x0200_0000;
+const CLINT_SIZE: u64 = 0x1_0000;
+/// Retired instructions per mtime tick.
+const INSNS_PER_TICK: u64 = 16;
+/// Instructions between checks of tohost.
+const SLICE: u64 = 10_000;
+
+#[derive(Args, Debug)]
+pub struct BareArgs {
+    /// RISC-V 64-bit ELF to run (entry in M-mode, segments at their physical addresses).
+    pub elf: PathBuf,
+    /// Stop with an error after this many retired instructions.
+    #[arg(long, default_value_t = 1_000_000_000)]
+    pub max_instructions: u64,
+    /// Guest RAM size in MiB (at 0x8000_0000).
+    #[arg(long, default_value_t = 256)]
+    pub memory_mib: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BareError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not an ELF file ({reason})")]
+    NotElf { path: PathBuf, reason: String },
+    #[error("{path} is not a 64-bit little-endian RISC-V ELF")]
+    NotRiscv { path: PathBuf },
+    #[error("{path}: segment at {addr:#x} (+{len:#x} bytes) lies outside RAM {base:#x}..{end:#x}")]
+    SegmentOutsideRam { path: PathBuf, addr: u64, len: u64, base: u64, end: u64 },
+    #[error("{path}: has no loadable segments")]
+    NoSegments { path: PathBuf },
+    #[error("{path}: no `tohost` symbol, so the program cannot report a result")]
+    NoTohost { path: PathBuf },
+    #[error("guest RAM: {0}")]
+    Ram(#[from] riscv::ram::RamError),
+    #[error("instruction budget of {0} exhausted (pc {1:#x}) without a result in tohost")]
+    Budget(u64, u64),
+    #[error("guest ran wild: trap loop at pc {pc:#x} (cause {cause}) without retiring an instruction")]
+    TrapStorm { pc: u64, cause: u64 },
+    #[error("hart waits for an interrupt (wfi at pc {0:#x}) that can never arrive")]
+    Deadlock(u64),
+}
+
+/// A loaded bare-metal program.
+pub struct Program {
+    pub entry: u64,
+    pub tohost: u64,
+    pub fromhost: Option<u64>,
+}
+
+/// Load `path` into `ram`.
+pub fn load_elf(path: &Path, ram: &mut Ram) -> Result<Program, BareError> {
+    let data = std::fs::read(path).map_err(|source| BareError::Read { path: path.into(), source })?;
+    let file = object::File::parse(&*data)
+        .map_err(|e| BareError::NotElf { path: path.into(), reason: e.to_string() })?;
+    if file.format() != object::BinaryFormat::Elf
+        || file.architecture() != object::Architecture::Riscv64
+        || !file.is_little_endian()
+    {
+        return Err(BareError::NotRiscv { path: path.into() });
+    }
+    let mut loaded = 0;
+    for seg in file.segments() {
+        let (addr, memsz) = (seg.address(), seg.size());
+        let bytes = seg.data().map_err(|e| BareError::NotElf { path: path.into(), reason: e.to_string() })?;
+        if memsz == 0 {
+            continue;
+        }
+        if !ram.contains(addr, memsz) || (bytes.len() as u64) > memsz {
+            let (base, end) = (ram.base(), ram.base() + ram.size());
+            return Err(BareError::SegmentOutsideRam { path: path.into(), addr, len: memsz, base, end });
+        }
+        ram.write(addr, bytes);
+        loaded += 1;
+    }
+    if loaded == 0 {
+        return Err(BareError::NoSegments { path: path.into() });
+    }
+    let symbol = |name: &str| file.symbols().find(|s| s.name() == Ok(name)).map(|s| s.address());
+    let tohost = symbol("tohost").ok_or_else(|| BareError::NoTohost { path: path.into() })?;
+    Ok(Program { entry: file.entry(), tohost, fromhost: symbol("fromhost") })
+}
+
+/// The bare board's MMIO: a CLINT for one hart.
+#[derive(Default)]
+pub struct BareBus {
+    pub msip: bool,
+    pub mtimecmp: u64,
+    /// Ticks skipped while the hart idled in WFI.
+    pub skipped: u64,
+}
+
+impl BareBus {
+    fn now(&self, retired: u64) -> u64 {
+        retired / INSNS_PER_TICK + self.skipped
+    }
+}
+
+impl Bus for BareBus {
+    fn load(&mut self, pa: u64, size: u8, now: u64) -> Result<u64, BusFault> {
+        let off = pa.checked_sub(CLINT_BASE).filter(|o| *o < CLINT_SIZE).ok_or(BusFault)?;
+        let reg = match off & !7 {
+            0 => self.msip as u64,
+            0x4000 => self.mtimecmp,
+            0xbff8 => self.now(now),
+            _ => 0,
+        };
+        let shift = (off & 7) * 8;
+        Ok(match size {
+            8 => reg,
+            _ => (reg >> shift) & ((1u64 << (8 * size as u64)) - 1),
+        })
+    }
+
+    fn store(&mut self, pa: u64, size: u8, val: u64, _now: u64) -> Result<(), BusFault> {
+        let off = pa.checked_sub(CLINT_BASE).filter(|o| *o < CLINT_SIZE).ok_or(BusFault)?;
+        let merge = |old: u64| {
+            if size == 8 {
+                val
+            } else {
+                let shift = (off & 7) * 8;
+                let mask = ((1u64 << (8 * size as u64)) - 1) << shift;
+                (old & !mask) | ((val << shift) & mask)
+            }
+        };
+        match off & !7 {
+            0 => self.msip = merge(self.msip as u64) & 1 != 0,
+            0x4000 => self.mtimecmp = merge(self.mtimecmp),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn mtime(&mut self, now: u64) -> u64 {
+        self.now(now)
+    }
+}
+
+/// How a bare-metal run ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    Fail(u64),
+}
+
+/// Run a loaded program until it reports through tohost.
+pub fn execute(
+    hart: &mut Hart,
+    ram: &mut Ram,
+    prog: &Program,
+    max: u64,
+    console: &mut dyn Write,
+) -> Result<Outcome, BareError> {
+    let mut bus = BareBus { mtimecmp: u64::MAX, ..Default::default() };
+    hart.set_pc(prog.entry);
+    loop {
+        let mtime = bus.now(hart.instret());
+        hart.set_irq(Irq::MachineSoft, bus.msip);
+        hart.set_irq(Irq::MachineTimer, mtime >= bus.mtimecmp);
+        // Stop exactly where the timer fires.
+        let to_timer = bus
+            .mtimecmp
+            .checked_sub(mtime)
+            .map_or(u64::MAX, |t| t.saturating_mul(INSNS_PER_TICK).max(1));
+        let left = max.saturating_sub(hart.instret());
+        if left == 0 {
+            return Err(BareError::Budget(max, hart.pc()));
+        }
+        let exit = hart.run(ram, &mut bus, SLICE.min(to_timer).min(left));
+        if let Some(outcome) = poll_htif(ram, prog, console) {
+            return Ok(outcome);
+        }
+        match exit {
+            Exit::TrapStorm { pc, cause } => return Err(BareError::TrapStorm { pc, cause }),
+            Exit::Wfi if hart.is_waiting() => {
+                // Idle skip: jump the clock to the timer deadline.
+                if bus.mtimecmp == u64::MAX && !bus.msip {
+                    return Err(BareError::Deadlock(hart.pc()));
+                }
+                let now = bus.now(hart.instret());
+                bus.skipped += bus.mtimecmp.saturating_sub(now);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Handle a request in tohost, if any: exit codes and console output.
+fn poll_htif(ram: &mut Ram, prog: &Program, console: &mut dyn Write) -> Option<Outcome> {
+    let v = ram.read_u64(prog.tohost).filter(|v| *v != 0)?;
+    ram.write_u64(prog.tohost, 0);
+    let (device, cmd, payload) = (v >> 56, (v >> 48) & 0xff, v & ((1 << 48) - 1));
+    match (device, cmd) {
+        (0, _) if payload & 1 == 1 => {
+            let code = payload >> 1;
+            return Some(if code == 0 { Outcome::Pass } else { Outcome::Fail(code) });
+        }
+        (1, 1) => {
+            let _ = console.write_all(&[payload as u8]);
+            let _ = console.flush();
+        }
+        _ => {}
+    }
+    if let Some(fromhost) = prog.fromhost {
+        ram.write_u64(fromhost, (device << 56) | (cmd << 48));
+    }
+    None
+}
+
+pub fn run(args: BareArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let mut ram = Ram::new(RAM_BASE, args.memory_mib.max(1) << 20)?;
+    let prog = load_elf(&args.elf, &mut ram)?;
+    let mut hart = Hart::new(0);
+    let outcome = execute(&mut hart, &mut ram, &prog, args.max_instructions, &mut std::io::stdout())?;
+    Ok(match outcome {
+        Outcome::Pass => ExitCode::SUCCESS,
+        Outcome::Fail(n) => {
+            eprintln!("lockstep: test {n} failed (after {} instructions)", hart.instret());
+            ExitCode::from(1)
+        }
+    })
+}

@@ -1,0 +1,33 @@
+//! `lockstep`: run deterministic RISC-V virtual machines.
+
+mod bare;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "lockstep", version, about = "Deterministic RISC-V virtual machines")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a bare-metal RISC-V ELF in M-mode with the HTIF tohost/fromhost convention.
+    Bare(bare::BareArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Bare(args) => bare::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("lockstep: {err}");
+            ExitCode::from(2)
+        }
+    }
+}

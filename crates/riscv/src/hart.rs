@@ -1,0 +1,1061 @@
+//! The hart: architectural state, the run loop, and instruction execution.
+
+use crate::bus::Bus;
+use crate::csr::{self, Csrs};
+use crate::decode::{self, Insn, Op};
+use crate::mmu::{self, tlb_index, tlb_tag, Access, Tlb, TlbEntry};
+use crate::ram::{Ram, PAGE_SHIFT};
+use serde::{Deserialize, Serialize};
+
+mod fp;
+
+/// Privilege mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Priv {
+    User = 0,
+    Supervisor = 1,
+    Machine = 3,
+}
+
+impl Priv {
+    fn from_bits(b: u64) -> Priv {
+        match b & 3 {
+            0 => Priv::User,
+            1 => Priv::Supervisor,
+            _ => Priv::Machine,
+        }
+    }
+}
+
+/// Interrupt lines driven by the board.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Irq {
+    MachineSoft,
+    MachineTimer,
+    MachineExternal,
+    SupervisorExternal,
+}
+
+impl Irq {
+    fn bit(self) -> u64 {
+        match self {
+            Irq::MachineSoft => csr::IRQ_MSI,
+            Irq::MachineTimer => csr::IRQ_MTI,
+            Irq::MachineExternal => csr::IRQ_MEI,
+            Irq::SupervisorExternal => csr::IRQ_SEI,
+        }
+    }
+}
+
+/// Why [`Hart::run`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Retired the whole budget.
+    Budget,
+    /// Stopped early after an MMIO access or a change to interrupt or timer
+    /// state; the board should re-evaluate interrupt lines.
+    Yield,
+    /// Waiting in WFI for an interrupt.
+    Wfi,
+    /// Took many traps in a row without retiring an instruction: the guest
+    /// has run wild (e.g. its trap vector itself faults).
+    TrapStorm { pc: u64, cause: u64 },
+}
+
+/// A synchronous exception or interrupt about to be taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trap {
+    pub cause: u64,
+    pub tval: u64,
+}
+
+const INTERRUPT: u64 = 1 << 63;
+const CAUSE_ILLEGAL: u64 = 2;
+const CAUSE_BREAKPOINT: u64 = 3;
+const CAUSE_LOAD_MISALIGNED: u64 = 4;
+const CAUSE_STORE_MISALIGNED: u64 = 6;
+const CAUSE_ECALL_U: u64 = 8;
+/// Consecutive traps without a retired instruction that count as runaway.
+const TRAP_STORM: u32 = 64;
+/// Interrupt causes in priority order.
+const IRQ_PRIORITY: [u64; 6] = [11, 3, 7, 9, 1, 5];
+/// `fetch_page` value for code outside RAM (fetched through the bus).
+const FETCH_UNCACHED: usize = usize::MAX;
+
+/// One RV64GC hart. Everything serialised is architectural state; the rest
+/// are caches rebuilt on demand.
+#[derive(Serialize, Deserialize)]
+pub struct Hart {
+    hartid: u64,
+    pc: u64,
+    x: [u64; 32],
+    f: [u64; 32],
+    fflags: u8,
+    frm: u8,
+    priv_mode: Priv,
+    csrs: Csrs,
+    /// Instructions retired since reset (the hart's icount).
+    retired: u64,
+    /// LR reservation (physical address).
+    reservation: Option<u64>,
+    /// Parked in WFI.
+    waiting: bool,
+    /// Interrupt lines driven by the board (mip bit positions).
+    irq_lines: u64,
+
+    #[serde(skip)]
+    tlb: Tlb,
+    /// TLB tag privilege bits for loads/stores (MPRV-adjusted).
+    #[serde(skip)]
+    data_priv: u64,
+    /// The current fetch page: its TLB tag and RAM page index.
+    #[serde(skip)]
+    fetch_tag: u64,
+    #[serde(skip)]
+    fetch_page: usize,
+    /// Stop the run loop once `retired` reaches this.
+    #[serde(skip)]
+    limit: u64,
+    #[serde(skip)]
+    yielded: bool,
+}
+
+impl PartialEq for Hart {
+    fn eq(&self, o: &Self) -> bool {
+        self.hartid == o.hartid
+            && self.pc == o.pc
+            && self.x == o.x
+            && self.f == o.f
+            && self.fflags == o.fflags
+            && self.frm == o.frm
+            && self.priv_mode == o.priv_mode
+            && self.csrs == o.csrs
+            && self.retired == o.retired
+            && self.reservation == o.reservation
+            && self.waiting == o.waiting
+            && self.irq_lines == o.irq_lines
+    }
+}
+
+impl std::fmt::Debug for Hart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hart")
+            .field("hartid", &self.hartid)
+            .field("pc", &format_args!("{:#x}", self.pc))
+            .field("priv", &self.priv_mode)
+            .field("retired", &self.retired)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hart {
+    /// A hart at reset: M-mode, pc at the reset ROM (0x1000).
+    pub fn new(hartid: u64) -> Hart {
+        let mut h = Hart {
+            hartid,
+            pc: 0x1000,
+            x: [0; 32],
+            f: [0; 32],
+            fflags: 0,
+            frm: 0,
+            priv_mode: Priv::Machine,
+            csrs: Csrs::reset(),
+            retired: 0,
+            reservation: None,
+            waiting: false,
+            irq_lines: 0,
+            tlb: Tlb::default(),
+            data_priv: 0,
+            fetch_tag: 0,
+            fetch_page: FETCH_UNCACHED,
+            limit: 0,
+            yielded: false,
+        };
+        h.mode_changed();
+        h
+    }
+
+    /// Rebuild the caches after deserialising.
+    pub fn after_restore(&mut self) {
+        self.flush_tlb();
+        self.mode_changed();
+    }
+
+    pub fn hartid(&self) -> u64 {
+        self.hartid
+    }
+    pub fn pc(&self) -> u64 {
+        self.pc
+    }
+    pub fn set_pc(&mut self, pc: u64) {
+        self.pc = pc;
+    }
+    pub fn reg(&self, i: usize) -> u64 {
+        self.x[i & 31]
+    }
+    pub fn set_reg(&mut self, i: usize, v: u64) {
+        if i & 31 != 0 {
+            self.x[i & 31] = v;
+        }
+    }
+    pub fn fpr(&self, i: usize) -> u64 {
+        self.f[i & 31]
+    }
+    pub fn privilege(&self) -> Priv {
+        self.priv_mode
+    }
+    pub fn csrs(&self) -> &Csrs {
+        &self.csrs
+    }
+    pub fn instret(&self) -> u64 {
+        self.retired
+    }
+    pub fn is_waiting(&self) -> bool {
+        self.waiting
+    }
+    pub fn clear_reservation(&mut self) {
+        self.reservation = None;
+    }
+
+    pub fn set_irq(&mut self, irq: Irq, level: bool) {
+        if level {
+            self.irq_lines |= irq.bit();
+        } else {
+            self.irq_lines &= !irq.bit();
+        }
+    }
+
+    /// Sstc: the `mtime` at which this hart's supervisor timer fires.
+    pub fn stimecmp_deadline(&self) -> Option<u64> {
+        (self.csrs.sstc_enabled() && self.csrs.stimecmp != u64::MAX).then_some(self.csrs.stimecmp)
+    }
+
+    /// Retire up to `budget` instructions.
+    pub fn run<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, budget: u64) -> Exit {
+        self.yielded = false;
+        if let Some(cause) = self.pending_interrupt(bus) {
+            self.waiting = false;
+            let pc = self.pc;
+            self.take_trap(Trap { cause: cause | INTERRUPT, tval: 0 }, pc);
+        } else if self.waiting {
+            if self.mip(bus) & self.csrs.mie != 0 {
+                self.waiting = false;
+            } else {
+                return Exit::Wfi;
+            }
+        }
+        self.limit = self.retired.saturating_add(budget);
+        let mut trap_streak = 0u32;
+        while self.retired < self.limit {
+            let pc = self.pc;
+            let result = match self.fetch(ram, bus) {
+                Ok(insn) => self.execute(insn, pc, ram, bus),
+                Err(t) => Err(t),
+            };
+            match result {
+                Ok(()) => {
+                    self.retired += 1;
+                    trap_streak = 0;
+                }
+                Err(t) => {
+                    self.take_trap(t, pc);
+                    trap_streak += 1;
+                    if trap_streak >= TRAP_STORM {
+                        return Exit::TrapStorm { pc, cause: t.cause };
+                    }
+                }
+            }
+        }
+        if self.waiting {
+            Exit::Wfi
+        } else if self.yielded {
+            Exit::Yield
+        } else {
+            Exit::Budget
+        }
+    }
+
+    /// End the slice after the current instruction.
+    fn request_yield(&mut self) {
+        self.yielded = true;
+        self.limit = self.retired + 1;
+    }
+
+    // ----- interrupts and traps -------------------------------------------
+
+    fn mip<B: Bus>(&self, bus: &mut B) -> u64 {
+        let mut v = self.csrs.mip_sw | self.irq_lines;
+        if self.csrs.sstc_enabled() {
+            v &= !csr::IRQ_STI;
+            if bus.mtime(self.retired) >= self.csrs.stimecmp {
+                v |= csr::IRQ_STI;
+            }
+        }
+        v
+    }
+
+    /// The highest-priority interrupt that is pending, enabled and not
+    /// masked at the current privilege.
+    fn pending_interrupt<B: Bus>(&self, bus: &mut B) -> Option<u64> {
+        if self.csrs.mie == 0 {
+            return None;
+        }
+        let pending = self.mip(bus) & self.csrs.mie;
+        if pending == 0 {
+            return None;
+        }
+        let mstatus = self.csrs.mstatus;
+        let m_on = self.priv_mode < Priv::Machine || mstatus & csr::MSTATUS_MIE != 0;
+        let s_on = self.priv_mode < Priv::Supervisor
+            || (self.priv_mode == Priv::Supervisor && mstatus & csr::MSTATUS_SIE != 0);
+        let mut take = 0;
+        if m_on {
+            take |= pending & !self.csrs.mideleg;
+        }
+        if s_on {
+            take |= pending & self.csrs.mideleg;
+        }
+        if take == 0 {
+            return None;
+        }
+        // Machine-level interrupts outrank supervisor-level ones.
+        let m_level = take & !self.csrs.mideleg;
+        let set = if m_level != 0 { m_level } else { take };
+        IRQ_PRIORITY.iter().copied().find(|c| set & (1 << c) != 0)
+    }
+
+    fn take_trap(&mut self, t: Trap, epc: u64) {
+        let interrupt = t.cause & INTERRUPT != 0;
+        let code = t.cause & 63;
+        let deleg_mask = if interrupt { self.csrs.mideleg } else { self.csrs.medeleg };
+        let to_s = self.priv_mode != Priv::Machine && (deleg_mask >> code) & 1 != 0;
+        let ms = self.csrs.mstatus;
+        let tvec = if to_s {
+            self.csrs.scause = t.cause;
+            self.csrs.sepc = epc;
+            self.csrs.stval = t.tval;
+            let mut s = ms & !(csr::MSTATUS_SPP | csr::MSTATUS_SPIE | csr::MSTATUS_SIE);
+            if self.priv_mode == Priv::Supervisor {
+                s |= csr::MSTATUS_SPP;
+            }
+            if ms & csr::MSTATUS_SIE != 0 {
+                s |= csr::MSTATUS_SPIE;
+            }
+            self.csrs.mstatus = s;
+            self.priv_mode = Priv::Supervisor;
+            self.csrs.stvec
+        } else {
+            self.csrs.mcause = t.cause;
+            self.csrs.mepc = epc;
+            self.csrs.mtval = t.tval;
+            let mut s = ms & !(csr::MSTATUS_MPP | csr::MSTATUS_MPIE | csr::MSTATUS_MIE);
+            s |= (self.priv_mode as u64) << csr::MSTATUS_MPP_SHIFT;
+            if ms & csr::MSTATUS_MIE != 0 {
+                s |= csr::MSTATUS_MPIE;
+            }
+            self.csrs.mstatus = s;
+            self.priv_mode = Priv::Machine;
+            self.csrs.mtvec
+        };
+        let base = tvec & !3;
+        self.pc = if interrupt && tvec & 1 == 1 { base + 4 * code } else { base };
+        self.mode_changed();
+    }
+
+    fn mret(&mut self) -> Result<(), Trap> {
+        let ms = self.csrs.mstatus;
+        let to = Priv::from_bits(ms >> csr::MSTATUS_MPP_SHIFT);
+        let mut s = ms & !(csr::MSTATUS_MPP | csr::MSTATUS_MIE);
+        s |= csr::MSTATUS_MPIE;
+        if ms & csr::MSTATUS_MPIE != 0 {
+            s |= csr::MSTATUS_MIE;
+        }
+        if to != Priv::Machine {
+            s &= !csr::MSTATUS_MPRV;
+        }
+        self.csrs.mstatus = s;
+        self.priv_mode = to;
+        self.pc = self.csrs.mepc;
+        self.mode_changed();
+        self.request_yield();
+        Ok(())
+    }
+
+    fn sret(&mut self) -> Result<(), Trap> {
+        let ms = self.csrs.mstatus;
+        let to = if ms & csr::MSTATUS_SPP != 0 { Priv::Supervisor } else { Priv::User };
+        let mut s = ms & !(csr::MSTATUS_SPP | csr::MSTATUS_SIE | csr::MSTATUS_MPRV);
+        s |= csr::MSTATUS_SPIE;
+        if ms & csr::MSTATUS_SPIE != 0 {
+            s |= csr::MSTATUS_SIE;
+        }
+        self.csrs.mstatus = s;
+        self.priv_mode = to;
+        self.pc = self.csrs.sepc;
+        self.mode_changed();
+        self.request_yield();
+        Ok(())
+    }
+
+    /// Privilege or mstatus changed: recompute the effective data privilege.
+    fn mode_changed(&mut self) {
+        let ms = self.csrs.mstatus;
+        let eff = if self.priv_mode == Priv::Machine && ms & csr::MSTATUS_MPRV != 0 {
+            Priv::from_bits(ms >> csr::MSTATUS_MPP_SHIFT)
+        } else {
+            self.priv_mode
+        };
+        self.data_priv = eff as u64;
+    }
+
+    fn flush_tlb(&mut self) {
+        self.tlb.flush();
+        self.fetch_tag = 0;
+    }
+
+    fn data_priv_mode(&self) -> Priv {
+        Priv::from_bits(self.data_priv)
+    }
+
+    // ----- memory ------------------------------------------------------------
+
+    /// Fetch and decode the instruction at pc (decoded once per slot).
+    #[inline(always)]
+    fn fetch<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B) -> Result<Insn, Trap> {
+        let pc = self.pc;
+        if tlb_tag(pc, self.priv_mode as u64) != self.fetch_tag && !self.switch_fetch_page(ram, pc)? {
+            return self.fetch_uncached(ram, bus, pc);
+        }
+        let slot = ((pc & 0xfff) >> 1) as usize;
+        if let Some(page) = &ram.decoded[self.fetch_page] {
+            let insn = page[slot];
+            if insn.op != Op::Undecoded {
+                return Ok(insn);
+            }
+        }
+        self.decode_into_cache(ram, bus, pc, slot)
+    }
+
+    /// Point the fetch cache at pc's page. Ok(false): the page is not plain
+    /// RAM (or has mixed PMP permissions) and must be fetched uncached.
+    fn switch_fetch_page(&mut self, ram: &mut Ram, pc: u64) -> Result<bool, Trap> {
+        let tag = tlb_tag(pc, self.priv_mode as u64);
+        let e = self.tlb.fetch[tlb_index(pc)];
+        let ram_off = if e.tag == tag {
+            (pc & !0xfff).wrapping_add(e.addend)
+        } else {
+            let t = mmu::translate(&self.csrs, ram, pc, Access::Fetch, self.priv_mode)
+                .map_err(|cause| Trap { cause, tval: pc })?;
+            let pa_page = t.pa & !0xfff;
+            if !t.cacheable || !ram.contains(pa_page, 0x1000) {
+                self.fetch_tag = 0;
+                return Ok(false);
+            }
+            self.fill_tlb(Access::Fetch, pc, pa_page, ram.base());
+            pa_page - ram.base()
+        };
+        self.fetch_tag = tag;
+        self.fetch_page = (ram_off >> PAGE_SHIFT) as usize;
+        Ok(true)
+    }
+
+    fn decode_into_cache<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, pc: u64, slot: usize) -> Result<Insn, Trap> {
+        let off = (self.fetch_page << PAGE_SHIFT) + (pc & 0xfff) as usize;
+        let bytes = ram.bytes();
+        let lo = u16::from_le_bytes([bytes[off], bytes[off + 1]]) as u32;
+        if decode::insn_len(lo) == 4 && slot == 2047 {
+            // Straddles a page boundary: never cached.
+            let hi = self.fetch_half(ram, bus, pc.wrapping_add(2))?;
+            return Ok(decode::decode(lo | (hi << 16)));
+        }
+        let raw = if decode::insn_len(lo) == 4 {
+            u32::from_le_bytes([bytes[off], bytes[off + 1], bytes[off + 2], bytes[off + 3]])
+        } else {
+            lo
+        };
+        let insn = decode::decode(raw);
+        ram.decoded[self.fetch_page].get_or_insert_with(decode::new_page)[slot] = insn;
+        Ok(insn)
+    }
+
+    fn fetch_uncached<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, pc: u64) -> Result<Insn, Trap> {
+        let lo = self.fetch_half(ram, bus, pc)?;
+        if decode::insn_len(lo) == 2 {
+            return Ok(decode::decode(lo));
+        }
+        let hi = self.fetch_half(ram, bus, pc.wrapping_add(2))?;
+        Ok(decode::decode(lo | (hi << 16)))
+    }
+
+    /// One 16-bit instruction parcel through full translation.
+    fn fetch_half<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, va: u64) -> Result<u32, Trap> {
+        let fault = |cause| Trap { cause, tval: va };
+        let t = mmu::translate(&self.csrs, ram, va, Access::Fetch, self.priv_mode).map_err(fault)?;
+        if let Some(s) = ram.slice(t.pa, 2) {
+            return Ok(u16::from_le_bytes([s[0], s[1]]) as u32);
+        }
+        match bus.load(t.pa, 2, self.retired) {
+            Ok(v) => Ok(v as u32 & 0xffff),
+            Err(_) => Err(fault(Access::Fetch.access_fault())),
+        }
+    }
+
+    fn fill_tlb(&mut self, access: Access, va: u64, pa_page: u64, ram_base: u64) {
+        let priv_bits = if access == Access::Fetch { self.priv_mode as u64 } else { self.data_priv };
+        let entry = TlbEntry {
+            tag: tlb_tag(va, priv_bits),
+            addend: (pa_page - ram_base).wrapping_sub(va & !0xfff),
+        };
+        self.tlb.table(access)[tlb_index(va)] = entry;
+    }
+
+    /// Load `N` bytes (zero-extended). Misaligned accesses within RAM are
+    /// handled in hardware.
+    #[inline(always)]
+    fn load<const N: usize, B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, va: u64) -> Result<u64, Trap> {
+        let e = self.tlb.load[tlb_index(va)];
+        if e.tag == tlb_tag(va, self.data_priv) && (va & 0xfff) as usize <= 0x1000 - N {
+            let off = va.wrapping_add(e.addend) as usize;
+            let mut buf = [0u8; 8];
+            buf[..N].copy_from_slice(&ram.bytes()[off..off + N]);
+            return Ok(u64::from_le_bytes(buf));
+        }
+        self.load_slow(ram, bus, va, N)
+    }
+
+    #[inline(always)]
+    fn store<const N: usize, B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, va: u64, val: u64) -> Result<(), Trap> {
+        let e = self.tlb.store[tlb_index(va)];
+        if e.tag == tlb_tag(va, self.data_priv) && (va & 0xfff) as usize <= 0x1000 - N {
+            let off = va.wrapping_add(e.addend) as usize;
+            ram.bytes_mut()[off..off + N].copy_from_slice(&val.to_le_bytes()[..N]);
+            ram.touch_page(off >> PAGE_SHIFT);
+            return Ok(());
+        }
+        self.store_slow(ram, bus, va, N, val)
+    }
+
+    /// Translate a data access, filling the TLB for cacheable RAM pages.
+    fn translate_data(&mut self, ram: &mut Ram, va: u64, access: Access) -> Result<u64, Trap> {
+        let t = mmu::translate(&self.csrs, ram, va, access, self.data_priv_mode())
+            .map_err(|cause| Trap { cause, tval: va })?;
+        let pa_page = t.pa & !0xfff;
+        if t.cacheable && ram.contains(pa_page, 0x1000) {
+            self.fill_tlb(access, va, pa_page, ram.base());
+        }
+        Ok(t.pa)
+    }
+
+    #[inline(never)]
+    fn load_slow<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, va: u64, n: usize) -> Result<u64, Trap> {
+        if (va & 0xfff) as usize + n > 0x1000 {
+            // Crosses a page: byte by byte, each translated.
+            let mut v = 0u64;
+            for i in 0..n as u64 {
+                v |= self.load::<1, B>(ram, bus, va.wrapping_add(i))? << (8 * i);
+            }
+            return Ok(v);
+        }
+        let pa = self.translate_data(ram, va, Access::Load)?;
+        self.phys_load(ram, bus, pa, n, va, Access::Load)
+    }
+
+    #[inline(never)]
+    fn store_slow<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, va: u64, n: usize, val: u64) -> Result<(), Trap> {
+        if (va & 0xfff) as usize + n > 0x1000 {
+            // Crosses a page: make sure both pages are writable first.
+            let last = va.wrapping_add(n as u64 - 1);
+            self.translate_data(ram, va, Access::Store)?;
+            self.translate_data(ram, last, Access::Store)?;
+            for i in 0..n as u64 {
+                self.store::<1, B>(ram, bus, va.wrapping_add(i), val >> (8 * i))?;
+            }
+            return Ok(());
+        }
+        let pa = self.translate_data(ram, va, Access::Store)?;
+        self.phys_store(ram, bus, pa, n, val, va)
+    }
+
+    fn phys_load<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, pa: u64, n: usize, va: u64, access: Access) -> Result<u64, Trap> {
+        if let Some(s) = ram.slice(pa, n) {
+            let mut buf = [0u8; 8];
+            buf[..n].copy_from_slice(s);
+            return Ok(u64::from_le_bytes(buf));
+        }
+        if pa & (n as u64 - 1) != 0 {
+            return Err(Trap { cause: CAUSE_LOAD_MISALIGNED, tval: va });
+        }
+        self.request_yield();
+        bus.load(pa, n as u8, self.retired).map_err(|_| Trap { cause: access.access_fault(), tval: va })
+    }
+
+    fn phys_store<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, pa: u64, n: usize, val: u64, va: u64) -> Result<(), Trap> {
+        if ram.write(pa, &val.to_le_bytes()[..n]) {
+            return Ok(());
+        }
+        if pa & (n as u64 - 1) != 0 {
+            return Err(Trap { cause: CAUSE_STORE_MISALIGNED, tval: va });
+        }
+        self.request_yield();
+        let v = if n == 8 { val } else { val & ((1u64 << (8 * n)) - 1) };
+        bus.store(pa, n as u8, v, self.retired).map_err(|_| Trap { cause: Access::Store.access_fault(), tval: va })
+    }
+
+    // ----- execution ---------------------------------------------------------
+
+    #[inline(always)]
+    fn set_x(&mut self, rd: u8, v: u64) {
+        self.x[rd as usize] = v;
+        self.x[0] = 0;
+    }
+
+    fn illegal(i: &Insn) -> Trap {
+        Trap { cause: CAUSE_ILLEGAL, tval: i.raw as u64 }
+    }
+
+    /// Execute one instruction at `pc`; on success the pc has been advanced.
+    #[inline(always)]
+    fn execute<B: Bus>(&mut self, i: Insn, pc: u64, ram: &mut Ram, bus: &mut B) -> Result<(), Trap> {
+        let rs1 = self.x[i.rs1 as usize];
+        let rs2 = self.x[i.rs2 as usize];
+        let imm = i.imm as i64 as u64;
+        let next = pc.wrapping_add(i.len as u64);
+        let v = match i.op {
+            Op::Addi => rs1.wrapping_add(imm),
+            Op::Add => rs1.wrapping_add(rs2),
+            Op::Lui => imm,
+            Op::Auipc => pc.wrapping_add(imm),
+            Op::Jal => {
+                self.set_x(i.rd, next);
+                self.pc = pc.wrapping_add(imm);
+                return Ok(());
+            }
+            Op::Jalr => {
+                self.pc = rs1.wrapping_add(imm) & !1;
+                self.set_x(i.rd, next);
+                return Ok(());
+            }
+            Op::Beq | Op::Bne | Op::Blt | Op::Bge | Op::Bltu | Op::Bgeu => {
+                let taken = match i.op {
+                    Op::Beq => rs1 == rs2,
+                    Op::Bne => rs1 != rs2,
+                    Op::Blt => (rs1 as i64) < (rs2 as i64),
+                    Op::Bge => (rs1 as i64) >= (rs2 as i64),
+                    Op::Bltu => rs1 < rs2,
+                    _ => rs1 >= rs2,
+                };
+                self.pc = if taken { pc.wrapping_add(imm) } else { next };
+                return Ok(());
+            }
+            Op::Lb => self.load::<1, B>(ram, bus, rs1.wrapping_add(imm))? as i8 as u64,
+            Op::Lh => self.load::<2, B>(ram, bus, rs1.wrapping_add(imm))? as i16 as u64,
+            Op::Lw => self.load::<4, B>(ram, bus, rs1.wrapping_add(imm))? as i32 as u64,
+            Op::Ld => self.load::<8, B>(ram, bus, rs1.wrapping_add(imm))?,
+            Op::Lbu => self.load::<1, B>(ram, bus, rs1.wrapping_add(imm))?,
+            Op::Lhu => self.load::<2, B>(ram, bus, rs1.wrapping_add(imm))?,
+            Op::Lwu => self.load::<4, B>(ram, bus, rs1.wrapping_add(imm))?,
+            Op::Sb | Op::Sh | Op::Sw | Op::Sd => {
+                let va = rs1.wrapping_add(imm);
+                match i.op {
+                    Op::Sb => self.store::<1, B>(ram, bus, va, rs2)?,
+                    Op::Sh => self.store::<2, B>(ram, bus, va, rs2)?,
+                    Op::Sw => self.store::<4, B>(ram, bus, va, rs2)?,
+                    _ => self.store::<8, B>(ram, bus, va, rs2)?,
+                }
+                self.pc = next;
+                return Ok(());
+            }
+            Op::Slti => ((rs1 as i64) < (imm as i64)) as u64,
+            Op::Sltiu => (rs1 < imm) as u64,
+            Op::Xori => rs1 ^ imm,
+            Op::Ori => rs1 | imm,
+            Op::Andi => rs1 & imm,
+            Op::Slli => rs1 << (imm & 63),
+            Op::Srli => rs1 >> (imm & 63),
+            Op::Srai => ((rs1 as i64) >> (imm & 63)) as u64,
+            Op::Sub => rs1.wrapping_sub(rs2),
+            Op::Sll => rs1 << (rs2 & 63),
+            Op::Slt => ((rs1 as i64) < (rs2 as i64)) as u64,
+            Op::Sltu => (rs1 < rs2) as u64,
+            Op::Xor => rs1 ^ rs2,
+            Op::Srl => rs1 >> (rs2 & 63),
+            Op::Sra => ((rs1 as i64) >> (rs2 & 63)) as u64,
+            Op::Or => rs1 | rs2,
+            Op::And => rs1 & rs2,
+            Op::Addiw => (rs1 as i32).wrapping_add(i.imm) as i64 as u64,
+            Op::Slliw => ((rs1 as u32) << (imm & 31)) as i32 as i64 as u64,
+            Op::Srliw => ((rs1 as u32) >> (imm & 31)) as i32 as i64 as u64,
+            Op::Sraiw => ((rs1 as i32) >> (imm & 31)) as i64 as u64,
+            Op::Addw => (rs1 as i32).wrapping_add(rs2 as i32) as i64 as u64,
+            Op::Subw => (rs1 as i32).wrapping_sub(rs2 as i32) as i64 as u64,
+            Op::Sllw => ((rs1 as u32) << (rs2 & 31)) as i32 as i64 as u64,
+            Op::Srlw => ((rs1 as u32) >> (rs2 & 31)) as i32 as i64 as u64,
+            Op::Sraw => ((rs1 as i32) >> (rs2 & 31)) as i64 as u64,
+            Op::Mul => rs1.wrapping_mul(rs2),
+            Op::Mulh => (((rs1 as i64 as i128) * (rs2 as i64 as i128)) >> 64) as u64,
+            Op::Mulhsu => (((rs1 as i64 as i128) * (rs2 as u128 as i128)) >> 64) as u64,
+            Op::Mulhu => (((rs1 as u128) * (rs2 as u128)) >> 64) as u64,
+            Op::Div => div_signed(rs1 as i64, rs2 as i64) as u64,
+            Op::Divu => rs1.checked_div(rs2).unwrap_or(u64::MAX),
+            Op::Rem => rem_signed(rs1 as i64, rs2 as i64) as u64,
+            Op::Remu => if rs2 == 0 { rs1 } else { rs1 % rs2 },
+            Op::Mulw => (rs1 as i32).wrapping_mul(rs2 as i32) as i64 as u64,
+            Op::Divw => div_signed(rs1 as i32 as i64, rs2 as i32 as i64) as i32 as i64 as u64,
+            Op::Divuw => (rs1 as u32).checked_div(rs2 as u32).unwrap_or(u32::MAX) as i32 as i64 as u64,
+            Op::Remw => rem_signed(rs1 as i32 as i64, rs2 as i32 as i64) as i32 as i64 as u64,
+            Op::Remuw => {
+                let (a, b) = (rs1 as u32, rs2 as u32);
+                (if b == 0 { a } else { a % b }) as i32 as i64 as u64
+            }
+            Op::Fence | Op::FenceI => {
+                // The decoded-instruction cache is kept exactly coherent with
+                // every write to RAM, so fence.i has nothing left to do.
+                self.pc = next;
+                return Ok(());
+            }
+            _ => return self.execute_rare(i, pc, ram, bus),
+        };
+        self.set_x(i.rd, v);
+        self.pc = next;
+        Ok(())
+    }
+
+    /// System, atomic and floating-point instructions.
+    #[inline(never)]
+    fn execute_rare<B: Bus>(&mut self, i: Insn, pc: u64, ram: &mut Ram, bus: &mut B) -> Result<(), Trap> {
+        let next = pc.wrapping_add(i.len as u64);
+        match i.op {
+            Op::Undecoded | Op::Illegal => return Err(Self::illegal(&i)),
+            Op::Ecall => return Err(Trap { cause: CAUSE_ECALL_U + self.priv_mode as u64, tval: 0 }),
+            Op::Ebreak => return Err(Trap { cause: CAUSE_BREAKPOINT, tval: pc }),
+            Op::Mret => {
+                if self.priv_mode != Priv::Machine {
+                    return Err(Self::illegal(&i));
+                }
+                return self.mret();
+            }
+            Op::Sret => {
+                let tsr = self.csrs.mstatus & csr::MSTATUS_TSR != 0;
+                if self.priv_mode == Priv::User || (self.priv_mode == Priv::Supervisor && tsr) {
+                    return Err(Self::illegal(&i));
+                }
+                return self.sret();
+            }
+            Op::Wfi => {
+                let tw = self.csrs.mstatus & csr::MSTATUS_TW != 0;
+                if self.priv_mode == Priv::User || (self.priv_mode == Priv::Supervisor && tw) {
+                    return Err(Self::illegal(&i));
+                }
+                if self.mip(bus) & self.csrs.mie == 0 {
+                    self.waiting = true;
+                }
+                self.request_yield();
+            }
+            Op::SfenceVma => {
+                let tvm = self.csrs.mstatus & csr::MSTATUS_TVM != 0;
+                if self.priv_mode == Priv::User || (self.priv_mode == Priv::Supervisor && tvm) {
+                    return Err(Self::illegal(&i));
+                }
+                self.flush_tlb();
+            }
+            Op::Csrrw | Op::Csrrs | Op::Csrrc | Op::Csrrwi | Op::Csrrsi | Op::Csrrci => {
+                self.csr_instruction(&i, bus)?;
+            }
+            op if (op as u8) >= (Op::LrW as u8) && (op as u8) <= (Op::AmoMaxuD as u8) => {
+                self.atomic(&i, ram, bus)?;
+            }
+            _ => {
+                if self.csrs.mstatus & csr::MSTATUS_FS == 0 {
+                    return Err(Self::illegal(&i));
+                }
+                self.execute_fp(&i, ram, bus)?;
+            }
+        }
+        self.pc = next;
+        Ok(())
+    }
+
+    // ----- atomics -------------------------------------------------------------
+
+    fn atomic<B: Bus>(&mut self, i: &Insn, ram: &mut Ram, bus: &mut B) -> Result<(), Trap> {
+        let va = self.x[i.rs1 as usize];
+        let src = self.x[i.rs2 as usize];
+        let word = (i.op as u8) <= (Op::AmoMaxuW as u8);
+        let n: usize = if word { 4 } else { 8 };
+        let is_lr = matches!(i.op, Op::LrW | Op::LrD);
+        if va & (n as u64 - 1) != 0 {
+            let cause = if is_lr { CAUSE_LOAD_MISALIGNED } else { CAUSE_STORE_MISALIGNED };
+            return Err(Trap { cause, tval: va });
+        }
+        if is_lr {
+            let pa = self.translate_data(ram, va, Access::Load)?;
+            let v = self.phys_load(ram, bus, pa, n, va, Access::Load)?;
+            self.reservation = Some(pa);
+            self.set_x(i.rd, sext_width(v, word));
+            return Ok(());
+        }
+        let pa = self.translate_data(ram, va, Access::Store)?;
+        if matches!(i.op, Op::ScW | Op::ScD) {
+            let ok = self.reservation.take() == Some(pa);
+            if ok {
+                self.phys_store(ram, bus, pa, n, src, va)?;
+            }
+            self.set_x(i.rd, (!ok) as u64);
+            return Ok(());
+        }
+        let old = self.phys_load(ram, bus, pa, n, va, Access::Store)?;
+        let (a, b) = (sext_width(old, word), sext_width(src, word));
+        let new = match i.op {
+            Op::AmoSwapW | Op::AmoSwapD => b,
+            Op::AmoAddW | Op::AmoAddD => a.wrapping_add(b),
+            Op::AmoXorW | Op::AmoXorD => a ^ b,
+            Op::AmoAndW | Op::AmoAndD => a & b,
+            Op::AmoOrW | Op::AmoOrD => a | b,
+            Op::AmoMinW | Op::AmoMinD => (a as i64).min(b as i64) as u64,
+            Op::AmoMaxW | Op::AmoMaxD => (a as i64).max(b as i64) as u64,
+            Op::AmoMinuW => (a as u32).min(b as u32) as u64,
+            Op::AmoMaxuW => (a as u32).max(b as u32) as u64,
+            Op::AmoMinuD => a.min(b),
+            _ => a.max(b),
+        };
+        self.phys_store(ram, bus, pa, n, new, va)?;
+        self.set_x(i.rd, a);
+        Ok(())
+    }
+
+    // ----- CSRs ------------------------------------------------------------------
+
+    fn csr_instruction<B: Bus>(&mut self, i: &Insn, bus: &mut B) -> Result<(), Trap> {
+        let num = i.imm as u16;
+        let (src, writes) = match i.op {
+            Op::Csrrw => (self.x[i.rs1 as usize], true),
+            Op::Csrrs | Op::Csrrc => (self.x[i.rs1 as usize], i.rs1 != 0),
+            Op::Csrrwi => (i.rs1 as u64, true),
+            _ => (i.rs1 as u64, i.rs1 != 0),
+        };
+        let min_priv = (num >> 8) & 3;
+        if (self.priv_mode as u16) < min_priv || (writes && num >> 10 == 3) {
+            return Err(Self::illegal(i));
+        }
+        let old = self.csr_read(num, bus).ok_or_else(|| Self::illegal(i))?;
+        if writes {
+            let new = match i.op {
+                Op::Csrrw | Op::Csrrwi => src,
+                Op::Csrrs | Op::Csrrsi => old | src,
+                _ => old & !src,
+            };
+            self.csr_write(num, new).ok_or_else(|| Self::illegal(i))?;
+        }
+        self.set_x(i.rd, old);
+        Ok(())
+    }
+
+    /// Counter CSRs are visible below M only when mcounteren (and, for U,
+    /// scounteren) allow it.
+    fn counter_allowed(&self, num: u16) -> bool {
+        let bit = 1u64 << (num & 31);
+        match self.priv_mode {
+            Priv::Machine => true,
+            Priv::Supervisor => self.csrs.mcounteren & bit != 0,
+            Priv::User => self.csrs.mcounteren & bit != 0 && self.csrs.scounteren & bit != 0,
+        }
+    }
+
+    fn fp_on(&self) -> bool {
+        self.csrs.mstatus & csr::MSTATUS_FS != 0
+    }
+
+    fn stimecmp_allowed(&self) -> bool {
+        self.priv_mode == Priv::Machine
+            || (self.csrs.sstc_enabled() && self.csrs.mcounteren & 2 != 0)
+    }
+
+    fn csr_read<B: Bus>(&self, num: u16, bus: &mut B) -> Option<u64> {
+        let c = &self.csrs;
+        Some(match num {
+            csr::FFLAGS if self.fp_on() => self.fflags as u64,
+            csr::FRM if self.fp_on() => self.frm as u64,
+            csr::FCSR if self.fp_on() => ((self.frm as u64) << 5) | self.fflags as u64,
+            0xc00..=0xc1f if !self.counter_allowed(num) => return None,
+            csr::CYCLE => self.retired.wrapping_add(c.cycle_offset),
+            csr::TIME => bus.mtime(self.retired),
+            csr::INSTRET => self.retired.wrapping_add(c.instret_offset),
+            0xc03..=0xc1f => 0,
+            csr::SSTATUS => c.read_mstatus() & csr::SSTATUS_MASK,
+            csr::SIE => c.mie & c.mideleg,
+            csr::STVEC => c.stvec,
+            csr::SCOUNTEREN => c.scounteren,
+            csr::SENVCFG => c.senvcfg,
+            csr::SSCRATCH => c.sscratch,
+            csr::SEPC => c.sepc,
+            csr::SCAUSE => c.scause,
+            csr::STVAL => c.stval,
+            csr::SIP => self.mip(bus) & c.mideleg,
+            csr::STIMECMP if self.stimecmp_allowed() => c.stimecmp,
+            csr::SATP if self.satp_allowed() => c.satp,
+            csr::MSTATUS => c.read_mstatus(),
+            csr::MISA_CSR => csr::MISA,
+            csr::MEDELEG => c.medeleg,
+            csr::MIDELEG => c.mideleg,
+            csr::MIE => c.mie,
+            csr::MTVEC => c.mtvec,
+            csr::MCOUNTEREN => c.mcounteren,
+            csr::MENVCFG => c.menvcfg,
+            csr::MCOUNTINHIBIT => 0,
+            0x323..=0x33f => 0, // mhpmevent3..31: hardwired zero
+            csr::MSCRATCH => c.mscratch,
+            csr::MEPC => c.mepc,
+            csr::MCAUSE => c.mcause,
+            csr::MTVAL => c.mtval,
+            csr::MIP => self.mip(bus),
+            0x3a0..=0x3af if num & 1 == 0 => c.read_pmpcfg((num - 0x3a0) as usize),
+            0x3b0..=0x3ef => c.pmpaddr.get((num - 0x3b0) as usize).copied().unwrap_or(0),
+            csr::MCYCLE => self.retired.wrapping_add(c.cycle_offset),
+            csr::MINSTRET => self.retired.wrapping_add(c.instret_offset),
+            0xb03..=0xb1f => 0, // mhpmcounter3..31: hardwired zero
+            csr::MVENDORID | csr::MARCHID | csr::MIMPID | csr::MCONFIGPTR => 0,
+            csr::MHARTID => self.hartid,
+            _ => return None,
+        })
+    }
+
+    fn satp_allowed(&self) -> bool {
+        !(self.priv_mode == Priv::Supervisor && self.csrs.mstatus & csr::MSTATUS_TVM != 0)
+    }
+
+    /// Write a CSR (access already checked). None: no such writable CSR.
+    fn csr_write(&mut self, num: u16, v: u64) -> Option<()> {
+        let c = &mut self.csrs;
+        match num {
+            csr::FFLAGS => {
+                self.fflags = (v & 0x1f) as u8;
+                self.fp_dirty();
+            }
+            csr::FRM => {
+                self.frm = (v & 7) as u8;
+                self.fp_dirty();
+            }
+            csr::FCSR => {
+                self.fflags = (v & 0x1f) as u8;
+                self.frm = ((v >> 5) & 7) as u8;
+                self.fp_dirty();
+            }
+            csr::SSTATUS => {
+                let before = c.mstatus;
+                c.write_sstatus(v);
+                self.mstatus_changed(before);
+            }
+            csr::SIE => {
+                c.mie = (c.mie & !c.mideleg) | (v & c.mideleg);
+                self.request_yield();
+            }
+            csr::SIP => {
+                let mask = csr::IRQ_SSI & c.mideleg;
+                c.mip_sw = (c.mip_sw & !mask) | (v & mask);
+                self.request_yield();
+            }
+            csr::STVEC => c.stvec = Csrs::legal_tvec(v),
+            csr::SCOUNTEREN => c.scounteren = v & 0xffff_ffff,
+            csr::SENVCFG => c.senvcfg = v & 1,
+            csr::SSCRATCH => c.sscratch = v,
+            csr::SEPC => c.sepc = v & !1,
+            csr::SCAUSE => c.scause = v,
+            csr::STVAL => c.stval = v,
+            csr::STIMECMP => {
+                c.stimecmp = v;
+                self.request_yield();
+            }
+            csr::SATP => {
+                c.write_satp(v);
+                self.flush_tlb();
+            }
+            csr::MSTATUS => {
+                let before = c.mstatus;
+                c.write_mstatus(v);
+                self.mstatus_changed(before);
+            }
+            csr::MISA_CSR => {}
+            csr::MEDELEG => c.write_medeleg(v),
+            csr::MIDELEG => {
+                c.write_mideleg(v);
+                self.request_yield();
+            }
+            csr::MIE => {
+                c.write_mie(v);
+                self.request_yield();
+            }
+            csr::MTVEC => c.mtvec = Csrs::legal_tvec(v),
+            csr::MCOUNTEREN => c.mcounteren = v & 0xffff_ffff,
+            csr::MENVCFG => {
+                c.write_menvcfg(v);
+                self.request_yield();
+            }
+            csr::MCOUNTINHIBIT | 0x323..=0x33f | 0xb03..=0xb1f => {}
+            csr::MSCRATCH => c.mscratch = v,
+            csr::MEPC => c.mepc = v & !1,
+            csr::MCAUSE => c.mcause = v,
+            csr::MTVAL => c.mtval = v,
+            csr::MIP => {
+                let mut mask = csr::IRQ_SSI | csr::IRQ_SEI;
+                if !c.sstc_enabled() {
+                    mask |= csr::IRQ_STI;
+                }
+                c.mip_sw = (c.mip_sw & !mask) | (v & mask);
+                self.request_yield();
+            }
+            0x3a0..=0x3af if num & 1 == 0 => {
+                if c.write_pmpcfg((num - 0x3a0) as usize, v) {
+                    self.flush_tlb();
+                }
+            }
+            0x3b0..=0x3ef => {
+                let idx = (num - 0x3b0) as usize;
+                if idx < csr::PMP_ENTRIES && c.write_pmpaddr(idx, v) {
+                    self.flush_tlb();
+                }
+            }
+            // The write lands after this instruction retires (+1).
+            csr::MCYCLE => c.cycle_offset = v.wrapping_sub(self.retired + 1),
+            csr::MINSTRET => c.instret_offset = v.wrapping_sub(self.retired + 1),
+            _ => return None,
+        }
+        Some(())
+    }
+
+    fn mstatus_changed(&mut self, before: u64) {
+        let after = self.csrs.mstatus;
+        if (before ^ after) & (csr::MSTATUS_SUM | csr::MSTATUS_MXR) != 0 {
+            self.flush_tlb();
+        }
+        self.mode_changed();
+        self.request_yield();
+    }
+
+    fn fp_dirty(&mut self) {
+        self.csrs.mstatus |= csr::MSTATUS_FS;
+    }
+}
+
+fn div_signed(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        -1
+    } else {
+        a.wrapping_div(b)
+    }
+}
+
+fn rem_signed(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        a
+    } else {
+        a.wrapping_rem(b)
+    }
+}
+
+fn sext_width(v: u64, word: bool) -> u64 {
+    if word {
+        v as i32 as i64 as u64
+    } else {
+        v
+    }
+}

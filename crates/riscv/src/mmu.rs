@@ -1,0 +1,259 @@
+//! Address translation: Sv39/Sv48 page walks with hardware A/D updates, PMP
+//! checks, and the software TLB that makes a RAM access one tag compare and
+//! one add.
+
+use crate::csr::{self, Csrs, PMP_ENTRIES};
+use crate::hart::Priv;
+use crate::ram::{Ram, PAGE_SHIFT};
+
+/// Kind of access, which picks the TLB and the fault causes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Fetch,
+    Load,
+    Store,
+}
+
+impl Access {
+    pub fn page_fault(self) -> u64 {
+        match self {
+            Access::Fetch => 12,
+            Access::Load => 13,
+            Access::Store => 15,
+        }
+    }
+    pub fn access_fault(self) -> u64 {
+        match self {
+            Access::Fetch => 1,
+            Access::Load => 5,
+            Access::Store => 7,
+        }
+    }
+}
+
+pub const TLB_SIZE: usize = 256;
+
+/// One cached 4 KiB translation for one access kind at one privilege.
+/// `tag` = vpn << 4 | privilege | VALID; a RAM page at host offset
+/// `va + addend`.
+#[derive(Clone, Copy, Default)]
+pub struct TlbEntry {
+    pub tag: u64,
+    pub addend: u64,
+}
+
+pub const TAG_VALID: u64 = 8;
+
+#[inline(always)]
+pub fn tlb_tag(va: u64, priv_bits: u64) -> u64 {
+    ((va >> PAGE_SHIFT) << 4) | priv_bits | TAG_VALID
+}
+
+#[inline(always)]
+pub fn tlb_index(va: u64) -> usize {
+    ((va >> PAGE_SHIFT) as usize) & (TLB_SIZE - 1)
+}
+
+pub struct Tlb {
+    pub fetch: Box<[TlbEntry; TLB_SIZE]>,
+    pub load: Box<[TlbEntry; TLB_SIZE]>,
+    pub store: Box<[TlbEntry; TLB_SIZE]>,
+}
+
+impl Default for Tlb {
+    fn default() -> Self {
+        Tlb {
+            fetch: Box::new([TlbEntry::default(); TLB_SIZE]),
+            load: Box::new([TlbEntry::default(); TLB_SIZE]),
+            store: Box::new([TlbEntry::default(); TLB_SIZE]),
+        }
+    }
+}
+
+impl Tlb {
+    pub fn flush(&mut self) {
+        self.fetch.fill(TlbEntry::default());
+        self.load.fill(TlbEntry::default());
+        self.store.fill(TlbEntry::default());
+    }
+
+    pub fn table(&mut self, a: Access) -> &mut [TlbEntry; TLB_SIZE] {
+        match a {
+            Access::Fetch => &mut self.fetch,
+            Access::Load => &mut self.load,
+            Access::Store => &mut self.store,
+        }
+    }
+}
+
+/// Successful translation.
+#[derive(Clone, Copy, Debug)]
+pub struct Translation {
+    pub pa: u64,
+    /// Whether the whole 4 KiB page around `pa` has the same permission
+    /// outcome (PMP-wise), so it may be cached in the TLB.
+    pub cacheable: bool,
+}
+
+const PTE_V: u64 = 1;
+const PTE_R: u64 = 2;
+const PTE_W: u64 = 4;
+const PTE_X: u64 = 8;
+const PTE_U: u64 = 16;
+const PTE_A: u64 = 64;
+const PTE_D: u64 = 128;
+
+/// Translate `va` for an access at effective privilege `eff`. Err is the
+/// exception cause (page fault or access fault); tval is `va`.
+pub fn translate(
+    csrs: &Csrs,
+    ram: &mut Ram,
+    va: u64,
+    access: Access,
+    eff: Priv,
+) -> Result<Translation, u64> {
+    let mode = csrs.satp >> 60;
+    let pa = if eff == Priv::Machine || mode == csr::SATP_MODE_BARE {
+        va
+    } else {
+        walk(csrs, ram, va, access, eff, mode)?
+    };
+    let (allowed, cacheable) = pmp_check_page(csrs, pa, access, eff);
+    if !allowed {
+        return Err(access.access_fault());
+    }
+    Ok(Translation { pa, cacheable })
+}
+
+fn walk(csrs: &Csrs, ram: &mut Ram, va: u64, access: Access, eff: Priv, mode: u64) -> Result<u64, u64> {
+    let levels: u32 = if mode == csr::SATP_MODE_SV48 { 4 } else { 3 };
+    let va_bits = 12 + 9 * levels;
+    // The upper bits must all equal the top translated bit.
+    let top = (va as i64) >> (va_bits - 1);
+    if top != 0 && top != -1 {
+        return Err(access.page_fault());
+    }
+    let mstatus = csrs.mstatus;
+    let mut table = (csrs.satp & ((1 << 44) - 1)) << PAGE_SHIFT;
+    for level in (0..levels).rev() {
+        let vpn = (va >> (12 + 9 * level)) & 0x1ff;
+        let pte_addr = table + vpn * 8;
+        // PTE reads are S-mode physical accesses, subject to PMP.
+        if !pmp_check_page(csrs, pte_addr, Access::Load, Priv::Supervisor).0 {
+            return Err(access.access_fault());
+        }
+        let pte = ram.read_u64(pte_addr).ok_or(access.access_fault())?;
+        if pte & PTE_V == 0 || (pte & PTE_R == 0 && pte & PTE_W != 0) || pte >> 54 != 0 {
+            return Err(access.page_fault());
+        }
+        let ppn = (pte >> 10) & ((1 << 44) - 1);
+        if pte & (PTE_R | PTE_X) == 0 {
+            // Pointer to the next level.
+            if level == 0 || pte & (PTE_A | PTE_D | PTE_U) != 0 {
+                return Err(access.page_fault());
+            }
+            table = ppn << PAGE_SHIFT;
+            continue;
+        }
+        check_leaf_permissions(pte, mstatus, access, eff)?;
+        // Superpages must be aligned.
+        let low_mask = (1u64 << (9 * level)) - 1;
+        if ppn & low_mask != 0 {
+            return Err(access.page_fault());
+        }
+        // Hardware A/D update.
+        let mut new = pte | PTE_A;
+        if access == Access::Store {
+            new |= PTE_D;
+        }
+        if new != pte && !ram.write_u64(pte_addr, new) {
+            return Err(access.access_fault());
+        }
+        let page_pa = (ppn | ((va >> 12) & low_mask)) << PAGE_SHIFT;
+        return Ok(page_pa | (va & 0xfff));
+    }
+    Err(access.page_fault())
+}
+
+fn check_leaf_permissions(pte: u64, mstatus: u64, access: Access, eff: Priv) -> Result<(), u64> {
+    let user_page = pte & PTE_U != 0;
+    match eff {
+        Priv::User if !user_page => return Err(access.page_fault()),
+        Priv::Supervisor if user_page => {
+            if access == Access::Fetch || mstatus & csr::MSTATUS_SUM == 0 {
+                return Err(access.page_fault());
+            }
+        }
+        _ => {}
+    }
+    let ok = match access {
+        Access::Fetch => pte & PTE_X != 0,
+        Access::Load => pte & PTE_R != 0 || (mstatus & csr::MSTATUS_MXR != 0 && pte & PTE_X != 0),
+        Access::Store => pte & PTE_W != 0,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(access.page_fault())
+    }
+}
+
+/// PMP decision for an access at `pa`. Returns (allowed, cacheable): the
+/// second is true when every byte of the 4 KiB page around `pa` would get the
+/// same decision, so the page may be cached in the TLB.
+pub fn pmp_check_page(csrs: &Csrs, pa: u64, access: Access, eff: Priv) -> (bool, bool) {
+    let page = pa & !0xfff;
+    let page_end = page + 0x1000;
+    let mut clean = true;
+    let mut prev_top = 0u64;
+    for i in 0..PMP_ENTRIES {
+        let range = pmp_range(csrs, i, prev_top);
+        prev_top = csrs.pmpaddr[i] << 2;
+        let Some((lo, hi)) = range else { continue };
+        if hi <= page || lo >= page_end {
+            continue;
+        }
+        if pa >= lo && pa < hi {
+            let whole_page = lo <= page && hi >= page_end;
+            return (pmp_allows(csrs.pmpcfg[i], access, eff), clean && whole_page);
+        }
+        clean = false;
+    }
+    (eff == Priv::Machine, clean)
+}
+
+fn pmp_allows(cfg: u8, access: Access, eff: Priv) -> bool {
+    if eff == Priv::Machine && cfg & csr::PMP_L == 0 {
+        return true;
+    }
+    let bit = match access {
+        Access::Fetch => csr::PMP_X,
+        Access::Load => csr::PMP_R,
+        Access::Store => csr::PMP_W,
+    };
+    cfg & bit != 0
+}
+
+/// Byte range [lo, hi) of PMP entry `i`, or None when off.
+fn pmp_range(csrs: &Csrs, i: usize, prev_top: u64) -> Option<(u64, u64)> {
+    let cfg = csrs.pmpcfg[i];
+    let addr = csrs.pmpaddr[i];
+    match csr::pmp_mode(cfg) {
+        csr::PMP_TOR => {
+            let hi = addr << 2;
+            (prev_top < hi).then_some((prev_top, hi))
+        }
+        csr::PMP_NA4 => Some((addr << 2, (addr << 2) + 4)),
+        csr::PMP_NAPOT => {
+            let ones = addr.trailing_ones();
+            let size_shift = ones + 3;
+            if size_shift >= 64 {
+                return Some((0, u64::MAX));
+            }
+            let base = (addr & !((1u64 << ones) - 1)) << 2;
+            let base = base & !((1u64 << size_shift) - 1);
+            Some((base, base.saturating_add(1u64 << size_shift)))
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,191 @@
+//! Guest RAM: one contiguous block of host memory at a physical base address.
+//!
+//! Besides the bytes, RAM keeps two pieces of bookkeeping that every writer
+//! (harts and device DMA alike) must update, which is why all writes go
+//! through this type: a dirty-page bitmap (for incremental state hashes,
+//! snapshots and live migration) and the decoded-instruction cache of each
+//! page, dropped when the page is written.
+
+use crate::decode::DecodedPage;
+use memmap2::MmapMut;
+
+pub const PAGE_SHIFT: u32 = 12;
+pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RamError {
+    #[error("RAM size {0} bytes is not a non-zero multiple of 4 KiB")]
+    BadSize(u64),
+    #[error("cannot map {size} bytes of guest RAM: {source}")]
+    Map {
+        size: u64,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub struct Ram {
+    base: u64,
+    mem: MmapMut,
+    /// One bit per page written since the last [`Ram::take_dirty`].
+    dirty: Vec<u64>,
+    /// Decoded instructions per page, built lazily by the harts.
+    pub(crate) decoded: Vec<Option<Box<DecodedPage>>>,
+}
+
+impl Ram {
+    /// Anonymous zero-filled RAM; untouched pages cost no host memory.
+    pub fn new(base: u64, size: u64) -> Result<Self, RamError> {
+        if size == 0 || size % PAGE_SIZE != 0 || usize::try_from(size).is_err() {
+            return Err(RamError::BadSize(size));
+        }
+        let mem = MmapMut::map_anon(size as usize).map_err(|source| RamError::Map { size, source })?;
+        Ok(Self::from_mmap(base, mem))
+    }
+
+    /// RAM over an existing mapping (e.g. a private mapping of a snapshot
+    /// file, so restore maps pages lazily). Its length must be page aligned.
+    pub fn from_mmap(base: u64, mem: MmapMut) -> Self {
+        let pages = mem.len() >> PAGE_SHIFT;
+        Self {
+            base,
+            mem,
+            dirty: vec![0; pages.div_ceil(64)],
+            decoded: (0..pages).map(|_| None).collect(),
+        }
+    }
+
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    pub fn size(&self) -> u64 {
+        self.mem.len() as u64
+    }
+
+    pub fn pages(&self) -> usize {
+        self.decoded.len()
+    }
+
+    /// Offset of `[pa, pa+len)` inside RAM, if all of it is RAM.
+    #[inline]
+    pub fn offset(&self, pa: u64, len: u64) -> Option<usize> {
+        let off = pa.checked_sub(self.base)?;
+        let end = off.checked_add(len)?;
+        (end <= self.mem.len() as u64).then_some(off as usize)
+    }
+
+    pub fn contains(&self, pa: u64, len: u64) -> bool {
+        self.offset(pa, len).is_some()
+    }
+
+    /// All of RAM, read-only.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.mem
+    }
+
+    /// `len` bytes at `pa`, read-only.
+    pub fn slice(&self, pa: u64, len: usize) -> Option<&[u8]> {
+        let off = self.offset(pa, len as u64)?;
+        Some(&self.mem[off..off + len])
+    }
+
+    /// Copy out `buf.len()` bytes at `pa`; false if not all of it is RAM.
+    pub fn read(&self, pa: u64, buf: &mut [u8]) -> bool {
+        match self.slice(pa, buf.len()) {
+            Some(s) => {
+                buf.copy_from_slice(s);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Copy `data` to `pa`, marking pages dirty and dropping their decoded
+    /// code; false (and nothing written) if not all of it is RAM.
+    pub fn write(&mut self, pa: u64, data: &[u8]) -> bool {
+        let Some(off) = self.offset(pa, data.len() as u64) else {
+            return false;
+        };
+        self.mem[off..off + data.len()].copy_from_slice(data);
+        self.touch_range(off, data.len());
+        true
+    }
+
+    /// Mutable access to `len` bytes at `pa` for a device that fills guest
+    /// memory in place; the pages are marked written.
+    pub fn slice_mut(&mut self, pa: u64, len: usize) -> Option<&mut [u8]> {
+        let off = self.offset(pa, len as u64)?;
+        self.touch_range(off, len);
+        Some(&mut self.mem[off..off + len])
+    }
+
+    pub fn read_u32(&self, pa: u64) -> Option<u32> {
+        let mut b = [0u8; 4];
+        self.read(pa, &mut b).then(|| u32::from_le_bytes(b))
+    }
+
+    pub fn read_u64(&self, pa: u64) -> Option<u64> {
+        let mut b = [0u8; 8];
+        self.read(pa, &mut b).then(|| u64::from_le_bytes(b))
+    }
+
+    pub fn write_u32(&mut self, pa: u64, v: u32) -> bool {
+        self.write(pa, &v.to_le_bytes())
+    }
+
+    pub fn write_u64(&mut self, pa: u64, v: u64) -> bool {
+        self.write(pa, &v.to_le_bytes())
+    }
+
+    /// Page indices written since the last call, in ascending order; clears
+    /// the bitmap.
+    pub fn take_dirty(&mut self) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (w, word) in self.dirty.iter_mut().enumerate() {
+            let mut bits = std::mem::take(word);
+            while bits != 0 {
+                out.push(w * 64 + bits.trailing_zeros() as usize);
+                bits &= bits - 1;
+            }
+        }
+        out
+    }
+
+    /// Forget every decoded instruction (`fence.i`, or a bulk change).
+    pub fn flush_decoded(&mut self) {
+        self.decoded.iter_mut().for_each(|p| *p = None);
+    }
+
+    fn touch_range(&mut self, off: usize, len: usize) {
+        if len == 0 {
+            return;
+        }
+        let first = off >> PAGE_SHIFT;
+        let last = (off + len - 1) >> PAGE_SHIFT;
+        for page in first..=last {
+            self.touch_page(page);
+        }
+    }
+
+    /// Hot path of every guest store: mark dirty, drop stale decoded code.
+    #[inline(always)]
+    pub(crate) fn touch_page(&mut self, page: usize) {
+        self.dirty[page >> 6] |= 1 << (page & 63);
+        if let Some(slot) = self.decoded.get_mut(page) {
+            if slot.is_some() {
+                *slot = None;
+            }
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.mem
+    }
+
+    #[inline(always)]
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.mem
+    }
+}
