@@ -1,6 +1,7 @@
 //! `lockstep`: run deterministic RISC-V virtual machines.
 
 mod bare;
+mod bench;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -16,12 +17,15 @@ struct Cli {
 enum Command {
     /// Run a bare-metal RISC-V ELF in M-mode with the HTIF tohost/fromhost convention.
     Bare(bare::BareArgs),
+    /// Benchmarks; each prints its figures.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bare(args) => bare::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(code) => code,

@@ -36,33 +36,54 @@ pub enum Op {
     FcvtSD, FcvtDS,
 }
 
-/// One decoded instruction. `imm` holds the immediate (or the CSR number for
-/// CSR instructions); `rm` the rounding-mode field; `raw` the original bits
-/// (16 of them for compressed instructions) for `mtval` on illegal ones.
+/// One decoded instruction, packed into 8 bytes so the hot loop copies it
+/// in one register. `imm` holds the immediate, the CSR number for CSR
+/// instructions, `rm | rs3 << 8` for floating-point ones, and the raw bits
+/// for illegal ones (their `mtval`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(8))]
 pub struct Insn {
     pub op: Op,
-    pub rd: u8,
+    /// rd in bits 0..5; bit 7 set for a compressed (2-byte) instruction.
+    rd_len: u8,
     pub rs1: u8,
     pub rs2: u8,
-    pub rs3: u8,
-    pub rm: u8,
-    pub len: u8,
     pub imm: i32,
-    pub raw: u32,
 }
 
-impl Insn {
-    pub const UNDECODED: Insn = Insn { op: Op::Undecoded, rd: 0, rs1: 0, rs2: 0, rs3: 0, rm: 0, len: 0, imm: 0, raw: 0 };
+const COMPRESSED: u8 = 0x80;
 
-    fn new(op: Op, raw: u32, len: u8) -> Self {
-        Insn { op, raw, len, ..Self::UNDECODED }
+impl Insn {
+    pub const UNDECODED: Insn = Insn { op: Op::Undecoded, rd_len: 0, rs1: 0, rs2: 0, imm: 0 };
+
+    fn r(op: Op, rd: u32, rs1: u32, rs2: u32, imm: i32, len: u8) -> Self {
+        let c = if len == 2 { COMPRESSED } else { 0 };
+        Insn { op, rd_len: rd as u8 | c, rs1: rs1 as u8, rs2: rs2 as u8, imm }
     }
     fn illegal(raw: u32, len: u8) -> Self {
-        Self::new(Op::Illegal, raw, len)
+        Self::r(Op::Illegal, 0, 0, 0, raw as i32, len)
     }
-    fn r(op: Op, raw: u32, rd: u32, rs1: u32, rs2: u32, imm: i32, len: u8) -> Self {
-        Insn { op, rd: rd as u8, rs1: rs1 as u8, rs2: rs2 as u8, imm, raw, len, ..Self::UNDECODED }
+
+    #[inline(always)]
+    pub fn rd(&self) -> u8 {
+        self.rd_len & 31
+    }
+    /// Length in bytes: 2 or 4.
+    #[inline(always)]
+    pub fn len(&self) -> u64 {
+        if self.rd_len & COMPRESSED != 0 {
+            2
+        } else {
+            4
+        }
+    }
+    /// Rounding-mode field of a floating-point instruction.
+    pub fn rm(&self) -> u8 {
+        (self.imm & 7) as u8
+    }
+    /// Third source register of a fused multiply-add.
+    pub fn rs3(&self) -> u8 {
+        ((self.imm >> 8) & 31) as u8
     }
 }
 
@@ -126,7 +147,7 @@ fn decode32(r: u32) -> Insn {
     let rs2 = bits(r, 24, 20);
     let f3 = bits(r, 14, 12);
     let f7 = bits(r, 31, 25);
-    let mk = |op: Op, imm: i32| Insn::r(op, r, rd, rs1, rs2, imm, 4);
+    let mk = |op: Op, imm: i32| Insn::r(op, rd, rs1, rs2, imm, 4);
     let ill = Insn::illegal(r, 4);
     match r & 0x7f {
         0x37 => mk(Lui, imm_u(r)),
@@ -225,7 +246,7 @@ fn decode32(r: u32) -> Insn {
 fn decode_system(r: u32, rd: u32, rs1: u32, rs2: u32, f3: u32, f7: u32) -> Insn {
     use Op::*;
     let csr = bits(r, 31, 20) as i32;
-    let mk = |op: Op, imm: i32| Insn::r(op, r, rd, rs1, rs2, imm, 4);
+    let mk = |op: Op, imm: i32| Insn::r(op, rd, rs1, rs2, imm, 4);
     match f3 {
         0 => {
             if rd != 0 {
@@ -273,7 +294,7 @@ fn decode_amo(r: u32, rd: u32, rs1: u32, rs2: u32, f3: u32) -> Insn {
         0x1c => 10,
         _ => return Insn::illegal(r, 4),
     };
-    Insn::r(ops[idx], r, rd, rs1, rs2, 0, 4)
+    Insn::r(ops[idx], rd, rs1, rs2, 0, 4)
 }
 
 fn decode_fma(r: u32, rd: u32, rs1: u32, rs2: u32, f3: u32) -> Insn {
@@ -288,10 +309,7 @@ fn decode_fma(r: u32, rd: u32, rs1: u32, rs2: u32, f3: u32) -> Insn {
         (0x43, true) => FmaddD, (0x47, true) => FmsubD, (0x4b, true) => FnmsubD, (_, true) => FnmaddD,
         (_, false) => FnmaddS,
     };
-    let mut i = Insn::r(op, r, rd, rs1, rs2, 0, 4);
-    i.rs3 = bits(r, 31, 27) as u8;
-    i.rm = f3 as u8;
-    i
+    Insn::r(op, rd, rs1, rs2, (f3 | (bits(r, 31, 27) << 8)) as i32, 4)
 }
 
 fn decode_fp(r: u32, rd: u32, rs1: u32, rs2: u32, f3: u32, f7: u32) -> Insn {
@@ -318,9 +336,7 @@ fn decode_fp(r: u32, rd: u32, rs1: u32, rs2: u32, f3: u32, f7: u32) -> Insn {
         (0x78, 0, 0) => FmvWX, (0x79, 0, 0) => FmvDX,
         _ => return Insn::illegal(r, 4),
     };
-    let mut i = Insn::r(op, r, rd, rs1, rs2, 0, 4);
-    i.rm = f3 as u8;
-    i
+    Insn::r(op, rd, rs1, rs2, f3 as i32, 4)
 }
 
 /// Expand a compressed (RVC, RV64) instruction.
@@ -330,7 +346,7 @@ fn decode16(r: u32) -> Insn {
     let f3 = bits(r, 15, 13);
     // Registers x8..x15 in the 3-bit fields.
     let rp = |hi: u32, lo: u32| bits(r, hi, lo) + 8;
-    let c = |op: Op, rd: u32, rs1: u32, rs2: u32, imm: i32| Insn::r(op, r, rd, rs1, rs2, imm, 2);
+    let c = |op: Op, rd: u32, rs1: u32, rs2: u32, imm: i32| Insn::r(op, rd, rs1, rs2, imm, 2);
     match (r & 3, f3) {
         (0, 0) => {
             // c.addi4spn
@@ -424,7 +440,7 @@ fn decode16_alu(r: u32) -> Insn {
     use Op::*;
     let rd = bits(r, 9, 7) + 8;
     let rs2 = bits(r, 4, 2) + 8;
-    let c = |op: Op, rs2: u32, imm: i32| Insn::r(op, r, rd, rd, rs2, imm, 2);
+    let c = |op: Op, rs2: u32, imm: i32| Insn::r(op, rd, rd, rs2, imm, 2);
     let sh = ((bits(r, 12, 12) << 5) | bits(r, 6, 2)) as i32;
     match bits(r, 11, 10) {
         0 => c(Srli, 0, sh),
@@ -481,10 +497,10 @@ mod tests {
     fn decodes_common_forms() {
         // addi a0, a0, -1
         let i = decode(0xfff5_0513);
-        assert_eq!((i.op, i.rd, i.rs1, i.imm, i.len), (Op::Addi, 10, 10, -1, 4));
+        assert_eq!((i.op, i.rd(), i.rs1, i.imm, i.len()), (Op::Addi, 10, 10, -1, 4));
         // c.li a0, -1  (0x557d)
         let i = decode(0x557d);
-        assert_eq!((i.op, i.rd, i.rs1, i.imm, i.len), (Op::Addi, 10, 0, -1, 2));
+        assert_eq!((i.op, i.rd(), i.rs1, i.imm, i.len()), (Op::Addi, 10, 0, -1, 2));
         // beq zero,zero,-4 (0xfe000ee3)
         assert_eq!(decode(0xfe00_0ee3).imm, -4);
         // jal ra, 2048 (0x001000ef? no) use lui check: lui a0,0x80000
@@ -500,15 +516,15 @@ mod tests {
     fn compressed_immediates() {
         // c.j -2 : 0xbffd
         let i = decode(0xbffd);
-        assert_eq!((i.op, i.imm, i.rd), (Op::Jal, -2, 0));
+        assert_eq!((i.op, i.imm, i.rd()), (Op::Jal, -2, 0));
         // c.addi16sp sp, -64: 0x7139
         let i = decode(0x7139);
-        assert_eq!((i.op, i.rd, i.imm), (Op::Addi, 2, -64));
+        assert_eq!((i.op, i.rd(), i.imm), (Op::Addi, 2, -64));
         // c.sdsp ra, 8(sp): 0xe406
         let i = decode(0xe406);
         assert_eq!((i.op, i.rs1, i.rs2, i.imm), (Op::Sd, 2, 1, 8));
         // c.ldsp ra, 8(sp): 0x60a2
         let i = decode(0x60a2);
-        assert_eq!((i.op, i.rd, i.rs1, i.imm), (Op::Ld, 1, 2, 8));
+        assert_eq!((i.op, i.rd(), i.rs1, i.imm), (Op::Ld, 1, 2, 8));
     }
 }

@@ -81,6 +81,8 @@ const TRAP_STORM: u32 = 64;
 const IRQ_PRIORITY: [u64; 6] = [11, 3, 7, 9, 1, 5];
 /// `fetch_page` value for code outside RAM (fetched through the bus).
 const FETCH_UNCACHED: usize = usize::MAX;
+/// Placeholder tval of an illegal-instruction trap, replaced by the bits.
+const TVAL_INSN_BITS: u64 = u64::MAX;
 
 /// One RV64GC hart. Everything serialised is architectural state; the rest
 /// are caches rebuilt on demand.
@@ -248,20 +250,26 @@ impl Hart {
         let mut trap_streak = 0u32;
         while self.retired < self.limit {
             let pc = self.pc;
-            let result = match self.fetch(ram, bus) {
-                Ok(insn) => self.execute(insn, pc, ram, bus),
-                Err(t) => Err(t),
+            let insn = match self.fetch_cached(ram, pc) {
+                Some(insn) => insn,
+                None => match self.fetch_slow(ram, bus, pc) {
+                    Ok(insn) => insn,
+                    Err(t) => {
+                        if let Some(exit) = self.trap_in_loop(ram, bus, t, pc, &mut trap_streak) {
+                            return exit;
+                        }
+                        continue;
+                    }
+                },
             };
-            match result {
+            match self.execute(insn, pc, ram, bus) {
                 Ok(()) => {
                     self.retired += 1;
                     trap_streak = 0;
                 }
                 Err(t) => {
-                    self.take_trap(t, pc);
-                    trap_streak += 1;
-                    if trap_streak >= TRAP_STORM {
-                        return Exit::TrapStorm { pc, cause: t.cause };
+                    if let Some(exit) = self.trap_in_loop(ram, bus, t, pc, &mut trap_streak) {
+                        return exit;
                     }
                 }
             }
@@ -273,6 +281,16 @@ impl Hart {
         } else {
             Exit::Budget
         }
+    }
+
+    #[inline(never)]
+    fn trap_in_loop<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, mut t: Trap, pc: u64, streak: &mut u32) -> Option<Exit> {
+        if t.cause == CAUSE_ILLEGAL && t.tval == TVAL_INSN_BITS {
+            t.tval = self.instruction_bits(ram, bus, pc);
+        }
+        self.take_trap(t, pc);
+        *streak += 1;
+        (*streak >= TRAP_STORM).then_some(Exit::TrapStorm { pc, cause: t.cause })
     }
 
     /// End the slice after the current instruction.
@@ -419,10 +437,21 @@ impl Hart {
 
     // ----- memory ------------------------------------------------------------
 
-    /// Fetch and decode the instruction at pc (decoded once per slot).
+    /// The decoded instruction at pc, if its page is the current fetch page
+    /// and the slot is already decoded (the hot path).
     #[inline(always)]
-    fn fetch<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B) -> Result<Insn, Trap> {
-        let pc = self.pc;
+    fn fetch_cached(&self, ram: &Ram, pc: u64) -> Option<Insn> {
+        if tlb_tag(pc, self.priv_mode as u64) != self.fetch_tag {
+            return None;
+        }
+        let page = ram.decoded[self.fetch_page].as_ref()?;
+        let insn = page[((pc & 0xfff) >> 1) as usize];
+        (insn.op != Op::Undecoded).then_some(insn)
+    }
+
+    /// Fetch through translation, decoding and caching as needed.
+    #[inline(never)]
+    fn fetch_slow<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, pc: u64) -> Result<Insn, Trap> {
         if tlb_tag(pc, self.priv_mode as u64) != self.fetch_tag && !self.switch_fetch_page(ram, pc)? {
             return self.fetch_uncached(ram, bus, pc);
         }
@@ -476,6 +505,16 @@ impl Hart {
         let insn = decode::decode(raw);
         ram.decoded[self.fetch_page].get_or_insert_with(decode::new_page)[slot] = insn;
         Ok(insn)
+    }
+
+    /// The raw bits of the instruction at pc (for mtval), 0 if unreadable.
+    fn instruction_bits<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, pc: u64) -> u64 {
+        let Ok(lo) = self.fetch_half(ram, bus, pc) else { return 0 };
+        if decode::insn_len(lo) == 2 {
+            return lo as u64;
+        }
+        let hi = self.fetch_half(ram, bus, pc.wrapping_add(2)).unwrap_or(0);
+        (lo | (hi << 16)) as u64
     }
 
     fn fetch_uncached<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, pc: u64) -> Result<Insn, Trap> {
@@ -605,34 +644,36 @@ impl Hart {
 
     #[inline(always)]
     fn set_x(&mut self, rd: u8, v: u64) {
-        self.x[rd as usize] = v;
+        self.x[(rd & 31) as usize] = v;
         self.x[0] = 0;
     }
 
-    fn illegal(i: &Insn) -> Trap {
-        Trap { cause: CAUSE_ILLEGAL, tval: i.raw as u64 }
+    /// Illegal instruction; `tval` is filled in with the instruction bits
+    /// when the trap is taken (they are not kept in the decoded form).
+    fn illegal(_i: &Insn) -> Trap {
+        Trap { cause: CAUSE_ILLEGAL, tval: TVAL_INSN_BITS }
     }
 
     /// Execute one instruction at `pc`; on success the pc has been advanced.
     #[inline(always)]
     fn execute<B: Bus>(&mut self, i: Insn, pc: u64, ram: &mut Ram, bus: &mut B) -> Result<(), Trap> {
-        let rs1 = self.x[i.rs1 as usize];
-        let rs2 = self.x[i.rs2 as usize];
+        let rs1 = self.x[(i.rs1 & 31) as usize];
+        let rs2 = self.x[(i.rs2 & 31) as usize];
         let imm = i.imm as i64 as u64;
-        let next = pc.wrapping_add(i.len as u64);
+        let next = pc.wrapping_add(i.len());
         let v = match i.op {
             Op::Addi => rs1.wrapping_add(imm),
             Op::Add => rs1.wrapping_add(rs2),
             Op::Lui => imm,
             Op::Auipc => pc.wrapping_add(imm),
             Op::Jal => {
-                self.set_x(i.rd, next);
+                self.set_x(i.rd(), next);
                 self.pc = pc.wrapping_add(imm);
                 return Ok(());
             }
             Op::Jalr => {
                 self.pc = rs1.wrapping_add(imm) & !1;
-                self.set_x(i.rd, next);
+                self.set_x(i.rd(), next);
                 return Ok(());
             }
             Op::Beq | Op::Bne | Op::Blt | Op::Bge | Op::Bltu | Op::Bgeu => {
@@ -715,7 +756,7 @@ impl Hart {
             }
             _ => return self.execute_rare(i, pc, ram, bus),
         };
-        self.set_x(i.rd, v);
+        self.set_x(i.rd(), v);
         self.pc = next;
         Ok(())
     }
@@ -723,7 +764,7 @@ impl Hart {
     /// System, atomic and floating-point instructions.
     #[inline(never)]
     fn execute_rare<B: Bus>(&mut self, i: Insn, pc: u64, ram: &mut Ram, bus: &mut B) -> Result<(), Trap> {
-        let next = pc.wrapping_add(i.len as u64);
+        let next = pc.wrapping_add(i.len());
         match i.op {
             Op::Undecoded | Op::Illegal => return Err(Self::illegal(&i)),
             Op::Ecall => return Err(Trap { cause: CAUSE_ECALL_U + self.priv_mode as u64, tval: 0 }),
@@ -791,7 +832,7 @@ impl Hart {
             let pa = self.translate_data(ram, va, Access::Load)?;
             let v = self.phys_load(ram, bus, pa, n, va, Access::Load)?;
             self.reservation = Some(pa);
-            self.set_x(i.rd, sext_width(v, word));
+            self.set_x(i.rd(), sext_width(v, word));
             return Ok(());
         }
         let pa = self.translate_data(ram, va, Access::Store)?;
@@ -800,7 +841,7 @@ impl Hart {
             if ok {
                 self.phys_store(ram, bus, pa, n, src, va)?;
             }
-            self.set_x(i.rd, (!ok) as u64);
+            self.set_x(i.rd(), (!ok) as u64);
             return Ok(());
         }
         let old = self.phys_load(ram, bus, pa, n, va, Access::Store)?;
@@ -819,7 +860,7 @@ impl Hart {
             _ => a.max(b),
         };
         self.phys_store(ram, bus, pa, n, new, va)?;
-        self.set_x(i.rd, a);
+        self.set_x(i.rd(), a);
         Ok(())
     }
 
@@ -846,7 +887,7 @@ impl Hart {
             };
             self.csr_write(num, new).ok_or_else(|| Self::illegal(i))?;
         }
-        self.set_x(i.rd, old);
+        self.set_x(i.rd(), old);
         Ok(())
     }
 

@@ -8,6 +8,7 @@
 pub mod bus;
 pub mod csr;
 pub mod decode;
+pub mod encode;
 pub mod fpu;
 pub mod hart;
 pub mod mmu;

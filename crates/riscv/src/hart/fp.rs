@@ -46,13 +46,13 @@ impl Hart {
     }
 
     fn rounding(&self, i: &Insn) -> Result<Rm, Trap> {
-        let bits = if i.rm == 7 { self.frm } else { i.rm };
+        let bits = if i.rm() == 7 { self.frm } else { i.rm() };
         Rm::from_bits(bits as u32).ok_or_else(|| Self::illegal(i))
     }
 
     pub(super) fn execute_fp<B: Bus>(&mut self, i: &Insn, ram: &mut Ram, bus: &mut B) -> Result<(), Trap> {
-        let (a, b, c) = (i.rs1, i.rs2, i.rs3);
-        let (rd, xs1) = (i.rd, self.x[i.rs1 as usize]);
+        let (a, b, c) = (i.rs1, i.rs2, i.rs3());
+        let (rd, xs1) = (i.rd(), self.x[i.rs1 as usize]);
         let addr = xs1.wrapping_add(i.imm as i64 as u64);
         let sx32 = |v: i32| v as i64 as u64;
         match i.op {

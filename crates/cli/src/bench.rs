@@ -1,0 +1,109 @@
+//! `lockstep bench`: measurements that print figures (never pass/fail).
+
+use crate::bare::{self, Outcome, Program, RAM_BASE};
+use clap::{Args, Subcommand};
+use riscv::encode::*;
+use riscv::{Hart, Ram};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchKind,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchKind {
+    /// Interpreter speed on a fixed bare-metal loop of ALU ops, loads, stores and branches.
+    Mips {
+        /// Instructions to retire (rounded to whole loop iterations).
+        #[arg(long, default_value_t = 1_000_000_000)]
+        instructions: u64,
+    },
+}
+
+pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    match args.what {
+        BenchKind::Mips { instructions } => mips(instructions),
+    }
+}
+
+const LOOP_LEN: u64 = 16;
+const TOHOST: u64 = RAM_BASE + 0x1000;
+const BUFFER: u64 = RAM_BASE + 0x10_0000;
+
+/// Registers used by the loop.
+const T0: u32 = 5;
+const T1: u32 = 6;
+const T2: u32 = 7;
+const S0: u32 = 8;
+const S1: u32 = 9;
+const A0: u32 = 10;
+const S2: u32 = 18;
+const S3: u32 = 19;
+const T3: u32 = 28;
+const T4: u32 = 29;
+const T5: u32 = 30;
+const T6: u32 = 31;
+
+/// `li rd, addr` for an address in the low 4 GiB (zero-extended).
+fn li_addr(rd: u32, addr: u64) -> Vec<u32> {
+    let mut v = li32(rd, addr as u32 as i32).to_vec();
+    v.extend([slli(rd, rd, 32), srli(rd, rd, 32)]);
+    v
+}
+
+/// The benchmark program: `iterations` passes over a 16-instruction loop
+/// body (2 loads, 2 stores, 10 ALU ops, 1 branch), then report to tohost.
+pub fn mips_program(iterations: u32) -> Vec<u32> {
+    let mut p = Vec::new();
+    p.extend(li32(S0, iterations as i32));
+    // The counter is unsigned: clear the sign extension of lui.
+    p.extend([slli(S0, S0, 32), srli(S0, S0, 32)]);
+    p.extend(li_addr(S3, BUFFER));
+    p.extend([addi(S1, S3, 0)]);
+    p.extend(li32(S2, 0xffff));
+    let body = [
+        ld(T0, S1, 0),
+        add(T1, T0, S0),
+        xor(T2, T1, T0),
+        slli(T3, T1, 3),
+        srli(T4, T3, 2),
+        or(T5, T4, T2),
+        sub(T6, T5, T1),
+        sd(T6, S1, 8),
+        lw(A0, S1, 16),
+        add(A0, A0, T6),
+        sw(A0, S1, 24),
+        addi(S1, S1, 32),
+        and(S1, S1, S2),
+        or(S1, S1, S3),
+        addi(S0, S0, -1),
+    ];
+    p.extend(body);
+    p.push(bne(S0, 0, -(body.len() as i32) * 4));
+    p.extend(li_addr(T1, TOHOST));
+    p.extend([addi(T0, 0, 1), sd(T0, T1, 0), jal(0, 0)]);
+    p
+}
+
+fn mips(instructions: u64) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let iterations = u32::try_from((instructions / LOOP_LEN).max(1))
+        .map_err(|_| "--instructions is too large for the benchmark loop (max 68 billion)")?;
+    let mut ram = Ram::new(RAM_BASE, 16 << 20)?;
+    let code: Vec<u8> = mips_program(iterations).iter().flat_map(|w| w.to_le_bytes()).collect();
+    ram.write(RAM_BASE, &code);
+    let prog = Program { entry: RAM_BASE, tohost: TOHOST, fromhost: None };
+    let mut hart = Hart::new(0);
+    let start = Instant::now();
+    let outcome = bare::execute(&mut hart, &mut ram, &prog, u64::MAX, &mut std::io::sink())?;
+    let secs = start.elapsed().as_secs_f64();
+    if outcome != Outcome::Pass {
+        return Err(format!("benchmark program failed: {outcome:?}").into());
+    }
+    let retired = hart.instret();
+    println!("retired {retired} instructions in {secs:.3} s");
+    println!("{:.0} MIPS", retired as f64 / secs / 1e6);
+    Ok(ExitCode::SUCCESS)
+}
