@@ -107,7 +107,7 @@ pub struct Hart {
 
     #[serde(skip)]
     tlb: Tlb,
-    /// TLB tag privilege bits for loads/stores (MPRV-adjusted).
+    /// TLB tag context bits for loads/stores (MPRV-adjusted privilege, SUM, MXR).
     #[serde(skip)]
     data_priv: u64,
     /// The current fetch page: its TLB tag and RAM page index.
@@ -423,7 +423,9 @@ impl Hart {
         } else {
             self.priv_mode
         };
-        self.data_priv = eff as u64;
+        let sum = if ms & csr::MSTATUS_SUM != 0 { mmu::TAG_SUM } else { 0 };
+        let mxr = if ms & csr::MSTATUS_MXR != 0 { mmu::TAG_MXR } else { 0 };
+        self.data_priv = eff as u64 | sum | mxr;
     }
 
     fn flush_tlb(&mut self) {
@@ -982,9 +984,8 @@ impl Hart {
                 self.fp_dirty();
             }
             csr::SSTATUS => {
-                let before = c.mstatus;
                 c.write_sstatus(v);
-                self.mstatus_changed(before);
+                self.mstatus_changed();
             }
             csr::SIE => {
                 c.mie = (c.mie & !c.mideleg) | (v & c.mideleg);
@@ -1011,9 +1012,8 @@ impl Hart {
                 self.flush_tlb();
             }
             csr::MSTATUS => {
-                let before = c.mstatus;
                 c.write_mstatus(v);
-                self.mstatus_changed(before);
+                self.mstatus_changed();
             }
             csr::MISA_CSR => {}
             csr::MEDELEG => c.write_medeleg(v),
@@ -1063,11 +1063,7 @@ impl Hart {
         Some(())
     }
 
-    fn mstatus_changed(&mut self, before: u64) {
-        let after = self.csrs.mstatus;
-        if (before ^ after) & (csr::MSTATUS_SUM | csr::MSTATUS_MXR) != 0 {
-            self.flush_tlb();
-        }
+    fn mstatus_changed(&mut self) {
         self.mode_changed();
         self.request_yield();
     }

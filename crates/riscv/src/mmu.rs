@@ -33,9 +33,11 @@ impl Access {
 
 pub const TLB_SIZE: usize = 256;
 
-/// One cached 4 KiB translation for one access kind at one privilege.
-/// `tag` = vpn << 4 | privilege | VALID; a RAM page at host offset
-/// `va + addend`.
+/// One cached 4 KiB translation for one access kind in one context.
+/// `tag` = vpn << 6 | context | VALID, where the context is the privilege
+/// (bits 0..2) plus, for data accesses, mstatus.SUM (bit 4) and MXR (bit 5)
+/// — so toggling SUM around every copy to/from user needs no TLB flush.
+/// The page is RAM at host offset `va + addend`.
 #[derive(Clone, Copy, Default)]
 pub struct TlbEntry {
     pub tag: u64,
@@ -43,10 +45,12 @@ pub struct TlbEntry {
 }
 
 pub const TAG_VALID: u64 = 8;
+pub const TAG_SUM: u64 = 16;
+pub const TAG_MXR: u64 = 32;
 
 #[inline(always)]
 pub fn tlb_tag(va: u64, priv_bits: u64) -> u64 {
-    ((va >> PAGE_SHIFT) << 4) | priv_bits | TAG_VALID
+    ((va >> PAGE_SHIFT) << 6) | priv_bits | TAG_VALID
 }
 
 #[inline(always)]
