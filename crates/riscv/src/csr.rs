@@ -35,8 +35,14 @@ const MSTATUS_WRITABLE: u64 = MSTATUS_SIE
     | MSTATUS_TVM
     | MSTATUS_TW
     | MSTATUS_TSR;
-pub const SSTATUS_MASK: u64 =
-    MSTATUS_SIE | MSTATUS_SPIE | MSTATUS_SPP | MSTATUS_FS | MSTATUS_SUM | MSTATUS_MXR | MSTATUS_UXL | MSTATUS_SD;
+pub const SSTATUS_MASK: u64 = MSTATUS_SIE
+    | MSTATUS_SPIE
+    | MSTATUS_SPP
+    | MSTATUS_FS
+    | MSTATUS_SUM
+    | MSTATUS_MXR
+    | MSTATUS_UXL
+    | MSTATUS_SD;
 
 // Interrupt bits in mip/mie, by cause number.
 pub const IRQ_SSI: u64 = 1 << 1;
@@ -158,7 +164,11 @@ impl Csrs {
         if !matches!(mode, SATP_MODE_BARE | SATP_MODE_SV39 | SATP_MODE_SV48) {
             return false;
         }
-        let new = if mode == SATP_MODE_BARE { 0 } else { (mode << 60) | (v & ((1 << 44) - 1)) };
+        let new = if mode == SATP_MODE_BARE {
+            0
+        } else {
+            (mode << 60) | (v & ((1 << 44) - 1))
+        };
         let changed = new != self.satp;
         self.satp = new;
         changed
@@ -197,15 +207,20 @@ impl Csrs {
     pub fn read_pmpcfg(&self, reg: usize) -> u64 {
         (0..8).fold(0, |acc, i| {
             let idx = reg * 4 + i;
-            let b = if idx < PMP_ENTRIES { self.pmpcfg[idx] as u64 } else { 0 };
+            let b = if idx < PMP_ENTRIES {
+                self.pmpcfg[idx] as u64
+            } else {
+                0
+            };
             acc | (b << (8 * i))
         })
     }
 
     pub fn write_pmpaddr(&mut self, idx: usize, v: u64) -> bool {
         let locked = self.pmpcfg[idx] & PMP_L != 0;
-        let next_tor_locked =
-            idx + 1 < PMP_ENTRIES && self.pmpcfg[idx + 1] & PMP_L != 0 && pmp_mode(self.pmpcfg[idx + 1]) == PMP_TOR;
+        let next_tor_locked = idx + 1 < PMP_ENTRIES
+            && self.pmpcfg[idx + 1] & PMP_L != 0
+            && pmp_mode(self.pmpcfg[idx + 1]) == PMP_TOR;
         if locked || next_tor_locked {
             return false;
         }

@@ -10,30 +10,170 @@ pub enum Op {
     Undecoded,
     Illegal,
     // RV64I
-    Lui, Auipc, Jal, Jalr,
-    Beq, Bne, Blt, Bge, Bltu, Bgeu,
-    Lb, Lh, Lw, Ld, Lbu, Lhu, Lwu,
-    Sb, Sh, Sw, Sd,
-    Addi, Slti, Sltiu, Xori, Ori, Andi, Slli, Srli, Srai,
-    Add, Sub, Sll, Slt, Sltu, Xor, Srl, Sra, Or, And,
-    Addiw, Slliw, Srliw, Sraiw, Addw, Subw, Sllw, Srlw, Sraw,
-    Fence, FenceI, Ecall, Ebreak, Mret, Sret, Wfi, SfenceVma,
-    Csrrw, Csrrs, Csrrc, Csrrwi, Csrrsi, Csrrci,
+    Lui,
+    Auipc,
+    Jal,
+    Jalr,
+    Beq,
+    Bne,
+    Blt,
+    Bge,
+    Bltu,
+    Bgeu,
+    Lb,
+    Lh,
+    Lw,
+    Ld,
+    Lbu,
+    Lhu,
+    Lwu,
+    Sb,
+    Sh,
+    Sw,
+    Sd,
+    Addi,
+    Slti,
+    Sltiu,
+    Xori,
+    Ori,
+    Andi,
+    Slli,
+    Srli,
+    Srai,
+    Add,
+    Sub,
+    Sll,
+    Slt,
+    Sltu,
+    Xor,
+    Srl,
+    Sra,
+    Or,
+    And,
+    Addiw,
+    Slliw,
+    Srliw,
+    Sraiw,
+    Addw,
+    Subw,
+    Sllw,
+    Srlw,
+    Sraw,
+    Fence,
+    FenceI,
+    Ecall,
+    Ebreak,
+    Mret,
+    Sret,
+    Wfi,
+    SfenceVma,
+    Csrrw,
+    Csrrs,
+    Csrrc,
+    Csrrwi,
+    Csrrsi,
+    Csrrci,
     // M
-    Mul, Mulh, Mulhsu, Mulhu, Div, Divu, Rem, Remu,
-    Mulw, Divw, Divuw, Remw, Remuw,
+    Mul,
+    Mulh,
+    Mulhsu,
+    Mulhu,
+    Div,
+    Divu,
+    Rem,
+    Remu,
+    Mulw,
+    Divw,
+    Divuw,
+    Remw,
+    Remuw,
     // A
-    LrW, ScW, AmoSwapW, AmoAddW, AmoXorW, AmoAndW, AmoOrW, AmoMinW, AmoMaxW, AmoMinuW, AmoMaxuW,
-    LrD, ScD, AmoSwapD, AmoAddD, AmoXorD, AmoAndD, AmoOrD, AmoMinD, AmoMaxD, AmoMinuD, AmoMaxuD,
+    LrW,
+    ScW,
+    AmoSwapW,
+    AmoAddW,
+    AmoXorW,
+    AmoAndW,
+    AmoOrW,
+    AmoMinW,
+    AmoMaxW,
+    AmoMinuW,
+    AmoMaxuW,
+    LrD,
+    ScD,
+    AmoSwapD,
+    AmoAddD,
+    AmoXorD,
+    AmoAndD,
+    AmoOrD,
+    AmoMinD,
+    AmoMaxD,
+    AmoMinuD,
+    AmoMaxuD,
     // F
-    Flw, Fsw, FmaddS, FmsubS, FnmsubS, FnmaddS, FaddS, FsubS, FmulS, FdivS, FsqrtS,
-    FsgnjS, FsgnjnS, FsgnjxS, FminS, FmaxS, FcvtWS, FcvtWuS, FcvtLS, FcvtLuS,
-    FmvXW, FclassS, FeqS, FltS, FleS, FcvtSW, FcvtSWu, FcvtSL, FcvtSLu, FmvWX,
+    Flw,
+    Fsw,
+    FmaddS,
+    FmsubS,
+    FnmsubS,
+    FnmaddS,
+    FaddS,
+    FsubS,
+    FmulS,
+    FdivS,
+    FsqrtS,
+    FsgnjS,
+    FsgnjnS,
+    FsgnjxS,
+    FminS,
+    FmaxS,
+    FcvtWS,
+    FcvtWuS,
+    FcvtLS,
+    FcvtLuS,
+    FmvXW,
+    FclassS,
+    FeqS,
+    FltS,
+    FleS,
+    FcvtSW,
+    FcvtSWu,
+    FcvtSL,
+    FcvtSLu,
+    FmvWX,
     // D
-    Fld, Fsd, FmaddD, FmsubD, FnmsubD, FnmaddD, FaddD, FsubD, FmulD, FdivD, FsqrtD,
-    FsgnjD, FsgnjnD, FsgnjxD, FminD, FmaxD, FcvtWD, FcvtWuD, FcvtLD, FcvtLuD,
-    FmvXD, FclassD, FeqD, FltD, FleD, FcvtDW, FcvtDWu, FcvtDL, FcvtDLu, FmvDX,
-    FcvtSD, FcvtDS,
+    Fld,
+    Fsd,
+    FmaddD,
+    FmsubD,
+    FnmsubD,
+    FnmaddD,
+    FaddD,
+    FsubD,
+    FmulD,
+    FdivD,
+    FsqrtD,
+    FsgnjD,
+    FsgnjnD,
+    FsgnjxD,
+    FminD,
+    FmaxD,
+    FcvtWD,
+    FcvtWuD,
+    FcvtLD,
+    FcvtLuD,
+    FmvXD,
+    FclassD,
+    FeqD,
+    FltD,
+    FleD,
+    FcvtDW,
+    FcvtDWu,
+    FcvtDL,
+    FcvtDLu,
+    FmvDX,
+    FcvtSD,
+    FcvtDS,
 }
 
 /// One decoded instruction, packed into 8 bytes so the hot loop copies it
@@ -54,11 +194,23 @@ pub struct Insn {
 const COMPRESSED: u8 = 0x80;
 
 impl Insn {
-    pub const UNDECODED: Insn = Insn { op: Op::Undecoded, rd_len: 0, rs1: 0, rs2: 0, imm: 0 };
+    pub const UNDECODED: Insn = Insn {
+        op: Op::Undecoded,
+        rd_len: 0,
+        rs1: 0,
+        rs2: 0,
+        imm: 0,
+    };
 
     fn r(op: Op, rd: u32, rs1: u32, rs2: u32, imm: i32, len: u8) -> Self {
         let c = if len == 2 { COMPRESSED } else { 0 };
-        Insn { op, rd_len: rd as u8 | c, rs1: rs1 as u8, rs2: rs2 as u8, imm }
+        Insn {
+            op,
+            rd_len: rd as u8 | c,
+            rs1: rs1 as u8,
+            rs2: rs2 as u8,
+            imm,
+        }
     }
     fn illegal(raw: u32, len: u8) -> Self {
         Self::r(Op::Illegal, 0, 0, 0, raw as i32, len)
@@ -70,7 +222,7 @@ impl Insn {
     }
     /// Length in bytes: 2 or 4.
     #[inline(always)]
-    pub fn len(&self) -> u64 {
+    pub fn size(&self) -> u64 {
         if self.rd_len & COMPRESSED != 0 {
             2
         } else {
@@ -97,7 +249,11 @@ pub fn new_page() -> Box<DecodedPage> {
 /// Length in bytes of the instruction whose first parcel is `lo16`.
 #[inline]
 pub fn insn_len(lo16: u32) -> u8 {
-    if lo16 & 3 == 3 { 4 } else { 2 }
+    if lo16 & 3 == 3 {
+        4
+    } else {
+        2
+    }
 }
 
 /// Decode one instruction (32-bit, or compressed in the low 16 bits).
@@ -156,21 +312,35 @@ fn decode32(r: u32) -> Insn {
         0x67 if f3 == 0 => mk(Jalr, imm_i(r)),
         0x63 => {
             let op = match f3 {
-                0 => Beq, 1 => Bne, 4 => Blt, 5 => Bge, 6 => Bltu, 7 => Bgeu,
+                0 => Beq,
+                1 => Bne,
+                4 => Blt,
+                5 => Bge,
+                6 => Bltu,
+                7 => Bgeu,
                 _ => return ill,
             };
             mk(op, imm_b(r))
         }
         0x03 => {
             let op = match f3 {
-                0 => Lb, 1 => Lh, 2 => Lw, 3 => Ld, 4 => Lbu, 5 => Lhu, 6 => Lwu,
+                0 => Lb,
+                1 => Lh,
+                2 => Lw,
+                3 => Ld,
+                4 => Lbu,
+                5 => Lhu,
+                6 => Lwu,
                 _ => return ill,
             };
             mk(op, imm_i(r))
         }
         0x23 => {
             let op = match f3 {
-                0 => Sb, 1 => Sh, 2 => Sw, 3 => Sd,
+                0 => Sb,
+                1 => Sh,
+                2 => Sw,
+                3 => Sd,
                 _ => return ill,
             };
             mk(op, imm_s(r))
@@ -202,20 +372,40 @@ fn decode32(r: u32) -> Insn {
         }
         0x33 => {
             let op = match (f7, f3) {
-                (0, 0) => Add, (0x20, 0) => Sub, (0, 1) => Sll, (0, 2) => Slt,
-                (0, 3) => Sltu, (0, 4) => Xor, (0, 5) => Srl, (0x20, 5) => Sra,
-                (0, 6) => Or, (0, 7) => And,
-                (1, 0) => Mul, (1, 1) => Mulh, (1, 2) => Mulhsu, (1, 3) => Mulhu,
-                (1, 4) => Div, (1, 5) => Divu, (1, 6) => Rem, (1, 7) => Remu,
+                (0, 0) => Add,
+                (0x20, 0) => Sub,
+                (0, 1) => Sll,
+                (0, 2) => Slt,
+                (0, 3) => Sltu,
+                (0, 4) => Xor,
+                (0, 5) => Srl,
+                (0x20, 5) => Sra,
+                (0, 6) => Or,
+                (0, 7) => And,
+                (1, 0) => Mul,
+                (1, 1) => Mulh,
+                (1, 2) => Mulhsu,
+                (1, 3) => Mulhu,
+                (1, 4) => Div,
+                (1, 5) => Divu,
+                (1, 6) => Rem,
+                (1, 7) => Remu,
                 _ => return ill,
             };
             mk(op, 0)
         }
         0x3b => {
             let op = match (f7, f3) {
-                (0, 0) => Addw, (0x20, 0) => Subw, (0, 1) => Sllw, (0, 5) => Srlw,
-                (0x20, 5) => Sraw, (1, 0) => Mulw, (1, 4) => Divw, (1, 5) => Divuw,
-                (1, 6) => Remw, (1, 7) => Remuw,
+                (0, 0) => Addw,
+                (0x20, 0) => Subw,
+                (0, 1) => Sllw,
+                (0, 5) => Srlw,
+                (0x20, 5) => Sraw,
+                (1, 0) => Mulw,
+                (1, 4) => Divw,
+                (1, 5) => Divuw,
+                (1, 6) => Remw,
+                (1, 7) => Remuw,
                 _ => return ill,
             };
             mk(op, 0)
@@ -276,8 +466,14 @@ fn decode_amo(r: u32, rd: u32, rs1: u32, rs2: u32, f3: u32) -> Insn {
     use Op::*;
     let f5 = bits(r, 31, 27);
     let ops: [Op; 11] = match f3 {
-        2 => [LrW, ScW, AmoSwapW, AmoAddW, AmoXorW, AmoAndW, AmoOrW, AmoMinW, AmoMaxW, AmoMinuW, AmoMaxuW],
-        3 => [LrD, ScD, AmoSwapD, AmoAddD, AmoXorD, AmoAndD, AmoOrD, AmoMinD, AmoMaxD, AmoMinuD, AmoMaxuD],
+        2 => [
+            LrW, ScW, AmoSwapW, AmoAddW, AmoXorW, AmoAndW, AmoOrW, AmoMinW, AmoMaxW, AmoMinuW,
+            AmoMaxuW,
+        ],
+        3 => [
+            LrD, ScD, AmoSwapD, AmoAddD, AmoXorD, AmoAndD, AmoOrD, AmoMinD, AmoMaxD, AmoMinuD,
+            AmoMaxuD,
+        ],
         _ => return Insn::illegal(r, 4),
     };
     let idx = match f5 {
@@ -305,8 +501,14 @@ fn decode_fma(r: u32, rd: u32, rs1: u32, rs2: u32, f3: u32) -> Insn {
         _ => return Insn::illegal(r, 4),
     };
     let op = match (r & 0x7f, double) {
-        (0x43, false) => FmaddS, (0x47, false) => FmsubS, (0x4b, false) => FnmsubS, (0x4f, false) => FnmaddS,
-        (0x43, true) => FmaddD, (0x47, true) => FmsubD, (0x4b, true) => FnmsubD, (_, true) => FnmaddD,
+        (0x43, false) => FmaddS,
+        (0x47, false) => FmsubS,
+        (0x4b, false) => FnmsubS,
+        (0x4f, false) => FnmaddS,
+        (0x43, true) => FmaddD,
+        (0x47, true) => FmsubD,
+        (0x4b, true) => FnmsubD,
+        (_, true) => FnmaddD,
         (_, false) => FnmaddS,
     };
     Insn::r(op, rd, rs1, rs2, (f3 | (bits(r, 31, 27) << 8)) as i32, 4)
@@ -315,25 +517,56 @@ fn decode_fma(r: u32, rd: u32, rs1: u32, rs2: u32, f3: u32) -> Insn {
 fn decode_fp(r: u32, rd: u32, rs1: u32, rs2: u32, f3: u32, f7: u32) -> Insn {
     use Op::*;
     let op = match (f7, rs2, f3) {
-        (0x00, _, _) => FaddS, (0x01, _, _) => FaddD,
-        (0x04, _, _) => FsubS, (0x05, _, _) => FsubD,
-        (0x08, _, _) => FmulS, (0x09, _, _) => FmulD,
-        (0x0c, _, _) => FdivS, (0x0d, _, _) => FdivD,
-        (0x2c, 0, _) => FsqrtS, (0x2d, 0, _) => FsqrtD,
-        (0x10, _, 0) => FsgnjS, (0x10, _, 1) => FsgnjnS, (0x10, _, 2) => FsgnjxS,
-        (0x11, _, 0) => FsgnjD, (0x11, _, 1) => FsgnjnD, (0x11, _, 2) => FsgnjxD,
-        (0x14, _, 0) => FminS, (0x14, _, 1) => FmaxS,
-        (0x15, _, 0) => FminD, (0x15, _, 1) => FmaxD,
-        (0x20, 1, _) => FcvtSD, (0x21, 0, _) => FcvtDS,
-        (0x60, 0, _) => FcvtWS, (0x60, 1, _) => FcvtWuS, (0x60, 2, _) => FcvtLS, (0x60, 3, _) => FcvtLuS,
-        (0x61, 0, _) => FcvtWD, (0x61, 1, _) => FcvtWuD, (0x61, 2, _) => FcvtLD, (0x61, 3, _) => FcvtLuD,
-        (0x68, 0, _) => FcvtSW, (0x68, 1, _) => FcvtSWu, (0x68, 2, _) => FcvtSL, (0x68, 3, _) => FcvtSLu,
-        (0x69, 0, _) => FcvtDW, (0x69, 1, _) => FcvtDWu, (0x69, 2, _) => FcvtDL, (0x69, 3, _) => FcvtDLu,
-        (0x70, 0, 0) => FmvXW, (0x70, 0, 1) => FclassS,
-        (0x71, 0, 0) => FmvXD, (0x71, 0, 1) => FclassD,
-        (0x50, _, 2) => FeqS, (0x50, _, 1) => FltS, (0x50, _, 0) => FleS,
-        (0x51, _, 2) => FeqD, (0x51, _, 1) => FltD, (0x51, _, 0) => FleD,
-        (0x78, 0, 0) => FmvWX, (0x79, 0, 0) => FmvDX,
+        (0x00, _, _) => FaddS,
+        (0x01, _, _) => FaddD,
+        (0x04, _, _) => FsubS,
+        (0x05, _, _) => FsubD,
+        (0x08, _, _) => FmulS,
+        (0x09, _, _) => FmulD,
+        (0x0c, _, _) => FdivS,
+        (0x0d, _, _) => FdivD,
+        (0x2c, 0, _) => FsqrtS,
+        (0x2d, 0, _) => FsqrtD,
+        (0x10, _, 0) => FsgnjS,
+        (0x10, _, 1) => FsgnjnS,
+        (0x10, _, 2) => FsgnjxS,
+        (0x11, _, 0) => FsgnjD,
+        (0x11, _, 1) => FsgnjnD,
+        (0x11, _, 2) => FsgnjxD,
+        (0x14, _, 0) => FminS,
+        (0x14, _, 1) => FmaxS,
+        (0x15, _, 0) => FminD,
+        (0x15, _, 1) => FmaxD,
+        (0x20, 1, _) => FcvtSD,
+        (0x21, 0, _) => FcvtDS,
+        (0x60, 0, _) => FcvtWS,
+        (0x60, 1, _) => FcvtWuS,
+        (0x60, 2, _) => FcvtLS,
+        (0x60, 3, _) => FcvtLuS,
+        (0x61, 0, _) => FcvtWD,
+        (0x61, 1, _) => FcvtWuD,
+        (0x61, 2, _) => FcvtLD,
+        (0x61, 3, _) => FcvtLuD,
+        (0x68, 0, _) => FcvtSW,
+        (0x68, 1, _) => FcvtSWu,
+        (0x68, 2, _) => FcvtSL,
+        (0x68, 3, _) => FcvtSLu,
+        (0x69, 0, _) => FcvtDW,
+        (0x69, 1, _) => FcvtDWu,
+        (0x69, 2, _) => FcvtDL,
+        (0x69, 3, _) => FcvtDLu,
+        (0x70, 0, 0) => FmvXW,
+        (0x70, 0, 1) => FclassS,
+        (0x71, 0, 0) => FmvXD,
+        (0x71, 0, 1) => FclassD,
+        (0x50, _, 2) => FeqS,
+        (0x50, _, 1) => FltS,
+        (0x50, _, 0) => FleS,
+        (0x51, _, 2) => FeqD,
+        (0x51, _, 1) => FltD,
+        (0x51, _, 0) => FleD,
+        (0x78, 0, 0) => FmvWX,
+        (0x79, 0, 0) => FmvDX,
         _ => return Insn::illegal(r, 4),
     };
     Insn::r(op, rd, rs1, rs2, f3 as i32, 4)
@@ -350,7 +583,10 @@ fn decode16(r: u32) -> Insn {
     match (r & 3, f3) {
         (0, 0) => {
             // c.addi4spn
-            let imm = (bits(r, 12, 11) << 4) | (bits(r, 10, 7) << 6) | (bits(r, 6, 6) << 2) | (bits(r, 5, 5) << 3);
+            let imm = (bits(r, 12, 11) << 4)
+                | (bits(r, 10, 7) << 6)
+                | (bits(r, 6, 6) << 2)
+                | (bits(r, 5, 5) << 3);
             if imm == 0 {
                 return ill; // includes the all-zero illegal instruction
             }
@@ -378,7 +614,11 @@ fn decode16(r: u32) -> Insn {
             let rd = bits(r, 11, 7);
             if rd == 2 {
                 let imm = sext(
-                    (bits(r, 12, 12) << 9) | (bits(r, 4, 3) << 7) | (bits(r, 5, 5) << 6) | (bits(r, 2, 2) << 5) | (bits(r, 6, 6) << 4),
+                    (bits(r, 12, 12) << 9)
+                        | (bits(r, 4, 3) << 7)
+                        | (bits(r, 5, 5) << 6)
+                        | (bits(r, 2, 2) << 5)
+                        | (bits(r, 6, 6) << 4),
                     10,
                 );
                 if imm == 0 {
@@ -408,7 +648,13 @@ fn decode16(r: u32) -> Insn {
             if rd == 0 {
                 return ill;
             }
-            c(Lw, rd, 2, 0, ((bits(r, 3, 2) << 6) | (bits(r, 12, 12) << 5) | (bits(r, 6, 4) << 2)) as i32)
+            c(
+                Lw,
+                rd,
+                2,
+                0,
+                ((bits(r, 3, 2) << 6) | (bits(r, 12, 12) << 5) | (bits(r, 6, 4) << 2)) as i32,
+            )
         }
         (2, 3) => {
             let rd = bits(r, 11, 7);
@@ -422,15 +668,21 @@ fn decode16(r: u32) -> Insn {
             let rs2 = bits(r, 6, 2);
             match (bits(r, 12, 12), rs1, rs2) {
                 (0, 0, 0) => ill,
-                (0, _, 0) => c(Jalr, 0, rs1, 0, 0), // c.jr
+                (0, _, 0) => c(Jalr, 0, rs1, 0, 0),  // c.jr
                 (0, _, _) => c(Add, rs1, 0, rs2, 0), // c.mv
                 (1, 0, 0) => c(Ebreak, 0, 0, 0, 0),
                 (1, _, 0) => c(Jalr, 1, rs1, 0, 0), // c.jalr
-                _ => c(Add, rs1, rs1, rs2, 0), // c.add
+                _ => c(Add, rs1, rs1, rs2, 0),      // c.add
             }
         }
         (2, 5) => c(Fsd, 0, 2, bits(r, 6, 2), css_d(r)),
-        (2, 6) => c(Sw, 0, 2, bits(r, 6, 2), ((bits(r, 8, 7) << 6) | (bits(r, 12, 9) << 2)) as i32),
+        (2, 6) => c(
+            Sw,
+            0,
+            2,
+            bits(r, 6, 2),
+            ((bits(r, 8, 7) << 6) | (bits(r, 12, 9) << 2)) as i32,
+        ),
         (2, 7) => c(Sd, 0, 2, bits(r, 6, 2), css_d(r)),
         _ => ill,
     }
@@ -485,7 +737,11 @@ fn cj_imm(r: u32) -> i32 {
     sext(v, 12)
 }
 fn cb_imm(r: u32) -> i32 {
-    let v = (bits(r, 12, 12) << 8) | (bits(r, 6, 5) << 6) | (bits(r, 2, 2) << 5) | (bits(r, 11, 10) << 3) | (bits(r, 4, 3) << 1);
+    let v = (bits(r, 12, 12) << 8)
+        | (bits(r, 6, 5) << 6)
+        | (bits(r, 2, 2) << 5)
+        | (bits(r, 11, 10) << 3)
+        | (bits(r, 4, 3) << 1);
     sext(v, 9)
 }
 
@@ -497,10 +753,16 @@ mod tests {
     fn decodes_common_forms() {
         // addi a0, a0, -1
         let i = decode(0xfff5_0513);
-        assert_eq!((i.op, i.rd(), i.rs1, i.imm, i.len()), (Op::Addi, 10, 10, -1, 4));
+        assert_eq!(
+            (i.op, i.rd(), i.rs1, i.imm, i.size()),
+            (Op::Addi, 10, 10, -1, 4)
+        );
         // c.li a0, -1  (0x557d)
         let i = decode(0x557d);
-        assert_eq!((i.op, i.rd(), i.rs1, i.imm, i.len()), (Op::Addi, 10, 0, -1, 2));
+        assert_eq!(
+            (i.op, i.rd(), i.rs1, i.imm, i.size()),
+            (Op::Addi, 10, 0, -1, 2)
+        );
         // beq zero,zero,-4 (0xfe000ee3)
         assert_eq!(decode(0xfe00_0ee3).imm, -4);
         // jal ra, 2048 (0x001000ef? no) use lui check: lui a0,0x80000

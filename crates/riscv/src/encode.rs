@@ -11,7 +11,12 @@ pub fn i(imm: i32, rs1: u32, funct3: u32, rd: u32, opcode: u32) -> u32 {
 
 pub fn s(imm: i32, rs2: u32, rs1: u32, funct3: u32, opcode: u32) -> u32 {
     let imm = imm as u32;
-    (((imm >> 5) & 0x7f) << 25) | (rs2 << 20) | (rs1 << 15) | (funct3 << 12) | ((imm & 0x1f) << 7) | opcode
+    (((imm >> 5) & 0x7f) << 25)
+        | (rs2 << 20)
+        | (rs1 << 15)
+        | (funct3 << 12)
+        | ((imm & 0x1f) << 7)
+        | opcode
 }
 
 pub fn b(imm: i32, rs2: u32, rs1: u32, funct3: u32) -> u32 {
@@ -107,7 +112,17 @@ mod tests {
         assert_eq!((d.op, d.rs1, d.rs2, d.imm), (Op::Bne, 8, 0, -64));
         let d = decode(jal(1, 2048));
         assert_eq!((d.op, d.rd(), d.imm), (Op::Jal, 1, 2048));
-        for v in [0, 1, -1, 0x7ff, 0x800, -2048, 0x1234_5678, i32::MIN, i32::MAX] {
+        for v in [
+            0,
+            1,
+            -1,
+            0x7ff,
+            0x800,
+            -2048,
+            0x1234_5678,
+            i32::MIN,
+            i32::MAX,
+        ] {
             let [u, a] = li32(7, v);
             let (du, da) = (decode(u), decode(a));
             assert_eq!(du.imm.wrapping_add(da.imm), v, "li32({v:#x})");

@@ -238,7 +238,13 @@ impl Hart {
         if let Some(cause) = self.pending_interrupt(bus) {
             self.waiting = false;
             let pc = self.pc;
-            self.take_trap(Trap { cause: cause | INTERRUPT, tval: 0 }, pc);
+            self.take_trap(
+                Trap {
+                    cause: cause | INTERRUPT,
+                    tval: 0,
+                },
+                pc,
+            );
         } else if self.waiting {
             if self.mip(bus) & self.csrs.mie != 0 {
                 self.waiting = false;
@@ -284,7 +290,14 @@ impl Hart {
     }
 
     #[inline(never)]
-    fn trap_in_loop<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, mut t: Trap, pc: u64, streak: &mut u32) -> Option<Exit> {
+    fn trap_in_loop<B: Bus>(
+        &mut self,
+        ram: &mut Ram,
+        bus: &mut B,
+        mut t: Trap,
+        pc: u64,
+        streak: &mut u32,
+    ) -> Option<Exit> {
         if t.cause == CAUSE_ILLEGAL && t.tval == TVAL_INSN_BITS {
             t.tval = self.instruction_bits(ram, bus, pc);
         }
@@ -345,7 +358,11 @@ impl Hart {
     fn take_trap(&mut self, t: Trap, epc: u64) {
         let interrupt = t.cause & INTERRUPT != 0;
         let code = t.cause & 63;
-        let deleg_mask = if interrupt { self.csrs.mideleg } else { self.csrs.medeleg };
+        let deleg_mask = if interrupt {
+            self.csrs.mideleg
+        } else {
+            self.csrs.medeleg
+        };
         let to_s = self.priv_mode != Priv::Machine && (deleg_mask >> code) & 1 != 0;
         let ms = self.csrs.mstatus;
         let tvec = if to_s {
@@ -376,7 +393,11 @@ impl Hart {
             self.csrs.mtvec
         };
         let base = tvec & !3;
-        self.pc = if interrupt && tvec & 1 == 1 { base + 4 * code } else { base };
+        self.pc = if interrupt && tvec & 1 == 1 {
+            base + 4 * code
+        } else {
+            base
+        };
         self.mode_changed();
     }
 
@@ -401,7 +422,11 @@ impl Hart {
 
     fn sret(&mut self) -> Result<(), Trap> {
         let ms = self.csrs.mstatus;
-        let to = if ms & csr::MSTATUS_SPP != 0 { Priv::Supervisor } else { Priv::User };
+        let to = if ms & csr::MSTATUS_SPP != 0 {
+            Priv::Supervisor
+        } else {
+            Priv::User
+        };
         let mut s = ms & !(csr::MSTATUS_SPP | csr::MSTATUS_SIE | csr::MSTATUS_MPRV);
         s |= csr::MSTATUS_SPIE;
         if ms & csr::MSTATUS_SPIE != 0 {
@@ -423,8 +448,16 @@ impl Hart {
         } else {
             self.priv_mode
         };
-        let sum = if ms & csr::MSTATUS_SUM != 0 { mmu::TAG_SUM } else { 0 };
-        let mxr = if ms & csr::MSTATUS_MXR != 0 { mmu::TAG_MXR } else { 0 };
+        let sum = if ms & csr::MSTATUS_SUM != 0 {
+            mmu::TAG_SUM
+        } else {
+            0
+        };
+        let mxr = if ms & csr::MSTATUS_MXR != 0 {
+            mmu::TAG_MXR
+        } else {
+            0
+        };
         self.data_priv = eff as u64 | sum | mxr;
     }
 
@@ -454,7 +487,9 @@ impl Hart {
     /// Fetch through translation, decoding and caching as needed.
     #[inline(never)]
     fn fetch_slow<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, pc: u64) -> Result<Insn, Trap> {
-        if tlb_tag(pc, self.priv_mode as u64) != self.fetch_tag && !self.switch_fetch_page(ram, pc)? {
+        if tlb_tag(pc, self.priv_mode as u64) != self.fetch_tag
+            && !self.switch_fetch_page(ram, pc)?
+        {
             return self.fetch_uncached(ram, bus, pc);
         }
         let slot = ((pc & 0xfff) >> 1) as usize;
@@ -490,7 +525,13 @@ impl Hart {
         Ok(true)
     }
 
-    fn decode_into_cache<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, pc: u64, slot: usize) -> Result<Insn, Trap> {
+    fn decode_into_cache<B: Bus>(
+        &mut self,
+        ram: &mut Ram,
+        bus: &mut B,
+        pc: u64,
+        slot: usize,
+    ) -> Result<Insn, Trap> {
         let off = (self.fetch_page << PAGE_SHIFT) + (pc & 0xfff) as usize;
         let bytes = ram.bytes();
         let lo = u16::from_le_bytes([bytes[off], bytes[off + 1]]) as u32;
@@ -511,7 +552,9 @@ impl Hart {
 
     /// The raw bits of the instruction at pc (for mtval), 0 if unreadable.
     fn instruction_bits<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, pc: u64) -> u64 {
-        let Ok(lo) = self.fetch_half(ram, bus, pc) else { return 0 };
+        let Ok(lo) = self.fetch_half(ram, bus, pc) else {
+            return 0;
+        };
         if decode::insn_len(lo) == 2 {
             return lo as u64;
         }
@@ -519,7 +562,12 @@ impl Hart {
         (lo | (hi << 16)) as u64
     }
 
-    fn fetch_uncached<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, pc: u64) -> Result<Insn, Trap> {
+    fn fetch_uncached<B: Bus>(
+        &mut self,
+        ram: &mut Ram,
+        bus: &mut B,
+        pc: u64,
+    ) -> Result<Insn, Trap> {
         let lo = self.fetch_half(ram, bus, pc)?;
         if decode::insn_len(lo) == 2 {
             return Ok(decode::decode(lo));
@@ -531,7 +579,8 @@ impl Hart {
     /// One 16-bit instruction parcel through full translation.
     fn fetch_half<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, va: u64) -> Result<u32, Trap> {
         let fault = |cause| Trap { cause, tval: va };
-        let t = mmu::translate(&self.csrs, ram, va, Access::Fetch, self.priv_mode).map_err(fault)?;
+        let t =
+            mmu::translate(&self.csrs, ram, va, Access::Fetch, self.priv_mode).map_err(fault)?;
         if let Some(s) = ram.slice(t.pa, 2) {
             return Ok(u16::from_le_bytes([s[0], s[1]]) as u32);
         }
@@ -542,7 +591,11 @@ impl Hart {
     }
 
     fn fill_tlb(&mut self, access: Access, va: u64, pa_page: u64, ram_base: u64) {
-        let priv_bits = if access == Access::Fetch { self.priv_mode as u64 } else { self.data_priv };
+        let priv_bits = if access == Access::Fetch {
+            self.priv_mode as u64
+        } else {
+            self.data_priv
+        };
         let entry = TlbEntry {
             tag: tlb_tag(va, priv_bits),
             addend: (pa_page - ram_base).wrapping_sub(va & !0xfff),
@@ -553,7 +606,12 @@ impl Hart {
     /// Load `N` bytes (zero-extended). Misaligned accesses within RAM are
     /// handled in hardware.
     #[inline(always)]
-    fn load<const N: usize, B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, va: u64) -> Result<u64, Trap> {
+    fn load<const N: usize, B: Bus>(
+        &mut self,
+        ram: &mut Ram,
+        bus: &mut B,
+        va: u64,
+    ) -> Result<u64, Trap> {
         let e = self.tlb.load[tlb_index(va)];
         if e.tag == tlb_tag(va, self.data_priv) && (va & 0xfff) as usize <= 0x1000 - N {
             let off = va.wrapping_add(e.addend) as usize;
@@ -565,7 +623,13 @@ impl Hart {
     }
 
     #[inline(always)]
-    fn store<const N: usize, B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, va: u64, val: u64) -> Result<(), Trap> {
+    fn store<const N: usize, B: Bus>(
+        &mut self,
+        ram: &mut Ram,
+        bus: &mut B,
+        va: u64,
+        val: u64,
+    ) -> Result<(), Trap> {
         let e = self.tlb.store[tlb_index(va)];
         if e.tag == tlb_tag(va, self.data_priv) && (va & 0xfff) as usize <= 0x1000 - N {
             let off = va.wrapping_add(e.addend) as usize;
@@ -588,7 +652,13 @@ impl Hart {
     }
 
     #[inline(never)]
-    fn load_slow<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, va: u64, n: usize) -> Result<u64, Trap> {
+    fn load_slow<B: Bus>(
+        &mut self,
+        ram: &mut Ram,
+        bus: &mut B,
+        va: u64,
+        n: usize,
+    ) -> Result<u64, Trap> {
         if (va & 0xfff) as usize + n > 0x1000 {
             // Crosses a page: byte by byte, each translated.
             let mut v = 0u64;
@@ -602,7 +672,14 @@ impl Hart {
     }
 
     #[inline(never)]
-    fn store_slow<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, va: u64, n: usize, val: u64) -> Result<(), Trap> {
+    fn store_slow<B: Bus>(
+        &mut self,
+        ram: &mut Ram,
+        bus: &mut B,
+        va: u64,
+        n: usize,
+        val: u64,
+    ) -> Result<(), Trap> {
         if (va & 0xfff) as usize + n > 0x1000 {
             // Crosses a page: make sure both pages are writable first.
             let last = va.wrapping_add(n as u64 - 1);
@@ -617,29 +694,61 @@ impl Hart {
         self.phys_store(ram, bus, pa, n, val, va)
     }
 
-    fn phys_load<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, pa: u64, n: usize, va: u64, access: Access) -> Result<u64, Trap> {
+    fn phys_load<B: Bus>(
+        &mut self,
+        ram: &mut Ram,
+        bus: &mut B,
+        pa: u64,
+        n: usize,
+        va: u64,
+        access: Access,
+    ) -> Result<u64, Trap> {
         if let Some(s) = ram.slice(pa, n) {
             let mut buf = [0u8; 8];
             buf[..n].copy_from_slice(s);
             return Ok(u64::from_le_bytes(buf));
         }
         if pa & (n as u64 - 1) != 0 {
-            return Err(Trap { cause: CAUSE_LOAD_MISALIGNED, tval: va });
+            return Err(Trap {
+                cause: CAUSE_LOAD_MISALIGNED,
+                tval: va,
+            });
         }
         self.request_yield();
-        bus.load(pa, n as u8, self.retired).map_err(|_| Trap { cause: access.access_fault(), tval: va })
+        bus.load(pa, n as u8, self.retired).map_err(|_| Trap {
+            cause: access.access_fault(),
+            tval: va,
+        })
     }
 
-    fn phys_store<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, pa: u64, n: usize, val: u64, va: u64) -> Result<(), Trap> {
+    fn phys_store<B: Bus>(
+        &mut self,
+        ram: &mut Ram,
+        bus: &mut B,
+        pa: u64,
+        n: usize,
+        val: u64,
+        va: u64,
+    ) -> Result<(), Trap> {
         if ram.write(pa, &val.to_le_bytes()[..n]) {
             return Ok(());
         }
         if pa & (n as u64 - 1) != 0 {
-            return Err(Trap { cause: CAUSE_STORE_MISALIGNED, tval: va });
+            return Err(Trap {
+                cause: CAUSE_STORE_MISALIGNED,
+                tval: va,
+            });
         }
         self.request_yield();
-        let v = if n == 8 { val } else { val & ((1u64 << (8 * n)) - 1) };
-        bus.store(pa, n as u8, v, self.retired).map_err(|_| Trap { cause: Access::Store.access_fault(), tval: va })
+        let v = if n == 8 {
+            val
+        } else {
+            val & ((1u64 << (8 * n)) - 1)
+        };
+        bus.store(pa, n as u8, v, self.retired).map_err(|_| Trap {
+            cause: Access::Store.access_fault(),
+            tval: va,
+        })
     }
 
     // ----- execution ---------------------------------------------------------
@@ -653,16 +762,25 @@ impl Hart {
     /// Illegal instruction; `tval` is filled in with the instruction bits
     /// when the trap is taken (they are not kept in the decoded form).
     fn illegal(_i: &Insn) -> Trap {
-        Trap { cause: CAUSE_ILLEGAL, tval: TVAL_INSN_BITS }
+        Trap {
+            cause: CAUSE_ILLEGAL,
+            tval: TVAL_INSN_BITS,
+        }
     }
 
     /// Execute one instruction at `pc`; on success the pc has been advanced.
     #[inline(always)]
-    fn execute<B: Bus>(&mut self, i: Insn, pc: u64, ram: &mut Ram, bus: &mut B) -> Result<(), Trap> {
+    fn execute<B: Bus>(
+        &mut self,
+        i: Insn,
+        pc: u64,
+        ram: &mut Ram,
+        bus: &mut B,
+    ) -> Result<(), Trap> {
         let rs1 = self.x[(i.rs1 & 31) as usize];
         let rs2 = self.x[(i.rs2 & 31) as usize];
         let imm = i.imm as i64 as u64;
-        let next = pc.wrapping_add(i.len());
+        let next = pc.wrapping_add(i.size());
         let v = match i.op {
             Op::Addi => rs1.wrapping_add(imm),
             Op::Add => rs1.wrapping_add(rs2),
@@ -741,10 +859,18 @@ impl Hart {
             Op::Div => div_signed(rs1 as i64, rs2 as i64) as u64,
             Op::Divu => rs1.checked_div(rs2).unwrap_or(u64::MAX),
             Op::Rem => rem_signed(rs1 as i64, rs2 as i64) as u64,
-            Op::Remu => if rs2 == 0 { rs1 } else { rs1 % rs2 },
+            Op::Remu => {
+                if rs2 == 0 {
+                    rs1
+                } else {
+                    rs1 % rs2
+                }
+            }
             Op::Mulw => (rs1 as i32).wrapping_mul(rs2 as i32) as i64 as u64,
             Op::Divw => div_signed(rs1 as i32 as i64, rs2 as i32 as i64) as i32 as i64 as u64,
-            Op::Divuw => (rs1 as u32).checked_div(rs2 as u32).unwrap_or(u32::MAX) as i32 as i64 as u64,
+            Op::Divuw => {
+                (rs1 as u32).checked_div(rs2 as u32).unwrap_or(u32::MAX) as i32 as i64 as u64
+            }
             Op::Remw => rem_signed(rs1 as i32 as i64, rs2 as i32 as i64) as i32 as i64 as u64,
             Op::Remuw => {
                 let (a, b) = (rs1 as u32, rs2 as u32);
@@ -765,12 +891,28 @@ impl Hart {
 
     /// System, atomic and floating-point instructions.
     #[inline(never)]
-    fn execute_rare<B: Bus>(&mut self, i: Insn, pc: u64, ram: &mut Ram, bus: &mut B) -> Result<(), Trap> {
-        let next = pc.wrapping_add(i.len());
+    fn execute_rare<B: Bus>(
+        &mut self,
+        i: Insn,
+        pc: u64,
+        ram: &mut Ram,
+        bus: &mut B,
+    ) -> Result<(), Trap> {
+        let next = pc.wrapping_add(i.size());
         match i.op {
             Op::Undecoded | Op::Illegal => return Err(Self::illegal(&i)),
-            Op::Ecall => return Err(Trap { cause: CAUSE_ECALL_U + self.priv_mode as u64, tval: 0 }),
-            Op::Ebreak => return Err(Trap { cause: CAUSE_BREAKPOINT, tval: pc }),
+            Op::Ecall => {
+                return Err(Trap {
+                    cause: CAUSE_ECALL_U + self.priv_mode as u64,
+                    tval: 0,
+                })
+            }
+            Op::Ebreak => {
+                return Err(Trap {
+                    cause: CAUSE_BREAKPOINT,
+                    tval: pc,
+                })
+            }
             Op::Mret => {
                 if self.priv_mode != Priv::Machine {
                     return Err(Self::illegal(&i));
@@ -827,7 +969,11 @@ impl Hart {
         let n: usize = if word { 4 } else { 8 };
         let is_lr = matches!(i.op, Op::LrW | Op::LrD);
         if va & (n as u64 - 1) != 0 {
-            let cause = if is_lr { CAUSE_LOAD_MISALIGNED } else { CAUSE_STORE_MISALIGNED };
+            let cause = if is_lr {
+                CAUSE_LOAD_MISALIGNED
+            } else {
+                CAUSE_STORE_MISALIGNED
+            };
             return Err(Trap { cause, tval: va });
         }
         if is_lr {

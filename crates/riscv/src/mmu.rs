@@ -129,7 +129,14 @@ pub fn translate(
     Ok(Translation { pa, cacheable })
 }
 
-fn walk(csrs: &Csrs, ram: &mut Ram, va: u64, access: Access, eff: Priv, mode: u64) -> Result<u64, u64> {
+fn walk(
+    csrs: &Csrs,
+    ram: &mut Ram,
+    va: u64,
+    access: Access,
+    eff: Priv,
+    mode: u64,
+) -> Result<u64, u64> {
     let levels: u32 = if mode == csr::SATP_MODE_SV48 { 4 } else { 3 };
     let va_bits = 12 + 9 * levels;
     // The upper bits must all equal the top translated bit.
@@ -183,10 +190,10 @@ fn check_leaf_permissions(pte: u64, mstatus: u64, access: Access, eff: Priv) -> 
     let user_page = pte & PTE_U != 0;
     match eff {
         Priv::User if !user_page => return Err(access.page_fault()),
-        Priv::Supervisor if user_page => {
-            if access == Access::Fetch || mstatus & csr::MSTATUS_SUM == 0 {
-                return Err(access.page_fault());
-            }
+        Priv::Supervisor
+            if user_page && (access == Access::Fetch || mstatus & csr::MSTATUS_SUM == 0) =>
+        {
+            return Err(access.page_fault());
         }
         _ => {}
     }

@@ -36,10 +36,11 @@ pub struct Ram {
 impl Ram {
     /// Anonymous zero-filled RAM; untouched pages cost no host memory.
     pub fn new(base: u64, size: u64) -> Result<Self, RamError> {
-        if size == 0 || size % PAGE_SIZE != 0 || usize::try_from(size).is_err() {
+        if size == 0 || !size.is_multiple_of(PAGE_SIZE) || usize::try_from(size).is_err() {
             return Err(RamError::BadSize(size));
         }
-        let mem = MmapMut::map_anon(size as usize).map_err(|source| RamError::Map { size, source })?;
+        let mem =
+            MmapMut::map_anon(size as usize).map_err(|source| RamError::Map { size, source })?;
         Ok(Self::from_mmap(base, mem))
     }
 

@@ -50,7 +50,12 @@ impl Hart {
         Rm::from_bits(bits as u32).ok_or_else(|| Self::illegal(i))
     }
 
-    pub(super) fn execute_fp<B: Bus>(&mut self, i: &Insn, ram: &mut Ram, bus: &mut B) -> Result<(), Trap> {
+    pub(super) fn execute_fp<B: Bus>(
+        &mut self,
+        i: &Insn,
+        ram: &mut Ram,
+        bus: &mut B,
+    ) -> Result<(), Trap> {
         let (a, b, c) = (i.rs1, i.rs2, i.rs3());
         let (rd, xs1) = (i.rd(), self.x[i.rs1 as usize]);
         let addr = xs1.wrapping_add(i.imm as i64 as u64);
@@ -101,14 +106,24 @@ impl Hart {
                 let rm = self.rounding(i)?;
                 const S: u32 = 1 << 31;
                 let (na, nc) = fma_signs(i.op);
-                let (v, fl) = fpu::fma32(self.fs(a) ^ (na as u32 * S), self.fs(b), self.fs(c) ^ (nc as u32 * S), rm);
+                let (v, fl) = fpu::fma32(
+                    self.fs(a) ^ (na as u32 * S),
+                    self.fs(b),
+                    self.fs(c) ^ (nc as u32 * S),
+                    rm,
+                );
                 self.set_fs(rd, v, fl);
             }
             Op::FmaddD | Op::FmsubD | Op::FnmsubD | Op::FnmaddD => {
                 let rm = self.rounding(i)?;
                 const S: u64 = 1 << 63;
                 let (na, nc) = fma_signs(i.op);
-                let (v, fl) = fpu::fma64(self.fd(a) ^ (na as u64 * S), self.fd(b), self.fd(c) ^ (nc as u64 * S), rm);
+                let (v, fl) = fpu::fma64(
+                    self.fd(a) ^ (na as u64 * S),
+                    self.fd(b),
+                    self.fd(c) ^ (nc as u64 * S),
+                    rm,
+                );
                 self.set_fd(rd, v, fl);
             }
             Op::FsgnjS | Op::FsgnjnS | Op::FsgnjxS => {
@@ -130,12 +145,20 @@ impl Hart {
                 self.set_fd(rd, (x & !(1 << 63)) | sign, 0);
             }
             Op::FminS | Op::FmaxS => {
-                let f = if i.op == Op::FminS { fpu::min32 } else { fpu::max32 };
+                let f = if i.op == Op::FminS {
+                    fpu::min32
+                } else {
+                    fpu::max32
+                };
                 let (v, fl) = f(self.fs(a), self.fs(b));
                 self.set_fs(rd, v, fl);
             }
             Op::FminD | Op::FmaxD => {
-                let f = if i.op == Op::FminD { fpu::min64 } else { fpu::max64 };
+                let f = if i.op == Op::FminD {
+                    fpu::min64
+                } else {
+                    fpu::max64
+                };
                 let (v, fl) = f(self.fd(a), self.fd(b));
                 self.set_fd(rd, v, fl);
             }

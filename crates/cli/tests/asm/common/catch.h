@@ -28,6 +28,10 @@
 #define MSTATUS_TVM   (1 << 20)
 #define MSTATUS_SD    (1 << 63)
 
+/* Build with -DQEMU_QUIRKS to check a file on QEMU 7.2 where it differs
+ * from the privileged spec (each such check is marked where it is used);
+ * Lockstep's hart is held to the spec (built without it). */
+
 #define CATCH_INSTALL                               \
         la t0, __catch_trap;                        \
         csrw mtvec, t0;                             \

@@ -129,13 +129,13 @@
 .endm
 
 /* Test n: the first instruction of gadget g trapped with `cause` and
- * mtval = s0 (the VA it was given). */
-.macro expect_fault n, mode, g, cause
+ * mtval = s0 (the VA it was given); alias as for gadget_addr. */
+.macro expect_fault n, mode, g, cause, alias=1
         li gp, \n
         li t6, \cause
         bne s2, t6, __test_fail
         bne s3, s0, __test_fail
-        gadget_addr t6, \mode, \g
+        gadget_addr t6, \mode, \g, \alias
         bne s4, t6, __test_fail
 .endm
 

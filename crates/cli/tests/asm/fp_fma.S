@@ -1,0 +1,230 @@
+/* Fused multiply-add: fmadd, fmsub, fnmadd, fnmsub in single and double
+ * precision: a single rounding of a*b+c (exact cancellations, no
+ * intermediate overflow), signs of zero results, inf*0 raising invalid
+ * even with a quiet NaN addend, NaN rules, overflow, underflow with
+ * tininess after rounding, static and dynamic rounding. Result bits and
+ * fflags checked; confirmed on QEMU 7.2. */
+#include "common/test.h"
+#include "common/catch.h"
+#include "common/fp.h"
+
+TEST_BEGIN
+        fp_setup
+
+        /* ---- single precision ---- */
+        fs3 1, fmadd.s, rne, 0x40000000, 0x40400000, 0x3F800000, 0x40E00000, 0 /* 2*3+1 */
+        fs3 2, fmsub.s, rne, 0x40000000, 0x40400000, 0x3F800000, 0x40A00000, 0 /* 2*3-1 */
+        fs3 3, fnmadd.s, rne, 0x40000000, 0x40400000, 0x3F800000, 0xC0E00000, 0 /* -(2*3)-1 */
+        fs3 4, fnmsub.s, rne, 0x40000000, 0x40400000, 0x3F800000, 0xC0A00000, 0 /* -(2*3)+1 */
+        /* one rounding: (1+u)^2 - (1+2u) = u^2 exactly */
+        fs3 5, fmadd.s, rne, 0x3F800001, 0x3F800001, 0xBF800002, 0x28800000, 0
+        fs3 6, fmsub.s, rne, 0x3F800001, 0x3F800001, 0x3F800002, 0x28800000, 0
+        fs3 7, fnmadd.s, rne, 0x3F800001, 0x3F800001, 0xBF800002, 0xA8800000, 0
+        fs3 8, fnmsub.s, rne, 0x3F800001, 0x3F800001, 0x3F800002, 0xA8800000, 0
+        /* the exact rounding error of a product */
+        fs3 9, fmsub.s, rne, 0x3EAAAAAB, 0x3EAAAAAB, 0x3DE38E3A, 0xB0E38E38, 0
+        /* tie after the exact sum */
+        fs3 10, fmadd.s, rne, 0x3F800001, 0x3F800001, 0x33800000, 0x3F800003, F_NX
+        fs3 11, fmadd.s, rtz, 0x3F800001, 0x3F800001, 0x33800000, 0x3F800002, F_NX
+        fs3 12, fmadd.s, rdn, 0x3F800001, 0x3F800001, 0x33800000, 0x3F800002, F_NX
+        fs3 13, fmadd.s, rup, 0x3F800001, 0x3F800001, 0x33800000, 0x3F800003, F_NX
+        fs3 14, fmadd.s, rmm, 0x3F800001, 0x3F800001, 0x33800000, 0x3F800003, F_NX
+        fs3 15, fnmsub.s, rne, 0x3F800000, 0x3F800000, 0xB3800000, 0xBF800000, F_NX
+        fs3 16, fnmsub.s, rtz, 0x3F800000, 0x3F800000, 0xB3800000, 0xBF800000, F_NX
+        fs3 17, fnmsub.s, rdn, 0x3F800000, 0x3F800000, 0xB3800000, 0xBF800001, F_NX
+        fs3 18, fnmsub.s, rup, 0x3F800000, 0x3F800000, 0xB3800000, 0xBF800000, F_NX
+        fs3 19, fnmsub.s, rmm, 0x3F800000, 0x3F800000, 0xB3800000, 0xBF800001, F_NX
+        /* no intermediate overflow: 2*MAX - MAX = MAX */
+        fs3 20, fmadd.s, rne, 0x7F7FFFFF, 0x40000000, 0xFF7FFFFF, 0x7F7FFFFF, 0
+        fs3 21, fnmadd.s, rne, 0x7F7FFFFF, 0x40000000, 0xFF7FFFFF, 0xFF7FFFFF, 0
+        /* overflow */
+        fs3 22, fmadd.s, rne, 0x7F7FFFFF, 0x7F7FFFFF, 0x3F800000, 0x7F800000, F_OF|F_NX
+        /* overflow */
+        fs3 23, fmadd.s, rtz, 0x7F7FFFFF, 0x7F7FFFFF, 0x3F800000, 0x7F7FFFFF, F_OF|F_NX
+        /* overflow */
+        fs3 24, fmadd.s, rdn, 0x7F7FFFFF, 0x7F7FFFFF, 0x3F800000, 0x7F7FFFFF, F_OF|F_NX
+        /* overflow */
+        fs3 25, fmadd.s, rup, 0x7F7FFFFF, 0x7F7FFFFF, 0x3F800000, 0x7F800000, F_OF|F_NX
+        /* overflow */
+        fs3 26, fmadd.s, rmm, 0x7F7FFFFF, 0x7F7FFFFF, 0x3F800000, 0x7F800000, F_OF|F_NX
+        fs3 27, fnmadd.s, rdn, 0x7F7FFFFF, 0x7F7FFFFF, 0x3F800000, 0xFF800000, F_OF|F_NX
+        fs3 28, fnmadd.s, rup, 0x7F7FFFFF, 0x7F7FFFFF, 0x3F800000, 0xFF7FFFFF, F_OF|F_NX
+        /* underflow, tininess after rounding */
+        fs3 29, fmadd.s, rne, 0x3F800001, 0x007FFFFF, 0x00000000, 0x00800000, F_NX
+        fs3 30, fmadd.s, rtz, 0x3F800001, 0x007FFFFF, 0x00000000, 0x007FFFFF, F_UF|F_NX
+        fs3 31, fmadd.s, rdn, 0x3F800001, 0x007FFFFF, 0x00000000, 0x007FFFFF, F_UF|F_NX
+        fs3 32, fmadd.s, rup, 0x3F800001, 0x007FFFFF, 0x00000000, 0x00800000, F_NX
+        fs3 33, fmadd.s, rmm, 0x3F800001, 0x007FFFFF, 0x00000000, 0x00800000, F_NX
+        /* exact subnormal */
+        fs3 34, fmadd.s, rne, 0x00800000, 0x3F000000, 0x00000000, 0x00400000, 0
+        /* tie to zero */
+        fs3 35, fmadd.s, rne, 0x00000001, 0x3F000000, 0x00000000, 0x00000000, F_UF|F_NX
+        fs3 36, fmsub.s, rup, 0x00000001, 0x3F000000, 0x80000000, 0x00000001, F_UF|F_NX
+        /* tiny product, normal sum */
+        fs3 37, fmadd.s, rne, 0x00800000, 0x00800000, 0x3F800000, 0x3F800000, F_NX
+        fs3 38, fmadd.s, rdn, 0x00800000, 0x80800000, 0x3F800000, 0x3F7FFFFF, F_NX
+        /* signed zeros */
+        fs3 39, fmadd.s, rne, 0x00000000, 0x3F800000, 0x80000000, 0x00000000, 0
+        fs3 40, fmadd.s, rdn, 0x00000000, 0x3F800000, 0x80000000, 0x80000000, 0
+        fs3 41, fmadd.s, rne, 0x80000000, 0x3F800000, 0x80000000, 0x80000000, 0
+        fs3 42, fmsub.s, rne, 0x80000000, 0x3F800000, 0x00000000, 0x80000000, 0
+        /* -(+0) - +0 = -0 */
+        fs3 43, fnmadd.s, rne, 0x00000000, 0x3F800000, 0x00000000, 0x80000000, 0
+        /* -(+0) + +0 = +0 */
+        fs3 44, fnmsub.s, rne, 0x00000000, 0x3F800000, 0x00000000, 0x00000000, 0
+        fs3 45, fnmsub.s, rdn, 0x00000000, 0x3F800000, 0x00000000, 0x80000000, 0
+        /* exact zero: +0 */
+        fs3 46, fmsub.s, rne, 0x3F800000, 0x3F800000, 0x3F800000, 0x00000000, 0
+        /* ... -0 rounding down */
+        fs3 47, fmsub.s, rdn, 0x3F800000, 0x3F800000, 0x3F800000, 0x80000000, 0
+        fs3 48, fnmadd.s, rne, 0x3F800000, 0x3F800000, 0xBF800000, 0x00000000, 0
+        /* infinities and NaNs */
+        /* inf*0 + qNaN: invalid (RISC-V) */
+        fs3 49, fmadd.s, rne, 0x7F800000, 0x00000000, 0x7FC00000, 0x7FC00000, F_NV
+        /* inf*0: invalid */
+        fs3 50, fmadd.s, rne, 0x00000000, 0xFF800000, 0x3F800000, 0x7FC00000, F_NV
+        fs3 51, fnmsub.s, rne, 0xFF800000, 0x00000000, 0x7FC12345, 0x7FC00000, F_NV
+        /* inf - inf: invalid */
+        fs3 52, fmadd.s, rne, 0x7F800000, 0x3F800000, 0xFF800000, 0x7FC00000, F_NV
+        fs3 53, fmsub.s, rne, 0x7F800000, 0x3F800000, 0x7F800000, 0x7FC00000, F_NV
+        fs3 54, fmadd.s, rne, 0x7F800000, 0x3F800000, 0x7F800000, 0x7F800000, 0
+        fs3 55, fnmadd.s, rne, 0x7F800000, 0x40000000, 0x3F800000, 0xFF800000, 0
+        fs3 56, fmadd.s, rne, 0x3F800000, 0x40000000, 0xFF800000, 0xFF800000, 0
+        /* finite overflow + -inf: -inf, no flags */
+        fs3 57, fmadd.s, rne, 0x7F7FFFFF, 0x7F7FFFFF, 0xFF800000, 0xFF800000, 0
+        fs3 58, fmadd.s, rne, 0x7FC00000, 0x3F800000, 0x3F800000, 0x7FC00000, 0
+        fs3 59, fmadd.s, rne, 0x3F800000, 0x7FC12345, 0x3F800000, 0x7FC00000, 0
+        fs3 60, fmadd.s, rne, 0x3F800000, 0x3F800000, 0x7F800001, 0x7FC00000, F_NV
+        fs3 61, fnmadd.s, rne, 0x7F805A5A, 0x3F800000, 0x7FC00000, 0x7FC00000, F_NV
+        /* NaN sign not flipped */
+        fs3 62, fnmsub.s, rne, 0xFFC00000, 0x3F800000, 0x3F800000, 0x7FC00000, 0
+
+        /* dynamic rounding */
+        set_frm FRM_RNE
+        fs3 63, fmadd.s, dyn, 0x3F800001, 0x3F800001, 0x33800000, 0x3F800003, F_NX
+        fs3 64, fnmadd.s, dyn, 0x40400000, 0x3EAAAAAB, 0xBF800000, 0xB3000000, 0
+        set_frm FRM_RTZ
+        fs3 65, fmadd.s, dyn, 0x3F800001, 0x3F800001, 0x33800000, 0x3F800002, F_NX
+        fs3 66, fnmadd.s, dyn, 0x40400000, 0x3EAAAAAB, 0xBF800000, 0xB3000000, 0
+        set_frm FRM_RDN
+        fs3 67, fmadd.s, dyn, 0x3F800001, 0x3F800001, 0x33800000, 0x3F800002, F_NX
+        fs3 68, fnmadd.s, dyn, 0x40400000, 0x3EAAAAAB, 0xBF800000, 0xB3000000, 0
+        set_frm FRM_RUP
+        fs3 69, fmadd.s, dyn, 0x3F800001, 0x3F800001, 0x33800000, 0x3F800003, F_NX
+        fs3 70, fnmadd.s, dyn, 0x40400000, 0x3EAAAAAB, 0xBF800000, 0xB3000000, 0
+        set_frm FRM_RMM
+        fs3 71, fmadd.s, dyn, 0x3F800001, 0x3F800001, 0x33800000, 0x3F800003, F_NX
+        fs3 72, fnmadd.s, dyn, 0x40400000, 0x3EAAAAAB, 0xBF800000, 0xB3000000, 0
+        set_frm FRM_RNE
+
+        /* ---- double precision ---- */
+        /* 2*3+1 */
+        fd3 73, fmadd.d, rne, 0x4000000000000000, 0x4008000000000000, 0x3FF0000000000000, 0x401C000000000000, 0
+        /* 2*3-1 */
+        fd3 74, fmsub.d, rne, 0x4000000000000000, 0x4008000000000000, 0x3FF0000000000000, 0x4014000000000000, 0
+        /* -(2*3)-1 */
+        fd3 75, fnmadd.d, rne, 0x4000000000000000, 0x4008000000000000, 0x3FF0000000000000, 0xC01C000000000000, 0
+        /* -(2*3)+1 */
+        fd3 76, fnmsub.d, rne, 0x4000000000000000, 0x4008000000000000, 0x3FF0000000000000, 0xC014000000000000, 0
+        /* one rounding: (1+u)^2 - (1+2u) = u^2 exactly */
+        fd3 77, fmadd.d, rne, 0x3FF0000000000001, 0x3FF0000000000001, 0xBFF0000000000002, 0x3970000000000000, 0
+        fd3 78, fmsub.d, rne, 0x3FF0000000000001, 0x3FF0000000000001, 0x3FF0000000000002, 0x3970000000000000, 0
+        fd3 79, fnmadd.d, rne, 0x3FF0000000000001, 0x3FF0000000000001, 0xBFF0000000000002, 0xB970000000000000, 0
+        fd3 80, fnmsub.d, rne, 0x3FF0000000000001, 0x3FF0000000000001, 0x3FF0000000000002, 0xB970000000000000, 0
+        /* the exact rounding error of a product */
+        fd3 81, fmsub.d, rne, 0x3FD5555555555555, 0x3FD5555555555555, 0x3FBC71C71C71C71C, 0xBC5C71C71C71C71C, 0
+        /* tie after the exact sum */
+        fd3 82, fmadd.d, rne, 0x3FF0000000000001, 0x3FF0000000000001, 0x3CA0000000000000, 0x3FF0000000000003, F_NX
+        fd3 83, fmadd.d, rtz, 0x3FF0000000000001, 0x3FF0000000000001, 0x3CA0000000000000, 0x3FF0000000000002, F_NX
+        fd3 84, fmadd.d, rdn, 0x3FF0000000000001, 0x3FF0000000000001, 0x3CA0000000000000, 0x3FF0000000000002, F_NX
+        fd3 85, fmadd.d, rup, 0x3FF0000000000001, 0x3FF0000000000001, 0x3CA0000000000000, 0x3FF0000000000003, F_NX
+        fd3 86, fmadd.d, rmm, 0x3FF0000000000001, 0x3FF0000000000001, 0x3CA0000000000000, 0x3FF0000000000003, F_NX
+        fd3 87, fnmsub.d, rne, 0x3FF0000000000000, 0x3FF0000000000000, 0xBCA0000000000000, 0xBFF0000000000000, F_NX
+        fd3 88, fnmsub.d, rtz, 0x3FF0000000000000, 0x3FF0000000000000, 0xBCA0000000000000, 0xBFF0000000000000, F_NX
+        fd3 89, fnmsub.d, rdn, 0x3FF0000000000000, 0x3FF0000000000000, 0xBCA0000000000000, 0xBFF0000000000001, F_NX
+        fd3 90, fnmsub.d, rup, 0x3FF0000000000000, 0x3FF0000000000000, 0xBCA0000000000000, 0xBFF0000000000000, F_NX
+        fd3 91, fnmsub.d, rmm, 0x3FF0000000000000, 0x3FF0000000000000, 0xBCA0000000000000, 0xBFF0000000000001, F_NX
+        /* no intermediate overflow: 2*MAX - MAX = MAX */
+        fd3 92, fmadd.d, rne, 0x7FEFFFFFFFFFFFFF, 0x4000000000000000, 0xFFEFFFFFFFFFFFFF, 0x7FEFFFFFFFFFFFFF, 0
+        fd3 93, fnmadd.d, rne, 0x7FEFFFFFFFFFFFFF, 0x4000000000000000, 0xFFEFFFFFFFFFFFFF, 0xFFEFFFFFFFFFFFFF, 0
+        /* overflow */
+        fd3 94, fmadd.d, rne, 0x7FEFFFFFFFFFFFFF, 0x7FEFFFFFFFFFFFFF, 0x3FF0000000000000, 0x7FF0000000000000, F_OF|F_NX
+        /* overflow */
+        fd3 95, fmadd.d, rtz, 0x7FEFFFFFFFFFFFFF, 0x7FEFFFFFFFFFFFFF, 0x3FF0000000000000, 0x7FEFFFFFFFFFFFFF, F_OF|F_NX
+        /* overflow */
+        fd3 96, fmadd.d, rdn, 0x7FEFFFFFFFFFFFFF, 0x7FEFFFFFFFFFFFFF, 0x3FF0000000000000, 0x7FEFFFFFFFFFFFFF, F_OF|F_NX
+        /* overflow */
+        fd3 97, fmadd.d, rup, 0x7FEFFFFFFFFFFFFF, 0x7FEFFFFFFFFFFFFF, 0x3FF0000000000000, 0x7FF0000000000000, F_OF|F_NX
+        /* overflow */
+        fd3 98, fmadd.d, rmm, 0x7FEFFFFFFFFFFFFF, 0x7FEFFFFFFFFFFFFF, 0x3FF0000000000000, 0x7FF0000000000000, F_OF|F_NX
+        fd3 99, fnmadd.d, rdn, 0x7FEFFFFFFFFFFFFF, 0x7FEFFFFFFFFFFFFF, 0x3FF0000000000000, 0xFFF0000000000000, F_OF|F_NX
+        fd3 100, fnmadd.d, rup, 0x7FEFFFFFFFFFFFFF, 0x7FEFFFFFFFFFFFFF, 0x3FF0000000000000, 0xFFEFFFFFFFFFFFFF, F_OF|F_NX
+        /* underflow, tininess after rounding */
+        fd3 101, fmadd.d, rne, 0x3FF0000000000001, 0x000FFFFFFFFFFFFF, 0x0000000000000000, 0x0010000000000000, F_NX
+        fd3 102, fmadd.d, rtz, 0x3FF0000000000001, 0x000FFFFFFFFFFFFF, 0x0000000000000000, 0x000FFFFFFFFFFFFF, F_UF|F_NX
+        fd3 103, fmadd.d, rdn, 0x3FF0000000000001, 0x000FFFFFFFFFFFFF, 0x0000000000000000, 0x000FFFFFFFFFFFFF, F_UF|F_NX
+        fd3 104, fmadd.d, rup, 0x3FF0000000000001, 0x000FFFFFFFFFFFFF, 0x0000000000000000, 0x0010000000000000, F_NX
+        fd3 105, fmadd.d, rmm, 0x3FF0000000000001, 0x000FFFFFFFFFFFFF, 0x0000000000000000, 0x0010000000000000, F_NX
+        /* exact subnormal */
+        fd3 106, fmadd.d, rne, 0x0010000000000000, 0x3FE0000000000000, 0x0000000000000000, 0x0008000000000000, 0
+        /* tie to zero */
+        fd3 107, fmadd.d, rne, 0x0000000000000001, 0x3FE0000000000000, 0x0000000000000000, 0x0000000000000000, F_UF|F_NX
+        fd3 108, fmsub.d, rup, 0x0000000000000001, 0x3FE0000000000000, 0x8000000000000000, 0x0000000000000001, F_UF|F_NX
+        /* tiny product, normal sum */
+        fd3 109, fmadd.d, rne, 0x0010000000000000, 0x0010000000000000, 0x3FF0000000000000, 0x3FF0000000000000, F_NX
+        fd3 110, fmadd.d, rdn, 0x0010000000000000, 0x8010000000000000, 0x3FF0000000000000, 0x3FEFFFFFFFFFFFFF, F_NX
+        /* signed zeros */
+        fd3 111, fmadd.d, rne, 0x0000000000000000, 0x3FF0000000000000, 0x8000000000000000, 0x0000000000000000, 0
+        fd3 112, fmadd.d, rdn, 0x0000000000000000, 0x3FF0000000000000, 0x8000000000000000, 0x8000000000000000, 0
+        fd3 113, fmadd.d, rne, 0x8000000000000000, 0x3FF0000000000000, 0x8000000000000000, 0x8000000000000000, 0
+        fd3 114, fmsub.d, rne, 0x8000000000000000, 0x3FF0000000000000, 0x0000000000000000, 0x8000000000000000, 0
+        /* -(+0) - +0 = -0 */
+        fd3 115, fnmadd.d, rne, 0x0000000000000000, 0x3FF0000000000000, 0x0000000000000000, 0x8000000000000000, 0
+        /* -(+0) + +0 = +0 */
+        fd3 116, fnmsub.d, rne, 0x0000000000000000, 0x3FF0000000000000, 0x0000000000000000, 0x0000000000000000, 0
+        fd3 117, fnmsub.d, rdn, 0x0000000000000000, 0x3FF0000000000000, 0x0000000000000000, 0x8000000000000000, 0
+        /* exact zero: +0 */
+        fd3 118, fmsub.d, rne, 0x3FF0000000000000, 0x3FF0000000000000, 0x3FF0000000000000, 0x0000000000000000, 0
+        /* ... -0 rounding down */
+        fd3 119, fmsub.d, rdn, 0x3FF0000000000000, 0x3FF0000000000000, 0x3FF0000000000000, 0x8000000000000000, 0
+        fd3 120, fnmadd.d, rne, 0x3FF0000000000000, 0x3FF0000000000000, 0xBFF0000000000000, 0x0000000000000000, 0
+        /* infinities and NaNs */
+        /* inf*0 + qNaN: invalid (RISC-V) */
+        fd3 121, fmadd.d, rne, 0x7FF0000000000000, 0x0000000000000000, 0x7FF8000000000000, 0x7FF8000000000000, F_NV
+        /* inf*0: invalid */
+        fd3 122, fmadd.d, rne, 0x0000000000000000, 0xFFF0000000000000, 0x3FF0000000000000, 0x7FF8000000000000, F_NV
+        fd3 123, fnmsub.d, rne, 0xFFF0000000000000, 0x0000000000000000, 0x7FF8000000012345, 0x7FF8000000000000, F_NV
+        /* inf - inf: invalid */
+        fd3 124, fmadd.d, rne, 0x7FF0000000000000, 0x3FF0000000000000, 0xFFF0000000000000, 0x7FF8000000000000, F_NV
+        fd3 125, fmsub.d, rne, 0x7FF0000000000000, 0x3FF0000000000000, 0x7FF0000000000000, 0x7FF8000000000000, F_NV
+        fd3 126, fmadd.d, rne, 0x7FF0000000000000, 0x3FF0000000000000, 0x7FF0000000000000, 0x7FF0000000000000, 0
+        fd3 127, fnmadd.d, rne, 0x7FF0000000000000, 0x4000000000000000, 0x3FF0000000000000, 0xFFF0000000000000, 0
+        fd3 128, fmadd.d, rne, 0x3FF0000000000000, 0x4000000000000000, 0xFFF0000000000000, 0xFFF0000000000000, 0
+        /* finite overflow + -inf: -inf, no flags */
+        fd3 129, fmadd.d, rne, 0x7FEFFFFFFFFFFFFF, 0x7FEFFFFFFFFFFFFF, 0xFFF0000000000000, 0xFFF0000000000000, 0
+        fd3 130, fmadd.d, rne, 0x7FF8000000000000, 0x3FF0000000000000, 0x3FF0000000000000, 0x7FF8000000000000, 0
+        fd3 131, fmadd.d, rne, 0x3FF0000000000000, 0x7FF8000000012345, 0x3FF0000000000000, 0x7FF8000000000000, 0
+        fd3 132, fmadd.d, rne, 0x3FF0000000000000, 0x3FF0000000000000, 0x7FF0000000000001, 0x7FF8000000000000, F_NV
+        fd3 133, fnmadd.d, rne, 0x7FF0000000005A5A, 0x3FF0000000000000, 0x7FF8000000000000, 0x7FF8000000000000, F_NV
+        /* NaN sign not flipped */
+        fd3 134, fnmsub.d, rne, 0xFFF8000000000000, 0x3FF0000000000000, 0x3FF0000000000000, 0x7FF8000000000000, 0
+
+        /* dynamic rounding */
+        set_frm FRM_RNE
+        fd3 135, fmadd.d, dyn, 0x3FF0000000000001, 0x3FF0000000000001, 0x3CA0000000000000, 0x3FF0000000000003, F_NX
+        fd3 136, fnmadd.d, dyn, 0x4008000000000000, 0x3FD5555555555555, 0xBFF0000000000000, 0x3C90000000000000, 0
+        set_frm FRM_RTZ
+        fd3 137, fmadd.d, dyn, 0x3FF0000000000001, 0x3FF0000000000001, 0x3CA0000000000000, 0x3FF0000000000002, F_NX
+        fd3 138, fnmadd.d, dyn, 0x4008000000000000, 0x3FD5555555555555, 0xBFF0000000000000, 0x3C90000000000000, 0
+        set_frm FRM_RDN
+        fd3 139, fmadd.d, dyn, 0x3FF0000000000001, 0x3FF0000000000001, 0x3CA0000000000000, 0x3FF0000000000002, F_NX
+        fd3 140, fnmadd.d, dyn, 0x4008000000000000, 0x3FD5555555555555, 0xBFF0000000000000, 0x3C90000000000000, 0
+        set_frm FRM_RUP
+        fd3 141, fmadd.d, dyn, 0x3FF0000000000001, 0x3FF0000000000001, 0x3CA0000000000000, 0x3FF0000000000003, F_NX
+        fd3 142, fnmadd.d, dyn, 0x4008000000000000, 0x3FD5555555555555, 0xBFF0000000000000, 0x3C90000000000000, 0
+        set_frm FRM_RMM
+        fd3 143, fmadd.d, dyn, 0x3FF0000000000001, 0x3FF0000000000001, 0x3CA0000000000000, 0x3FF0000000000003, F_NX
+        fd3 144, fnmadd.d, dyn, 0x4008000000000000, 0x3FD5555555555555, 0xBFF0000000000000, 0x3C90000000000000, 0
+        set_frm FRM_RNE
+TEST_PASS
+TEST_END
