@@ -120,6 +120,11 @@ pub struct Hart {
     limit: u64,
     #[serde(skip)]
     yielded: bool,
+    /// Runaway detection: traps taken in a row at the same `retired`.
+    #[serde(skip)]
+    trap_streak: u32,
+    #[serde(skip)]
+    last_trap_at: u64,
 }
 
 impl PartialEq for Hart {
@@ -172,6 +177,8 @@ impl Hart {
             fetch_page: FETCH_UNCACHED,
             limit: 0,
             yielded: false,
+            trap_streak: 0,
+            last_trap_at: u64::MAX,
         };
         h.mode_changed();
         h
@@ -253,7 +260,6 @@ impl Hart {
             }
         }
         self.limit = self.retired.saturating_add(budget);
-        let mut trap_streak = 0u32;
         while self.retired < self.limit {
             let pc = self.pc;
             let insn = match self.fetch_cached(ram, pc) {
@@ -261,7 +267,7 @@ impl Hart {
                 None => match self.fetch_slow(ram, bus, pc) {
                     Ok(insn) => insn,
                     Err(t) => {
-                        if let Some(exit) = self.trap_in_loop(ram, bus, t, pc, &mut trap_streak) {
+                        if let Some(exit) = self.trap_in_loop(ram, bus, t, pc) {
                             return exit;
                         }
                         continue;
@@ -269,12 +275,9 @@ impl Hart {
                 },
             };
             match self.execute(insn, pc, ram, bus) {
-                Ok(()) => {
-                    self.retired += 1;
-                    trap_streak = 0;
-                }
+                Ok(()) => self.retired += 1,
                 Err(t) => {
-                    if let Some(exit) = self.trap_in_loop(ram, bus, t, pc, &mut trap_streak) {
+                    if let Some(exit) = self.trap_in_loop(ram, bus, t, pc) {
                         return exit;
                     }
                 }
@@ -290,20 +293,19 @@ impl Hart {
     }
 
     #[inline(never)]
-    fn trap_in_loop<B: Bus>(
-        &mut self,
-        ram: &mut Ram,
-        bus: &mut B,
-        mut t: Trap,
-        pc: u64,
-        streak: &mut u32,
-    ) -> Option<Exit> {
+    fn trap_in_loop<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, mut t: Trap, pc: u64) -> Option<Exit> {
         if t.cause == CAUSE_ILLEGAL && t.tval == TVAL_INSN_BITS {
             t.tval = self.instruction_bits(ram, bus, pc);
         }
         self.take_trap(t, pc);
-        *streak += 1;
-        (*streak >= TRAP_STORM).then_some(Exit::TrapStorm { pc, cause: t.cause })
+        // Count traps taken with no instruction retired in between.
+        if self.retired == self.last_trap_at {
+            self.trap_streak += 1;
+        } else {
+            self.trap_streak = 1;
+            self.last_trap_at = self.retired;
+        }
+        (self.trap_streak >= TRAP_STORM).then_some(Exit::TrapStorm { pc, cause: t.cause })
     }
 
     /// End the slice after the current instruction.
