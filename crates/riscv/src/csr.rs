@@ -284,3 +284,6 @@ pub const MARCHID: u16 = 0xf12;
 pub const MIMPID: u16 = 0xf13;
 pub const MHARTID: u16 = 0xf14;
 pub const MCONFIGPTR: u16 = 0xf15;
+pub const TSELECT: u16 = 0x7a0;
+pub const TDATA3: u16 = 0x7a3;
+pub const TINFO: u16 = 0x7a4;

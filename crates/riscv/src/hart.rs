@@ -1105,6 +1105,10 @@ impl Hart {
             csr::MINSTRET => self.retired.wrapping_add(c.instret_offset),
             0xb03..=0xb1f => 0, // mhpmcounter3..31: hardwired zero
             csr::MVENDORID | csr::MARCHID | csr::MIMPID | csr::MCONFIGPTR => 0,
+            // Debug triggers: tselect exists, but no trigger does (tdata1
+            // reads type 0, tinfo says only type 0).
+            csr::TSELECT..=csr::TDATA3 => 0,
+            csr::TINFO => 1,
             csr::MHARTID => self.hartid,
             _ => return None,
         })
@@ -1179,7 +1183,7 @@ impl Hart {
                 c.write_menvcfg(v);
                 self.request_yield();
             }
-            csr::MCOUNTINHIBIT | 0x323..=0x33f | 0xb03..=0xb1f => {}
+            csr::MCOUNTINHIBIT | 0x323..=0x33f | 0xb03..=0xb1f | csr::TSELECT..=csr::TINFO => {}
             csr::MSCRATCH => c.mscratch = v,
             csr::MEPC => c.mepc = v & !1,
             csr::MCAUSE => c.mcause = v,
