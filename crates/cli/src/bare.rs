@@ -31,13 +31,22 @@ pub struct BareArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum BareError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not an ELF file ({reason})")]
     NotElf { path: PathBuf, reason: String },
     #[error("{path} is not a 64-bit little-endian RISC-V ELF")]
     NotRiscv { path: PathBuf },
     #[error("{path}: segment at {addr:#x} (+{len:#x} bytes) lies outside RAM {base:#x}..{end:#x}")]
-    SegmentOutsideRam { path: PathBuf, addr: u64, len: u64, base: u64, end: u64 },
+    SegmentOutsideRam {
+        path: PathBuf,
+        addr: u64,
+        len: u64,
+        base: u64,
+        end: u64,
+    },
     #[error("{path}: has no loadable segments")]
     NoSegments { path: PathBuf },
     #[error("{path}: no `tohost` symbol, so the program cannot report a result")]
@@ -46,7 +55,9 @@ pub enum BareError {
     Ram(#[from] riscv::ram::RamError),
     #[error("instruction budget of {0} exhausted (pc {1:#x}) without a result in tohost")]
     Budget(u64, u64),
-    #[error("guest ran wild: trap loop at pc {pc:#x} (cause {cause}) without retiring an instruction")]
+    #[error(
+        "guest ran wild: trap loop at pc {pc:#x} (cause {cause}) without retiring an instruction"
+    )]
     TrapStorm { pc: u64, cause: u64 },
     #[error("hart waits for an interrupt (wfi at pc {0:#x}) that can never arrive")]
     Deadlock(u64),
@@ -61,9 +72,14 @@ pub struct Program {
 
 /// Load `path` into `ram`.
 pub fn load_elf(path: &Path, ram: &mut Ram) -> Result<Program, BareError> {
-    let data = std::fs::read(path).map_err(|source| BareError::Read { path: path.into(), source })?;
-    let file = object::File::parse(&*data)
-        .map_err(|e| BareError::NotElf { path: path.into(), reason: e.to_string() })?;
+    let data = std::fs::read(path).map_err(|source| BareError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let file = object::File::parse(&*data).map_err(|e| BareError::NotElf {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
     if file.format() != object::BinaryFormat::Elf
         || file.architecture() != object::Architecture::Riscv64
         || !file.is_little_endian()
@@ -73,13 +89,22 @@ pub fn load_elf(path: &Path, ram: &mut Ram) -> Result<Program, BareError> {
     let mut loaded = 0;
     for seg in file.segments() {
         let (addr, memsz) = (seg.address(), seg.size());
-        let bytes = seg.data().map_err(|e| BareError::NotElf { path: path.into(), reason: e.to_string() })?;
+        let bytes = seg.data().map_err(|e| BareError::NotElf {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
         if memsz == 0 {
             continue;
         }
         if !ram.contains(addr, memsz) || (bytes.len() as u64) > memsz {
             let (base, end) = (ram.base(), ram.base() + ram.size());
-            return Err(BareError::SegmentOutsideRam { path: path.into(), addr, len: memsz, base, end });
+            return Err(BareError::SegmentOutsideRam {
+                path: path.into(),
+                addr,
+                len: memsz,
+                base,
+                end,
+            });
         }
         ram.write(addr, bytes);
         loaded += 1;
@@ -87,9 +112,17 @@ pub fn load_elf(path: &Path, ram: &mut Ram) -> Result<Program, BareError> {
     if loaded == 0 {
         return Err(BareError::NoSegments { path: path.into() });
     }
-    let symbol = |name: &str| file.symbols().find(|s| s.name() == Ok(name)).map(|s| s.address());
+    let symbol = |name: &str| {
+        file.symbols()
+            .find(|s| s.name() == Ok(name))
+            .map(|s| s.address())
+    };
     let tohost = symbol("tohost").ok_or_else(|| BareError::NoTohost { path: path.into() })?;
-    Ok(Program { entry: file.entry(), tohost, fromhost: symbol("fromhost") })
+    Ok(Program {
+        entry: file.entry(),
+        tohost,
+        fromhost: symbol("fromhost"),
+    })
 }
 
 /// The bare board's MMIO: a CLINT for one hart.
@@ -109,7 +142,10 @@ impl BareBus {
 
 impl Bus for BareBus {
     fn load(&mut self, pa: u64, size: u8, now: u64) -> Result<u64, BusFault> {
-        let off = pa.checked_sub(CLINT_BASE).filter(|o| *o < CLINT_SIZE).ok_or(BusFault)?;
+        let off = pa
+            .checked_sub(CLINT_BASE)
+            .filter(|o| *o < CLINT_SIZE)
+            .ok_or(BusFault)?;
         let reg = match off & !7 {
             0 => self.msip as u64,
             0x4000 => self.mtimecmp,
@@ -124,7 +160,10 @@ impl Bus for BareBus {
     }
 
     fn store(&mut self, pa: u64, size: u8, val: u64, _now: u64) -> Result<(), BusFault> {
-        let off = pa.checked_sub(CLINT_BASE).filter(|o| *o < CLINT_SIZE).ok_or(BusFault)?;
+        let off = pa
+            .checked_sub(CLINT_BASE)
+            .filter(|o| *o < CLINT_SIZE)
+            .ok_or(BusFault)?;
         let merge = |old: u64| {
             if size == 8 {
                 val
@@ -162,7 +201,10 @@ pub fn execute(
     max: u64,
     console: &mut dyn Write,
 ) -> Result<Outcome, BareError> {
-    let mut bus = BareBus { mtimecmp: u64::MAX, ..Default::default() };
+    let mut bus = BareBus {
+        mtimecmp: u64::MAX,
+        ..Default::default()
+    };
     hart.set_pc(prog.entry);
     loop {
         let mtime = bus.now(hart.instret());
@@ -204,7 +246,11 @@ fn poll_htif(ram: &mut Ram, prog: &Program, console: &mut dyn Write) -> Option<O
     match (device, cmd) {
         (0, _) if payload & 1 == 1 => {
             let code = payload >> 1;
-            return Some(if code == 0 { Outcome::Pass } else { Outcome::Fail(code) });
+            return Some(if code == 0 {
+                Outcome::Pass
+            } else {
+                Outcome::Fail(code)
+            });
         }
         (1, 1) => {
             let _ = console.write_all(&[payload as u8]);
@@ -222,11 +268,20 @@ pub fn run(args: BareArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut ram = Ram::new(RAM_BASE, args.memory_mib.max(1) << 20)?;
     let prog = load_elf(&args.elf, &mut ram)?;
     let mut hart = Hart::new(0);
-    let outcome = execute(&mut hart, &mut ram, &prog, args.max_instructions, &mut std::io::stdout())?;
+    let outcome = execute(
+        &mut hart,
+        &mut ram,
+        &prog,
+        args.max_instructions,
+        &mut std::io::stdout(),
+    )?;
     Ok(match outcome {
         Outcome::Pass => ExitCode::SUCCESS,
         Outcome::Fail(n) => {
-            eprintln!("lockstep: test {n} failed (after {} instructions)", hart.instret());
+            eprintln!(
+                "lockstep: test {n} failed (after {} instructions)",
+                hart.instret()
+            );
             ExitCode::from(1)
         }
     })

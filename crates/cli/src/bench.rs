@@ -8,9 +8,13 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// Without a subcommand: the guest workloads under lockstep and QEMU.
     #[command(subcommand)]
-    pub what: BenchKind,
+    pub what: Option<BenchKind>,
+    #[command(flatten)]
+    pub guest: crate::bench_guest::GuestBenchArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -25,7 +29,8 @@ pub enum BenchKind {
 
 pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match args.what {
-        BenchKind::Mips { instructions } => mips(instructions),
+        Some(BenchKind::Mips { instructions }) => mips(instructions),
+        None => crate::bench_guest::run(args.guest),
     }
 }
 
@@ -92,9 +97,16 @@ fn mips(instructions: u64) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let iterations = u32::try_from((instructions / LOOP_LEN).max(1))
         .map_err(|_| "--instructions is too large for the benchmark loop (max 68 billion)")?;
     let mut ram = Ram::new(RAM_BASE, 16 << 20)?;
-    let code: Vec<u8> = mips_program(iterations).iter().flat_map(|w| w.to_le_bytes()).collect();
+    let code: Vec<u8> = mips_program(iterations)
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect();
     ram.write(RAM_BASE, &code);
-    let prog = Program { entry: RAM_BASE, tohost: TOHOST, fromhost: None };
+    let prog = Program {
+        entry: RAM_BASE,
+        tohost: TOHOST,
+        fromhost: None,
+    };
     let mut hart = Hart::new(0);
     let start = Instant::now();
     let outcome = bare::execute(&mut hart, &mut ram, &prog, u64::MAX, &mut std::io::sink())?;

@@ -2,12 +2,18 @@
 
 mod bare;
 mod bench;
+mod bench_guest;
+mod image;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "lockstep", version, about = "Deterministic RISC-V virtual machines")]
+#[command(
+    name = "lockstep",
+    version,
+    about = "Deterministic RISC-V virtual machines"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,6 +25,8 @@ enum Command {
     Bare(bare::BareArgs),
     /// Benchmarks; each prints its figures.
     Bench(bench::BenchArgs),
+    /// Guest images: fetch and verify Debian's riscv64 kernel, busybox and OpenSBI.
+    Image(image::ImageArgs),
 }
 
 fn main() -> ExitCode {
@@ -26,6 +34,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bare(args) => bare::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Image(args) => image::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,152 @@
+//! The on-disk cache: where it is, crash-safe writes into it, and checksums of what it holds.
+
+use crate::fetch::hex;
+use crate::ImageError;
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// The cache root: `explicit` (`--cache-dir`), else `$LOCKSTEP_CACHE`, else
+/// `$XDG_CACHE_HOME/lockstep`, else `~/.cache/lockstep`.
+pub fn cache_root(explicit: Option<&Path>) -> Result<PathBuf, ImageError> {
+    if let Some(dir) = explicit {
+        return Ok(dir.to_path_buf());
+    }
+    if let Some(dir) = env_dir("LOCKSTEP_CACHE") {
+        return Ok(dir);
+    }
+    // The XDG spec says to ignore relative paths in these variables.
+    if let Some(dir) = env_dir("XDG_CACHE_HOME").filter(|d| d.is_absolute()) {
+        return Ok(dir.join("lockstep"));
+    }
+    env_dir("HOME")
+        .map(|home| home.join(".cache").join("lockstep"))
+        .ok_or(ImageError::NoCacheDir)
+}
+
+fn env_dir(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Creates `dir` if needed and proves that files can be created in it.
+pub fn ensure_writable(dir: &Path) -> Result<(), ImageError> {
+    let not_writable = |cause| ImageError::CacheNotWritable {
+        path: dir.to_path_buf(),
+        cause,
+    };
+    std::fs::create_dir_all(dir).map_err(not_writable)?;
+    tempfile::Builder::new()
+        .prefix(".probe-")
+        .tempfile_in(dir)
+        .map_err(not_writable)?;
+    Ok(())
+}
+
+/// Writes `dest` crash-safely: `fill` writes a temp file next to it, which is fsynced and
+/// renamed over `dest` only if `fill` succeeds; then the directory is fsynced. `dest` is
+/// either untouched or complete, never half-written.
+pub fn atomic_write_with(
+    dest: &Path,
+    fill: impl FnOnce(&mut File) -> Result<(), ImageError>,
+) -> Result<(), ImageError> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let not_writable = |cause| ImageError::CacheNotWritable {
+        path: dir.to_path_buf(),
+        cause,
+    };
+    std::fs::create_dir_all(dir).map_err(not_writable)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".partial-");
+    // Cached files are plain data anyone may read, like files made with the default umask.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    let mut tmp = builder.tempfile_in(dir).map_err(not_writable)?;
+    fill(tmp.as_file_mut())?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(ImageError::io(tmp.path()))?;
+    tmp.persist(dest)
+        .map_err(|e| ImageError::io(dest)(e.error))?;
+    sync_dir(dir)
+}
+
+pub fn atomic_write(dest: &Path, bytes: &[u8]) -> Result<(), ImageError> {
+    atomic_write_with(dest, |file| {
+        file.write_all(bytes).map_err(ImageError::io(dest))
+    })
+}
+
+/// Makes a rename durable. Windows cannot open directories; there it is skipped.
+fn sync_dir(dir: &Path) -> Result<(), ImageError> {
+    if cfg!(unix) {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(ImageError::io(dir))?;
+    }
+    Ok(())
+}
+
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+pub fn sha256_file(path: &Path) -> Result<String, ImageError> {
+    let mut file = File::open(path).map_err(ImageError::io(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(ImageError::io(path))?;
+        if n == 0 {
+            return Ok(hex(&hasher.finalize()));
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_fill_leaves_destination_untouched_and_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("sub/file");
+        atomic_write(&dest, b"old").unwrap();
+        let err = atomic_write_with(&dest, |f| {
+            f.write_all(b"half").unwrap();
+            Err(ImageError::malformed("test", "interrupted"))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("interrupted"));
+        assert_eq!(std::fs::read(&dest).unwrap(), b"old");
+        let names: Vec<_> = std::fs::read_dir(dest.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["file"]);
+    }
+
+    #[test]
+    fn file_hash_matches_known_vector() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("abc");
+        atomic_write(&p, b"abc").unwrap();
+        let want = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(sha256_file(&p).unwrap(), want);
+        assert_eq!(sha256_bytes(b"abc"), want);
+    }
+
+    #[test]
+    fn read_only_cache_dir_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain-file");
+        std::fs::write(&file, b"x").unwrap();
+        // A path below a regular file can never be created, even as root.
+        let err = ensure_writable(&file.join("cache")).unwrap_err();
+        assert!(matches!(err, ImageError::CacheNotWritable { .. }), "{err}");
+        assert!(err.to_string().starts_with("cache dir "), "{err}");
+    }
+}
