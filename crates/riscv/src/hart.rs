@@ -2,7 +2,7 @@
 
 use crate::bus::Bus;
 use crate::csr::{self, Csrs};
-use crate::decode::{self, Insn, Op};
+use crate::decode::{self, DecodedPage, Insn, Op};
 use crate::mmu::{self, tlb_index, tlb_tag, Access, Tlb, TlbEntry};
 use crate::ram::{Ram, PAGE_SHIFT};
 use serde::{Deserialize, Serialize};
@@ -79,8 +79,22 @@ const CAUSE_ECALL_U: u64 = 8;
 const TRAP_STORM: u32 = 64;
 /// Interrupt causes in priority order.
 const IRQ_PRIORITY: [u64; 6] = [11, 3, 7, 9, 1, 5];
-/// `fetch_page` value for code outside RAM (fetched through the bus).
-const FETCH_UNCACHED: usize = usize::MAX;
+/// `fetch_va` when there is no current fetch page (never page aligned).
+const FETCH_NONE: u64 = 1;
+
+/// Pointer to the decoded page being executed. It stays valid while the RAM
+/// it came from keeps the same code epoch (see [`Hart::fetch_cached`]).
+struct PagePtr(*const DecodedPage);
+
+impl Default for PagePtr {
+    fn default() -> Self {
+        PagePtr(std::ptr::null())
+    }
+}
+
+// SAFETY: the pointer is only dereferenced by the thread that runs the hart,
+// inside `Hart::run`, which also holds the `&mut Ram` that owns the page.
+unsafe impl Send for PagePtr {}
 /// Placeholder tval of an illegal-instruction trap, replaced by the bits.
 const TVAL_INSN_BITS: u64 = u64::MAX;
 
@@ -110,11 +124,17 @@ pub struct Hart {
     /// TLB tag context bits for loads/stores (MPRV-adjusted privilege, SUM, MXR).
     #[serde(skip)]
     data_priv: u64,
-    /// The current fetch page: its TLB tag and RAM page index.
+    /// The current fetch page: its virtual address (FETCH_NONE if none), its
+    /// RAM page index, its decoded instructions, and the RAM code epoch at
+    /// which that pointer was taken.
     #[serde(skip)]
-    fetch_tag: u64,
+    fetch_va: u64,
     #[serde(skip)]
     fetch_page: usize,
+    #[serde(skip)]
+    fetch_ptr: PagePtr,
+    #[serde(skip)]
+    fetch_epoch: u64,
     /// Stop the run loop once `retired` reaches this.
     #[serde(skip)]
     limit: u64,
@@ -173,8 +193,10 @@ impl Hart {
             irq_lines: 0,
             tlb: Tlb::default(),
             data_priv: 0,
-            fetch_tag: 0,
-            fetch_page: FETCH_UNCACHED,
+            fetch_va: FETCH_NONE,
+            fetch_page: 0,
+            fetch_ptr: PagePtr::default(),
+            fetch_epoch: 0,
             limit: 0,
             yielded: false,
             trap_streak: 0,
@@ -242,6 +264,8 @@ impl Hart {
     /// Retire up to `budget` instructions.
     pub fn run<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, budget: u64) -> Exit {
         self.yielded = false;
+        // The fetch pointer belongs to whichever RAM we ran with last time.
+        self.fetch_va = FETCH_NONE;
         if let Some(cause) = self.pending_interrupt(bus) {
             self.waiting = false;
             let pc = self.pc;
@@ -262,9 +286,9 @@ impl Hart {
         self.limit = self.retired.saturating_add(budget);
         while self.retired < self.limit {
             let pc = self.pc;
-            let insn = match self.fetch_cached(ram, pc) {
-                Some(insn) => insn,
-                None => match self.fetch_slow(ram, bus, pc) {
+            let mut insn = self.fetch_cached(ram, pc);
+            if insn.op == Op::Undecoded {
+                insn = match self.fetch_slow(ram, bus, pc) {
                     Ok(insn) => insn,
                     Err(t) => {
                         if let Some(exit) = self.trap_in_loop(ram, bus, t, pc) {
@@ -272,8 +296,8 @@ impl Hart {
                         }
                         continue;
                     }
-                },
-            };
+                };
+            }
             match self.execute(insn, pc, ram, bus) {
                 Ok(()) => self.retired += 1,
                 Err(t) => {
@@ -444,6 +468,7 @@ impl Hart {
 
     /// Privilege or mstatus changed: recompute the effective data privilege.
     fn mode_changed(&mut self) {
+        self.fetch_va = FETCH_NONE;
         let ms = self.csrs.mstatus;
         let eff = if self.priv_mode == Priv::Machine && ms & csr::MSTATUS_MPRV != 0 {
             Priv::from_bits(ms >> csr::MSTATUS_MPP_SHIFT)
@@ -465,7 +490,7 @@ impl Hart {
 
     fn flush_tlb(&mut self) {
         self.tlb.flush();
-        self.fetch_tag = 0;
+        self.fetch_va = FETCH_NONE;
     }
 
     fn data_priv_mode(&self) -> Priv {
@@ -474,39 +499,45 @@ impl Hart {
 
     // ----- memory ------------------------------------------------------------
 
-    /// The decoded instruction at pc, if its page is the current fetch page
-    /// and the slot is already decoded (the hot path).
+    /// The decoded instruction at pc if its page is the current fetch page
+    /// (the hot path); `Op::Undecoded` otherwise, or if not decoded yet.
     #[inline(always)]
-    fn fetch_cached(&self, ram: &Ram, pc: u64) -> Option<Insn> {
-        if tlb_tag(pc, self.priv_mode as u64) != self.fetch_tag {
-            return None;
+    fn fetch_cached(&self, ram: &Ram, pc: u64) -> Insn {
+        if pc & !0xfff != self.fetch_va || ram.code_epoch() != self.fetch_epoch {
+            return Insn::UNDECODED;
         }
-        let page = ram.decoded[self.fetch_page].as_ref()?;
-        let insn = page[((pc & 0xfff) >> 1) as usize];
-        (insn.op != Op::Undecoded).then_some(insn)
+        // SAFETY: `fetch_ptr` was taken from `ram.decoded[fetch_page]` (a
+        // live Box) when `fetch_epoch` was current, during this `run` call
+        // with this same `ram` (run resets `fetch_va` on entry). Ram drops a
+        // decoded page only while bumping its code epoch, so an unchanged
+        // epoch means the Box is still alive; nothing holds a reference into
+        // it while we read.
+        unsafe { (*self.fetch_ptr.0)[((pc & 0xfff) >> 1) as usize] }
     }
 
     /// Fetch through translation, decoding and caching as needed.
     #[inline(never)]
     fn fetch_slow<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, pc: u64) -> Result<Insn, Trap> {
-        if tlb_tag(pc, self.priv_mode as u64) != self.fetch_tag
-            && !self.switch_fetch_page(ram, pc)?
-        {
+        let Some(page_index) = self.fetch_page_index(ram, pc)? else {
+            self.fetch_va = FETCH_NONE;
             return self.fetch_uncached(ram, bus, pc);
-        }
+        };
+        self.fetch_epoch = ram.code_epoch();
+        let page = ram.decoded[page_index].get_or_insert_with(decode::new_page);
+        self.fetch_ptr = PagePtr(&**page);
+        self.fetch_page = page_index;
+        self.fetch_va = pc & !0xfff;
         let slot = ((pc & 0xfff) >> 1) as usize;
-        if let Some(page) = &ram.decoded[self.fetch_page] {
-            let insn = page[slot];
-            if insn.op != Op::Undecoded {
-                return Ok(insn);
-            }
+        let insn = page[slot];
+        if insn.op != Op::Undecoded {
+            return Ok(insn);
         }
         self.decode_into_cache(ram, bus, pc, slot)
     }
 
-    /// Point the fetch cache at pc's page. Ok(false): the page is not plain
-    /// RAM (or has mixed PMP permissions) and must be fetched uncached.
-    fn switch_fetch_page(&mut self, ram: &mut Ram, pc: u64) -> Result<bool, Trap> {
+    /// RAM page index of pc's page, or None when it is not plain RAM (or has
+    /// mixed PMP permissions) and must be fetched uncached.
+    fn fetch_page_index(&mut self, ram: &mut Ram, pc: u64) -> Result<Option<usize>, Trap> {
         let tag = tlb_tag(pc, self.priv_mode as u64);
         let e = self.tlb.fetch[tlb_index(pc)];
         let ram_off = if e.tag == tag {
@@ -516,15 +547,12 @@ impl Hart {
                 .map_err(|cause| Trap { cause, tval: pc })?;
             let pa_page = t.pa & !0xfff;
             if !t.cacheable || !ram.contains(pa_page, 0x1000) {
-                self.fetch_tag = 0;
-                return Ok(false);
+                return Ok(None);
             }
             self.fill_tlb(Access::Fetch, pc, pa_page, ram.base());
             pa_page - ram.base()
         };
-        self.fetch_tag = tag;
-        self.fetch_page = (ram_off >> PAGE_SHIFT) as usize;
-        Ok(true)
+        Ok(Some((ram_off >> PAGE_SHIFT) as usize))
     }
 
     fn decode_into_cache<B: Bus>(

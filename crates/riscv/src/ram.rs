@@ -31,6 +31,9 @@ pub struct Ram {
     dirty: Vec<u64>,
     /// Decoded instructions per page, built lazily by the harts.
     pub(crate) decoded: Vec<Option<Box<DecodedPage>>>,
+    /// Bumped whenever a decoded page is dropped, so a hart holding a
+    /// pointer to one can tell it is gone.
+    code_epoch: u64,
 }
 
 impl Ram {
@@ -53,6 +56,7 @@ impl Ram {
             mem,
             dirty: vec![0; pages.div_ceil(64)],
             decoded: (0..pages).map(|_| None).collect(),
+            code_epoch: 0,
         }
     }
 
@@ -156,6 +160,12 @@ impl Ram {
     /// Forget every decoded instruction (`fence.i`, or a bulk change).
     pub fn flush_decoded(&mut self) {
         self.decoded.iter_mut().for_each(|p| *p = None);
+        self.code_epoch += 1;
+    }
+
+    #[inline(always)]
+    pub(crate) fn code_epoch(&self) -> u64 {
+        self.code_epoch
     }
 
     fn touch_range(&mut self, off: usize, len: usize) {
@@ -176,6 +186,7 @@ impl Ram {
         if let Some(slot) = self.decoded.get_mut(page) {
             if slot.is_some() {
                 *slot = None;
+                self.code_epoch += 1;
             }
         }
     }
