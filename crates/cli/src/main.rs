@@ -4,6 +4,7 @@ mod bare;
 mod bench;
 mod bench_guest;
 mod image;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -21,6 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Boot a VM (with no flags: the default Debian image, pulled on first use).
+    Run(run::RunArgs),
     /// Run a bare-metal RISC-V ELF in M-mode with the HTIF tohost/fromhost convention.
     Bare(bare::BareArgs),
     /// Benchmarks; each prints its figures.
@@ -32,6 +35,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run::run(args),
         Command::Bare(args) => bare::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Image(args) => image::run(args),

@@ -1,0 +1,19 @@
+//! The lockstep board (DESIGN §2): RAM, reset ROM, CLINT, PLIC, ns16550a
+//! UART, SiFive test device, goldfish RTC, vmgenid and the device tree, plus
+//! image loading and the deterministic run loop.
+
+pub mod board;
+pub mod clock;
+pub mod devices;
+pub mod fdt;
+pub mod io;
+pub mod layout;
+pub mod loader;
+pub mod machine;
+pub mod rom;
+pub mod runner;
+
+pub use clock::INSTRUCTIONS_PER_TICK;
+pub use io::{CaptureOutput, Input, NullOutput, Output, OutputEvent};
+pub use machine::{BootImages, Machine, MachineConfig, MachineError, Step, QUANTUM};
+pub use runner::{HostEvent, Pacing, RunEnd, RunError, Runner};

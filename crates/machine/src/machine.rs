@@ -1,0 +1,354 @@
+//! The deterministic machine: harts, RAM and devices, advanced one slice at
+//! a time (DESIGN §3.1). Harts interleave round-robin in fixed quanta on the
+//! calling thread; every slice also ends at the next timer deadline, so
+//! timer interrupts arrive at exact instruction counts.
+//!
+//! Nothing here reads host time or depends on thread timing: guest time
+//! moves only with retired instructions and explicit [`Machine::warp_clock`]
+//! inputs, which the host-side runner decides.
+
+use crate::board::{Board, Devices};
+use crate::clock::Clock;
+use crate::devices::Finish;
+use crate::fdt::{self, FdtConfig};
+use crate::io::{Input, Output};
+use crate::layout::{MAX_HARTS, RAM_BASE, VMGENID_IRQ};
+use crate::loader::{self, LoadError, FDT_MAX};
+use crate::rom::{self, BootTargets};
+use riscv::hart::Exit;
+use riscv::ram::RamError;
+use riscv::{Hart, Ram};
+
+/// Instructions a hart runs before the next one gets its turn.
+pub const QUANTUM: u64 = 10_000;
+/// Largest guest RAM the board offers.
+pub const MAX_MEMORY: u64 = 64 << 30;
+
+/// The images the machine boots (and boots again on reset).
+#[derive(Debug, Clone)]
+pub struct BootImages {
+    /// OpenSBI `fw_dynamic` as a raw binary or an ELF.
+    pub firmware: Vec<u8>,
+    /// Linux as a flat RISC-V `Image` or an ELF.
+    pub kernel: Vec<u8>,
+    pub initrd: Option<Vec<u8>>,
+}
+
+/// Everything the machine is built from. All of it is decided before boot
+/// (`boot_wall_ns` and `vmgenid` by the host: they are inputs too).
+#[derive(Debug, Clone)]
+pub struct MachineConfig {
+    pub cpus: usize,
+    /// Guest RAM in bytes.
+    pub memory: u64,
+    pub images: BootImages,
+    /// Kernel command line.
+    pub bootargs: String,
+    /// Wall-clock time at boot, nanoseconds since the Unix epoch (the RTC).
+    pub boot_wall_ns: u64,
+    pub vmgenid: [u8; 16],
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    #[error("unsupported number of CPUs {0}: the board has 1 to {MAX_HARTS}")]
+    BadCpus(usize),
+    #[error(
+        "unsupported memory size {} KiB: it must be a whole number of 2 MiB blocks, at most {} GiB",
+        .0 >> 10,
+        MAX_MEMORY >> 30
+    )]
+    BadMemory(u64),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("guest RAM: {0}")]
+    Ram(#[from] RamError),
+    #[error("building the device tree: {0}")]
+    Fdt(#[from] vm_fdt::Error),
+    #[error("the device tree is {0} bytes, more than the {FDT_MAX} the board allows")]
+    FdtTooBig(usize),
+    #[error("{what} at {addr:#x} (+{len:#x}) is outside guest RAM")]
+    OutsideRam {
+        what: &'static str,
+        addr: u64,
+        len: u64,
+    },
+    #[error("serialising machine state: {0}")]
+    Serialize(#[from] postcard::Error),
+}
+
+/// What one call to [`Machine::step`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A hart ran (possibly only part of its quantum).
+    Ran,
+    /// Every hart waits for an interrupt: guest time will only move by a
+    /// clock warp or an input.
+    Idle,
+    /// The guest reset the machine; it restarted from the boot images.
+    Reset,
+    /// The guest powered off with this exit code (0 = success).
+    Poweroff(u32),
+    /// A hart took traps in a loop without retiring anything.
+    TrapStorm { hart: usize, pc: u64, cause: u64 },
+}
+
+pub struct Machine {
+    config: MachineConfig,
+    harts: Vec<Hart>,
+    ram: Ram,
+    board: Board,
+    /// Instructions retired by all harts since the machine was created.
+    icount: u64,
+    /// The hart whose turn it is.
+    current: usize,
+    /// Instructions the current hart has retired in this turn.
+    turn_retired: u64,
+}
+
+impl Machine {
+    pub fn new(config: MachineConfig, output: Box<dyn Output>) -> Result<Self, MachineError> {
+        if !(1..=MAX_HARTS).contains(&config.cpus) {
+            return Err(MachineError::BadCpus(config.cpus));
+        }
+        if config.memory == 0 || config.memory & ((2 << 20) - 1) != 0 || config.memory > MAX_MEMORY
+        {
+            return Err(MachineError::BadMemory(config.memory));
+        }
+        let (ram, rom) = load_images(&config)?;
+        let board = Board {
+            devices: Devices::new(config.cpus, config.boot_wall_ns, config.vmgenid),
+            clock: Clock::new(0),
+            rom,
+            output,
+            icount_base: 0,
+            finish: None,
+        };
+        let harts = (0..config.cpus).map(|h| Hart::new(h as u64)).collect();
+        Ok(Self {
+            config,
+            harts,
+            ram,
+            board,
+            icount: 0,
+            current: 0,
+            turn_retired: 0,
+        })
+    }
+
+    /// Restart from the boot images, as after power-on. The icount keeps
+    /// counting (it numbers inputs and outputs); `mtime` restarts at 0.
+    pub fn reset(&mut self) -> Result<(), MachineError> {
+        let (ram, rom) = load_images(&self.config)?;
+        let vmgenid = self.board.devices.vmgenid.id();
+        self.ram = ram;
+        self.board.rom = rom;
+        self.board.devices = Devices::new(self.config.cpus, self.config.boot_wall_ns, vmgenid);
+        self.board.clock = Clock::new(self.icount);
+        self.board.finish = None;
+        self.harts = (0..self.config.cpus).map(|h| Hart::new(h as u64)).collect();
+        self.current = 0;
+        self.turn_retired = 0;
+        Ok(())
+    }
+
+    /// Run the harts until something happens: at most one quantum of one
+    /// hart, less if a timer deadline, an MMIO access or an interrupt state
+    /// change comes first.
+    pub fn step(&mut self) -> Result<Step, MachineError> {
+        for _ in 0..self.harts.len() {
+            if let Some(step) = self.run_current()? {
+                return Ok(step);
+            }
+        }
+        Ok(Step::Idle)
+    }
+
+    /// One slice of the current hart; `None` if it is idle in WFI.
+    fn run_current(&mut self) -> Result<Option<Step>, MachineError> {
+        let h = self.current;
+        let mtime = self.mtime();
+        let budget = (QUANTUM - self.turn_retired).min(self.instructions_to_deadline());
+        let hart = &mut self.harts[h];
+        self.board.sync_irqs(h, hart, mtime);
+        let before = hart.instret();
+        self.board.icount_base = self.icount.wrapping_sub(before);
+        let exit = hart.run(&mut self.ram, &mut self.board, budget);
+        let retired = hart.instret().wrapping_sub(before);
+        self.icount += retired;
+        self.turn_retired += retired;
+
+        if let Some(finish) = self.board.finish.take() {
+            return Ok(Some(match finish {
+                Finish::Poweroff(code) => Step::Poweroff(code),
+                Finish::Reset => {
+                    self.reset()?;
+                    Step::Reset
+                }
+            }));
+        }
+        Ok(match exit {
+            Exit::TrapStorm { pc, cause } => Some(Step::TrapStorm { hart: h, pc, cause }),
+            Exit::Wfi => {
+                self.next_hart();
+                (retired > 0).then_some(Step::Ran)
+            }
+            Exit::Budget | Exit::Yield => {
+                if self.turn_retired >= QUANTUM {
+                    self.next_hart();
+                }
+                Some(Step::Ran)
+            }
+        })
+    }
+
+    fn next_hart(&mut self) {
+        if self.harts.len() > 1 {
+            // Another hart runs next: any store of it may hit the reserved
+            // address, and the hart cannot see that.
+            self.harts[self.current].clear_reservation();
+            self.current = (self.current + 1) % self.harts.len();
+        }
+        self.turn_retired = 0;
+    }
+
+    /// Instructions until the next timer deadline (at least 1).
+    fn instructions_to_deadline(&self) -> u64 {
+        self.next_deadline()
+            .and_then(|d| self.board.clock.icount_at(d))
+            .map_or(u64::MAX, |at| at.saturating_sub(self.icount).max(1))
+    }
+
+    /// The next `mtime` (strictly after now) at which a timer fires: a
+    /// hart's `mtimecmp` or `stimecmp`, or the RTC alarm.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let now = self.mtime();
+        let devices = &self.board.devices;
+        let timers = self
+            .harts
+            .iter()
+            .enumerate()
+            .flat_map(|(h, hart)| [devices.clint.deadline(h), hart.stimecmp_deadline()]);
+        timers
+            .chain([devices.rtc.deadline(now)])
+            .flatten()
+            .filter(|&d| d > now)
+            .min()
+    }
+
+    /// Move guest time forward by `ticks` (an input decided by the host:
+    /// idle skip or catch-up). Applied at the current slice boundary.
+    pub fn warp_clock(&mut self, ticks: u64) {
+        self.board.clock.warp(ticks);
+    }
+
+    /// Apply an input at the current instruction boundary.
+    pub fn input(&mut self, input: Input) {
+        let devices = &mut self.board.devices;
+        match input {
+            Input::Console(bytes) => devices.uart.receive(&bytes),
+            Input::VmGenId(id) => {
+                devices.vmgenid.set(id);
+                devices.plic.pulse(VMGENID_IRQ);
+            }
+        }
+    }
+
+    /// Console bytes the UART can take now without overrunning.
+    pub fn console_room(&self) -> usize {
+        self.board.devices.uart.rx_space()
+    }
+
+    /// Retired instructions since creation, over all harts.
+    pub fn icount(&self) -> u64 {
+        self.icount
+    }
+
+    /// Current guest time in `mtime` ticks.
+    pub fn mtime(&self) -> u64 {
+        self.board.clock.mtime(self.icount)
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.board.clock
+    }
+
+    pub fn harts(&self) -> &[Hart] {
+        &self.harts
+    }
+
+    pub fn ram(&self) -> &Ram {
+        &self.ram
+    }
+
+    pub fn devices(&self) -> &Devices {
+        &self.board.devices
+    }
+
+    pub fn config(&self) -> &MachineConfig {
+        &self.config
+    }
+
+    /// A hash of the whole machine state: harts, devices, clock, scheduling
+    /// position and RAM (DESIGN §3.7).
+    pub fn state_hash(&self) -> Result<[u8; 32], MachineError> {
+        let mut hasher = blake3::Hasher::new();
+        let state = (
+            &self.harts,
+            &self.board.devices,
+            &self.board.clock,
+            self.icount,
+            self.current,
+            self.turn_retired,
+        );
+        hasher.update(&postcard::to_stdvec(&state)?);
+        hasher.update(self.ram.as_slice());
+        Ok(hasher.finalize().into())
+    }
+}
+
+/// Fresh RAM holding firmware, kernel, initrd and device tree, and the
+/// reset ROM that boots them.
+fn load_images(config: &MachineConfig) -> Result<(Ram, Vec<u8>), MachineError> {
+    let images = &config.images;
+    let placement = loader::place(
+        &images.firmware,
+        &images.kernel,
+        images.initrd.as_deref(),
+        config.memory,
+    )?;
+    let dtb = fdt::build(&FdtConfig {
+        harts: config.cpus,
+        ram_size: config.memory,
+        bootargs: &config.bootargs,
+        initrd: placement.initrd,
+    })?;
+    if dtb.len() > FDT_MAX {
+        return Err(MachineError::FdtTooBig(dtb.len()));
+    }
+    // Fresh RAM is zero, which also provides the segments' BSS.
+    let mut ram = Ram::new(RAM_BASE, config.memory)?;
+    for s in &placement.segments {
+        if !ram.contains(s.addr, s.mem_size) || !ram.write(s.addr, s.data) {
+            return Err(MachineError::OutsideRam {
+                what: "an image segment",
+                addr: s.addr,
+                len: s.mem_size,
+            });
+        }
+    }
+    if !ram.write(placement.fdt_addr, &dtb) {
+        let len = dtb.len() as u64;
+        return Err(MachineError::OutsideRam {
+            what: "the device tree",
+            addr: placement.fdt_addr,
+            len,
+        });
+    }
+    let rom = rom::build(&BootTargets {
+        firmware_entry: placement.firmware_entry,
+        fdt_addr: placement.fdt_addr,
+        kernel_entry: placement.kernel_entry,
+    });
+    Ok((ram, rom))
+}
