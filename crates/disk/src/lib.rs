@@ -1,0 +1,146 @@
+//! Disk images behind a VM's virtual disks. Guest devices see only the
+//! [`BlockDevice`] trait: byte-addressed, synchronous (a request completes
+//! before the call returns, so its effect on the guest never depends on
+//! host timing — DESIGN §3.4).
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("request at byte {offset} (+{len}) is beyond the end of the disk ({capacity} bytes)")]
+    OutOfRange {
+        offset: u64,
+        len: u64,
+        capacity: u64,
+    },
+    #[error("the disk is read-only")]
+    ReadOnly,
+    #[error("{0}")]
+    Format(String),
+}
+
+/// A virtual disk's contents.
+pub trait BlockDevice: Send {
+    /// Size in bytes.
+    fn capacity(&self) -> u64;
+    fn read_only(&self) -> bool;
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), DiskError>;
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), DiskError>;
+    /// Make every completed write durable.
+    fn flush(&mut self) -> Result<(), DiskError>;
+    /// The range may read back as anything afterwards (we zero it).
+    fn discard(&mut self, offset: u64, len: u64) -> Result<(), DiskError>;
+    /// The range reads back as zeroes afterwards.
+    fn write_zeroes(&mut self, offset: u64, len: u64) -> Result<(), DiskError>;
+}
+
+/// Check that `[offset, offset+len)` lies within `capacity`.
+pub fn check_range(offset: u64, len: u64, capacity: u64) -> Result<(), DiskError> {
+    match offset.checked_add(len) {
+        Some(end) if end <= capacity => Ok(()),
+        _ => Err(DiskError::OutOfRange {
+            offset,
+            len,
+            capacity,
+        }),
+    }
+}
+
+/// An in-memory disk (tests, scratch disks).
+pub struct MemDisk {
+    data: Vec<u8>,
+    read_only: bool,
+}
+
+impl MemDisk {
+    pub fn new(capacity: usize) -> Self {
+        MemDisk {
+            data: vec![0; capacity],
+            read_only: false,
+        }
+    }
+    pub fn with_contents(data: Vec<u8>, read_only: bool) -> Self {
+        MemDisk { data, read_only }
+    }
+    pub fn contents(&self) -> &[u8] {
+        &self.data
+    }
+
+    fn range(&self, offset: u64, len: usize) -> Result<std::ops::Range<usize>, DiskError> {
+        check_range(offset, len as u64, self.capacity())?;
+        Ok(offset as usize..offset as usize + len)
+    }
+
+    fn writable(&self) -> Result<(), DiskError> {
+        if self.read_only {
+            Err(DiskError::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl BlockDevice for MemDisk {
+    fn capacity(&self) -> u64 {
+        self.data.len() as u64
+    }
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+        let r = self.range(offset, buf.len())?;
+        buf.copy_from_slice(&self.data[r]);
+        Ok(())
+    }
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), DiskError> {
+        self.writable()?;
+        let r = self.range(offset, data.len())?;
+        self.data[r].copy_from_slice(data);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), DiskError> {
+        Ok(())
+    }
+    fn discard(&mut self, offset: u64, len: u64) -> Result<(), DiskError> {
+        self.write_zeroes(offset, len)
+    }
+    fn write_zeroes(&mut self, offset: u64, len: u64) -> Result<(), DiskError> {
+        self.writable()?;
+        let len = usize::try_from(len).map_err(|_| DiskError::OutOfRange {
+            offset,
+            len,
+            capacity: self.capacity(),
+        })?;
+        let r = self.range(offset, len)?;
+        self.data[r].fill(0);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mem_disk_reads_writes_and_rejects_out_of_range() {
+        let mut d = MemDisk::new(4096);
+        d.write_at(100, b"hello").unwrap();
+        let mut buf = [0u8; 5];
+        d.read_at(100, &mut buf).unwrap();
+        assert_eq!(&buf, b"hello");
+        assert!(matches!(
+            d.write_at(4094, b"xyz"),
+            Err(DiskError::OutOfRange { .. })
+        ));
+        d.write_zeroes(100, 5).unwrap();
+        d.read_at(100, &mut buf).unwrap();
+        assert_eq!(buf, [0; 5]);
+        let mut ro = MemDisk::with_contents(vec![1; 512], true);
+        assert!(matches!(ro.write_at(0, b"a"), Err(DiskError::ReadOnly)));
+    }
+}
