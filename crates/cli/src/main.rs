@@ -3,6 +3,7 @@
 mod bare;
 mod bench;
 mod bench_guest;
+mod disk;
 mod image;
 mod run;
 
@@ -28,6 +29,8 @@ enum Command {
     Bare(bare::BareArgs),
     /// Benchmarks; each prints its figures.
     Bench(bench::BenchArgs),
+    /// Disk images: create qcow2 images and overlays, describe images and their backing chains.
+    Disk(disk::DiskArgs),
     /// Guest images: fetch and verify Debian's riscv64 kernel, busybox and OpenSBI.
     Image(image::ImageArgs),
 }
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         Command::Bare(args) => bare::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Image(args) => image::run(args),
+        Command::Disk(args) => disk::run(args),
     };
     match result {
         Ok(code) => code,

@@ -196,3 +196,68 @@ fn mentions_number_matches_whole_numbers_only() {
     assert!(!mentions_number("test 70 failed", 7));
     assert!(!mentions_number("passed", 7));
 }
+
+fn run_bare_with(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .arg("bare")
+        .args(args)
+        .output()
+        .expect("run lockstep bare")
+}
+
+/// One line on stderr, exit status 2 (an error, not a test failure).
+fn assert_one_line_error(output: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(output));
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "error should be one line: {stderr}"
+    );
+    assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
+}
+
+#[test]
+fn runaway_program_stops_at_the_instruction_budget() {
+    let elf = build("negative/spins_forever.S");
+    let out = run_bare_with(&[elf.to_str().unwrap(), "--max-instructions", "100000"]);
+    assert_one_line_error(&out, "instruction budget of 100000 exhausted");
+}
+
+#[test]
+fn trap_loop_is_reported_not_spun() {
+    let elf = build("negative/trap_storm.S");
+    let out = run_bare_with(&[elf.to_str().unwrap()]);
+    assert_one_line_error(&out, "trap loop at pc 0x40000000");
+}
+
+#[test]
+fn bad_files_get_one_line_errors() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bad-elf");
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = dir.join("missing.elf");
+    let _ = std::fs::remove_file(&missing);
+    assert_one_line_error(&run_bare_with(&[missing.to_str().unwrap()]), "cannot read");
+
+    let garbage = dir.join("garbage.elf");
+    std::fs::write(&garbage, b"this is not an ELF file at all").unwrap();
+    assert_one_line_error(
+        &run_bare_with(&[garbage.to_str().unwrap()]),
+        "is not an ELF file",
+    );
+
+    let good = std::fs::read(build("smoke.S")).unwrap();
+    let truncated = dir.join("truncated.elf");
+    std::fs::write(&truncated, &good[..100]).unwrap();
+    assert_one_line_error(
+        &run_bare_with(&[truncated.to_str().unwrap()]),
+        "is not an ELF file",
+    );
+
+    // The test binary itself is an ELF for the host, not for RISC-V.
+    let host_elf = std::env::current_exe().unwrap();
+    assert_one_line_error(
+        &run_bare_with(&[host_elf.to_str().unwrap()]),
+        "not a 64-bit little-endian RISC-V ELF",
+    );
+}

@@ -2,9 +2,24 @@
 //! [`BlockDevice`] trait: byte-addressed, synchronous (a request completes
 //! before the call returns, so its effect on the guest never depends on
 //! host timing — DESIGN §3.4).
+//!
+//! Image files go through the `imago` crate, built synchronous: [`open`]
+//! serves qcow2 (v2/v3, with its backing chain opened read-only) and raw
+//! files, [`create`] makes qcow2 v3 images and overlays crash-safely, and
+//! [`info`] describes an image and its chain. Writers take an exclusive
+//! `flock` on their file, readers a shared one.
+
+mod create;
+mod image;
+mod size;
+
+pub use create::{create, CLUSTER_SIZE, MAX_VIRTUAL_SIZE};
+pub use image::{info, open, DiskInfo, Format, LayerInfo, SECTOR_SIZE};
+pub use size::parse_size;
 
 use std::path::PathBuf;
 
+/// Every message is one line; those about a file name it.
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
     #[error("{path}: {source}")]
@@ -22,6 +37,22 @@ pub enum DiskError {
     ReadOnly,
     #[error("{0}")]
     Format(String),
+    #[error("{path}: not a disk image: {reason}")]
+    NotAnImage { path: PathBuf, reason: String },
+    #[error("{path}: corrupt image: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("{path}: unsupported: {what}")]
+    Unsupported { path: PathBuf, what: String },
+    #[error("{path}: backing file {backing} does not exist")]
+    MissingBacking { path: PathBuf, backing: PathBuf },
+    #[error("{path}: the backing chain leads back to this file")]
+    BackingLoop { path: PathBuf },
+    #[error("{path}: in use (locked by another open of this image)")]
+    Locked { path: PathBuf },
+    #[error("{path} already exists; refusing to overwrite it")]
+    Exists { path: PathBuf },
+    #[error("invalid disk size {size} bytes: {reason}")]
+    InvalidSize { size: u64, reason: String },
 }
 
 /// A virtual disk's contents.

@@ -1,0 +1,198 @@
+//! Creating qcow2 images, crash-safely: the image is built under a temporary
+//! name in its directory, synced, then linked to its final name (never
+//! replacing a file already there).
+
+use crate::image::{imago_err, open_chain, Format, SECTOR_SIZE};
+use crate::DiskError;
+use imago::file::File as ImagoFile;
+use imago::qcow2::Qcow2;
+use imago::FormatCreateBuilder;
+use std::ffi::OsStr;
+use std::fs::{File, Permissions};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+/// qcow2 cluster size of new images (qemu-img's default).
+pub const CLUSTER_SIZE: usize = 64 * 1024;
+/// Largest virtual size: QEMU caps the L1 table at 32 MiB, which with
+/// 64 KiB clusters maps 2 PiB; larger images would not open in QEMU.
+pub const MAX_VIRTUAL_SIZE: u64 = 1 << 51;
+/// qcow2 headers hold backing names of at most 1023 bytes.
+const MAX_BACKING_NAME: usize = 1023;
+
+/// Create a new qcow2 (v3, 64 KiB clusters) image of `size` bytes at
+/// `path`, optionally on top of `backing` (qcow2 or raw; its format is
+/// recorded, and its name is stored relative to the new image's directory
+/// so that the two can move together). Refuses to replace an existing file.
+pub fn create(path: &Path, size: u64, backing: Option<&Path>) -> Result<(), DiskError> {
+    check_size(size)?;
+    if path.symlink_metadata().is_ok() {
+        return Err(DiskError::Exists {
+            path: path.to_path_buf(),
+        });
+    }
+    let dir = parent_dir(path);
+    let backing = backing.map(|b| backing_entry(&dir, b)).transpose()?;
+
+    let io_err = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| DiskError::Io { path: p, source }
+    };
+    let name = path.file_name().unwrap_or(OsStr::new("disk"));
+    let mut prefix = OsStr::new(".").to_os_string();
+    prefix.push(name);
+    prefix.push(".");
+    let tmp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".tmp")
+        .permissions(Permissions::from_mode(0o666)) // less the umask
+        .tempfile_in(&dir)
+        .map_err(io_err(&dir))?;
+
+    format_qcow2(tmp.as_file(), tmp.path(), size, backing.as_ref())?;
+    tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
+    tmp.persist_noclobber(path).map_err(|e| {
+        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+            DiskError::Exists {
+                path: path.to_path_buf(),
+            }
+        } else {
+            DiskError::Io {
+                path: path.to_path_buf(),
+                source: e.error,
+            }
+        }
+    })?;
+    // The new directory entry must survive a crash too.
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(&dir))
+}
+
+fn check_size(size: u64) -> Result<(), DiskError> {
+    let reason = if size == 0 {
+        "a disk cannot be empty"
+    } else if !size.is_multiple_of(SECTOR_SIZE) {
+        "it must be a whole number of 512-byte sectors"
+    } else if size > MAX_VIRTUAL_SIZE {
+        "the largest qcow2 image with 64 KiB clusters is 2 PiB"
+    } else {
+        return Ok(());
+    };
+    Err(DiskError::InvalidSize {
+        size,
+        reason: reason.into(),
+    })
+}
+
+/// The directory a new file goes in ("." for a bare file name).
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// A backing file as the new header records it.
+struct BackingEntry {
+    name: String,
+    format: Format,
+}
+
+fn backing_entry(dir: &Path, backing: &Path) -> Result<BackingEntry, DiskError> {
+    // Opening the whole chain validates it before anything is written.
+    let chain = open_chain(backing, false)?;
+    let format = chain
+        .layers
+        .first()
+        .map(|l| l.format)
+        .ok_or_else(|| DiskError::Format(format!("{}: no image opened", backing.display())))?;
+    let canon = |p: &Path| {
+        std::fs::canonicalize(p).map_err(|source| DiskError::Io {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    let rel = relative_path(&canon(dir)?, &canon(backing)?);
+    let name = rel
+        .to_str()
+        .ok_or_else(|| DiskError::Unsupported {
+            path: backing.to_path_buf(),
+            what: "backing file names that are not UTF-8".into(),
+        })?
+        .to_string();
+    if name.len() > MAX_BACKING_NAME {
+        return Err(DiskError::Unsupported {
+            path: backing.to_path_buf(),
+            what: format!("backing file names longer than {MAX_BACKING_NAME} bytes"),
+        });
+    }
+    Ok(BackingEntry { name, format })
+}
+
+/// `target` relative to directory `from` (both absolute and canonical).
+fn relative_path(from: &Path, target: &Path) -> PathBuf {
+    let from: Vec<Component> = from.components().collect();
+    let to: Vec<Component> = target.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut rel = PathBuf::new();
+    for _ in common..from.len() {
+        rel.push("..");
+    }
+    for c in &to[common..] {
+        rel.push(c);
+    }
+    rel
+}
+
+fn format_qcow2(
+    file: &File,
+    path: &Path,
+    size: u64,
+    backing: Option<&BackingEntry>,
+) -> Result<(), DiskError> {
+    let io_err = |source| DiskError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let storage = ImagoFile::try_from(file.try_clone().map_err(io_err)?).map_err(io_err)?;
+    let mut builder = Qcow2::<ImagoFile>::create_builder(storage)
+        .size(size)
+        .cluster_size(CLUSTER_SIZE);
+    if let Some(b) = backing {
+        builder = builder.backing(b.name.clone(), b.format.name().to_string());
+    }
+    builder.create().map_err(|e| imago_err(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_between_directories() {
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(
+            relative_path(&p("/a/b"), &p("/a/b/base.qcow2")),
+            p("base.qcow2")
+        );
+        assert_eq!(relative_path(&p("/a/b"), &p("/a/b/l/x.img")), p("l/x.img"));
+        assert_eq!(
+            relative_path(&p("/a/b/c"), &p("/a/x/y.img")),
+            p("../../x/y.img")
+        );
+        assert_eq!(relative_path(&p("/"), &p("/y.img")), p("y.img"));
+    }
+
+    #[test]
+    fn sizes_are_checked() {
+        assert!(check_size(512).is_ok());
+        assert!(check_size(MAX_VIRTUAL_SIZE).is_ok());
+        for bad in [0, 511, 513, MAX_VIRTUAL_SIZE + 512] {
+            assert!(
+                matches!(check_size(bad), Err(DiskError::InvalidSize { .. })),
+                "{bad}"
+            );
+        }
+    }
+}
