@@ -284,8 +284,10 @@ impl Hart {
             }
         }
         self.limit = self.retired.saturating_add(budget);
+        // pc lives in a register here; self.pc is written back on exit and
+        // reloaded after traps (which set it).
+        let mut pc = self.pc;
         while self.retired < self.limit {
-            let pc = self.pc;
             let mut insn = self.fetch_cached(ram, pc);
             if insn.op == Op::Undecoded {
                 insn = match self.fetch_slow(ram, bus, pc) {
@@ -294,19 +296,25 @@ impl Hart {
                         if let Some(exit) = self.trap_in_loop(ram, bus, t, pc) {
                             return exit;
                         }
+                        pc = self.pc;
                         continue;
                     }
                 };
             }
             match self.execute(insn, pc, ram, bus) {
-                Ok(()) => self.retired += 1,
+                Ok(next) => {
+                    pc = next;
+                    self.retired += 1;
+                }
                 Err(t) => {
                     if let Some(exit) = self.trap_in_loop(ram, bus, t, pc) {
                         return exit;
                     }
+                    pc = self.pc;
                 }
             }
         }
+        self.pc = pc;
         if self.waiting {
             Exit::Wfi
         } else if self.yielded {
@@ -317,7 +325,13 @@ impl Hart {
     }
 
     #[inline(never)]
-    fn trap_in_loop<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, mut t: Trap, pc: u64) -> Option<Exit> {
+    fn trap_in_loop<B: Bus>(
+        &mut self,
+        ram: &mut Ram,
+        bus: &mut B,
+        mut t: Trap,
+        pc: u64,
+    ) -> Option<Exit> {
         if t.cause == CAUSE_ILLEGAL && t.tval == TVAL_INSN_BITS {
             t.tval = self.instruction_bits(ram, bus, pc);
         }
@@ -427,7 +441,7 @@ impl Hart {
         self.mode_changed();
     }
 
-    fn mret(&mut self) -> Result<(), Trap> {
+    fn mret(&mut self) {
         let ms = self.csrs.mstatus;
         let to = Priv::from_bits(ms >> csr::MSTATUS_MPP_SHIFT);
         let mut s = ms & !(csr::MSTATUS_MPP | csr::MSTATUS_MIE);
@@ -443,10 +457,9 @@ impl Hart {
         self.pc = self.csrs.mepc;
         self.mode_changed();
         self.request_yield();
-        Ok(())
     }
 
-    fn sret(&mut self) -> Result<(), Trap> {
+    fn sret(&mut self) {
         let ms = self.csrs.mstatus;
         let to = if ms & csr::MSTATUS_SPP != 0 {
             Priv::Supervisor
@@ -463,7 +476,6 @@ impl Hart {
         self.pc = self.csrs.sepc;
         self.mode_changed();
         self.request_yield();
-        Ok(())
     }
 
     /// Privilege or mstatus changed: recompute the effective data privilege.
@@ -798,7 +810,7 @@ impl Hart {
         }
     }
 
-    /// Execute one instruction at `pc`; on success the pc has been advanced.
+    /// Execute one instruction at `pc`; returns the next pc.
     #[inline(always)]
     fn execute<B: Bus>(
         &mut self,
@@ -806,7 +818,7 @@ impl Hart {
         pc: u64,
         ram: &mut Ram,
         bus: &mut B,
-    ) -> Result<(), Trap> {
+    ) -> Result<u64, Trap> {
         let rs1 = self.x[(i.rs1 & 31) as usize];
         let rs2 = self.x[(i.rs2 & 31) as usize];
         let imm = i.imm as i64 as u64;
@@ -818,13 +830,11 @@ impl Hart {
             Op::Auipc => pc.wrapping_add(imm),
             Op::Jal => {
                 self.set_x(i.rd(), next);
-                self.pc = pc.wrapping_add(imm);
-                return Ok(());
+                return Ok(pc.wrapping_add(imm));
             }
             Op::Jalr => {
-                self.pc = rs1.wrapping_add(imm) & !1;
                 self.set_x(i.rd(), next);
-                return Ok(());
+                return Ok(rs1.wrapping_add(imm) & !1);
             }
             Op::Beq | Op::Bne | Op::Blt | Op::Bge | Op::Bltu | Op::Bgeu => {
                 let taken = match i.op {
@@ -835,8 +845,7 @@ impl Hart {
                     Op::Bltu => rs1 < rs2,
                     _ => rs1 >= rs2,
                 };
-                self.pc = if taken { pc.wrapping_add(imm) } else { next };
-                return Ok(());
+                return Ok(if taken { pc.wrapping_add(imm) } else { next });
             }
             Op::Lb => self.load::<1, B>(ram, bus, rs1.wrapping_add(imm))? as i8 as u64,
             Op::Lh => self.load::<2, B>(ram, bus, rs1.wrapping_add(imm))? as i16 as u64,
@@ -853,8 +862,7 @@ impl Hart {
                     Op::Sw => self.store::<4, B>(ram, bus, va, rs2)?,
                     _ => self.store::<8, B>(ram, bus, va, rs2)?,
                 }
-                self.pc = next;
-                return Ok(());
+                return Ok(next);
             }
             Op::Slti => ((rs1 as i64) < (imm as i64)) as u64,
             Op::Sltiu => (rs1 < imm) as u64,
@@ -909,14 +917,12 @@ impl Hart {
             Op::Fence | Op::FenceI => {
                 // The decoded-instruction cache is kept exactly coherent with
                 // every write to RAM, so fence.i has nothing left to do.
-                self.pc = next;
-                return Ok(());
+                return Ok(next);
             }
             _ => return self.execute_rare(i, pc, ram, bus),
         };
         self.set_x(i.rd(), v);
-        self.pc = next;
-        Ok(())
+        Ok(next)
     }
 
     /// System, atomic and floating-point instructions.
@@ -927,7 +933,7 @@ impl Hart {
         pc: u64,
         ram: &mut Ram,
         bus: &mut B,
-    ) -> Result<(), Trap> {
+    ) -> Result<u64, Trap> {
         let next = pc.wrapping_add(i.size());
         match i.op {
             Op::Undecoded | Op::Illegal => return Err(Self::illegal(&i)),
@@ -947,14 +953,16 @@ impl Hart {
                 if self.priv_mode != Priv::Machine {
                     return Err(Self::illegal(&i));
                 }
-                return self.mret();
+                self.mret();
+                return Ok(self.pc);
             }
             Op::Sret => {
                 let tsr = self.csrs.mstatus & csr::MSTATUS_TSR != 0;
                 if self.priv_mode == Priv::User || (self.priv_mode == Priv::Supervisor && tsr) {
                     return Err(Self::illegal(&i));
                 }
-                return self.sret();
+                self.sret();
+                return Ok(self.pc);
             }
             Op::Wfi => {
                 let tw = self.csrs.mstatus & csr::MSTATUS_TW != 0;
@@ -986,8 +994,7 @@ impl Hart {
                 self.execute_fp(&i, ram, bus)?;
             }
         }
-        self.pc = next;
-        Ok(())
+        Ok(next)
     }
 
     // ----- atomics -------------------------------------------------------------
