@@ -1065,10 +1065,17 @@ impl Hart {
         }
         let old = self.csr_read(num, bus).ok_or_else(|| Self::illegal(i))?;
         if writes {
+            // A read-modify-write of mip sees only the software-writable
+            // SEIP bit, not the external line ORed into reads.
+            let base = if num == csr::MIP {
+                (old & !csr::IRQ_SEI) | (self.csrs.mip_sw & csr::IRQ_SEI)
+            } else {
+                old
+            };
             let new = match i.op {
                 Op::Csrrw | Op::Csrrwi => src,
-                Op::Csrrs | Op::Csrrsi => old | src,
-                _ => old & !src,
+                Op::Csrrs | Op::Csrrsi => base | src,
+                _ => base & !src,
             };
             self.csr_write(num, new).ok_or_else(|| Self::illegal(i))?;
         }
