@@ -2,18 +2,23 @@
 //! serial console on this terminal (or a file, or nowhere).
 //!
 //! Everything host-dependent is decided here and handed to the machine as
-//! inputs: the RTC's boot time, the VM generation id, typed bytes. The run
-//! loop itself (idle sleeps, catch-up) is `machine::Runner`.
+//! inputs: the RTC's boot time, the VM generation id, the RNG seed, typed
+//! bytes. The run loop itself (idle sleeps, catch-up) is `machine::Runner`.
+//!
+//! Devices: `--disk` images become virtio-blk disks vda, vdb, … in slots
+//! 0, 1, …; one virtio-rng always follows them.
 
 use clap::Args;
 use guest_image::PullOptions;
+use machine::layout::VIRTIO_SLOTS;
 use machine::{
     BootImages, HostEvent, Machine, MachineConfig, Output, OutputEvent, Pacing, RunEnd, Runner,
+    VirtioSpec,
 };
 use rustix::termios::{self, OptionalActions, OutputModes, Termios};
 use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc::{self, Sender};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -45,6 +50,30 @@ pub struct RunArgs {
     /// Where the guest's serial console goes: stdio, none or file:PATH.
     #[arg(long, value_name = "WHERE", default_value = "stdio", value_parser = parse_console)]
     pub console: Console,
+    /// A disk image (qcow2 or raw) as the next virtio disk (vda, vdb, …);
+    /// `,ro` makes it read-only. Repeatable.
+    #[arg(long = "disk", value_name = "PATH[,ro]", value_parser = parse_disk)]
+    pub disks: Vec<DiskArg>,
+    /// Seed of the virtio-rng entropy stream, 64 hex digits [default: fresh random bytes].
+    #[arg(long, value_name = "HEX", value_parser = parse_seed)]
+    pub rng_seed: Option<Seed>,
+}
+
+/// A `--disk` argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskArg {
+    pub path: PathBuf,
+    pub read_only: bool,
+}
+
+/// A 32-byte RNG seed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Seed(pub [u8; 32]);
+
+impl std::fmt::Debug for Seed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Seed(<secret>)")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +100,13 @@ pub enum RunError {
     },
     #[error("cannot put the terminal in raw mode: {0}")]
     Terminal(std::io::Error),
+    #[error("{given} disks given; at most {max} fit beside the RNG device")]
+    TooManyDisks { given: usize, max: usize },
+    /// The disk crate's errors name the image file.
+    #[error("cannot open disk: {0}")]
+    Disk(disk::DiskError),
+    #[error("cannot read /dev/urandom for the RNG seed: {0}")]
+    Entropy(std::io::Error),
 }
 
 /// Sizes like `512M`, `1G`, `1GiB`, `65536K` or plain bytes.
@@ -94,6 +130,45 @@ fn parse_memory(s: &str) -> Result<u64, String> {
     n.checked_mul(1 << shift).filter(|&b| b > 0).ok_or_else(bad)
 }
 
+/// `PATH` or `PATH,ro`.
+fn parse_disk(s: &str) -> Result<DiskArg, String> {
+    let (path, read_only) = match s.strip_suffix(",ro") {
+        Some(path) => (path, true),
+        None => (s, false),
+    };
+    if path.is_empty() {
+        return Err(format!("invalid disk '{s}': expected PATH or PATH,ro"));
+    }
+    Ok(DiskArg {
+        path: PathBuf::from(path),
+        read_only,
+    })
+}
+
+/// 64 hex digits.
+fn parse_seed(s: &str) -> Result<Seed, String> {
+    let bad = || {
+        format!(
+            "invalid RNG seed: expected 64 hex digits (32 bytes), got {} characters",
+            s.len()
+        )
+    };
+    if s.len() != 64 || !s.is_ascii() {
+        return Err(bad());
+    }
+    let mut seed = [0u8; 32];
+    for (i, byte) in seed.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| {
+            format!(
+                "invalid RNG seed: '{}' at position {} is not hex",
+                &s[2 * i..2 * i + 2],
+                2 * i
+            )
+        })?;
+    }
+    Ok(Seed(seed))
+}
+
 fn parse_console(s: &str) -> Result<Console, String> {
     match s {
         "stdio" => Ok(Console::Stdio),
@@ -109,6 +184,12 @@ fn parse_console(s: &str) -> Result<Console, String> {
 
 pub fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let images = load_images(&args)?;
+    let (disks, mut virtio) = open_disks(&args.disks)?;
+    let seed = match args.rng_seed {
+        Some(Seed(seed)) => seed,
+        None => new_rng_seed()?,
+    };
+    virtio.push(VirtioSpec::Rng { seed });
     let config = MachineConfig {
         cpus: usize::from(args.cpus),
         memory: args.memory,
@@ -116,9 +197,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         bootargs: args.append.clone(),
         boot_wall_ns: wall_clock_ns(),
         vmgenid: new_vmgenid(),
+        virtio,
     };
     let output = console_output(&args.console)?;
-    let mut machine = Machine::new(config, output)?;
+    let mut machine = Machine::with_disks(config, output, disks)?;
 
     let (events, rx) = mpsc::channel();
     let _terminal = match args.console {
@@ -128,6 +210,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     };
     let end = Runner::new(rx, Pacing::RealTime).run(&mut machine);
     drop(_terminal); // restore the terminal before printing anything
+    machine.flush_disks()?;
     match end? {
         RunEnd::Poweroff(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))),
         RunEnd::Stopped => {
@@ -168,6 +251,43 @@ fn load_images(args: &RunArgs) -> Result<BootImages, RunError> {
         initrd: Some(read("initrd", initrd)?),
         firmware: read("firmware", firmware)?,
     })
+}
+
+type Disk = Box<dyn disk::BlockDevice>;
+
+/// Open the `--disk` images, with a virtio-blk spec for each (serials
+/// `lockstep-vda`, `lockstep-vdb`, …).
+fn open_disks(args: &[DiskArg]) -> Result<(Vec<Disk>, Vec<VirtioSpec>), RunError> {
+    let max = VIRTIO_SLOTS - 1;
+    if args.len() > max {
+        return Err(RunError::TooManyDisks {
+            given: args.len(),
+            max,
+        });
+    }
+    let mut disks = Vec::with_capacity(args.len());
+    let mut specs = Vec::with_capacity(args.len() + 1);
+    for (letter, arg) in (b'a'..).zip(args) {
+        let disk = open_disk(&arg.path, arg.read_only)?;
+        disks.push(disk);
+        specs.push(VirtioSpec::Block {
+            serial: format!("lockstep-vd{}", char::from(letter)),
+        });
+    }
+    Ok((disks, specs))
+}
+
+fn open_disk(path: &Path, read_only: bool) -> Result<Disk, RunError> {
+    disk::open(path, read_only).map_err(RunError::Disk)
+}
+
+/// A fresh secret seed for the VM's entropy device.
+fn new_rng_seed() -> Result<[u8; 32], RunError> {
+    let mut seed = [0u8; 32];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut seed))
+        .map_err(RunError::Entropy)?;
+    Ok(seed)
 }
 
 /// The RTC's time at boot, decided once by the host.
@@ -330,6 +450,56 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn disks() {
+        assert_eq!(
+            parse_disk("/a/b.qcow2"),
+            Ok(DiskArg {
+                path: "/a/b.qcow2".into(),
+                read_only: false
+            })
+        );
+        assert_eq!(
+            parse_disk("x,y.img,ro"),
+            Ok(DiskArg {
+                path: "x,y.img".into(),
+                read_only: true
+            })
+        );
+        assert!(parse_disk(",ro").is_err());
+        assert!(parse_disk("").is_err());
+    }
+
+    #[test]
+    fn seeds() {
+        let hex = "00ff10".to_string() + &"ab".repeat(29);
+        let Seed(seed) = parse_seed(&hex).unwrap();
+        assert_eq!(&seed[..3], &[0x00, 0xff, 0x10]);
+        assert_eq!(seed[31], 0xab);
+        assert!(parse_seed("abc").unwrap_err().contains("64 hex digits"));
+        let bad = "zz".to_string() + &"00".repeat(31);
+        assert!(parse_seed(&bad).unwrap_err().contains("not hex"));
+        assert!(parse_seed(&"é".repeat(32)).is_err());
+        assert_eq!(format!("{:?}", Seed(seed)), "Seed(<secret>)");
+    }
+
+    #[test]
+    fn too_many_disks() {
+        let args = vec![
+            DiskArg {
+                path: "/nonexistent".into(),
+                read_only: true
+            };
+            8
+        ];
+        assert!(matches!(
+            open_disks(&args),
+            Err(RunError::TooManyDisks { given: 8, max: 7 })
+        ));
+        let err = open_disks(&args[..1]).err().unwrap();
+        assert!(err.to_string().contains("/nonexistent"), "{err}");
     }
 
     #[test]

@@ -5,8 +5,10 @@ use crate::clock::Clock;
 use crate::devices::{sifive_test, Clint, Finish, Plic, Rtc, Uart, VmGenId};
 use crate::io::{Output, OutputEvent};
 use crate::layout::*;
+use crate::virtio::VirtioMmio;
+use disk::BlockDevice;
 use riscv::hart::Irq;
-use riscv::{Bus, BusFault, Hart};
+use riscv::{Bus, BusFault, Hart, Ram};
 use serde::{Deserialize, Serialize};
 
 /// All device state: plain data, part of snapshots and the state hash.
@@ -17,16 +19,24 @@ pub struct Devices {
     pub uart: Uart,
     pub rtc: Rtc,
     pub vmgenid: VmGenId,
+    /// Populated virtio-mmio slots, from slot 0.
+    pub virtio: Vec<VirtioMmio>,
 }
 
 impl Devices {
-    pub fn new(harts: usize, boot_wall_ns: u64, vmgenid: [u8; 16]) -> Self {
+    pub fn new(
+        harts: usize,
+        boot_wall_ns: u64,
+        vmgenid: [u8; 16],
+        virtio: Vec<VirtioMmio>,
+    ) -> Self {
         Self {
             clint: Clint::new(harts),
             plic: Plic::new(harts),
             uart: Uart::new(),
             rtc: Rtc::new(boot_wall_ns),
             vmgenid: VmGenId::new(vmgenid),
+            virtio,
         }
     }
 }
@@ -42,6 +52,9 @@ pub struct Board {
     pub icount_base: u64,
     /// Poweroff or reset requested by the guest during the slice.
     pub finish: Option<Finish>,
+    /// The disk behind each virtio slot (`None` for other devices). Not
+    /// machine state: the contents are the disk image's.
+    pub disks: Vec<Option<Box<dyn BlockDevice>>>,
 }
 
 impl Board {
@@ -56,6 +69,9 @@ impl Board {
         d.rtc.tick(mtime);
         d.plic.set_level(UART_IRQ, d.uart.irq_level());
         d.plic.set_level(RTC_IRQ, d.rtc.irq_level());
+        for (n, v) in d.virtio.iter().enumerate() {
+            d.plic.set_level(VIRTIO_IRQ_BASE + n as u32, v.irq_level());
+        }
         hart.set_irq(Irq::MachineSoft, d.clint.msip(hart_index));
         hart.set_irq(Irq::MachineTimer, d.clint.timer_pending(hart_index, mtime));
         hart.set_irq(Irq::MachineExternal, d.plic.context_pending(2 * hart_index));
@@ -63,6 +79,31 @@ impl Board {
             Irq::SupervisorExternal,
             d.plic.context_pending(2 * hart_index + 1),
         );
+    }
+
+    /// Run the virtio work the guest asked for by notifying queues. Called
+    /// right after the slice that notified (which ended at the notifying
+    /// store), so completions appear at that instruction boundary.
+    pub fn process_virtio(&mut self, ram: &mut Ram) {
+        for (n, v) in self.devices.virtio.iter_mut().enumerate() {
+            if v.has_work() {
+                let disk = self
+                    .disks
+                    .get_mut(n)
+                    .and_then(Option::as_mut)
+                    .map(|d| &mut **d as &mut dyn BlockDevice);
+                // A driver error leaves DEVICE_NEEDS_RESET for the guest to
+                // see; the host has nothing to add.
+                let _ = v.process(ram, disk);
+            }
+        }
+    }
+
+    /// The virtio slot and offset in it of `pa`, if it is a populated slot.
+    fn virtio_slot(&self, pa: u64) -> Option<(usize, u64)> {
+        let slots = self.devices.virtio.len() as u64;
+        let off = within(pa, VIRTIO_BASE, slots * VIRTIO_SLOT_SIZE)?;
+        Some(((off / VIRTIO_SLOT_SIZE) as usize, off % VIRTIO_SLOT_SIZE))
     }
 
     fn rom_load(&self, offset: u64, size: u8) -> u64 {
@@ -85,8 +126,11 @@ fn within(pa: u64, base: u64, size: u64) -> Option<u64> {
 impl Bus for Board {
     fn load(&mut self, pa: u64, size: u8, now: u64) -> Result<u64, BusFault> {
         let mtime = self.clock.mtime(self.icount(now));
+        let virtio = self.virtio_slot(pa);
         let d = &mut self.devices;
-        let value = if let Some(off) = within(pa, UART_BASE, UART_SIZE) {
+        let value = if let Some((slot, off)) = virtio {
+            d.virtio[slot].load(off, size)
+        } else if let Some(off) = within(pa, UART_BASE, UART_SIZE) {
             Some(u64::from(d.uart.read(off)))
         } else if let Some(off) = within(pa, CLINT_BASE, CLINT_SIZE) {
             d.clint.load(off, size, mtime)
@@ -109,8 +153,11 @@ impl Bus for Board {
     fn store(&mut self, pa: u64, size: u8, val: u64, now: u64) -> Result<(), BusFault> {
         let icount = self.icount(now);
         let mtime = self.clock.mtime(icount);
+        let virtio = self.virtio_slot(pa);
         let d = &mut self.devices;
-        let done = if let Some(off) = within(pa, UART_BASE, UART_SIZE) {
+        let done = if let Some((slot, off)) = virtio {
+            d.virtio[slot].store(off, size, val)
+        } else if let Some(off) = within(pa, UART_BASE, UART_SIZE) {
             if let Some(byte) = d.uart.write(off, val as u8) {
                 self.output.emit(icount, OutputEvent::Console(&[byte]));
             }

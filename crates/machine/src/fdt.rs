@@ -13,6 +13,8 @@ pub struct FdtConfig<'a> {
     pub bootargs: &'a str,
     /// `[start, end)` of the initrd.
     pub initrd: Option<(u64, u64)>,
+    /// Populated virtio-mmio slots (0 to this, exclusive).
+    pub virtio_slots: usize,
 }
 
 /// The ISA each hart implements, in both the legacy string form and the
@@ -52,7 +54,7 @@ pub fn build(cfg: &FdtConfig) -> Result<Vec<u8>, FdtError> {
     chosen(&mut fdt, cfg)?;
     memory(&mut fdt, cfg.ram_size)?;
     cpus(&mut fdt, cfg.harts)?;
-    soc(&mut fdt, cfg.harts)?;
+    soc(&mut fdt, cfg.harts, cfg.virtio_slots)?;
     power(&mut fdt)?;
 
     fdt.end_node(root)?;
@@ -128,7 +130,7 @@ fn per_hart_irqs(harts: usize, irqs: &[u32]) -> Vec<u32> {
         .collect()
 }
 
-fn soc(fdt: &mut FdtWriter, harts: usize) -> Result<(), FdtError> {
+fn soc(fdt: &mut FdtWriter, harts: usize, virtio_slots: usize) -> Result<(), FdtError> {
     let node = fdt.begin_node("soc")?;
     fdt.property_u32("#address-cells", 2)?;
     fdt.property_u32("#size-cells", 2)?;
@@ -186,6 +188,16 @@ fn soc(fdt: &mut FdtWriter, harts: usize) -> Result<(), FdtError> {
     reg(fdt, VMGENID_BASE, 16)?;
     device_irq(fdt, VMGENID_IRQ)?;
     fdt.end_node(genid)?;
+
+    // In slot order: Linux probes them in this order, so vda is slot 0.
+    for n in 0..virtio_slots {
+        let base = VIRTIO_BASE + n as u64 * VIRTIO_SLOT_SIZE;
+        let virtio = fdt.begin_node(&format!("virtio_mmio@{base:x}"))?;
+        fdt.property_string("compatible", "virtio,mmio")?;
+        reg(fdt, base, VIRTIO_SLOT_SIZE)?;
+        device_irq(fdt, VIRTIO_IRQ_BASE + n as u32)?;
+        fdt.end_node(virtio)?;
+    }
 
     fdt.end_node(node)
 }
@@ -251,6 +263,7 @@ mod tests {
             ram_size: 512 << 20,
             bootargs: "console=ttyS0 earlycon=sbi",
             initrd: Some((0x9f00_0000, 0x9f12_3456)),
+            virtio_slots: 0,
         })
         .unwrap();
         assert!(blob.len() < crate::loader::FDT_MAX);
@@ -328,10 +341,49 @@ mod tests {
             ram_size: 1 << 30,
             bootargs: "",
             initrd: None,
+            virtio_slots: 0,
         })
         .unwrap();
         let dts = dts(&blob);
         assert!(!dts.contains("linux,initrd"));
         assert!(dts.contains("cpu@0") && !dts.contains("cpu@1"));
+    }
+
+    #[test]
+    fn virtio_slots_are_listed_in_order() {
+        let blob = build(&FdtConfig {
+            harts: 1,
+            ram_size: 1 << 30,
+            bootargs: "",
+            initrd: None,
+            virtio_slots: 3,
+        })
+        .unwrap();
+        let dts = dts(&blob);
+        let mut last = 0;
+        for n in 0..3u64 {
+            let name = format!("virtio_mmio@{:x}", 0x1000_1000 + n * 0x1000);
+            let at = dts.find(&format!("{name} {{")).unwrap();
+            assert!(at > last, "slot {n} out of order");
+            last = at;
+            let node = section(&dts, &name);
+            assert!(node.contains("compatible = \"virtio,mmio\";"), "{node}");
+            assert!(
+                node.contains(&format!(
+                    "reg = <0x00 0x{:x} 0x00 0x1000>;",
+                    0x1000_1000 + n * 0x1000
+                )),
+                "{node}"
+            );
+            assert!(
+                node.contains(&format!("interrupts = <0x{:02x}>;", n + 1)),
+                "{node}"
+            );
+            assert!(node.contains("interrupt-parent = <0x100>;"), "{node}");
+        }
+        assert!(
+            !dts.contains("virtio_mmio@10004000"),
+            "only populated slots"
+        );
     }
 }

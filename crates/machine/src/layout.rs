@@ -33,6 +33,13 @@ pub const UART_SIZE: u64 = 0x100;
 /// compute divisors, which we ignore.
 pub const UART_CLOCK_HZ: u32 = 3_686_400;
 
+/// virtio-mmio transports: slot n at `VIRTIO_BASE + n × VIRTIO_SLOT_SIZE`,
+/// PLIC source `VIRTIO_IRQ_BASE + n`.
+pub const VIRTIO_BASE: u64 = 0x1000_1000;
+pub const VIRTIO_SLOT_SIZE: u64 = 0x1000;
+pub const VIRTIO_SLOTS: usize = 8;
+pub const VIRTIO_IRQ_BASE: u32 = 1;
+
 /// Start of RAM; the firmware is loaded here.
 pub const RAM_BASE: u64 = 0x8000_0000;
 /// The kernel goes this far into RAM (Linux on RV64 wants 2 MiB alignment).

@@ -1,6 +1,6 @@
 //! The lockstep board (DESIGN §2): RAM, reset ROM, CLINT, PLIC, ns16550a
-//! UART, SiFive test device, goldfish RTC, vmgenid and the device tree, plus
-//! image loading and the deterministic run loop.
+//! UART, SiFive test device, goldfish RTC, vmgenid, virtio-mmio (blk, rng)
+//! and the device tree, plus image loading and the deterministic run loop.
 
 pub mod board;
 pub mod clock;
@@ -12,8 +12,10 @@ pub mod loader;
 pub mod machine;
 pub mod rom;
 pub mod runner;
+pub mod virtio;
 
 pub use clock::INSTRUCTIONS_PER_TICK;
 pub use io::{CaptureOutput, Input, NullOutput, Output, OutputEvent};
 pub use machine::{BootImages, Machine, MachineConfig, MachineError, Step, QUANTUM};
 pub use runner::{HostEvent, Pacing, RunEnd, RunError, Runner};
+pub use virtio::VirtioSpec;

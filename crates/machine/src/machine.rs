@@ -12,9 +12,11 @@ use crate::clock::Clock;
 use crate::devices::Finish;
 use crate::fdt::{self, FdtConfig};
 use crate::io::{Input, Output};
-use crate::layout::{MAX_HARTS, RAM_BASE, VMGENID_IRQ};
+use crate::layout::{MAX_HARTS, RAM_BASE, VIRTIO_SLOTS, VMGENID_IRQ};
 use crate::loader::{self, LoadError, FDT_MAX};
 use crate::rom::{self, BootTargets};
+use crate::virtio::{blk, VirtioMmio, VirtioSpec};
+use disk::{BlockDevice, DiskError};
 use riscv::hart::Exit;
 use riscv::ram::RamError;
 use riscv::{Hart, Ram};
@@ -47,6 +49,9 @@ pub struct MachineConfig {
     /// Wall-clock time at boot, nanoseconds since the Unix epoch (the RTC).
     pub boot_wall_ns: u64,
     pub vmgenid: [u8; 16],
+    /// virtio devices, one per slot from slot 0. Each `Block` takes the
+    /// next disk handed to [`Machine::with_disks`].
+    pub virtio: Vec<VirtioSpec>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +80,14 @@ pub enum MachineError {
     },
     #[error("serialising machine state: {0}")]
     Serialize(#[from] postcard::Error),
+    #[error("{0} virtio devices requested; the board has {VIRTIO_SLOTS} slots")]
+    TooManyVirtio(usize),
+    #[error("{specs} virtio block devices configured but {disks} disks given")]
+    DiskCount { specs: usize, disks: usize },
+    #[error("disk serial {0:?} is longer than {max} bytes", max = blk::ID_LEN)]
+    BadSerial(String),
+    #[error("flushing disk {slot}: {source}")]
+    Flush { slot: usize, source: DiskError },
 }
 
 /// What one call to [`Machine::step`] did.
@@ -107,7 +120,17 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// A machine without disks (its config must name no block devices).
     pub fn new(config: MachineConfig, output: Box<dyn Output>) -> Result<Self, MachineError> {
+        Self::with_disks(config, output, Vec::new())
+    }
+
+    /// A machine whose virtio block devices are backed by `disks`, in order.
+    pub fn with_disks(
+        config: MachineConfig,
+        output: Box<dyn Output>,
+        disks: Vec<Box<dyn BlockDevice>>,
+    ) -> Result<Self, MachineError> {
         if !(1..=MAX_HARTS).contains(&config.cpus) {
             return Err(MachineError::BadCpus(config.cpus));
         }
@@ -115,14 +138,16 @@ impl Machine {
         {
             return Err(MachineError::BadMemory(config.memory));
         }
+        let (virtio, disks) = virtio_devices(&config.virtio, disks)?;
         let (ram, rom) = load_images(&config)?;
         let board = Board {
-            devices: Devices::new(config.cpus, config.boot_wall_ns, config.vmgenid),
+            devices: Devices::new(config.cpus, config.boot_wall_ns, config.vmgenid, virtio),
             clock: Clock::new(0),
             rom,
             output,
             icount_base: 0,
             finish: None,
+            disks,
         };
         let harts = (0..config.cpus).map(|h| Hart::new(h as u64)).collect();
         Ok(Self {
@@ -141,9 +166,12 @@ impl Machine {
     pub fn reset(&mut self) -> Result<(), MachineError> {
         let (ram, rom) = load_images(&self.config)?;
         let vmgenid = self.board.devices.vmgenid.id();
+        let mut virtio = std::mem::take(&mut self.board.devices.virtio);
+        virtio.iter_mut().for_each(VirtioMmio::reset);
         self.ram = ram;
         self.board.rom = rom;
-        self.board.devices = Devices::new(self.config.cpus, self.config.boot_wall_ns, vmgenid);
+        self.board.devices =
+            Devices::new(self.config.cpus, self.config.boot_wall_ns, vmgenid, virtio);
         self.board.clock = Clock::new(self.icount);
         self.board.finish = None;
         self.harts = (0..self.config.cpus).map(|h| Hart::new(h as u64)).collect();
@@ -174,6 +202,8 @@ impl Machine {
         let before = hart.instret();
         self.board.icount_base = self.icount.wrapping_sub(before);
         let exit = hart.run(&mut self.ram, &mut self.board, budget);
+        // A queue notify ended the slice at its store: complete it now.
+        self.board.process_virtio(&mut self.ram);
         let retired = hart.instret().wrapping_sub(before);
         self.icount += retired;
         self.turn_retired += retired;
@@ -289,6 +319,17 @@ impl Machine {
         &self.config
     }
 
+    /// Make every disk write durable (on poweroff or before a snapshot).
+    pub fn flush_disks(&mut self) -> Result<(), MachineError> {
+        for (slot, disk) in self.board.disks.iter_mut().enumerate() {
+            if let Some(disk) = disk {
+                disk.flush()
+                    .map_err(|source| MachineError::Flush { slot, source })?;
+            }
+        }
+        Ok(())
+    }
+
     /// A hash of the whole machine state: harts, devices, clock, scheduling
     /// position and RAM (DESIGN §3.7).
     pub fn state_hash(&self) -> Result<[u8; 32], MachineError> {
@@ -322,6 +363,7 @@ fn load_images(config: &MachineConfig) -> Result<(Ram, Vec<u8>), MachineError> {
         ram_size: config.memory,
         bootargs: &config.bootargs,
         initrd: placement.initrd,
+        virtio_slots: config.virtio.len(),
     })?;
     if dtb.len() > FDT_MAX {
         return Err(MachineError::FdtTooBig(dtb.len()));
@@ -351,4 +393,49 @@ fn load_images(config: &MachineConfig) -> Result<(Ram, Vec<u8>), MachineError> {
         kernel_entry: placement.kernel_entry,
     });
     Ok((ram, rom))
+}
+
+/// The virtio slots' state and their disks, from the specs in slot order.
+type VirtioSlots = (Vec<VirtioMmio>, Vec<Option<Box<dyn BlockDevice>>>);
+
+fn virtio_devices(
+    specs: &[VirtioSpec],
+    disks: Vec<Box<dyn BlockDevice>>,
+) -> Result<VirtioSlots, MachineError> {
+    if specs.len() > VIRTIO_SLOTS {
+        return Err(MachineError::TooManyVirtio(specs.len()));
+    }
+    let block_specs = specs
+        .iter()
+        .filter(|s| matches!(s, VirtioSpec::Block { .. }))
+        .count();
+    if block_specs != disks.len() {
+        return Err(MachineError::DiskCount {
+            specs: block_specs,
+            disks: disks.len(),
+        });
+    }
+    let mut disks = disks.into_iter();
+    let mut slots = Vec::with_capacity(specs.len());
+    let mut backends = Vec::with_capacity(specs.len());
+    for spec in specs {
+        match spec {
+            VirtioSpec::Block { serial } => {
+                if serial.len() > blk::ID_LEN {
+                    return Err(MachineError::BadSerial(serial.clone()));
+                }
+                let disk = disks.next().ok_or(MachineError::DiskCount {
+                    specs: block_specs,
+                    disks: 0,
+                })?;
+                slots.push(VirtioMmio::block(serial, disk.capacity(), disk.read_only()));
+                backends.push(Some(disk));
+            }
+            VirtioSpec::Rng { seed } => {
+                slots.push(VirtioMmio::rng(*seed));
+                backends.push(None);
+            }
+        }
+    }
+    Ok((slots, backends))
 }

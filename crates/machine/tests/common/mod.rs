@@ -201,6 +201,7 @@ pub fn config(firmware: Vec<u8>, cpus: usize) -> MachineConfig {
         bootargs: "console=ttyS0".into(),
         boot_wall_ns: 1_700_000_000_000_000_000,
         vmgenid: [7; 16],
+        virtio: Vec::new(),
     }
 }
 

@@ -1,0 +1,244 @@
+//! virtio devices behind virtio-mmio transports (DESIGN §2): up to eight
+//! slots at `VIRTIO_BASE + n × 0x1000`, PLIC source `1 + n`, as on QEMU
+//! `virt`.
+//!
+//! Determinism (DESIGN §3.4): a queue notification is a store to the
+//! transport; the hart ends its slice right after any MMIO access, and the
+//! machine then calls [`VirtioMmio::process`] before anything else runs.
+//! So every request made available before the notify completes (data, used
+//! ring, interrupt status) at the instruction boundary right after the
+//! notifying store, whatever the host does: no threads, no host time.
+//!
+//! Device state (transport registers, queue positions, the RNG's position)
+//! is plain serialisable data in [`VirtioMmio`], part of the machine state
+//! hash. A disk's contents are not: they live in a [`BlockDevice`] the
+//! machine holds beside the state.
+
+pub mod blk;
+pub mod mmio;
+pub mod queue;
+pub mod rng;
+
+#[cfg(test)]
+mod tests;
+
+use crate::layout::{VIRTIO_BASE, VIRTIO_SLOT_SIZE};
+use blk::Block;
+use disk::BlockDevice;
+use mmio::{Transport, CONFIG};
+use queue::{QueueError, RingFeatures};
+use riscv::Ram;
+use rng::Rng;
+use serde::{Deserialize, Serialize};
+
+/// A device to put in the next free slot (disks first, so that `vda`,
+/// `vdb`, … follow the slot order).
+#[derive(Clone, PartialEq, Eq)]
+pub enum VirtioSpec {
+    /// virtio-blk over the next disk handed to the machine; `serial` (at
+    /// most 20 bytes) is what GET_ID returns.
+    Block { serial: String },
+    /// virtio-rng from a ChaCha20 stream with this seed (a VM secret; see
+    /// [`rng`]).
+    Rng { seed: [u8; 32] },
+}
+
+impl std::fmt::Debug for VirtioSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Block { serial } => f.debug_struct("Block").field("serial", serial).finish(),
+            // The seed is a VM secret: keep it out of logs.
+            Self::Rng { .. } => f.debug_struct("Rng").field("seed", &"<secret>").finish(),
+        }
+    }
+}
+
+/// Why a device stopped and asked for a reset.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VirtioError {
+    #[error("queue {queue}: {source}")]
+    Queue { queue: usize, source: QueueError },
+    #[error("queue {queue}, request with head {head}: {reason}")]
+    BadRequest {
+        queue: usize,
+        head: u16,
+        reason: &'static str,
+    },
+}
+
+/// The device behind a transport.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Device {
+    Block(Block),
+    Rng(Rng),
+}
+
+/// One populated virtio-mmio slot: transport and device state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtioMmio {
+    transport: Transport,
+    device: Device,
+}
+
+/// Device id of virtio-rng.
+pub const RNG_DEVICE_ID: u32 = 4;
+const RNG_QUEUE_SIZE: u16 = 64;
+
+/// The physical address of slot `n`.
+pub fn slot_base(n: usize) -> u64 {
+    VIRTIO_BASE + n as u64 * VIRTIO_SLOT_SIZE
+}
+
+impl VirtioMmio {
+    pub fn block(serial: &str, capacity_bytes: u64, read_only: bool) -> Self {
+        let block = Block::new(serial, capacity_bytes, read_only);
+        Self {
+            transport: Transport::new(blk::DEVICE_ID, block.features(), &[blk::QUEUE_SIZE]),
+            device: Device::Block(block),
+        }
+    }
+
+    pub fn rng(seed: [u8; 32]) -> Self {
+        let features = mmio::VIRTIO_F_INDIRECT_DESC | mmio::VIRTIO_F_EVENT_IDX;
+        Self {
+            transport: Transport::new(RNG_DEVICE_ID, features, &[RNG_QUEUE_SIZE]),
+            device: Device::Rng(Rng::new(seed)),
+        }
+    }
+
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Power-on state of the transport. The device keeps its identity, and
+    /// the RNG its position (a rebooted guest never sees old bytes again).
+    pub fn reset(&mut self) {
+        self.transport.reset();
+    }
+
+    fn config(&self) -> Vec<u8> {
+        match &self.device {
+            Device::Block(b) => b.config().to_vec(),
+            Device::Rng(_) => Vec::new(),
+        }
+    }
+
+    /// A load at `offset` in the slot; `None` is a bus error.
+    pub fn load(&self, offset: u64, size: u8) -> Option<u64> {
+        if offset < CONFIG {
+            return (size == 4).then(|| u64::from(self.transport.read(offset)));
+        }
+        if !matches!(size, 1 | 2 | 4 | 8) {
+            return None;
+        }
+        let config = self.config();
+        let value = (0..u64::from(size))
+            .map(|i| {
+                let byte = usize::try_from(offset - CONFIG + i)
+                    .ok()
+                    .and_then(|o| config.get(o));
+                u64::from(byte.copied().unwrap_or(0)) << (8 * i)
+            })
+            .fold(0, |acc, b| acc | b);
+        Some(value)
+    }
+
+    /// A store at `offset` in the slot; `None` is a bus error. Queue work
+    /// it asks for waits for [`VirtioMmio::process`].
+    pub fn store(&mut self, offset: u64, size: u8, val: u64) -> Option<()> {
+        if offset < CONFIG {
+            if size != 4 {
+                return None;
+            }
+            // Device reset has nothing to clear beyond the transport.
+            let _effect = self.transport.write(offset, val as u32);
+            return Some(());
+        }
+        // Nothing in our configuration spaces is writable.
+        matches!(size, 1 | 2 | 4 | 8).then_some(())
+    }
+
+    /// The interrupt line to the PLIC.
+    pub fn irq_level(&self) -> bool {
+        self.transport.irq_level()
+    }
+
+    /// Whether a notified queue waits for [`VirtioMmio::process`].
+    pub fn has_work(&self) -> bool {
+        self.transport.has_notified()
+    }
+
+    /// Handle every request made available on the notified queues, put them
+    /// in the used rings and raise the interrupt the driver asked for. A
+    /// driver error sets DEVICE_NEEDS_RESET, stops the device and is
+    /// returned (for diagnostics; the guest sees only the status).
+    pub fn process(
+        &mut self,
+        ram: &mut Ram,
+        mut disk: Option<&mut dyn BlockDevice>,
+    ) -> Result<(), VirtioError> {
+        let notified = self.transport.take_notified();
+        if notified == 0 || !self.transport.live() {
+            return Ok(());
+        }
+        let features = self.transport.ring_features();
+        let negotiated = self.transport.negotiated();
+        for queue in 0..self.transport.queues().len() {
+            if notified >> queue & 1 == 0 {
+                continue;
+            }
+            let disk = disk.as_mut().map(|d| &mut **d as &mut dyn BlockDevice);
+            if let Err(e) = self.process_queue(queue, ram, disk, features, negotiated) {
+                self.transport.set_needs_reset();
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn process_queue(
+        &mut self,
+        index: usize,
+        ram: &mut Ram,
+        mut disk: Option<&mut dyn BlockDevice>,
+        features: RingFeatures,
+        negotiated: u64,
+    ) -> Result<(), VirtioError> {
+        let queue_err = |source| VirtioError::Queue {
+            queue: index,
+            source,
+        };
+        let Some(queue) = self.transport.queue_mut(index) else {
+            return Ok(());
+        };
+        queue.check_layout(ram).map_err(queue_err)?;
+        let mut used = false;
+        while let Some(chain) = queue.pop(ram, features).map_err(queue_err)? {
+            let disk = disk.as_mut().map(|d| &mut **d as &mut dyn BlockDevice);
+            let written = match &mut self.device {
+                Device::Block(b) => b.handle(&chain, ram, disk, negotiated),
+                Device::Rng(r) => Ok(r.fill(&chain, ram)),
+            }
+            .map_err(|reason| VirtioError::BadRequest {
+                queue: index,
+                head: chain.head,
+                reason,
+            })?;
+            queue
+                .push_used(ram, chain.head, written)
+                .map_err(queue_err)?;
+            used = true;
+        }
+        queue
+            .publish_avail_event(ram, features)
+            .map_err(queue_err)?;
+        if used && queue.needs_interrupt(ram, features).map_err(queue_err)? {
+            self.transport.signal_used();
+        }
+        Ok(())
+    }
+}
