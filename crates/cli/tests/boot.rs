@@ -41,7 +41,12 @@ impl Guest {
                 }
             }
         });
-        Guest { child, chunks, console: String::new(), seen: 0 }
+        Guest {
+            child,
+            chunks,
+            console: String::new(),
+            seen: 0,
+        }
     }
 
     /// Wait until `needle` appears after what was already matched; returns
@@ -59,7 +64,10 @@ impl Guest {
                 Ok(bytes) => self.console.push_str(&String::from_utf8_lossy(&bytes)),
                 Err(_) => {
                     let _ = self.child.kill();
-                    panic!("timed out waiting for {needle:?}; console:\n{}", self.console);
+                    panic!(
+                        "timed out waiting for {needle:?}; console:\n{}",
+                        self.console
+                    );
                 }
             }
         }
@@ -67,7 +75,9 @@ impl Guest {
 
     fn send(&mut self, line: &str) {
         let stdin = self.child.stdin.as_mut().expect("piped stdin");
-        stdin.write_all(format!("{line}\n").as_bytes()).expect("type into the guest console");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("type into the guest console");
         stdin.flush().expect("flush the guest console");
     }
 
@@ -85,10 +95,18 @@ fn boot_and_check(cpus: u32) {
     g.expect(PROMPT);
     assert_eq!(g.run("uname -m"), "riscv64");
     let harts = g.run("grep -c processor /proc/cpuinfo");
-    assert_eq!(harts, cpus.to_string(), "guest sees the wrong number of harts");
+    assert_eq!(
+        harts,
+        cpus.to_string(),
+        "guest sees the wrong number of harts"
+    );
     g.send("poweroff -f");
     let status = g.child.wait().expect("wait for lockstep");
-    assert!(status.success(), "lockstep run ended with {status} after poweroff; console:\n{}", g.console);
+    assert!(
+        status.success(),
+        "lockstep run ended with {status} after poweroff; console:\n{}",
+        g.console
+    );
 }
 
 #[test]

@@ -48,5 +48,9 @@ fn csrs_on_mip_does_not_latch_the_external_seip_line() {
     hart.run(&mut ram, &mut bus, 1);
     let mip = hart.reg(6);
     assert_eq!(mip & SSIP, SSIP, "csrs set SSIP");
-    assert_eq!(mip & SEIP, 0, "the external line leaked into software SEIP: mip={mip:#x}");
+    assert_eq!(
+        mip & SEIP,
+        0,
+        "the external line leaked into software SEIP: mip={mip:#x}"
+    );
 }
