@@ -111,23 +111,10 @@ pub enum RunError {
 
 /// Sizes like `512M`, `1G`, `1GiB`, `65536K` or plain bytes.
 fn parse_memory(s: &str) -> Result<u64, String> {
-    let bad = || {
-        format!("invalid memory size '{s}': expected a number with an optional K, M or G suffix, e.g. 512M")
-    };
-    let t = s.trim();
-    let t = t
-        .strip_suffix("iB")
-        .or_else(|| t.strip_suffix('B'))
-        .unwrap_or(t);
-    let (digits, shift) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
-        Some('K') => (&t[..t.len() - 1], 10),
-        Some('M') => (&t[..t.len() - 1], 20),
-        Some('G') => (&t[..t.len() - 1], 30),
-        Some('T') => (&t[..t.len() - 1], 40),
-        _ => (t, 0),
-    };
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    n.checked_mul(1 << shift).filter(|&b| b > 0).ok_or_else(bad)
+    match ::disk::parse_size(s) {
+        Ok(0) => Err(format!("invalid memory size '{s}': must be more than zero")),
+        other => other.map_err(|e| format!("invalid memory size: {e}")),
+    }
 }
 
 /// `PATH` or `PATH,ro`.
