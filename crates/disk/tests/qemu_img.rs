@@ -376,7 +376,17 @@ fn a_writer_excludes_other_opens() {
     let reader = open(&base, true).unwrap();
     assert!(matches!(open(&base, false), Err(DiskError::Locked { .. })));
     drop((writer, reader));
-    open(&base, false).unwrap();
+    // Other tests in this process spawn qemu-img; a child holds a copy of
+    // our descriptors (and so the lock) between fork and exec. Wait that out.
+    let mut attempt = 0;
+    while let Err(DiskError::Locked { .. }) = open(&base, false) {
+        attempt += 1;
+        assert!(
+            attempt < 100,
+            "base stays locked after every handle was dropped"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[test]
