@@ -2,6 +2,7 @@
 //! a CLINT and the HTIF `tohost`/`fromhost` convention of riscv-tests.
 
 use clap::Args;
+use machine::devices::clint::Clint;
 use object::{Object, ObjectSegment, ObjectSymbol};
 use riscv::{Bus, BusFault, Exit, Hart, Irq, Ram};
 use std::io::Write;
@@ -125,60 +126,44 @@ pub fn load_elf(path: &Path, ram: &mut Ram) -> Result<Program, BareError> {
     })
 }
 
-/// The bare board's MMIO: a CLINT for one hart.
-#[derive(Default)]
+/// The bare board's MMIO: the machine crate's CLINT, for one hart.
 pub struct BareBus {
-    pub msip: bool,
-    pub mtimecmp: u64,
+    clint: Clint,
     /// Ticks skipped while the hart idled in WFI.
-    pub skipped: u64,
+    skipped: u64,
 }
 
 impl BareBus {
+    fn new() -> Self {
+        BareBus {
+            clint: Clint::new(1),
+            skipped: 0,
+        }
+    }
+
     fn now(&self, retired: u64) -> u64 {
         retired / INSNS_PER_TICK + self.skipped
+    }
+
+    fn clint_offset(pa: u64) -> Result<u64, BusFault> {
+        pa.checked_sub(CLINT_BASE)
+            .filter(|o| *o < CLINT_SIZE)
+            .ok_or(BusFault)
     }
 }
 
 impl Bus for BareBus {
     fn load(&mut self, pa: u64, size: u8, now: u64) -> Result<u64, BusFault> {
-        let off = pa
-            .checked_sub(CLINT_BASE)
-            .filter(|o| *o < CLINT_SIZE)
-            .ok_or(BusFault)?;
-        let reg = match off & !7 {
-            0 => self.msip as u64,
-            0x4000 => self.mtimecmp,
-            0xbff8 => self.now(now),
-            _ => 0,
-        };
-        let shift = (off & 7) * 8;
-        Ok(match size {
-            8 => reg,
-            _ => (reg >> shift) & ((1u64 << (8 * size as u64)) - 1),
-        })
+        let mtime = self.now(now);
+        self.clint
+            .load(Self::clint_offset(pa)?, size, mtime)
+            .ok_or(BusFault)
     }
 
     fn store(&mut self, pa: u64, size: u8, val: u64, _now: u64) -> Result<(), BusFault> {
-        let off = pa
-            .checked_sub(CLINT_BASE)
-            .filter(|o| *o < CLINT_SIZE)
-            .ok_or(BusFault)?;
-        let merge = |old: u64| {
-            if size == 8 {
-                val
-            } else {
-                let shift = (off & 7) * 8;
-                let mask = ((1u64 << (8 * size as u64)) - 1) << shift;
-                (old & !mask) | ((val << shift) & mask)
-            }
-        };
-        match off & !7 {
-            0 => self.msip = merge(self.msip as u64) & 1 != 0,
-            0x4000 => self.mtimecmp = merge(self.mtimecmp),
-            _ => {}
-        }
-        Ok(())
+        self.clint
+            .store(Self::clint_offset(pa)?, size, val)
+            .ok_or(BusFault)
     }
 
     fn mtime(&mut self, now: u64) -> u64 {
@@ -201,20 +186,19 @@ pub fn execute(
     max: u64,
     console: &mut dyn Write,
 ) -> Result<Outcome, BareError> {
-    let mut bus = BareBus {
-        mtimecmp: u64::MAX,
-        ..Default::default()
-    };
+    let mut bus = BareBus::new();
     hart.set_pc(prog.entry);
     loop {
         let mtime = bus.now(hart.instret());
-        hart.set_irq(Irq::MachineSoft, bus.msip);
-        hart.set_irq(Irq::MachineTimer, mtime >= bus.mtimecmp);
+        hart.set_irq(Irq::MachineSoft, bus.clint.msip(0));
+        hart.set_irq(Irq::MachineTimer, bus.clint.timer_pending(0, mtime));
         // Stop exactly where the timer fires.
-        let to_timer = bus
-            .mtimecmp
-            .checked_sub(mtime)
-            .map_or(u64::MAX, |t| t.saturating_mul(INSNS_PER_TICK).max(1));
+        let deadline = bus.clint.deadline(0);
+        let to_timer = deadline.map_or(u64::MAX, |d| {
+            d.saturating_sub(mtime)
+                .saturating_mul(INSNS_PER_TICK)
+                .max(1)
+        });
         let left = max.saturating_sub(hart.instret());
         if left == 0 {
             return Err(BareError::Budget(max, hart.pc()));
@@ -225,14 +209,12 @@ pub fn execute(
         }
         match exit {
             Exit::TrapStorm { pc, cause } => return Err(BareError::TrapStorm { pc, cause }),
-            Exit::Wfi if hart.is_waiting() => {
+            Exit::Wfi if hart.is_waiting() => match deadline {
                 // Idle skip: jump the clock to the timer deadline.
-                if bus.mtimecmp == u64::MAX && !bus.msip {
-                    return Err(BareError::Deadlock(hart.pc()));
-                }
-                let now = bus.now(hart.instret());
-                bus.skipped += bus.mtimecmp.saturating_sub(now);
-            }
+                Some(d) => bus.skipped += d.saturating_sub(bus.now(hart.instret())),
+                None if bus.clint.msip(0) => {}
+                None => return Err(BareError::Deadlock(hart.pc())),
+            },
             _ => {}
         }
     }
