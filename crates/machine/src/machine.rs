@@ -107,16 +107,16 @@ pub enum Step {
 }
 
 pub struct Machine {
-    config: MachineConfig,
-    harts: Vec<Hart>,
-    ram: Ram,
-    board: Board,
+    pub(crate) config: MachineConfig,
+    pub(crate) harts: Vec<Hart>,
+    pub(crate) ram: Ram,
+    pub(crate) board: Board,
     /// Instructions retired by all harts since the machine was created.
-    icount: u64,
+    pub(crate) icount: u64,
     /// The hart whose turn it is.
-    current: usize,
+    pub(crate) current: usize,
     /// Instructions the current hart has retired in this turn.
-    turn_retired: u64,
+    pub(crate) turn_retired: u64,
 }
 
 impl Machine {
@@ -350,7 +350,7 @@ impl Machine {
 
 /// Fresh RAM holding firmware, kernel, initrd and device tree, and the
 /// reset ROM that boots them.
-fn load_images(config: &MachineConfig) -> Result<(Ram, Vec<u8>), MachineError> {
+pub(crate) fn load_images(config: &MachineConfig) -> Result<(Ram, Vec<u8>), MachineError> {
     let images = &config.images;
     let placement = loader::place(
         &images.firmware,
@@ -398,7 +398,7 @@ fn load_images(config: &MachineConfig) -> Result<(Ram, Vec<u8>), MachineError> {
 /// The virtio slots' state and their disks, from the specs in slot order.
 type VirtioSlots = (Vec<VirtioMmio>, Vec<Option<Box<dyn BlockDevice>>>);
 
-fn virtio_devices(
+pub(crate) fn virtio_devices(
     specs: &[VirtioSpec],
     disks: Vec<Box<dyn BlockDevice>>,
 ) -> Result<VirtioSlots, MachineError> {
