@@ -5,6 +5,7 @@ mod bench;
 mod bench_guest;
 mod disk;
 mod image;
+mod nics;
 mod run;
 
 use clap::{Parser, Subcommand};

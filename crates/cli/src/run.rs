@@ -6,8 +6,10 @@
 //! bytes. The run loop itself (idle sleeps, catch-up) is `machine::Runner`.
 //!
 //! Devices: `--disk` images become virtio-blk disks vda, vdb, … in slots
-//! 0, 1, …; one virtio-rng always follows them.
+//! 0, 1, …; one virtio-rng always follows them, then one virtio-net per
+//! `--net` (eth0, eth1, …).
 
+use crate::nics::{self, NicError};
 use clap::Args;
 use guest_image::PullOptions;
 use machine::layout::VIRTIO_SLOTS;
@@ -15,6 +17,7 @@ use machine::{
     BootImages, HostEvent, Machine, MachineConfig, Output, OutputEvent, Pacing, RunEnd, Runner,
     VirtioSpec,
 };
+use net::FrameTx;
 use rustix::termios::{self, OptionalActions, OutputModes, Termios};
 use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
@@ -57,6 +60,16 @@ pub struct RunArgs {
     /// Seed of the virtio-rng entropy stream, 64 hex digits [default: fresh random bytes].
     #[arg(long, value_name = "HEX", value_parser = parse_seed)]
     pub rng_seed: Option<Seed>,
+    /// A network interface (eth0, eth1, …): `tap:NAME` (a Linux TAP device;
+    /// needs root or CAP_NET_ADMIN) or `socket:DIR` (a shared segment: VMs
+    /// naming the same directory are on one hub); `,mac=MAC` sets its
+    /// address. Repeatable.
+    #[arg(long = "net", value_name = "SPEC", value_parser = parse_net)]
+    pub nets: Vec<(String, net::NetSpec)>,
+    /// The VM's name. NIC addresses are derived from it unless given, so
+    /// VMs sharing a network need different names (or explicit MACs).
+    #[arg(long, value_name = "NAME", default_value = "lockstep")]
+    pub name: String,
 }
 
 /// A `--disk` argument.
@@ -107,6 +120,14 @@ pub enum RunError {
     Disk(disk::DiskError),
     #[error("cannot read /dev/urandom for the RNG seed: {0}")]
     Entropy(std::io::Error),
+    #[error("{disks} disks and {nics} NICs need {} virtio slots; the board has {max}", disks + nics + 1)]
+    TooManyDevices {
+        disks: usize,
+        nics: usize,
+        max: usize,
+    },
+    #[error(transparent)]
+    Nic(#[from] NicError),
 }
 
 /// Sizes like `512M`, `1G`, `1GiB`, `65536K` or plain bytes.
@@ -156,6 +177,12 @@ fn parse_seed(s: &str) -> Result<Seed, String> {
     Ok(Seed(seed))
 }
 
+fn parse_net(s: &str) -> Result<(String, net::NetSpec), String> {
+    s.parse()
+        .map(|spec| (s.to_string(), spec))
+        .map_err(|e| format!("invalid network '{s}': {e}"))
+}
+
 fn parse_console(s: &str) -> Result<Console, String> {
     match s {
         "stdio" => Ok(Console::Stdio),
@@ -177,6 +204,16 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         None => new_rng_seed()?,
     };
     virtio.push(VirtioSpec::Rng { seed });
+    if virtio.len() + args.nets.len() > VIRTIO_SLOTS {
+        return Err(RunError::TooManyDevices {
+            disks: args.disks.len(),
+            nics: args.nets.len(),
+            max: VIRTIO_SLOTS,
+        }
+        .into());
+    }
+    let mut nics = nics::open(&args.nets, &args.name)?;
+    virtio.append(&mut nics.specs);
     let config = MachineConfig {
         cpus: usize::from(args.cpus),
         memory: args.memory,
@@ -186,10 +223,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         vmgenid: new_vmgenid(),
         virtio,
     };
-    let output = console_output(&args.console)?;
-    let mut machine = Machine::with_disks(config, output, disks)?;
+    let output = RunOutput {
+        console: console_writer(&args.console)?,
+        nics: std::mem::take(&mut nics.tx),
+    };
+    let mut machine = Machine::with_disks(config, Box::new(output), disks)?;
 
     let (events, rx) = mpsc::channel();
+    let _receivers = nics.start_receivers(&events);
     let _terminal = match args.console {
         Console::Stdio => start_console_input(events)?,
         // No console input: the runner sees the channel closed.
@@ -296,27 +337,42 @@ fn new_vmgenid() -> [u8; 16] {
     id
 }
 
-/// Console bytes written to a file or stdout as they come.
-struct WriterOutput<W: Write + Send>(W);
+/// Where a running VM's outputs go: console bytes to a file or stdout as
+/// they come, frames to the NICs' backends.
+struct RunOutput {
+    console: Option<Box<dyn Write + Send>>,
+    nics: Vec<Box<dyn FrameTx>>,
+}
 
-impl<W: Write + Send> Output for WriterOutput<W> {
+impl Output for RunOutput {
     fn emit(&mut self, _icount: u64, event: OutputEvent<'_>) {
-        let OutputEvent::Console(bytes) = event;
-        // A closed stdout or full disk must not stop the guest.
-        let _ = self.0.write_all(bytes).and_then(|()| self.0.flush());
+        match event {
+            OutputEvent::Console(bytes) => {
+                if let Some(w) = &mut self.console {
+                    // A closed stdout or full disk must not stop the guest.
+                    let _ = w.write_all(bytes).and_then(|()| w.flush());
+                }
+            }
+            OutputEvent::Net { nic, frame } => {
+                if let Some(tx) = self.nics.get_mut(nic) {
+                    // A frame the backend cannot take is lost, as on a wire.
+                    let _ = tx.send(frame);
+                }
+            }
+        }
     }
 }
 
-fn console_output(console: &Console) -> Result<Box<dyn Output>, RunError> {
+fn console_writer(console: &Console) -> Result<Option<Box<dyn Write + Send>>, RunError> {
     Ok(match console {
-        Console::Stdio => Box::new(WriterOutput(std::io::stdout())),
-        Console::None => Box::new(machine::NullOutput),
+        Console::Stdio => Some(Box::new(std::io::stdout())),
+        Console::None => None,
         Console::File(path) => {
             let file = File::create(path).map_err(|source| RunError::ConsoleFile {
                 path: path.clone(),
                 source,
             })?;
-            Box::new(WriterOutput(std::io::BufWriter::new(file)))
+            Some(Box::new(std::io::BufWriter::new(file)))
         }
     })
 }

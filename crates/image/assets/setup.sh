@@ -15,11 +15,26 @@ for m in @MODULES@; do
     insmod "/lib/modules/@KVER@/$m.ko" || echo "lockstep-setup: insmod $m failed" >&2
 done
 
+# eth0: DHCP, unless the kernel command line says `lockstep.ip=ADDR/PREFIX[,GATEWAY]`
+# (static) or `lockstep.ip=off`.
 ip link set lo up
+static_ip=
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in lockstep.ip=*) static_ip="${arg#lockstep.ip=}" ;; esac
+done
 if [ -e /sys/class/net/eth0 ]; then
     ip link set eth0 up
-    udhcpc -i eth0 -q -n -t 5 -T 2 -s /usr/share/udhcpc/default.script ||
-        echo "lockstep-setup: no DHCP lease on eth0" >&2
+    case "$static_ip" in
+    off) ;;
+    "")
+        udhcpc -i eth0 -q -n -t 5 -T 2 -s /usr/share/udhcpc/default.script ||
+            echo "lockstep-setup: no DHCP lease on eth0" >&2
+        ;;
+    *)
+        ip addr add "${static_ip%%,*}" dev eth0 || echo "lockstep-setup: bad lockstep.ip" >&2
+        case "$static_ip" in *,*) ip route add default via "${static_ip#*,}" ;; esac
+        ;;
+    esac
 fi
 
 # virtio_blk registers its disk asynchronously: when a virtio block device (id 2) exists,

@@ -17,6 +17,18 @@ const SETUP_TEMPLATE: &str = include_str!("../assets/setup.sh");
 const UDHCPC_SCRIPT: &[u8] = include_bytes!("../assets/udhcpc.script");
 
 /// Where the setup script lives; custom `/init` scripts source it too.
+/// A fingerprint of everything that shapes the default initramfs besides the
+/// packages: the /init, the setup and DHCP scripts and the module list.
+pub fn recipe() -> String {
+    let mut all = Vec::new();
+    for part in [DEFAULT_INIT, SETUP_TEMPLATE.as_bytes(), UDHCPC_SCRIPT] {
+        all.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        all.extend_from_slice(part);
+    }
+    all.extend_from_slice(crate::modules::GUEST_MODULES.join(" ").as_bytes());
+    crate::cache::sha256_bytes(&all)
+}
+
 pub const SETUP_PATH: &str = "etc/lockstep/setup.sh";
 const INIT_PATH: &str = "init";
 

@@ -13,6 +13,10 @@ pub const FORMAT: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: u32,
+    /// Fingerprint of how the initramfs is made ([`crate::initramfs::recipe`]):
+    /// a new /init, setup script or module list rebuilds the image.
+    #[serde(default)]
+    pub recipe: String,
     pub suite: String,
     pub kernel_version: String,
     /// How the kernel was shipped, e.g. "flat RISC-V Image".
@@ -65,6 +69,9 @@ impl Manifest {
                 "format {} for suite {:?}",
                 manifest.format, manifest.suite
             )));
+        }
+        if manifest.recipe != crate::initramfs::recipe() {
+            return Err(bad("an initramfs built by an older lockstep".into()));
         }
         for pkg in [&manifest.kernel, &manifest.busybox, &manifest.opensbi] {
             checked_pool_path(&pkg.name, &pkg.filename)?;

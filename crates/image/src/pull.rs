@@ -179,6 +179,7 @@ impl Store {
         let initrd = initramfs::to_gzip_cpio(&initramfs::entries(&contents, DEFAULT_INIT))?;
         let manifest = Manifest {
             format: FORMAT,
+            recipe: initramfs::recipe(),
             suite: self.suite.clone(),
             kernel_version: kernel.version.clone(),
             kernel_format: kernel.format.to_string(),

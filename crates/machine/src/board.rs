@@ -5,7 +5,7 @@ use crate::clock::Clock;
 use crate::devices::{sifive_test, Clint, Finish, Plic, Rtc, Uart, VmGenId};
 use crate::io::{Output, OutputEvent};
 use crate::layout::*;
-use crate::virtio::VirtioMmio;
+use crate::virtio::{DeviceIo, VirtioMmio};
 use disk::BlockDevice;
 use riscv::hart::Irq;
 use riscv::{Bus, BusFault, Hart, Ram};
@@ -84,7 +84,7 @@ impl Board {
     /// Run the virtio work the guest asked for by notifying queues. Called
     /// right after the slice that notified (which ended at the notifying
     /// store), so completions appear at that instruction boundary.
-    pub fn process_virtio(&mut self, ram: &mut Ram) {
+    pub fn process_virtio(&mut self, ram: &mut Ram, icount: u64) {
         for (n, v) in self.devices.virtio.iter_mut().enumerate() {
             if v.has_work() {
                 let disk = self
@@ -92,9 +92,14 @@ impl Board {
                     .get_mut(n)
                     .and_then(Option::as_mut)
                     .map(|d| &mut **d as &mut dyn BlockDevice);
+                let io = DeviceIo {
+                    disk,
+                    output: &mut *self.output,
+                    icount,
+                };
                 // A driver error leaves DEVICE_NEEDS_RESET for the guest to
                 // see; the host has nothing to add.
-                let _ = v.process(ram, disk);
+                let _ = v.process(ram, io);
             }
         }
     }

@@ -9,6 +9,8 @@
 pub enum OutputEvent<'a> {
     /// Bytes written to the console UART.
     Console(&'a [u8]),
+    /// An Ethernet frame transmitted by NIC `nic`.
+    Net { nic: usize, frame: &'a [u8] },
 }
 
 /// Where outputs go. What the sink does with them is the run mode's
@@ -31,6 +33,8 @@ pub struct CaptureOutput {
     pub console: Vec<u8>,
     /// The icount of every byte in `console`.
     pub stamps: Vec<u64>,
+    /// Transmitted frames: (icount, nic, frame).
+    pub frames: Vec<(u64, usize, Vec<u8>)>,
 }
 
 impl Output for CaptureOutput {
@@ -40,6 +44,7 @@ impl Output for CaptureOutput {
                 self.console.extend_from_slice(bytes);
                 self.stamps.extend(std::iter::repeat_n(icount, bytes.len()));
             }
+            OutputEvent::Net { nic, frame } => self.frames.push((icount, nic, frame.to_vec())),
         }
     }
 }
@@ -50,6 +55,10 @@ pub enum Input {
     /// Bytes typed on the console. Only [`crate::Machine::console_room`]
     /// bytes fit at a time; the rest are lost as a UART overrun.
     Console(Vec<u8>),
+    /// An Ethernet frame received by NIC `nic`. Apply it only when
+    /// [`crate::Machine::net_rx_ready`] says the guest has a buffer posted;
+    /// otherwise it is dropped, as on a real link.
+    Net { nic: usize, frame: Vec<u8> },
     /// A new VM generation id (clone, revert, restore).
     VmGenId([u8; 16]),
 }

@@ -202,11 +202,11 @@ impl Machine {
         let before = hart.instret();
         self.board.icount_base = self.icount.wrapping_sub(before);
         let exit = hart.run(&mut self.ram, &mut self.board, budget);
-        // A queue notify ended the slice at its store: complete it now.
-        self.board.process_virtio(&mut self.ram);
         let retired = hart.instret().wrapping_sub(before);
         self.icount += retired;
         self.turn_retired += retired;
+        // A queue notify ended the slice at its store: complete it now.
+        self.board.process_virtio(&mut self.ram, self.icount);
 
         if let Some(finish) = self.board.finish.take() {
             return Ok(Some(match finish {
@@ -277,11 +277,38 @@ impl Machine {
         let devices = &mut self.board.devices;
         match input {
             Input::Console(bytes) => devices.uart.receive(&bytes),
+            Input::Net { nic, frame } => {
+                if let Some(v) = devices.virtio.iter_mut().find(|v| v.nic() == Some(nic)) {
+                    // A driver error leaves DEVICE_NEEDS_RESET for the guest.
+                    let _ = v.receive(&mut self.ram, &frame);
+                }
+            }
             Input::VmGenId(id) => {
                 devices.vmgenid.set(id);
                 devices.plic.pulse(VMGENID_IRQ);
             }
         }
+    }
+
+    /// Whether NIC `nic` has a receive buffer posted, so that a frame given
+    /// to it now is delivered.
+    pub fn net_rx_ready(&self, nic: usize) -> bool {
+        self.board
+            .devices
+            .virtio
+            .iter()
+            .find(|v| v.nic() == Some(nic))
+            .is_some_and(|v| v.rx_ready(&self.ram))
+    }
+
+    /// Number of NICs (virtio-net devices) on the board.
+    pub fn nics(&self) -> usize {
+        self.board
+            .devices
+            .virtio
+            .iter()
+            .filter_map(VirtioMmio::nic)
+            .count()
     }
 
     /// Console bytes the UART can take now without overrunning.
@@ -433,6 +460,11 @@ pub(crate) fn virtio_devices(
             }
             VirtioSpec::Rng { seed } => {
                 slots.push(VirtioMmio::rng(*seed));
+                backends.push(None);
+            }
+            VirtioSpec::Net { mac } => {
+                let nic = slots.iter().filter_map(VirtioMmio::nic).count();
+                slots.push(VirtioMmio::net(nic, *mac));
                 backends.push(None);
             }
         }

@@ -19,12 +19,17 @@ const NS_PER_TICK: u64 = 100;
 /// Catch up only when guest time is behind real time by more than this
 /// (in ticks: 1 ms), so warps stay few.
 const CATCH_UP_SLACK: u64 = 10_000;
+/// Received frames a NIC may have waiting for guest buffers; more are
+/// dropped, as a switch port's queue would.
+const NET_BACKLOG: usize = 1024;
 
 /// Something from the host side for the running machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostEvent {
     /// Bytes typed on the console.
     Console(Vec<u8>),
+    /// A frame received for NIC `nic`.
+    Net { nic: usize, frame: Vec<u8> },
     /// Stop running (the user quit).
     Stop,
 }
@@ -66,6 +71,8 @@ pub struct Runner {
     events_open: bool,
     /// Console bytes received but not yet taken by the UART.
     pending: VecDeque<u8>,
+    /// Frames received per NIC, waiting for a guest receive buffer.
+    frames: Vec<VecDeque<Vec<u8>>>,
     /// The host instant that corresponds to `mtime` 0.
     anchor: Instant,
 }
@@ -77,6 +84,7 @@ impl Runner {
             pacing,
             events_open: true,
             pending: VecDeque::new(),
+            frames: Vec::new(),
             anchor: Instant::now(),
         }
     }
@@ -90,6 +98,7 @@ impl Runner {
                 return Ok(RunEnd::Stopped);
             }
             self.feed_console(machine);
+            self.feed_net(machine);
             match machine.step()? {
                 Step::Ran => self.catch_up(machine),
                 Step::Idle => {
@@ -129,7 +138,27 @@ impl Runner {
                 self.pending.extend(bytes);
                 false
             }
+            HostEvent::Net { nic, frame } => {
+                if self.frames.len() <= nic {
+                    self.frames.resize_with(nic + 1, VecDeque::new);
+                }
+                if self.frames[nic].len() < NET_BACKLOG {
+                    self.frames[nic].push_back(frame);
+                }
+                false
+            }
             HostEvent::Stop => true,
+        }
+    }
+
+    /// Give each NIC the waiting frames it has receive buffers for.
+    fn feed_net(&mut self, machine: &mut Machine) {
+        for (nic, queue) in self.frames.iter_mut().enumerate() {
+            while !queue.is_empty() && machine.net_rx_ready(nic) {
+                if let Some(frame) = queue.pop_front() {
+                    machine.input(Input::Net { nic, frame });
+                }
+            }
         }
     }
 

@@ -16,16 +16,19 @@
 
 pub mod blk;
 pub mod mmio;
+pub mod net;
 pub mod queue;
 pub mod rng;
 
 #[cfg(test)]
 mod tests;
 
+use crate::io::{Output, OutputEvent};
 use crate::layout::{VIRTIO_BASE, VIRTIO_SLOT_SIZE};
 use blk::Block;
 use disk::BlockDevice;
 use mmio::{Transport, CONFIG};
+use net::Net;
 use queue::{QueueError, RingFeatures};
 use riscv::Ram;
 use rng::Rng;
@@ -41,6 +44,8 @@ pub enum VirtioSpec {
     /// virtio-rng from a ChaCha20 stream with this seed (a VM secret; see
     /// [`rng`]).
     Rng { seed: [u8; 32] },
+    /// virtio-net with this MAC address; the n-th `Net` is NIC n.
+    Net { mac: [u8; 6] },
 }
 
 impl std::fmt::Debug for VirtioSpec {
@@ -49,6 +54,7 @@ impl std::fmt::Debug for VirtioSpec {
             Self::Block { serial } => f.debug_struct("Block").field("serial", serial).finish(),
             // The seed is a VM secret: keep it out of logs.
             Self::Rng { .. } => f.debug_struct("Rng").field("seed", &"<secret>").finish(),
+            Self::Net { mac } => f.debug_struct("Net").field("mac", mac).finish(),
         }
     }
 }
@@ -71,6 +77,17 @@ pub enum VirtioError {
 pub enum Device {
     Block(Block),
     Rng(Rng),
+    Net(Net),
+}
+
+/// What a device may reach on the host side while it processes requests.
+pub struct DeviceIo<'a> {
+    /// The disk behind a block device.
+    pub disk: Option<&'a mut dyn BlockDevice>,
+    /// Where transmitted frames go.
+    pub output: &'a mut dyn Output,
+    /// The machine icount at which the requests complete.
+    pub icount: u64,
 }
 
 /// One populated virtio-mmio slot: transport and device state.
@@ -106,6 +123,15 @@ impl VirtioMmio {
         }
     }
 
+    /// NIC number `nic` of the machine, with MAC address `mac`.
+    pub fn net(nic: usize, mac: [u8; 6]) -> Self {
+        let features = Net::features() | mmio::VIRTIO_F_INDIRECT_DESC | mmio::VIRTIO_F_EVENT_IDX;
+        Self {
+            transport: Transport::new(net::DEVICE_ID, features, &[net::QUEUE_SIZE; 2]),
+            device: Device::Net(Net::new(nic, mac)),
+        }
+    }
+
     pub fn transport(&self) -> &Transport {
         &self.transport
     }
@@ -124,6 +150,7 @@ impl VirtioMmio {
         match &self.device {
             Device::Block(b) => b.config().to_vec(),
             Device::Rng(_) => Vec::new(),
+            Device::Net(n) => n.config().to_vec(),
         }
     }
 
@@ -176,23 +203,16 @@ impl VirtioMmio {
     /// in the used rings and raise the interrupt the driver asked for. A
     /// driver error sets DEVICE_NEEDS_RESET, stops the device and is
     /// returned (for diagnostics; the guest sees only the status).
-    pub fn process(
-        &mut self,
-        ram: &mut Ram,
-        mut disk: Option<&mut dyn BlockDevice>,
-    ) -> Result<(), VirtioError> {
+    pub fn process(&mut self, ram: &mut Ram, mut io: DeviceIo<'_>) -> Result<(), VirtioError> {
         let notified = self.transport.take_notified();
         if notified == 0 || !self.transport.live() {
             return Ok(());
         }
-        let features = self.transport.ring_features();
-        let negotiated = self.transport.negotiated();
         for queue in 0..self.transport.queues().len() {
             if notified >> queue & 1 == 0 {
                 continue;
             }
-            let disk = disk.as_mut().map(|d| &mut **d as &mut dyn BlockDevice);
-            if let Err(e) = self.process_queue(queue, ram, disk, features, negotiated) {
+            if let Err(e) = self.process_queue(queue, ram, &mut io) {
                 self.transport.set_needs_reset();
                 return Err(e);
             }
@@ -204,10 +224,14 @@ impl VirtioMmio {
         &mut self,
         index: usize,
         ram: &mut Ram,
-        mut disk: Option<&mut dyn BlockDevice>,
-        features: RingFeatures,
-        negotiated: u64,
+        io: &mut DeviceIo<'_>,
     ) -> Result<(), VirtioError> {
+        if matches!(self.device, Device::Net(_)) && index == net::RX_QUEUE {
+            // Receive buffers wait for frames; nothing to do on a notify.
+            return Ok(());
+        }
+        let features = self.transport.ring_features();
+        let negotiated = self.transport.negotiated();
         let queue_err = |source| VirtioError::Queue {
             queue: index,
             source,
@@ -218,10 +242,22 @@ impl VirtioMmio {
         queue.check_layout(ram).map_err(queue_err)?;
         let mut used = false;
         while let Some(chain) = queue.pop(ram, features).map_err(queue_err)? {
-            let disk = disk.as_mut().map(|d| &mut **d as &mut dyn BlockDevice);
             let written = match &mut self.device {
-                Device::Block(b) => b.handle(&chain, ram, disk, negotiated),
+                Device::Block(b) => {
+                    let disk = io.disk.as_mut().map(|d| &mut **d as &mut dyn BlockDevice);
+                    b.handle(&chain, ram, disk, negotiated)
+                }
                 Device::Rng(r) => Ok(r.fill(&chain, ram)),
+                Device::Net(n) => {
+                    if let Some(frame) = n.transmit(&chain, ram) {
+                        let event = OutputEvent::Net {
+                            nic: n.nic(),
+                            frame: &frame,
+                        };
+                        io.output.emit(io.icount, event);
+                    }
+                    Ok(0)
+                }
             }
             .map_err(|reason| VirtioError::BadRequest {
                 queue: index,
@@ -240,5 +276,72 @@ impl VirtioMmio {
             self.transport.signal_used();
         }
         Ok(())
+    }
+
+    /// The NIC number if this is a network device.
+    pub fn nic(&self) -> Option<usize> {
+        match &self.device {
+            Device::Net(n) => Some(n.nic()),
+            _ => None,
+        }
+    }
+
+    /// Whether a network device can take a received frame now: the driver
+    /// is up and has a receive buffer posted.
+    pub fn rx_ready(&self, ram: &Ram) -> bool {
+        matches!(self.device, Device::Net(_))
+            && self.transport.live()
+            && self
+                .transport
+                .queues()
+                .get(net::RX_QUEUE)
+                .is_some_and(|q| q.has_available(ram))
+    }
+
+    /// Deliver a received frame into the next posted receive buffer and
+    /// interrupt the driver if it asked for that. Returns whether the frame
+    /// was delivered (false: no buffer, not a NIC, or it did not fit).
+    pub fn receive(&mut self, ram: &mut Ram, frame: &[u8]) -> Result<bool, VirtioError> {
+        if !self.rx_ready(ram) {
+            return Ok(false);
+        }
+        let features = self.transport.ring_features();
+        let result = self.receive_into_queue(ram, frame, features);
+        if result.is_err() {
+            self.transport.set_needs_reset();
+        }
+        result
+    }
+
+    fn receive_into_queue(
+        &mut self,
+        ram: &mut Ram,
+        frame: &[u8],
+        features: RingFeatures,
+    ) -> Result<bool, VirtioError> {
+        let queue_err = |source| VirtioError::Queue {
+            queue: net::RX_QUEUE,
+            source,
+        };
+        let Device::Net(net) = &mut self.device else {
+            return Ok(false);
+        };
+        let Some(queue) = self.transport.queue_mut(net::RX_QUEUE) else {
+            return Ok(false);
+        };
+        let Some(chain) = queue.pop(ram, features).map_err(queue_err)? else {
+            return Ok(false);
+        };
+        let written = net.receive(&chain, ram, frame);
+        queue
+            .push_used(ram, chain.head, written)
+            .map_err(queue_err)?;
+        queue
+            .publish_avail_event(ram, features)
+            .map_err(queue_err)?;
+        if queue.needs_interrupt(ram, features).map_err(queue_err)? {
+            self.transport.signal_used();
+        }
+        Ok(written > 0)
     }
 }

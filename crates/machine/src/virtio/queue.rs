@@ -281,6 +281,16 @@ impl Queue {
         Ok(())
     }
 
+    /// Whether the driver has made a chain available that the device has not
+    /// taken yet (false for a queue whose rings are not in RAM).
+    pub fn has_available(&self, ram: &Ram) -> bool {
+        self.ready
+            && self.check_layout(ram).is_ok()
+            && self
+                .read_u16(ram, "available ring", self.driver_addr + 2)
+                .is_ok_and(|idx| idx != self.next_avail)
+    }
+
     /// Take the next available chain, if any. Call [`Queue::check_layout`]
     /// first; ring reads are checked again anyway.
     pub fn pop(&mut self, ram: &Ram, features: RingFeatures) -> Result<Option<Chain>, QueueError> {

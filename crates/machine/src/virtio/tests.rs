@@ -182,7 +182,7 @@ impl Driver {
     fn kick(&mut self) -> Result<(), VirtioError> {
         self.reg(QUEUE_NOTIFY, 0);
         let disk = self.disk.as_mut().map(|d| d as &mut dyn BlockDevice);
-        self.dev.process(&mut self.ram, disk)
+        process(&mut self.dev, &mut self.ram, disk)
     }
 
     /// Used entries since the last call: (id, len).
@@ -678,9 +678,24 @@ fn no_processing_before_driver_ok() {
     d.reg(STATUS, d.status() | STATUS_DRIVER_OK);
     assert!(d.dev.has_work());
     let disk = d.disk.as_mut().map(|x| x as &mut dyn BlockDevice);
-    d.dev.process(&mut d.ram, disk).unwrap();
+    process(&mut d.dev, &mut d.ram, disk).unwrap();
     assert_eq!(d.take_used().len(), 1);
     assert_eq!(d.bytes(s), [VIRTIO_BLK_S_OK]);
+}
+
+/// Run the device's notified work as the machine does, dropping outputs.
+fn process(
+    dev: &mut VirtioMmio,
+    ram: &mut Ram,
+    disk: Option<&mut dyn BlockDevice>,
+) -> Result<(), VirtioError> {
+    let mut output = crate::io::NullOutput;
+    let io = DeviceIo {
+        disk: disk.map(|d| &mut *d as &mut dyn BlockDevice),
+        output: &mut output,
+        icount: 0,
+    };
+    dev.process(ram, io)
 }
 
 fn chacha(seed: [u8; 32], skip: usize, len: usize) -> Vec<u8> {
@@ -851,6 +866,9 @@ mod fuzz {
         Kick,
         /// Reset and set up again (after which the ring restarts).
         Reinit,
+        /// A received frame of this length (for a NIC; queue 0 is its
+        /// receive queue).
+        Receive(u16),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -885,12 +903,14 @@ mod fuzz {
             3 => (0u16..6).prop_map(Op::Publish),
             2 => Just(Op::Process),
             6 => Just(Op::Kick),
+            3 => prop_oneof![0u16..80, 0u16..2000].prop_map(Op::Receive),
         ]
     }
 
     #[derive(Debug, Clone)]
     struct Case {
-        rng: bool,
+        /// 0: block, 1: rng, 2: net.
+        kind: u8,
         features: u64,
         queue_size: u32,
         /// Buffer, flags, next (`None`: the following descriptor).
@@ -905,7 +925,7 @@ mod fuzz {
 
     fn case() -> impl Strategy<Value = Case> {
         (
-            any::<bool>(),
+            0u8..3,
             any::<u64>(),
             prop_oneof![8 => (0u32..7).prop_map(|s| 1 << s), 1 => any::<u32>()],
             prop::collection::vec(
@@ -918,8 +938,8 @@ mod fuzz {
             prop::collection::vec(op(), 1..40),
         )
             .prop_map(
-                |(rng, features, queue_size, descs, ring, (avail_flags, used_event, start_idx), pool_seed, ops)| Case {
-                    rng,
+                |(kind, features, queue_size, descs, ring, (avail_flags, used_event, start_idx), pool_seed, ops)| Case {
+                    kind,
                     features,
                     queue_size,
                     descs,
@@ -987,10 +1007,10 @@ mod fuzz {
     }
 
     fn device(c: &Case) -> VirtioMmio {
-        if c.rng {
-            VirtioMmio::rng(SEED)
-        } else {
-            VirtioMmio::block("fuzz", 64 << 10, false)
+        match c.kind {
+            1 => VirtioMmio::rng(SEED),
+            2 => VirtioMmio::net(0, [2, 0, 0, 0, 0, 1]),
+            _ => VirtioMmio::block("fuzz", 64 << 10, false),
         }
     }
 
@@ -1065,11 +1085,15 @@ mod fuzz {
                 put(ram, FZ_AVAIL + 2, &avail.to_le_bytes());
             }
             Op::Process => {
-                let _ = dev.process(ram, Some(disk));
+                let _ = process(dev, ram, Some(disk));
             }
             Op::Kick => {
                 dev.store(QUEUE_NOTIFY, 4, 0);
-                let _ = dev.process(ram, Some(disk));
+                let _ = process(dev, ram, Some(disk));
+            }
+            Op::Receive(len) => {
+                let frame: Vec<u8> = (0..len).map(|i| i as u8).collect();
+                let _ = dev.receive(ram, &frame);
             }
         }
     }
@@ -1101,7 +1125,7 @@ mod fuzz {
                 apply(&c, &mut dev, &mut ram, &mut disk, op, &mut avail);
             }
             dev.store(QUEUE_NOTIFY, 4, 0);
-            let _ = dev.process(&mut ram, Some(&mut disk));
+            let _ = process(&mut dev, &mut ram, Some(&mut disk));
             // The avail index is the test's own write.
             let mut expected = before.clone();
             expected[(FZ_AVAIL + 2 - BASE) as usize..(FZ_AVAIL + 4 - BASE) as usize]
@@ -1165,5 +1189,211 @@ mod fuzz {
             prop_assert!(d.take_used().is_empty());
             prop_assert!(d.ram.as_slice() == &before[..], "RAM changed");
         }
+    }
+}
+
+/// virtio-net: a driver with a receive and a transmit queue.
+mod net_device {
+    use super::super::net::{self, HEADER_LEN, MAX_FRAME};
+    use super::*;
+    use crate::io::CaptureOutput;
+
+    const MAC: [u8; 6] = [0x02, 0x4c, 0x4b, 0x00, 0x00, 0x01];
+    /// Ring areas of queue q at RINGS + q × 0x4000.
+    const RINGS: u64 = BASE + 0x1000;
+
+    struct NetDriver {
+        ram: Ram,
+        dev: VirtioMmio,
+        next_desc: [u16; 2],
+        avail_idx: [u16; 2],
+        cursor: u64,
+    }
+
+    fn ring(q: usize, area: u64) -> u64 {
+        RINGS + q as u64 * 0x4000 + area * 0x1000
+    }
+
+    impl NetDriver {
+        fn new() -> Self {
+            let mut d = Self {
+                ram: Ram::new(BASE, RAM_SIZE).unwrap(),
+                dev: VirtioMmio::net(0, MAC),
+                next_desc: [0; 2],
+                avail_idx: [0; 2],
+                cursor: DATA,
+            };
+            let s = |d: &mut Self, v: u32| d.dev.store(STATUS, 4, u64::from(v)).unwrap();
+            s(&mut d, STATUS_ACKNOWLEDGE | STATUS_DRIVER);
+            d.dev.store(DRIVER_FEATURES_SEL, 4, 0).unwrap();
+            let low = net::Net::features() as u32;
+            d.dev.store(DRIVER_FEATURES, 4, u64::from(low)).unwrap();
+            d.dev.store(DRIVER_FEATURES_SEL, 4, 1).unwrap();
+            d.dev.store(DRIVER_FEATURES, 4, 1).unwrap(); // VERSION_1
+            s(
+                &mut d,
+                STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK,
+            );
+            for q in 0..2 {
+                d.dev.store(QUEUE_SEL, 4, q as u64).unwrap();
+                d.dev.store(QUEUE_NUM, 4, u64::from(SIZE)).unwrap();
+                for (area, reg) in [QUEUE_DESC_LOW, QUEUE_DRIVER_LOW, QUEUE_DEVICE_LOW]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let addr = ring(q, area as u64);
+                    d.dev.store(reg, 4, addr & 0xffff_ffff).unwrap();
+                    d.dev.store(reg + 4, 4, addr >> 32).unwrap();
+                }
+                d.dev.store(QUEUE_READY, 4, 1).unwrap();
+            }
+            s(
+                &mut d,
+                STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK,
+            );
+            d
+        }
+
+        /// Post one buffer of `len` bytes on queue `q`; returns its address.
+        fn post(&mut self, q: usize, len: u32, write: bool, data: &[u8]) -> u64 {
+            let addr = self.cursor;
+            self.cursor += u64::from(len + 15) & !15;
+            assert!(self.ram.write(addr, data));
+            let i = self.next_desc[q];
+            self.next_desc[q] = (i + 1) % SIZE;
+            let mut desc = [0u8; 16];
+            desc[..8].copy_from_slice(&addr.to_le_bytes());
+            desc[8..12].copy_from_slice(&len.to_le_bytes());
+            let flags: u16 = if write { VIRTQ_DESC_F_WRITE } else { 0 };
+            desc[12..14].copy_from_slice(&flags.to_le_bytes());
+            assert!(self.ram.write(ring(q, 0) + 16 * u64::from(i), &desc));
+            let slot = u64::from(self.avail_idx[q] % SIZE);
+            assert!(self.ram.write(ring(q, 1) + 4 + 2 * slot, &i.to_le_bytes()));
+            self.avail_idx[q] = self.avail_idx[q].wrapping_add(1);
+            assert!(self
+                .ram
+                .write(ring(q, 1) + 2, &self.avail_idx[q].to_le_bytes()));
+            addr
+        }
+
+        fn used(&self, q: usize) -> Vec<(u32, u32)> {
+            let idx = u16::from_le_bytes(
+                self.ram
+                    .slice(ring(q, 2) + 2, 2)
+                    .unwrap()
+                    .try_into()
+                    .unwrap(),
+            );
+            (0..idx)
+                .map(|k| {
+                    let at = ring(q, 2) + 4 + 8 * u64::from(k % SIZE);
+                    (
+                        self.ram.read_u32(at).unwrap(),
+                        self.ram.read_u32(at + 4).unwrap(),
+                    )
+                })
+                .collect()
+        }
+    }
+
+    fn frame(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + 3) as u8).collect()
+    }
+
+    #[test]
+    fn config_space_holds_mac_link_and_mtu() {
+        let d = NetDriver::new();
+        let mac: Vec<u8> = (0..6)
+            .map(|i| d.dev.load(CONFIG + i, 1).unwrap() as u8)
+            .collect();
+        assert_eq!(mac, MAC);
+        assert_eq!(d.dev.load(CONFIG + 6, 2), Some(1), "link up");
+        assert_eq!(d.dev.load(CONFIG + 10, 2), Some(1500), "mtu");
+        assert_eq!(d.read_device_id(), net::DEVICE_ID);
+    }
+
+    impl NetDriver {
+        fn read_device_id(&self) -> u32 {
+            self.dev.load(DEVICE_ID_REG, 4).unwrap() as u32
+        }
+    }
+
+    #[test]
+    fn a_received_frame_lands_in_the_posted_buffer_with_a_header() {
+        let mut d = NetDriver::new();
+        assert!(!d.dev.rx_ready(&d.ram), "no buffer posted yet");
+        let buf = d.post(net::RX_QUEUE, 2048, true, &[0xee; 2048]);
+        assert!(d.dev.rx_ready(&d.ram));
+        let f = frame(60);
+        assert_eq!(d.dev.receive(&mut d.ram, &f), Ok(true));
+        assert_eq!(d.used(net::RX_QUEUE), [(0, (HEADER_LEN + 60) as u32)]);
+        let got = d.ram.slice(buf, HEADER_LEN + 60).unwrap();
+        assert_eq!(&got[..10], &[0; 10], "no flags, no GSO");
+        assert_eq!(&got[10..12], &1u16.to_le_bytes(), "num_buffers = 1");
+        assert_eq!(&got[HEADER_LEN..], &f[..]);
+        assert_ne!(d.dev.transport().interrupt_status() & INT_USED_BUFFER, 0);
+        // The buffer is used up: the next frame has nowhere to go.
+        assert!(!d.dev.rx_ready(&d.ram));
+        assert_eq!(d.dev.receive(&mut d.ram, &f), Ok(false));
+    }
+
+    #[test]
+    fn a_frame_larger_than_the_buffer_is_dropped_and_the_buffer_returned() {
+        let mut d = NetDriver::new();
+        d.post(net::RX_QUEUE, 100, true, &[0; 100]);
+        assert_eq!(d.dev.receive(&mut d.ram, &frame(200)), Ok(false));
+        assert_eq!(d.used(net::RX_QUEUE), [(0, 0)]);
+        let Device::Net(n) = d.dev.device() else {
+            panic!("not a NIC")
+        };
+        assert_eq!(n.counters().rx_dropped, 1);
+        assert_eq!(n.counters().rx_frames, 0);
+    }
+
+    #[test]
+    fn transmitted_frames_reach_the_output_stamped_with_the_icount() {
+        let mut d = NetDriver::new();
+        let f = frame(98);
+        let mut bytes = vec![0u8; HEADER_LEN];
+        bytes.extend_from_slice(&f);
+        d.post(net::TX_QUEUE, bytes.len() as u32, false, &bytes);
+        // Too short to be a frame: completed and dropped.
+        d.post(net::TX_QUEUE, 20, false, &[0; 20]);
+        // Longer than any frame the MTU allows.
+        let big = vec![0u8; HEADER_LEN + MAX_FRAME + 1];
+        d.post(net::TX_QUEUE, big.len() as u32, false, &big);
+        d.dev.store(QUEUE_NOTIFY, 4, net::TX_QUEUE as u64).unwrap();
+        let mut out = CaptureOutput::default();
+        let io = DeviceIo {
+            disk: None,
+            output: &mut out,
+            icount: 4242,
+        };
+        d.dev.process(&mut d.ram, io).unwrap();
+        assert_eq!(out.frames, [(4242, 0, f)]);
+        assert_eq!(d.used(net::TX_QUEUE), [(0, 0), (1, 0), (2, 0)]);
+        assert_eq!(d.dev.transport().status() & STATUS_DEVICE_NEEDS_RESET, 0);
+    }
+
+    #[test]
+    fn receive_buffers_are_not_consumed_by_a_notify() {
+        let mut d = NetDriver::new();
+        d.post(net::RX_QUEUE, 2048, true, &[0; 2048]);
+        d.dev.store(QUEUE_NOTIFY, 4, net::RX_QUEUE as u64).unwrap();
+        process(&mut d.dev, &mut d.ram, None).unwrap();
+        assert!(d.used(net::RX_QUEUE).is_empty());
+        assert!(d.dev.rx_ready(&d.ram));
+    }
+
+    #[test]
+    fn a_receive_ring_outside_ram_asks_for_a_reset() {
+        let mut d = NetDriver::new();
+        d.post(net::RX_QUEUE, 2048, true, &[0; 2048]);
+        // Point the descriptor outside RAM.
+        let far = (BASE + RAM_SIZE + 0x1000).to_le_bytes();
+        assert!(d.ram.write(ring(net::RX_QUEUE, 0), &far));
+        assert!(d.dev.receive(&mut d.ram, &frame(60)).is_err());
+        assert_ne!(d.dev.transport().status() & STATUS_DEVICE_NEEDS_RESET, 0);
+        assert!(!d.dev.rx_ready(&d.ram));
     }
 }

@@ -1,0 +1,97 @@
+//! `--net` NICs for `lockstep run`: open each backend before the guest
+//! starts, derive MACs, feed received frames to the runner as host events
+//! (one reader thread per NIC), and send transmitted frames out.
+
+use machine::{HostEvent, VirtioSpec};
+use net::{FrameRx, FrameTx, MacAddr, NetError, NetSpec};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a reader thread looks up from its backend to see whether the
+/// VM is gone.
+const RX_POLL: Duration = Duration::from_millis(200);
+
+/// The NICs of one VM, opened.
+pub struct Nics {
+    pub specs: Vec<VirtioSpec>,
+    pub macs: Vec<MacAddr>,
+    pub tx: Vec<Box<dyn FrameTx>>,
+    rx: Vec<Box<dyn FrameRx>>,
+    /// Set when the VM is done: the reader threads stop.
+    stop: Arc<AtomicBool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("--net {spec}: {source}")]
+pub struct NicError {
+    spec: String,
+    source: NetError,
+}
+
+/// Open every `--net` backend. NIC n's MAC is the spec's or one derived
+/// from the VM name and n (stable across runs, locally administered).
+pub fn open(specs: &[(String, NetSpec)], vm_name: &str) -> Result<Nics, NicError> {
+    let mut nics = Nics {
+        specs: Vec::new(),
+        macs: Vec::new(),
+        tx: Vec::new(),
+        rx: Vec::new(),
+        stop: Arc::new(AtomicBool::new(false)),
+    };
+    for (n, (text, spec)) in specs.iter().enumerate() {
+        let mac = spec
+            .mac
+            .unwrap_or_else(|| MacAddr::derive(vm_name.as_bytes(), n as u32));
+        let (tx, rx) = net::open(spec, mac).map_err(|source| NicError {
+            spec: text.clone(),
+            source,
+        })?;
+        nics.specs.push(VirtioSpec::Net { mac: mac.octets() });
+        nics.macs.push(mac);
+        nics.tx.push(tx);
+        nics.rx.push(rx);
+    }
+    Ok(nics)
+}
+
+impl Nics {
+    /// Start one reader thread per NIC, sending what it receives to the
+    /// runner; they stop when the returned guard is dropped or the runner
+    /// has gone.
+    pub fn start_receivers(&mut self, events: &Sender<HostEvent>) -> StopReceivers {
+        for (nic, mut rx) in self.rx.drain(..).enumerate() {
+            let events = events.clone();
+            let stop = Arc::clone(&self.stop);
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; net::MAX_FRAME_LEN];
+                while !stop.load(Ordering::Relaxed) {
+                    match rx.recv(&mut buf, RX_POLL) {
+                        Ok(Some(n)) => {
+                            let frame = buf[..n].to_vec();
+                            if events.send(HostEvent::Net { nic, frame }).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            eprintln!("lockstep: NIC {nic}: receiving stopped: {e}");
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+        StopReceivers(Arc::clone(&self.stop))
+    }
+}
+
+/// Stops the NICs' reader threads when dropped.
+pub struct StopReceivers(Arc<AtomicBool>);
+
+impl Drop for StopReceivers {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}

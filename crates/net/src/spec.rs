@@ -1,0 +1,283 @@
+//! The `--net` command-line value: which host backend a NIC uses.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::mac::{MacAddr, MacParseError};
+
+/// Linux's IFNAMSIZ (16) minus the terminating NUL.
+pub const MAX_TAP_NAME_LEN: usize = 15;
+
+/// What is wrong with a `--net` value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// No `KIND:` prefix.
+    #[error("bad --net value '{0}': expected tap:NAME[,mac=MAC] or socket:PATH[,mac=MAC]")]
+    Syntax(String),
+    /// A kind other than `tap` or `socket`.
+    #[error("bad --net value: unknown backend kind '{0}' (expected 'tap' or 'socket')")]
+    UnknownKind(String),
+    /// `tap:` or `socket:` with nothing after it.
+    #[error("bad --net value: empty {0} after '{1}:'")]
+    Empty(&'static str, &'static str),
+    /// A TAP name the kernel would refuse.
+    #[error("bad --net value: TAP name '{name}' {problem}")]
+    TapName {
+        /// The name as given.
+        name: String,
+        /// What the kernel would object to.
+        problem: &'static str,
+    },
+    /// An option other than `mac=`.
+    #[error("bad --net value: unknown option '{0}' (the only option is mac=MAC)")]
+    UnknownOption(String),
+    /// `mac=` given twice.
+    #[error("bad --net value: mac= given more than once")]
+    DuplicateMac,
+    /// `mac=` with an unusable address.
+    #[error("bad --net value: {0}")]
+    Mac(#[from] MacParseError),
+}
+
+/// The host side a NIC is connected to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// A Linux TAP interface, attached to if it exists (persistent TAP),
+    /// created for the life of the VM otherwise.
+    Tap {
+        /// Interface name, at most [`MAX_TAP_NAME_LEN`] bytes.
+        name: String,
+    },
+    /// A shared segment: every NIC naming the same directory is on one hub.
+    Socket {
+        /// The segment's directory (created if missing).
+        path: PathBuf,
+    },
+}
+
+/// A parsed `--net` value: `tap:NAME[,mac=MAC]` or `socket:PATH[,mac=MAC]`.
+///
+/// PATH cannot contain `,` (it separates options).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetSpec {
+    /// Where the NIC's frames go.
+    pub backend: Backend,
+    /// The guest NIC's address, if the user chose one.
+    pub mac: Option<MacAddr>,
+}
+
+impl FromStr for NetSpec {
+    type Err = SpecError;
+
+    fn from_str(s: &str) -> Result<NetSpec, SpecError> {
+        let (kind, rest) = s
+            .split_once(':')
+            .ok_or_else(|| SpecError::Syntax(s.to_string()))?;
+        let mut fields = rest.split(',');
+        let target = fields.next().unwrap_or_default();
+        let backend = match kind {
+            "tap" => Backend::Tap {
+                name: check_tap_name(target)?.to_string(),
+            },
+            "socket" if target.is_empty() => return Err(SpecError::Empty("path", "socket")),
+            "socket" => Backend::Socket {
+                path: PathBuf::from(target),
+            },
+            other => return Err(SpecError::UnknownKind(other.to_string())),
+        };
+        let mut mac = None;
+        for option in fields {
+            match option.split_once('=') {
+                Some(("mac", _)) if mac.is_some() => return Err(SpecError::DuplicateMac),
+                Some(("mac", value)) => mac = Some(value.parse()?),
+                _ => return Err(SpecError::UnknownOption(option.to_string())),
+            }
+        }
+        Ok(NetSpec { backend, mac })
+    }
+}
+
+/// Applies the kernel's rules for interface names (`dev_valid_name`), plus
+/// no `%` so that the name is the interface we get, not a template.
+fn check_tap_name(name: &str) -> Result<&str, SpecError> {
+    let problem = if name.is_empty() {
+        return Err(SpecError::Empty("name", "tap"));
+    } else if name.len() > MAX_TAP_NAME_LEN {
+        "is longer than 15 bytes"
+    } else if name == "." || name == ".." {
+        "is not allowed"
+    } else if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c == '%' || c == '\0' || c.is_whitespace())
+    {
+        "contains '/', ':', '%', NUL or whitespace"
+    } else {
+        return Ok(name);
+    };
+    Err(SpecError::TapName {
+        name: name.to_string(),
+        problem,
+    })
+}
+
+impl fmt::Display for NetSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.backend {
+            Backend::Tap { name } => write!(f, "tap:{name}")?,
+            Backend::Socket { path } => write!(f, "socket:{}", path.display())?,
+        }
+        match self.mac {
+            Some(mac) => write!(f, ",mac={mac}"),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<NetSpec, SpecError> {
+        s.parse()
+    }
+
+    fn tap(name: &str) -> Backend {
+        Backend::Tap { name: name.into() }
+    }
+
+    #[test]
+    fn parses_tap_and_socket() {
+        let spec = parse("tap:tap0").unwrap();
+        assert_eq!(
+            spec,
+            NetSpec {
+                backend: tap("tap0"),
+                mac: None
+            }
+        );
+        let spec = parse("socket:/tmp/seg one,mac=52-54-00-00-00-01").unwrap();
+        assert_eq!(
+            spec.backend,
+            Backend::Socket {
+                path: PathBuf::from("/tmp/seg one")
+            }
+        );
+        assert_eq!(spec.mac, Some("52:54:00:00:00:01".parse().unwrap()));
+        assert_eq!(
+            spec.to_string(),
+            "socket:/tmp/seg one,mac=52:54:00:00:00:01"
+        );
+        assert_eq!(
+            parse("tap:abcdefghijklmno").unwrap().backend,
+            tap("abcdefghijklmno")
+        );
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for text in ["tap:vm0", "tap:vm0,mac=52:54:00:aa:bb:cc", "socket:seg"] {
+            assert_eq!(parse(text).unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let cases: &[(&str, SpecError, &str)] = &[
+            (
+                "tap0",
+                SpecError::Syntax("tap0".into()),
+                "expected tap:NAME",
+            ),
+            (
+                "vde:x",
+                SpecError::UnknownKind("vde".into()),
+                "unknown backend kind 'vde'",
+            ),
+            (
+                "tap:",
+                SpecError::Empty("name", "tap"),
+                "empty name after 'tap:'",
+            ),
+            (
+                "tap:,mac=52:54:00:00:00:01",
+                SpecError::Empty("name", "tap"),
+                "empty name",
+            ),
+            (
+                "socket:",
+                SpecError::Empty("path", "socket"),
+                "empty path after 'socket:'",
+            ),
+            (
+                "tap:abcdefghijklmnop",
+                SpecError::TapName {
+                    name: "abcdefghijklmnop".into(),
+                    problem: "is longer than 15 bytes",
+                },
+                "TAP name 'abcdefghijklmnop' is longer than 15 bytes",
+            ),
+            (
+                "tap:a b",
+                SpecError::TapName {
+                    name: "a b".into(),
+                    problem: "contains '/', ':', '%', NUL or whitespace",
+                },
+                "'a b' contains",
+            ),
+            (
+                "tap:tap%d",
+                SpecError::TapName {
+                    name: "tap%d".into(),
+                    problem: "contains '/', ':', '%', NUL or whitespace",
+                },
+                "'tap%d'",
+            ),
+            (
+                "tap:..",
+                SpecError::TapName {
+                    name: "..".into(),
+                    problem: "is not allowed",
+                },
+                "'..' is not allowed",
+            ),
+            (
+                "tap:t0,queues=2",
+                SpecError::UnknownOption("queues=2".into()),
+                "unknown option 'queues=2'",
+            ),
+            (
+                "tap:t0,",
+                SpecError::UnknownOption("".into()),
+                "unknown option ''",
+            ),
+            (
+                "tap:t0,mac",
+                SpecError::UnknownOption("mac".into()),
+                "unknown option 'mac'",
+            ),
+            (
+                "tap:t0,mac=52:54:00:00:00:01,mac=52:54:00:00:00:02",
+                SpecError::DuplicateMac,
+                "more than once",
+            ),
+            (
+                "tap:t0,mac=ff:ff:ff:ff:ff:ff",
+                SpecError::Mac(MacParseError::Multicast("ff:ff:ff:ff:ff:ff".into())),
+                "multicast",
+            ),
+            (
+                "socket:/s,mac=52:54:00",
+                SpecError::Mac(MacParseError::Syntax("52:54:00".into())),
+                "bad MAC address '52:54:00'",
+            ),
+        ];
+        for (text, expected, message) in cases {
+            let err = parse(text).unwrap_err();
+            assert_eq!(&err, expected, "{text:?}");
+            let shown = err.to_string();
+            assert!(shown.contains(message), "{text:?}: {shown}");
+            assert!(!shown.contains('\n'), "{text:?}: {shown}");
+        }
+    }
+}
