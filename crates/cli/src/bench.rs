@@ -25,11 +25,15 @@ pub enum BenchKind {
         #[arg(long, default_value_t = 1_000_000_000)]
         instructions: u64,
     },
+    /// Sequential write and read throughput of fresh raw and qcow2 scratch disks, under
+    /// lockstep and QEMU TCG.
+    Disk(crate::bench_disk::DiskBenchArgs),
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match args.what {
         Some(BenchKind::Mips { instructions }) => mips(instructions),
+        Some(BenchKind::Disk(args)) => crate::bench_disk::run(args),
         None => crate::bench_guest::run(args.guest),
     }
 }

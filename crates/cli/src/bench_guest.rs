@@ -1,9 +1,13 @@
 //! `lockstep bench` (guest workloads): the shared workload script as the
 //! initramfs `/init`, run under lockstep and — when installed — under QEMU's
 //! TCG on the same kernel, firmware and initramfs, in the same invocation.
+//!
+//! The pieces here (scratch directory, initramfs, the two VM launchers and
+//! the `BENCH <name> <value>` protocol) are shared with `lockstep bench disk`.
 
 use clap::Args;
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
@@ -11,8 +15,9 @@ use std::time::Instant;
 /// The project's copy of `../shared/bench/guest-workloads.sh`.
 const WORKLOADS: &str = include_str!("../../../bench/guest-workloads.sh");
 const APPEND: &str = "console=ttyS0 panic=-1 quiet";
-const QEMU: &str = "qemu-system-riscv64";
+pub const QEMU: &str = "qemu-system-riscv64";
 
+/// Options shared by the guest benchmarks.
 #[derive(Args, Debug, Default)]
 pub struct GuestBenchArgs {
     /// Harts for both VMs.
@@ -54,47 +59,156 @@ pub enum BenchError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("scratch disk {path}: {reason}")]
+    Disk { path: PathBuf, reason: String },
+    #[error("{what}: {name} took {seconds} s by the guest clock; cannot compute a rate")]
+    BadTime {
+        what: String,
+        name: String,
+        seconds: f64,
+    },
 }
 
 /// The BENCH lines of one run plus its wall-clock time.
 #[derive(Debug, Default)]
-struct RunResult {
-    guest: BTreeMap<String, f64>,
-    order: Vec<String>,
-    wall: f64,
+pub struct RunResult {
+    pub guest: BTreeMap<String, f64>,
+    pub order: Vec<String>,
+    pub wall: f64,
+}
+
+/// A directory under the system temp dir, removed with its contents on drop.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Result<Scratch, BenchError> {
+        let dir = std::env::temp_dir().join(format!("lockstep-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|source| BenchError::Temp {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(Scratch(dir))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One benchmark VM as both hypervisors boot it: the pulled kernel and
+/// firmware, an initramfs whose `/init` is the workload, and the sizes.
+pub struct BenchVm<'a> {
+    pub args: &'a GuestBenchArgs,
+    pub image: guest_image::GuestImage,
+    pub initrd: PathBuf,
+}
+
+impl<'a> BenchVm<'a> {
+    /// Pull (or find cached) the guest image and build an initramfs with
+    /// `init` as its `/init`, inside `scratch`.
+    pub fn prepare(
+        args: &'a GuestBenchArgs,
+        init: &str,
+        scratch: &Scratch,
+    ) -> Result<BenchVm<'a>, BenchError> {
+        let image = guest_image::pull(&guest_image::PullOptions::default())?;
+        let initrd = scratch.path().join("bench-initrd.cpio.gz");
+        guest_image::build_initramfs(&image, init.as_bytes(), &initrd)?;
+        Ok(BenchVm {
+            args,
+            image,
+            initrd,
+        })
+    }
+
+    /// Whether to run the QEMU baseline; says why not when it is missing.
+    pub fn wants_qemu(&self) -> bool {
+        if self.args.no_qemu {
+            return false;
+        }
+        let installed = Command::new(QEMU)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !installed {
+            eprintln!("bench: {QEMU} is not installed (Debian: qemu-system-misc); no baseline");
+        }
+        installed
+    }
+
+    /// Boot under `lockstep run` with `extra` flags; `required` BENCH names
+    /// (besides `done`) must all be printed.
+    pub fn run_lockstep(
+        &self,
+        extra: &[OsString],
+        required: &[String],
+    ) -> Result<RunResult, BenchError> {
+        let exe = std::env::current_exe().map_err(|source| BenchError::Spawn {
+            what: "lockstep".into(),
+            source,
+        })?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("run")
+            .arg("--kernel")
+            .arg(&self.image.kernel)
+            .arg("--firmware")
+            .arg(&self.image.firmware)
+            .arg("--initrd")
+            .arg(&self.initrd)
+            .args(["--append", APPEND, "--console", "stdio"])
+            .arg("--cpus")
+            .arg(self.args.cpus.to_string())
+            .arg("--memory")
+            .arg(format!("{}M", self.args.memory_mib))
+            .args(self.args.run_flags.split_whitespace())
+            .args(extra);
+        timed("lockstep", cmd, required)
+    }
+
+    /// Boot the same VM under QEMU TCG on its `virt` machine with `extra` flags.
+    pub fn run_qemu(
+        &self,
+        extra: &[OsString],
+        required: &[String],
+    ) -> Result<RunResult, BenchError> {
+        let mut cmd = Command::new(QEMU);
+        cmd.args(["-machine", "virt", "-nographic", "-no-reboot"])
+            .arg("-m")
+            .arg(self.args.memory_mib.to_string())
+            .arg("-smp")
+            .arg(self.args.cpus.to_string())
+            .arg("-bios")
+            .arg(&self.image.firmware)
+            .arg("-kernel")
+            .arg(&self.image.kernel)
+            .arg("-initrd")
+            .arg(&self.initrd)
+            .args(["-append", APPEND])
+            .args(extra);
+        timed("QEMU", cmd, required)
+    }
 }
 
 pub fn run(args: GuestBenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let image =
-        guest_image::pull(&guest_image::PullOptions::default()).map_err(BenchError::from)?;
-    let dir = std::env::temp_dir().join(format!("lockstep-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| BenchError::Temp {
-        path: dir.clone(),
-        source,
-    })?;
-    let initrd = dir.join("bench-initrd.cpio.gz");
-    guest_image::build_initramfs(&image, WORKLOADS.as_bytes(), &initrd)
-        .map_err(BenchError::from)?;
-    let result = compare(&args, &image, &initrd);
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    let scratch = Scratch::new("bench")?;
+    let vm = BenchVm::prepare(&args, WORKLOADS, &scratch)?;
+    compare(&vm)
 }
 
-fn compare(
-    args: &GuestBenchArgs,
-    image: &guest_image::GuestImage,
-    initrd: &Path,
-) -> Result<ExitCode, Box<dyn std::error::Error>> {
+fn compare(vm: &BenchVm<'_>) -> Result<ExitCode, Box<dyn std::error::Error>> {
     eprintln!("bench: running the workloads under lockstep …");
-    let ours = run_lockstep(args, image, initrd)?;
-    let qemu = if args.no_qemu || !qemu_installed() {
-        if !args.no_qemu {
-            eprintln!("bench: {QEMU} is not installed (Debian: qemu-system-misc); no baseline");
-        }
-        None
-    } else {
+    let ours = vm.run_lockstep(&[], &[])?;
+    let qemu = if vm.wants_qemu() {
         eprintln!("bench: running the same workloads under QEMU TCG …");
-        let q = run_qemu(args, image, initrd)?;
+        let q = vm.run_qemu(&[], &[])?;
         if q.order != ours.order {
             return Err(BenchError::Mismatch {
                 ours: ours.order.join(" "),
@@ -103,8 +217,10 @@ fn compare(
             .into());
         }
         Some(q)
+    } else {
+        None
     };
-    if args.json {
+    if vm.args.json {
         print_json(&ours, qemu.as_ref());
     } else {
         print_table(&ours, qemu.as_ref());
@@ -112,64 +228,9 @@ fn compare(
     Ok(ExitCode::SUCCESS)
 }
 
-fn qemu_installed() -> bool {
-    Command::new(QEMU)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn run_lockstep(
-    args: &GuestBenchArgs,
-    image: &guest_image::GuestImage,
-    initrd: &Path,
-) -> Result<RunResult, BenchError> {
-    let exe = std::env::current_exe().map_err(|source| BenchError::Spawn {
-        what: "lockstep".into(),
-        source,
-    })?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("run")
-        .arg("--kernel")
-        .arg(&image.kernel)
-        .arg("--firmware")
-        .arg(&image.firmware)
-        .arg("--initrd")
-        .arg(initrd)
-        .args(["--append", APPEND, "--console", "stdio"])
-        .arg("--cpus")
-        .arg(args.cpus.to_string())
-        .arg("--memory")
-        .arg(format!("{}M", args.memory_mib))
-        .args(args.run_flags.split_whitespace());
-    timed("lockstep", cmd)
-}
-
-fn run_qemu(
-    args: &GuestBenchArgs,
-    image: &guest_image::GuestImage,
-    initrd: &Path,
-) -> Result<RunResult, BenchError> {
-    let mut cmd = Command::new(QEMU);
-    cmd.args(["-machine", "virt", "-nographic", "-no-reboot"])
-        .arg("-m")
-        .arg(args.memory_mib.to_string())
-        .arg("-smp")
-        .arg(args.cpus.to_string())
-        .arg("-bios")
-        .arg(&image.firmware)
-        .arg("-kernel")
-        .arg(&image.kernel)
-        .arg("-initrd")
-        .arg(initrd)
-        .args(["-append", APPEND]);
-    timed("QEMU", cmd)
-}
-
-/// Run a VM to completion with no input, collecting its BENCH lines.
-fn timed(what: &str, mut cmd: Command) -> Result<RunResult, BenchError> {
+/// Run a VM to completion with no input, collecting its BENCH lines; it
+/// must print `BENCH done` and every name in `required`.
+fn timed(what: &str, mut cmd: Command, required: &[String]) -> Result<RunResult, BenchError> {
     cmd.stdin(Stdio::null()).stderr(Stdio::null());
     let start = Instant::now();
     let out = cmd.output().map_err(|source| BenchError::Spawn {
@@ -180,19 +241,26 @@ fn timed(what: &str, mut cmd: Command) -> Result<RunResult, BenchError> {
     let text = String::from_utf8_lossy(&out.stdout);
     let mut r = parse_bench_lines(&text);
     r.wall = wall;
-    if !r.guest.contains_key("done") {
+    let missing: Vec<&str> = required
+        .iter()
+        .map(String::as_str)
+        .chain(["done"])
+        .filter(|name| !r.guest.contains_key(*name))
+        .map(|name| if name == "done" { "BENCH done" } else { name })
+        .collect();
+    if !missing.is_empty() {
         let tail: Vec<&str> = text.lines().rev().take(15).collect();
         let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
         return Err(BenchError::Incomplete {
             what: what.into(),
-            missing: "BENCH done".into(),
+            missing: missing.join(", "),
             tail,
         });
     }
     Ok(r)
 }
 
-fn parse_bench_lines(text: &str) -> RunResult {
+pub fn parse_bench_lines(text: &str) -> RunResult {
     let mut r = RunResult::default();
     for line in text.lines() {
         let mut it = line.trim_end_matches('\r').split_whitespace();
@@ -247,7 +315,7 @@ fn print_json(ours: &RunResult, qemu: Option<&RunResult>) {
     println!("{doc}");
 }
 
-fn ratio(a: f64, b: f64) -> f64 {
+pub fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 {
         a / b
     } else {
@@ -266,5 +334,30 @@ mod tests {
         );
         assert_eq!(r.order, vec!["boot_to_init", "done"]);
         assert_eq!(r.guest["done"], 9.25);
+    }
+
+    fn sh(script: &str) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]);
+        cmd
+    }
+
+    #[test]
+    fn a_run_must_print_done_and_every_required_name() {
+        let want = ["a".to_string(), "b".to_string()];
+        let r = timed(
+            "vm",
+            sh("echo BENCH a 1; echo BENCH b 2; echo BENCH done 3"),
+            &want,
+        )
+        .expect("complete run");
+        assert_eq!(r.order, ["a", "b", "done"]);
+        match timed("vm", sh("echo BENCH a 1; echo dd: failed"), &want) {
+            Err(BenchError::Incomplete { missing, tail, .. }) => {
+                assert_eq!(missing, "b, BENCH done");
+                assert!(tail.ends_with("dd: failed"), "{tail}");
+            }
+            other => panic!("expected Incomplete, got {other:?}"),
+        }
     }
 }

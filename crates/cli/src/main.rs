@@ -2,6 +2,7 @@
 
 mod bare;
 mod bench;
+mod bench_disk;
 mod bench_guest;
 mod disk;
 mod image;

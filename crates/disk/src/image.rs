@@ -1,7 +1,7 @@
 //! Opening image files (qcow2 with its backing chain, or raw) through
 //! `imago`'s synchronous build, and describing them.
 
-use crate::{check_range, BlockDevice, DiskError};
+use crate::{check_range, BlockDevice, Contents, DiskError};
 use imago::file::File as ImagoFile;
 use imago::qcow2::Qcow2;
 use imago::raw::Raw;
@@ -92,10 +92,21 @@ pub struct DiskInfo {
 /// else as raw. A qcow2 image's backing files are opened read-only.
 pub fn open(path: &Path, read_only: bool) -> Result<Box<dyn BlockDevice>, DiskError> {
     let chain = open_chain(path, !read_only)?;
+    let files = chain
+        .layers
+        .iter()
+        .map(|l| {
+            std::fs::canonicalize(&l.path).map_err(|source| DiskError::Io {
+                path: l.path.clone(),
+                source,
+            })
+        })
+        .collect::<Result<_, _>>()?;
     Ok(Box::new(ImageDisk {
         capacity: chain.image.size(),
         image: chain.image,
         path: path.to_path_buf(),
+        files,
         read_only,
     }))
 }
@@ -497,6 +508,8 @@ impl Qcow2Header {
 struct ImageDisk {
     image: FormatAccess<ImagoFile>,
     path: PathBuf,
+    /// Canonical paths of the image and its backing files, nearest first.
+    files: Vec<PathBuf>,
     capacity: u64,
     read_only: bool,
 }
@@ -568,5 +581,8 @@ impl BlockDevice for ImageDisk {
             Err(e) if e.kind() == io::ErrorKind::Unsupported => self.write_zero_data(offset, len),
             r => r.map_err(|e| self.io(e)),
         }
+    }
+    fn contents(&self) -> Contents<'_> {
+        Contents::Files(&self.files)
     }
 }

@@ -10,10 +10,14 @@
 //! `flock` on their file, readers a shared one.
 
 mod create;
+mod identity;
 mod image;
 mod size;
 
 pub use create::{create, CLUSTER_SIZE, MAX_VIRTUAL_SIZE};
+pub use identity::{
+    digest_file, Contents, DiskIdentity, FileIdentity, FileStat, IdentityMismatch, DIGEST_CHUNK,
+};
 pub use image::{info, open, DiskInfo, Format, LayerInfo, SECTOR_SIZE};
 pub use size::parse_size;
 
@@ -68,6 +72,8 @@ pub trait BlockDevice: Send {
     fn discard(&mut self, offset: u64, len: u64) -> Result<(), DiskError>;
     /// The range reads back as zeroes afterwards.
     fn write_zeroes(&mut self, offset: u64, len: u64) -> Result<(), DiskError>;
+    /// Where the bytes live, for snapshots' [`DiskIdentity`].
+    fn contents(&self) -> Contents<'_>;
 }
 
 /// Check that `[offset, offset+len)` lies within `capacity`.
@@ -150,6 +156,9 @@ impl BlockDevice for MemDisk {
         let r = self.range(offset, len)?;
         self.data[r].fill(0);
         Ok(())
+    }
+    fn contents(&self) -> Contents<'_> {
+        Contents::Memory(&self.data)
     }
 }
 

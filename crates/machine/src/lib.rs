@@ -12,6 +12,7 @@ pub mod loader;
 pub mod machine;
 pub mod rom;
 pub mod runner;
+pub mod snapshot;
 pub mod virtio;
 
 pub use clock::INSTRUCTIONS_PER_TICK;

@@ -7,7 +7,8 @@
 //! page, dropped when the page is written.
 
 use crate::decode::DecodedPage;
-use memmap2::MmapMut;
+use memmap2::{MmapMut, MmapOptions};
+use std::fs::File;
 
 pub const PAGE_SHIFT: u32 = 12;
 pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
@@ -21,6 +22,14 @@ pub enum RamError {
         size: u64,
         #[source]
         source: std::io::Error,
+    },
+    #[error("RAM image at file offset {offset} is not aligned to a 4 KiB page")]
+    Unaligned { offset: u64 },
+    #[error("RAM image of {size} bytes at file offset {offset} lies beyond the end of the file ({file_len} bytes)")]
+    BeyondFile {
+        offset: u64,
+        size: u64,
+        file_len: u64,
     },
 }
 
@@ -44,6 +53,44 @@ impl Ram {
         }
         let mem =
             MmapMut::map_anon(size as usize).map_err(|source| RamError::Map { size, source })?;
+        Ok(Self::from_mmap(base, mem))
+    }
+
+    /// RAM initialised from `size` bytes of `file` at `offset`, through a
+    /// private (copy-on-write) mapping: pages are read in lazily when first
+    /// touched, guest writes never reach the file, and file holes read as
+    /// zero without costing memory until written. The file must not be
+    /// truncated or changed while mapped (a snapshot file is written once,
+    /// then only renamed or deleted); truncation would fault the host.
+    pub fn from_file(base: u64, file: &File, offset: u64, size: u64) -> Result<Self, RamError> {
+        if size == 0 || !size.is_multiple_of(PAGE_SIZE) || usize::try_from(size).is_err() {
+            return Err(RamError::BadSize(size));
+        }
+        if !offset.is_multiple_of(PAGE_SIZE) {
+            return Err(RamError::Unaligned { offset });
+        }
+        let map_err = |source| RamError::Map { size, source };
+        let file_len = file.metadata().map_err(map_err)?.len();
+        if offset.checked_add(size).is_none_or(|end| end > file_len) {
+            return Err(RamError::BeyondFile {
+                offset,
+                size,
+                file_len,
+            });
+        }
+        // SAFETY: a private mapping of a regular file range that exists
+        // (checked above). Guest bytes have no validity invariants, so
+        // whatever the file holds is a valid `[u8]`; our own writes go to
+        // private copies. The remaining hazard, another process truncating
+        // the file under the mapping, is excluded by the snapshot files'
+        // write-once contract (see the doc comment).
+        let mem = unsafe {
+            MmapOptions::new()
+                .offset(offset)
+                .len(size as usize)
+                .map_copy(file)
+        }
+        .map_err(map_err)?;
         Ok(Self::from_mmap(base, mem))
     }
 
@@ -199,5 +246,53 @@ impl Ram {
     #[inline(always)]
     pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
         &mut self.mem
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn file_backed_ram_reads_the_file_and_writes_privately() {
+        let mut file = tempfile::tempfile().unwrap();
+        let mut image = vec![0u8; 3 * PAGE_SIZE as usize];
+        image[PAGE_SIZE as usize + 5] = 0xab; // page 0 of the RAM region
+        image[2 * PAGE_SIZE as usize] = 0xcd; // page 1
+        file.write_all(&image).unwrap();
+
+        let mut ram = Ram::from_file(0x8000_0000, &file, PAGE_SIZE, 2 * PAGE_SIZE).unwrap();
+        assert_eq!(ram.size(), 2 * PAGE_SIZE);
+        assert_eq!(ram.slice(0x8000_0005, 1).unwrap(), [0xab]);
+        assert_eq!(ram.read_u32(0x8000_1000), Some(0xcd));
+        assert!(ram.take_dirty().is_empty(), "a fresh mapping is clean");
+
+        assert!(ram.write_u32(0x8000_1000, 0x1234_5678));
+        assert_eq!(ram.read_u32(0x8000_1000), Some(0x1234_5678));
+        assert_eq!(ram.take_dirty(), [1]);
+        let mut on_disk = vec![0u8; image.len()];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut on_disk, 0).unwrap();
+        assert_eq!(on_disk, image, "guest writes never reach the file");
+    }
+
+    #[test]
+    fn file_backed_ram_rejects_bad_ranges() {
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(2 * PAGE_SIZE).unwrap();
+        let err = |offset, size| Ram::from_file(0, &file, offset, size).err().unwrap();
+        assert!(matches!(
+            err(100, PAGE_SIZE),
+            RamError::Unaligned { offset: 100 }
+        ));
+        assert!(matches!(err(0, 100), RamError::BadSize(100)));
+        assert!(matches!(
+            err(PAGE_SIZE, 2 * PAGE_SIZE),
+            RamError::BeyondFile { file_len, .. } if file_len == 2 * PAGE_SIZE
+        ));
+        assert!(matches!(
+            err(!0xfff, PAGE_SIZE),
+            RamError::BeyondFile { .. }
+        ));
     }
 }

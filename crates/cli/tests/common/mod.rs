@@ -1,5 +1,7 @@
 //! Shared by the boot tests: a `lockstep run` guest whose serial console
 //! we read as a byte stream (the shell prompt has no newline) and type into.
+// Each test binary uses a different part of the harness.
+#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
@@ -20,9 +22,24 @@ pub struct Guest {
 
 impl Guest {
     pub fn boot(extra: &[&str]) -> Guest {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        Self::boot_with(&[], "", extra)
+    }
+
+    /// Boot with `lockstep run` started through `prefix` (e.g. `ip netns
+    /// exec NS`), `append` added to the kernel command line.
+    pub fn boot_with(prefix: &[&str], append: &str, extra: &[&str]) -> Guest {
+        let lockstep = env!("CARGO_BIN_EXE_lockstep");
+        let mut command = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(lockstep);
+                c
+            }
+            None => Command::new(lockstep),
+        };
+        let mut child = command
             .args(["run", "--memory", "512M", "--console", "stdio"])
-            .args(["--append", "console=ttyS0 quiet"])
+            .args(["--append", &format!("console=ttyS0 quiet {append}")])
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -28,6 +28,18 @@ impl Clint {
         }
     }
 
+    /// Why this state (e.g. from a snapshot) does not fit a board of
+    /// `harts` harts, if it does not.
+    pub(crate) fn shape_error(&self, harts: usize) -> Option<String> {
+        (self.msip.len() != harts || self.mtimecmp.len() != harts).then(|| {
+            format!(
+                "{} msip and {} mtimecmp registers for {harts} harts",
+                self.msip.len(),
+                self.mtimecmp.len()
+            )
+        })
+    }
+
     /// Machine software interrupt line of `hart` (an IPI).
     pub fn msip(&self, hart: usize) -> bool {
         self.msip.get(hart).copied().unwrap_or(false)

@@ -46,6 +46,26 @@ impl Plic {
         }
     }
 
+    /// Why this state (e.g. from a snapshot) does not fit a board of
+    /// `harts` harts, if it does not.
+    pub(crate) fn shape_error(&self, harts: usize) -> Option<String> {
+        let sources = NUM_SOURCES as usize + 1;
+        let per_source = [
+            self.priority.len(),
+            self.level.len(),
+            self.pending.len(),
+            self.in_service.len(),
+        ];
+        if per_source.iter().any(|&n| n != sources) {
+            return Some(format!(
+                "source tables of {per_source:?} entries, not {sources}"
+            ));
+        }
+        let contexts = [self.enable.len(), self.threshold.len()];
+        (contexts != [2 * harts; 2])
+            .then(|| format!("context tables of {contexts:?} entries for {harts} harts"))
+    }
+
     /// Drive the interrupt line of `source` (1..=NUM_SOURCES).
     pub fn set_level(&mut self, source: u32, high: bool) {
         let s = source as usize;

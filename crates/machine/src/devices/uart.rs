@@ -91,6 +91,12 @@ impl Uart {
         }
     }
 
+    /// Why this state (e.g. from a snapshot) cannot be, if it cannot.
+    pub(crate) fn shape_error(&self) -> Option<String> {
+        (self.rx.len() > FIFO_SIZE)
+            .then(|| format!("{} bytes in a {FIFO_SIZE}-byte receive FIFO", self.rx.len()))
+    }
+
     fn fifo_enabled(&self) -> bool {
         self.fcr & FCR_ENABLE != 0
     }

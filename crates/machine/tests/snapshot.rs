@@ -1,0 +1,620 @@
+//! Whole-machine snapshots: a machine saved at icount N and restored runs
+//! on exactly like the machine that was never stopped; disks are checked
+//! against the layer the snapshot names; bad files are refused with an
+//! error that says what is wrong, and no machine.
+
+mod common;
+
+use common::*;
+use disk::{BlockDevice, IdentityMismatch, MemDisk};
+use machine::snapshot::{
+    self, RamEncoding, RestoreOptions, SaveOptions, Section, SnapshotError, SnapshotInfo,
+};
+use machine::virtio::slot_base;
+use machine::{Input, Machine, Step, VirtioSpec};
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+const A3: u32 = 13;
+const RAM: u64 = 0x8000_0000;
+const DESC: u64 = RAM + 0x1000;
+const AVAIL: u64 = RAM + 0x2000;
+const USED: u64 = RAM + 0x3000;
+const BUF: u64 = RAM + 0x4000;
+const HEADER: u64 = RAM + 0x5000;
+const STATUS_BYTE: u64 = RAM + 0x5100;
+const IMAGE_LEN: usize = 0x6000;
+/// The sector the guest writes and the bytes it writes there.
+const SECTOR: u64 = 2;
+const DISK_BYTES: usize = 1 << 20;
+
+const N: u64 = 200_000;
+const M: u64 = 150_000;
+
+fn sector_data() -> Vec<u8> {
+    (0..512u32).map(|i| (i * 7 + 3) as u8).collect()
+}
+
+/// `pa` (a RAM address, bit 31 set) into `rd` without sign extension;
+/// clobbers A2.
+fn ram_addr(a: &mut Asm, rd: u32, pa: u64) {
+    a.li(rd, 1)
+        .slli(rd, rd, 31)
+        .li(A2, (pa - RAM) as i32)
+        .or(rd, rd, A2);
+}
+
+/// Hart 0 writes `sector_data()` to sector 2 of the virtio-blk disk at
+/// `base` (one request, completed at the notify).
+fn blk_write(a: &mut Asm, base: u64) {
+    let reg = |a: &mut Asm, off: i32, val: i32| {
+        a.li(T1, val).sw(T1, off, T0);
+    };
+    a.li(T0, base as i32);
+    reg(a, 0x70, 3); // ACKNOWLEDGE | DRIVER
+    reg(a, 0x24, 1); // DriverFeaturesSel = 1
+    reg(a, 0x20, 1); // VIRTIO_F_VERSION_1
+    reg(a, 0x70, 0xb); // FEATURES_OK
+    reg(a, 0x30, 0); // QueueSel
+    reg(a, 0x38, 4); // QueueNum
+    reg(a, 0x80, DESC as i32);
+    reg(a, 0x84, 0);
+    reg(a, 0x90, AVAIL as i32);
+    reg(a, 0x94, 0);
+    reg(a, 0xa0, USED as i32);
+    reg(a, 0xa4, 0);
+    reg(a, 0x44, 1); // QueueReady
+    reg(a, 0x70, 0xf); // DRIVER_OK
+    a.sw(ZERO, 0x50, T0); // QueueNotify(0)
+}
+
+/// Every hart: spin a while, store an iteration count into a new place
+/// in RAM, print a letter, arm its timer a little ahead and wait for it.
+/// With `disk_slot`, hart 0 first writes a sector of that disk.
+fn program(disk_slot: Option<usize>) -> Vec<u8> {
+    let mut a = Asm::new();
+    a.csrr(A0, MHARTID).bne(A0, ZERO, "main");
+    if let Some(slot) = disk_slot {
+        blk_write(&mut a, slot_base(slot));
+    }
+    a.label("main")
+        .slli(A1, A0, 3)
+        .li(T0, 0x200_4000)
+        .or(T0, T0, A1) // this hart's mtimecmp
+        .li(T1, 0x80)
+        .csrw(MIE, T1); // the timer wakes WFI (mstatus.MIE stays 0)
+    ram_addr(&mut a, T2, RAM + 0x40_0000);
+    a.slli(A1, A0, 20)
+        .or(T2, T2, A1)
+        .li(A2, 0)
+        .li(A3, 0)
+        .label("loop")
+        .li(A1, 300)
+        .label("inner")
+        .addi(A1, A1, -1)
+        .bne(A1, ZERO, "inner")
+        .addi(A3, A3, 1)
+        .sd(A3, 0, T2)
+        .addi(T2, T2, 2040)
+        .li(T1, 0x1000_0000)
+        .addi(A1, A0, 'a' as i32)
+        .sb(A1, 0, T1)
+        .addi(A2, A2, 40)
+        .sd(A2, 0, T0)
+        .wfi()
+        .j("loop");
+    let mut image = a.finish();
+    assert!(image.len() < 0x1000);
+    image.resize(IMAGE_LEN, 0);
+    let mut put = |at: u64, bytes: &[u8]| {
+        let off = (at - RAM) as usize;
+        image[off..off + bytes.len()].copy_from_slice(bytes);
+    };
+    let descs: [(u64, u32, u16, u16); 3] = [
+        (HEADER, 16, 1, 1),     // NEXT
+        (BUF, 512, 1, 2),       // NEXT (device reads it)
+        (STATUS_BYTE, 1, 2, 0), // WRITE
+    ];
+    for (i, (addr, len, flags, next)) in descs.into_iter().enumerate() {
+        let mut d = addr.to_le_bytes().to_vec();
+        d.extend_from_slice(&len.to_le_bytes());
+        d.extend_from_slice(&flags.to_le_bytes());
+        d.extend_from_slice(&next.to_le_bytes());
+        put(DESC + 16 * i as u64, &d);
+    }
+    put(AVAIL + 2, &1u16.to_le_bytes()); // ring[0] = head 0
+    put(HEADER, &1u32.to_le_bytes()); // VIRTIO_BLK_T_OUT
+    put(HEADER + 8, &SECTOR.to_le_bytes());
+    put(BUF, &sector_data());
+    put(STATUS_BYTE, &[0xee]);
+    image
+}
+
+fn blk_config(cpus: usize) -> machine::MachineConfig {
+    let mut cfg = config(program(Some(0)), cpus);
+    cfg.virtio = vec![VirtioSpec::Block {
+        serial: "vda".into(),
+    }];
+    cfg
+}
+
+/// Run until at least `until` instructions have retired, skipping idle
+/// time to the next timer deadline as a fast-forward runner would.
+fn drive(m: &mut Machine, until: u64) {
+    while m.icount() < until {
+        match m.step().unwrap() {
+            Step::Ran => {}
+            Step::Idle => {
+                let deadline = m.next_deadline().expect("a timer is armed");
+                m.warp_clock(deadline - m.mtime());
+            }
+            other => panic!("unexpected {other:?} at icount {}", m.icount()),
+        }
+    }
+}
+
+/// The inputs both runs get at N: console bytes that sit in the UART FIFO
+/// (device state the snapshot must carry).
+fn input_at_n(m: &mut Machine) {
+    m.input(Input::Console(b"hey".to_vec()));
+}
+
+fn console_after(out: &SharedOutput, icount: u64) -> (Vec<u8>, Vec<u64>) {
+    let out = out.0.lock().unwrap();
+    let from = out.stamps.partition_point(|&s| s <= icount);
+    (out.console[from..].to_vec(), out.stamps[from..].to_vec())
+}
+
+fn save_with(m: &mut Machine, path: &Path, ram: RamEncoding) -> SnapshotInfo {
+    let options = SaveOptions {
+        ram,
+        vm_uuid: Some([9; 16]),
+    };
+    m.save_snapshot_with(path, &options).unwrap()
+}
+
+fn restore(path: &Path, disks: Vec<Box<dyn BlockDevice>>) -> Result<Machine, SnapshotError> {
+    Machine::restore_snapshot(path, Box::new(SharedOutput::default()), disks)
+}
+
+fn verified(path: &Path, disks: Vec<Box<dyn BlockDevice>>) -> Result<Machine, SnapshotError> {
+    let options = RestoreOptions { verify: true };
+    Machine::restore_snapshot_with(path, Box::new(SharedOutput::default()), disks, &options)
+}
+
+fn restored_run_matches_uninterrupted(cpus: usize, ram: RamEncoding) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.snapshot");
+
+    let (mut reference, ref_out) = machine(program(None), cpus);
+    drive(&mut reference, N);
+    input_at_n(&mut reference);
+    let at_save = reference.icount();
+    drive(&mut reference, N + M);
+
+    let (mut saved, saved_out) = machine(program(None), cpus);
+    drive(&mut saved, N);
+    input_at_n(&mut saved);
+    let hash_at_save = saved.state_hash().unwrap();
+    let info = save_with(&mut saved, &path, ram);
+    assert_eq!(info.icount, at_save);
+    assert_eq!(info.state_hash, hash_at_save);
+    assert_eq!((info.cpus, info.memory), (cpus, 64 << 20));
+    assert_eq!(info.vm_uuid, Some([9; 16]));
+    assert_eq!(info.ram_encoding, ram);
+    let pages = (64 << 20) / 4096;
+    assert!(
+        info.ram_pages_stored > 2 && info.ram_pages_stored < pages / 4,
+        "zero pages elided: {} of {pages} stored",
+        info.ram_pages_stored
+    );
+    assert!(
+        info.allocated_bytes < 8 << 20,
+        "a 64 MiB guest using little RAM makes a small file ({} bytes)",
+        info.allocated_bytes
+    );
+    assert_eq!(snapshot::read_info(&path).unwrap().state_hash, hash_at_save);
+
+    let out = SharedOutput::default();
+    let mut restored = Machine::restore_snapshot(&path, Box::new(out.clone()), Vec::new()).unwrap();
+    assert_eq!(restored.state_hash().unwrap(), hash_at_save);
+    drive(&mut restored, N + M);
+    drive(&mut saved, N + M);
+
+    let want = reference.state_hash().unwrap();
+    assert_eq!(restored.icount(), reference.icount());
+    assert_eq!(restored.state_hash().unwrap(), want, "restored run");
+    assert_eq!(saved.state_hash().unwrap(), want, "saving disturbs nothing");
+    let want_console = console_after(&ref_out, at_save);
+    assert!(want_console.0.len() > 10, "the guest kept printing");
+    assert_eq!(console_after(&out, 0), want_console);
+    assert_eq!(console_after(&saved_out, at_save), want_console);
+
+    // A verified restore checks every RAM chunk and the state hash.
+    let checked = verified(&path, Vec::new()).unwrap();
+    assert_eq!(checked.state_hash().unwrap(), hash_at_save);
+}
+
+#[test]
+fn one_hart_sparse_snapshot_continues_exactly() {
+    restored_run_matches_uninterrupted(1, RamEncoding::Sparse);
+}
+
+#[test]
+fn two_hart_sparse_snapshot_continues_exactly() {
+    restored_run_matches_uninterrupted(2, RamEncoding::Sparse);
+}
+
+#[test]
+fn two_hart_compressed_snapshot_continues_exactly() {
+    restored_run_matches_uninterrupted(2, RamEncoding::Zstd { level: 3 });
+}
+
+fn open_raw(path: &Path) -> Box<dyn BlockDevice> {
+    disk::open(path, false).unwrap()
+}
+
+fn raw_disk(path: &Path) {
+    std::fs::write(path, vec![0u8; DISK_BYTES]).unwrap();
+}
+
+fn sector_of(path: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap();
+    let at = SECTOR as usize * 512;
+    bytes[at..at + 512].to_vec()
+}
+
+fn expect_disk_changed(r: Result<Machine, SnapshotError>) -> IdentityMismatch {
+    match r {
+        Err(SnapshotError::DiskChanged {
+            slot: 0, reason, ..
+        }) => reason,
+        Err(e) => panic!("expected a changed disk, got: {e}"),
+        Ok(_) => panic!("expected a changed disk, got a machine"),
+    }
+}
+
+#[test]
+fn raw_disk_layer_is_recorded_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("m.snapshot");
+    let img = dir.path().join("vda.raw");
+    let reference_img = dir.path().join("reference.raw");
+    raw_disk(&img);
+    raw_disk(&reference_img);
+
+    let out = || Box::new(SharedOutput::default());
+    let mut reference =
+        Machine::with_disks(blk_config(1), out(), vec![open_raw(&reference_img)]).unwrap();
+    drive(&mut reference, N + M);
+
+    let mut saved = Machine::with_disks(blk_config(1), out(), vec![open_raw(&img)]).unwrap();
+    drive(&mut saved, N);
+    let info = saved.save_snapshot(&snap).unwrap();
+    drop(saved); // releases the image's write lock
+    assert_eq!(
+        sector_of(&img),
+        sector_data(),
+        "the guest's write is on disk"
+    );
+    assert_eq!(info.disks.len(), 1);
+    let record = &info.disks[0];
+    assert_eq!((record.slot, record.read_only), (0, false));
+    assert_eq!(record.identity.capacity(), DISK_BYTES as u64);
+    let canonical = std::fs::canonicalize(&img).unwrap();
+    assert_eq!(record.identity.path(), Some(canonical.as_path()));
+
+    // The disks the snapshot names, unchanged: the run continues exactly.
+    let mut restored = restore(&snap, snapshot::open_disks(&info).unwrap()).unwrap();
+    drive(&mut restored, N + M);
+    assert_eq!(
+        restored.state_hash().unwrap(),
+        reference.state_hash().unwrap()
+    );
+    drop(restored);
+    drop(reference);
+    assert_eq!(
+        std::fs::read(&img).unwrap(),
+        std::fs::read(&reference_img).unwrap()
+    );
+
+    // Missing or extra disks.
+    assert!(matches!(
+        restore(&snap, Vec::new()),
+        Err(SnapshotError::DiskMissing { slot: 0, .. })
+    ));
+    let extra = vec![
+        open_raw(&img),
+        Box::new(MemDisk::new(512)) as Box<dyn BlockDevice>,
+    ];
+    assert!(matches!(
+        restore(&snap, extra),
+        Err(SnapshotError::DiskCount {
+            given: 2,
+            recorded: 1,
+            ..
+        })
+    ));
+
+    // Same bytes elsewhere (a copied bundle) or with new times: accepted
+    // after re-hashing.
+    let moved = dir.path().join("moved.raw");
+    std::fs::copy(&img, &moved).unwrap();
+    restore(&snap, vec![open_raw(&moved)]).unwrap();
+    verified(&snap, vec![open_raw(&moved)]).unwrap();
+    let f = std::fs::File::options().write(true).open(&img).unwrap();
+    f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+    drop(f);
+    restore(&snap, vec![open_raw(&img)]).unwrap();
+
+    // Other bytes: refused, whatever the path.
+    std::fs::File::options()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .write_all_at(b"x", 100)
+        .unwrap();
+    let reason = expect_disk_changed(restore(&snap, vec![open_raw(&img)]));
+    assert!(
+        matches!(reason, IdentityMismatch::Contents { .. }),
+        "{reason}"
+    );
+    std::fs::File::options()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_len(2 * DISK_BYTES as u64)
+        .unwrap();
+    let reason = expect_disk_changed(restore(&snap, vec![open_raw(&img)]));
+    assert!(
+        matches!(reason, IdentityMismatch::Capacity { .. }),
+        "{reason}"
+    );
+
+    // The layer is gone.
+    std::fs::remove_file(&img).unwrap();
+    let err = snapshot::open_disks(&info).err().unwrap();
+    assert!(
+        matches!(err, SnapshotError::DiskMissing { slot: 0, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("vda.raw"), "{err}");
+}
+
+#[test]
+fn memory_disk_identity_covers_the_guests_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("m.snapshot");
+    let blank = || Box::new(MemDisk::new(DISK_BYTES)) as Box<dyn BlockDevice>;
+    let mut m = Machine::with_disks(
+        blk_config(2),
+        Box::new(SharedOutput::default()),
+        vec![blank()],
+    )
+    .unwrap();
+    drive(&mut m, N);
+    let info = m.save_snapshot(&snap).unwrap();
+    assert_eq!(info.disks[0].identity.path(), None);
+    assert!(snapshot::open_disks(&info).is_err(), "no file to open");
+
+    let reason = expect_disk_changed(restore(&snap, vec![blank()]));
+    assert!(
+        matches!(reason, IdentityMismatch::MemoryContents),
+        "{reason}"
+    );
+
+    let mut written = vec![0u8; DISK_BYTES];
+    written[SECTOR as usize * 512..][..512].copy_from_slice(&sector_data());
+    let disk = Box::new(MemDisk::with_contents(written, false));
+    let mut restored = restore(&snap, vec![disk]).unwrap();
+    drive(&mut restored, N + M);
+    drive(&mut m, N + M);
+    assert_eq!(restored.state_hash().unwrap(), m.state_hash().unwrap());
+}
+
+// ----- bad files -------------------------------------------------------------
+
+/// A saved two-hart machine with a disk, and its file's sections.
+fn saved_file(dir: &Path, ram: RamEncoding) -> (PathBuf, SnapshotInfo, Vec<u8>) {
+    let path = dir.join("good.snapshot");
+    let mut m = Machine::with_disks(
+        blk_config(2),
+        Box::new(SharedOutput::default()),
+        vec![Box::new(MemDisk::new(DISK_BYTES))],
+    )
+    .unwrap();
+    drive(&mut m, N);
+    let info = save_with(&mut m, &path, ram);
+    let mut disk = vec![0u8; DISK_BYTES];
+    disk[SECTOR as usize * 512..][..512].copy_from_slice(&sector_data());
+    (path, info, disk)
+}
+
+fn section(info: &SnapshotInfo, s: Section) -> (u64, u64) {
+    let i = info.sections.iter().find(|i| i.section == s).unwrap();
+    (i.offset, i.len)
+}
+
+/// A copy of `good` with the byte at `at` flipped.
+fn flipped(good: &Path, at: u64) -> PathBuf {
+    let mut bytes = std::fs::read(good).unwrap();
+    bytes[at as usize] ^= 0x40;
+    let path = good.with_file_name(format!("flipped-{at}.snapshot"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn disk_of(contents: &[u8]) -> Vec<Box<dyn BlockDevice>> {
+    vec![Box::new(MemDisk::with_contents(contents.to_vec(), false))]
+}
+
+fn restore_err(path: &Path, disk: &[u8]) -> SnapshotError {
+    match restore(path, disk_of(disk)) {
+        Err(e) => e,
+        Ok(_) => panic!("{} restored", path.display()),
+    }
+}
+
+fn assert_checksum(e: SnapshotError, want: Section) {
+    match &e {
+        SnapshotError::Checksum { section, .. } if *section == want => {
+            assert!(e.to_string().contains(&want.to_string()), "{e}");
+        }
+        _ => panic!("expected a checksum error in the {want}, got: {e}"),
+    }
+}
+
+#[test]
+fn a_flipped_byte_in_any_section_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, info, disk) = saved_file(dir.path(), RamEncoding::Sparse);
+    restore(&good, disk_of(&disk)).unwrap();
+
+    for s in [
+        Section::Index,
+        Section::State,
+        Section::DiskLayer,
+        Section::Images,
+    ] {
+        let (offset, len) = section(&info, s);
+        assert!(len > 0, "{s} is empty");
+        let bad = flipped(&good, offset + len / 2);
+        assert_checksum(restore_err(&bad, &disk), s);
+    }
+    // The preamble's own check (a byte of the index offset).
+    assert_checksum(restore_err(&flipped(&good, 20), &disk), Section::Preamble);
+
+    // RAM: the firmware's first byte. Lazy restore does not read RAM, so
+    // only a verified restore sees it.
+    let (ram, _) = section(&info, Section::Ram);
+    let bad = flipped(&good, ram);
+    let lazy = restore(&bad, disk_of(&disk)).unwrap();
+    let good_first = restore(&good, disk_of(&disk)).unwrap().ram().as_slice()[0];
+    assert_eq!(lazy.ram().as_slice()[0], good_first ^ 0x40);
+    match verified(&bad, disk_of(&disk)) {
+        Err(e) => assert_checksum(e, Section::RamChunk(0)),
+        Ok(_) => panic!("a verified restore took corrupt RAM"),
+    }
+}
+
+#[test]
+fn compressed_ram_is_always_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, info, disk) = saved_file(dir.path(), RamEncoding::Zstd { level: 1 });
+    restore(&good, disk_of(&disk)).unwrap();
+    let (ram, _) = section(&info, Section::Ram);
+    assert_checksum(
+        restore_err(&flipped(&good, ram + 3), &disk),
+        Section::RamChunk(0),
+    );
+}
+
+#[test]
+fn wrong_magic_wrong_version_and_truncation_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, info, disk) = saved_file(dir.path(), RamEncoding::Sparse);
+
+    let e = restore_err(&flipped(&good, 0), &disk);
+    assert!(matches!(e, SnapshotError::BadMagic { .. }), "{e}");
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "hello").unwrap();
+    let e = restore_err(&text, &disk);
+    assert!(matches!(e, SnapshotError::BadMagic { .. }), "{e}");
+
+    let mut bytes = std::fs::read(&good).unwrap();
+    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let v2 = dir.path().join("v2.snapshot");
+    std::fs::write(&v2, &bytes).unwrap();
+    let e = restore_err(&v2, &disk);
+    assert!(
+        matches!(e, SnapshotError::UnsupportedVersion { found: 2, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("version 2 is not supported"), "{e}");
+
+    for keep in [0, 40, info.file_bytes / 2, info.file_bytes - 1] {
+        let cut = dir.path().join(format!("cut-{keep}.snapshot"));
+        std::fs::write(&cut, &std::fs::read(&good).unwrap()[..keep as usize]).unwrap();
+        let e = restore_err(&cut, &disk);
+        match &e {
+            SnapshotError::Truncated { len, .. } if *len == keep => {
+                assert!(
+                    e.to_string().contains(&format!("truncated at byte {keep}")),
+                    "{e}"
+                );
+            }
+            _ => panic!("cut at {keep}: expected truncation, got: {e}"),
+        }
+    }
+}
+
+#[test]
+fn saving_replaces_a_snapshot_whole_and_leaves_no_temporary_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, info, _) = saved_file(dir.path(), RamEncoding::Sparse);
+    let (mut m, _) = machine(program(None), 1);
+    let missing_dir = dir.path().join("no-such-dir").join("m.snapshot");
+    let e = m.save_snapshot(&missing_dir).err().unwrap();
+    assert!(matches!(e, SnapshotError::Io { .. }), "{e}");
+    assert_eq!(
+        snapshot::read_info(&good).unwrap().state_hash,
+        info.state_hash
+    );
+
+    drive(&mut m, 1000);
+    let replaced = m.save_snapshot(&good).unwrap();
+    assert_ne!(replaced.state_hash, info.state_hash);
+    assert_eq!(
+        snapshot::read_info(&good).unwrap().state_hash,
+        replaced.state_hash
+    );
+    assert_eq!(restore(&good, Vec::new()).unwrap().icount(), m.icount());
+    let mode = std::fs::metadata(&good).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "RAM and seeds are secrets");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".snapshot-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn measure_reports_save_and_restore_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = snapshot::MeasureSpec {
+        memory: 64 << 20,
+        touched: 8 << 20,
+        ..Default::default()
+    };
+    let m = snapshot::measure(dir.path(), &spec).unwrap();
+    println!("64 MiB, 8 MiB touched: {m}");
+    assert!(m.file_bytes >= 64 << 20, "the RAM region spans all of RAM");
+    assert!(m.allocated_bytes < 16 << 20, "but zero pages take no space");
+}
+
+/// `cargo test -p lockstep-machine --release --test snapshot -- --ignored --nocapture`
+#[test]
+#[ignore = "timing report for a 512 MiB guest"]
+fn timing_512_mib() {
+    let dir = tempfile::tempdir().unwrap();
+    for (touched, image_bytes, ram) in [
+        (0, 0, RamEncoding::Sparse),
+        (128 << 20, 0, RamEncoding::Sparse),
+        (128 << 20, 48 << 20, RamEncoding::Sparse),
+        (128 << 20, 0, RamEncoding::Zstd { level: 3 }),
+    ] {
+        let spec = snapshot::MeasureSpec {
+            touched,
+            image_bytes,
+            ram,
+            ..Default::default()
+        };
+        let m = snapshot::measure(dir.path(), &spec).unwrap();
+        println!(
+            "512 MiB, {} MiB touched, {} MiB images, {ram:?}: {m}",
+            touched >> 20,
+            image_bytes >> 20
+        );
+    }
+}
