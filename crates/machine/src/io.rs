@@ -59,6 +59,9 @@ pub enum Input {
     /// [`crate::Machine::net_rx_ready`] says the guest has a buffer posted;
     /// otherwise it is dropped, as on a real link.
     Net { nic: usize, frame: Vec<u8> },
+    /// Guest time jumps forward by this many `mtime` ticks (idle skip or
+    /// catch-up, decided by the host).
+    ClockWarp(u64),
     /// A new VM generation id (clone, revert, restore).
     VmGenId([u8; 16]),
 }

@@ -184,19 +184,34 @@ impl Machine {
     /// hart, less if a timer deadline, an MMIO access or an interrupt state
     /// change comes first.
     pub fn step(&mut self) -> Result<Step, MachineError> {
+        self.step_until(u64::MAX)
+    }
+
+    /// [`Machine::step`], but never past icount `limit` (a replay stops
+    /// exactly where the recorded run applied its next input). Stopping
+    /// early changes nothing else: the slice that follows continues the
+    /// same turn, so the run is the same as one never stopped. Returns
+    /// `Step::Ran` without running if the icount is already at `limit`.
+    pub fn step_until(&mut self, limit: u64) -> Result<Step, MachineError> {
+        if self.icount >= limit {
+            return Ok(Step::Ran);
+        }
         for _ in 0..self.harts.len() {
-            if let Some(step) = self.run_current()? {
+            if let Some(step) = self.run_current(limit - self.icount)? {
                 return Ok(step);
             }
         }
         Ok(Step::Idle)
     }
 
-    /// One slice of the current hart; `None` if it is idle in WFI.
-    fn run_current(&mut self) -> Result<Option<Step>, MachineError> {
+    /// One slice of the current hart, at most `max` instructions; `None` if
+    /// it is idle in WFI.
+    fn run_current(&mut self, max: u64) -> Result<Option<Step>, MachineError> {
         let h = self.current;
         let mtime = self.mtime();
-        let budget = (QUANTUM - self.turn_retired).min(self.instructions_to_deadline());
+        let budget = (QUANTUM - self.turn_retired)
+            .min(self.instructions_to_deadline())
+            .min(max);
         let hart = &mut self.harts[h];
         self.board.sync_irqs(h, hart, mtime);
         let before = hart.instret();
@@ -266,16 +281,12 @@ impl Machine {
             .min()
     }
 
-    /// Move guest time forward by `ticks` (an input decided by the host:
-    /// idle skip or catch-up). Applied at the current slice boundary.
-    pub fn warp_clock(&mut self, ticks: u64) {
-        self.board.clock.warp(ticks);
-    }
-
-    /// Apply an input at the current instruction boundary.
+    /// Apply an input at the current instruction boundary: the one way
+    /// anything from outside reaches the machine (DESIGN §3.3).
     pub fn input(&mut self, input: Input) {
         let devices = &mut self.board.devices;
         match input {
+            Input::ClockWarp(ticks) => self.board.clock.warp(ticks),
             Input::Console(bytes) => devices.uart.receive(&bytes),
             Input::Net { nic, frame } => {
                 if let Some(v) = devices.virtio.iter_mut().find(|v| v.nic() == Some(nic)) {

@@ -183,7 +183,7 @@ impl Runner {
         }
         let (host, guest) = (self.host_ticks(), machine.mtime());
         if host > guest.saturating_add(CATCH_UP_SLACK) {
-            machine.warp_clock(host - guest);
+            machine.input(Input::ClockWarp(host - guest));
         }
     }
 
@@ -267,6 +267,6 @@ enum Waited {
 fn warp_to(machine: &mut Machine, target: u64) {
     let now = machine.mtime();
     if target > now {
-        machine.warp_clock(target - now);
+        machine.input(Input::ClockWarp(target - now));
     }
 }

@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use machine::runner::{HostEvent, Pacing, RunEnd, Runner};
+use machine::Input;
 use machine::{Machine, MachineError, Step, INSTRUCTIONS_PER_TICK};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -122,9 +123,9 @@ fn idle_machine_waits_for_a_clock_warp() {
     assert_eq!(m.step().unwrap(), Step::Idle);
     assert_eq!(m.icount(), icount, "an idle machine retires nothing");
     assert_eq!(m.next_deadline(), Some(1_000_000));
-    m.warp_clock(1_000_000 - m.mtime() - 1);
+    m.input(Input::ClockWarp(1_000_000 - m.mtime() - 1));
     assert_eq!(m.step().unwrap(), Step::Idle, "one tick early");
-    m.warp_clock(1);
+    m.input(Input::ClockWarp(1));
     assert_eq!(
         m.clock().total_warp(),
         1_000_000 - icount / INSTRUCTIONS_PER_TICK

@@ -146,7 +146,7 @@ fn drive(m: &mut Machine, until: u64) {
             Step::Ran => {}
             Step::Idle => {
                 let deadline = m.next_deadline().expect("a timer is armed");
-                m.warp_clock(deadline - m.mtime());
+                m.input(Input::ClockWarp(deadline - m.mtime()));
             }
             other => panic!("unexpected {other:?} at icount {}", m.icount()),
         }
