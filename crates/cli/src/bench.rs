@@ -28,12 +28,15 @@ pub enum BenchKind {
     /// Sequential write and read throughput of fresh raw and qcow2 scratch disks, under
     /// lockstep and QEMU TCG.
     Disk(crate::bench_disk::DiskBenchArgs),
+    /// Guest <-> host TCP throughput over a TAP, under lockstep and QEMU TCG (needs root).
+    Net(crate::bench_net::NetBenchArgs),
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match args.what {
         Some(BenchKind::Mips { instructions }) => mips(instructions),
         Some(BenchKind::Disk(args)) => crate::bench_disk::run(args),
+        Some(BenchKind::Net(args)) => crate::bench_net::run(args),
         None => crate::bench_guest::run(args.guest),
     }
 }

@@ -107,6 +107,8 @@ pub struct BenchVm<'a> {
     pub args: &'a GuestBenchArgs,
     pub image: guest_image::GuestImage,
     pub initrd: PathBuf,
+    /// The kernel command line of both VMs.
+    pub append: String,
 }
 
 impl<'a> BenchVm<'a> {
@@ -124,7 +126,15 @@ impl<'a> BenchVm<'a> {
             args,
             image,
             initrd,
+            append: APPEND.to_string(),
         })
+    }
+
+    /// Add `extra` (e.g. `lockstep.ip=…`) to both VMs' kernel command line.
+    pub fn with_append(mut self, extra: &str) -> BenchVm<'a> {
+        self.append.push(' ');
+        self.append.push_str(extra);
+        self
     }
 
     /// Whether to run the QEMU baseline; says why not when it is missing.
@@ -163,7 +173,9 @@ impl<'a> BenchVm<'a> {
             .arg(&self.image.firmware)
             .arg("--initrd")
             .arg(&self.initrd)
-            .args(["--append", APPEND, "--console", "stdio"])
+            .arg("--append")
+            .arg(&self.append)
+            .args(["--console", "stdio"])
             .arg("--cpus")
             .arg(self.args.cpus.to_string())
             .arg("--memory")
@@ -191,7 +203,8 @@ impl<'a> BenchVm<'a> {
             .arg(&self.image.kernel)
             .arg("-initrd")
             .arg(&self.initrd)
-            .args(["-append", APPEND])
+            .arg("-append")
+            .arg(&self.append)
             .args(extra);
         timed("QEMU", cmd, required)
     }

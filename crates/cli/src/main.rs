@@ -4,10 +4,14 @@ mod bare;
 mod bench;
 mod bench_disk;
 mod bench_guest;
+mod bench_net;
 mod disk;
 mod image;
 mod nics;
+mod record;
 mod run;
+mod signals;
+mod vm;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -24,6 +28,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Boot a VM (with no flags: the default Debian image, pulled on first use).
     Run(run::RunArgs),
@@ -35,6 +41,9 @@ enum Command {
     Disk(disk::DiskArgs),
     /// Guest images: fetch and verify Debian's riscv64 kernel, busybox and OpenSBI.
     Image(image::ImageArgs),
+    /// Re-execute a run recorded with `lockstep run --record` and check that it
+    /// reproduces: exits 1 and names the first divergence if it does not.
+    Replay(record::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +54,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Image(args) => image::run(args),
         Command::Disk(args) => disk::run(args),
+        Command::Replay(args) => record::replay_command(args),
     };
     match result {
         Ok(code) => code,

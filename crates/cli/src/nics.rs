@@ -24,15 +24,63 @@ pub struct Nics {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("--net {spec}: {source}")]
-pub struct NicError {
-    spec: String,
-    source: NetError,
+pub enum NicError {
+    #[error("--net {spec}: {source}")]
+    Open { spec: String, source: NetError },
+    #[error("--net {spec}: the restored VM's NIC {nic} has address {mac}")]
+    MacMismatch {
+        spec: String,
+        nic: usize,
+        mac: MacAddr,
+    },
+    #[error("the restored VM's NIC {nic} has an unusable address: {source}")]
+    BadMac {
+        nic: usize,
+        source: net::MacParseError,
+    },
+    #[error("the restored VM has {vm} NICs but {given} --net given")]
+    Count { vm: usize, given: usize },
 }
 
 /// Open every `--net` backend. NIC n's MAC is the spec's or one derived
 /// from the VM name and n (stable across runs, locally administered).
 pub fn open(specs: &[(String, NetSpec)], vm_name: &str) -> Result<Nics, NicError> {
+    let macs: Vec<MacAddr> = specs
+        .iter()
+        .enumerate()
+        .map(|(n, (_, spec))| {
+            spec.mac
+                .unwrap_or_else(|| MacAddr::derive(vm_name.as_bytes(), n as u32))
+        })
+        .collect();
+    open_with_macs(specs, &macs)
+}
+
+/// Open the backends for a VM whose NICs already have addresses (a
+/// restored snapshot): one `--net` per NIC, any `mac=` must agree.
+pub fn open_for(specs: &[(String, NetSpec)], macs: &[[u8; 6]]) -> Result<Nics, NicError> {
+    if specs.len() != macs.len() {
+        return Err(NicError::Count {
+            vm: macs.len(),
+            given: specs.len(),
+        });
+    }
+    let mut addrs = Vec::with_capacity(macs.len());
+    for (nic, ((text, spec), &octets)) in specs.iter().zip(macs).enumerate() {
+        let mac = MacAddr::new(octets).map_err(|source| NicError::BadMac { nic, source })?;
+        if spec.mac.is_some_and(|m| m != mac) {
+            return Err(NicError::MacMismatch {
+                spec: text.clone(),
+                nic,
+                mac,
+            });
+        }
+        addrs.push(mac);
+    }
+    open_with_macs(specs, &addrs)
+}
+
+fn open_with_macs(specs: &[(String, NetSpec)], macs: &[MacAddr]) -> Result<Nics, NicError> {
     let mut nics = Nics {
         specs: Vec::new(),
         macs: Vec::new(),
@@ -40,11 +88,8 @@ pub fn open(specs: &[(String, NetSpec)], vm_name: &str) -> Result<Nics, NicError
         rx: Vec::new(),
         stop: Arc::new(AtomicBool::new(false)),
     };
-    for (n, (text, spec)) in specs.iter().enumerate() {
-        let mac = spec
-            .mac
-            .unwrap_or_else(|| MacAddr::derive(vm_name.as_bytes(), n as u32));
-        let (tx, rx) = net::open(spec, mac).map_err(|source| NicError {
+    for ((text, spec), &mac) in specs.iter().zip(macs) {
+        let (tx, rx) = net::open(spec, mac).map_err(|source| NicError::Open {
             spec: text.clone(),
             source,
         })?;

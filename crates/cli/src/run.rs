@@ -10,15 +10,17 @@
 //! `--net` (eth0, eth1, …).
 
 use crate::nics::{self, NicError};
+use crate::vm::{ImagePaths, VmSetup};
 use clap::Args;
 use guest_image::PullOptions;
 use machine::layout::VIRTIO_SLOTS;
 use machine::{
-    BootImages, HostEvent, Machine, MachineConfig, Output, OutputEvent, Pacing, RunEnd, Runner,
-    VirtioSpec,
+    BootImages, HostEvent, Input, Machine, Output, OutputEvent, Pacing, RunEnd, Runner, VirtioSpec,
 };
 use net::FrameTx;
+use replay::session::{SharedWindows, TeeOutput};
 use rustix::termios::{self, OptionalActions, OutputModes, Termios};
+use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -70,10 +72,27 @@ pub struct RunArgs {
     /// VMs sharing a network need different names (or explicit MACs).
     #[arg(long, value_name = "NAME", default_value = "lockstep")]
     pub name: String,
+    /// Record every input into a new replay log FILE (`lockstep replay FILE`
+    /// re-executes the run and checks it).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Save a snapshot of the whole machine to FILE when the run is stopped
+    /// (Ctrl-A x, SIGTERM, SIGINT); Ctrl-A s or SIGUSR1 saves to FILE while
+    /// the guest runs on. `--restore FILE` resumes it.
+    #[arg(long, value_name = "FILE")]
+    pub save_on_exit: Option<PathBuf>,
+    /// Resume a snapshot saved with --save-on-exit, instead of booting. The
+    /// VM keeps its CPUs, memory, disks and NIC addresses; give one --net
+    /// per NIC it had.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["kernel", "initrd", "firmware", "cpus", "memory", "disks", "rng_seed", "record"])]
+    pub restore: Option<PathBuf>,
+    /// With --record: log the machine's state hash every N instructions.
+    #[arg(long, value_name = "N", default_value_t = replay::session::CHECKPOINT_EVERY, value_parser = clap::value_parser!(u64).range(1..))]
+    pub checkpoint_every: u64,
 }
 
 /// A `--disk` argument.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiskArg {
     pub path: PathBuf,
     pub read_only: bool,
@@ -128,6 +147,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Nic(#[from] NicError),
+    #[error(transparent)]
+    Record(#[from] crate::record::RecordError),
 }
 
 /// Sizes like `512M`, `1G`, `1GiB`, `65536K` or plain bytes.
@@ -183,7 +204,7 @@ fn parse_net(s: &str) -> Result<(String, net::NetSpec), String> {
         .map_err(|e| format!("invalid network '{s}': {e}"))
 }
 
-fn parse_console(s: &str) -> Result<Console, String> {
+pub fn parse_console(s: &str) -> Result<Console, String> {
     match s {
         "stdio" => Ok(Console::Stdio),
         "none" => Ok(Console::None),
@@ -197,7 +218,76 @@ fn parse_console(s: &str) -> Result<Console, String> {
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let images = load_images(&args)?;
+    let windows = SharedWindows::default();
+    let (mut machine, mut nics, setup) = match &args.restore {
+        Some(path) => restore(&args, path)?,
+        None => boot(&args, &windows)?,
+    };
+    let (events, rx) = mpsc::channel();
+    let mut runner = Runner::new(rx, Pacing::RealTime);
+    if let (Some(path), Some(setup)) = (&args.record, setup) {
+        let recorder =
+            crate::record::start(path, setup, &mut machine, windows, args.checkpoint_every)?;
+        runner = runner.with_journal(Box::new(recorder));
+    }
+    let _receivers = nics.start_receivers(&events);
+    let _signals = crate::signals::forward(events.clone())?;
+    let _terminal = match args.console {
+        Console::Stdio => start_console_input(events)?,
+        // No console input: the runner sees the channel closed.
+        _ => None,
+    };
+    let end = loop {
+        match runner.run(&mut machine) {
+            Ok(RunEnd::SaveRequested) => save(&mut machine, args.save_on_exit.as_deref()),
+            other => break other,
+        }
+    };
+    drop(_terminal); // restore the terminal before printing anything
+    machine.flush_disks()?;
+    match end? {
+        RunEnd::Poweroff(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))),
+        RunEnd::Stopped | RunEnd::SaveRequested => {
+            match &args.save_on_exit {
+                Some(path) => {
+                    let info = machine.save_snapshot(path)?;
+                    eprintln!(
+                        "lockstep: stopped; saved to {} ({} MiB of RAM stored)",
+                        path.display(),
+                        (info.ram_pages_stored * 4096) >> 20
+                    );
+                }
+                None => eprintln!("lockstep: stopped"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Save while running (Ctrl-A s, SIGUSR1); a failure is reported and the
+/// guest runs on.
+fn save(machine: &mut Machine, path: Option<&Path>) {
+    let Some(path) = path else {
+        eprint!("\r\nlockstep: no snapshot file: start with --save-on-exit FILE\r\n");
+        return;
+    };
+    let started = std::time::Instant::now();
+    match machine.save_snapshot(path) {
+        Ok(_) => eprint!(
+            "\r\nlockstep: saved to {} in {} ms\r\n",
+            path.display(),
+            started.elapsed().as_millis()
+        ),
+        Err(e) => eprint!("\r\nlockstep: saving failed: {e}\r\n"),
+    }
+}
+
+type Built = (Machine, nics::Nics, Option<VmSetup>);
+
+/// A fresh machine from the command line.
+fn boot(args: &RunArgs, windows: &SharedWindows) -> Result<Built, Box<dyn std::error::Error>> {
+    let paths = image_paths(args)?;
+    let images = read_images(&paths)?;
     let (disks, mut virtio) = open_disks(&args.disks)?;
     let seed = match args.rng_seed {
         Some(Seed(seed)) => seed,
@@ -213,44 +303,58 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         .into());
     }
     let mut nics = nics::open(&args.nets, &args.name)?;
-    virtio.append(&mut nics.specs);
-    let config = MachineConfig {
-        cpus: usize::from(args.cpus),
+    let setup = VmSetup {
+        name: args.name.clone(),
+        images: paths,
+        append: args.append.clone(),
+        cpus: args.cpus,
         memory: args.memory,
-        images,
-        bootargs: args.append.clone(),
+        disks: args.disks.clone(),
+        disk_identities: Vec::new(),
+        rng_seed: seed,
         boot_wall_ns: wall_clock_ns(),
         vmgenid: new_vmgenid(),
-        virtio,
+        macs: nics.macs.iter().map(|m| m.octets()).collect(),
     };
-    let output = RunOutput {
+    let config = setup.machine_config(images, virtio);
+    let output: Box<dyn Output> = Box::new(RunOutput {
         console: console_writer(&args.console)?,
         nics: std::mem::take(&mut nics.tx),
+    });
+    let output = match args.record {
+        Some(_) => Box::new(TeeOutput::new(output, windows.clone())),
+        None => output,
     };
-    let mut machine = Machine::with_disks(config, Box::new(output), disks)?;
+    let machine = Machine::with_disks(config, output, disks)?;
+    Ok((machine, nics, Some(setup)))
+}
 
-    let (events, rx) = mpsc::channel();
-    let _receivers = nics.start_receivers(&events);
-    let _terminal = match args.console {
-        Console::Stdio => start_console_input(events)?,
-        // No console input: the runner sees the channel closed.
-        _ => None,
-    };
-    let end = Runner::new(rx, Pacing::RealTime).run(&mut machine);
-    drop(_terminal); // restore the terminal before printing anything
-    machine.flush_disks()?;
-    match end? {
-        RunEnd::Poweroff(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))),
-        RunEnd::Stopped => {
-            eprintln!("lockstep: stopped from the console");
-            Ok(ExitCode::SUCCESS)
-        }
-    }
+/// A machine resumed from a snapshot, with a new generation id (Linux
+/// reseeds its RNG: a restored VM must not repeat the original's secrets).
+fn restore(args: &RunArgs, path: &Path) -> Result<Built, Box<dyn std::error::Error>> {
+    let info = machine::snapshot::read_info(path)?;
+    let disks = machine::snapshot::open_disks(&info)?;
+    let started = std::time::Instant::now();
+    let mut machine = Machine::restore_snapshot(path, Box::new(machine::NullOutput), disks)?;
+    let restored_in = started.elapsed();
+    let mut nics = nics::open_for(&args.nets, &machine.nic_macs())?;
+    machine.replace_output(Box::new(RunOutput {
+        console: console_writer(&args.console)?,
+        nics: std::mem::take(&mut nics.tx),
+    }));
+    machine.input(Input::VmGenId(new_vmgenid()));
+    eprintln!(
+        "lockstep: restored {} at icount {} in {:.1} ms",
+        path.display(),
+        machine.icount(),
+        restored_in.as_secs_f64() * 1e3
+    );
+    Ok((machine, nics, None))
 }
 
 /// The images named on the command line, completed from the pulled
 /// default image for any that are not.
-fn load_images(args: &RunArgs) -> Result<BootImages, RunError> {
+fn image_paths(args: &RunArgs) -> Result<ImagePaths, RunError> {
     let (mut kernel, mut initrd, mut firmware) = (
         args.kernel.clone(),
         args.initrd.clone(),
@@ -270,14 +374,26 @@ fn load_images(args: &RunArgs) -> Result<BootImages, RunError> {
         initrd.get_or_insert(image.initrd);
         firmware.get_or_insert(image.firmware);
     }
-    let read = |what, path: Option<PathBuf>| -> Result<Vec<u8>, RunError> {
-        let path = path.unwrap_or_default();
-        std::fs::read(&path).map_err(|source| RunError::Read { what, path, source })
+    Ok(ImagePaths {
+        kernel: kernel.unwrap_or_default(),
+        initrd: initrd.unwrap_or_default(),
+        firmware: firmware.unwrap_or_default(),
+    })
+}
+
+/// Read the boot images.
+pub fn read_images(paths: &ImagePaths) -> Result<BootImages, RunError> {
+    let read = |what, path: &Path| -> Result<Vec<u8>, RunError> {
+        std::fs::read(path).map_err(|source| RunError::Read {
+            what,
+            path: path.to_path_buf(),
+            source,
+        })
     };
     Ok(BootImages {
-        kernel: read("kernel", kernel)?,
-        initrd: Some(read("initrd", initrd)?),
-        firmware: read("firmware", firmware)?,
+        kernel: read("kernel", &paths.kernel)?,
+        initrd: Some(read("initrd", &paths.initrd)?),
+        firmware: read("firmware", &paths.firmware)?,
     })
 }
 
@@ -285,7 +401,7 @@ type Disk = Box<dyn disk::BlockDevice>;
 
 /// Open the `--disk` images, with a virtio-blk spec for each (serials
 /// `lockstep-vda`, `lockstep-vdb`, …).
-fn open_disks(args: &[DiskArg]) -> Result<(Vec<Disk>, Vec<VirtioSpec>), RunError> {
+pub fn open_disks(args: &[DiskArg]) -> Result<(Vec<Disk>, Vec<VirtioSpec>), RunError> {
     let max = VIRTIO_SLOTS - 1;
     if args.len() > max {
         return Err(RunError::TooManyDisks {
@@ -295,14 +411,19 @@ fn open_disks(args: &[DiskArg]) -> Result<(Vec<Disk>, Vec<VirtioSpec>), RunError
     }
     let mut disks = Vec::with_capacity(args.len());
     let mut specs = Vec::with_capacity(args.len() + 1);
-    for (letter, arg) in (b'a'..).zip(args) {
+    for (letter, arg) in (0..).zip(args) {
         let disk = open_disk(&arg.path, arg.read_only)?;
         disks.push(disk);
-        specs.push(VirtioSpec::Block {
-            serial: format!("lockstep-vd{}", char::from(letter)),
-        });
+        specs.push(block_spec(letter));
     }
     Ok((disks, specs))
+}
+
+/// The virtio-blk spec of the `n`th disk: serial `lockstep-vda`, `-vdb`, ….
+pub fn block_spec(n: u8) -> VirtioSpec {
+    VirtioSpec::Block {
+        serial: format!("lockstep-vd{}", char::from(b'a' + n)),
+    }
 }
 
 fn open_disk(path: &Path, read_only: bool) -> Result<Disk, RunError> {
@@ -339,9 +460,9 @@ fn new_vmgenid() -> [u8; 16] {
 
 /// Where a running VM's outputs go: console bytes to a file or stdout as
 /// they come, frames to the NICs' backends.
-struct RunOutput {
-    console: Option<Box<dyn Write + Send>>,
-    nics: Vec<Box<dyn FrameTx>>,
+pub struct RunOutput {
+    pub console: Option<Box<dyn Write + Send>>,
+    pub nics: Vec<Box<dyn FrameTx>>,
 }
 
 impl Output for RunOutput {
@@ -363,7 +484,7 @@ impl Output for RunOutput {
     }
 }
 
-fn console_writer(console: &Console) -> Result<Option<Box<dyn Write + Send>>, RunError> {
+pub fn console_writer(console: &Console) -> Result<Option<Box<dyn Write + Send>>, RunError> {
     Ok(match console {
         Console::Stdio => Some(Box::new(std::io::stdout())),
         Console::None => None,
@@ -429,27 +550,32 @@ fn read_console(events: Sender<HostEvent>, interactive: bool) {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => return,
         };
-        let event = if interactive {
+        let batch = if interactive {
             escape.filter(&buf[..n])
         } else {
-            HostEvent::Console(buf[..n].to_vec())
+            vec![HostEvent::Console(buf[..n].to_vec())]
         };
-        let stop = event == HostEvent::Stop;
-        if events.send(event).is_err() || stop {
-            return;
+        for event in batch {
+            let stop = event == HostEvent::Stop;
+            if events.send(event).is_err() || stop {
+                return;
+            }
         }
     }
 }
 
-/// The Ctrl-A escape: Ctrl-A x quits, Ctrl-A Ctrl-A types one Ctrl-A,
-/// Ctrl-A h shows help; anything else after Ctrl-A is dropped.
+/// The Ctrl-A escape: Ctrl-A x quits, Ctrl-A s saves a snapshot, Ctrl-A
+/// Ctrl-A types one Ctrl-A, Ctrl-A h shows help; anything else after
+/// Ctrl-A is dropped.
 #[derive(Default)]
 struct Escape {
     pending: bool,
 }
 
 impl Escape {
-    fn filter(&mut self, input: &[u8]) -> HostEvent {
+    /// The events a read from the terminal makes, in order.
+    fn filter(&mut self, input: &[u8]) -> Vec<HostEvent> {
+        let mut events = Vec::new();
         let mut out = Vec::with_capacity(input.len());
         for &b in input {
             if !std::mem::take(&mut self.pending) {
@@ -461,15 +587,27 @@ impl Escape {
                 continue;
             }
             match b {
-                b'x' | b'X' => return HostEvent::Stop,
+                b'x' | b'X' | b's' | b'S' => {
+                    if !out.is_empty() {
+                        events.push(HostEvent::Console(std::mem::take(&mut out)));
+                    }
+                    if b.eq_ignore_ascii_case(&b'x') {
+                        events.push(HostEvent::Stop);
+                        return events;
+                    }
+                    events.push(HostEvent::Save);
+                }
                 ESCAPE => out.push(ESCAPE),
                 b'h' | b'H' => {
-                    eprint!("\r\nC-a x    quit\r\nC-a C-a  type C-a\r\nC-a h    this help\r\n")
+                    eprint!("\r\nC-a x    quit (saving to --save-on-exit FILE if given)\r\nC-a s    save a snapshot to --save-on-exit FILE and run on\r\nC-a C-a  type C-a\r\nC-a h    this help\r\n")
                 }
                 _ => {}
             }
         }
-        HostEvent::Console(out)
+        if !out.is_empty() || events.is_empty() {
+            events.push(HostEvent::Console(out));
+        }
+        events
     }
 }
 
@@ -559,18 +697,25 @@ mod tests {
 
     #[test]
     fn escape_sequences() {
+        use HostEvent::{Console as C, Save, Stop};
         let mut e = Escape::default();
-        assert_eq!(e.filter(b"ab"), HostEvent::Console(b"ab".to_vec()));
+        assert_eq!(e.filter(b"ab"), [C(b"ab".to_vec())]);
         assert_eq!(
             e.filter(&[b'a', ESCAPE, ESCAPE, b'b']),
-            HostEvent::Console(vec![b'a', ESCAPE, b'b'])
+            [C(vec![b'a', ESCAPE, b'b'])]
         );
         // An escape split across reads still works.
-        assert_eq!(e.filter(&[b'c', ESCAPE]), HostEvent::Console(b"c".to_vec()));
-        assert_eq!(e.filter(b"x"), HostEvent::Stop);
+        assert_eq!(e.filter(&[b'c', ESCAPE]), [C(b"c".to_vec())]);
+        assert_eq!(e.filter(b"x"), [Stop]);
+        assert_eq!(e.filter(&[ESCAPE, b'q', b'z']), [C(b"z".to_vec())]);
+        // A save keeps what was typed around it, in order.
         assert_eq!(
-            e.filter(&[ESCAPE, b'q', b'z']),
-            HostEvent::Console(b"z".to_vec())
+            e.filter(&[b'a', ESCAPE, b's', b'b']),
+            [C(b"a".to_vec()), Save, C(b"b".to_vec())]
+        );
+        assert_eq!(
+            e.filter(&[b'a', ESCAPE, b'x', b'b']),
+            [C(b"a".to_vec()), Stop]
         );
     }
 }

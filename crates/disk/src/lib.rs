@@ -12,6 +12,7 @@
 mod create;
 mod identity;
 mod image;
+mod overlay;
 mod size;
 
 pub use create::{create, CLUSTER_SIZE, MAX_VIRTUAL_SIZE};
@@ -19,6 +20,7 @@ pub use identity::{
     digest_file, Contents, DiskIdentity, FileIdentity, FileStat, IdentityMismatch, DIGEST_CHUNK,
 };
 pub use image::{info, open, DiskInfo, Format, LayerInfo, SECTOR_SIZE};
+pub use overlay::MemOverlay;
 pub use size::parse_size;
 
 use std::path::PathBuf;

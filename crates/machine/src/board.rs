@@ -5,6 +5,7 @@ use crate::clock::Clock;
 use crate::devices::{sifive_test, Clint, Finish, Plic, Rtc, Uart, VmGenId};
 use crate::io::{Output, OutputEvent};
 use crate::layout::*;
+use crate::tracked_disk::TrackedDisk;
 use crate::virtio::{DeviceIo, VirtioMmio};
 use disk::BlockDevice;
 use riscv::hart::Irq;
@@ -52,9 +53,10 @@ pub struct Board {
     pub icount_base: u64,
     /// Poweroff or reset requested by the guest during the slice.
     pub finish: Option<Finish>,
-    /// The disk behind each virtio slot (`None` for other devices). Not
-    /// machine state: the contents are the disk image's.
-    pub disks: Vec<Option<Box<dyn BlockDevice>>>,
+    /// The disk behind each virtio slot (`None` for other devices). The
+    /// contents are the disk image's; what the guest wrote is tracked for
+    /// the state hash.
+    pub disks: Vec<Option<TrackedDisk>>,
 }
 
 impl Board {
@@ -91,7 +93,7 @@ impl Board {
                     .disks
                     .get_mut(n)
                     .and_then(Option::as_mut)
-                    .map(|d| &mut **d as &mut dyn BlockDevice);
+                    .map(|d| d as &mut dyn BlockDevice);
                 let io = DeviceIo {
                     disk,
                     output: &mut *self.output,

@@ -11,10 +11,12 @@ use crate::board::{Board, Devices};
 use crate::clock::Clock;
 use crate::devices::Finish;
 use crate::fdt::{self, FdtConfig};
+use crate::hash::{self, RamHasher};
 use crate::io::{Input, Output};
 use crate::layout::{MAX_HARTS, RAM_BASE, VIRTIO_SLOTS, VMGENID_IRQ};
 use crate::loader::{self, LoadError, FDT_MAX};
 use crate::rom::{self, BootTargets};
+use crate::tracked_disk::TrackedDisk;
 use crate::virtio::{blk, VirtioMmio, VirtioSpec};
 use disk::{BlockDevice, DiskError};
 use riscv::hart::Exit;
@@ -88,6 +90,8 @@ pub enum MachineError {
     BadSerial(String),
     #[error("flushing disk {slot}: {source}")]
     Flush { slot: usize, source: DiskError },
+    #[error("reading disk {slot} back for the state hash: {source}")]
+    DiskHash { slot: usize, source: DiskError },
 }
 
 /// What one call to [`Machine::step`] did.
@@ -117,6 +121,8 @@ pub struct Machine {
     pub(crate) current: usize,
     /// Instructions the current hart has retired in this turn.
     pub(crate) turn_retired: u64,
+    /// RAM's part of the state hash, kept up to date incrementally.
+    pub(crate) ram_hasher: RamHasher,
 }
 
 impl Machine {
@@ -147,7 +153,8 @@ impl Machine {
             output,
             icount_base: 0,
             finish: None,
-            disks,
+            // Tracked from power-on: replicas start from identical disks.
+            disks: disks.into_iter().map(|d| d.map(TrackedDisk::new)).collect(),
         };
         let harts = (0..config.cpus).map(|h| Hart::new(h as u64)).collect();
         Ok(Self {
@@ -158,6 +165,7 @@ impl Machine {
             icount: 0,
             current: 0,
             turn_retired: 0,
+            ram_hasher: RamHasher::new(),
         })
     }
 
@@ -357,6 +365,33 @@ impl Machine {
         &self.config
     }
 
+    /// Send outputs to `output` from now on; returns the previous sink (an
+    /// FT backup going live, a restored VM getting its NIC backends).
+    pub fn replace_output(&mut self, output: Box<dyn Output>) -> Box<dyn Output> {
+        std::mem::replace(&mut self.board.output, output)
+    }
+
+    /// The MAC address of each NIC, in NIC order.
+    pub fn nic_macs(&self) -> Vec<[u8; 6]> {
+        self.config
+            .virtio
+            .iter()
+            .filter_map(|spec| match spec {
+                VirtioSpec::Net { mac } => Some(*mac),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The disks behind the virtio block devices, in slot order.
+    pub fn disks(&self) -> impl Iterator<Item = &dyn BlockDevice> + '_ {
+        self.board
+            .disks
+            .iter()
+            .flatten()
+            .map(|d| d as &dyn BlockDevice)
+    }
+
     /// Make every disk write durable (on poweroff or before a snapshot).
     pub fn flush_disks(&mut self) -> Result<(), MachineError> {
         for (slot, disk) in self.board.disks.iter_mut().enumerate() {
@@ -369,20 +404,13 @@ impl Machine {
     }
 
     /// A hash of the whole machine state: harts, devices, clock, scheduling
-    /// position and RAM (DESIGN §3.7).
-    pub fn state_hash(&self) -> Result<[u8; 32], MachineError> {
-        let mut hasher = blake3::Hasher::new();
-        let state = (
-            &self.harts,
-            &self.board.devices,
-            &self.board.clock,
-            self.icount,
-            self.current,
-            self.turn_retired,
-        );
-        hasher.update(&postcard::to_stdvec(&state)?);
-        hasher.update(self.ram.as_slice());
-        Ok(hasher.finalize().into())
+    /// position, RAM and the clusters written to each disk (DESIGN §3.7).
+    /// Incremental: it rehashes only the RAM pages and disk clusters
+    /// written since the last call (the first call hashes all of RAM);
+    /// the result depends on the state alone, not on when it was called
+    /// before. See [`crate::hash`].
+    pub fn state_hash(&mut self) -> Result<[u8; 32], MachineError> {
+        hash::state_hash(self)
     }
 }
 

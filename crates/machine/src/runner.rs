@@ -32,6 +32,9 @@ pub enum HostEvent {
     Net { nic: usize, frame: Vec<u8> },
     /// Stop running (the user quit).
     Stop,
+    /// Pause for a snapshot: [`Runner::run`] returns
+    /// [`RunEnd::SaveRequested`]; call it again to carry on.
+    Save,
 }
 
 /// How guest time relates to host time.
@@ -52,6 +55,9 @@ pub enum RunEnd {
     Poweroff(u32),
     /// The host asked to stop ([`HostEvent::Stop`]).
     Stopped,
+    /// The host asked for a snapshot ([`HostEvent::Save`]); the machine is
+    /// at an instruction boundary and the run can go on.
+    SaveRequested,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +68,22 @@ pub enum RunError {
     TrapStorm { hart: usize, pc: u64, cause: u64 },
     #[error("the guest hung: every hart waits for an interrupt, with no timer armed and no input possible")]
     Hung,
+    #[error("{0}")]
+    Journal(JournalError),
+}
+
+/// Errors of a [`Journal`]; they stop the run.
+pub type JournalError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Sees everything the runner feeds the machine, in order (record mode;
+/// later the FT primary's log channel).
+pub trait Journal {
+    /// `input` is about to be applied at the machine's current icount.
+    fn input(&mut self, machine: &Machine, input: &Input) -> Result<(), JournalError>;
+    /// A step (slice) ended at the machine's current icount.
+    fn stepped(&mut self, machine: &mut Machine) -> Result<(), JournalError>;
+    /// The run ended (the guest powered off or the host stopped it).
+    fn ended(&mut self, machine: &mut Machine, end: RunEnd) -> Result<(), JournalError>;
 }
 
 pub struct Runner {
@@ -73,8 +95,10 @@ pub struct Runner {
     pending: VecDeque<u8>,
     /// Frames received per NIC, waiting for a guest receive buffer.
     frames: Vec<VecDeque<Vec<u8>>>,
-    /// The host instant that corresponds to `mtime` 0.
-    anchor: Instant,
+    /// The host instant that corresponds to `mtime` 0 (set when the first
+    /// run starts; kept across pauses, so guest time catches up after one).
+    anchor: Option<Instant>,
+    journal: Option<Box<dyn Journal>>,
 }
 
 impl Runner {
@@ -85,29 +109,62 @@ impl Runner {
             events_open: true,
             pending: VecDeque::new(),
             frames: Vec::new(),
-            anchor: Instant::now(),
+            anchor: None,
+            journal: None,
         }
     }
 
-    /// Run until the guest powers off, the host stops it, or it fails.
+    /// Report every input and step to `journal` (record mode).
+    pub fn with_journal(mut self, journal: Box<dyn Journal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// The one way the runner changes the machine: through the journal.
+    fn apply(&mut self, machine: &mut Machine, input: Input) -> Result<(), RunError> {
+        if let Some(journal) = &mut self.journal {
+            journal.input(machine, &input).map_err(RunError::Journal)?;
+        }
+        machine.input(input);
+        Ok(())
+    }
+
+    fn end(&mut self, machine: &mut Machine, end: RunEnd) -> Result<RunEnd, RunError> {
+        if end == RunEnd::SaveRequested {
+            return Ok(end);
+        }
+        if let Some(journal) = &mut self.journal {
+            journal.ended(machine, end).map_err(RunError::Journal)?;
+        }
+        Ok(end)
+    }
+
+    /// Run until the guest powers off, the host stops it or asks for a
+    /// snapshot, or it fails.
     pub fn run(&mut self, machine: &mut Machine) -> Result<RunEnd, RunError> {
-        self.anchor =
-            Instant::now() - Duration::from_nanos(machine.mtime().saturating_mul(NS_PER_TICK));
+        if self.anchor.is_none() {
+            let guest = Duration::from_nanos(machine.mtime().saturating_mul(NS_PER_TICK));
+            self.anchor = Some(Instant::now() - guest);
+        }
         loop {
-            if self.poll_events() {
-                return Ok(RunEnd::Stopped);
+            if let Some(end) = self.poll_events() {
+                return self.end(machine, end);
             }
-            self.feed_console(machine);
-            self.feed_net(machine);
-            match machine.step()? {
-                Step::Ran => self.catch_up(machine),
+            self.feed_console(machine)?;
+            self.feed_net(machine)?;
+            let step = machine.step()?;
+            if let Some(journal) = &mut self.journal {
+                journal.stepped(machine).map_err(RunError::Journal)?;
+            }
+            match step {
+                Step::Ran => self.catch_up(machine)?,
                 Step::Idle => {
                     if let Some(end) = self.idle(machine)? {
-                        return Ok(end);
+                        return self.end(machine, end);
                     }
                 }
-                Step::Reset => self.anchor = Instant::now(),
-                Step::Poweroff(code) => return Ok(RunEnd::Poweroff(code)),
+                Step::Reset => self.anchor = Some(Instant::now()),
+                Step::Poweroff(code) => return self.end(machine, RunEnd::Poweroff(code)),
                 Step::TrapStorm { hart, pc, cause } => {
                     return Err(RunError::TrapStorm { hart, pc, cause })
                 }
@@ -115,28 +172,28 @@ impl Runner {
         }
     }
 
-    /// Take whatever events are waiting; true if asked to stop.
-    fn poll_events(&mut self) -> bool {
+    /// Take whatever events are waiting; `Some` if one ends the run.
+    fn poll_events(&mut self) -> Option<RunEnd> {
         while self.events_open {
             match self.events.try_recv() {
                 Ok(event) => {
-                    if self.accept(event) {
-                        return true;
+                    if let Some(end) = self.accept(event) {
+                        return Some(end);
                     }
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => self.events_open = false,
             }
         }
-        false
+        None
     }
 
-    /// Queue one event; true if it asks to stop.
-    fn accept(&mut self, event: HostEvent) -> bool {
+    /// Queue one event; `Some` if it ends the run.
+    fn accept(&mut self, event: HostEvent) -> Option<RunEnd> {
         match event {
             HostEvent::Console(bytes) => {
                 self.pending.extend(bytes);
-                false
+                None
             }
             HostEvent::Net { nic, frame } => {
                 if self.frames.len() <= nic {
@@ -145,46 +202,52 @@ impl Runner {
                 if self.frames[nic].len() < NET_BACKLOG {
                     self.frames[nic].push_back(frame);
                 }
-                false
+                None
             }
-            HostEvent::Stop => true,
+            HostEvent::Stop => Some(RunEnd::Stopped),
+            HostEvent::Save => Some(RunEnd::SaveRequested),
         }
     }
 
     /// Give each NIC the waiting frames it has receive buffers for.
-    fn feed_net(&mut self, machine: &mut Machine) {
-        for (nic, queue) in self.frames.iter_mut().enumerate() {
-            while !queue.is_empty() && machine.net_rx_ready(nic) {
-                if let Some(frame) = queue.pop_front() {
-                    machine.input(Input::Net { nic, frame });
-                }
+    fn feed_net(&mut self, machine: &mut Machine) -> Result<(), RunError> {
+        for nic in 0..self.frames.len() {
+            while machine.net_rx_ready(nic) {
+                let Some(frame) = self.frames[nic].pop_front() else {
+                    break;
+                };
+                self.apply(machine, Input::Net { nic, frame })?;
             }
         }
+        Ok(())
     }
 
     /// Give the UART as many pending bytes as it has room for.
-    fn feed_console(&mut self, machine: &mut Machine) {
+    fn feed_console(&mut self, machine: &mut Machine) -> Result<(), RunError> {
         let n = machine.console_room().min(self.pending.len());
         if n > 0 {
             let bytes: Vec<u8> = self.pending.drain(..n).collect();
-            machine.input(Input::Console(bytes));
+            self.apply(machine, Input::Console(bytes))?;
         }
+        Ok(())
     }
 
     /// Guest time that real time has reached, in ticks.
     fn host_ticks(&self) -> u64 {
-        let ns = self.anchor.elapsed().as_nanos() / u128::from(NS_PER_TICK);
+        let anchor = self.anchor.unwrap_or_else(Instant::now);
+        let ns = anchor.elapsed().as_nanos() / u128::from(NS_PER_TICK);
         u64::try_from(ns).unwrap_or(u64::MAX)
     }
 
-    fn catch_up(&self, machine: &mut Machine) {
+    fn catch_up(&mut self, machine: &mut Machine) -> Result<(), RunError> {
         if self.pacing != Pacing::RealTime {
-            return;
+            return Ok(());
         }
         let (host, guest) = (self.host_ticks(), machine.mtime());
         if host > guest.saturating_add(CATCH_UP_SLACK) {
-            machine.input(Input::ClockWarp(host - guest));
+            self.apply(machine, Input::ClockWarp(host - guest))?;
         }
+        Ok(())
     }
 
     /// Every hart waits: wait for the next deadline or an event, then warp
@@ -194,13 +257,14 @@ impl Runner {
         let wait = match (self.pacing, deadline) {
             (Pacing::FastForward, Some(_)) => Some(Duration::ZERO),
             (Pacing::RealTime, Some(d)) => {
-                let at = self.anchor + Duration::from_nanos(d.saturating_mul(NS_PER_TICK));
+                let anchor = self.anchor.unwrap_or_else(Instant::now);
+                let at = anchor + Duration::from_nanos(d.saturating_mul(NS_PER_TICK));
                 Some(at.saturating_duration_since(Instant::now()))
             }
             (_, None) => None,
         };
         match self.wait_event(wait) {
-            Waited::Stop => return Ok(Some(RunEnd::Stopped)),
+            Waited::End(end) => return Ok(Some(end)),
             Waited::Event => {
                 // Input arrived before the deadline: guest time moves to now.
                 let target = match deadline {
@@ -208,17 +272,26 @@ impl Runner {
                     None => self.host_ticks(),
                 };
                 if self.pacing == Pacing::RealTime {
-                    warp_to(machine, target);
+                    self.warp_to(machine, target)?;
                 }
             }
             Waited::Timeout => {
                 if let Some(d) = deadline {
-                    warp_to(machine, d);
+                    self.warp_to(machine, d)?;
                 }
             }
             Waited::Never => return Err(RunError::Hung),
         }
         Ok(None)
+    }
+
+    /// Warp guest time forward to `target` ticks (never backwards).
+    fn warp_to(&mut self, machine: &mut Machine, target: u64) -> Result<(), RunError> {
+        let now = machine.mtime();
+        if target > now {
+            self.apply(machine, Input::ClockWarp(target - now))?;
+        }
+        Ok(())
     }
 
     /// Block for an event for up to `wait` (forever if `None`).
@@ -242,10 +315,9 @@ impl Runner {
             };
             match got {
                 Ok(event) => {
-                    return if self.accept(event) {
-                        Waited::Stop
-                    } else {
-                        Waited::Event
+                    return match self.accept(event) {
+                        Some(end) => Waited::End(end),
+                        None => Waited::Event,
                     };
                 }
                 Err(RecvTimeoutError::Timeout) => return Waited::Timeout,
@@ -257,16 +329,8 @@ impl Runner {
 
 enum Waited {
     Event,
-    Stop,
+    End(RunEnd),
     Timeout,
     /// No deadline and no event can ever come.
     Never,
-}
-
-/// Warp guest time forward to `target` ticks (never backwards).
-fn warp_to(machine: &mut Machine, target: u64) {
-    let now = machine.mtime();
-    if target > now {
-        machine.input(Input::ClockWarp(target - now));
-    }
 }

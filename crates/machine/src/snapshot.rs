@@ -2,7 +2,7 @@
 //! position, boot images, RAM and the identity of the disk layer they
 //! belong to, in one versioned, checksummed file.
 //!
-//! # File format (version 1)
+//! # File format (version 2)
 //!
 //! ```text
 //! 0        preamble, 80 bytes: magic "LSTPSNAP", format version (u32 LE),
@@ -12,7 +12,8 @@
 //! 64 KiB-  RAM section (see below)
 //! aligned
 //! ...      state section (postcard): config, harts, devices, clock,
-//!          icount, scheduling position, reset ROM, VM uuid, state hash
+//!          icount, scheduling position, reset ROM, VM uuid, state hash,
+//!          the clusters written to each disk (`tracked_disk`)
 //! ...      disk layer section (postcard): each disk's slot and identity
 //! end      index (postcard): offset, length and blake3 of each section,
 //!          the RAM layout and one blake3 per 1 MiB chunk of RAM
@@ -63,7 +64,11 @@
 //! disk's [`DiskIdentity`] (paths, stat fingerprint, content digest; see
 //! `disk::DiskIdentity` for why). Restore takes disks the caller opened
 //! (from the paths the snapshot names: [`open_disks`]) and refuses any that
-//! is missing or changed.
+//! is missing or changed. The state section carries each disk's written
+//! clusters and their hashes ([`ClusterRecord`]): they are the disks' part
+//! of the state hash, which a restored run must continue exactly. A
+//! verified restore reads the written non-zero clusters back instead of
+//! trusting the recorded hashes.
 //!
 //! # Devices
 //!
@@ -88,18 +93,21 @@
 //! The sparse layout takes page writes in any order, so a pre-copy save
 //! (`--save` without a long pause, FT redundancy, migration) can write all
 //! of RAM while the guest runs, then rewrite the pages the dirty bitmap
-//! ([`Ram::take_dirty`]) reports, round after round, and finish with a
-//! short stop for the last dirty pages, the state and the disk layer. That
-//! needs the bitmap to itself (one consumer per generation). A machine
-//! restored from a snapshot keeps its RAM in a private mapping of that
-//! file, so copying its clean pages costs page-cache reads, not guest time.
+//! ([`Ram::take_dirty`], with a `DirtyTracker` of its own, so the state
+//! hash's tracking is not disturbed) reports, round after round, and
+//! finish with a short stop for the last dirty pages, the state and the
+//! disk layer. A machine restored from a snapshot keeps its RAM in a
+//! private mapping of that file, so copying its clean pages costs
+//! page-cache reads, not guest time.
 
 use crate::board::{Board, Devices};
 use crate::clock::Clock;
 use crate::devices::{Clint, Plic, Rtc, Uart, VmGenId};
+use crate::hash::RamHasher;
 use crate::io::Output;
 use crate::layout::{MAX_HARTS, RAM_BASE, ROM_SIZE, VIRTIO_SLOTS};
 use crate::machine::{virtio_devices, BootImages, Machine, MachineConfig, MachineError, QUANTUM};
+use crate::tracked_disk::{ClusterRecord, TrackedDisk};
 use crate::virtio::{Device, VirtioMmio, VirtioSpec};
 use disk::{BlockDevice, DiskError, DiskIdentity, IdentityMismatch};
 use riscv::ram::{RamError, PAGE_SIZE};
@@ -118,7 +126,7 @@ pub use measure::{measure, MeasureSpec, Measurement};
 
 pub const MAGIC: [u8; 8] = *b"LSTPSNAP";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const PREAMBLE_LEN: usize = 80;
 /// Where the boot images start (the preamble's page ends before).
 const IMAGES_OFFSET: u64 = 4096;
@@ -549,6 +557,8 @@ struct StateOut<'a> {
     current: u64,
     turn_retired: u64,
     rom: &'a [u8],
+    /// One per disk, in slot order.
+    disk_clusters: Vec<ClusterRecord>,
 }
 
 /// ... and as read: the same fields in the same order.
@@ -564,6 +574,7 @@ struct State {
     current: u64,
     turn_retired: u64,
     rom: Vec<u8>,
+    disk_clusters: Vec<ClusterRecord>,
 }
 
 // ----- saving ------------------------------------------------------------
@@ -591,6 +602,7 @@ impl Machine {
         self.harts.iter_mut().for_each(Hart::after_restore);
         let disks = self.disk_records(path)?;
         let state_hash = self.state_hash().map_err(save_err)?;
+        let disk_clusters = self.disk_clusters(path)?;
 
         let io = |source| SnapshotError::Io {
             path: path.to_path_buf(),
@@ -620,6 +632,7 @@ impl Machine {
             current: self.current as u64,
             turn_retired: self.turn_retired,
             rom: &self.board.rom,
+            disk_clusters,
         };
         let state = write_postcard(file, ram_end, &state, path)?;
         let disks = write_postcard(file, state.offset + state.len, &disks, path)?;
@@ -641,7 +654,7 @@ impl Machine {
         let mut records = Vec::new();
         for (slot, disk) in self.board.disks.iter().enumerate() {
             if let Some(disk) = disk {
-                let identity = DiskIdentity::of(&**disk).map_err(|source| SnapshotError::Disk {
+                let identity = DiskIdentity::of(disk).map_err(|source| SnapshotError::Disk {
                     path: path.to_path_buf(),
                     slot,
                     source,
@@ -654,6 +667,21 @@ impl Machine {
             }
         }
         Ok(records)
+    }
+
+    /// The clusters written to each disk, in slot order.
+    fn disk_clusters(&mut self, path: &Path) -> Result<Vec<ClusterRecord>, SnapshotError> {
+        let disks = self.board.disks.iter_mut().enumerate();
+        let tracked = disks.filter_map(|(slot, d)| Some((slot, d.as_mut()?)));
+        tracked
+            .map(|(slot, disk)| {
+                disk.record().map_err(|source| SnapshotError::Disk {
+                    path: path.to_path_buf(),
+                    slot,
+                    source,
+                })
+            })
+            .collect()
     }
 }
 
@@ -1133,9 +1161,10 @@ impl Machine {
             .map_err(|e| r.corrupt(Section::State, e.to_string()))?;
         r.check_state(&state, &config, &fresh_virtio)?;
         r.check_disk_slots(&records, &backends)?;
+        let disks = r.tracked_disks(backends, &state.disk_clusters, options.verify)?;
         let ram = r.ram(options.verify)?;
         state.harts.iter_mut().for_each(Hart::after_restore);
-        let machine = Machine {
+        let mut machine = Machine {
             config,
             harts: state.harts,
             ram,
@@ -1146,11 +1175,12 @@ impl Machine {
                 output,
                 icount_base: 0,
                 finish: None,
-                disks: backends,
+                disks,
             },
             icount: state.icount,
             current: state.current as usize,
             turn_retired: state.turn_retired,
+            ram_hasher: RamHasher::new(),
         };
         if options.verify {
             let hash = machine
@@ -1327,6 +1357,36 @@ impl Reader {
         Ok(())
     }
 
+    /// The disks, tracked with the written clusters the state recorded
+    /// (`reread`: the non-zero ones are read back at the next state hash).
+    fn tracked_disks(
+        &self,
+        backends: Vec<Option<Box<dyn BlockDevice>>>,
+        clusters: &[ClusterRecord],
+        reread: bool,
+    ) -> Result<Vec<Option<TrackedDisk>>, SnapshotError> {
+        let disks = backends.iter().filter(|b| b.is_some()).count();
+        if clusters.len() != disks {
+            return Err(self.corrupt(
+                Section::State,
+                format!("written clusters of {} disks for {disks}", clusters.len()),
+            ));
+        }
+        let mut records = clusters.iter().enumerate();
+        let mut track = |inner| {
+            let (n, record) = records.next().ok_or_else(|| {
+                self.corrupt(Section::State, "fewer written-cluster records than disks")
+            })?;
+            TrackedDisk::restored(inner, record, reread).map_err(|e| {
+                self.corrupt(Section::State, format!("written clusters of disk {n}: {e}"))
+            })
+        };
+        backends
+            .into_iter()
+            .map(|backend| backend.map(&mut track).transpose())
+            .collect()
+    }
+
     /// Guest RAM: mapped lazily (sparse) or decompressed (zstd).
     fn ram(&self, verify: bool) -> Result<Ram, SnapshotError> {
         let rec = &self.index.ram;
@@ -1346,7 +1406,6 @@ impl Reader {
             RamLayout::Zstd { chunks, .. } => {
                 let mut ram = Ram::new(rec.base, rec.size).map_err(ram_err)?;
                 self.decompress(&mut ram, chunks)?;
-                ram.take_dirty(); // restored RAM starts clean, as a mapped one does
                 Ok(ram)
             }
         }

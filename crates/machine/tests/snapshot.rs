@@ -6,16 +6,18 @@
 mod common;
 
 use common::*;
-use disk::{BlockDevice, IdentityMismatch, MemDisk};
+use disk::{BlockDevice, Contents, IdentityMismatch, MemDisk};
 use machine::snapshot::{
     self, RamEncoding, RestoreOptions, SaveOptions, Section, SnapshotError, SnapshotInfo,
 };
 use machine::virtio::slot_base;
-use machine::{Input, Machine, Step, VirtioSpec};
+use machine::{Input, Machine, MachineConfig, Step, VirtioSpec};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 const A3: u32 = 13;
+const A4: u32 = 14;
+const A5: u32 = 15;
 const RAM: u64 = 0x8000_0000;
 const DESC: u64 = RAM + 0x1000;
 const AVAIL: u64 = RAM + 0x2000;
@@ -68,10 +70,39 @@ fn blk_write(a: &mut Asm, base: u64) {
     a.sw(ZERO, 0x50, T0); // QueueNotify(0)
 }
 
+/// `RAM + offset` into `rd` without sign extension; clobbers `scratch`.
+fn ram_addr_via(a: &mut Asm, rd: u32, scratch: u32, pa: u64) {
+    a.li(rd, 1)
+        .slli(rd, rd, 31)
+        .li(scratch, (pa - RAM) as i32)
+        .or(rd, rd, scratch);
+}
+
+/// In iteration `iteration` of its loop, hart 0 writes the sector again,
+/// its first 8 bytes replaced by the iteration count (avail ring entry 1
+/// reuses descriptor chain 0).
+fn blk_rewrite(a: &mut Asm, base: u64, iteration: i32) {
+    a.bne(A0, ZERO, "no_rewrite")
+        .li(A4, iteration)
+        .bne(A3, A4, "no_rewrite");
+    ram_addr_via(a, A5, A4, BUF);
+    a.sd(A3, 0, A5);
+    ram_addr_via(a, A5, A4, AVAIL);
+    a.li(A4, 2 << 16).sw(A4, 0, A5); // flags 0, idx 2
+    a.li(A4, base as i32).sw(ZERO, 0x50, A4); // QueueNotify(0)
+    a.label("no_rewrite");
+}
+
 /// Every hart: spin a while, store an iteration count into a new place
 /// in RAM, print a letter, arm its timer a little ahead and wait for it.
 /// With `disk_slot`, hart 0 first writes a sector of that disk.
 fn program(disk_slot: Option<usize>) -> Vec<u8> {
+    program_with_rewrite(disk_slot, None)
+}
+
+/// [`program`]; with `rewrite`, hart 0 also writes the sector again in
+/// that iteration of its loop ([`blk_rewrite`]).
+fn program_with_rewrite(disk_slot: Option<usize>, rewrite: Option<i32>) -> Vec<u8> {
     let mut a = Asm::new();
     a.csrr(A0, MHARTID).bne(A0, ZERO, "main");
     if let Some(slot) = disk_slot {
@@ -93,8 +124,11 @@ fn program(disk_slot: Option<usize>) -> Vec<u8> {
         .label("inner")
         .addi(A1, A1, -1)
         .bne(A1, ZERO, "inner")
-        .addi(A3, A3, 1)
-        .sd(A3, 0, T2)
+        .addi(A3, A3, 1);
+    if let (Some(slot), Some(iteration)) = (disk_slot, rewrite) {
+        blk_rewrite(&mut a, slot_base(slot), iteration);
+    }
+    a.sd(A3, 0, T2)
         .addi(T2, T2, 2040)
         .li(T1, 0x1000_0000)
         .addi(A1, A0, 'a' as i32)
@@ -231,7 +265,7 @@ fn restored_run_matches_uninterrupted(cpus: usize, ram: RamEncoding) {
     assert_eq!(console_after(&saved_out, at_save), want_console);
 
     // A verified restore checks every RAM chunk and the state hash.
-    let checked = verified(&path, Vec::new()).unwrap();
+    let mut checked = verified(&path, Vec::new()).unwrap();
     assert_eq!(checked.state_hash().unwrap(), hash_at_save);
 }
 
@@ -412,6 +446,129 @@ fn memory_disk_identity_covers_the_guests_writes() {
     assert_eq!(restored.state_hash().unwrap(), m.state_hash().unwrap());
 }
 
+// ----- disks in the state hash ---------------------------------------------
+
+/// The loop iteration in which hart 0 writes the disk again: after N,
+/// before N + M (checked by the test).
+const REWRITE_AT: i32 = 450;
+
+fn rewrite_config() -> MachineConfig {
+    let mut cfg = config(program_with_rewrite(Some(0), Some(REWRITE_AT)), 1);
+    cfg.virtio = vec![VirtioSpec::Block {
+        serial: "vda".into(),
+    }];
+    cfg
+}
+
+fn memory_disk(contents: Vec<u8>) -> Vec<Box<dyn BlockDevice>> {
+    vec![Box::new(MemDisk::with_contents(contents, false))]
+}
+
+fn disk_bytes(m: &Machine) -> Vec<u8> {
+    match m.disks().next().map(|d| d.contents()) {
+        Some(Contents::Memory(bytes)) => bytes.to_vec(),
+        _ => panic!("the machine has no memory disk"),
+    }
+}
+
+fn sector_bytes(disk: &[u8]) -> &[u8] {
+    &disk[SECTOR as usize * 512..][..512]
+}
+
+/// Run to `until` like [`drive`], taking the state hash after every step
+/// or only at the end.
+fn drive_hashing(m: &mut Machine, until: u64, every_step: bool) -> [u8; 32] {
+    while m.icount() < until {
+        drive(m, m.icount() + 1);
+        if every_step {
+            m.state_hash().unwrap();
+        }
+    }
+    m.state_hash().unwrap()
+}
+
+#[test]
+fn disk_written_before_and_after_a_snapshot_continues_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("m.snapshot");
+    let out = || Box::new(SharedOutput::default());
+    let blank = || memory_disk(vec![0; DISK_BYTES]);
+
+    let mut reference = Machine::with_disks(rewrite_config(), out(), blank()).unwrap();
+    drive(&mut reference, N + M);
+
+    let mut saved = Machine::with_disks(rewrite_config(), out(), blank()).unwrap();
+    drive(&mut saved, N);
+    let at_n = disk_bytes(&saved);
+    assert_eq!(sector_bytes(&at_n), sector_data(), "written once by N");
+    let hash_at_save = saved.state_hash().unwrap();
+    let info = saved.save_snapshot(&snap).unwrap();
+    assert_eq!(info.state_hash, hash_at_save);
+
+    // The written clusters come back with the snapshot: same hash at N,
+    // and the same at N + M after the second write.
+    let mut restored = restore(&snap, memory_disk(at_n.clone())).unwrap();
+    assert_eq!(restored.state_hash().unwrap(), hash_at_save);
+    drive(&mut restored, N + M);
+    assert_eq!(restored.icount(), reference.icount());
+    let end = disk_bytes(&restored);
+    let rewritten = (REWRITE_AT as u64).to_le_bytes();
+    assert_eq!(sector_bytes(&end)[..8], rewritten, "written again after N");
+    assert_eq!(end, disk_bytes(&reference));
+    let want = reference.state_hash().unwrap();
+    assert_eq!(restored.state_hash().unwrap(), want, "restored run");
+    drive(&mut saved, N + M);
+    assert_eq!(saved.state_hash().unwrap(), want, "saving disturbs nothing");
+
+    // A verified restore reads the written clusters back: same hash.
+    let mut checked = verified(&snap, memory_disk(at_n)).unwrap();
+    assert_eq!(checked.state_hash().unwrap(), hash_at_save);
+}
+
+#[test]
+fn written_disk_contents_are_part_of_the_state_hash() {
+    // Two disks that differ in sector 3, which the guest never writes, but
+    // which shares a 64 KiB cluster with the sector it writes.
+    let mut other = vec![0u8; DISK_BYTES];
+    other[3 * 512] = 1;
+    let out = || Box::new(SharedOutput::default());
+    let blank = memory_disk(vec![0; DISK_BYTES]);
+    let mut a = Machine::with_disks(blk_config(1), out(), blank).unwrap();
+    let mut b = Machine::with_disks(blk_config(1), out(), memory_disk(other)).unwrap();
+    assert_eq!(
+        a.state_hash().unwrap(),
+        b.state_hash().unwrap(),
+        "clusters never written are not hashed (replicas start equal)"
+    );
+    drive(&mut a, N);
+    drive(&mut b, N);
+    assert_eq!(a.icount(), b.icount());
+    assert_eq!(a.ram().as_slice(), b.ram().as_slice());
+    assert_ne!(
+        a.state_hash().unwrap(),
+        b.state_hash().unwrap(),
+        "the written cluster differs"
+    );
+}
+
+#[test]
+fn the_state_hash_does_not_depend_on_when_it_was_taken() {
+    let out = || Box::new(SharedOutput::default());
+    let blank = || memory_disk(vec![0; DISK_BYTES]);
+    let mut often = Machine::with_disks(rewrite_config(), out(), blank()).unwrap();
+    let mut once = Machine::with_disks(rewrite_config(), out(), blank()).unwrap();
+    let hash = drive_hashing(&mut often, N + M, true);
+    assert_eq!(drive_hashing(&mut once, N + M, false), hash);
+    assert_eq!(once.icount(), often.icount());
+    // And a machine hashed from scratch (restored: fresh RAM tracking,
+    // recorded clusters re-read) agrees.
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("m.snapshot");
+    often.save_snapshot(&snap).unwrap();
+    let mut fresh = verified(&snap, memory_disk(disk_bytes(&often))).unwrap();
+    assert_eq!(fresh.state_hash().unwrap(), hash);
+}
+
 // ----- bad files -------------------------------------------------------------
 
 /// A saved two-hart machine with a disk, and its file's sections.
@@ -522,15 +679,17 @@ fn wrong_magic_wrong_version_and_truncation_are_refused() {
     assert!(matches!(e, SnapshotError::BadMagic { .. }), "{e}");
 
     let mut bytes = std::fs::read(&good).unwrap();
-    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
-    let v2 = dir.path().join("v2.snapshot");
-    std::fs::write(&v2, &bytes).unwrap();
-    let e = restore_err(&v2, &disk);
+    let unknown = snapshot::FORMAT_VERSION + 1;
+    bytes[8..12].copy_from_slice(&unknown.to_le_bytes());
+    let newer = dir.path().join("newer.snapshot");
+    std::fs::write(&newer, &bytes).unwrap();
+    let e = restore_err(&newer, &disk);
     assert!(
-        matches!(e, SnapshotError::UnsupportedVersion { found: 2, .. }),
+        matches!(e, SnapshotError::UnsupportedVersion { found, .. } if found == unknown),
         "{e}"
     );
-    assert!(e.to_string().contains("version 2 is not supported"), "{e}");
+    let message = format!("version {unknown} is not supported");
+    assert!(e.to_string().contains(&message), "{e}");
 
     for keep in [0, 40, info.file_bytes / 2, info.file_bytes - 1] {
         let cut = dir.path().join(format!("cut-{keep}.snapshot"));

@@ -49,6 +49,7 @@
 //! | 0x04 | input `Entropy`       | `len: varint, bytes` |
 //! | 0x05 | input `HostCommand`   | `command: u8` then: 0x01 `PowerButton` (nothing); 0x02 `LinkState` `nic: u8, up: u8 (0/1)`; 0x03 `DeviceAttach` `slot: u8, len: varint, spec bytes`; 0x04 `DeviceDetach` `slot: u8` |
 //! | 0x40 | `Progress`            | nothing: no input occurs before this record's icount |
+//! | 0x42 | `Checkpoint`          | `state_hash: 32 bytes` (blake3 state hash of the machine at this icount) |
 //! | 0x41 | `Output`              | `channel: u8` (0x00 console; 0x01 net, then `nic: u8`), `len: varint` (output length in bytes), `hash: 16 bytes` (blake3 of the output, truncated) |
 //! | 0x80 | `Control`             | `control: u8` then: 0x01 `PowerOff` `reason: u8` (0x01 guest power-off, 0x02 guest reset, 0x03 host stop); 0x02 `ConfigChange` `len: varint, bytes` |
 //!
@@ -87,6 +88,7 @@ mod codec;
 mod error;
 mod reader;
 mod record;
+pub mod session;
 mod varint;
 mod writer;
 

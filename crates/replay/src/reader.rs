@@ -236,7 +236,7 @@ fn summarize<R: Read>(mut reader: LogReader<R>) -> Result<LogSummary, ReadError>
         match record.kind {
             RecordKind::Input(_) => inputs += 1,
             RecordKind::Output { .. } => outputs += 1,
-            RecordKind::Progress | RecordKind::Control(_) => {}
+            RecordKind::Progress | RecordKind::Control(_) | RecordKind::Checkpoint { .. } => {}
         }
     }
     Ok(LogSummary {

@@ -30,6 +30,9 @@ pub enum RecordKind {
     },
     /// A VMM-level event that is not guest input.
     Control(Control),
+    /// The machine's state hash (`Machine::state_hash`) at the record's
+    /// icount: a replay must reach the same state there.
+    Checkpoint { state_hash: [u8; 32] },
 }
 
 /// Input events (DESIGN §3.3).
@@ -119,6 +122,7 @@ pub(crate) mod tag {
     pub const HOST_COMMAND: u8 = 0x05;
     pub const PROGRESS: u8 = 0x40;
     pub const OUTPUT: u8 = 0x41;
+    pub const CHECKPOINT: u8 = 0x42;
     pub const CONTROL: u8 = 0x80;
 
     pub const HOST_POWER_BUTTON: u8 = 0x01;
@@ -161,6 +165,7 @@ impl RecordKind {
             RecordKind::Input(Input::HostCommand(_)) => tag::HOST_COMMAND,
             RecordKind::Progress => tag::PROGRESS,
             RecordKind::Output { .. } => tag::OUTPUT,
+            RecordKind::Checkpoint { .. } => tag::CHECKPOINT,
             RecordKind::Control(_) => tag::CONTROL,
         }
     }
@@ -179,6 +184,7 @@ impl RecordKind {
                 out.extend_from_slice(&hash.0);
             }
             RecordKind::Control(control) => encode_control(control, out),
+            RecordKind::Checkpoint { state_hash } => out.extend_from_slice(state_hash),
         }
     }
 
@@ -202,6 +208,9 @@ impl RecordKind {
                 hash: OutputHash(body.array()?),
             },
             tag::CONTROL => RecordKind::Control(decode_control(body)?),
+            tag::CHECKPOINT => RecordKind::Checkpoint {
+                state_hash: body.array()?,
+            },
             tag => {
                 return Err(BodyError::UnknownTag {
                     what: "record kind",

@@ -186,7 +186,7 @@ fn icount_cannot_overflow() {
 
 #[test]
 fn unknown_record_kind() {
-    for tag in [0x00, 0x06, 0x3f, 0x42, 0x81, 0xff] {
+    for tag in [0x00, 0x06, 0x3f, 0x43, 0x81, 0xff] {
         let log = raw_log(&[raw_frame(tag, &[0, 0])]);
         let error = strict_error(&log);
         assert!(

@@ -2,13 +2,24 @@
 //!
 //! Besides the bytes, RAM keeps two pieces of bookkeeping that every writer
 //! (harts and device DMA alike) must update, which is why all writes go
-//! through this type: a dirty-page bitmap (for incremental state hashes,
+//! through this type: dirty-page tracking (for incremental state hashes,
 //! snapshots and live migration) and the decoded-instruction cache of each
 //! page, dropped when the page is written.
+//!
+//! # Several dirty-page consumers
+//!
+//! Each consumer (the state hash, a pre-copy snapshot, ...) registers a
+//! [`DirtyTracker`] and gets its own view: [`Ram::take_dirty`] reports the
+//! pages written since *that* tracker last took them, so no consumer can
+//! steal another's dirtiness. A guest store still sets one bit in one
+//! shared bitmap (the hot path stays a single OR); that bitmap is folded
+//! into every tracker's own bitmap when one of them takes its pages, which
+//! costs one pass over the bitmap words (2 048 for 512 MiB).
 
 use crate::decode::DecodedPage;
 use memmap2::{MmapMut, MmapOptions};
 use std::fs::File;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub const PAGE_SHIFT: u32 = 12;
 pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
@@ -33,11 +44,27 @@ pub enum RamError {
     },
 }
 
+/// One consumer's registration for dirty pages of one [`Ram`] (see the
+/// module docs). Not `Clone`: two consumers need two trackers.
+#[derive(Debug)]
+#[must_use = "a tracker is the only way to take its dirty pages"]
+pub struct DirtyTracker {
+    /// The [`Ram`] it belongs to (RAM replaced on reset is another one).
+    ram: u64,
+    slot: usize,
+}
+
+/// Tells [`Ram`]s apart for [`DirtyTracker`]s; never guest-visible.
+static NEXT_RAM_ID: AtomicU64 = AtomicU64::new(0);
+
 pub struct Ram {
     base: u64,
     mem: MmapMut,
-    /// One bit per page written since the last [`Ram::take_dirty`].
+    /// One bit per page written since the trackers last took their pages.
     dirty: Vec<u64>,
+    /// Each tracker's own bitmap (`None`: a freed slot).
+    trackers: Vec<Option<Vec<u64>>>,
+    id: u64,
     /// Decoded instructions per page, built lazily by the harts.
     pub(crate) decoded: Vec<Option<Box<DecodedPage>>>,
     /// Bumped whenever a decoded page is dropped, so a hart holding a
@@ -102,6 +129,8 @@ impl Ram {
             base,
             mem,
             dirty: vec![0; pages.div_ceil(64)],
+            trackers: Vec::new(),
+            id: NEXT_RAM_ID.fetch_add(1, Ordering::Relaxed),
             decoded: (0..pages).map(|_| None).collect(),
             code_epoch: 0,
         }
@@ -190,18 +219,63 @@ impl Ram {
         self.write(pa, &v.to_le_bytes())
     }
 
-    /// Page indices written since the last call, in ascending order; clears
-    /// the bitmap.
-    pub fn take_dirty(&mut self) -> Vec<usize> {
+    /// Register a new dirty-page consumer. Its first [`Ram::take_dirty`]
+    /// reports the pages written from now on (anything earlier it must
+    /// read in full anyway).
+    pub fn track_dirty(&mut self) -> DirtyTracker {
+        self.fold_dirty(); // earlier writes belong to the existing trackers
+        let bitmap = vec![0; self.dirty.len()];
+        let slot = match self.trackers.iter().position(Option::is_none) {
+            Some(free) => {
+                self.trackers[free] = Some(bitmap);
+                free
+            }
+            None => {
+                self.trackers.push(Some(bitmap));
+                self.trackers.len() - 1
+            }
+        };
+        DirtyTracker { ram: self.id, slot }
+    }
+
+    /// Stop tracking for `tracker` (a tracker of other RAM is ignored).
+    pub fn untrack_dirty(&mut self, tracker: DirtyTracker) {
+        if tracker.ram == self.id {
+            self.trackers[tracker.slot] = None;
+        }
+    }
+
+    /// Page indices written since `tracker` last took them (or was
+    /// registered), in ascending order. `None` if `tracker` belongs to
+    /// other RAM (e.g. this RAM replaced it on reset): the consumer must
+    /// then treat every page as written and register anew.
+    pub fn take_dirty(&mut self, tracker: &DirtyTracker) -> Option<Vec<usize>> {
+        if tracker.ram != self.id {
+            return None;
+        }
+        self.fold_dirty();
+        let bitmap = self.trackers.get_mut(tracker.slot)?.as_mut()?;
         let mut out = Vec::new();
-        for (w, word) in self.dirty.iter_mut().enumerate() {
+        for (w, word) in bitmap.iter_mut().enumerate() {
             let mut bits = std::mem::take(word);
             while bits != 0 {
                 out.push(w * 64 + bits.trailing_zeros() as usize);
                 bits &= bits - 1;
             }
         }
-        out
+        Some(out)
+    }
+
+    /// Move the shared bitmap's bits into every tracker's own.
+    fn fold_dirty(&mut self) {
+        for (w, word) in self.dirty.iter_mut().enumerate() {
+            let bits = std::mem::take(word);
+            if bits != 0 {
+                for bitmap in self.trackers.iter_mut().flatten() {
+                    bitmap[w] |= bits;
+                }
+            }
+        }
     }
 
     /// Forget every decoded instruction (`fence.i`, or a bulk change).
@@ -263,14 +337,15 @@ mod tests {
         file.write_all(&image).unwrap();
 
         let mut ram = Ram::from_file(0x8000_0000, &file, PAGE_SIZE, 2 * PAGE_SIZE).unwrap();
+        let tracker = ram.track_dirty();
         assert_eq!(ram.size(), 2 * PAGE_SIZE);
         assert_eq!(ram.slice(0x8000_0005, 1).unwrap(), [0xab]);
         assert_eq!(ram.read_u32(0x8000_1000), Some(0xcd));
-        assert!(ram.take_dirty().is_empty(), "a fresh mapping is clean");
+        assert_eq!(ram.take_dirty(&tracker), Some(vec![]), "reads are clean");
 
         assert!(ram.write_u32(0x8000_1000, 0x1234_5678));
         assert_eq!(ram.read_u32(0x8000_1000), Some(0x1234_5678));
-        assert_eq!(ram.take_dirty(), [1]);
+        assert_eq!(ram.take_dirty(&tracker), Some(vec![1]));
         let mut on_disk = vec![0u8; image.len()];
         std::os::unix::fs::FileExt::read_exact_at(&file, &mut on_disk, 0).unwrap();
         assert_eq!(on_disk, image, "guest writes never reach the file");
@@ -294,5 +369,32 @@ mod tests {
             err(!0xfff, PAGE_SIZE),
             RamError::BeyondFile { .. }
         ));
+    }
+
+    #[test]
+    fn each_tracker_sees_every_write_once() {
+        let mut ram = Ram::new(0x1000, 200 * PAGE_SIZE).unwrap();
+        ram.write_u32(0x1000, 1); // before any tracker: reported to none
+        let hash = ram.track_dirty();
+        assert!(ram.write(0x1000 + 3 * PAGE_SIZE - 2, &[1, 2, 3, 4])); // pages 2, 3
+        let copy = ram.track_dirty();
+        ram.slice_mut(0x1000 + 150 * PAGE_SIZE, 1).unwrap()[0] = 7; // page 150
+
+        assert_eq!(ram.take_dirty(&hash), Some(vec![2, 3, 150]));
+        assert_eq!(ram.take_dirty(&hash), Some(vec![]), "taken");
+        ram.write_u64(0x1000 + 64 * PAGE_SIZE, 9); // page 64
+        assert_eq!(
+            ram.take_dirty(&copy),
+            Some(vec![64, 150]),
+            "the other tracker's take stole nothing"
+        );
+        assert_eq!(ram.take_dirty(&hash), Some(vec![64]));
+
+        ram.untrack_dirty(copy);
+        let again = ram.track_dirty(); // reuses the freed slot, clean
+        assert_eq!(ram.take_dirty(&again), Some(vec![]));
+
+        let mut other = Ram::new(0x1000, PAGE_SIZE).unwrap();
+        assert_eq!(other.take_dirty(&hash), None, "a tracker of other RAM");
     }
 }

@@ -15,6 +15,8 @@ pub const PROMPT: &str = "/ # ";
 pub struct Guest {
     pub child: Child,
     chunks: Receiver<Vec<u8>>,
+    /// lockstep's own messages (also echoed to the test's stderr).
+    stderr_lines: Receiver<String>,
     pub console: String,
     /// Everything before this offset has been matched already.
     seen: usize,
@@ -28,24 +30,43 @@ impl Guest {
     /// Boot with `lockstep run` started through `prefix` (e.g. `ip netns
     /// exec NS`), `append` added to the kernel command line.
     pub fn boot_with(prefix: &[&str], append: &str, extra: &[&str]) -> Guest {
+        let append = format!("console=ttyS0 quiet {append}");
+        let mut args = vec!["run", "--memory", "512M", "--console", "stdio"];
+        args.extend_from_slice(&["--append", &append]);
+        args.extend_from_slice(extra);
+        Self::launch(prefix, &args)
+    }
+
+    /// Start `lockstep` with exactly `args` (through `prefix`).
+    pub fn launch(prefix: &[&str], args: &[&str]) -> Guest {
         let lockstep = env!("CARGO_BIN_EXE_lockstep");
         let mut command = match prefix.split_first() {
-            Some((program, args)) => {
+            Some((program, rest)) => {
                 let mut c = Command::new(program);
-                c.args(args).arg(lockstep);
+                c.args(rest).arg(lockstep);
                 c
             }
             None => Command::new(lockstep),
         };
         let mut child = command
-            .args(["run", "--memory", "512M", "--console", "stdio"])
-            .args(["--append", &format!("console=ttyS0 quiet {append}")])
-            .args(extra)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
-            .expect("start lockstep run");
+            .expect("start lockstep");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (err_tx, stderr_lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("{line}");
+                if err_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
         let mut stdout = child.stdout.take().expect("piped stdout");
         let (tx, chunks) = mpsc::channel();
         std::thread::spawn(move || {
@@ -59,6 +80,7 @@ impl Guest {
         Guest {
             child,
             chunks,
+            stderr_lines,
             console: String::new(),
             seen: 0,
         }
@@ -83,6 +105,23 @@ impl Guest {
                         "timed out waiting for {needle:?}; console:\n{}",
                         self.console
                     );
+                }
+            }
+        }
+    }
+
+    /// Wait for a line from lockstep itself (not the guest) containing
+    /// `needle`; returns it.
+    pub fn expect_stderr(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr_lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = self.child.kill();
+                    panic!("no {needle:?} from lockstep; console:\n{}", self.console);
                 }
             }
         }

@@ -157,6 +157,7 @@ pub fn any_kind() -> impl Strategy<Value = RecordKind> {
     prop_oneof![
         input.prop_map(RecordKind::Input),
         Just(RecordKind::Progress),
+        any::<[u8; 32]>().prop_map(|state_hash| RecordKind::Checkpoint { state_hash }),
         (channel, any::<u64>(), any::<[u8; 16]>()).prop_map(|(channel, len, hash)| {
             RecordKind::Output {
                 channel,
