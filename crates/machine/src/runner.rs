@@ -6,7 +6,9 @@
 //! warps: an idle skip when every hart waits in WFI (sleep in real time
 //! until the next timer deadline or console input, then warp guest time to
 //! it, so an idle guest costs no host CPU) and catch-up when guest time
-//! falls behind real time. Later, record/replay logs exactly these calls.
+//! falls behind real time; when the guest runs faster than `mtime`'s
+//! nominal 160 MIPS, the runner waits for real time instead. Every input
+//! passes one [`Journal`] hook, which is what record mode logs.
 
 use crate::machine::{Machine, MachineError, Step};
 use crate::Input;
@@ -19,6 +21,9 @@ const NS_PER_TICK: u64 = 100;
 /// Catch up only when guest time is behind real time by more than this
 /// (in ticks: 1 ms), so warps stay few.
 const CATCH_UP_SLACK: u64 = 10_000;
+/// Wait for real time only when guest time is ahead by more than this (in
+/// ticks: 2 ms), so the waits are few and long enough to be worth a sleep.
+const AHEAD_SLACK: u64 = 20_000;
 /// Received frames a NIC may have waiting for guest buffers; more are
 /// dropped, as a switch port's queue would.
 const NET_BACKLOG: usize = 1024;
@@ -157,7 +162,11 @@ impl Runner {
                 journal.stepped(machine).map_err(RunError::Journal)?;
             }
             match step {
-                Step::Ran => self.catch_up(machine)?,
+                Step::Ran => {
+                    if let Some(end) = self.pace(machine)? {
+                        return self.end(machine, end);
+                    }
+                }
                 Step::Idle => {
                     if let Some(end) = self.idle(machine)? {
                         return self.end(machine, end);
@@ -239,15 +248,24 @@ impl Runner {
         u64::try_from(ns).unwrap_or(u64::MAX)
     }
 
-    fn catch_up(&mut self, machine: &mut Machine) -> Result<(), RunError> {
+    /// Keep guest time with real time: warp it forward when the guest runs
+    /// slower than real time; when it runs faster (more than 160 MIPS, the
+    /// rate `mtime` assumes), wait for real time to catch up, taking any
+    /// host events meanwhile.
+    fn pace(&mut self, machine: &mut Machine) -> Result<Option<RunEnd>, RunError> {
         if self.pacing != Pacing::RealTime {
-            return Ok(());
+            return Ok(None);
         }
         let (host, guest) = (self.host_ticks(), machine.mtime());
         if host > guest.saturating_add(CATCH_UP_SLACK) {
             self.apply(machine, Input::ClockWarp(host - guest))?;
+        } else if guest > host.saturating_add(AHEAD_SLACK) {
+            let ahead = Duration::from_nanos((guest - host).saturating_mul(NS_PER_TICK));
+            if let Waited::End(end) = self.wait_event(Some(ahead)) {
+                return Ok(Some(end));
+            }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Every hart waits: wait for the next deadline or an event, then warp
