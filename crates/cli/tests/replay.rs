@@ -162,3 +162,58 @@ fn a_two_hart_run_replays_exactly() {
     let log = record(dir.path(), "2");
     assert_replays(&log);
 }
+
+#[test]
+fn a_run_receiving_pings_over_a_socket_segment_replays_exactly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let segment = format!("socket:{}", dir.path().join("seg").display());
+    let log = dir.path().join("pinged.log");
+    let log_arg = log.to_str().expect("utf-8 temp path");
+    let mut a = Guest::boot_with(
+        &[],
+        "lockstep.ip=10.79.1.1/24",
+        &[
+            "--name",
+            "a",
+            "--net",
+            &segment,
+            "--rng-seed",
+            SEED,
+            "--record",
+            log_arg,
+        ],
+    );
+    let mut b = Guest::boot_with(
+        &[],
+        "lockstep.ip=10.79.1.2/24",
+        &["--name", "b", "--net", &segment],
+    );
+    a.expect(PROMPT);
+    b.expect(PROMPT);
+    let pings = b.run("ping -c 5 -W 5 10.79.1.1");
+    assert!(pings.contains("5 packets received"), "{pings}");
+    for mut g in [a, b] {
+        g.send("poweroff -f");
+        assert!(g.child.wait().expect("wait for lockstep").success());
+    }
+    let (_, all) = records(&log);
+    let frames = all
+        .iter()
+        .filter(|r| matches!(r.kind, RecordKind::Input(replay::Input::NetFrame { .. })))
+        .count();
+    assert!(frames >= 5, "only {frames} received frames were recorded");
+    let sent = all
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.kind,
+                RecordKind::Output {
+                    channel: OutputChannel::Net { nic: 0 },
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(sent >= 1, "no transmitted frames in the log");
+    assert_replays(&log);
+}
