@@ -30,6 +30,11 @@ pub enum BenchKind {
     Disk(crate::bench_disk::DiskBenchArgs),
     /// Guest <-> host TCP throughput over a TAP, under lockstep and QEMU TCG (needs root).
     Net(crate::bench_net::NetBenchArgs),
+    /// The cost of recording: the guest workloads plainly and with --record
+    /// (wall ratio, log size, bits per guest second), then a replay of the log.
+    Record(crate::bench_record::RecordBenchArgs),
+    /// Snapshot save and restore-to-first-instruction times.
+    Snapshot(crate::bench_snapshot::SnapshotBenchArgs),
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -37,6 +42,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Some(BenchKind::Mips { instructions }) => mips(instructions),
         Some(BenchKind::Disk(args)) => crate::bench_disk::run(args),
         Some(BenchKind::Net(args)) => crate::bench_net::run(args),
+        Some(BenchKind::Record(args)) => crate::bench_record::run(args),
+        Some(BenchKind::Snapshot(args)) => crate::bench_snapshot::run(args),
         None => crate::bench_guest::run(args.guest),
     }
 }

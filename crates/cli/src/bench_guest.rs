@@ -13,7 +13,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 /// The project's copy of `../shared/bench/guest-workloads.sh`.
-const WORKLOADS: &str = include_str!("../../../bench/guest-workloads.sh");
+pub const WORKLOADS: &str = include_str!("../../../bench/guest-workloads.sh");
 const APPEND: &str = "console=ttyS0 panic=-1 quiet";
 pub const QEMU: &str = "qemu-system-riscv64";
 
@@ -82,7 +82,12 @@ pub struct Scratch(PathBuf);
 
 impl Scratch {
     pub fn new(tag: &str) -> Result<Scratch, BenchError> {
-        let dir = std::env::temp_dir().join(format!("lockstep-{tag}-{}", std::process::id()));
+        Scratch::new_in(&std::env::temp_dir(), tag)
+    }
+
+    /// A scratch directory inside `parent`.
+    pub fn new_in(parent: &Path, tag: &str) -> Result<Scratch, BenchError> {
+        let dir = parent.join(format!("lockstep-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|source| BenchError::Temp {
             path: dir.clone(),
             source,

@@ -5,6 +5,8 @@ mod bench;
 mod bench_disk;
 mod bench_guest;
 mod bench_net;
+mod bench_record;
+mod bench_snapshot;
 mod disk;
 mod image;
 mod nics;
