@@ -77,3 +77,46 @@ fn create_and_info() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.qcow2"));
 }
+
+/// `lockstep run` with a bad `--disk` stops with one line naming the file,
+/// before the guest starts (exit 2).
+#[test]
+fn run_refuses_bad_disks_before_the_guest_starts() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let missing = dir.path().join("missing.qcow2");
+    let corrupt = dir.path().join("corrupt.qcow2");
+    // A qcow2 magic and version, then nonsense.
+    let mut bytes = b"QFI\xfb\x00\x00\x00\x03".to_vec();
+    bytes.extend(std::iter::repeat_n(0xee, 4096));
+    std::fs::write(&corrupt, &bytes).unwrap();
+    let base = dir.path().join("base.qcow2");
+    let over = dir.path().join("over.qcow2");
+    stdout(&lockstep(&[
+        "disk",
+        "create",
+        base.to_str().unwrap(),
+        "--size",
+        "16M",
+    ]));
+    stdout(&lockstep(&[
+        "disk",
+        "create",
+        over.to_str().unwrap(),
+        "--size",
+        "16M",
+        "--backing",
+        base.to_str().unwrap(),
+    ]));
+    std::fs::remove_file(&base).unwrap();
+    for (disk, named) in [(&missing, &missing), (&corrupt, &corrupt), (&over, &base)] {
+        let out = lockstep(&["run", "--console", "none", "--disk", disk.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {err}", disk.display());
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(
+            err.contains(&named.display().to_string()),
+            "names {}: {err}",
+            named.display()
+        );
+    }
+}
