@@ -8,6 +8,7 @@ mod bench_net;
 mod bench_record;
 mod bench_snapshot;
 mod disk;
+mod ft;
 mod image;
 mod nics;
 mod record;
@@ -46,6 +47,8 @@ enum Command {
     /// Re-execute a run recorded with `lockstep run --record` and check that it
     /// reproduces: exits 1 and names the first divergence if it does not.
     Replay(record::ReplayArgs),
+    /// Fault-tolerant VMs: `ft backup` protects a `lockstep run --ft-backup` primary.
+    Ft(ft::FtArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Image(args) => image::run(args),
         Command::Disk(args) => disk::run(args),
         Command::Replay(args) => record::replay_command(args),
+        Command::Ft(args) => ft::run(args),
     };
     match result {
         Ok(code) => code,

@@ -89,6 +89,16 @@ pub struct RunArgs {
     /// With --record: log the machine's state hash every N instructions.
     #[arg(long, value_name = "N", default_value_t = replay::session::CHECKPOINT_EVERY, value_parser = clap::value_parser!(u64).range(1..))]
     pub checkpoint_every: u64,
+    /// Run fault-tolerant, as the primary of the backup listening at ADDR
+    /// (`lockstep ft backup`): outputs leave only once the backup has the log.
+    #[arg(long, value_name = "ADDR", requires = "arbiter", conflicts_with_all = ["restore", "record"])]
+    pub ft_backup: Option<String>,
+    /// With --ft-backup: the arbiter file, on storage the backup's host shares.
+    #[arg(long, value_name = "PATH", requires = "ft_backup")]
+    pub arbiter: Option<PathBuf>,
+    /// With --ft-backup: declare the backup dead after MS milliseconds without a message.
+    #[arg(long, value_name = "MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..))]
+    pub ft_timeout: u64,
 }
 
 /// A `--disk` argument.
@@ -198,7 +208,7 @@ fn parse_seed(s: &str) -> Result<Seed, String> {
     Ok(Seed(seed))
 }
 
-fn parse_net(s: &str) -> Result<(String, net::NetSpec), String> {
+pub(crate) fn parse_net(s: &str) -> Result<(String, net::NetSpec), String> {
     s.parse()
         .map(|spec| (s.to_string(), spec))
         .map_err(|e| format!("invalid network '{s}': {e}"))
@@ -225,6 +235,19 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     };
     let (events, rx) = mpsc::channel();
     let mut runner = Runner::new(rx, Pacing::RealTime);
+    let mut ft_link = None;
+    if let (Some(addr), Some(arbiter), Some(setup)) = (&args.ft_backup, &args.arbiter, &setup) {
+        let (journal, link) = crate::ft::start_primary(
+            addr,
+            arbiter,
+            args.ft_timeout,
+            setup,
+            &mut machine,
+            events.clone(),
+        )?;
+        runner = runner.with_journal(Box::new(journal));
+        ft_link = Some(link);
+    }
     if let (Some(path), Some(setup)) = (&args.record, setup) {
         let recorder =
             crate::record::start(path, setup, &mut machine, windows, args.checkpoint_every)?;
@@ -245,6 +268,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     };
     drop(_terminal); // restore the terminal before printing anything
     machine.flush_disks()?;
+    if let Some(why) = ft_link.and_then(|link| link.fenced()) {
+        return Err(format!("FT primary halted: {why}").into());
+    }
     match end? {
         RunEnd::Poweroff(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))),
         RunEnd::Stopped | RunEnd::SaveRequested => {
@@ -391,9 +417,9 @@ pub fn read_images(paths: &ImagePaths) -> Result<BootImages, RunError> {
         })
     };
     Ok(BootImages {
-        kernel: read("kernel", &paths.kernel)?,
-        initrd: Some(read("initrd", &paths.initrd)?),
-        firmware: read("firmware", &paths.firmware)?,
+        kernel: read("kernel", &paths.kernel)?.into(),
+        initrd: Some(read("initrd", &paths.initrd)?.into()),
+        firmware: read("firmware", &paths.firmware)?.into(),
     })
 }
 
@@ -500,7 +526,7 @@ pub fn console_writer(console: &Console) -> Result<Option<Box<dyn Write + Send>>
 
 /// Puts the terminal back as it was when dropped (on every exit path,
 /// unwinding included).
-struct RawTerminal {
+pub(crate) struct RawTerminal {
     saved: Termios,
 }
 
@@ -527,7 +553,9 @@ impl Drop for RawTerminal {
 /// Read stdin on a thread and send it to the run loop. On a terminal:
 /// raw mode, with Ctrl-A x to quit; otherwise bytes pass through untouched
 /// and EOF just ends input (the guest keeps running).
-fn start_console_input(events: Sender<HostEvent>) -> Result<Option<RawTerminal>, RunError> {
+pub(crate) fn start_console_input(
+    events: Sender<HostEvent>,
+) -> Result<Option<RawTerminal>, RunError> {
     let interactive = std::io::stdin().is_terminal();
     let terminal = if interactive {
         eprintln!("lockstep: console on this terminal; press Ctrl-A x to quit");

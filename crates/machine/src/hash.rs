@@ -231,8 +231,8 @@ mod tests {
             cpus: 1,
             memory: 512 << 20,
             images: BootImages {
-                firmware: 0x0000_006f_u32.to_le_bytes().to_vec(), // j .
-                kernel,
+                firmware: 0x0000_006f_u32.to_le_bytes().to_vec().into(), // j .
+                kernel: kernel.into(),
                 initrd: None,
             },
             bootargs: String::new(),

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod devices;
 pub mod fdt;
 pub mod hash;
+pub mod images;
 pub mod io;
 pub mod layout;
 pub mod loader;
@@ -18,6 +19,7 @@ pub mod tracked_disk;
 pub mod virtio;
 
 pub use clock::INSTRUCTIONS_PER_TICK;
+pub use images::{CorruptImages, ImageBytes};
 pub use io::{CaptureOutput, Input, NullOutput, Output, OutputEvent};
 pub use machine::{BootImages, Machine, MachineConfig, MachineError, Step, QUANTUM};
 pub use runner::{HostEvent, Journal, JournalError, Pacing, RunEnd, RunError, Runner};

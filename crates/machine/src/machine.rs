@@ -4,14 +4,15 @@
 //! timer interrupts arrive at exact instruction counts.
 //!
 //! Nothing here reads host time or depends on thread timing: guest time
-//! moves only with retired instructions and explicit [`Machine::warp_clock`]
-//! inputs, which the host-side runner decides.
+//! moves only with retired instructions and explicit clock-warp [`Input`]s,
+//! which the host-side runner decides.
 
 use crate::board::{Board, Devices};
 use crate::clock::Clock;
 use crate::devices::Finish;
 use crate::fdt::{self, FdtConfig};
 use crate::hash::{self, RamHasher};
+use crate::images::{CorruptImages, ImageBytes};
 use crate::io::{Input, Output};
 use crate::layout::{MAX_HARTS, RAM_BASE, VIRTIO_SLOTS, VMGENID_IRQ};
 use crate::loader::{self, LoadError, FDT_MAX};
@@ -28,14 +29,27 @@ pub const QUANTUM: u64 = 10_000;
 /// Largest guest RAM the board offers.
 pub const MAX_MEMORY: u64 = 64 << 30;
 
-/// The images the machine boots (and boots again on reset).
+/// The images the machine boots (and boots again on reset). Build them
+/// from `Vec<u8>`s with `.into()`; a restored machine's are a mapping of
+/// its snapshot file, checked on first use ([`BootImages::verify`]).
 #[derive(Debug, Clone)]
 pub struct BootImages {
     /// OpenSBI `fw_dynamic` as a raw binary or an ELF.
-    pub firmware: Vec<u8>,
+    pub firmware: ImageBytes,
     /// Linux as a flat RISC-V `Image` or an ELF.
-    pub kernel: Vec<u8>,
-    pub initrd: Option<Vec<u8>>,
+    pub kernel: ImageBytes,
+    pub initrd: Option<ImageBytes>,
+}
+
+impl BootImages {
+    /// Check the images against the snapshot they were restored from (a
+    /// no-op for images read from files). Loading and saving call this
+    /// first, so corrupt images never reach guest RAM or a new snapshot.
+    pub fn verify(&self) -> Result<(), CorruptImages> {
+        self.firmware.verify()?;
+        self.kernel.verify()?;
+        self.initrd.as_ref().map_or(Ok(()), ImageBytes::verify)
+    }
 }
 
 /// Everything the machine is built from. All of it is decided before boot
@@ -68,6 +82,8 @@ pub enum MachineError {
     BadMemory(u64),
     #[error(transparent)]
     Load(#[from] LoadError),
+    #[error(transparent)]
+    CorruptImages(#[from] CorruptImages),
     #[error("guest RAM: {0}")]
     Ram(#[from] RamError),
     #[error("building the device tree: {0}")]
@@ -171,6 +187,8 @@ impl Machine {
 
     /// Restart from the boot images, as after power-on. The icount keeps
     /// counting (it numbers inputs and outputs); `mtime` restarts at 0.
+    /// If the images fail their check ([`BootImages::verify`]) or do not
+    /// load, nothing changes and the error says why.
     pub fn reset(&mut self) -> Result<(), MachineError> {
         let (ram, rom) = load_images(&self.config)?;
         let vmgenid = self.board.devices.vmgenid.id();
@@ -415,9 +433,11 @@ impl Machine {
 }
 
 /// Fresh RAM holding firmware, kernel, initrd and device tree, and the
-/// reset ROM that boots them.
+/// reset ROM that boots them. Images restored from a snapshot are checked
+/// first (on the first call only; the check is remembered).
 pub(crate) fn load_images(config: &MachineConfig) -> Result<(Ram, Vec<u8>), MachineError> {
     let images = &config.images;
+    images.verify()?;
     let placement = loader::place(
         &images.firmware,
         &images.kernel,

@@ -41,8 +41,14 @@
 //!
 //! # Checksums
 //!
-//! Preamble, index, state, disk layer and boot images are blake3-checked
-//! on every restore before anything is built. RAM has one blake3 per 1 MiB
+//! Preamble, index, state and disk layer are blake3-checked on every
+//! restore before anything is built. The boot images (~50 MiB for a Debian
+//! guest) are needed again only at a guest reset or the next save, so
+//! restore maps their section read-only ([`crate::ImageBytes`]) and its
+//! blake3 is checked on first use: a reset or save with corrupt images
+//! fails with [`crate::CorruptImages`] before any of their bytes reach
+//! guest RAM or a new file; [`RestoreOptions::verify`] checks them at
+//! restore. RAM has one blake3 per 1 MiB
 //! chunk, over the bytes stored for it (the raw chunk for `Sparse`, the
 //! compressed frame for `Zstd`; an all-zero chunk has a precomputed hash,
 //! so saving does not hash holes). Checking them means reading all of RAM,
@@ -104,6 +110,7 @@ use crate::board::{Board, Devices};
 use crate::clock::Clock;
 use crate::devices::{Clint, Plic, Rtc, Uart, VmGenId};
 use crate::hash::RamHasher;
+use crate::images::{ImageBytes, MappedSection};
 use crate::io::Output;
 use crate::layout::{MAX_HARTS, RAM_BASE, ROM_SIZE, VIRTIO_SLOTS};
 use crate::machine::{virtio_devices, BootImages, Machine, MachineConfig, MachineError, QUANTUM};
@@ -247,9 +254,10 @@ pub struct SaveOptions {
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
-    /// Check every RAM chunk hash, re-hash every disk file and compare the
-    /// restored machine's state hash with the recorded one. Reads all of
-    /// RAM: restore is no longer lazy.
+    /// Check the boot images and every RAM chunk hash, re-hash every disk
+    /// file and compare the restored machine's state hash with the
+    /// recorded one. Reads all of RAM and the images: restore is no longer
+    /// lazy.
     pub verify: bool,
 }
 
@@ -597,6 +605,12 @@ impl Machine {
             path: path.to_path_buf(),
             source,
         };
+        // Images restored lazily are checked before they are copied into
+        // a file whose new checksum would vouch for them.
+        self.config
+            .images
+            .verify()
+            .map_err(|e| save_err(e.into()))?;
         self.flush_disks().map_err(save_err)?;
         // The restored harts start with empty caches; so does this one.
         self.harts.iter_mut().for_each(Hart::after_restore);
@@ -700,9 +714,9 @@ fn encode_preamble(index: &SectionRecord) -> [u8; PREAMBLE_LEN] {
 
 fn write_images(file: &File, images: &BootImages) -> io::Result<SectionRecord> {
     let parts = [
-        Some(&images.firmware),
-        Some(&images.kernel),
-        images.initrd.as_ref(),
+        Some(&*images.firmware),
+        Some(&*images.kernel),
+        images.initrd.as_deref(),
     ];
     let mut hasher = blake3::Hasher::new();
     let mut at = IMAGES_OFFSET;
@@ -998,34 +1012,41 @@ impl Reader {
         self.decode(&self.index.disks, Section::DiskLayer)
     }
 
-    /// The boot images, checked against their hash.
+    /// The boot images: a read-only mapping of their section, checked
+    /// against its hash on first use ([`BootImages::verify`]).
     fn images(&self, config: &ConfigRecord) -> Result<BootImages, SnapshotError> {
         let rec = &self.index.images;
         if config.images_len() != Some(rec.len) {
             return Err(self.corrupt(Section::Images, "length differs from the images' sizes"));
         }
         self.within(Section::Images, rec.offset, rec.len)?;
-        let mut hasher = blake3::Hasher::new();
-        let mut at = rec.offset;
-        let mut part = |len: u64| -> Result<Vec<u8>, SnapshotError> {
-            let mut bytes = vec![0u8; len as usize];
-            self.file
-                .read_exact_at(&mut bytes, at)
-                .map_err(|e| self.io(e))?;
-            hasher.update(&bytes);
-            at += len;
-            Ok(bytes)
-        };
-        let firmware = part(config.firmware_len)?;
-        let kernel = part(config.kernel_len)?;
-        let initrd = config.initrd_len.map(&mut part).transpose()?;
-        if hasher.finalize().as_bytes() != &rec.hash {
-            return Err(self.checksum(Section::Images));
+        let len = usize::try_from(rec.len)
+            .map_err(|_| self.corrupt(Section::Images, format!("{} bytes", rec.len)))?;
+        if len == 0 {
+            // Nothing to map (and an empty mapping is an error).
+            if blake3::hash(&[]).as_bytes() != &rec.hash {
+                return Err(self.checksum(Section::Images));
+            }
+            let empty = || ImageBytes::from(Vec::new());
+            return Ok(BootImages {
+                firmware: empty(),
+                kernel: empty(),
+                initrd: config.initrd_len.map(|_| empty()),
+            });
         }
+        let section = MappedSection::map(&self.file, &self.path, rec.offset, len, rec.hash)
+            .map_err(|e| self.io(e))?;
+        // The lengths sum to `len` (checked above), so each fits in usize.
+        let mut at = 0;
+        let mut part = |part_len: u64| {
+            let range = at..at + part_len as usize;
+            at = range.end;
+            ImageBytes::mapped(&section, range)
+        };
         Ok(BootImages {
-            firmware,
-            kernel,
-            initrd,
+            firmware: part(config.firmware_len),
+            kernel: part(config.kernel_len),
+            initrd: config.initrd_len.map(part),
         })
     }
 
@@ -1144,7 +1165,9 @@ impl Machine {
     }
 
     /// [`Machine::restore_snapshot`] with options. Every check runs before
-    /// the machine exists; on error there is no machine to run.
+    /// the machine exists; on error there is no machine to run. Without
+    /// `verify`, the boot images (and sparse RAM) are checked lazily: see
+    /// the module documentation.
     pub fn restore_snapshot_with(
         path: &Path,
         output: Box<dyn Output>,
@@ -1162,6 +1185,12 @@ impl Machine {
         r.check_state(&state, &config, &fresh_virtio)?;
         r.check_disk_slots(&records, &backends)?;
         let disks = r.tracked_disks(backends, &state.disk_clusters, options.verify)?;
+        if options.verify {
+            config
+                .images
+                .verify()
+                .map_err(|_| r.checksum(Section::Images))?;
+        }
         let ram = r.ram(options.verify)?;
         state.harts.iter_mut().for_each(Hart::after_restore);
         let mut machine = Machine {

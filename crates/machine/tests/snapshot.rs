@@ -11,7 +11,7 @@ use machine::snapshot::{
     self, RamEncoding, RestoreOptions, SaveOptions, Section, SnapshotError, SnapshotInfo,
 };
 use machine::virtio::slot_base;
-use machine::{Input, Machine, MachineConfig, Step, VirtioSpec};
+use machine::{Input, Machine, MachineConfig, MachineError, Step, VirtioSpec};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -627,12 +627,9 @@ fn a_flipped_byte_in_any_section_is_refused() {
     let (good, info, disk) = saved_file(dir.path(), RamEncoding::Sparse);
     restore(&good, disk_of(&disk)).unwrap();
 
-    for s in [
-        Section::Index,
-        Section::State,
-        Section::DiskLayer,
-        Section::Images,
-    ] {
+    // The boot images are checked on first use instead (see
+    // `corrupt_images_restore_lazily_but_never_load`).
+    for s in [Section::Index, Section::State, Section::DiskLayer] {
         let (offset, len) = section(&info, s);
         assert!(len > 0, "{s} is empty");
         let bad = flipped(&good, offset + len / 2);
@@ -651,6 +648,121 @@ fn a_flipped_byte_in_any_section_is_refused() {
     match verified(&bad, disk_of(&disk)) {
         Err(e) => assert_checksum(e, Section::RamChunk(0)),
         Ok(_) => panic!("a verified restore took corrupt RAM"),
+    }
+}
+
+/// Spin iterations of [`reset_program`].
+const SPIN: i32 = 20_000;
+
+/// Prints `letter`, spins a while, then asks the test device for a reset.
+fn reset_program(letter: u8) -> Vec<u8> {
+    let mut a = Asm::new();
+    a.li(T0, 0x1000_0000)
+        .li(T1, i32::from(letter))
+        .sb(T1, 0, T0)
+        .li(A0, 0)
+        .li(A1, SPIN)
+        .label("spin")
+        .addi(A0, A0, 1)
+        .bne(A0, A1, "spin")
+        .li(T0, 0x10_0000)
+        .li(T1, 0x7777)
+        .sw(T1, 0, T0);
+    a.finish()
+}
+
+fn run_to_reset(m: &mut Machine) -> Result<(), MachineError> {
+    for _ in 0..100 {
+        match m.step()? {
+            Step::Ran => {}
+            Step::Reset => return Ok(()),
+            other => panic!("unexpected {other:?} at icount {}", m.icount()),
+        }
+    }
+    panic!("no reset within 100 steps");
+}
+
+fn console(out: &SharedOutput) -> Vec<u8> {
+    out.0.lock().unwrap().console.clone()
+}
+
+#[test]
+fn corrupt_images_restore_lazily_but_never_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good_fw, bad_fw) = (reset_program(b'R'), reset_program(b'X'));
+    assert_eq!(good_fw.len(), bad_fw.len());
+    let (mut m, out) = machine(good_fw.clone(), 1);
+    while m.icount() < SPIN as u64 {
+        assert_eq!(m.step_until(SPIN as u64).unwrap(), Step::Ran);
+    }
+    assert_eq!(console(&out), b"R"); // mid-spin: the reset is ahead
+    let good = dir.path().join("good.snapshot");
+    let info = m.save_snapshot(&good).unwrap();
+
+    // The firmware leads the images section: put the 'X' program there.
+    let (images, _) = section(&info, Section::Images);
+    let mut bytes = std::fs::read(&good).unwrap();
+    bytes[images as usize..][..bad_fw.len()].copy_from_slice(&bad_fw);
+    let bad = dir.path().join("bad.snapshot");
+    std::fs::write(&bad, bytes).unwrap();
+
+    // Intact: the mapped images are the saved ones and a reset boots them.
+    let out = SharedOutput::default();
+    let mut restored = Machine::restore_snapshot(&good, Box::new(out.clone()), Vec::new()).unwrap();
+    assert_eq!(&restored.config().images.firmware[..], &good_fw[..]);
+    assert_eq!(&restored.config().images.kernel[..], &stub_kernel()[..]);
+    run_to_reset(&mut restored).unwrap();
+    run_to_reset(&mut restored).unwrap();
+    assert_eq!(
+        console(&out),
+        b"R",
+        "the firmware ran again after the reset"
+    );
+
+    // Corrupt: restore is lazy and succeeds; the guest's reset fails.
+    let out = SharedOutput::default();
+    let mut lazy = Machine::restore_snapshot(&bad, Box::new(out.clone()), Vec::new()).unwrap();
+    let e = run_to_reset(&mut lazy).unwrap_err();
+    match &e {
+        MachineError::CorruptImages(c) => assert_eq!(c.path, bad),
+        _ => panic!("expected corrupt images, got: {e}"),
+    }
+    assert!(e.to_string().contains("boot images section"), "{e}");
+    assert_ne!(lazy.harts()[0].pc(), 0x1000, "the machine did not restart");
+    // An explicit reset fails the same way and changes nothing.
+    let before = (
+        lazy.icount(),
+        lazy.harts()[0].pc(),
+        lazy.state_hash().unwrap(),
+    );
+    assert!(matches!(lazy.reset(), Err(MachineError::CorruptImages(_))));
+    let after = (
+        lazy.icount(),
+        lazy.harts()[0].pc(),
+        lazy.state_hash().unwrap(),
+    );
+    assert_eq!(before, after);
+    assert!(console(&out).is_empty(), "the corrupt firmware never ran");
+
+    // Saving would vouch for the bad bytes with a fresh checksum: refused.
+    let copy = dir.path().join("copy.snapshot");
+    let e = lazy.save_snapshot(&copy).err().unwrap();
+    assert!(
+        matches!(
+            &e,
+            SnapshotError::Save {
+                source: MachineError::CorruptImages(_),
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(!copy.exists());
+
+    // A verified restore checks the images up front.
+    match verified(&bad, Vec::new()) {
+        Err(e) => assert_checksum(e, Section::Images),
+        Ok(_) => panic!("a verified restore took corrupt images"),
     }
 }
 

@@ -329,7 +329,7 @@ pub fn replay<R: Read>(
                 .into())
             }
             Some(_) => {}
-            None => powered_off = run_to(machine, at)?,
+            None => powered_off = run_to::<ReplayError>(machine, at)?,
         }
         if !matches!(record.kind, RecordKind::Output { .. }) {
             check_no_unmatched(&mut closed, windows, at)?;
@@ -369,9 +369,13 @@ pub fn replay<R: Read>(
     })
 }
 
-/// Run until icount `target`, which a faithful replay always reaches.
-/// Returns the icount if the guest powered off exactly there.
-fn run_to(machine: &mut Machine, target: u64) -> Result<Option<u64>, ReplayError> {
+/// Run until icount `target`, which a faithful replay (or an FT backup)
+/// always reaches. Returns the icount if the guest powered off exactly
+/// there; anything else that stops the run early is a [`Divergence`].
+pub fn run_to<E>(machine: &mut Machine, target: u64) -> Result<Option<u64>, E>
+where
+    E: From<Divergence> + From<MachineError>,
+{
     while machine.icount() < target {
         match machine.step_until(target)? {
             Step::Ran | Step::Reset => {}

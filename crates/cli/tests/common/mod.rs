@@ -127,6 +127,15 @@ impl Guest {
         }
     }
 
+    /// Everything the console printed until lockstep closed its stdout
+    /// (it exited or was killed).
+    pub fn read_to_end(&mut self) -> &str {
+        while let Ok(bytes) = self.chunks.recv_timeout(TIMEOUT) {
+            self.console.push_str(&String::from_utf8_lossy(&bytes));
+        }
+        &self.console
+    }
+
     pub fn send(&mut self, line: &str) {
         let stdin = self.child.stdin.as_mut().expect("piped stdin");
         stdin

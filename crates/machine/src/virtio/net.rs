@@ -5,7 +5,7 @@
 //!
 //! Determinism (DESIGN §3.3, §3.6):
 //! - A received frame is a machine input. The host applies it only when the
-//!   guest has a receive buffer posted ([`Net::rx_ready`]), at an
+//!   guest has a receive buffer posted (`VirtioMmio::rx_ready`), at an
 //!   instruction boundary; [`Net::receive`] writes it into that buffer and
 //!   raises the interrupt at once. Whether a frame fits is decided from
 //!   guest memory alone, so a replay delivers it identically.

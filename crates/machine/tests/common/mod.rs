@@ -194,8 +194,8 @@ pub fn config(firmware: Vec<u8>, cpus: usize) -> MachineConfig {
         cpus,
         memory: 64 << 20,
         images: BootImages {
-            firmware,
-            kernel: stub_kernel(),
+            firmware: firmware.into(),
+            kernel: stub_kernel().into(),
             initrd: None,
         },
         bootargs: "console=ttyS0".into(),

@@ -1,0 +1,229 @@
+//! Fault tolerance end to end (DESIGN §5): a Debian guest runs as an FT
+//! primary protected by a backup on this host; the guest prints a counter
+//! on its console every 50 ms; the primary is killed with SIGKILL at a
+//! random moment. The backup must go live within the failure timeout plus
+//! 500 ms, and the console output the primary released followed by what
+//! the backup emitted after going live must hold every counter value, in
+//! order, with duplicates only among the outputs the backup re-emitted
+//! (those stamped after the primary's last reported release point).
+//!
+//! `LOCKSTEP_FT_ROUNDS=N` runs N kill points (default 3; every second
+//! round uses 2 harts).
+
+mod common;
+
+use common::{Guest, PROMPT};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+const TIMEOUT_MS: u64 = 500;
+const TICK: &str = "tick-";
+
+fn rounds() -> usize {
+    std::env::var("LOCKSTEP_FT_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+}
+
+/// A kill delay between 200 and 1500 ms, different each time.
+fn random_delay() -> Duration {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    Duration::from_millis(200 + u64::from(nanos) % 1300)
+}
+
+fn start_backup(arbiter: &Path) -> (Guest, String) {
+    let timeout = TIMEOUT_MS.to_string();
+    let arbiter = arbiter.to_str().expect("utf-8 temp path");
+    let args = [
+        "ft",
+        "backup",
+        "--listen",
+        "127.0.0.1:0",
+        "--arbiter",
+        arbiter,
+        "--console",
+        "stdio",
+        "--ft-timeout",
+        &timeout,
+    ];
+    let mut backup = Guest::launch(&[], &args);
+    let line = backup.expect_stderr("listening on");
+    let addr = line.rsplit(' ').next().expect("an address").to_string();
+    (backup, addr)
+}
+
+/// The counter values in `text`, from whole `tick-N` lines.
+fn ticks(text: &str) -> Vec<u64> {
+    text.split('\n')
+        .filter_map(|line| line.trim_end_matches('\r').strip_prefix(TICK))
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}
+
+/// The number after `key` in `line`.
+fn number_after(line: &str, key: &str) -> u64 {
+    line.split(key)
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
+        .unwrap_or_else(|| panic!("no number after {key:?} in {line:?}"))
+}
+
+fn failover_round(round: usize) {
+    let cpus = if round % 2 == 1 { "2" } else { "1" };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let arbiter = dir.path().join("arbiter");
+    let (mut backup, addr) = start_backup(&arbiter);
+    let arbiter_arg = arbiter.to_str().expect("utf-8 temp path");
+    let timeout = TIMEOUT_MS.to_string();
+    let mut primary = Guest::boot(&[
+        "--cpus",
+        cpus,
+        "--ft-backup",
+        &addr,
+        "--arbiter",
+        arbiter_arg,
+        "--ft-timeout",
+        &timeout,
+    ]);
+    primary.expect_stderr("protected by the backup");
+    backup.expect_stderr("following the primary");
+    primary.expect(PROMPT);
+    primary.send(&format!(
+        "i=0; while [ $i -lt 1000000 ]; do i=$((i+1)); echo {TICK}$i; usleep 50000; done"
+    ));
+    primary.expect(&format!("{TICK}3\r\n"));
+    std::thread::sleep(random_delay());
+
+    primary.child.kill().expect("kill -9 the primary");
+    let killed = Instant::now();
+    let live = backup.expect_stderr("live at icount");
+    let failover = killed.elapsed();
+    primary.child.wait().expect("reap the primary");
+    let released = primary.read_to_end().to_string();
+    let last_released = *ticks(&released).last().expect("the primary released ticks");
+    // The backup runs on: its counter goes on from where the primary was.
+    backup.expect(&format!("{TICK}{}\r\n", last_released + 5));
+    let emitted = backup.console.clone();
+    let _ = backup.child.kill();
+    let _ = backup.child.wait();
+
+    let reemitted = number_after(&live, "re-emitted") as usize;
+    // The duplicates: the longest prefix of the backup's output that the
+    // primary's output ends with; it must lie within the re-emitted part.
+    let overlap = (0..=reemitted.min(emitted.len()))
+        .rev()
+        .find(|&k| emitted.is_char_boundary(k) && released.ends_with(&emitted[..k]))
+        .unwrap_or(0);
+    let merged = format!("{released}{}", &emitted[overlap..]);
+    let all = ticks(&merged);
+    let expected: Vec<u64> = (1..=all.len() as u64).collect();
+    assert_eq!(
+        all, expected,
+        "round {round}: the counter has a gap, a duplicate or a reordering \
+         (overlap {overlap} bytes, re-emitted {reemitted}; primary released up to {last_released})\n\
+         primary tail: {:?}\nbackup head: {:?}",
+        &released[released.len().saturating_sub(200)..],
+        &emitted[..emitted.len().min(200)]
+    );
+    assert!(
+        failover <= Duration::from_millis(TIMEOUT_MS + 500),
+        "round {round}: the backup went live {failover:?} after the kill"
+    );
+    eprintln!(
+        "FT round {round} ({cpus} harts): live {} ms after kill -9; {} bytes re-emitted, {overlap} of them duplicates ({} ticks); counter continuous 1..={}",
+        failover.as_millis(),
+        reemitted,
+        ticks(&emitted[..overlap]).len(),
+        all.len()
+    );
+}
+
+#[test]
+fn the_backup_takes_over_a_killed_primary_with_no_gap_in_its_output() {
+    for round in 0..rounds() {
+        failover_round(round);
+    }
+}
+
+#[test]
+fn a_primary_under_another_arbiter_generation_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut backup, addr) = start_backup(&dir.path().join("arbiter"));
+    let other = dir.path().join("other-arbiter");
+    std::fs::write(&other, "lockstep-ft-generation 5\n").expect("write arbiter");
+    let mut primary = Guest::boot(&[
+        "--ft-backup",
+        &addr,
+        "--arbiter",
+        other.to_str().expect("utf-8 temp path"),
+    ]);
+    let refused = primary.expect_stderr("refused");
+    assert!(refused.contains("generation 5"), "{refused}");
+    let status = primary.child.wait().expect("wait for the primary");
+    assert_eq!(status.code(), Some(2), "{refused}");
+    let status = backup.child.wait().expect("wait for the backup");
+    assert!(!status.success());
+    backup.expect_stderr("refused the primary");
+}
+
+/// A primary that stops answering without closing its connection (here:
+/// SIGSTOP, as a hung host or a partition looks) is declared dead after
+/// the timeout; the backup goes live, and when the old primary wakes up it
+/// loses the arbiter and halts instead of emitting anything more.
+#[test]
+fn a_silent_primary_is_replaced_and_then_fenced() {
+    use rustix::process::{kill_process, Pid, Signal};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let arbiter = dir.path().join("arbiter");
+    let (mut backup, addr) = start_backup(&arbiter);
+    let timeout = TIMEOUT_MS.to_string();
+    let mut primary = Guest::boot(&[
+        "--ft-backup",
+        &addr,
+        "--arbiter",
+        arbiter.to_str().expect("utf-8 temp path"),
+        "--ft-timeout",
+        &timeout,
+    ]);
+    primary.expect(PROMPT);
+    primary.send(&format!(
+        "i=0; while [ $i -lt 1000000 ]; do i=$((i+1)); echo {TICK}$i; usleep 50000; done"
+    ));
+    primary.expect(&format!("{TICK}3\r\n"));
+    let pid = Pid::from_raw(primary.child.id() as i32).expect("a pid");
+    kill_process(pid, Signal::STOP).expect("SIGSTOP the primary");
+    let stopped = Instant::now();
+    let live = backup.expect_stderr("live at icount");
+    let failover = stopped.elapsed();
+    assert!(
+        failover >= Duration::from_millis(TIMEOUT_MS)
+            && failover <= Duration::from_millis(TIMEOUT_MS + 500),
+        "the backup went live {failover:?} after the primary fell silent: {live}"
+    );
+    kill_process(pid, Signal::CONT).expect("SIGCONT the primary");
+    let halted = primary.expect_stderr("halting");
+    assert!(
+        halted.contains("took over (arbiter generation 1)"),
+        "{halted}"
+    );
+    let status = primary.child.wait().expect("wait for the primary");
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "a fenced primary exits with an error"
+    );
+    let released = primary.read_to_end().to_string();
+    let last = *ticks(&released).last().expect("ticks");
+    backup.expect(&format!("{TICK}{}\r\n", last + 3));
+    let _ = backup.child.kill();
+    let _ = backup.child.wait();
+    eprintln!(
+        "silent primary: backup live {} ms after SIGSTOP",
+        failover.as_millis()
+    );
+}

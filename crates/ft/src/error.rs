@@ -1,0 +1,43 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong on either side of an FT pair. Each message
+/// is one line naming what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FtError {
+    #[error("FT log channel: {context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("FT log channel: bad message from the peer: {0}")]
+    Protocol(String),
+    #[error("FT log channel: bad log frame from the primary: {0}")]
+    Frame(#[from] replay::ReadError),
+    #[error("FT log channel: {0}")]
+    Encode(#[from] replay::WriteError),
+    #[error("FT handshake: {0}")]
+    Handshake(String),
+    #[error("FT handshake: the backup refused: {0}")]
+    Refused(String),
+    #[error("FT arbiter {}: {what}: {source}", path.display())]
+    Arbiter {
+        path: PathBuf,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("FT arbiter {}: {problem}", path.display())]
+    ArbiterContent { path: PathBuf, problem: String },
+    #[error("FT: lost the arbiter: the other side already claimed generation {0}; halting")]
+    LostArbiter(u64),
+    #[error("FT backup: {0}")]
+    Machine(#[from] machine::MachineError),
+    #[error("FT backup diverged from the primary {0}")]
+    Diverged(#[from] replay::session::Divergence),
+}
+
+impl FtError {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> FtError {
+        let context = context.into();
+        move |source| FtError::Io { context, source }
+    }
+}
