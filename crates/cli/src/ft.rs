@@ -13,7 +13,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc::{self, Sender};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Args, Debug)]
 pub struct FtArgs {
@@ -133,7 +133,7 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
         detected.elapsed().as_millis(),
         live.reemitted_bytes
     );
-    run_live(live.machine, &mut nics, &args.console)
+    run_live(live.machine, live.anchor, &mut nics, &args.console)
 }
 
 /// The machine a primary's Hello describes, as `lockstep run` built it.
@@ -153,11 +153,15 @@ fn build(hello: &Hello) -> Result<Machine, String> {
 /// is stopped.
 fn run_live(
     mut machine: Machine,
+    anchor: Option<Instant>,
     nics: &mut nics::Nics,
     console: &Console,
 ) -> Result<ExitCode, Box<dyn Error>> {
     let (events, rx) = mpsc::channel();
     let mut runner = Runner::new(rx, Pacing::RealTime);
+    if let Some(anchor) = anchor {
+        runner = runner.with_anchor(anchor);
+    }
     let _receivers = nics.start_receivers(&events);
     let _signals = crate::signals::forward(events.clone())?;
     let _terminal = match console {

@@ -245,7 +245,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             &mut machine,
             events.clone(),
         )?;
-        runner = runner.with_journal(Box::new(journal));
+        runner = runner
+            .with_journal(Box::new(journal))
+            .with_anchor(link.anchor());
         ft_link = Some(link);
     }
     if let (Some(path), Some(setup)) = (&args.record, setup) {

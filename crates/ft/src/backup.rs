@@ -10,14 +10,17 @@ use crate::primary::{describe, wait_message};
 use crate::wire::{self, Hello, Message, MessageReader, Polled};
 use crate::{garp, FtConfig, FtError};
 use machine::{Machine, Output, OutputEvent};
-use replay::session::{machine_input, run_to, Divergence};
+use replay::session::{
+    check_no_unmatched, machine_input, match_window, run_to, Divergence, SharedWindows, TeeOutput,
+    Window,
+};
 use replay::{Control, Decoded, Decoder, Record, RecordKind, StopReason};
 use std::collections::VecDeque;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How often the backup reports execution progress when it has some.
 const ACK_PROGRESS_EVERY: Duration = Duration::from_millis(5);
@@ -114,6 +117,15 @@ pub struct Backup {
     records: u64,
     /// The icount executed to, for the acks (the primary's flow control).
     executed: Arc<AtomicU64>,
+    /// What the machine emitted since the last window was checked.
+    windows: SharedWindows,
+    /// Windows closed at the current record's icount, not yet matched
+    /// against the primary's `Output` records.
+    closed: Option<(u64, Vec<Window>)>,
+    /// The log channel, to close when this side stops following.
+    link: TcpStream,
+    /// Why this side stopped following (a divergence): it must not go live.
+    failed: Option<String>,
 }
 
 /// Wait for a primary on `listener`, build its machine with `build` (from
@@ -162,10 +174,17 @@ pub fn serve(
     Message::Welcome(Ok(())).write_to(&mut stream)?;
     let held = Arc::new(Mutex::new(HeldOutputs::default()));
     let macs = machine.nic_macs();
-    machine.replace_output(Box::new(BackupOutput {
-        held: Arc::clone(&held),
-        macs,
-    }));
+    let windows: SharedWindows = Arc::default();
+    machine.replace_output(Box::new(TeeOutput::new(
+        Box::new(BackupOutput {
+            held: Arc::clone(&held),
+            macs,
+        }),
+        Arc::clone(&windows),
+    )));
+    let link = stream
+        .try_clone()
+        .map_err(FtError::io("cloning the socket"))?;
     let (tx, events) = mpsc::channel();
     let start_icount = hello.start_icount;
     let executed = Arc::new(AtomicU64::new(start_icount));
@@ -180,6 +199,10 @@ pub fn serve(
         powered_off: None,
         records: 0,
         executed,
+        windows,
+        closed: None,
+        link,
+        failed: None,
     })
 }
 
@@ -322,6 +345,17 @@ fn decode_batch(decoder: &mut Decoder, mut frames: &[u8]) -> Result<Vec<Record>,
     Ok(records)
 }
 
+/// The local instant of the UNIX time `ns` (hosts' clocks are assumed
+/// synchronised, e.g. by NTP); `None` if it is not representable.
+fn instant_of_unix_ns(ns: u64) -> Option<Instant> {
+    let then = UNIX_EPOCH.checked_add(Duration::from_nanos(ns))?;
+    let now = Instant::now();
+    match SystemTime::now().duration_since(then) {
+        Ok(ago) => now.checked_sub(ago),
+        Err(ahead) => now.checked_add(ahead.duration()),
+    }
+}
+
 /// The backup, live: a machine to run as the new primary.
 pub struct Live {
     pub machine: Machine,
@@ -331,6 +365,10 @@ pub struct Live {
     pub reemitted_bytes: usize,
     /// Gratuitous ARPs sent (NIC, IPv4 address).
     pub announced: Vec<(usize, [u8; 4])>,
+    /// This host's instant of guest `mtime` 0 on the primary's clock: the
+    /// live runner paces from it, so guest time catches up the failover
+    /// gap (`None` if the primary's clock is unusable here).
+    pub anchor: Option<Instant>,
 }
 
 impl Backup {
@@ -350,8 +388,22 @@ impl Backup {
 
     /// Re-execute the primary's log as it arrives, until the primary ends
     /// the run or fails. Every record received is executed before this
-    /// returns. A divergence is an error.
+    /// returns. A divergence (or a machine error) is an error after which
+    /// this side is no backup: it closes the log channel, so the primary
+    /// runs on unprotected, and refuses to go live.
     pub fn follow(&mut self) -> Result<Outcome, FtError> {
+        if let Some(why) = &self.failed {
+            return Err(FtError::NotFollowing(why.clone()));
+        }
+        let result = self.follow_log();
+        if let Err(e) = &result {
+            self.failed = Some(e.to_string());
+            let _ = self.link.shutdown(std::net::Shutdown::Both);
+        }
+        result
+    }
+
+    fn follow_log(&mut self) -> Result<Outcome, FtError> {
         loop {
             let event = self
                 .events
@@ -399,7 +451,23 @@ impl Backup {
             Some(_) => {}
             None => self.powered_off = run_to::<FtError>(&mut self.machine, at)?,
         }
+        if !matches!(record.kind, RecordKind::Output { .. }) {
+            check_no_unmatched(&mut self.closed, &self.windows, at)?;
+        }
         match record.kind {
+            RecordKind::Output { channel, len, hash } => {
+                let windows = &self.windows;
+                let pending = self.closed.get_or_insert_with(|| {
+                    (
+                        at,
+                        windows
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .take(),
+                    )
+                });
+                match_window(&mut pending.1, at, channel, len, hash)?;
+            }
             RecordKind::Input(input) => {
                 if let Some(input) = machine_input(&input) {
                     self.machine.input(input);
@@ -416,7 +484,7 @@ impl Backup {
                 }
                 return Ok(Some(reason));
             }
-            RecordKind::Progress | RecordKind::Output { .. } | RecordKind::Control(_) => {}
+            RecordKind::Progress | RecordKind::Control(_) => {}
         }
         Ok(None)
     }
@@ -425,6 +493,9 @@ impl Backup {
     /// primary may not have released into `live`, and make `live` the
     /// machine's sink. Losing the arbiter is an error: the caller halts.
     pub fn go_live(mut self, mut live: Box<dyn Output>) -> Result<Live, FtError> {
+        if let Some(why) = self.failed {
+            return Err(FtError::NotFollowing(why));
+        }
         let generation = match self.arbiter.claim(self.hello.generation)? {
             Claim::Won(generation) => generation,
             Claim::Lost(generation) => return Err(FtError::LostArbiter(generation)),
@@ -460,10 +531,37 @@ impl Backup {
         }
         self.machine.replace_output(live);
         Ok(Live {
+            anchor: instant_of_unix_ns(self.hello.anchor_unix_ns),
             machine: self.machine,
             generation,
             reemitted_bytes,
             announced,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_unix_time_maps_to_the_local_instant() {
+        let unix_now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_nanos() as u64;
+        let ago = instant_of_unix_ns(unix_now - 3_000_000_000).expect("representable");
+        let ahead = instant_of_unix_ns(unix_now + 2_000_000_000).expect("representable");
+        let now = Instant::now();
+        let ago = now.duration_since(ago);
+        assert!(
+            ago >= Duration::from_secs(3) && ago < Duration::from_millis(3_500),
+            "{ago:?}"
+        );
+        let ahead = ahead.duration_since(now);
+        assert!(
+            ahead > Duration::from_millis(1_500) && ahead <= Duration::from_secs(2),
+            "{ahead:?}"
+        );
     }
 }

@@ -31,8 +31,10 @@ pub enum FtError {
     LostArbiter(u64),
     #[error("FT backup: {0}")]
     Machine(#[from] machine::MachineError),
-    #[error("FT backup diverged from the primary {0}")]
+    #[error("FT backup diverged from the primary {0}; it stopped following (the primary runs on unprotected)")]
     Diverged(#[from] replay::session::Divergence),
+    #[error("FT backup: no longer following the primary ({0}); it must not go live")]
+    NotFollowing(String),
 }
 
 impl FtError {

@@ -2,7 +2,7 @@
 //! input log to a backup on another host, which re-executes it and takes
 //! over when the primary fails, with no output lost.
 //!
-//! # The log channel (protocol version 1)
+//! # The log channel (protocol version 2)
 //!
 //! One TCP connection, opened by the primary. Integers are little-endian.
 //!
@@ -14,7 +14,7 @@
 //!
 //! | kind | message | direction | payload |
 //! |------|---------|-----------|---------|
-//! | 0x01 | `Hello`   | primary → backup | `vlen: u8, lockstep version (vlen bytes), generation: u64, start icount: u64, log header (62 bytes: the replay log header with VM uuid and initial state hash), VM setup (the rest; opaque here, the CLI's JSON VmSetup)` |
+//! | 0x01 | `Hello`   | primary → backup | `vlen: u8, lockstep version (vlen bytes), generation: u64, start icount: u64, anchor: u64 (the primary's host wall-clock time, UNIX ns, of guest mtime 0), log header (62 bytes: the replay log header with VM uuid and initial state hash), VM setup (the rest; opaque here, the CLI's JSON VmSetup)` |
 //! | 0x02 | `Welcome` | backup → primary | `0x00` accepted, or `0x01` then a UTF-8 reason for refusing |
 //! | 0x10 | `Batch`   | primary → backup | `released: u64` (icount up to which the primary has released outputs), then zero or more whole log frames in the replay format (`replay` crate docs: LSNs from 0, consecutive across batches; icount deltas from `start icount`) |
 //! | 0x11 | `Ack`     | backup → primary | `next_lsn: u64, icount: u64, executed: u64`: every record before `next_lsn` was received, the last was at `icount`; the backup has executed up to icount `executed` |
@@ -29,7 +29,16 @@
 //! **Records.** The primary logs every input at the icount where it is
 //! applied, a `Progress` after every step that produced output (so the
 //! output can be released one round trip later) and at least every
-//! `progress_every` otherwise, and `Control(PowerOff)` when the run ends.
+//! `progress_every` otherwise, a `Checkpoint` with its state hash every
+//! `checkpoint_every` instructions and when the run ends, and
+//! `Control(PowerOff)` last. Before each record it ships the `Output`
+//! windows (length and hash per channel) of what the machine emitted
+//! since the previous record, exactly as a recording does.
+//!
+//! **Divergence.** The backup checks every `Output` window and
+//! `Checkpoint` as a replay does. On a mismatch it reports the divergence,
+//! closes the connection and never goes live (its state is not the
+//! primary's); the primary, seeing the backup gone, runs on unprotected.
 //! The backup never executes past the last record it has received.
 //!
 //! **Output rule.** An output stamped icount c leaves the primary only
@@ -87,6 +96,9 @@ pub struct FtConfig {
     /// than this many instructions less than it (bounds the failover time
     /// when the backup's host is slower or busier).
     pub max_lag: u64,
+    /// Instructions between `Checkpoint` records (state hashes the backup
+    /// compares with its own).
+    pub checkpoint_every: u64,
 }
 
 impl Default for FtConfig {
@@ -96,6 +108,8 @@ impl Default for FtConfig {
             progress_every: Duration::from_millis(5),
             // 100 ms of guest time at the 160 MIPS that mtime assumes.
             max_lag: 16_000_000,
+            // About 6 s of guest time; a state hash costs a few ms.
+            checkpoint_every: 1_000_000_000,
         }
     }
 }

@@ -16,14 +16,14 @@ use crate::arbiter::{Arbiter, Claim};
 use crate::wire::{self, Hello, Message, MessageReader, Polled, MAX_BATCH};
 use crate::{FtConfig, FtError};
 use machine::{HostEvent, Journal, JournalError, Machine, Output, OutputEvent, RunEnd};
-use replay::session::log_input;
+use replay::session::{log_input, OutputWindows, SharedWindows, TeeOutput};
 use replay::{Control, Encoder, Header, RecordKind, StopReason};
 use std::collections::VecDeque;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long the handshake may take (the backup builds and hashes the VM).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -110,9 +110,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Clone)]
 pub struct PrimaryLink {
     shared: Arc<Shared>,
+    anchor: Instant,
 }
 
 impl PrimaryLink {
+    /// The host instant of guest `mtime` 0 sent to the backup: the
+    /// primary's runner should pace from it too, so a backup going live
+    /// continues the same clock.
+    pub fn anchor(&self) -> Instant {
+        self.anchor
+    }
+
     /// Why this side halted, if the backup took over.
     pub fn fenced(&self) -> Option<String> {
         match &lock(&self.shared.hold).state {
@@ -170,10 +178,12 @@ pub fn connect(
         .map_err(FtError::io("setting a read timeout"))?;
     wire::write_preamble(&mut stream)?;
     wire::read_preamble(&mut stream)?;
+    let (anchor, anchor_unix_ns) = clock_anchor(machine.mtime());
     let hello = Hello {
         lockstep_version: wire::LOCKSTEP_VERSION.to_string(),
         generation,
         start_icount: machine.icount(),
+        anchor_unix_ns,
         header: Header {
             vm_uuid,
             initial_state_hash: machine.state_hash()?,
@@ -207,9 +217,15 @@ pub fn connect(
         ending: AtomicBool::new(false),
         backup_executed: AtomicU64::new(machine.icount()),
     });
-    machine.replace_output(Box::new(HoldOutput {
-        shared: Arc::clone(&shared),
-    }));
+    // Outputs are hashed in the order the machine emits them (before the
+    // hold), exactly as a recording does, for the backup to compare.
+    let windows: SharedWindows = Arc::default();
+    machine.replace_output(Box::new(TeeOutput::new(
+        Box::new(HoldOutput {
+            shared: Arc::clone(&shared),
+        }),
+        Arc::clone(&windows),
+    )));
     let writer = stream
         .try_clone()
         .map_err(FtError::io("cloning the socket"))?;
@@ -234,12 +250,27 @@ pub fn connect(
     let journal = PrimaryJournal {
         shared: Arc::clone(&shared),
         encoder: Encoder::resume(0, machine.icount()),
+        windows,
+        checkpoint_every: config.checkpoint_every.max(1),
+        next_checkpoint: next_multiple(machine.icount(), config.checkpoint_every.max(1)),
         last_progress: Instant::now(),
         progress_every: config.progress_every,
         max_lag: config.max_lag,
         lag_wait: config.timeout,
     };
-    Ok((journal, PrimaryLink { shared }))
+    Ok((journal, PrimaryLink { shared, anchor }))
+}
+
+/// The host instant and wall-clock time (UNIX ns) at which guest time
+/// was 0: now minus the guest time elapsed.
+fn clock_anchor(mtime: u64) -> (Instant, u64) {
+    let guest = Duration::from_nanos(mtime.saturating_mul(machine::NS_PER_TICK));
+    let now = Instant::now();
+    let unix_now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let unix = unix_now.saturating_sub(u64::try_from(guest.as_nanos()).unwrap_or(u64::MAX));
+    (now.checked_sub(guest).unwrap_or(now), unix)
 }
 
 fn dial(addr: &str) -> Result<TcpStream, FtError> {
@@ -403,6 +434,10 @@ fn backup_failed(shared: &Shared, watch: &Watch, failure: &str) {
 pub struct PrimaryJournal {
     shared: Arc<Shared>,
     encoder: Encoder,
+    /// Output hashed since the last record, shipped as `Output` records.
+    windows: SharedWindows,
+    checkpoint_every: u64,
+    next_checkpoint: u64,
     last_progress: Instant,
     progress_every: Duration,
     max_lag: u64,
@@ -411,18 +446,23 @@ pub struct PrimaryJournal {
 }
 
 impl PrimaryJournal {
-    /// Queue one record; `ship` wakes the writer.
+    /// Queue one record, after the output windows it closes (as a
+    /// recording does); `ship` wakes the writer.
     fn push(&mut self, icount: u64, kind: &RecordKind, ship: bool) -> Result<(), JournalError> {
+        let windows = lock::<OutputWindows>(&self.windows).take();
         let mut outbox = lock(&self.shared.outbox);
         if outbox.dead {
             return Ok(());
         }
-        if outbox.chunks.back().is_none_or(|c| c.len() >= MAX_BATCH) {
-            outbox.chunks.push_back(Vec::new());
+        for w in windows {
+            let output = RecordKind::Output {
+                channel: w.channel,
+                len: w.len,
+                hash: w.hash,
+            };
+            encode(&mut self.encoder, &mut outbox, icount, &output)?;
         }
-        if let Some(chunk) = outbox.chunks.back_mut() {
-            self.encoder.encode_next(icount, kind, chunk)?;
-        }
+        encode(&mut self.encoder, &mut outbox, icount, kind)?;
         self.shared.queued_icount.store(icount, Ordering::Release);
         drop(outbox);
         if ship {
@@ -430,6 +470,22 @@ impl PrimaryJournal {
         }
         Ok(())
     }
+}
+
+/// Appends one record to the outbox's last chunk (or a new one).
+fn encode(
+    encoder: &mut Encoder,
+    outbox: &mut Outbox,
+    icount: u64,
+    kind: &RecordKind,
+) -> Result<(), JournalError> {
+    if outbox.chunks.back().is_none_or(|c| c.len() >= MAX_BATCH) {
+        outbox.chunks.push_back(Vec::new());
+    }
+    if let Some(chunk) = outbox.chunks.back_mut() {
+        encoder.encode_next(icount, kind, chunk)?;
+    }
+    Ok(())
 }
 
 impl PrimaryJournal {
@@ -461,6 +517,11 @@ impl Journal for PrimaryJournal {
 
     fn stepped(&mut self, machine: &mut Machine) -> Result<(), JournalError> {
         let icount = machine.icount();
+        if icount >= self.next_checkpoint {
+            self.next_checkpoint = next_multiple(icount, self.checkpoint_every);
+            let state_hash = machine.state_hash()?;
+            self.push(icount, &RecordKind::Checkpoint { state_hash }, true)?;
+        }
         let pending = self.shared.output_pending.swap(false, Ordering::Relaxed);
         let due = pending || self.last_progress.elapsed() >= self.progress_every;
         if due {
@@ -483,6 +544,8 @@ impl Journal for PrimaryJournal {
             RunEnd::SaveRequested => return Ok(()),
         };
         let icount = machine.icount();
+        let state_hash = machine.state_hash()?;
+        self.push(icount, &RecordKind::Checkpoint { state_hash }, false)?;
         self.push(
             icount,
             &RecordKind::Control(Control::PowerOff(reason)),
@@ -508,4 +571,9 @@ impl Journal for PrimaryJournal {
         }
         Ok(())
     }
+}
+
+/// The first multiple of `every` (non-zero) after `icount`.
+fn next_multiple(icount: u64, every: u64) -> u64 {
+    (icount / every).saturating_add(1).saturating_mul(every)
 }

@@ -9,7 +9,7 @@ use std::io::{ErrorKind, Read, Write};
 /// First 8 bytes each side sends.
 pub const MAGIC: [u8; 8] = *b"LSTPFT\0\0";
 /// The one protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// The lockstep version both sides must run (their machines must be the
 /// same machine).
 pub const LOCKSTEP_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -36,6 +36,9 @@ pub struct Hello {
     pub generation: u64,
     /// The machine's icount when the log starts (LSN 0 follows it).
     pub start_icount: u64,
+    /// The primary's host wall-clock time (UNIX ns) of guest `mtime` 0:
+    /// a backup going live paces guest time from it.
+    pub anchor_unix_ns: u64,
     /// VM uuid and the machine's state hash at `start_icount`.
     pub header: Header,
     /// The VM's configuration, opaque to this crate (the CLI's `VmSetup`).
@@ -104,6 +107,7 @@ impl Message {
                 payload.extend_from_slice(&version[..len]);
                 payload.extend_from_slice(&h.generation.to_le_bytes());
                 payload.extend_from_slice(&h.start_icount.to_le_bytes());
+                payload.extend_from_slice(&h.anchor_unix_ns.to_le_bytes());
                 payload.extend_from_slice(&h.header.encode());
                 payload.extend_from_slice(&h.setup);
                 kind::HELLO
@@ -158,12 +162,14 @@ impl Message {
                     .map_err(|_| bad("Hello: the lockstep version is not UTF-8"))?;
                 let generation = p.u64("Hello")?;
                 let start_icount = p.u64("Hello")?;
+                let anchor_unix_ns = p.u64("Hello")?;
                 let header = Header::decode(p.take(HEADER_LEN, "Hello")?)
                     .map_err(|e| bad(&format!("Hello: log header: {e}")))?;
                 Message::Hello(Hello {
                     lockstep_version,
                     generation,
                     start_icount,
+                    anchor_unix_ns,
                     header,
                     setup: p.0.to_vec(),
                 })
@@ -301,6 +307,7 @@ mod tests {
                 lockstep_version: "0.1.0".into(),
                 generation: 7,
                 start_icount: 0,
+                anchor_unix_ns: 1_700_000_000_000_000_000,
                 header: Header {
                     vm_uuid: [3; 16],
                     initial_state_hash: [9; 32],
@@ -385,7 +392,7 @@ mod tests {
         assert!(err.to_string().contains("middle of a message"), "{err}");
 
         let mut hello = all_kinds()[0].encode();
-        hello[5 + 1 + 5 + 16 + 8] ^= 0xff; // inside the log header
+        hello[5 + 1 + 5 + 24 + 8] ^= 0xff; // inside the log header
         let err = MessageReader::default().poll(&mut &hello[..]).unwrap_err();
         assert!(err.to_string().contains("Hello: log header"), "{err}");
     }

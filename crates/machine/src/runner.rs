@@ -17,7 +17,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 /// Nanoseconds per `mtime` tick (10 MHz).
-const NS_PER_TICK: u64 = 100;
+pub const NS_PER_TICK: u64 = 100;
 /// Catch up only when guest time is behind real time by more than this
 /// (in ticks: 10 ms): each warp is a logged input, and a busy guest slower
 /// than real time would otherwise log one every millisecond (then 96% of a
@@ -119,6 +119,14 @@ impl Runner {
             anchor: None,
             journal: None,
         }
+    }
+
+    /// Pace guest time from `anchor`, the host instant of `mtime` 0,
+    /// instead of from the first run (an FT backup going live continues
+    /// the primary's clock, so guest time catches up the failover gap).
+    pub fn with_anchor(mut self, anchor: Instant) -> Self {
+        self.anchor = Some(anchor);
+        self
     }
 
     /// Report every input and step to `journal` (record mode).

@@ -407,7 +407,9 @@ where
     Ok(None)
 }
 
-fn match_window(
+/// Match one recorded `Output` window against the windows the replay
+/// closed at `icount` (removing it from `pending`).
+pub fn match_window(
     pending: &mut Vec<Window>,
     icount: u64,
     channel: OutputChannel,
@@ -436,7 +438,7 @@ fn match_window(
 
 /// Before any non-output record: every output the replay produced must
 /// have been matched by an Output record.
-fn check_no_unmatched(
+pub fn check_no_unmatched(
     closed: &mut Option<(u64, Vec<Window>)>,
     windows: &SharedWindows,
     at: u64,
