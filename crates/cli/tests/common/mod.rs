@@ -151,3 +151,11 @@ impl Guest {
         self.expect(PROMPT).trim().to_string()
     }
 }
+
+/// A failed test must not leave its VM running.
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
