@@ -10,10 +10,7 @@ use crate::primary::{describe, wait_message};
 use crate::wire::{self, Hello, Message, MessageReader, Polled};
 use crate::{garp, FtConfig, FtError};
 use machine::{Machine, Output, OutputEvent};
-use replay::session::{
-    check_no_unmatched, machine_input, match_window, run_to, Divergence, SharedWindows, TeeOutput,
-    Window,
-};
+use replay::session::{Follower, SharedWindows, TeeOutput};
 use replay::{Control, Decoded, Decoder, Record, RecordKind, StopReason};
 use std::collections::VecDeque;
 use std::net::{TcpListener, TcpStream};
@@ -112,16 +109,10 @@ pub struct Backup {
     events: Receiver<Event>,
     held: Arc<Mutex<HeldOutputs>>,
     arbiter: Arbiter,
-    /// The icount at which the guest powered off, if it did.
-    powered_off: Option<u64>,
-    records: u64,
     /// The icount executed to, for the acks (the primary's flow control).
     executed: Arc<AtomicU64>,
-    /// What the machine emitted since the last window was checked.
-    windows: SharedWindows,
-    /// Windows closed at the current record's icount, not yet matched
-    /// against the primary's `Output` records.
-    closed: Option<(u64, Vec<Window>)>,
+    /// Re-executes the primary's records, checking its output windows.
+    follower: Follower,
     /// The log channel, to close when this side stops following.
     link: TcpStream,
     /// Why this side stopped following (a divergence): it must not go live.
@@ -196,11 +187,8 @@ pub fn serve(
         events,
         held,
         arbiter,
-        powered_off: None,
-        records: 0,
         executed,
-        windows,
-        closed: None,
+        follower: Follower::new(windows),
         link,
         failed: None,
     })
@@ -383,7 +371,7 @@ impl Backup {
 
     /// Records re-executed so far.
     pub fn records(&self) -> u64 {
-        self.records
+        self.follower.report.records
     }
 
     /// Re-execute the primary's log as it arrives, until the primary ends
@@ -438,55 +426,7 @@ impl Backup {
 
     /// Run to the record's icount and apply it, as a replay does.
     fn execute(&mut self, record: Record) -> Result<Option<StopReason>, FtError> {
-        self.records += 1;
-        let at = record.icount;
-        match self.powered_off {
-            Some(icount) if at > icount => {
-                return Err(Divergence::EarlyPoweroff {
-                    icount,
-                    expected: at,
-                }
-                .into())
-            }
-            Some(_) => {}
-            None => self.powered_off = run_to::<FtError>(&mut self.machine, at)?,
-        }
-        if !matches!(record.kind, RecordKind::Output { .. }) {
-            check_no_unmatched(&mut self.closed, &self.windows, at)?;
-        }
-        match record.kind {
-            RecordKind::Output { channel, len, hash } => {
-                let windows = &self.windows;
-                let pending = self.closed.get_or_insert_with(|| {
-                    (
-                        at,
-                        windows
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .take(),
-                    )
-                });
-                match_window(&mut pending.1, at, channel, len, hash)?;
-            }
-            RecordKind::Input(input) => {
-                if let Some(input) = machine_input(&input) {
-                    self.machine.input(input);
-                }
-            }
-            RecordKind::Checkpoint { state_hash } => {
-                if self.machine.state_hash()? != state_hash {
-                    return Err(Divergence::State { icount: at }.into());
-                }
-            }
-            RecordKind::Control(Control::PowerOff(reason)) => {
-                if reason == StopReason::GuestPowerOff && self.powered_off.is_none() {
-                    return Err(Divergence::NoPoweroff { icount: at }.into());
-                }
-                return Ok(Some(reason));
-            }
-            RecordKind::Progress | RecordKind::Control(_) => {}
-        }
-        Ok(None)
+        self.follower.execute::<FtError>(&mut self.machine, &record)
     }
 
     /// After the primary failed: win the arbiter, re-emit the outputs the

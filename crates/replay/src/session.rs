@@ -15,7 +15,7 @@
 //! [`Divergence`] naming the icount and what differed.
 
 use crate::record::{
-    Control, Input as LogInput, OutputChannel, OutputHash, RecordKind, StopReason,
+    Control, Input as LogInput, OutputChannel, OutputHash, Record, RecordKind, StopReason,
 };
 use crate::{LogReader, LogWriter, ReadError, WriteError};
 use machine::{Input, Journal, JournalError, Machine, MachineError, Output, OutputEvent};
@@ -311,16 +311,53 @@ pub fn replay<R: Read>(
     windows: &SharedWindows,
     reader: &mut LogReader<R>,
 ) -> Result<ReplayReport, ReplayError> {
-    let mut report = ReplayReport::default();
-    // Windows the replay closed at the current record's icount, not yet
-    // matched against Output records.
-    let mut closed: Option<(u64, Vec<Window>)> = None;
-    // The icount at which the replayed guest powered off, if it did.
-    let mut powered_off = None;
+    let mut follower = Follower::new(windows.clone());
     while let Some(record) = reader.next_record()? {
-        report.records += 1;
+        if follower.execute::<ReplayError>(machine, &record)?.is_some() {
+            return Ok(follower.report);
+        }
+    }
+    Err(ReplayError::Unfinished {
+        icount: machine.icount(),
+    })
+}
+
+/// Re-executes records one by one, checking output windows and
+/// checkpoints: the core of `replay` and of an FT backup.
+pub struct Follower {
+    windows: SharedWindows,
+    /// Windows closed at the current record's icount, not yet matched
+    /// against Output records.
+    closed: Option<(u64, Vec<Window>)>,
+    /// The icount at which the guest powered off, if it did.
+    powered_off: Option<u64>,
+    pub report: ReplayReport,
+}
+
+impl Follower {
+    /// `windows` are the ones the machine's [`TeeOutput`] fills.
+    pub fn new(windows: SharedWindows) -> Self {
+        Self {
+            windows,
+            closed: None,
+            powered_off: None,
+            report: ReplayReport::default(),
+        }
+    }
+
+    /// Run `machine` to the record's icount and apply or check the record.
+    /// Returns how the run ended when the record says it ended.
+    pub fn execute<E>(
+        &mut self,
+        machine: &mut Machine,
+        record: &Record,
+    ) -> Result<Option<StopReason>, E>
+    where
+        E: From<Divergence> + From<MachineError>,
+    {
+        self.report.records += 1;
         let at = record.icount;
-        match powered_off {
+        match self.powered_off {
             Some(icount) if at > icount => {
                 return Err(Divergence::EarlyPoweroff {
                     icount,
@@ -329,44 +366,44 @@ pub fn replay<R: Read>(
                 .into())
             }
             Some(_) => {}
-            None => powered_off = run_to::<ReplayError>(machine, at)?,
+            None => self.powered_off = run_to::<E>(machine, at)?,
         }
         if !matches!(record.kind, RecordKind::Output { .. }) {
-            check_no_unmatched(&mut closed, windows, at)?;
+            check_no_unmatched(&mut self.closed, &self.windows, at)?;
         }
         match &record.kind {
             RecordKind::Output { channel, len, hash } => {
-                let pending = closed.get_or_insert_with(|| (at, lock(windows).take()));
+                let windows = &self.windows;
+                let pending = self
+                    .closed
+                    .get_or_insert_with(|| (at, lock(windows).take()));
                 match_window(&mut pending.1, at, *channel, *len, *hash)?;
-                report.output_windows += 1;
+                self.report.output_windows += 1;
             }
             RecordKind::Input(input) => {
                 if let Some(input) = machine_input(input) {
                     machine.input(input);
                 }
-                report.inputs += 1;
+                self.report.inputs += 1;
             }
             RecordKind::Checkpoint { state_hash } => {
                 if machine.state_hash()? != *state_hash {
                     return Err(Divergence::State { icount: at }.into());
                 }
-                report.checkpoints += 1;
+                self.report.checkpoints += 1;
             }
-            RecordKind::Progress => {}
             RecordKind::Control(Control::PowerOff(reason)) => {
-                if *reason == StopReason::GuestPowerOff && powered_off.is_none() {
+                if *reason == StopReason::GuestPowerOff && self.powered_off.is_none() {
                     return Err(Divergence::NoPoweroff { icount: at }.into());
                 }
-                report.end = Some(*reason);
-                report.icount = machine.icount();
-                return Ok(report);
+                self.report.end = Some(*reason);
+                self.report.icount = machine.icount();
+                return Ok(Some(*reason));
             }
-            RecordKind::Control(Control::ConfigChange(_)) => {}
+            RecordKind::Progress | RecordKind::Control(Control::ConfigChange(_)) => {}
         }
+        Ok(None)
     }
-    Err(ReplayError::Unfinished {
-        icount: machine.icount(),
-    })
 }
 
 /// Run until icount `target`, which a faithful replay (or an FT backup)
