@@ -128,7 +128,11 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+mod assemble;
+mod live;
 mod measure;
+pub use assemble::Assembler;
+pub use live::{LiveSave, LiveSaveError, Piece};
 pub use measure::{measure, MeasureSpec, Measurement};
 
 pub const MAGIC: [u8; 8] = *b"LSTPSNAP";

@@ -140,6 +140,9 @@ pub struct TrackedDisk {
     stale: BTreeSet<u64>,
     /// The digest, if nothing changed since it was computed.
     digest: Option<Hash>,
+    /// Clusters changed since the change log was last taken, while a
+    /// consumer (a live save) keeps one.
+    change_log: Option<Runs>,
 }
 
 impl TrackedDisk {
@@ -155,6 +158,7 @@ impl TrackedDisk {
             groups: BTreeMap::new(),
             stale: BTreeSet::new(),
             digest: None,
+            change_log: None,
         }
     }
 
@@ -211,8 +215,36 @@ impl TrackedDisk {
         &*self.inner
     }
 
+    /// Start (or restart, empty) logging the clusters changed from now on.
+    pub fn start_change_log(&mut self) {
+        self.change_log = Some(Runs::default());
+    }
+
+    /// The runs `[first, end)` of clusters changed since the log was
+    /// started or last taken (empty if no log is kept); logging goes on.
+    pub fn take_change_log(&mut self) -> Vec<(u64, u64)> {
+        self.change_log
+            .as_mut()
+            .map(|log| std::mem::take(log).iter().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn stop_change_log(&mut self) {
+        self.change_log = None;
+    }
+
     fn cluster_count(&self) -> u64 {
         self.capacity.div_ceil(CLUSTER)
+    }
+
+    /// Clusters on the disk (the last may be short).
+    pub fn capacity_clusters(&self) -> u64 {
+        self.cluster_count()
+    }
+
+    /// Bytes of cluster `c` that lie on the disk (`c` must be on it).
+    pub fn cluster_bytes(&self, c: u64) -> u64 {
+        self.cluster_len(c)
     }
 
     fn group_count(&self) -> u64 {
@@ -278,6 +310,9 @@ impl TrackedDisk {
         if len > 0 && !self.inner.read_only() && check_range(offset, len, self.capacity).is_ok() {
             let (a, b) = Self::touched(offset, len);
             self.mark_dirty(a, b);
+            if let Some(log) = &mut self.change_log {
+                log.insert(a, b);
+            }
         }
     }
 

@@ -889,3 +889,119 @@ fn timing_512_mib() {
         );
     }
 }
+
+/// A live save (pre-copy rounds while the guest runs, then a paused last
+/// round) assembled on the receiving side restores a machine that is the
+/// sender's at the moment of the last round, disk replica included, and
+/// runs on exactly like it.
+#[test]
+fn a_live_save_assembled_elsewhere_continues_exactly() {
+    use machine::snapshot::{Assembler, Piece};
+    let dir = tempfile::tempdir().unwrap();
+    let out = || Box::new(SharedOutput::default());
+    // The source disk has data the guest never writes (round 0 copies it).
+    let mut contents = vec![0u8; DISK_BYTES];
+    contents[700_000..700_010].copy_from_slice(b"preexisted");
+    let mut source = Machine::with_disks(rewrite_config(), out(), memory_disk(contents)).unwrap();
+    let mut reference = {
+        let mut contents = vec![0u8; DISK_BYTES];
+        contents[700_000..700_010].copy_from_slice(b"preexisted");
+        Machine::with_disks(rewrite_config(), out(), memory_disk(contents)).unwrap()
+    };
+    drive(&mut source, N / 4);
+
+    let images: Vec<u8> = source.boot_image_parts().unwrap().concat();
+    let mut assembler = Assembler::new(dir.path(), images.len() as u64, 64 << 20).unwrap();
+    assembler.images(0, &images).unwrap();
+    let mut replica = MemDisk::new(DISK_BYTES);
+    let mut receive = |piece: Piece<'_>| -> Result<(), String> {
+        match piece {
+            Piece::Page { index, bytes } => assembler.page(index as u64, bytes).unwrap(),
+            Piece::Disk {
+                disk,
+                offset,
+                bytes,
+            } => {
+                assert_eq!(disk, 0);
+                replica.write_at(offset, bytes).unwrap();
+            }
+        }
+        Ok(())
+    };
+    let mut save = source.live_save();
+    // Round 0 a little at a time while the guest runs, then two more.
+    while !save.copy(&mut source, 64 << 10, &mut receive).unwrap() {
+        let next = source.icount() + 5_000;
+        drive(&mut source, next);
+    }
+    for _ in 0..2 {
+        let next = source.icount() + N / 4;
+        drive(&mut source, next);
+        save.next_round(&mut source);
+        while !save.copy(&mut source, 64 << 10, &mut receive).unwrap() {
+            let next = source.icount() + 5_000;
+            drive(&mut source, next);
+        }
+    }
+    drive(&mut source, N);
+    let at = source.icount();
+    let state = save
+        .finish(&mut source, Some([7; 16]), &mut receive)
+        .unwrap();
+    let hash = source.state_hash().unwrap();
+
+    let file = assembler.finish(&state, &[&replica]).unwrap();
+    let restored_out = SharedOutput::default();
+    let mut restored = Machine::restore_snapshot_with(
+        &file,
+        Box::new(restored_out.clone()),
+        vec![Box::new(replica)],
+        &RestoreOptions { verify: true },
+    )
+    .unwrap();
+    drop(file); // the restored machine keeps its mappings
+    assert_eq!(restored.icount(), at);
+    assert_eq!(restored.state_hash().unwrap(), hash);
+
+    drive(&mut restored, N + M);
+    drive(&mut source, N + M);
+    drive(&mut reference, N + M);
+    let want = reference.state_hash().unwrap();
+    assert_eq!(
+        source.state_hash().unwrap(),
+        want,
+        "the live save disturbs nothing"
+    );
+    assert_eq!(
+        restored.state_hash().unwrap(),
+        want,
+        "the assembled machine"
+    );
+    let end = disk_bytes(&restored);
+    assert_eq!(end, disk_bytes(&reference));
+    assert_eq!(&end[700_000..700_010], b"preexisted");
+    assert_eq!(sector_bytes(&end)[..8], (REWRITE_AT as u64).to_le_bytes());
+    assert!(!console_after(&restored_out, 0).0.is_empty());
+}
+
+#[test]
+fn an_assembler_refuses_pieces_that_do_not_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = machine::snapshot::Assembler::new(dir.path(), 100, 64 << 20).unwrap();
+    let err = a.images(90, &[0; 20]).unwrap_err().to_string();
+    assert!(err.contains("20 bytes at offset 90 of 100"), "{err}");
+    let err = a
+        .page((64 << 20) / 4096, &[0; 4096])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("page 16384 of 16384"), "{err}");
+    let err = a.page(0, &[0; 10]).unwrap_err().to_string();
+    assert!(err.contains("with 10 bytes"), "{err}");
+    let err = a.finish(b"garbage", &[]).unwrap_err().to_string();
+    assert!(err.contains("state"), "{err}");
+    let err = machine::snapshot::Assembler::new(dir.path(), 0, 3 << 20)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("memory size"), "{err}");
+}

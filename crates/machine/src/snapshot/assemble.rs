@@ -1,0 +1,271 @@
+//! The receiving end of a live save ([`super::LiveSave`]): boot images,
+//! pages and finally the state section arrive in pieces and are put
+//! together into a snapshot file, which is then restored like any other
+//! (so everything it receives passes the same checks as a file would).
+//! Pieces come from the network: each is checked against the sizes
+//! announced up front, and an error names what was wrong.
+
+use super::{
+    encode_preamble, DiskRecord, Index, RamLayout, RamRecord, SectionRecord, SnapshotError,
+    SpecRecord, State, IMAGES_OFFSET, PAGE, RAM_ALIGN, RAM_CHUNK,
+};
+use crate::layout::RAM_BASE;
+use disk::{BlockDevice, DiskIdentity};
+use serde::Serialize;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use tempfile::{NamedTempFile, TempPath};
+
+/// A snapshot being put together; see the module docs.
+pub struct Assembler {
+    file: NamedTempFile,
+    images_len: u64,
+    memory: u64,
+    ram_offset: u64,
+}
+
+impl Assembler {
+    /// A new (temporary) snapshot file in `dir` for a machine with
+    /// `images_len` bytes of boot images and `memory` bytes of RAM.
+    pub fn new(dir: &Path, images_len: u64, memory: u64) -> Result<Self, SnapshotError> {
+        let io = |source| SnapshotError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        if memory == 0 || !memory.is_multiple_of(2 << 20) || memory > crate::machine::MAX_MEMORY {
+            return Err(SnapshotError::Corrupt {
+                path: dir.to_path_buf(),
+                section: super::Section::Ram,
+                reason: format!("memory size {memory} bytes"),
+            });
+        }
+        let file = tempfile::Builder::new()
+            .prefix(".transfer-")
+            .tempfile_in(dir)
+            .map_err(io)?;
+        let ram_offset = IMAGES_OFFSET
+            .checked_add(images_len)
+            .map(|end| end.next_multiple_of(RAM_ALIGN))
+            .ok_or_else(|| SnapshotError::Corrupt {
+                path: dir.to_path_buf(),
+                section: super::Section::Images,
+                reason: format!("{images_len} bytes of boot images"),
+            })?;
+        file.as_file().set_len(ram_offset + memory).map_err(io)?;
+        Ok(Assembler {
+            file,
+            images_len,
+            memory,
+            ram_offset,
+        })
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.file.path().to_path_buf()
+    }
+
+    fn bad(&self, section: super::Section, reason: String) -> SnapshotError {
+        SnapshotError::Corrupt {
+            path: self.path(),
+            section,
+            reason,
+        }
+    }
+
+    fn write(&self, bytes: &[u8], at: u64) -> Result<(), SnapshotError> {
+        self.file
+            .as_file()
+            .write_all_at(bytes, at)
+            .map_err(|source| SnapshotError::Io {
+                path: self.path(),
+                source,
+            })
+    }
+
+    /// Bytes of the boot images at `offset` into them.
+    pub fn images(&mut self, offset: u64, bytes: &[u8]) -> Result<(), SnapshotError> {
+        match offset.checked_add(bytes.len() as u64) {
+            Some(end) if end <= self.images_len => self.write(bytes, IMAGES_OFFSET + offset),
+            _ => Err(self.bad(
+                super::Section::Images,
+                format!(
+                    "{} bytes at offset {offset} of {} bytes of images",
+                    bytes.len(),
+                    self.images_len
+                ),
+            )),
+        }
+    }
+
+    /// Page `index` of RAM.
+    pub fn page(&mut self, index: u64, bytes: &[u8]) -> Result<(), SnapshotError> {
+        let pages = self.memory / PAGE as u64;
+        if index >= pages || bytes.len() != PAGE {
+            return Err(self.bad(
+                super::Section::Ram,
+                format!("page {index} of {pages} with {} bytes", bytes.len()),
+            ));
+        }
+        self.write(bytes, self.ram_offset + index * PAGE as u64)
+    }
+
+    /// Complete the file with `state` (the sender's state section) and
+    /// the identities of `disks`, the replicas the machine will run on,
+    /// in slot order. Returns the file's path; it is deleted when the
+    /// returned value is dropped (a restored machine keeps its mappings).
+    pub fn finish(
+        self,
+        state: &[u8],
+        disks: &[&dyn BlockDevice],
+    ) -> Result<TempPath, SnapshotError> {
+        let parsed: State = match postcard::take_from_bytes(state) {
+            Ok((value, [])) => value,
+            Ok(_) => return Err(self.bad(super::Section::State, "trailing bytes".into())),
+            Err(e) => return Err(self.bad(super::Section::State, e.to_string())),
+        };
+        if parsed.config.images_len() != Some(self.images_len)
+            || parsed.config.memory != self.memory
+        {
+            return Err(self.bad(
+                super::Section::State,
+                "the images' or RAM's size differs from the one announced".into(),
+            ));
+        }
+        let records = self.disk_records(&parsed, disks)?;
+        let images = self.hash_region(IMAGES_OFFSET, self.images_len)?;
+        let (ram, ram_end) = self.ram_record()?;
+        let state_rec = self.section(state, ram_end)?;
+        let records = postcard::to_stdvec(&records).map_err(|e| self.serialize(e))?;
+        let disks_rec = self.section(&records, state_rec.offset + state_rec.len)?;
+        let index = Index {
+            images,
+            state: state_rec,
+            disks: disks_rec,
+            ram,
+        };
+        let index = self.postcard(&index, disks_rec.offset + disks_rec.len)?;
+        self.write(&encode_preamble(&index), 0)?;
+        Ok(self.file.into_temp_path())
+    }
+
+    fn serialize(&self, e: postcard::Error) -> SnapshotError {
+        SnapshotError::Save {
+            path: self.path(),
+            source: crate::MachineError::Serialize(e),
+        }
+    }
+
+    fn disk_records(
+        &self,
+        state: &State,
+        disks: &[&dyn BlockDevice],
+    ) -> Result<Vec<DiskRecord>, SnapshotError> {
+        let slots: Vec<usize> = state
+            .config
+            .virtio
+            .iter()
+            .enumerate()
+            .filter(|(_, spec)| matches!(spec, SpecRecord::Block { .. }))
+            .map(|(slot, _)| slot)
+            .collect();
+        if slots.len() != disks.len() {
+            return Err(SnapshotError::DiskCount {
+                path: self.path(),
+                given: disks.len(),
+                recorded: slots.len(),
+            });
+        }
+        slots
+            .into_iter()
+            .zip(disks)
+            .map(|(slot, disk)| {
+                let identity = DiskIdentity::of(*disk).map_err(|source| SnapshotError::Disk {
+                    path: self.path(),
+                    slot,
+                    source,
+                })?;
+                Ok(DiskRecord {
+                    slot,
+                    read_only: disk.read_only(),
+                    identity,
+                })
+            })
+            .collect()
+    }
+
+    /// The RAM record: one hash per chunk of the bytes stored.
+    fn ram_record(&self) -> Result<(RamRecord, u64), SnapshotError> {
+        let mut chunk = vec![0u8; RAM_CHUNK as usize];
+        let mut hashes = Vec::new();
+        let mut stored = 0;
+        for at in (0..self.memory).step_by(RAM_CHUNK as usize) {
+            self.file
+                .as_file()
+                .read_exact_at(&mut chunk, self.ram_offset + at)
+                .map_err(|source| SnapshotError::Io {
+                    path: self.path(),
+                    source,
+                })?;
+            stored += chunk
+                .chunks(PAGE)
+                .filter(|page| !super::is_zero(page))
+                .count() as u64;
+            hashes.push(if super::is_zero(&chunk) {
+                super::zero_chunk_hash()
+            } else {
+                *blake3::hash(&chunk).as_bytes()
+            });
+        }
+        let record = RamRecord {
+            base: RAM_BASE,
+            size: self.memory,
+            stored_pages: stored,
+            layout: RamLayout::Sparse {
+                offset: self.ram_offset,
+            },
+            chunk_hashes: hashes,
+        };
+        Ok((record, self.ram_offset + self.memory))
+    }
+
+    fn hash_region(&self, offset: u64, len: u64) -> Result<SectionRecord, SnapshotError> {
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut at = 0;
+        while at < len {
+            let n = (len - at).min(buf.len() as u64) as usize;
+            self.file
+                .as_file()
+                .read_exact_at(&mut buf[..n], offset + at)
+                .map_err(|source| SnapshotError::Io {
+                    path: self.path(),
+                    source,
+                })?;
+            hasher.update(&buf[..n]);
+            at += n as u64;
+        }
+        Ok(SectionRecord {
+            offset,
+            len,
+            hash: *hasher.finalize().as_bytes(),
+        })
+    }
+
+    fn section(&self, bytes: &[u8], offset: u64) -> Result<SectionRecord, SnapshotError> {
+        self.write(bytes, offset)?;
+        Ok(SectionRecord {
+            offset,
+            len: bytes.len() as u64,
+            hash: *blake3::hash(bytes).as_bytes(),
+        })
+    }
+
+    fn postcard<T: Serialize>(
+        &self,
+        value: &T,
+        offset: u64,
+    ) -> Result<SectionRecord, SnapshotError> {
+        let bytes = postcard::to_stdvec(value).map_err(|e| self.serialize(e))?;
+        self.section(&bytes, offset)
+    }
+}
