@@ -7,6 +7,7 @@ mod bench_guest;
 mod bench_net;
 mod bench_record;
 mod bench_snapshot;
+mod control;
 mod disk;
 mod ft;
 mod image;
@@ -47,7 +48,7 @@ enum Command {
     /// Re-execute a run recorded with `lockstep run --record` and check that it
     /// reproduces: exits 1 and names the first divergence if it does not.
     Replay(record::ReplayArgs),
-    /// Fault-tolerant VMs: `ft backup` protects a `lockstep run --ft-backup` primary.
+    /// Fault-tolerant VMs: backups, adding them to running VMs, status, TLS certificates.
     Ft(ft::FtArgs),
 }
 

@@ -102,6 +102,15 @@ fn open_with_macs(specs: &[(String, NetSpec)], macs: &[MacAddr]) -> Result<Nics,
 }
 
 impl Nics {
+    /// Drop every frame waiting in the backends (an FT backup's NICs
+    /// collect frames meant for the primary's until it goes live).
+    pub fn discard_pending(&mut self) {
+        let mut buf = vec![0u8; net::MAX_FRAME_LEN];
+        for rx in &mut self.rx {
+            while let Ok(Some(_)) = rx.recv(&mut buf, std::time::Duration::ZERO) {}
+        }
+    }
+
     /// Start one reader thread per NIC, sending what it receives to the
     /// runner; they stop when the returned guard is dropped or the runner
     /// has gone.

@@ -89,16 +89,18 @@ pub struct RunArgs {
     /// With --record: log the machine's state hash every N instructions.
     #[arg(long, value_name = "N", default_value_t = replay::session::CHECKPOINT_EVERY, value_parser = clap::value_parser!(u64).range(1..))]
     pub checkpoint_every: u64,
-    /// Run fault-tolerant, as the primary of the backup listening at ADDR
-    /// (`lockstep ft backup`): outputs leave only once the backup has the log.
-    #[arg(long, value_name = "ADDR", requires = "arbiter", conflicts_with_all = ["restore", "record"])]
+    /// Run fault-tolerant: protected by the backup listening at ADDR
+    /// (`lockstep ft backup`) once it has received the VM (sent while the
+    /// guest runs); outputs then leave only once the backup has the log.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        requires = "arbiter",
+        conflicts_with = "record"
+    )]
     pub ft_backup: Option<String>,
-    /// With --ft-backup: the arbiter file, on storage the backup's host shares.
-    #[arg(long, value_name = "PATH", requires = "ft_backup")]
-    pub arbiter: Option<PathBuf>,
-    /// With --ft-backup: declare the backup dead after MS milliseconds without a message.
-    #[arg(long, value_name = "MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..))]
-    pub ft_timeout: u64,
+    #[command(flatten)]
+    pub ft: crate::ft::FtOptions,
 }
 
 /// A `--disk` argument.
@@ -235,20 +237,20 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     };
     let (events, rx) = mpsc::channel();
     let mut runner = Runner::new(rx, Pacing::RealTime);
-    let mut ft_link = None;
-    if let (Some(addr), Some(arbiter), Some(setup)) = (&args.ft_backup, &args.arbiter, &setup) {
-        let (journal, link) = crate::ft::start_primary(
-            addr,
-            arbiter,
-            args.ft_timeout,
-            setup,
+    let mut ft_vm = None;
+    if args.ft.arbiter.is_some() {
+        let (journal, handle) = crate::ft::protectable(
+            &args.ft,
+            &args.name,
             &mut machine,
             events.clone(),
+            None,
+            args.ft_backup.clone(),
         )?;
         runner = runner
             .with_journal(Box::new(journal))
-            .with_anchor(link.anchor());
-        ft_link = Some(link);
+            .with_anchor(handle.primary.anchor());
+        ft_vm = Some(handle);
     }
     if let (Some(path), Some(setup)) = (&args.record, setup) {
         let recorder =
@@ -270,7 +272,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     };
     drop(_terminal); // restore the terminal before printing anything
     machine.flush_disks()?;
-    if let Some(why) = ft_link.and_then(|link| link.fenced()) {
+    if let Some(vm) = &ft_vm {
+        eprintln!(
+            "lockstep: FT {}",
+            crate::ft::describe_log(&vm.primary.status())
+        );
+    }
+    if let Some(why) = ft_vm.as_ref().and_then(|vm| vm.primary.fenced()) {
         return Err(format!("FT primary halted: {why}").into());
     }
     match end? {

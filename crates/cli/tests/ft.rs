@@ -36,9 +36,13 @@ fn random_delay() -> Duration {
 }
 
 fn start_backup(arbiter: &Path) -> (Guest, String) {
+    start_backup_with(arbiter, &[])
+}
+
+fn start_backup_with(arbiter: &Path, extra: &[&str]) -> (Guest, String) {
     let timeout = TIMEOUT_MS.to_string();
     let arbiter = arbiter.to_str().expect("utf-8 temp path");
-    let args = [
+    let mut args = vec![
         "ft",
         "backup",
         "--listen",
@@ -50,6 +54,7 @@ fn start_backup(arbiter: &Path) -> (Guest, String) {
         "--ft-timeout",
         &timeout,
     ];
+    args.extend_from_slice(extra);
     let mut backup = Guest::launch(&[], &args);
     let line = backup.expect_stderr("listening on");
     let addr = line.rsplit(' ').next().expect("an address").to_string();
@@ -164,11 +169,14 @@ fn a_primary_under_another_arbiter_generation_is_refused() {
     ]);
     let refused = primary.expect_stderr("refused");
     assert!(refused.contains("generation 5"), "{refused}");
-    let status = primary.child.wait().expect("wait for the primary");
-    assert_eq!(status.code(), Some(2), "{refused}");
+    assert!(refused.contains("running unprotected"), "{refused}");
     let status = backup.child.wait().expect("wait for the backup");
     assert!(!status.success());
     backup.expect_stderr("refused the primary");
+    // The primary runs on, unprotected: its guest still answers.
+    primary.expect(PROMPT);
+    let echoed = primary.run("echo still-$((20+22))");
+    assert!(echoed.contains("still-42"), "{echoed}");
 }
 
 /// A primary that stops answering without closing its connection (here:
@@ -225,5 +233,134 @@ fn a_silent_primary_is_replaced_and_then_fenced() {
     eprintln!(
         "silent primary: backup live {} ms after SIGSTOP",
         failover.as_millis()
+    );
+}
+
+fn lockstep(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .args(args)
+        .output()
+        .expect("run lockstep")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Backups that cannot protect the VM (unreachable, a TLS certificate of
+/// another CA) are clear errors after which the primary runs on
+/// unprotected, as `ft status` says; a good backup added through the
+/// control socket then receives the running VM, its disk replica
+/// included, and takes over when the primary dies.
+#[test]
+fn bad_backups_leave_the_primary_running_unprotected_until_a_good_one_joins() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
+    for (name, ca_from) in [("tls-a", None), ("tls-b", None), ("tls-a2", Some("tls-a"))] {
+        let mut args = vec!["ft".to_string(), "tls-init".into(), path(name)];
+        if let Some(ca) = ca_from {
+            args.extend(["--ca-from".into(), path(ca)]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = lockstep(&args);
+        assert!(out.status.success(), "tls-init: {}", text(&out.stderr));
+    }
+    let disk: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(path("disk.raw"), &disk).expect("write the disk");
+    let (arbiter, control) = (path("arbiter"), path("primary.sock"));
+    let mut primary = Guest::boot(&[
+        "--arbiter",
+        &arbiter,
+        "--ft-backup",
+        "127.0.0.1:1",
+        "--control",
+        &control,
+        "--tls-dir",
+        &path("tls-a"),
+        "--disk",
+        &path("disk.raw"),
+    ]);
+    let unreachable = primary.expect_stderr("running unprotected");
+    assert!(
+        unreachable.contains("cannot reach the backup at 127.0.0.1:1"),
+        "{unreachable}"
+    );
+    primary.expect(PROMPT);
+    let status = lockstep(&["ft", "status", "--control", &control]);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    assert!(
+        text(&status.stdout).contains("protection: unprotected"),
+        "{}",
+        text(&status.stdout)
+    );
+
+    let (mut stranger, addr) =
+        start_backup_with(Path::new(&arbiter), &["--tls-dir", &path("tls-b")]);
+    let refused = lockstep(&["ft", "add-backup", &addr, "--control", &control]);
+    assert_eq!(refused.status.code(), Some(2));
+    let why = text(&refused.stderr);
+    assert!(why.contains("TLS"), "{why}");
+    let _ = stranger.child.kill();
+    assert!(primary.run("echo alive-$((6*7))").contains("alive-42"));
+
+    let (mut backup, addr) = start_backup_with(
+        Path::new(&arbiter),
+        &[
+            "--tls-dir",
+            &path("tls-a2"),
+            "--replica-dir",
+            &path("replicas"),
+            "--control",
+            &path("backup.sock"),
+        ],
+    );
+    let added = lockstep(&["ft", "add-backup", &addr, "--control", &control]);
+    let said = text(&added.stdout);
+    assert!(added.status.success(), "{said}{}", text(&added.stderr));
+    assert!(said.contains("protected by the backup at"), "{said}");
+    let pause = said
+        .split("guest paused ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|ms| ms.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no pause in {said:?}"));
+    backup.expect_stderr("following the primary");
+    let status = text(&lockstep(&["ft", "status", "--control", &control]).stdout);
+    assert!(status.contains("protection: protected by"), "{status}");
+    let backup_status =
+        text(&lockstep(&["ft", "status", "--control", &path("backup.sock")]).stdout);
+    assert!(backup_status.contains("role: backup"), "{backup_status}");
+    let replicas: Vec<_> = std::fs::read_dir(path("replicas"))
+        .expect("replica dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with("-disk0.raw"))
+        .collect();
+    assert_eq!(replicas.len(), 1, "one disk replica");
+    assert!(
+        std::fs::read(replicas[0].path()).expect("read the replica") == disk,
+        "the replica holds the disk's bytes"
+    );
+
+    primary.child.kill().expect("kill -9 the primary");
+    backup.expect_stderr("live at icount");
+    backup.send("echo live-$((40+2))");
+    backup.expect("live-42");
+    eprintln!("add-backup with TLS: guest paused {pause} ms");
+}
+
+#[test]
+fn an_arbiter_that_cannot_be_written_is_refused_before_the_guest_starts() {
+    let out = lockstep(&[
+        "run",
+        "--console",
+        "none",
+        "--arbiter",
+        "/proc/lockstep-no-such-dir/arbiter",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("/proc/lockstep-no-such-dir/arbiter") && err.lines().count() == 1,
+        "{err}"
     );
 }

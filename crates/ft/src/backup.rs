@@ -1,21 +1,28 @@
-//! The backup: builds the same machine as the primary, re-executes the
-//! primary's log as it streams in (exactly as `replay::session::replay`
+//! The backup: receives the primary's machine (boot images, RAM, disk
+//! replicas of its own, state; see [`crate::sync`]), restores it,
+//! re-executes the primary's log as it streams in (exactly as `replay::session::replay`
 //! does with a file, never past the last record received), and keeps the
 //! outputs the primary may not have released yet. When the primary fails
 //! it wins the arbiter, re-emits those outputs and hands back a machine
 //! ready to run live.
 
 use crate::arbiter::{Arbiter, Claim};
-use crate::primary::{describe, wait_message};
-use crate::wire::{self, Hello, Message, MessageReader, Polled};
+use crate::channel::{self, Got, Sender};
+use crate::wire::{self, DiskShape, Hello, Message, PAGE_ENTRY};
 use crate::{garp, FtConfig, FtError};
+use disk::BlockDevice;
+use link::TlsIdentity;
+use machine::snapshot::{Assembler, RestoreOptions};
 use machine::{Machine, Output, OutputEvent};
 use replay::session::{Follower, SharedWindows, TeeOutput};
 use replay::{Control, Decoded, Decoder, Record, RecordKind, StopReason};
 use std::collections::VecDeque;
-use std::net::{TcpListener, TcpStream};
+use std::fs::File;
+use std::net::TcpListener;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -114,73 +121,79 @@ pub struct Backup {
     /// Re-executes the primary's records, checking its output windows.
     follower: Follower,
     /// The log channel, to close when this side stops following.
-    link: TcpStream,
+    link: Sender,
     /// Why this side stopped following (a divergence): it must not go live.
     failed: Option<String>,
+    /// The disk replicas the machine runs on.
+    replicas: Vec<PathBuf>,
 }
 
-/// Wait for a primary on `listener`, build its machine with `build` (from
-/// the Hello's opaque setup; an `Err` is sent back as the refusal) and
-/// check that it is the same machine. Returns the backup, following.
+/// Where a backup keeps what it receives.
+pub struct BackupOptions<'a> {
+    pub tls: Option<&'a TlsIdentity>,
+    /// Directory for the disk replicas (and the transfer's temporary
+    /// snapshot).
+    pub replica_dir: &'a Path,
+    pub config: FtConfig,
+}
+
+/// Wait for a primary on `listener`, receive its machine (boot images,
+/// RAM, disk replicas, state) and restore it. Returns the backup,
+/// following. A refusal (other version, other arbiter generation, no room
+/// for the replicas) is sent to the primary and returned.
 pub fn serve(
     listener: &TcpListener,
     arbiter: Arbiter,
-    config: FtConfig,
-    build: impl FnOnce(&Hello) -> Result<Machine, String>,
+    options: &BackupOptions<'_>,
+    progress: &mut dyn FnMut(&str),
 ) -> Result<Backup, FtError> {
-    let (mut stream, peer) = listener
-        .accept()
-        .map_err(FtError::io("accepting the primary's connection"))?;
-    stream
-        .set_nodelay(true)
-        .and_then(|()| stream.set_read_timeout(Some(Duration::from_secs(60))))
-        .map_err(FtError::io("configuring the socket"))?;
-    wire::write_preamble(&mut stream)?;
-    wire::read_preamble(&mut stream)?;
-    let mut reader = MessageReader::default();
-    let hello = match wait_message(&mut reader, &mut stream)? {
+    let (tx, mut rx) = channel::accept(listener, options.tls)?;
+    let peer = tx.peer();
+    let hello = match rx.expect(HANDSHAKE_TIMEOUT, "Hello")? {
         Message::Hello(hello) => hello,
         other => {
             return Err(FtError::Handshake(format!(
                 "expected the primary's Hello, got {}",
-                describe(&other)
+                other.describe()
             )))
         }
     };
-    let checked = check_hello(&hello, &arbiter).and_then(|()| {
-        let mut machine = build(&hello)?;
-        check_machine(&hello, &mut machine)?;
-        Ok(machine)
-    });
-    let mut machine = match checked {
-        Ok(machine) => machine,
+    let prepared = check_hello(&hello, &arbiter)
+        .and_then(|()| Receiving::prepare(&hello, options.replica_dir));
+    let mut receiving = match prepared {
+        Ok(r) => r,
         Err(reason) => {
             // Best effort: the primary learns why; this side reports it anyway.
-            let _ = Message::Welcome(Err(reason.clone())).write_to(&mut stream);
+            tx.send_last(&Message::Welcome(Err(reason.clone())));
             return Err(FtError::Handshake(format!(
                 "refused the primary at {peer}: {reason}"
             )));
         }
     };
-    Message::Welcome(Ok(())).write_to(&mut stream)?;
+    tx.send(&Message::Welcome(Ok(())))?;
+    progress(&format!("receiving the VM from {peer}"));
+    let state = receiving.receive(&mut rx, options.config.timeout.max(SYNC_SILENCE))?;
+    progress("restoring the VM");
     let held = Arc::new(Mutex::new(HeldOutputs::default()));
-    let macs = machine.nic_macs();
     let windows: SharedWindows = Arc::default();
-    machine.replace_output(Box::new(TeeOutput::new(
-        Box::new(BackupOutput {
-            held: Arc::clone(&held),
-            macs,
-        }),
-        Arc::clone(&windows),
-    )));
-    let link = stream
-        .try_clone()
-        .map_err(FtError::io("cloning the socket"))?;
-    let (tx, events) = mpsc::channel();
-    let start_icount = hello.start_icount;
+    let restored = receiving.restore(&state, held.clone(), windows.clone());
+    let (machine, replicas) = match restored {
+        Ok(done) => done,
+        Err(reason) => {
+            tx.send_last(&Message::Ready(Err(reason.clone())));
+            return Err(FtError::Sync(reason));
+        }
+    };
+    tx.send(&Message::Ready(Ok(())))?;
+    let (events_tx, events) = mpsc::channel();
+    let start_icount = machine.icount();
     let executed = Arc::new(AtomicU64::new(start_icount));
-    let progress = Arc::clone(&executed);
-    std::thread::spawn(move || receive_loop(stream, reader, tx, start_icount, &progress, config));
+    let progress_seen = Arc::clone(&executed);
+    let config = options.config;
+    let link = tx.clone();
+    std::thread::spawn(move || {
+        receive_loop(&tx, rx, events_tx, start_icount, &progress_seen, config)
+    });
     Ok(Backup {
         machine,
         hello,
@@ -191,7 +204,145 @@ pub fn serve(
         follower: Follower::new(windows),
         link,
         failed: None,
+        replicas,
     })
+}
+
+/// Longest silence from the primary while it sends the machine.
+const SYNC_SILENCE: Duration = Duration::from_secs(30);
+/// How long the primary may take to answer the handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The machine as it arrives.
+struct Receiving {
+    assembler: Assembler,
+    replicas: Vec<PathBuf>,
+    files: Vec<File>,
+    disks: Vec<DiskShape>,
+}
+
+impl Receiving {
+    /// New replica files for the primary's disks and a snapshot to fill.
+    fn prepare(hello: &Hello, dir: &Path) -> Result<Receiving, String> {
+        let assembler = Assembler::new(dir, hello.images_len, hello.memory)
+            .map_err(|e| format!("cannot receive the VM here: {e}"))?;
+        let uuid: String = hello.vm_uuid.iter().map(|b| format!("{b:02x}")).collect();
+        let mut replicas = Vec::new();
+        let mut files = Vec::new();
+        for (n, disk) in hello.disks.iter().enumerate() {
+            let path = dir.join(format!("{uuid}-disk{n}.raw"));
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .and_then(|f| f.set_len(disk.capacity).map(|()| f))
+                .map_err(|e| format!("cannot create the disk replica {}: {e}", path.display()))?;
+            replicas.push(path);
+            files.push(file);
+        }
+        Ok(Receiving {
+            assembler,
+            replicas,
+            files,
+            disks: hello.disks.clone(),
+        })
+    }
+
+    /// Take sync messages until the state; returns it.
+    fn receive(
+        &mut self,
+        rx: &mut channel::Receiver,
+        silence: Duration,
+    ) -> Result<Vec<u8>, FtError> {
+        loop {
+            match rx.expect(silence, "the VM's state")? {
+                Message::Images { offset, bytes } => self
+                    .assembler
+                    .images(offset, &bytes)
+                    .map_err(|e| FtError::Protocol(e.to_string()))?,
+                Message::Pages(entries) => {
+                    for entry in entries.chunks_exact(PAGE_ENTRY) {
+                        let index = u32::from_le_bytes([entry[0], entry[1], entry[2], entry[3]]);
+                        self.assembler
+                            .page(u64::from(index), &entry[4..])
+                            .map_err(|e| FtError::Protocol(e.to_string()))?;
+                    }
+                }
+                Message::Disk {
+                    disk,
+                    offset,
+                    bytes,
+                } => self.write_disk(usize::from(disk), offset, &bytes)?,
+                Message::State(state) => return Ok(state),
+                other => {
+                    return Err(FtError::Protocol(format!(
+                        "{} while receiving the VM",
+                        other.describe()
+                    )))
+                }
+            }
+        }
+    }
+
+    fn write_disk(&self, disk: usize, offset: u64, bytes: &[u8]) -> Result<(), FtError> {
+        let (Some(file), Some(shape)) = (self.files.get(disk), self.disks.get(disk)) else {
+            return Err(FtError::Protocol(format!(
+                "data for disk {disk} of {}",
+                self.disks.len()
+            )));
+        };
+        if offset
+            .checked_add(bytes.len() as u64)
+            .is_none_or(|end| end > shape.capacity)
+        {
+            return Err(FtError::Protocol(format!(
+                "{} bytes at {offset} on disk {disk} of {} bytes",
+                bytes.len(),
+                shape.capacity
+            )));
+        }
+        file.write_all_at(bytes, offset)
+            .map_err(|source| FtError::Replica {
+                path: self.replicas[disk].clone(),
+                source,
+            })
+    }
+
+    /// Restore the machine from what arrived (checking every image and
+    /// RAM chunk and the state hash the primary computed), with outputs
+    /// going to the backup's hold.
+    fn restore(
+        self,
+        state: &[u8],
+        held: Arc<Mutex<HeldOutputs>>,
+        windows: SharedWindows,
+    ) -> Result<(Machine, Vec<PathBuf>), String> {
+        for (file, path) in self.files.iter().zip(&self.replicas) {
+            file.sync_all()
+                .map_err(|e| format!("syncing the disk replica {}: {e}", path.display()))?;
+        }
+        let mut disks: Vec<Box<dyn BlockDevice>> = Vec::new();
+        for (path, shape) in self.replicas.iter().zip(&self.disks) {
+            disks.push(disk::open(path, shape.read_only).map_err(|e| e.to_string())?);
+        }
+        let refs: Vec<&dyn BlockDevice> = disks.iter().map(|d| &**d).collect();
+        let file = self
+            .assembler
+            .finish(state, &refs)
+            .map_err(|e| e.to_string())?;
+        let options = RestoreOptions { verify: true };
+        let mut machine =
+            Machine::restore_snapshot_with(&file, Box::new(machine::NullOutput), disks, &options)
+                .map_err(|e| format!("the machine received does not restore: {e}"))?;
+        let macs = machine.nic_macs();
+        machine.replace_output(Box::new(TeeOutput::new(
+            Box::new(BackupOutput { held, macs }),
+            windows,
+        )));
+        Ok((machine, self.replicas))
+    }
 }
 
 fn check_hello(hello: &Hello, arbiter: &Arbiter) -> Result<(), String> {
@@ -213,45 +364,25 @@ fn check_hello(hello: &Hello, arbiter: &Arbiter) -> Result<(), String> {
     Ok(())
 }
 
-fn check_machine(hello: &Hello, machine: &mut Machine) -> Result<(), String> {
-    if machine.icount() != hello.start_icount {
-        return Err(format!(
-            "the primary starts at icount {}, the backup's machine at {}",
-            hello.start_icount,
-            machine.icount()
-        ));
-    }
-    let hash = machine.state_hash().map_err(|e| e.to_string())?;
-    if hash != hello.header.initial_state_hash {
-        return Err("the backup's machine is not in the primary's initial state (different kernel, initrd, firmware or disks?)".into());
-    }
-    Ok(())
-}
-
 /// Receives batches, acks them, and watches for the primary's failure.
 fn receive_loop(
-    mut stream: TcpStream,
-    mut reader: MessageReader,
-    events: Sender<Event>,
+    tx: &Sender,
+    mut rx: channel::Receiver,
+    events: mpsc::Sender<Event>,
     start_icount: u64,
     executed: &AtomicU64,
     config: FtConfig,
 ) {
     let heartbeat = config.heartbeat();
-    // Short reads: execution progress is reported within a few ms.
-    if let Err(e) = stream.set_read_timeout(Some(ACK_PROGRESS_EVERY.min(heartbeat))) {
-        let _ = events.send(Event::PrimaryLost(format!(
-            "cannot set a read timeout: {e}"
-        )));
-        return;
-    }
+    // Short waits: execution progress is reported within a few ms.
+    let wait = ACK_PROGRESS_EVERY.min(heartbeat);
     let mut decoder = Decoder::resume(0, start_icount, 0);
     let mut last_heard = Instant::now();
     let mut last_ack = Instant::now();
     let mut acked_executed = start_icount;
     let reason = loop {
-        let ack_due = match reader.poll(&mut stream) {
-            Ok(Polled::Message(Message::Batch { released, frames })) => {
+        let ack_due = match rx.recv(wait) {
+            Ok(Got::Message(Message::Batch { released, frames })) => {
                 last_heard = Instant::now();
                 let records = match decode_batch(&mut decoder, &frames) {
                     Ok(records) => records,
@@ -266,50 +397,49 @@ fn receive_loop(
                     return;
                 }
                 if ended {
-                    let _ = ack(&mut stream, &decoder, executed);
+                    let _ = ack(tx, &decoder, executed);
                     return;
                 }
                 true
             }
-            Ok(Polled::Message(other)) => {
-                break format!("the primary sent {} after the handshake", describe(&other))
+            Ok(Got::Message(other)) => {
+                break format!("the primary sent {} after the handshake", other.describe())
             }
-            Ok(Polled::Nothing) if last_heard.elapsed() >= config.timeout => {
+            Ok(Got::Nothing) if last_heard.elapsed() >= config.timeout => {
                 break format!(
                     "no word from the primary for {} ms",
                     config.timeout.as_millis()
                 )
             }
-            Ok(Polled::Nothing) => {
+            Ok(Got::Nothing) => {
                 let since = last_ack.elapsed();
                 since >= heartbeat
                     || (since >= ACK_PROGRESS_EVERY
                         && executed.load(Ordering::Acquire) != acked_executed)
             }
-            Ok(Polled::Closed) => break "the primary closed the connection".to_string(),
+            Ok(Got::Closed) => break "the primary closed the connection".to_string(),
             Err(e) => break e.to_string(),
         };
         if ack_due {
-            match ack(&mut stream, &decoder, executed) {
+            match ack(tx, &decoder, executed) {
                 Ok(reported) => acked_executed = reported,
                 Err(e) => break e.to_string(),
             }
             last_ack = Instant::now();
         }
     };
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    tx.close();
     let _ = events.send(Event::PrimaryLost(reason));
 }
 
 /// Sends an ack; returns the executed icount it reported.
-fn ack(stream: &mut TcpStream, decoder: &Decoder, executed: &AtomicU64) -> Result<u64, FtError> {
+fn ack(tx: &Sender, decoder: &Decoder, executed: &AtomicU64) -> Result<u64, FtError> {
     let executed = executed.load(Ordering::Acquire);
-    Message::Ack {
+    tx.send(&Message::Ack {
         next_lsn: decoder.next_lsn(),
         icount: decoder.last_icount(),
         executed,
-    }
-    .write_to(stream)?;
+    })?;
     Ok(executed)
 }
 
@@ -369,6 +499,16 @@ impl Backup {
         &self.machine
     }
 
+    /// The disk replicas the machine runs on, in slot order.
+    pub fn replicas(&self) -> &[PathBuf] {
+        &self.replicas
+    }
+
+    /// The icount executed to, updated as the backup follows (for status).
+    pub fn executed(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.executed)
+    }
+
     /// Records re-executed so far.
     pub fn records(&self) -> u64 {
         self.follower.report.records
@@ -386,7 +526,7 @@ impl Backup {
         let result = self.follow_log();
         if let Err(e) = &result {
             self.failed = Some(e.to_string());
-            let _ = self.link.shutdown(std::net::Shutdown::Both);
+            self.link.close();
         }
         result
     }

@@ -4,11 +4,6 @@ use std::path::PathBuf;
 /// is one line naming what failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FtError {
-    #[error("FT log channel: {context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
     #[error("FT log channel: bad message from the peer: {0}")]
     Protocol(String),
     #[error("FT log channel: bad log frame from the primary: {0}")]
@@ -17,6 +12,22 @@ pub enum FtError {
     Encode(#[from] replay::WriteError),
     #[error("FT handshake: {0}")]
     Handshake(String),
+    #[error("FT log channel: {0}")]
+    Link(#[from] link::LinkError),
+    #[error("FT: cannot reach the backup at {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: link::LinkError,
+    },
+    #[error("FT: cannot add a backup: {0}")]
+    Busy(String),
+    #[error("FT sync: {0}")]
+    Sync(String),
+    #[error("FT backup: disk replica {}: {source}", path.display())]
+    Replica {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("FT handshake: the backup refused: {0}")]
     Refused(String),
     #[error("FT arbiter {}: {what}: {source}", path.display())]
@@ -35,11 +46,4 @@ pub enum FtError {
     Diverged(#[from] replay::session::Divergence),
     #[error("FT backup: no longer following the primary ({0}); it must not go live")]
     NotFollowing(String),
-}
-
-impl FtError {
-    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> FtError {
-        let context = context.into();
-        move |source| FtError::Io { context, source }
-    }
 }

@@ -1,30 +1,40 @@
 //! Fault-tolerant VMs (DESIGN §5): a primary runs the VM and streams its
 //! input log to a backup on another host, which re-executes it and takes
-//! over when the primary fails, with no output lost.
+//! over when the primary fails, with no output lost. A running VM takes a
+//! new backup at any time (redundancy restored after a failover).
 //!
-//! # The log channel (protocol version 2)
+//! # The log channel (protocol version 3)
 //!
-//! One TCP connection, opened by the primary. Integers are little-endian.
-//!
-//! 1. **Preamble**, both sides at once: `magic "LSTPFT\0\0" (8 bytes),
-//!    protocol version: u16`. A different magic or version ends the
-//!    connection with an error naming it.
-//! 2. **Messages**, each `kind: u8, len: u32, payload (len bytes, at most
-//!    4 MiB)`:
+//! One connection, opened by the primary: TCP, or TLS with mutual
+//! authentication (both sides present a certificate of one CA; see the
+//! `link` crate, which also does the preamble — magic `LSTPFT\0\0` and
+//! the protocol version, refused with an error naming both if they differ
+//! — and the framing: `kind: u8, len: u32 LE, payload`, at most 64 MiB).
+//! Integers are little-endian.
 //!
 //! | kind | message | direction | payload |
 //! |------|---------|-----------|---------|
-//! | 0x01 | `Hello`   | primary → backup | `vlen: u8, lockstep version (vlen bytes), generation: u64, start icount: u64, anchor: u64 (the primary's host wall-clock time, UNIX ns, of guest mtime 0), log header (62 bytes: the replay log header with VM uuid and initial state hash), VM setup (the rest; opaque here, the CLI's JSON VmSetup)` |
+//! | 0x01 | `Hello`   | primary → backup | `vlen: u8, lockstep version, generation: u64, anchor: u64 (UNIX ns of guest mtime 0 on the primary's clock), vm uuid: 16 bytes, images_len: u64, memory: u64, disks: u8, per disk (capacity: u64, read_only: u8), setup (the rest; opaque here)` |
 //! | 0x02 | `Welcome` | backup → primary | `0x00` accepted, or `0x01` then a UTF-8 reason for refusing |
-//! | 0x10 | `Batch`   | primary → backup | `released: u64` (icount up to which the primary has released outputs), then zero or more whole log frames in the replay format (`replay` crate docs: LSNs from 0, consecutive across batches; icount deltas from `start icount`) |
+//! | 0x03 | `Images`  | primary → backup | `offset: u64`, boot image bytes (firmware ‖ kernel ‖ initrd) |
+//! | 0x04 | `Pages`   | primary → backup | entries of `page index: u32, 4096 bytes` |
+//! | 0x05 | `Disk`    | primary → backup | `disk: u8, offset: u64`, bytes |
+//! | 0x06 | `State`   | primary → backup | the machine's snapshot state section (postcard; `machine::snapshot`) |
+//! | 0x07 | `Ready`   | backup → primary | as `Welcome`: the machine restored and verified, or why not |
+//! | 0x10 | `Batch`   | primary → backup | `released: u64` (icount up to which the primary has released outputs), then zero or more whole log frames in the replay format (LSNs from 0, consecutive across batches; icount deltas from the `State`'s icount) |
 //! | 0x11 | `Ack`     | backup → primary | `next_lsn: u64, icount: u64, executed: u64`: every record before `next_lsn` was received, the last was at `icount`; the backup has executed up to icount `executed` |
 //!
-//! **Handshake.** After the preambles the primary sends `Hello`. Both
-//! sides boot from the same configuration, so no state is transferred: the
-//! backup builds the machine from the setup, and refuses (with a reason in
-//! `Welcome`) if the lockstep versions differ, the arbiter generation is
-//! not the one in its arbiter file, or its machine's icount or state hash
-//! differs from the Hello's.
+//! **Handshake and sync.** The primary sends `Hello`; the backup refuses
+//! (in `Welcome`) if the lockstep versions differ, the arbiter generation
+//! is not the one in its arbiter file, or it cannot create its disk
+//! replicas. Then the primary sends the running machine ([`sync`]): the
+//! boot images, RAM pages and disk data in pre-copy rounds while the guest
+//! runs, then, with the guest paused, the last changes and the `State`.
+//! The backup writes the pieces into a snapshot file and its own disk
+//! replicas, restores the machine with every check a snapshot restore
+//! makes (image and RAM chunk hashes, the state hash the primary computed)
+//! and answers `Ready`. The primary holds outputs from the `State`'s
+//! icount on, and logs from there.
 //!
 //! **Records.** The primary logs every input at the icount where it is
 //! applied, a `Progress` after every step that produced output (so the
@@ -48,8 +58,9 @@
 //!
 //! **Flow control.** The backup also acks within 5 ms whenever its
 //! executed icount moved; the primary pauses (at most `timeout` at a
-//! time) while it is more than `max_lag` instructions ahead of that, so
-//! the backup never has far to catch up when it must go live.
+//! time) while it is more than `max_lag` instructions (default: 1 s of
+//! guest time) ahead of that, so the backup never has far to catch up
+//! when it must go live.
 //!
 //! **Heartbeats and failure.** An empty `Batch` is the primary's heartbeat
 //! and a repeated `Ack` the backup's; each side sends one at least every
@@ -63,26 +74,36 @@
 //! `released` icount (the only ones the primary may not have sent: so no
 //! gap, and duplicates only from the last ack round trip), announces each
 //! NIC's IPv4 address learned from the guest's own frames with a
-//! gratuitous ARP, and runs live. The primary, on winning, releases what
-//! it held and runs on unprotected; the loser of either race halts.
+//! gratuitous ARP, and runs live — as a primary without a backup, which
+//! can take a new one. The primary, on winning, releases what it held and
+//! runs on unprotected until a new backup is added; the loser of either
+//! race halts.
 
 pub mod arbiter;
 pub mod backup;
+mod channel;
 mod error;
 pub mod garp;
 pub mod primary;
+pub mod sync;
 pub mod wire;
 
 pub use arbiter::{Arbiter, Claim};
-pub use backup::{serve, Backup, Live, Outcome};
+pub use backup::{serve, Backup, BackupOptions, Live, Outcome};
 pub use error::FtError;
-pub use primary::{connect, PrimaryJournal, PrimaryLink};
-pub use wire::Hello;
+pub use link::{tls_init, TlsIdentity};
+pub use primary::{protectable, FtPrimary, PrimaryJournal, Protection, Status, VmShape};
+pub use sync::{SyncReport, SyncUpdate};
+pub use wire::{DiskShape, Hello};
 
 use std::time::Duration;
 
 /// Default time without word from the peer after which it is dead.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Default flow-control limit on the backup's lag, in ms of guest time.
+pub const DEFAULT_MAX_LAG_MS: u64 = 1000;
+/// Instructions per ms of guest time (mtime's nominal 160 MIPS).
+pub const INSTRUCTIONS_PER_MS: u64 = 10_000 * machine::INSTRUCTIONS_PER_TICK;
 
 /// Timing of an FT pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,8 +127,8 @@ impl Default for FtConfig {
         Self {
             timeout: DEFAULT_TIMEOUT,
             progress_every: Duration::from_millis(5),
-            // 100 ms of guest time at the 160 MIPS that mtime assumes.
-            max_lag: 16_000_000,
+            // 1 s of guest time at the 160 MIPS that mtime assumes.
+            max_lag: DEFAULT_MAX_LAG_MS * INSTRUCTIONS_PER_MS,
             // About 6 s of guest time; a state hash costs a few ms.
             checkpoint_every: 1_000_000_000,
         }

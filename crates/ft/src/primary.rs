@@ -1,31 +1,38 @@
-//! The primary: ships every input and enough `Progress` to the backup,
-//! holds outputs until the backup has acknowledged a record at or past
-//! their icount (the output rule), and watches the backup's heartbeats.
+//! The primary: runs the VM, and while a backup follows it ships every
+//! input and enough `Progress` to it, holds outputs until the backup has
+//! acknowledged a record at or past their icount (the output rule), and
+//! watches the backup's heartbeats. Without a backup it runs unprotected
+//! and can take one at any time ([`FtPrimary::add_backup`]): the machine is
+//! sent over in pre-copy rounds while it runs ([`crate::sync`]), paused
+//! only for the last round.
 //!
-//! Three threads share the work. The runner's thread calls the
-//! [`PrimaryJournal`] (it only appends to an outbox and never waits for the
-//! network); a writer thread sends the outbox as batches (an empty batch
-//! is the heartbeat); a reader thread takes acks and releases held outputs
-//! itself, since the runner may be asleep waiting for a timer. If the
-//! backup fails, the reader thread claims the arbiter: if it wins, it
-//! releases everything held and the VM runs on unprotected; if it loses
-//! (the backup went live), nothing more leaves the VM and the runner is
-//! told to stop.
+//! Threads: the runner's thread calls the [`PrimaryJournal`] (it appends to
+//! an outbox and copies sync rounds, never waiting for the network except
+//! in the last sync round and under flow control); per backup, a writer
+//! thread sends the outbox as batches (an empty batch is the heartbeat)
+//! and a reader thread takes acks and releases held outputs itself, since
+//! the runner may be asleep. If the backup fails, the reader claims the
+//! arbiter: winning, it releases everything held and the VM runs on
+//! unprotected; losing (the backup went live), nothing more leaves the VM
+//! and the runner is told to stop.
 
 use crate::arbiter::{Arbiter, Claim};
-use crate::wire::{self, Hello, Message, MessageReader, Polled, MAX_BATCH};
+use crate::channel::{self, Got, Receiver, Sender};
+use crate::sync::{SyncJob, SyncReport, SyncRequest, SyncUpdate};
+use crate::wire::{DiskShape, Hello, Message, MAX_BATCH};
 use crate::{FtConfig, FtError};
+use link::TlsIdentity;
 use machine::{HostEvent, Journal, JournalError, Machine, Output, OutputEvent, RunEnd};
 use replay::session::{log_input, OutputWindows, SharedWindows, TeeOutput};
-use replay::{Control, Encoder, Header, RecordKind, StopReason};
+use replay::{Control, Encoder, RecordKind, StopReason};
 use std::collections::VecDeque;
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// How long the handshake may take (the backup builds and hashes the VM).
+/// How long the backup may take to accept the Hello, and to restore the
+/// machine after the last sync round.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An output waiting for the backup's ack.
@@ -34,10 +41,24 @@ enum Held {
     Net { nic: usize, frame: Vec<u8> },
 }
 
+impl Held {
+    fn len(&self) -> usize {
+        match self {
+            Held::Console(bytes) => bytes.len(),
+            Held::Net { frame, .. } => frame.len(),
+        }
+    }
+}
+
+/// Where the pair stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum State {
-    Protected,
+pub enum Protection {
+    /// No backup: outputs leave at once.
     Unprotected,
+    /// A backup is receiving the machine (outputs still leave at once).
+    Syncing { backup: String },
+    /// A backup follows: outputs wait for its acks.
+    Protected { backup: String },
     /// The backup won the arbiter: this side must stay silent.
     Fenced(String),
 }
@@ -45,7 +66,7 @@ enum State {
 struct Hold {
     queue: VecDeque<(u64, Held)>,
     sink: Box<dyn Output>,
-    state: State,
+    state: Protection,
     /// Highest icount the backup acknowledged.
     acked: u64,
 }
@@ -74,22 +95,47 @@ impl Hold {
             self.emit(c, held);
         }
     }
+
+    fn protected(&self) -> bool {
+        matches!(self.state, Protection::Protected { .. })
+    }
 }
 
+/// The records for the current backup.
 #[derive(Default)]
 struct Outbox {
     /// Encoded frames, each chunk at most about [`MAX_BATCH`] bytes.
     chunks: VecDeque<Vec<u8>>,
     /// No more records will come (the run ended).
     closed: bool,
-    /// The connection is gone: records are dropped.
+    /// The connection is gone (or none yet): records are dropped.
     dead: bool,
 }
 
+/// What is known about the VM for a backup's Hello.
+pub struct VmShape {
+    pub vm_uuid: [u8; 16],
+    /// The CLI's VM setup, opaque here.
+    pub setup: Vec<u8>,
+    pub images_len: u64,
+    pub memory: u64,
+    pub disks: Vec<DiskShape>,
+}
+
 struct Shared {
+    config: FtConfig,
+    arbiter: Arbiter,
+    tls: Option<TlsIdentity>,
+    shape: VmShape,
+    /// The arbiter generation this side runs under.
+    generation: AtomicU64,
+    /// Tells the runner to stop (fenced) or to step soon (sync work).
+    events: Mutex<mpsc::Sender<HostEvent>>,
     hold: Mutex<Hold>,
     outbox: Mutex<Outbox>,
     outbox_ready: Condvar,
+    /// A sync the journal should start at its next step.
+    sync_request: Mutex<Option<SyncRequest>>,
     /// An output was held since the journal last shipped a record.
     output_pending: AtomicBool,
     /// Icount of the last record queued (acks may not claim more).
@@ -98,6 +144,22 @@ struct Shared {
     ending: AtomicBool,
     /// Icount the backup reported having executed to.
     backup_executed: AtomicU64,
+    /// The machine's icount at its last step (for status).
+    icount: AtomicU64,
+    /// Bumped for every backup, so threads of a lost one retire.
+    session: AtomicU64,
+    /// Log bytes sent to the current backup, and since when.
+    log: Mutex<LogMeter>,
+}
+
+#[derive(Default)]
+struct LogMeter {
+    stats: Option<Arc<link::LinkStats>>,
+    /// Link bytes already sent when protection began (the sync).
+    base: u64,
+    since: Option<Instant>,
+    /// Guest icount when protection began.
+    icount: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -105,32 +167,34 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The primary side of the log channel, for the CLI to ask about after
-/// the run.
+/// A VM that can be protected by a backup: the handle the CLI keeps
+/// (status, adding a backup, whether it was fenced).
 #[derive(Clone)]
-pub struct PrimaryLink {
+pub struct FtPrimary {
     shared: Arc<Shared>,
     anchor: Instant,
 }
 
-impl PrimaryLink {
-    /// The host instant of guest `mtime` 0 sent to the backup: the
-    /// primary's runner should pace from it too, so a backup going live
-    /// continues the same clock.
-    pub fn anchor(&self) -> Instant {
-        self.anchor
-    }
-
-    /// Why this side halted, if the backup took over.
-    pub fn fenced(&self) -> Option<String> {
-        match &lock(&self.shared.hold).state {
-            State::Fenced(why) => Some(why.clone()),
-            _ => None,
-        }
-    }
+/// What `lockstep ft status` shows.
+#[derive(Clone, Debug)]
+pub struct Status {
+    pub protection: Protection,
+    pub generation: u64,
+    pub icount: u64,
+    /// Instructions the backup has yet to execute.
+    pub lag: u64,
+    /// Flow control's limit on `lag`.
+    pub max_lag: u64,
+    pub held_outputs: usize,
+    pub held_bytes: usize,
+    /// Log bytes sent to the current (or last) backup since it began
+    /// protecting, over how long (host seconds) and how many instructions.
+    pub log_bytes: u64,
+    pub log_seconds: f64,
+    pub log_instructions: u64,
 }
 
-/// The output sink of a protected VM.
+/// The output sink of an FT-capable VM.
 struct HoldOutput {
     shared: Arc<Shared>,
 }
@@ -139,12 +203,12 @@ impl Output for HoldOutput {
     fn emit(&mut self, icount: u64, event: OutputEvent<'_>) {
         let mut hold = lock(&self.shared.hold);
         match hold.state {
-            State::Unprotected => hold.sink.emit(icount, event),
-            State::Fenced(_) => {}
-            State::Protected if hold.queue.is_empty() && icount <= hold.acked => {
+            Protection::Unprotected | Protection::Syncing { .. } => hold.sink.emit(icount, event),
+            Protection::Fenced(_) => {}
+            Protection::Protected { .. } if hold.queue.is_empty() && icount <= hold.acked => {
                 hold.sink.emit(icount, event)
             }
-            State::Protected => {
+            Protection::Protected { .. } => {
                 let held = match event {
                     OutputEvent::Console(bytes) => Held::Console(bytes.to_vec()),
                     OutputEvent::Net { nic, frame } => Held::Net {
@@ -159,63 +223,51 @@ impl Output for HoldOutput {
     }
 }
 
-/// Connect to the backup at `addr`, hand it the VM (`setup`, opaque here)
-/// and start protecting `machine`, whose outputs from now on wait for the
-/// backup. `stop` tells the runner to stop if the backup takes over.
-pub fn connect(
-    addr: &str,
-    arbiter: Arbiter,
-    setup: Vec<u8>,
-    vm_uuid: [u8; 16],
+/// Make `machine` an FT-capable primary under arbiter generation
+/// `generation` (read from the arbiter unless given: a backup that just
+/// won it passes the one it won), unprotected until a backup is added.
+/// Its outputs go through the returned handle's hold from now on; the
+/// journal must be the runner's. `events` reaches the runner.
+pub fn protectable(
     machine: &mut Machine,
+    arbiter: Arbiter,
+    generation: Option<u64>,
+    shape: VmShape,
     config: FtConfig,
-    stop: Sender<HostEvent>,
-) -> Result<(PrimaryJournal, PrimaryLink), FtError> {
-    let generation = arbiter.generation()?;
-    let mut stream = dial(addr)?;
-    stream
-        .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
-        .map_err(FtError::io("setting a read timeout"))?;
-    wire::write_preamble(&mut stream)?;
-    wire::read_preamble(&mut stream)?;
-    let (anchor, anchor_unix_ns) = clock_anchor(machine.mtime());
-    let hello = Hello {
-        lockstep_version: wire::LOCKSTEP_VERSION.to_string(),
-        generation,
-        start_icount: machine.icount(),
-        anchor_unix_ns,
-        header: Header {
-            vm_uuid,
-            initial_state_hash: machine.state_hash()?,
-        },
-        setup,
+    tls: Option<TlsIdentity>,
+    events: mpsc::Sender<HostEvent>,
+) -> Result<(PrimaryJournal, FtPrimary), FtError> {
+    let generation = match generation {
+        Some(g) => g,
+        None => arbiter.generation()?,
     };
-    Message::Hello(hello).write_to(&mut stream)?;
-    let mut reader = MessageReader::default();
-    match wait_message(&mut reader, &mut stream)? {
-        Message::Welcome(Ok(())) => {}
-        Message::Welcome(Err(reason)) => return Err(FtError::Refused(reason)),
-        other => {
-            return Err(FtError::Handshake(format!(
-                "expected the backup's Welcome, got {}",
-                describe(&other)
-            )))
-        }
-    }
     let sink = machine.replace_output(Box::new(machine::NullOutput));
     let shared = Arc::new(Shared {
+        config,
+        arbiter,
+        tls,
+        shape,
+        generation: AtomicU64::new(generation),
+        events: Mutex::new(events),
         hold: Mutex::new(Hold {
             queue: VecDeque::new(),
             sink,
-            state: State::Protected,
+            state: Protection::Unprotected,
             acked: 0,
         }),
-        outbox: Mutex::default(),
+        outbox: Mutex::new(Outbox {
+            dead: true,
+            ..Outbox::default()
+        }),
         outbox_ready: Condvar::new(),
+        sync_request: Mutex::new(None),
         output_pending: AtomicBool::new(false),
         queued_icount: AtomicU64::new(machine.icount()),
         ending: AtomicBool::new(false),
         backup_executed: AtomicU64::new(machine.icount()),
+        icount: AtomicU64::new(machine.icount()),
+        session: AtomicU64::new(0),
+        log: Mutex::default(),
     });
     // Outputs are hashed in the order the machine emits them (before the
     // hold), exactly as a recording does, for the backup to compare.
@@ -226,105 +278,226 @@ pub fn connect(
         }),
         Arc::clone(&windows),
     )));
-    let writer = stream
-        .try_clone()
-        .map_err(FtError::io("cloning the socket"))?;
-    let heartbeat = config.heartbeat();
-    stream
-        .set_read_timeout(Some(heartbeat))
-        .map_err(FtError::io("setting a read timeout"))?;
-    {
-        let shared = Arc::clone(&shared);
-        std::thread::spawn(move || send_loop(writer, &shared, heartbeat));
-    }
-    {
-        let shared = Arc::clone(&shared);
-        let watch = Watch {
-            arbiter,
-            generation,
-            timeout: config.timeout,
-            stop,
-        };
-        std::thread::spawn(move || ack_loop(stream, reader, &shared, watch));
-    }
+    let guest = Duration::from_nanos(machine.mtime().saturating_mul(machine::NS_PER_TICK));
+    let now = Instant::now();
     let journal = PrimaryJournal {
         shared: Arc::clone(&shared),
         encoder: Encoder::resume(0, machine.icount()),
         windows,
-        checkpoint_every: config.checkpoint_every.max(1),
-        next_checkpoint: next_multiple(machine.icount(), config.checkpoint_every.max(1)),
-        last_progress: Instant::now(),
-        progress_every: config.progress_every,
-        max_lag: config.max_lag,
-        lag_wait: config.timeout,
+        next_checkpoint: u64::MAX,
+        last_progress: now,
+        sync: None,
     };
-    Ok((journal, PrimaryLink { shared, anchor }))
+    let primary = FtPrimary {
+        shared,
+        anchor: now.checked_sub(guest).unwrap_or(now),
+    };
+    Ok((journal, primary))
 }
 
-/// The host instant and wall-clock time (UNIX ns) at which guest time
-/// was 0: now minus the guest time elapsed.
-fn clock_anchor(mtime: u64) -> (Instant, u64) {
-    let guest = Duration::from_nanos(mtime.saturating_mul(machine::NS_PER_TICK));
-    let now = Instant::now();
-    let unix_now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    let unix = unix_now.saturating_sub(u64::try_from(guest.as_nanos()).unwrap_or(u64::MAX));
-    (now.checked_sub(guest).unwrap_or(now), unix)
-}
+impl FtPrimary {
+    /// The host instant of guest `mtime` 0 sent to backups: the runner
+    /// should pace from it too, so a backup going live continues the same
+    /// clock.
+    pub fn anchor(&self) -> Instant {
+        self.anchor
+    }
 
-fn dial(addr: &str) -> Result<TcpStream, FtError> {
-    let context = || format!("cannot connect to the backup at {addr}");
-    let addrs = addr.to_socket_addrs().map_err(FtError::io(context()))?;
-    let mut last = None;
-    for a in addrs {
-        match TcpStream::connect_timeout(&a, Duration::from_secs(10)) {
-            Ok(s) => {
-                s.set_nodelay(true)
-                    .map_err(FtError::io("setting TCP_NODELAY"))?;
-                return Ok(s);
-            }
-            Err(e) => last = Some(e),
+    /// Use `anchor` (a live backup's, continuing the old primary's clock).
+    pub fn with_anchor(mut self, anchor: Instant) -> Self {
+        self.anchor = anchor;
+        self
+    }
+
+    /// Why this side halted, if a backup took over.
+    pub fn fenced(&self) -> Option<String> {
+        match &lock(&self.shared.hold).state {
+            Protection::Fenced(why) => Some(why.clone()),
+            _ => None,
         }
     }
-    Err(FtError::Io {
-        context: context(),
-        source: last.unwrap_or_else(|| std::io::Error::other("the address resolves to nothing")),
-    })
-}
 
-/// Blocks (within the stream's read timeout) for one message.
-pub(crate) fn wait_message(
-    reader: &mut MessageReader,
-    stream: &mut TcpStream,
-) -> Result<Message, FtError> {
-    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
-    loop {
-        match reader.poll(stream)? {
-            Polled::Message(m) => return Ok(m),
-            Polled::Closed => {
-                return Err(FtError::Handshake("the peer closed the connection".into()))
-            }
-            Polled::Nothing if Instant::now() >= deadline => {
-                return Err(FtError::Handshake("the peer did not answer in time".into()))
-            }
-            Polled::Nothing => {}
+    pub fn status(&self) -> Status {
+        let s = &self.shared;
+        let hold = lock(&s.hold);
+        let icount = s.icount.load(Ordering::Acquire);
+        let protected = hold.protected();
+        let log = lock(&s.log);
+        // The figures of the last backup stay until the next one joins.
+        let (log_bytes, log_seconds, log_instructions) = match (&log.stats, log.since) {
+            (Some(stats), Some(since)) => (
+                stats.bytes_sent().saturating_sub(log.base),
+                since.elapsed().as_secs_f64(),
+                icount.saturating_sub(log.icount),
+            ),
+            _ => (0, 0.0, 0),
+        };
+        Status {
+            protection: hold.state.clone(),
+            generation: s.generation.load(Ordering::Acquire),
+            icount,
+            lag: if protected {
+                icount.saturating_sub(s.backup_executed.load(Ordering::Acquire))
+            } else {
+                0
+            },
+            max_lag: s.config.max_lag,
+            held_outputs: hold.queue.len(),
+            held_bytes: hold.queue.iter().map(|(_, h)| h.len()).sum(),
+            log_bytes,
+            log_seconds,
+            log_instructions,
         }
     }
+
+    /// Connect a new backup at `addr` and send it the running machine;
+    /// returns once it follows (or why not). `progress` hears about each
+    /// round. The VM runs meanwhile, unprotected until the last round.
+    pub fn add_backup(
+        &self,
+        addr: &str,
+        progress: &mut dyn FnMut(&SyncUpdate),
+    ) -> Result<SyncReport, FtError> {
+        let s = &self.shared;
+        {
+            let mut hold = lock(&s.hold);
+            match &hold.state {
+                Protection::Unprotected => {}
+                Protection::Syncing { backup } => {
+                    return Err(FtError::Busy(format!("already sending the VM to {backup}")))
+                }
+                Protection::Protected { backup } => {
+                    return Err(FtError::Busy(format!("already protected by {backup}")))
+                }
+                Protection::Fenced(why) => return Err(FtError::Busy(format!("halted: {why}"))),
+            }
+            hold.state = Protection::Syncing {
+                backup: addr.to_string(),
+            };
+        }
+        let result = self.sync_to(addr, progress);
+        if result.is_err() {
+            let mut hold = lock(&s.hold);
+            if matches!(hold.state, Protection::Syncing { .. }) {
+                hold.state = Protection::Unprotected;
+            }
+        }
+        result
+    }
+
+    fn sync_to(
+        &self,
+        addr: &str,
+        progress: &mut dyn FnMut(&SyncUpdate),
+    ) -> Result<SyncReport, FtError> {
+        let s = &self.shared;
+        let (tx, mut rx) = channel::connect(addr, s.tls.as_ref()).map_err(|e| match e {
+            FtError::Link(source) => FtError::Connect {
+                addr: addr.to_string(),
+                source,
+            },
+            other => other,
+        })?;
+        let hello = Hello {
+            lockstep_version: crate::wire::LOCKSTEP_VERSION.to_string(),
+            generation: s.generation.load(Ordering::Acquire),
+            anchor_unix_ns: unix_ns_of(self.anchor),
+            vm_uuid: s.shape.vm_uuid,
+            images_len: s.shape.images_len,
+            memory: s.shape.memory,
+            disks: s.shape.disks.clone(),
+            setup: s.shape.setup.clone(),
+        };
+        tx.send(&Message::Hello(hello))?;
+        match rx.expect(HANDSHAKE_TIMEOUT, "Welcome")? {
+            Message::Welcome(Ok(())) => {}
+            Message::Welcome(Err(reason)) => return Err(FtError::Refused(reason)),
+            other => {
+                return Err(FtError::Handshake(format!(
+                    "expected the backup's Welcome, got {}",
+                    other.describe()
+                )))
+            }
+        }
+        let (updates, updated) = mpsc::channel();
+        *lock(&s.sync_request) = Some(SyncRequest {
+            tx: tx.clone(),
+            updates,
+        });
+        // The journal does the work at its steps: keep the runner stepping
+        // even when the guest idles.
+        let wake = || {
+            let _ = lock(&s.events).send(HostEvent::Wake);
+        };
+        wake();
+        let report = loop {
+            match updated.recv_timeout(Duration::from_millis(5)) {
+                Ok(SyncUpdate::Done(report)) => break report,
+                Ok(SyncUpdate::Failed(why)) => {
+                    tx.close();
+                    return Err(FtError::Sync(why));
+                }
+                Ok(update) => progress(&update),
+                Err(RecvTimeoutError::Timeout) => wake(),
+                Err(RecvTimeoutError::Disconnected) => {
+                    tx.close();
+                    return Err(FtError::Sync("the VM stopped during the sync".into()));
+                }
+            }
+        };
+        let ready = self.follow_backup(tx, rx, addr);
+        match ready.recv_timeout(HANDSHAKE_TIMEOUT) {
+            Ok(Ok(())) => Ok(report),
+            Ok(Err(why)) => Err(FtError::Sync(why)),
+            Err(_) => Err(FtError::Sync("the backup did not say it was ready".into())),
+        }
+    }
+
+    /// The machine is with the backup and outputs are held from
+    /// `report.icount`: start the threads that ship the log and take acks.
+    /// The receiver hears whether the backup restored the machine.
+    fn follow_backup(
+        &self,
+        tx: Sender,
+        rx: Receiver,
+        addr: &str,
+    ) -> mpsc::Receiver<Result<(), String>> {
+        let s = &self.shared;
+        let session = s.session.load(Ordering::Acquire);
+        {
+            let mut log = lock(&s.log);
+            let stats = tx.stats();
+            log.base = stats.bytes_sent();
+            log.stats = Some(stats);
+            log.since = Some(Instant::now());
+            log.icount = s.icount.load(Ordering::Acquire);
+        }
+        let heartbeat = s.config.heartbeat();
+        {
+            let shared = Arc::clone(s);
+            let tx = tx.clone();
+            std::thread::spawn(move || send_loop(&tx, &shared, heartbeat, session));
+        }
+        let shared = Arc::clone(s);
+        let (ready_tx, ready) = mpsc::channel();
+        let addr = addr.to_string();
+        std::thread::spawn(move || ack_loop(&tx, rx, &shared, session, &addr, &ready_tx));
+        ready
+    }
 }
 
-pub(crate) fn describe(m: &Message) -> &'static str {
-    match m {
-        Message::Hello(_) => "a Hello",
-        Message::Welcome(_) => "a Welcome",
-        Message::Batch { .. } => "a Batch",
-        Message::Ack { .. } => "an Ack",
-    }
+/// The UNIX time (ns) of the host instant `at`.
+fn unix_ns_of(at: Instant) -> u64 {
+    let ago = at.elapsed();
+    SystemTime::now()
+        .checked_sub(ago)
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// Sends the outbox as batches; an empty batch every `heartbeat` when
 /// there is nothing else.
-fn send_loop(mut stream: TcpStream, shared: &Shared, heartbeat: Duration) {
+fn send_loop(tx: &Sender, shared: &Shared, heartbeat: Duration, session: u64) {
     loop {
         let frames = {
             let mut outbox = lock(&shared.outbox);
@@ -335,7 +508,7 @@ fn send_loop(mut stream: TcpStream, shared: &Shared, heartbeat: Duration) {
                     .unwrap_or_else(PoisonError::into_inner)
                     .0;
             }
-            if outbox.dead {
+            if outbox.dead || shared.session.load(Ordering::Acquire) != session {
                 return;
             }
             match outbox.chunks.pop_front() {
@@ -345,8 +518,7 @@ fn send_loop(mut stream: TcpStream, shared: &Shared, heartbeat: Duration) {
             }
         };
         let released = lock(&shared.hold).acked;
-        let batch = Message::Batch { released, frames };
-        if batch.write_to(&mut stream).is_err() {
+        if tx.send(&Message::Batch { released, frames }).is_err() {
             // The reader thread notices the dead connection and acts.
             lock(&shared.outbox).dead = true;
             return;
@@ -354,24 +526,55 @@ fn send_loop(mut stream: TcpStream, shared: &Shared, heartbeat: Duration) {
     }
 }
 
-struct Watch {
-    arbiter: Arbiter,
-    generation: u64,
-    timeout: Duration,
-    stop: Sender<HostEvent>,
+/// Takes the backup's Ready, then its acks, releasing outputs; on the
+/// backup's failure, arbitrates.
+fn ack_loop(
+    tx: &Sender,
+    mut rx: Receiver,
+    shared: &Shared,
+    session: u64,
+    addr: &str,
+    ready: &mpsc::Sender<Result<(), String>>,
+) {
+    let not_ready = |why: String| {
+        let _ = ready.send(Err(why.clone()));
+        why
+    };
+    let failure = match rx.expect(HANDSHAKE_TIMEOUT, "Ready") {
+        Ok(Message::Ready(Ok(()))) => {
+            let _ = ready.send(Ok(()));
+            follow_acks(&mut rx, shared)
+        }
+        Ok(Message::Ready(Err(why))) => {
+            not_ready(format!("the backup at {addr} could not take the VM: {why}"))
+        }
+        Ok(other) => not_ready(format!(
+            "expected the backup's Ready, got {}",
+            other.describe()
+        )),
+        Err(e) => not_ready(e.to_string()),
+    };
+    if shared.ending.load(Ordering::Acquire) || shared.session.load(Ordering::Acquire) != session {
+        return;
+    }
+    tx.close();
+    lock(&shared.outbox).dead = true;
+    shared.outbox_ready.notify_all();
+    backup_failed(shared, &failure);
 }
 
-/// Takes acks and releases outputs; on the backup's failure, arbitrates.
-fn ack_loop(mut stream: TcpStream, mut reader: MessageReader, shared: &Shared, watch: Watch) {
+/// Acks until the backup fails; returns why it did.
+fn follow_acks(rx: &mut Receiver, shared: &Shared) -> String {
+    let timeout = shared.config.timeout;
     let mut last_heard = Instant::now();
-    let failure = loop {
-        match reader.poll(&mut stream) {
-            Ok(Polled::Message(Message::Ack {
+    loop {
+        match rx.recv(shared.config.heartbeat()) {
+            Ok(Got::Message(Message::Ack {
                 icount, executed, ..
             })) => {
                 let queued = shared.queued_icount.load(Ordering::Acquire);
                 if icount > queued {
-                    break format!(
+                    return format!(
                         "the backup acknowledged icount {icount}, but only {queued} was sent"
                     );
                 }
@@ -381,48 +584,41 @@ fn ack_loop(mut stream: TcpStream, mut reader: MessageReader, shared: &Shared, w
                     .store(executed.min(icount), Ordering::Release);
                 lock(&shared.hold).release_through(icount);
             }
-            Ok(Polled::Message(other)) => {
-                break format!("the backup sent {} after the handshake", describe(&other))
+            Ok(Got::Message(other)) => {
+                return format!("the backup sent {} after the handshake", other.describe())
             }
-            Ok(Polled::Nothing) if last_heard.elapsed() >= watch.timeout => {
-                break format!(
-                    "no word from the backup for {} ms",
-                    watch.timeout.as_millis()
-                )
+            Ok(Got::Nothing) if last_heard.elapsed() >= timeout => {
+                return format!("no word from the backup for {} ms", timeout.as_millis())
             }
-            Ok(Polled::Nothing) => {}
-            Ok(Polled::Closed) => break "the backup closed the connection".to_string(),
-            Err(e) => break e.to_string(),
+            Ok(Got::Nothing) => {}
+            Ok(Got::Closed) => return "the backup closed the connection".to_string(),
+            Err(e) => return e.to_string(),
         }
-    };
-    if shared.ending.load(Ordering::Acquire) {
-        return;
     }
-    let _ = stream.shutdown(std::net::Shutdown::Both);
-    lock(&shared.outbox).dead = true;
-    shared.outbox_ready.notify_all();
-    backup_failed(shared, &watch, &failure);
 }
 
-fn backup_failed(shared: &Shared, watch: &Watch, failure: &str) {
+fn backup_failed(shared: &Shared, failure: &str) {
     let halt = |why: String| {
         eprint!("\r\nlockstep: FT primary: {why}: halting\r\n");
         let mut hold = lock(&shared.hold);
         hold.queue.clear();
-        hold.state = State::Fenced(why);
+        hold.state = Protection::Fenced(why);
         drop(hold);
-        let _ = watch.stop.send(HostEvent::Stop);
+        let _ = lock(&shared.events).send(HostEvent::Stop);
     };
-    match watch.arbiter.claim(watch.generation) {
-        Ok(Claim::Won(generation)) => {
+    let generation = shared.generation.load(Ordering::Acquire);
+    match shared.arbiter.claim(generation) {
+        Ok(Claim::Won(next)) => {
+            shared.generation.store(next, Ordering::Release);
             let mut hold = lock(&shared.hold);
             hold.release_all();
-            hold.state = State::Unprotected;
+            hold.state = Protection::Unprotected;
             drop(hold);
-            eprint!("\r\nlockstep: FT primary: backup lost ({failure}); won arbiter generation {generation}; running unprotected\r\n");
+            shared.session.fetch_add(1, Ordering::AcqRel);
+            eprint!("\r\nlockstep: FT primary: backup lost ({failure}); won arbiter generation {next}; running unprotected\r\n");
         }
-        Ok(Claim::Lost(generation)) => halt(format!(
-            "backup lost ({failure}) and it took over (arbiter generation {generation})"
+        Ok(Claim::Lost(current)) => halt(format!(
+            "backup lost ({failure}) and it took over (arbiter generation {current})"
         )),
         Err(e) => halt(format!(
             "backup lost ({failure}) and the arbiter is unusable: {e}"
@@ -430,19 +626,16 @@ fn backup_failed(shared: &Shared, watch: &Watch, failure: &str) {
     }
 }
 
-/// The runner's journal on a protected VM.
+/// The runner's journal on an FT-capable VM.
 pub struct PrimaryJournal {
     shared: Arc<Shared>,
     encoder: Encoder,
     /// Output hashed since the last record, shipped as `Output` records.
     windows: SharedWindows,
-    checkpoint_every: u64,
     next_checkpoint: u64,
     last_progress: Instant,
-    progress_every: Duration,
-    max_lag: u64,
-    /// Longest single wait for a lagging backup.
-    lag_wait: Duration,
+    /// A sync in progress.
+    sync: Option<SyncJob>,
 }
 
 impl PrimaryJournal {
@@ -470,6 +663,79 @@ impl PrimaryJournal {
         }
         Ok(())
     }
+
+    fn protected(&self) -> bool {
+        lock(&self.shared.hold).protected()
+    }
+
+    /// Flow control: while the backup has executed more than `max_lag`
+    /// instructions less than this side, wait for it (a lagging backup
+    /// would take that long to go live). Never longer than the failure
+    /// timeout at a time: failure detection is the ack thread's business.
+    fn wait_for_backup(&self, icount: u64) {
+        let max_lag = self.shared.config.max_lag;
+        let lagging =
+            || icount.saturating_sub(self.shared.backup_executed.load(Ordering::Acquire)) > max_lag;
+        if !lagging() {
+            return;
+        }
+        self.shared.outbox_ready.notify_one();
+        let deadline = Instant::now() + self.shared.config.timeout;
+        while lagging() && Instant::now() < deadline && !lock(&self.shared.outbox).dead {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// One slice of a sync in progress; at its end, protection begins.
+    fn sync_step(&mut self, machine: &mut Machine) {
+        if self.sync.is_none() {
+            let request = lock(&self.shared.sync_request).take();
+            if let Some(request) = request {
+                self.sync = Some(SyncJob::start(machine, request));
+            }
+        }
+        let Some(job) = &mut self.sync else {
+            return;
+        };
+        match job.step(machine, self.shared.shape.vm_uuid) {
+            Ok(None) => {}
+            Ok(Some(report)) => {
+                if let Some(job) = self.sync.take() {
+                    self.begin_protection(machine);
+                    job.done(machine, report);
+                }
+            }
+            Err(why) => {
+                if let Some(job) = self.sync.take() {
+                    job.fail(machine, why);
+                }
+            }
+        }
+    }
+
+    /// The backup has the machine as it is now: log from here, hold
+    /// outputs from here.
+    fn begin_protection(&mut self, machine: &mut Machine) {
+        let icount = machine.icount();
+        let s = &self.shared;
+        s.session.fetch_add(1, Ordering::AcqRel);
+        self.encoder = Encoder::resume(0, icount);
+        lock::<OutputWindows>(&self.windows).take();
+        let every = s.config.checkpoint_every.max(1);
+        self.next_checkpoint = next_multiple(icount, every);
+        s.queued_icount.store(icount, Ordering::Release);
+        s.backup_executed.store(icount, Ordering::Release);
+        s.icount.store(icount, Ordering::Release);
+        s.ending.store(false, Ordering::Release);
+        *lock(&s.outbox) = Outbox::default();
+        let mut hold = lock(&s.hold);
+        hold.acked = icount;
+        if let Protection::Syncing { backup } = &hold.state {
+            hold.state = Protection::Protected {
+                backup: backup.clone(),
+            };
+        }
+    }
 }
 
 /// Appends one record to the outbox's last chunk (or a new one).
@@ -488,42 +754,32 @@ fn encode(
     Ok(())
 }
 
-impl PrimaryJournal {
-    /// Flow control: while the backup has executed more than `max_lag`
-    /// instructions less than this side, wait for it (a lagging backup
-    /// would take that long to go live). Never longer than `lag_wait` at a
-    /// time: failure detection is the ack thread's business.
-    fn wait_for_backup(&self, icount: u64) {
-        let lagging = || {
-            icount.saturating_sub(self.shared.backup_executed.load(Ordering::Acquire))
-                > self.max_lag
-        };
-        if !lagging() {
-            return;
-        }
-        self.shared.outbox_ready.notify_one();
-        let deadline = Instant::now() + self.lag_wait;
-        while lagging() && Instant::now() < deadline && !lock(&self.shared.outbox).dead {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-}
-
 impl Journal for PrimaryJournal {
     fn input(&mut self, machine: &Machine, input: &machine::Input) -> Result<(), JournalError> {
+        if !self.protected() {
+            return Ok(());
+        }
         let kind = RecordKind::Input(log_input(input)?);
         self.push(machine.icount(), &kind, false)
     }
 
     fn stepped(&mut self, machine: &mut Machine) -> Result<(), JournalError> {
         let icount = machine.icount();
+        self.shared.icount.store(icount, Ordering::Release);
+        self.sync_step(machine);
+        if !self.protected() {
+            // Unprotected output windows are nobody's business.
+            lock::<OutputWindows>(&self.windows).take();
+            return Ok(());
+        }
         if icount >= self.next_checkpoint {
-            self.next_checkpoint = next_multiple(icount, self.checkpoint_every);
+            let every = self.shared.config.checkpoint_every.max(1);
+            self.next_checkpoint = next_multiple(icount, every);
             let state_hash = machine.state_hash()?;
             self.push(icount, &RecordKind::Checkpoint { state_hash }, true)?;
         }
         let pending = self.shared.output_pending.swap(false, Ordering::Relaxed);
-        let due = pending || self.last_progress.elapsed() >= self.progress_every;
+        let due = pending || self.last_progress.elapsed() >= self.shared.config.progress_every;
         if due {
             self.last_progress = Instant::now();
             if icount > self.encoder.last_icount() {
@@ -543,6 +799,12 @@ impl Journal for PrimaryJournal {
             RunEnd::Stopped => StopReason::HostStop,
             RunEnd::SaveRequested => return Ok(()),
         };
+        if let Some(job) = self.sync.take() {
+            job.fail(machine, "the VM stopped".into());
+        }
+        if !self.protected() {
+            return Ok(());
+        }
         let icount = machine.icount();
         let state_hash = machine.state_hash()?;
         self.push(icount, &RecordKind::Checkpoint { state_hash }, false)?;
@@ -559,14 +821,14 @@ impl Journal for PrimaryJournal {
         let deadline = Instant::now() + Duration::from_secs(2);
         while Instant::now() < deadline {
             let hold = lock(&self.shared.hold);
-            if hold.queue.is_empty() || hold.state != State::Protected {
+            if hold.queue.is_empty() || !hold.protected() {
                 return Ok(());
             }
             drop(hold);
             std::thread::sleep(Duration::from_millis(2));
         }
         let mut hold = lock(&self.shared.hold);
-        if hold.state == State::Protected {
+        if hold.protected() {
             hold.release_all();
         }
         Ok(())

@@ -1,46 +1,71 @@
-//! The log channel's byte format: the preamble and the messages (see the
-//! crate documentation for the layout). Everything read here comes from
-//! the network and is checked; a bad message is an error, never a panic.
+//! The log channel's messages (see the crate documentation for the
+//! layout; framing, preamble and TLS are the `link` crate's). Everything
+//! decoded here comes from the network and is checked; a bad message is
+//! an error, never a panic.
 
 use crate::FtError;
-use replay::{Header, HEADER_LEN};
-use std::io::{ErrorKind, Read, Write};
 
-/// First 8 bytes each side sends.
+/// First 8 bytes each side sends (after the TLS handshake, if any).
 pub const MAGIC: [u8; 8] = *b"LSTPFT\0\0";
 /// The one protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// The lockstep version both sides must run (their machines must be the
 /// same machine).
 pub const LOCKSTEP_VERSION: &str = env!("CARGO_PKG_VERSION");
-/// Largest message payload accepted.
-pub const MAX_MESSAGE: usize = 4 << 20;
+/// Largest message accepted (a `State` carries every written disk
+/// cluster's hash, so it can be several MiB).
+pub const MAX_MESSAGE: usize = 64 << 20;
 /// Largest batch of frames the primary puts in one message.
 pub const MAX_BATCH: usize = 1 << 20;
-const PREAMBLE_LEN: usize = 10;
-const MESSAGE_HEADER_LEN: usize = 5;
+/// Bytes of one page in a `Pages` message: index (u32) and contents.
+pub const PAGE_ENTRY: usize = 4 + PAGE;
+const PAGE: usize = 4096;
+
+/// How the log channel is framed ([`link`] does the framing).
+pub fn link_config() -> link::LinkConfig {
+    link::LinkConfig {
+        magic: MAGIC,
+        version: PROTOCOL_VERSION,
+        max_frame: MAX_MESSAGE,
+        name: "lockstep FT",
+    }
+}
 
 mod kind {
     pub const HELLO: u8 = 0x01;
     pub const WELCOME: u8 = 0x02;
+    pub const IMAGES: u8 = 0x03;
+    pub const PAGES: u8 = 0x04;
+    pub const DISK: u8 = 0x05;
+    pub const STATE: u8 = 0x06;
+    pub const READY: u8 = 0x07;
     pub const BATCH: u8 = 0x10;
     pub const ACK: u8 = 0x11;
 }
 
-/// The primary's opening message: everything the backup needs to build
-/// the identical machine and to check that it did.
+/// A disk the backup keeps a replica of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskShape {
+    pub capacity: u64,
+    pub read_only: bool,
+}
+
+/// The primary's opening message: what the backup needs to receive the
+/// machine and to check it may follow it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hello {
     pub lockstep_version: String,
     /// The arbiter generation the pair runs under.
     pub generation: u64,
-    /// The machine's icount when the log starts (LSN 0 follows it).
-    pub start_icount: u64,
     /// The primary's host wall-clock time (UNIX ns) of guest `mtime` 0:
     /// a backup going live paces guest time from it.
     pub anchor_unix_ns: u64,
-    /// VM uuid and the machine's state hash at `start_icount`.
-    pub header: Header,
+    pub vm_uuid: [u8; 16],
+    /// Bytes of boot images and of RAM the sync will send.
+    pub images_len: u64,
+    pub memory: u64,
+    /// The VM's disks, in slot order.
+    pub disks: Vec<DiskShape>,
     /// The VM's configuration, opaque to this crate (the CLI's `VmSetup`).
     pub setup: Vec<u8>,
 }
@@ -48,8 +73,26 @@ pub struct Hello {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
     Hello(Hello),
-    /// The backup's answer: `Ok` or why it refused.
+    /// The backup's answer to the Hello: `Ok` or why it refused.
     Welcome(Result<(), String>),
+    /// Boot image bytes at `offset` (sync).
+    Images {
+        offset: u64,
+        bytes: Vec<u8>,
+    },
+    /// RAM pages (sync): [`PAGE_ENTRY`]-byte entries, index then bytes.
+    Pages(Vec<u8>),
+    /// Bytes of disk `disk` at `offset` (sync).
+    Disk {
+        disk: u8,
+        offset: u64,
+        bytes: Vec<u8>,
+    },
+    /// The machine's state section at the sync point (the last sync
+    /// message; the log starts at its icount).
+    State(Vec<u8>),
+    /// The backup restored the machine (`Ok`) or could not.
+    Ready(Result<(), String>),
     /// Log frames (possibly none: then it is a heartbeat), and the icount
     /// up to which the primary has released outputs.
     Batch {
@@ -66,65 +109,76 @@ pub enum Message {
     },
 }
 
-/// Sends this side's preamble.
-pub fn write_preamble(w: &mut impl Write) -> Result<(), FtError> {
-    let mut bytes = [0u8; PREAMBLE_LEN];
-    bytes[..8].copy_from_slice(&MAGIC);
-    bytes[8..].copy_from_slice(&PROTOCOL_VERSION.to_le_bytes());
-    w.write_all(&bytes)
-        .map_err(FtError::io("sending the preamble"))
-}
-
-/// Reads and checks the peer's preamble (blocking).
-pub fn read_preamble(r: &mut impl Read) -> Result<(), FtError> {
-    let mut bytes = [0u8; PREAMBLE_LEN];
-    r.read_exact(&mut bytes)
-        .map_err(FtError::io("reading the peer's preamble"))?;
-    if bytes[..8] != MAGIC {
-        return Err(FtError::Handshake(format!(
-            "the peer is not a lockstep FT endpoint (magic {:02x?})",
-            &bytes[..8]
-        )));
+fn encode_result(payload: &mut Vec<u8>, answer: &Result<(), String>) {
+    match answer {
+        Ok(()) => payload.push(0),
+        Err(reason) => {
+            payload.push(1);
+            payload.extend_from_slice(reason.as_bytes());
+        }
     }
-    let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-    if version != PROTOCOL_VERSION {
-        return Err(FtError::Handshake(format!(
-            "the peer speaks FT protocol version {version}, this build speaks {PROTOCOL_VERSION}"
-        )));
-    }
-    Ok(())
 }
 
 impl Message {
-    /// The message as bytes on the wire.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut payload = Vec::new();
+    /// The message's kind and payload.
+    pub fn encode(&self) -> (u8, Vec<u8>) {
+        let mut p = Vec::new();
         let kind = match self {
             Message::Hello(h) => {
                 let version = h.lockstep_version.as_bytes();
                 let len = version.len().min(255);
-                payload.push(len as u8);
-                payload.extend_from_slice(&version[..len]);
-                payload.extend_from_slice(&h.generation.to_le_bytes());
-                payload.extend_from_slice(&h.start_icount.to_le_bytes());
-                payload.extend_from_slice(&h.anchor_unix_ns.to_le_bytes());
-                payload.extend_from_slice(&h.header.encode());
-                payload.extend_from_slice(&h.setup);
+                p.push(len as u8);
+                p.extend_from_slice(&version[..len]);
+                for n in [h.generation, h.anchor_unix_ns] {
+                    p.extend_from_slice(&n.to_le_bytes());
+                }
+                p.extend_from_slice(&h.vm_uuid);
+                for n in [h.images_len, h.memory] {
+                    p.extend_from_slice(&n.to_le_bytes());
+                }
+                // The board has fewer than 255 disk slots.
+                p.push(h.disks.len().min(255) as u8);
+                for d in h.disks.iter().take(255) {
+                    p.extend_from_slice(&d.capacity.to_le_bytes());
+                    p.push(u8::from(d.read_only));
+                }
+                p.extend_from_slice(&h.setup);
                 kind::HELLO
             }
             Message::Welcome(answer) => {
-                match answer {
-                    Ok(()) => payload.push(0),
-                    Err(reason) => {
-                        payload.push(1);
-                        payload.extend_from_slice(reason.as_bytes());
-                    }
-                }
+                encode_result(&mut p, answer);
                 kind::WELCOME
             }
+            Message::Images { offset, bytes } => {
+                p.extend_from_slice(&offset.to_le_bytes());
+                p.extend_from_slice(bytes);
+                kind::IMAGES
+            }
+            Message::Pages(entries) => {
+                p.extend_from_slice(entries);
+                kind::PAGES
+            }
+            Message::Disk {
+                disk,
+                offset,
+                bytes,
+            } => {
+                p.push(*disk);
+                p.extend_from_slice(&offset.to_le_bytes());
+                p.extend_from_slice(bytes);
+                kind::DISK
+            }
+            Message::State(state) => {
+                p.extend_from_slice(state);
+                kind::STATE
+            }
+            Message::Ready(answer) => {
+                encode_result(&mut p, answer);
+                kind::READY
+            }
             Message::Batch { released, frames } => {
-                payload.extend_from_slice(&released.to_le_bytes());
-                payload.extend_from_slice(frames);
+                p.extend_from_slice(&released.to_le_bytes());
+                p.extend_from_slice(frames);
                 kind::BATCH
             }
             Message::Ack {
@@ -132,64 +186,50 @@ impl Message {
                 icount,
                 executed,
             } => {
-                payload.extend_from_slice(&next_lsn.to_le_bytes());
-                payload.extend_from_slice(&icount.to_le_bytes());
-                payload.extend_from_slice(&executed.to_le_bytes());
+                for n in [next_lsn, icount, executed] {
+                    p.extend_from_slice(&n.to_le_bytes());
+                }
                 kind::ACK
             }
         };
-        let mut out = Vec::with_capacity(MESSAGE_HEADER_LEN + payload.len());
-        out.push(kind);
-        // Payloads are bounded well below 4 GiB by MAX_BATCH and the setup.
-        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        out.extend_from_slice(&payload);
-        out
+        (kind, p)
     }
 
-    pub fn write_to(&self, w: &mut impl Write) -> Result<(), FtError> {
-        w.write_all(&self.encode())
-            .map_err(FtError::io("sending to the peer"))
-    }
-
-    /// Parses one message body of kind `kind`.
-    fn decode(kind: u8, payload: &[u8]) -> Result<Message, FtError> {
+    /// Parses one message of kind `kind`.
+    pub fn decode(kind: u8, payload: &[u8]) -> Result<Message, FtError> {
         let mut p = Fields(payload);
         let message = match kind {
-            kind::HELLO => {
-                let len = usize::from(p.u8("Hello")?);
-                let version = p.take(len, "Hello")?;
-                let lockstep_version = String::from_utf8(version.to_vec())
-                    .map_err(|_| bad("Hello: the lockstep version is not UTF-8"))?;
-                let generation = p.u64("Hello")?;
-                let start_icount = p.u64("Hello")?;
-                let anchor_unix_ns = p.u64("Hello")?;
-                let header = Header::decode(p.take(HEADER_LEN, "Hello")?)
-                    .map_err(|e| bad(&format!("Hello: log header: {e}")))?;
-                Message::Hello(Hello {
-                    lockstep_version,
-                    generation,
-                    start_icount,
-                    anchor_unix_ns,
-                    header,
-                    setup: p.0.to_vec(),
-                })
-            }
-            kind::WELCOME => match p.u8("Welcome")? {
-                0 if p.0.is_empty() => Message::Welcome(Ok(())),
-                1 => Message::Welcome(Err(String::from_utf8_lossy(p.0).into_owned())),
-                _ => return Err(bad("Welcome: unknown status or trailing bytes")),
+            kind::HELLO => Message::Hello(decode_hello(&mut p)?),
+            kind::WELCOME => Message::Welcome(p.result("Welcome")?),
+            kind::IMAGES => Message::Images {
+                offset: p.u64("Images")?,
+                bytes: p.rest(),
             },
+            kind::PAGES => {
+                if p.0.is_empty() || p.0.len() % PAGE_ENTRY != 0 {
+                    return Err(bad(&format!(
+                        "Pages: {} bytes is not a whole number of {PAGE_ENTRY}-byte pages",
+                        p.0.len()
+                    )));
+                }
+                Message::Pages(p.rest())
+            }
+            kind::DISK => Message::Disk {
+                disk: p.u8("Disk")?,
+                offset: p.u64("Disk")?,
+                bytes: p.rest(),
+            },
+            kind::STATE => Message::State(p.rest()),
+            kind::READY => Message::Ready(p.result("Ready")?),
             kind::BATCH => Message::Batch {
                 released: p.u64("Batch")?,
-                frames: p.0.to_vec(),
+                frames: p.rest(),
             },
             kind::ACK => {
                 let next_lsn = p.u64("Ack")?;
                 let icount = p.u64("Ack")?;
                 let executed = p.u64("Ack")?;
-                if !p.0.is_empty() {
-                    return Err(bad("Ack: trailing bytes"));
-                }
+                p.end("Ack")?;
                 Message::Ack {
                     next_lsn,
                     icount,
@@ -200,6 +240,58 @@ impl Message {
         };
         Ok(message)
     }
+
+    /// A name for error messages.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Message::Hello(_) => "a Hello",
+            Message::Welcome(_) => "a Welcome",
+            Message::Images { .. } => "an Images",
+            Message::Pages(_) => "a Pages",
+            Message::Disk { .. } => "a Disk",
+            Message::State(_) => "a State",
+            Message::Ready(_) => "a Ready",
+            Message::Batch { .. } => "a Batch",
+            Message::Ack { .. } => "an Ack",
+        }
+    }
+}
+
+fn decode_hello(p: &mut Fields<'_>) -> Result<Hello, FtError> {
+    let what = "Hello";
+    let len = usize::from(p.u8(what)?);
+    let lockstep_version = String::from_utf8(p.take(len, what)?.to_vec())
+        .map_err(|_| bad("Hello: the lockstep version is not UTF-8"))?;
+    let generation = p.u64(what)?;
+    let anchor_unix_ns = p.u64(what)?;
+    let mut vm_uuid = [0u8; 16];
+    vm_uuid.copy_from_slice(p.take(16, what)?);
+    let images_len = p.u64(what)?;
+    let memory = p.u64(what)?;
+    let count = p.u8(what)?;
+    let mut disks = Vec::new();
+    for _ in 0..count {
+        let capacity = p.u64(what)?;
+        let read_only = match p.u8(what)? {
+            0 => false,
+            1 => true,
+            other => return Err(bad(&format!("Hello: read-only flag {other}"))),
+        };
+        disks.push(DiskShape {
+            capacity,
+            read_only,
+        });
+    }
+    Ok(Hello {
+        lockstep_version,
+        generation,
+        anchor_unix_ns,
+        vm_uuid,
+        images_len,
+        memory,
+        disks,
+        setup: p.rest(),
+    })
 }
 
 fn bad(problem: &str) -> FtError {
@@ -228,72 +320,28 @@ impl<'a> Fields<'a> {
         bytes.copy_from_slice(self.take(8, what)?);
         Ok(u64::from_le_bytes(bytes))
     }
-}
 
-/// What [`MessageReader::poll`] saw.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Polled {
-    Message(Message),
-    /// The read timed out with no complete message.
-    Nothing,
-    /// The peer closed the connection at a message boundary.
-    Closed,
-}
+    fn rest(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.0).to_vec()
+    }
 
-/// Reads messages from a socket with a read timeout: bytes of a message
-/// that arrive over several reads are kept, so a timeout never loses data.
-#[derive(Default)]
-pub struct MessageReader {
-    buf: Vec<u8>,
-}
-
-impl MessageReader {
-    /// The next message, reading at most once from `r`.
-    pub fn poll(&mut self, r: &mut impl Read) -> Result<Polled, FtError> {
-        if let Some(m) = self.parse()? {
-            return Ok(Polled::Message(m));
-        }
-        let mut chunk = [0u8; 64 * 1024];
-        match r.read(&mut chunk) {
-            Ok(0) if self.buf.is_empty() => Ok(Polled::Closed),
-            Ok(0) => Err(bad("the connection closed in the middle of a message")),
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                Ok(self.parse()?.map_or(Polled::Nothing, Polled::Message))
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) =>
-            {
-                Ok(Polled::Nothing)
-            }
-            Err(e) => Err(FtError::Io {
-                context: "receiving from the peer".into(),
-                source: e,
-            }),
+    fn end(&self, what: &str) -> Result<(), FtError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(bad(&format!("{what}: trailing bytes")))
         }
     }
 
-    /// A complete message from the buffer, if there is one.
-    fn parse(&mut self) -> Result<Option<Message>, FtError> {
-        let Some(header) = self.buf.get(..MESSAGE_HEADER_LEN) else {
-            return Ok(None);
-        };
-        let kind = header[0];
-        let len = u32::from_le_bytes([header[1], header[2], header[3], header[4]]) as usize;
-        if len > MAX_MESSAGE {
-            return Err(bad(&format!(
-                "a message of kind {kind:#04x} claims {len} bytes, more than the {MAX_MESSAGE}-byte maximum"
-            )));
+    fn result(&mut self, what: &str) -> Result<Result<(), String>, FtError> {
+        match self.u8(what)? {
+            0 => {
+                self.end(what)?;
+                Ok(Ok(()))
+            }
+            1 => Ok(Err(String::from_utf8_lossy(self.0).into_owned())),
+            other => Err(bad(&format!("{what}: unknown status {other}"))),
         }
-        let Some(payload) = self.buf.get(MESSAGE_HEADER_LEN..MESSAGE_HEADER_LEN + len) else {
-            return Ok(None);
-        };
-        let message = Message::decode(kind, payload)?;
-        self.buf.drain(..MESSAGE_HEADER_LEN + len);
-        Ok(Some(message))
     }
 }
 
@@ -306,16 +354,37 @@ mod tests {
             Message::Hello(Hello {
                 lockstep_version: "0.1.0".into(),
                 generation: 7,
-                start_icount: 0,
                 anchor_unix_ns: 1_700_000_000_000_000_000,
-                header: Header {
-                    vm_uuid: [3; 16],
-                    initial_state_hash: [9; 32],
-                },
+                vm_uuid: [3; 16],
+                images_len: 50 << 20,
+                memory: 512 << 20,
+                disks: vec![
+                    DiskShape {
+                        capacity: 1 << 30,
+                        read_only: false,
+                    },
+                    DiskShape {
+                        capacity: 4096,
+                        read_only: true,
+                    },
+                ],
                 setup: b"{\"name\":\"vm\"}".to_vec(),
             }),
             Message::Welcome(Ok(())),
             Message::Welcome(Err("wrong generation".into())),
+            Message::Images {
+                offset: 4096,
+                bytes: vec![1, 2, 3],
+            },
+            Message::Pages(vec![9; 2 * PAGE_ENTRY]),
+            Message::Disk {
+                disk: 1,
+                offset: 65536,
+                bytes: vec![5; 100],
+            },
+            Message::State(vec![1, 2, 3, 4]),
+            Message::Ready(Ok(())),
+            Message::Ready(Err("state hash differs".into())),
             Message::Batch {
                 released: 42,
                 frames: vec![1, 2, 3],
@@ -333,83 +402,46 @@ mod tests {
     }
 
     #[test]
-    fn messages_round_trip_even_one_byte_at_a_time() {
-        let bytes: Vec<u8> = all_kinds().iter().flat_map(Message::encode).collect();
-        let mut reader = MessageReader::default();
-        let mut got = Vec::new();
-        for b in &bytes {
-            match reader.poll(&mut &[*b][..]).expect("valid") {
-                Polled::Message(m) => got.push(m),
-                Polled::Nothing => {}
-                Polled::Closed => panic!("not closed"),
-            }
+    fn messages_round_trip() {
+        for m in all_kinds() {
+            let (kind, payload) = m.encode();
+            assert_eq!(Message::decode(kind, &payload).expect("valid"), m);
         }
-        assert_eq!(got, all_kinds());
-        assert_eq!(
-            reader.poll(&mut &[][..]).expect("clean end"),
-            Polled::Closed
-        );
     }
 
     #[test]
     fn bad_messages_are_errors() {
-        let mut ack = Message::Ack {
+        let (kind, mut ack) = Message::Ack {
             next_lsn: 1,
             icount: 2,
             executed: 1,
         }
         .encode();
         ack.push(0);
-        ack[1] += 1; // a trailing byte inside the payload
-        let err = MessageReader::default().poll(&mut &ack[..]).unwrap_err();
+        let err = Message::decode(kind, &ack).unwrap_err();
         assert!(err.to_string().contains("Ack: trailing bytes"), "{err}");
-
-        let huge = [kind::BATCH, 0xff, 0xff, 0xff, 0x7f];
-        let err = MessageReader::default().poll(&mut &huge[..]).unwrap_err();
-        assert!(err.to_string().contains("maximum"), "{err}");
-
-        let unknown = [0x77, 0, 0, 0, 0];
-        let err = MessageReader::default()
-            .poll(&mut &unknown[..])
-            .unwrap_err();
+        let err = Message::decode(kind, &ack[..20]).unwrap_err();
+        assert!(err.to_string().contains("Ack: message too short"), "{err}");
+        let err = Message::decode(0x77, &[]).unwrap_err();
         assert!(
             err.to_string().contains("unknown message kind 0x77"),
             "{err}"
         );
-
-        let torn = &Message::Ack {
-            next_lsn: 1,
-            icount: 2,
-            executed: 1,
-        }
-        .encode()[..9];
-        let mut reader = MessageReader::default();
-        assert_eq!(
-            reader.poll(&mut &torn[..]).expect("partial"),
-            Polled::Nothing
-        );
-        let err = reader.poll(&mut &[][..]).unwrap_err();
-        assert!(err.to_string().contains("middle of a message"), "{err}");
-
-        let mut hello = all_kinds()[0].encode();
-        hello[5 + 1 + 5 + 24 + 8] ^= 0xff; // inside the log header
-        let err = MessageReader::default().poll(&mut &hello[..]).unwrap_err();
-        assert!(err.to_string().contains("Hello: log header"), "{err}");
-    }
-
-    #[test]
-    fn preambles_are_checked() {
-        let mut ours = Vec::new();
-        write_preamble(&mut ours).expect("to a vec");
-        read_preamble(&mut &ours[..]).expect("our own preamble");
-        let mut other = ours.clone();
-        other[8] = 9;
-        let err = read_preamble(&mut &other[..]).unwrap_err();
-        assert!(err.to_string().contains("protocol version 9"), "{err}");
-        let err = read_preamble(&mut &b"GET / HTTP/1.1"[..]).unwrap_err();
+        let (kind, pages) = Message::Pages(vec![0; PAGE_ENTRY]).encode();
+        let err = Message::decode(kind, &pages[1..]).unwrap_err();
+        assert!(err.to_string().contains("whole number"), "{err}");
+        let (kind, mut hello) = all_kinds()[0].encode();
+        let flag = 1 + 5 + 16 + 16 + 16 + 1 + 8;
+        hello[flag] = 7;
+        let err = Message::decode(kind, &hello).unwrap_err();
+        assert!(err.to_string().contains("read-only flag 7"), "{err}");
+        let err = Message::decode(kind, &hello[..30]).unwrap_err();
         assert!(
-            err.to_string().contains("not a lockstep FT endpoint"),
+            err.to_string().contains("Hello: message too short"),
             "{err}"
         );
+        let (kind, _) = Message::Ready(Ok(())).encode();
+        let err = Message::decode(kind, &[4]).unwrap_err();
+        assert!(err.to_string().contains("Ready: unknown status 4"), "{err}");
     }
 }

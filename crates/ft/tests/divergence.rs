@@ -1,12 +1,13 @@
 //! The backup checks the primary's output windows and checkpoints: a
 //! mismatch is a divergence that ends following (and going live).
 
-use ft::wire::{self, Hello, Message, MessageReader, Polled};
-use ft::{Arbiter, FtConfig, FtError, Outcome};
+use ft::wire::{self, Hello, Message};
+use ft::{Arbiter, BackupOptions, FtConfig, FtError, Outcome};
+use machine::snapshot::Piece;
 use machine::{BootImages, Machine, MachineConfig, NullOutput};
 use replay::session::{run_to, Divergence};
-use replay::{Control, Encoder, Header, OutputChannel, OutputHash, RecordKind, StopReason};
-use std::net::{TcpListener, TcpStream};
+use replay::{Control, Encoder, OutputChannel, OutputHash, RecordKind, StopReason};
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 /// A one-hart machine whose firmware spins (`j .`): it runs, emits nothing.
@@ -37,14 +38,147 @@ fn hash_at(icount: u64) -> [u8; 32] {
     m.state_hash().expect("hash")
 }
 
-/// Plays a primary that sends `records` (icount, kind) in one batch, and
-/// runs a backup following it. Returns what `follow` gave, the backup, and
-/// whether the primary then saw the connection closed.
-fn follow(records: &[(u64, RecordKind)]) -> (Result<Outcome, FtError>, ft::Backup, bool) {
+/// Link setup as the FT crate's primary uses it.
+fn connect(addr: std::net::SocketAddr) -> (link::LinkSender, link::LinkReceiver) {
+    link::connect(
+        &addr.to_string(),
+        &wire::link_config(),
+        None,
+        Duration::from_secs(10),
+    )
+    .expect("connect")
+    .split()
+}
+
+fn send(tx: &link::LinkSender, m: &Message) {
+    let (kind, payload) = m.encode();
+    tx.send(kind, &payload).expect("send");
+}
+
+/// Sends the spinning machine as a primary's sync does: Hello, images,
+/// pages, state; returns after the backup's Ready.
+fn sync_spinning_machine(
+    tx: &link::LinkSender,
+    rx: &mut link::LinkReceiver,
+    state_override: Option<Vec<u8>>,
+) -> Message {
+    let mut m = spinning_machine();
+    let images: Vec<u8> = m.boot_image_parts().expect("images").concat();
+    send(
+        tx,
+        &Message::Hello(Hello {
+            lockstep_version: wire::LOCKSTEP_VERSION.to_string(),
+            generation: 0,
+            anchor_unix_ns: 0,
+            vm_uuid: [1; 16],
+            images_len: images.len() as u64,
+            memory: 16 << 20,
+            disks: Vec::new(),
+            setup: Vec::new(),
+        }),
+    );
+    assert_eq!(next(rx), Message::Welcome(Ok(())));
+    send(
+        tx,
+        &Message::Images {
+            offset: 0,
+            bytes: images,
+        },
+    );
+    let mut pages = Vec::new();
+    let state = m
+        .live_save()
+        .finish::<()>(&mut m, Some([1; 16]), &mut |piece| {
+            if let Piece::Page { index, bytes } = piece {
+                pages.extend_from_slice(&(index as u32).to_le_bytes());
+                pages.extend_from_slice(bytes);
+            }
+            Ok(())
+        })
+        .expect("state");
+    if !pages.is_empty() {
+        send(tx, &Message::Pages(pages));
+    }
+    send(tx, &Message::State(state_override.unwrap_or(state)));
+    next(rx)
+}
+
+/// The next message from the backup.
+fn next(rx: &mut link::LinkReceiver) -> Message {
+    match rx.recv(Duration::from_secs(30)).expect("receive") {
+        link::Received::Frame(f) => Message::decode(f.kind, &f.payload).expect("decode"),
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
+fn backup_options(dir: &std::path::Path) -> (Arbiter, FtConfig) {
+    let arbiter = Arbiter::open(&dir.join("arbiter")).expect("arbiter");
+    let config = FtConfig {
+        timeout: Duration::from_secs(5),
+        ..FtConfig::default()
+    };
+    (arbiter, config)
+}
+
+/// Plays a primary that sends `records` (icount, kind) in one batch (or
+/// `raw` bytes as the batch), and runs a backup following it. Returns
+/// what `follow` gave, the backup, and whether the primary then saw the
+/// connection closed.
+fn follow_raw(
+    frames: Vec<u8>,
+) -> (
+    Result<Outcome, FtError>,
+    ft::Backup,
+    bool,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let arbiter = Arbiter::open(&dir.path().join("arbiter")).expect("arbiter");
+    let (arbiter, config) = backup_options(dir.path());
     let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
     let addr = listener.local_addr().expect("address");
+    let primary = std::thread::spawn(move || {
+        let (tx, mut rx) = connect(addr);
+        assert_eq!(
+            sync_spinning_machine(&tx, &mut rx, None),
+            Message::Ready(Ok(()))
+        );
+        send(
+            &tx,
+            &Message::Batch {
+                released: 0,
+                frames,
+            },
+        );
+        // Keep the backup's failure detector quiet; report a close.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            match rx.recv(Duration::from_millis(20)) {
+                Ok(link::Received::Closed) | Err(_) => return true,
+                Ok(_) => {}
+            }
+            let heartbeat = Message::Batch {
+                released: 0,
+                frames: Vec::new(),
+            };
+            let (kind, payload) = heartbeat.encode();
+            if tx.send(kind, &payload).is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    let options = BackupOptions {
+        tls: None,
+        replica_dir: dir.path(),
+        config,
+    };
+    let mut backup = ft::serve(&listener, arbiter, &options, &mut |_| {}).expect("serve");
+    let outcome = backup.follow();
+    let closed = outcome.is_err() && primary.join().expect("primary thread");
+    (outcome, backup, closed, dir)
+}
+
+fn follow(records: &[(u64, RecordKind)]) -> (Result<Outcome, FtError>, ft::Backup, bool) {
     let mut frames = Vec::new();
     let mut encoder = Encoder::resume(0, 0);
     for (icount, kind) in records {
@@ -52,57 +186,67 @@ fn follow(records: &[(u64, RecordKind)]) -> (Result<Outcome, FtError>, ft::Backu
             .encode_next(*icount, kind, &mut frames)
             .expect("encode");
     }
-    let primary = std::thread::spawn(move || {
-        let mut s = TcpStream::connect(addr).expect("connect");
-        wire::write_preamble(&mut s).expect("preamble");
-        wire::read_preamble(&mut s).expect("their preamble");
-        let hello = Hello {
-            lockstep_version: wire::LOCKSTEP_VERSION.to_string(),
-            generation: 0,
-            start_icount: 0,
-            anchor_unix_ns: 0,
-            header: Header {
-                vm_uuid: [1; 16],
-                initial_state_hash: spinning_machine().state_hash().expect("hash"),
-            },
-            setup: Vec::new(),
-        };
-        Message::Hello(hello).write_to(&mut s).expect("hello");
-        s.set_read_timeout(Some(Duration::from_millis(20)))
-            .expect("timeout");
-        let mut reader = MessageReader::default();
-        Message::Batch {
-            released: 0,
-            frames,
-        }
-        .write_to(&mut s)
-        .expect("batch");
-        // Keep the backup's failure detector quiet; report a close.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            match reader.poll(&mut s) {
-                Ok(Polled::Closed) | Err(_) => return true,
-                Ok(_) => {}
-            }
-            let heartbeat = Message::Batch {
-                released: 0,
-                frames: Vec::new(),
-            };
-            if heartbeat.write_to(&mut s).is_err() {
-                return true;
-            }
-        }
-        false
-    });
-    let config = FtConfig {
-        timeout: Duration::from_secs(5),
-        ..FtConfig::default()
-    };
-    let mut backup =
-        ft::serve(&listener, arbiter, config, |_| Ok(spinning_machine())).expect("serve");
-    let outcome = backup.follow();
-    let closed = outcome.is_err() && primary.join().expect("primary thread");
+    let (outcome, backup, closed, _) = follow_raw(frames);
     (outcome, backup, closed)
+}
+
+/// A corrupt log frame ends the channel with an error naming it, as a
+/// failed primary does: the backup stops at the last good record, and may
+/// go live only by winning the arbiter (the primary, seeing the channel
+/// closed, races for it too; exactly one wins).
+#[test]
+fn a_corrupt_frame_ends_the_channel() {
+    let mut frames = Vec::new();
+    let mut encoder = Encoder::resume(0, 0);
+    for (icount, kind) in [(1_000, RecordKind::Progress), (2_000, RecordKind::Progress)] {
+        encoder
+            .encode_next(icount, &kind, &mut frames)
+            .expect("encode");
+    }
+    let last = frames.len() - 1;
+    frames[last] ^= 0x55; // inside the second frame
+    let (outcome, backup, _, _dir) = follow_raw(frames);
+    match outcome {
+        Ok(Outcome::PrimaryLost { reason, .. }) => {
+            assert!(reason.contains("bad log frame"), "{reason}")
+        }
+        other => panic!("expected the channel to end, got {other:?}"),
+    }
+    assert_eq!(
+        backup.machine().icount(),
+        0,
+        "nothing of a corrupt batch runs"
+    );
+    let live = backup
+        .go_live(Box::new(NullOutput))
+        .expect("wins generation 1");
+    assert_eq!(live.generation, 1);
+}
+
+/// A state that does not restore is refused with Ready(Err), naming why.
+#[test]
+fn a_state_that_does_not_restore_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (arbiter, config) = backup_options(dir.path());
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+    let addr = listener.local_addr().expect("address");
+    let primary = std::thread::spawn(move || {
+        let (tx, mut rx) = connect(addr);
+        sync_spinning_machine(&tx, &mut rx, Some(b"not a state".to_vec()))
+    });
+    let options = BackupOptions {
+        tls: None,
+        replica_dir: dir.path(),
+        config,
+    };
+    let err = ft::serve(&listener, arbiter, &options, &mut |_| {})
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("state"), "{err}");
+    match primary.join().expect("primary thread") {
+        Message::Ready(Err(why)) => assert!(why.contains("state"), "{why}"),
+        other => panic!("expected Ready(Err), got {other:?}"),
+    }
 }
 
 #[test]
@@ -192,4 +336,48 @@ fn a_wrong_checkpoint_is_a_divergence() {
         "{outcome:?}"
     );
     assert!(closed, "the primary sees the backup gone");
+}
+
+/// A primary of another lockstep version is refused at the Hello, with
+/// both versions named on both sides.
+#[test]
+fn another_lockstep_version_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (arbiter, config) = backup_options(dir.path());
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+    let addr = listener.local_addr().expect("address");
+    let primary = std::thread::spawn(move || {
+        let (tx, mut rx) = connect(addr);
+        send(
+            &tx,
+            &Message::Hello(Hello {
+                lockstep_version: "0.0.0-other".into(),
+                generation: 0,
+                anchor_unix_ns: 0,
+                vm_uuid: [1; 16],
+                images_len: 0,
+                memory: 16 << 20,
+                disks: Vec::new(),
+                setup: Vec::new(),
+            }),
+        );
+        next(&mut rx)
+    });
+    let options = BackupOptions {
+        tls: None,
+        replica_dir: dir.path(),
+        config,
+    };
+    let err = ft::serve(&listener, arbiter, &options, &mut |_| {})
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("0.0.0-other") && err.contains(wire::LOCKSTEP_VERSION),
+        "{err}"
+    );
+    match primary.join().expect("primary thread") {
+        Message::Welcome(Err(why)) => assert!(why.contains("0.0.0-other"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
 }

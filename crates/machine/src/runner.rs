@@ -42,6 +42,9 @@ pub enum HostEvent {
     /// Pause for a snapshot: [`Runner::run`] returns
     /// [`RunEnd::SaveRequested`]; call it again to carry on.
     Save,
+    /// Nothing for the machine: end an idle wait so the journal's
+    /// `stepped` runs soon (host-side work such as an FT sync waits on it).
+    Wake,
 }
 
 /// How guest time relates to host time.
@@ -225,6 +228,7 @@ impl Runner {
             }
             HostEvent::Stop => Some(RunEnd::Stopped),
             HostEvent::Save => Some(RunEnd::SaveRequested),
+            HostEvent::Wake => None,
         }
     }
 
