@@ -120,6 +120,33 @@ fn backup_options(dir: &std::path::Path) -> (Arbiter, FtConfig) {
     (arbiter, config)
 }
 
+/// Runs `script` as a primary (in a thread, over a fresh link) against a
+/// backup serving on this thread; returns what `serve` gave, the script's
+/// thread and the backup's directory (arbiter, replicas).
+fn against_primary<T: Send + 'static>(
+    script: impl FnOnce(link::LinkSender, link::LinkReceiver) -> T + Send + 'static,
+) -> (
+    Result<ft::Backup, FtError>,
+    std::thread::JoinHandle<T>,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (arbiter, config) = backup_options(dir.path());
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+    let addr = listener.local_addr().expect("address");
+    let primary = std::thread::spawn(move || {
+        let (tx, rx) = connect(addr);
+        script(tx, rx)
+    });
+    let options = BackupOptions {
+        tls: None,
+        replica_dir: dir.path(),
+        config,
+    };
+    let served = ft::serve(&listener, arbiter, &options, &mut |_| {});
+    (served, primary, dir)
+}
+
 /// Plays a primary that sends `records` (icount, kind) in one batch (or
 /// `raw` bytes as the batch), and runs a backup following it. Returns
 /// what `follow` gave, the backup, and whether the primary then saw the
@@ -132,12 +159,7 @@ fn follow_raw(
     bool,
     tempfile::TempDir,
 ) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (arbiter, config) = backup_options(dir.path());
-    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
-    let addr = listener.local_addr().expect("address");
-    let primary = std::thread::spawn(move || {
-        let (tx, mut rx) = connect(addr);
+    let (served, primary, dir) = against_primary(move |tx, mut rx| {
         assert_eq!(
             sync_spinning_machine(&tx, &mut rx, None),
             Message::Ready(Ok(()))
@@ -167,12 +189,7 @@ fn follow_raw(
         }
         false
     });
-    let options = BackupOptions {
-        tls: None,
-        replica_dir: dir.path(),
-        config,
-    };
-    let mut backup = ft::serve(&listener, arbiter, &options, &mut |_| {}).expect("serve");
+    let mut backup = served.expect("serve");
     let outcome = backup.follow();
     let closed = outcome.is_err() && primary.join().expect("primary thread");
     (outcome, backup, closed, dir)
@@ -226,22 +243,10 @@ fn a_corrupt_frame_ends_the_channel() {
 /// A state that does not restore is refused with Ready(Err), naming why.
 #[test]
 fn a_state_that_does_not_restore_is_refused() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (arbiter, config) = backup_options(dir.path());
-    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
-    let addr = listener.local_addr().expect("address");
-    let primary = std::thread::spawn(move || {
-        let (tx, mut rx) = connect(addr);
+    let (served, primary, _dir) = against_primary(|tx, mut rx| {
         sync_spinning_machine(&tx, &mut rx, Some(b"not a state".to_vec()))
     });
-    let options = BackupOptions {
-        tls: None,
-        replica_dir: dir.path(),
-        config,
-    };
-    let err = ft::serve(&listener, arbiter, &options, &mut |_| {})
-        .err()
-        .expect("refused");
+    let err = served.err().expect("refused");
     assert!(err.to_string().contains("state"), "{err}");
     match primary.join().expect("primary thread") {
         Message::Ready(Err(why)) => assert!(why.contains("state"), "{why}"),
@@ -342,12 +347,7 @@ fn a_wrong_checkpoint_is_a_divergence() {
 /// both versions named on both sides.
 #[test]
 fn another_lockstep_version_is_refused() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (arbiter, config) = backup_options(dir.path());
-    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
-    let addr = listener.local_addr().expect("address");
-    let primary = std::thread::spawn(move || {
-        let (tx, mut rx) = connect(addr);
+    let (served, primary, _dir) = against_primary(|tx, mut rx| {
         send(
             &tx,
             &Message::Hello(Hello {
@@ -363,15 +363,7 @@ fn another_lockstep_version_is_refused() {
         );
         next(&mut rx)
     });
-    let options = BackupOptions {
-        tls: None,
-        replica_dir: dir.path(),
-        config,
-    };
-    let err = ft::serve(&listener, arbiter, &options, &mut |_| {})
-        .err()
-        .expect("refused")
-        .to_string();
+    let err = served.err().expect("refused").to_string();
     assert!(
         err.contains("0.0.0-other") && err.contains(wire::LOCKSTEP_VERSION),
         "{err}"

@@ -639,19 +639,7 @@ impl Machine {
         let images = write_images(file, &self.config.images).map_err(io)?;
         let ram_offset = (images.offset + images.len).next_multiple_of(RAM_ALIGN);
         let (ram, ram_end) = write_ram(file, &self.ram, ram_offset, options.ram).map_err(io)?;
-        let state = StateOut {
-            vm_uuid: options.vm_uuid,
-            state_hash,
-            config: ConfigRecord::of(&self.config),
-            harts: &self.harts,
-            devices: &self.board.devices,
-            clock: &self.board.clock,
-            icount: self.icount,
-            current: self.current as u64,
-            turn_retired: self.turn_retired,
-            rom: &self.board.rom,
-            disk_clusters,
-        };
+        let state = self.state_out(options.vm_uuid, state_hash, disk_clusters);
         let state = write_postcard(file, ram_end, &state, path)?;
         let disks = write_postcard(file, state.offset + state.len, &disks, path)?;
         let index = Index {
@@ -666,6 +654,28 @@ impl Machine {
         tmp.persist(path).map_err(|e| io(e.error))?;
         File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
         read_info(path)
+    }
+
+    /// The state section's contents.
+    fn state_out(
+        &self,
+        vm_uuid: Option<[u8; 16]>,
+        state_hash: [u8; 32],
+        disk_clusters: Vec<ClusterRecord>,
+    ) -> StateOut<'_> {
+        StateOut {
+            vm_uuid,
+            state_hash,
+            config: ConfigRecord::of(&self.config),
+            harts: &self.harts,
+            devices: &self.board.devices,
+            clock: &self.board.clock,
+            icount: self.icount,
+            current: self.current as u64,
+            turn_retired: self.turn_retired,
+            rom: &self.board.rom,
+            disk_clusters,
+        }
     }
 
     fn disk_records(&self, path: &Path) -> Result<Vec<DiskRecord>, SnapshotError> {

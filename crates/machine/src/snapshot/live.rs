@@ -11,7 +11,7 @@
 //! it restores. All copying happens on the machine's own thread, a budget
 //! at a time, so the guest is paused only for the final round.
 
-use super::{ConfigRecord, SnapshotError, StateOut, PAGE};
+use super::{SnapshotError, PAGE};
 use crate::machine::{Machine, MachineError};
 use crate::tracked_disk::CLUSTER;
 use disk::{BlockDevice, DiskError};
@@ -277,19 +277,7 @@ impl Machine {
         self.harts.iter_mut().for_each(Hart::after_restore);
         let state_hash = self.state_hash().map_err(save_err)?;
         let disk_clusters = self.disk_clusters(std::path::Path::new("(transfer)"))?;
-        let state = StateOut {
-            vm_uuid,
-            state_hash,
-            config: ConfigRecord::of(&self.config),
-            harts: &self.harts,
-            devices: &self.board.devices,
-            clock: &self.board.clock,
-            icount: self.icount,
-            current: self.current as u64,
-            turn_retired: self.turn_retired,
-            rom: &self.board.rom,
-            disk_clusters,
-        };
+        let state = self.state_out(vm_uuid, state_hash, disk_clusters);
         postcard::to_stdvec(&state).map_err(|e| save_err(MachineError::Serialize(e)))
     }
 }
