@@ -25,6 +25,9 @@ const FINAL_BYTES: u64 = 4 << 20;
 /// The guest dirties memory faster than the network takes it: stop
 /// iterating and pause for whatever is left.
 const MAX_ROUNDS: u32 = 12;
+/// RAM pages hashed ahead per step, so the state hash in the paused last
+/// round has little left to do.
+const PREHASH_PAGES: usize = 2048;
 /// Pages per `Pages` message.
 const PAGES_PER_MESSAGE: usize = 256;
 /// Bytes of boot images per `Images` message.
@@ -97,6 +100,7 @@ impl SyncJob {
         machine: &mut Machine,
         vm_uuid: [u8; 16],
     ) -> Result<Option<SyncReport>, String> {
+        let hashed = machine.prehash_state(PREHASH_PAGES);
         if self.tx.queued_bytes() > QUEUE_LIMIT {
             return Ok(None);
         }
@@ -116,7 +120,8 @@ impl SyncJob {
             .copy(machine, STEP_BUDGET, &mut |p| sink.take(p))
             .map_err(|e| e.to_string())?;
         sink.flush()?;
-        if !round_done {
+        if !round_done || !hashed {
+            // A finished round waits for the hashing to catch up too.
             return Ok(None);
         }
         let round = save.rounds();

@@ -71,6 +71,12 @@ pub struct RamHasher {
     pages: Vec<Hash>,
     chunks: Vec<Hash>,
     digest: Hash,
+    /// A first hashing spread over [`RamHasher::prehash`] calls: the next
+    /// page to hash (`chunks` and `digest` are stale until it ends).
+    scan: Option<usize>,
+    /// Dirty pages taken by `prehash` whose hashes are updated but whose
+    /// chunks are not.
+    stale_chunks: Vec<usize>,
 }
 
 impl RamHasher {
@@ -83,15 +89,72 @@ impl RamHasher {
     pub fn digest(&mut self, ram: &mut Ram) -> Hash {
         let dirty = self.tracker.as_ref().and_then(|t| ram.take_dirty(t));
         match dirty {
-            Some(pages) => self.rehash_pages(ram.as_slice(), &pages),
+            Some(pages) => {
+                self.finish_scan(ram.as_slice());
+                self.rehash_pages(ram.as_slice(), &pages);
+            }
             None => self.rehash_all(ram),
         }
         self.digest
     }
 
+    /// Do up to `budget` pages of the work the next [`RamHasher::digest`]
+    /// would do, so that it is short: the first hashing of all pages, then
+    /// the pages dirtied since. Returns true when nothing is left.
+    pub fn prehash(&mut self, ram: &mut Ram, budget: usize) -> bool {
+        let dirty = self.tracker.as_ref().and_then(|t| ram.take_dirty(t));
+        let Some(dirty) = dirty else {
+            // Never hashed (or the RAM was replaced): start a spread scan.
+            self.tracker = Some(ram.track_dirty());
+            self.pages = vec![[0; 32]; ram.pages()];
+            self.scan = Some(0);
+            self.stale_chunks.clear();
+            return false;
+        };
+        let bytes = ram.as_slice();
+        for &p in &dirty {
+            self.pages[p] = page_hash(&bytes[p * PAGE..(p + 1) * PAGE]);
+        }
+        self.stale_chunks
+            .extend(dirty.iter().map(|p| p / CHUNK_PAGES));
+        if let Some(next) = self.scan {
+            let end = (next + budget).min(self.pages.len());
+            for p in next..end {
+                self.pages[p] = page_hash(&bytes[p * PAGE..(p + 1) * PAGE]);
+            }
+            self.scan = Some(end);
+            if end < self.pages.len() {
+                return false;
+            }
+            self.finish_scan(bytes);
+        }
+        dirty.len() <= budget
+    }
+
+    /// Complete a spread scan (and chunks left stale by `prehash`).
+    fn finish_scan(&mut self, bytes: &[u8]) {
+        if let Some(next) = self.scan.take() {
+            for p in next..self.pages.len() {
+                self.pages[p] = page_hash(&bytes[p * PAGE..(p + 1) * PAGE]);
+            }
+            self.chunks = self.pages.chunks(CHUNK_PAGES).map(chunk_hash).collect();
+            self.stale_chunks.clear();
+        }
+        let mut stale = std::mem::take(&mut self.stale_chunks);
+        stale.sort_unstable();
+        stale.dedup();
+        for c in stale {
+            let end = ((c + 1) * CHUNK_PAGES).min(self.pages.len());
+            self.chunks[c] = chunk_hash(&self.pages[c * CHUNK_PAGES..end]);
+        }
+        self.digest = top_hash(bytes.len() as u64, &self.chunks);
+    }
+
     fn rehash_all(&mut self, ram: &mut Ram) {
         // Registered first: pages written from here on are the next call's.
         self.tracker = Some(ram.track_dirty());
+        self.scan = None;
+        self.stale_chunks.clear();
         let bytes = ram.as_slice();
         self.pages = bytes.chunks(PAGE).map(page_hash).collect();
         self.chunks = self.pages.chunks(CHUNK_PAGES).map(chunk_hash).collect();
@@ -184,6 +247,32 @@ mod tests {
                 prop_assert_eq!(every_round.digest(&mut ram), ram_digest(ram.as_slice()));
             }
             prop_assert_eq!(at_end.digest(&mut ram), every_round.digest(&mut ram));
+        }
+
+        /// Spreading the work over `prehash` calls of any budget, between
+        /// writes, changes nothing about the digest.
+        #[test]
+        fn prehashed_digest_is_the_from_scratch_digest(
+            rounds in prop::collection::vec(
+                (prop::collection::vec(write_strategy(), 0..12), 1..PAGES, 0..4usize),
+                1..8,
+            ),
+            end_with_digest in any::<bool>(),
+        ) {
+            let mut ram = new_ram();
+            let mut hasher = RamHasher::new();
+            for (writes, budget, calls) in rounds {
+                for w in writes {
+                    apply(&mut ram, w);
+                }
+                for _ in 0..calls {
+                    hasher.prehash(&mut ram, budget);
+                }
+                if end_with_digest {
+                    prop_assert_eq!(hasher.digest(&mut ram), ram_digest(ram.as_slice()));
+                }
+            }
+            prop_assert_eq!(hasher.digest(&mut ram), ram_digest(ram.as_slice()));
         }
     }
 

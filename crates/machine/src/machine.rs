@@ -430,6 +430,14 @@ impl Machine {
     pub fn state_hash(&mut self) -> Result<[u8; 32], MachineError> {
         hash::state_hash(self)
     }
+
+    /// Hash up to `pages` RAM pages ahead of the next [`Machine::state_hash`]
+    /// (which must otherwise hash every page changed since the last one:
+    /// all of RAM the first time), so that it is short. True when little
+    /// is left. Not guest-visible.
+    pub fn prehash_state(&mut self, pages: usize) -> bool {
+        self.ram_hasher.prehash(&mut self.ram, pages)
+    }
 }
 
 /// Fresh RAM holding firmware, kernel, initrd and device tree, and the
