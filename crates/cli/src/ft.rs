@@ -286,9 +286,25 @@ fn keep_protected(
     let Some(addr) = standby else {
         return;
     };
+    let mut last_error = None;
     while !stop.load(Ordering::Acquire) {
         if primary.status().protection == Protection::Unprotected {
-            add_and_report(primary, &addr);
+            match primary.add_backup(&addr, &mut |_| {}) {
+                Ok(report) => {
+                    report_protected(primary, &addr, &report);
+                    last_error = None;
+                }
+                Err(e) => {
+                    // Said once per kind of failure, not every second.
+                    let said = e.to_string();
+                    if last_error.as_ref() != Some(&said) {
+                        eprint!(
+                            "\r\nlockstep: {said}; running unprotected, retrying every second\r\n"
+                        );
+                        last_error = Some(said);
+                    }
+                }
+            }
         }
         std::thread::sleep(Duration::from_secs(1));
     }
@@ -296,13 +312,17 @@ fn keep_protected(
 
 fn add_and_report(primary: &FtPrimary, addr: &str) {
     match primary.add_backup(addr, &mut |_| {}) {
-        Ok(report) => eprint!(
-            "\r\nlockstep: FT primary: protected by the backup at {addr} (arbiter generation {}; {})\r\n",
-            primary.status().generation,
-            describe_sync(&report)
-        ),
+        Ok(report) => report_protected(primary, addr, &report),
         Err(e) => eprint!("\r\nlockstep: {e}; running unprotected\r\n"),
     }
+}
+
+fn report_protected(primary: &FtPrimary, addr: &str, report: &SyncReport) {
+    eprint!(
+        "\r\nlockstep: FT primary: protected by the backup at {addr} (arbiter generation {}; {})\r\n",
+        primary.status().generation,
+        describe_sync(report)
+    );
 }
 
 pub fn describe_sync(r: &SyncReport) -> String {
@@ -383,21 +403,25 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
     };
     std::fs::create_dir_all(&replica_dir)
         .map_err(|e| format!("cannot create {}: {e}", replica_dir.display()))?;
-    let listener = TcpListener::bind(&args.listen)
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    eprintln!(
-        "lockstep: FT backup listening on {}",
-        listener.local_addr()?
-    );
     let options = BackupOptions {
         tls: tls.as_ref(),
         replica_dir: &replica_dir,
         config: config(&args.ft),
     };
-    let started = Instant::now();
-    let mut backup = ::ft::serve(&listener, arbiter, &options, &mut |what| {
-        eprintln!("lockstep: FT backup: {what}")
-    })?;
+    let (mut backup, started) = {
+        // Listening ends with the one primary taken.
+        let listener = TcpListener::bind(&args.listen)
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        eprintln!(
+            "lockstep: FT backup listening on {}",
+            listener.local_addr()?
+        );
+        let started = Instant::now();
+        let backup = ::ft::serve(&listener, arbiter, &options, &mut |what| {
+            eprintln!("lockstep: FT backup: {what}")
+        })?;
+        (backup, started)
+    };
     let vm: FtVm = serde_json::from_slice(&backup.hello().setup)
         .map_err(|e| format!("the primary's VM description is not valid: {e}"))?;
     let mut nics = nics::open_for(&args.nets, &backup.machine().nic_macs())?;

@@ -34,8 +34,8 @@ enum Event {
     Records(Vec<Record>),
     /// The primary has released every output up to this icount.
     Released(u64),
-    /// The primary is gone (or misbehaved): why.
-    PrimaryLost(String),
+    /// The primary is gone (or misbehaved): why, and when it was noticed.
+    PrimaryLost(String, Instant),
 }
 
 /// How following the primary ended.
@@ -172,28 +172,43 @@ pub fn serve(
     };
     tx.send(&Message::Welcome(Ok(())))?;
     progress(&format!("receiving the VM from {peer}"));
-    let state = receiving.receive(&mut rx, options.config.timeout.max(SYNC_SILENCE))?;
-    progress("restoring the VM");
-    let held = Arc::new(Mutex::new(HeldOutputs::default()));
-    let windows: SharedWindows = Arc::default();
-    let restored = receiving.restore(&state, held.clone(), windows.clone());
-    let (machine, replicas) = match restored {
-        Ok(done) => done,
-        Err(reason) => {
-            tx.send_last(&Message::Ready(Err(reason.clone())));
-            return Err(FtError::Sync(reason));
-        }
-    };
-    tx.send(&Message::Ready(Ok(())))?;
+    let (start_icount, state) =
+        receiving.receive(&mut rx, options.config.timeout.max(SYNC_SILENCE))?;
+    // Take (and acknowledge) the log from now on, while restoring: the
+    // primary may release an output once its record is here.
     let (events_tx, events) = mpsc::channel();
-    let start_icount = machine.icount();
     let executed = Arc::new(AtomicU64::new(start_icount));
     let progress_seen = Arc::clone(&executed);
     let config = options.config;
     let link = tx.clone();
     std::thread::spawn(move || {
-        receive_loop(&tx, rx, events_tx, start_icount, &progress_seen, config)
+        receive_loop(&link, rx, events_tx, start_icount, &progress_seen, config)
     });
+    progress("restoring the VM");
+    let held = Arc::new(Mutex::new(HeldOutputs::default()));
+    let windows: SharedWindows = Arc::default();
+    let restored = receiving
+        .restore(&state, held.clone(), windows.clone())
+        .and_then(|(machine, replicas)| {
+            if machine.icount() == start_icount {
+                Ok((machine, replicas))
+            } else {
+                Err(format!(
+                    "the state is at icount {}, the primary said {start_icount}",
+                    machine.icount()
+                ))
+            }
+        });
+    let (machine, replicas) = match restored {
+        Ok(done) => done,
+        Err(reason) => {
+            tx.send_last(&Message::Ready(Err(reason.clone())));
+            tx.close();
+            return Err(FtError::Sync(reason));
+        }
+    };
+    tx.send(&Message::Ready(Ok(())))?;
+    let link = tx;
     Ok(Backup {
         machine,
         hello,
@@ -250,12 +265,12 @@ impl Receiving {
         })
     }
 
-    /// Take sync messages until the state; returns it.
+    /// Take sync messages until the state; returns its icount and bytes.
     fn receive(
         &mut self,
         rx: &mut channel::Receiver,
         silence: Duration,
-    ) -> Result<Vec<u8>, FtError> {
+    ) -> Result<(u64, Vec<u8>), FtError> {
         loop {
             match rx.expect(silence, "the VM's state")? {
                 Message::Images { offset, bytes } => self
@@ -275,7 +290,7 @@ impl Receiving {
                     offset,
                     bytes,
                 } => self.write_disk(usize::from(disk), offset, &bytes)?,
-                Message::State(state) => return Ok(state),
+                Message::State { icount, state } => return Ok((icount, state)),
                 other => {
                     return Err(FtError::Protocol(format!(
                         "{} while receiving the VM",
@@ -328,14 +343,27 @@ impl Receiving {
             disks.push(disk::open(path, shape.read_only).map_err(|e| e.to_string())?);
         }
         let refs: Vec<&dyn BlockDevice> = disks.iter().map(|d| &**d).collect();
-        let file = self
+        let assembled = self
             .assembler
             .finish(state, &refs)
             .map_err(|e| e.to_string())?;
-        let options = RestoreOptions { verify: true };
-        let mut machine =
-            Machine::restore_snapshot_with(&file, Box::new(machine::NullOutput), disks, &options)
-                .map_err(|e| format!("the machine received does not restore: {e}"))?;
+        let options = RestoreOptions::default();
+        let mut machine = Machine::restore_snapshot_with(
+            &assembled.path,
+            Box::new(machine::NullOutput),
+            disks,
+            &options,
+        )
+        .map_err(|e| format!("the machine received does not restore: {e}"))?;
+        // End to end: every RAM page, register and device as the primary
+        // hashed them.
+        let hash = machine.state_hash().map_err(|e| e.to_string())?;
+        if hash != assembled.state_hash {
+            return Err(
+                "the machine received does not hash like the primary's (damaged in transfer)"
+                    .into(),
+            );
+        }
         let macs = machine.nic_macs();
         machine.replace_output(Box::new(TeeOutput::new(
             Box::new(BackupOutput { held, macs }),
@@ -429,7 +457,7 @@ fn receive_loop(
         }
     };
     tx.close();
-    let _ = events.send(Event::PrimaryLost(reason));
+    let _ = events.send(Event::PrimaryLost(reason, Instant::now()));
 }
 
 /// Sends an ack; returns the executed icount it reported.
@@ -533,10 +561,9 @@ impl Backup {
 
     fn follow_log(&mut self) -> Result<Outcome, FtError> {
         loop {
-            let event = self
-                .events
-                .recv()
-                .unwrap_or_else(|_| Event::PrimaryLost("the network thread stopped".into()));
+            let event = self.events.recv().unwrap_or_else(|_| {
+                Event::PrimaryLost("the network thread stopped".into(), Instant::now())
+            });
             match event {
                 Event::Records(records) => {
                     for record in records {
@@ -554,12 +581,7 @@ impl Backup {
                         held.queue.pop_front();
                     }
                 }
-                Event::PrimaryLost(reason) => {
-                    return Ok(Outcome::PrimaryLost {
-                        reason,
-                        at: Instant::now(),
-                    })
-                }
+                Event::PrimaryLost(reason, at) => return Ok(Outcome::PrimaryLost { reason, at }),
             }
         }
     }

@@ -19,7 +19,7 @@
 //! | 0x03 | `Images`  | primary → backup | `offset: u64`, boot image bytes (firmware ‖ kernel ‖ initrd) |
 //! | 0x04 | `Pages`   | primary → backup | entries of `page index: u32, 4096 bytes` |
 //! | 0x05 | `Disk`    | primary → backup | `disk: u8, offset: u64`, bytes |
-//! | 0x06 | `State`   | primary → backup | the machine's snapshot state section (postcard; `machine::snapshot`) |
+//! | 0x06 | `State`   | primary → backup | `icount: u64`, the machine's snapshot state section (postcard; `machine::snapshot`) |
 //! | 0x07 | `Ready`   | backup → primary | as `Welcome`: the machine restored and verified, or why not |
 //! | 0x10 | `Batch`   | primary → backup | `released: u64` (icount up to which the primary has released outputs), then zero or more whole log frames in the replay format (LSNs from 0, consecutive across batches; icount deltas from the `State`'s icount) |
 //! | 0x11 | `Ack`     | backup → primary | `next_lsn: u64, icount: u64, executed: u64`: every record before `next_lsn` was received, the last was at `icount`; the backup has executed up to icount `executed` |

@@ -526,7 +526,7 @@ fn send_loop(tx: &Sender, shared: &Shared, heartbeat: Duration, session: u64) {
     }
 }
 
-/// Takes the backup's Ready, then its acks, releasing outputs; on the
+/// Takes the backup's acks, releasing outputs, and its Ready; on the
 /// backup's failure, arbitrates.
 fn ack_loop(
     tx: &Sender,
@@ -536,24 +536,10 @@ fn ack_loop(
     addr: &str,
     ready: &mpsc::Sender<Result<(), String>>,
 ) {
-    let not_ready = |why: String| {
-        let _ = ready.send(Err(why.clone()));
-        why
-    };
-    let failure = match rx.expect(HANDSHAKE_TIMEOUT, "Ready") {
-        Ok(Message::Ready(Ok(()))) => {
-            let _ = ready.send(Ok(()));
-            follow_acks(&mut rx, shared)
-        }
-        Ok(Message::Ready(Err(why))) => {
-            not_ready(format!("the backup at {addr} could not take the VM: {why}"))
-        }
-        Ok(other) => not_ready(format!(
-            "expected the backup's Ready, got {}",
-            other.describe()
-        )),
-        Err(e) => not_ready(e.to_string()),
-    };
+    let (failure, restored) = follow_acks(&mut rx, shared, addr, ready);
+    if !restored {
+        let _ = ready.send(Err(failure.clone()));
+    }
     if shared.ending.load(Ordering::Acquire) || shared.session.load(Ordering::Acquire) != session {
         return;
     }
@@ -563,37 +549,54 @@ fn ack_loop(
     backup_failed(shared, &failure);
 }
 
-/// Acks until the backup fails; returns why it did.
-fn follow_acks(rx: &mut Receiver, shared: &Shared) -> String {
+/// Acks (and the one Ready) until the backup fails; returns why it did,
+/// and whether it had said Ready.
+fn follow_acks(
+    rx: &mut Receiver,
+    shared: &Shared,
+    addr: &str,
+    ready: &mpsc::Sender<Result<(), String>>,
+) -> (String, bool) {
     let timeout = shared.config.timeout;
     let mut last_heard = Instant::now();
+    let mut restored = false;
     loop {
-        match rx.recv(shared.config.heartbeat()) {
+        let failure = match rx.recv(shared.config.heartbeat()) {
             Ok(Got::Message(Message::Ack {
                 icount, executed, ..
             })) => {
                 let queued = shared.queued_icount.load(Ordering::Acquire);
                 if icount > queued {
-                    return format!(
-                        "the backup acknowledged icount {icount}, but only {queued} was sent"
-                    );
+                    format!("the backup acknowledged icount {icount}, but only {queued} was sent")
+                } else {
+                    last_heard = Instant::now();
+                    shared
+                        .backup_executed
+                        .store(executed.min(icount), Ordering::Release);
+                    lock(&shared.hold).release_through(icount);
+                    continue;
                 }
+            }
+            Ok(Got::Message(Message::Ready(Ok(())))) if !restored => {
+                restored = true;
                 last_heard = Instant::now();
-                shared
-                    .backup_executed
-                    .store(executed.min(icount), Ordering::Release);
-                lock(&shared.hold).release_through(icount);
+                let _ = ready.send(Ok(()));
+                continue;
+            }
+            Ok(Got::Message(Message::Ready(Err(why)))) if !restored => {
+                format!("the backup at {addr} could not take the VM: {why}")
             }
             Ok(Got::Message(other)) => {
-                return format!("the backup sent {} after the handshake", other.describe())
+                format!("the backup sent {} after the handshake", other.describe())
             }
             Ok(Got::Nothing) if last_heard.elapsed() >= timeout => {
-                return format!("no word from the backup for {} ms", timeout.as_millis())
+                format!("no word from the backup for {} ms", timeout.as_millis())
             }
-            Ok(Got::Nothing) => {}
-            Ok(Got::Closed) => return "the backup closed the connection".to_string(),
-            Err(e) => return e.to_string(),
-        }
+            Ok(Got::Nothing) => continue,
+            Ok(Got::Closed) => "the backup closed the connection".to_string(),
+            Err(e) => e.to_string(),
+        };
+        return (failure, restored);
     }
 }
 

@@ -179,7 +179,10 @@ impl SyncJob {
         sink.flush()?;
         self.bytes += state.len() as u64;
         self.tx
-            .send(&Message::State(state))
+            .send(&Message::State {
+                icount: machine.icount(),
+                state,
+            })
             .map_err(|e| e.to_string())?;
         Ok(SyncReport {
             rounds,

@@ -89,8 +89,11 @@ pub enum Message {
         bytes: Vec<u8>,
     },
     /// The machine's state section at the sync point (the last sync
-    /// message; the log starts at its icount).
-    State(Vec<u8>),
+    /// message; the log starts at `icount`).
+    State {
+        icount: u64,
+        state: Vec<u8>,
+    },
     /// The backup restored the machine (`Ok`) or could not.
     Ready(Result<(), String>),
     /// Log frames (possibly none: then it is a heartbeat), and the icount
@@ -168,7 +171,8 @@ impl Message {
                 p.extend_from_slice(bytes);
                 kind::DISK
             }
-            Message::State(state) => {
+            Message::State { icount, state } => {
+                p.extend_from_slice(&icount.to_le_bytes());
                 p.extend_from_slice(state);
                 kind::STATE
             }
@@ -219,7 +223,10 @@ impl Message {
                 offset: p.u64("Disk")?,
                 bytes: p.rest(),
             },
-            kind::STATE => Message::State(p.rest()),
+            kind::STATE => Message::State {
+                icount: p.u64("State")?,
+                state: p.rest(),
+            },
             kind::READY => Message::Ready(p.result("Ready")?),
             kind::BATCH => Message::Batch {
                 released: p.u64("Batch")?,
@@ -249,7 +256,7 @@ impl Message {
             Message::Images { .. } => "an Images",
             Message::Pages(_) => "a Pages",
             Message::Disk { .. } => "a Disk",
-            Message::State(_) => "a State",
+            Message::State { .. } => "a State",
             Message::Ready(_) => "a Ready",
             Message::Batch { .. } => "a Batch",
             Message::Ack { .. } => "an Ack",
@@ -382,7 +389,10 @@ mod tests {
                 offset: 65536,
                 bytes: vec![5; 100],
             },
-            Message::State(vec![1, 2, 3, 4]),
+            Message::State {
+                icount: 77,
+                state: vec![1, 2, 3, 4],
+            },
             Message::Ready(Ok(())),
             Message::Ready(Err("state hash differs".into())),
             Message::Batch {

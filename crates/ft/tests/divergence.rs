@@ -99,8 +99,20 @@ fn sync_spinning_machine(
     if !pages.is_empty() {
         send(tx, &Message::Pages(pages));
     }
-    send(tx, &Message::State(state_override.unwrap_or(state)));
-    next(rx)
+    send(
+        tx,
+        &Message::State {
+            icount: 0,
+            state: state_override.unwrap_or(state),
+        },
+    );
+    // The backup acknowledges the log while it restores; then Ready.
+    loop {
+        match next(rx) {
+            Message::Ack { .. } => continue,
+            other => return other,
+        }
+    }
 }
 
 /// The next message from the backup.

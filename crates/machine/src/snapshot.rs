@@ -131,7 +131,7 @@ use std::sync::OnceLock;
 mod assemble;
 mod live;
 mod measure;
-pub use assemble::Assembler;
+pub use assemble::{Assembled, Assembler};
 pub use live::{LiveSave, LiveSaveError, Piece};
 pub use measure::{measure, MeasureSpec, Measurement};
 

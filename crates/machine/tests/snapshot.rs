@@ -950,7 +950,9 @@ fn a_live_save_assembled_elsewhere_continues_exactly() {
         .unwrap();
     let hash = source.state_hash().unwrap();
 
-    let file = assembler.finish(&state, &[&replica]).unwrap();
+    let assembled = assembler.finish(&state, &[&replica]).unwrap();
+    assert_eq!(assembled.state_hash, hash);
+    let file = assembled.path;
     let restored_out = SharedOutput::default();
     let mut restored = Machine::restore_snapshot_with(
         &file,

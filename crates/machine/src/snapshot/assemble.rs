@@ -22,6 +22,18 @@ pub struct Assembler {
     images_len: u64,
     memory: u64,
     ram_offset: u64,
+    /// Per RAM chunk: some page of it arrived (the others are all zero).
+    touched: Vec<bool>,
+}
+
+/// A completed snapshot file ([`Assembler::finish`]).
+#[derive(Debug)]
+pub struct Assembled {
+    /// Deleted when dropped (a restored machine keeps its mappings).
+    pub path: TempPath,
+    /// The state hash the sender recorded in the state section: the
+    /// restored machine's must equal it.
+    pub state_hash: [u8; 32],
 }
 
 impl Assembler {
@@ -57,6 +69,7 @@ impl Assembler {
             images_len,
             memory,
             ram_offset,
+            touched: vec![false; (memory / RAM_CHUNK) as usize],
         })
     }
 
@@ -106,18 +119,18 @@ impl Assembler {
                 format!("page {index} of {pages} with {} bytes", bytes.len()),
             ));
         }
+        self.touched[(index * PAGE as u64 / RAM_CHUNK) as usize] = true;
         self.write(bytes, self.ram_offset + index * PAGE as u64)
     }
 
     /// Complete the file with `state` (the sender's state section) and
     /// the identities of `disks`, the replicas the machine will run on,
-    /// in slot order. Returns the file's path; it is deleted when the
-    /// returned value is dropped (a restored machine keeps its mappings).
+    /// in slot order.
     pub fn finish(
         self,
         state: &[u8],
         disks: &[&dyn BlockDevice],
-    ) -> Result<TempPath, SnapshotError> {
+    ) -> Result<Assembled, SnapshotError> {
         let parsed: State = match postcard::take_from_bytes(state) {
             Ok((value, [])) => value,
             Ok(_) => return Err(self.bad(super::Section::State, "trailing bytes".into())),
@@ -145,7 +158,10 @@ impl Assembler {
         };
         let index = self.postcard(&index, disks_rec.offset + disks_rec.len)?;
         self.write(&encode_preamble(&index), 0)?;
-        Ok(self.file.into_temp_path())
+        Ok(Assembled {
+            path: self.file.into_temp_path(),
+            state_hash: parsed.state_hash,
+        })
     }
 
     fn serialize(&self, e: postcard::Error) -> SnapshotError {
@@ -193,12 +209,17 @@ impl Assembler {
             .collect()
     }
 
-    /// The RAM record: one hash per chunk of the bytes stored.
+    /// The RAM record: one hash per chunk of the bytes stored (chunks no
+    /// page arrived for are holes: zero, not read).
     fn ram_record(&self) -> Result<(RamRecord, u64), SnapshotError> {
         let mut chunk = vec![0u8; RAM_CHUNK as usize];
         let mut hashes = Vec::new();
         let mut stored = 0;
-        for at in (0..self.memory).step_by(RAM_CHUNK as usize) {
+        for (n, at) in (0..self.memory).step_by(RAM_CHUNK as usize).enumerate() {
+            if !self.touched[n] {
+                hashes.push(super::zero_chunk_hash());
+                continue;
+            }
             self.file
                 .as_file()
                 .read_exact_at(&mut chunk, self.ram_offset + at)
