@@ -35,6 +35,10 @@ pub enum BenchKind {
     Record(crate::bench_record::RecordBenchArgs),
     /// Snapshot save and restore-to-first-instruction times.
     Snapshot(crate::bench_snapshot::SnapshotBenchArgs),
+    /// The cost and speed of fault tolerance: the guest workloads plainly and
+    /// as an FT primary with a backup (wall ratio, log bandwidth), failover
+    /// time after kill -9 of the primary, guest pause when a backup is added.
+    Ft(crate::bench_ft::FtBenchArgs),
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -44,6 +48,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Some(BenchKind::Net(args)) => crate::bench_net::run(args),
         Some(BenchKind::Record(args)) => crate::bench_record::run(args),
         Some(BenchKind::Snapshot(args)) => crate::bench_snapshot::run(args),
+        Some(BenchKind::Ft(args)) => crate::bench_ft::run(args),
         None => crate::bench_guest::run(args.guest),
     }
 }

@@ -3,6 +3,7 @@
 mod bare;
 mod bench;
 mod bench_disk;
+mod bench_ft;
 mod bench_guest;
 mod bench_net;
 mod bench_record;
