@@ -172,8 +172,7 @@ pub fn serve(
     };
     tx.send(&Message::Welcome(Ok(())))?;
     progress(&format!("receiving the VM from {peer}"));
-    let (start_icount, state) =
-        receiving.receive(&mut rx, options.config.timeout.max(SYNC_SILENCE))?;
+    let (start_icount, state) = receiving.receive(&tx, &mut rx, &options.config)?;
     // Take (and acknowledge) the log from now on, while restoring: the
     // primary may release an output once its record is here.
     let (events_tx, events) = mpsc::channel();
@@ -266,13 +265,39 @@ impl Receiving {
     }
 
     /// Take sync messages until the state; returns its icount and bytes.
+    /// Sends `Alive` heartbeats meanwhile.
     fn receive(
         &mut self,
+        tx: &Sender,
         rx: &mut channel::Receiver,
-        silence: Duration,
+        config: &FtConfig,
     ) -> Result<(u64, Vec<u8>), FtError> {
+        let heartbeat = config.heartbeat();
+        let silence = config.timeout.max(SYNC_SILENCE);
+        let mut last_heard = Instant::now();
+        let mut last_alive = Instant::now();
         loop {
-            match rx.expect(silence, "the VM's state")? {
+            if last_alive.elapsed() >= heartbeat {
+                tx.send(&Message::Alive)?;
+                last_alive = Instant::now();
+            }
+            let message = match rx.recv(heartbeat)? {
+                Got::Message(m) => m,
+                Got::Nothing if last_heard.elapsed() < silence => continue,
+                Got::Nothing => {
+                    return Err(FtError::Sync(format!(
+                        "no word from the primary for {} s while receiving the VM",
+                        silence.as_secs()
+                    )))
+                }
+                Got::Closed => {
+                    return Err(FtError::Sync(
+                        "the primary closed the connection while sending the VM".into(),
+                    ))
+                }
+            };
+            last_heard = Instant::now();
+            match message {
                 Message::Images { offset, bytes } => self
                     .assembler
                     .images(offset, &bytes)

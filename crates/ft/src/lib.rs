@@ -23,6 +23,7 @@
 //! | 0x07 | `Ready`   | backup → primary | as `Welcome`: the machine restored and verified, or why not |
 //! | 0x10 | `Batch`   | primary → backup | `released: u64` (icount up to which the primary has released outputs), then zero or more whole log frames in the replay format (LSNs from 0, consecutive across batches; icount deltas from the `State`'s icount) |
 //! | 0x11 | `Ack`     | backup → primary | `next_lsn: u64, icount: u64, executed: u64`: every record before `next_lsn` was received, the last was at `icount`; the backup has executed up to icount `executed` |
+//! | 0x12 | `Alive`   | backup → primary | empty: the backup's heartbeat while it receives the VM |
 //!
 //! **Handshake and sync.** The primary sends `Hello`; the backup refuses
 //! (in `Welcome`) if the lockstep versions differ, the arbiter generation
@@ -63,8 +64,9 @@
 //! when it must go live.
 //!
 //! **Heartbeats and failure.** An empty `Batch` is the primary's heartbeat
-//! and a repeated `Ack` the backup's; each side sends one at least every
-//! `timeout / 5`. A peer is dead after `timeout` (default 500 ms) without
+//! and a repeated `Ack` the backup's (`Alive` while it receives the VM,
+//! so the primary hears from it even while the last round is in
+//! flight); each side sends one at least every `timeout / 5`. A peer is dead after `timeout` (default 500 ms) without
 //! a message, on EOF, on a socket error, or on any malformed message or
 //! frame (the channel is untrusted: decoding errors end it).
 //!

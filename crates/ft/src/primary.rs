@@ -577,6 +577,10 @@ fn follow_acks(
                     continue;
                 }
             }
+            Ok(Got::Message(Message::Alive)) if !restored => {
+                last_heard = Instant::now();
+                continue;
+            }
             Ok(Got::Message(Message::Ready(Ok(())))) if !restored => {
                 restored = true;
                 last_heard = Instant::now();

@@ -41,6 +41,7 @@ mod kind {
     pub const READY: u8 = 0x07;
     pub const BATCH: u8 = 0x10;
     pub const ACK: u8 = 0x11;
+    pub const ALIVE: u8 = 0x12;
 }
 
 /// A disk the backup keeps a replica of.
@@ -110,6 +111,9 @@ pub enum Message {
         icount: u64,
         executed: u64,
     },
+    /// The backup's heartbeat while it receives the VM (it has no log to
+    /// acknowledge yet).
+    Alive,
 }
 
 fn encode_result(payload: &mut Vec<u8>, answer: &Result<(), String>) {
@@ -195,6 +199,7 @@ impl Message {
                 }
                 kind::ACK
             }
+            Message::Alive => kind::ALIVE,
         };
         (kind, p)
     }
@@ -243,6 +248,10 @@ impl Message {
                     executed,
                 }
             }
+            kind::ALIVE => {
+                p.end("Alive")?;
+                Message::Alive
+            }
             other => return Err(bad(&format!("unknown message kind {other:#04x}"))),
         };
         Ok(message)
@@ -260,6 +269,7 @@ impl Message {
             Message::Ready(_) => "a Ready",
             Message::Batch { .. } => "a Batch",
             Message::Ack { .. } => "an Ack",
+            Message::Alive => "an Alive",
         }
     }
 }
@@ -408,6 +418,7 @@ mod tests {
                 icount: 1 << 40,
                 executed: 1,
             },
+            Message::Alive,
         ]
     }
 

@@ -106,10 +106,11 @@ fn sync_spinning_machine(
             state: state_override.unwrap_or(state),
         },
     );
-    // The backup acknowledges the log while it restores; then Ready.
+    // The backup sends heartbeats and acknowledges the log while it
+    // restores; then Ready.
     loop {
         match next(rx) {
-            Message::Ack { .. } => continue,
+            Message::Ack { .. } | Message::Alive => continue,
             other => return other,
         }
     }
