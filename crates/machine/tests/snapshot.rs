@@ -1006,4 +1006,9 @@ fn an_assembler_refuses_pieces_that_do_not_fit() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(err.contains("memory size"), "{err}");
+    let err = machine::snapshot::Assembler::new(dir.path(), u64::MAX - 10, 64 << 20)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("bytes of boot images"), "{err}");
 }

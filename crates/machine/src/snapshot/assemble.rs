@@ -55,13 +55,15 @@ impl Assembler {
             .prefix(".transfer-")
             .tempfile_in(dir)
             .map_err(io)?;
-        let ram_offset = IMAGES_OFFSET
-            .checked_add(images_len)
-            .map(|end| end.next_multiple_of(RAM_ALIGN))
+        // The images are loaded into RAM, so they cannot be larger.
+        let ram_offset = Some(images_len)
+            .filter(|&len| len <= memory)
+            .and_then(|len| IMAGES_OFFSET.checked_add(len))
+            .and_then(|end| end.checked_next_multiple_of(RAM_ALIGN))
             .ok_or_else(|| SnapshotError::Corrupt {
                 path: dir.to_path_buf(),
                 section: super::Section::Images,
-                reason: format!("{images_len} bytes of boot images"),
+                reason: format!("{images_len} bytes of boot images for {memory} bytes of RAM"),
             })?;
         file.as_file().set_len(ram_offset + memory).map_err(io)?;
         Ok(Assembler {
