@@ -158,6 +158,8 @@ pub fn run(args: FtArgs) -> Result<ExitCode, Box<dyn Error>> {
 #[derive(Serialize, Deserialize)]
 struct FtVm {
     name: String,
+    /// One per NIC: the backup needs a backend for each.
+    macs: Vec<[u8; 6]>,
 }
 
 fn config(opts: &FtOptions) -> FtConfig {
@@ -220,6 +222,7 @@ pub fn protectable(
         vm_uuid: vm_uuid(name, machine),
         setup: serde_json::to_vec(&FtVm {
             name: name.to_string(),
+            macs: machine.nic_macs(),
         })?,
         images_len: machine
             .boot_image_parts()?
@@ -403,10 +406,21 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
     };
     std::fs::create_dir_all(&replica_dir)
         .map_err(|e| format!("cannot create {}: {e}", replica_dir.display()))?;
+    // The VM's NICs must have a backend here before the VM is accepted:
+    // a mismatch is the primary's error too, not a backup that dies later.
+    let opened = std::cell::RefCell::new(None);
+    let accept = |hello: &::ft::Hello| -> Result<(), String> {
+        let vm: FtVm = serde_json::from_slice(&hello.setup)
+            .map_err(|e| format!("the primary's VM description is not valid: {e}"))?;
+        let nics = nics::open_for(&args.nets, &vm.macs).map_err(|e| format!("backup host: {e}"))?;
+        *opened.borrow_mut() = Some((vm, nics));
+        Ok(())
+    };
     let options = BackupOptions {
         tls: tls.as_ref(),
         replica_dir: &replica_dir,
         config: config(&args.ft),
+        accept: Some(&accept),
     };
     let (mut backup, started) = {
         // Listening ends with the one primary taken.
@@ -422,9 +436,12 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
         })?;
         (backup, started)
     };
-    let vm: FtVm = serde_json::from_slice(&backup.hello().setup)
-        .map_err(|e| format!("the primary's VM description is not valid: {e}"))?;
-    let mut nics = nics::open_for(&args.nets, &backup.machine().nic_macs())?;
+    let Some((vm, mut nics)) = opened.take() else {
+        return Err("the primary's VM was accepted without its NICs".into());
+    };
+    if vm.macs != backup.machine().nic_macs() {
+        return Err("the primary's VM has other NICs than it announced".into());
+    }
     let status = BackupStatus {
         executed: backup.executed(),
         generation: backup.hello().generation,

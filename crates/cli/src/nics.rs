@@ -38,7 +38,7 @@ pub enum NicError {
         nic: usize,
         source: net::MacParseError,
     },
-    #[error("the restored VM has {vm} NICs but {given} --net given")]
+    #[error("the VM has {vm} NICs but {given} --net given (one per NIC)")]
     Count { vm: usize, given: usize },
 }
 

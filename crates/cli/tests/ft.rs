@@ -178,6 +178,11 @@ fn a_primary_under_another_arbiter_generation_is_refused() {
     let (mut backup, addr) = start_backup(&dir.path().join("arbiter"));
     let other = dir.path().join("other-arbiter");
     std::fs::write(&other, "lockstep-ft-generation 5\n").expect("write arbiter");
+    let segment = dir.path().join("segment");
+    std::fs::create_dir(&segment).expect("segment dir");
+    let net = format!("socket:{}", segment.display());
+    let control = dir.path().join("primary.sock");
+    let control = control.to_str().expect("utf-8 temp path");
     let mut primary = Guest::boot(&[
         "--ft-max-lag",
         MAX_LAG_MS,
@@ -185,6 +190,10 @@ fn a_primary_under_another_arbiter_generation_is_refused() {
         &addr,
         "--arbiter",
         other.to_str().expect("utf-8 temp path"),
+        "--net",
+        &net,
+        "--control",
+        control,
     ]);
     let refused = primary.expect_stderr("refused");
     assert!(refused.contains("generation 5"), "{refused}");
@@ -196,6 +205,16 @@ fn a_primary_under_another_arbiter_generation_is_refused() {
     primary.expect(PROMPT);
     let echoed = primary.run("echo still-$((20+22))");
     assert!(echoed.contains("still-42"), "{echoed}");
+
+    // A backup with no backend for the VM's NIC refuses it up front.
+    let (mut netless, addr) = start_backup(&other);
+    let refused = lockstep(&["ft", "add-backup", &addr, "--control", control]);
+    assert_eq!(refused.status.code(), Some(2));
+    let why = text(&refused.stderr);
+    assert!(why.contains("refused") && why.contains("NIC"), "{why}");
+    assert!(!netless.child.wait().expect("wait for the backup").success());
+    let status = text(&lockstep(&["ft", "status", "--control", control]).stdout);
+    assert!(status.contains("protection: unprotected"), "{status}");
 }
 
 /// A primary that stops answering without closing its connection (here:

@@ -135,7 +135,13 @@ pub struct BackupOptions<'a> {
     /// snapshot).
     pub replica_dir: &'a Path,
     pub config: FtConfig,
+    /// The caller's own check of the primary's VM (e.g. that this host
+    /// has a backend for each of its NICs); an `Err` refuses it.
+    pub accept: Option<&'a AcceptFn<'a>>,
 }
+
+/// See [`BackupOptions::accept`].
+pub type AcceptFn<'a> = dyn Fn(&Hello) -> Result<(), String> + 'a;
 
 /// Wait for a primary on `listener`, receive its machine (boot images,
 /// RAM, disk replicas, state) and restore it. Returns the backup,
@@ -159,6 +165,7 @@ pub fn serve(
         }
     };
     let prepared = check_hello(&hello, &arbiter)
+        .and_then(|()| options.accept.map_or(Ok(()), |accept| accept(&hello)))
         .and_then(|()| Receiving::prepare(&hello, options.replica_dir));
     let mut receiving = match prepared {
         Ok(r) => r,

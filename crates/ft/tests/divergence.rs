@@ -155,6 +155,7 @@ fn against_primary<T: Send + 'static>(
         tls: None,
         replica_dir: dir.path(),
         config,
+        accept: None,
     };
     let served = ft::serve(&listener, arbiter, &options, &mut |_| {});
     (served, primary, dir)
