@@ -14,7 +14,7 @@ use crate::nics;
 use crate::run::{self, Console, RunOutput};
 use ::ft::{
     Arbiter, BackupOptions, DiskShape, FtConfig, FtPrimary, Outcome, PrimaryJournal, Protection,
-    Status, SyncReport, SyncUpdate, TlsIdentity, VmShape,
+    Resumed, Status, SyncReport, SyncUpdate, TlsIdentity, VmShape,
 };
 use clap::{Args, Subcommand};
 use machine::{HostEvent, Machine, Pacing, RunEnd, Runner};
@@ -205,13 +205,13 @@ impl Drop for FtVmHandle {
 
 /// Make `machine` FT-capable (`opts.arbiter` must be set) and start its
 /// services; `backup`: add this backup now (in the background, while the
-/// guest runs). `generation`: the arbiter generation a live backup won.
+/// guest runs). `resumed`: a live backup's generation and clock.
 pub fn protectable(
     opts: &FtOptions,
     name: &str,
     machine: &mut Machine,
     events: Sender<HostEvent>,
-    generation: Option<u64>,
+    resumed: Option<Resumed>,
     backup: Option<String>,
 ) -> Result<(PrimaryJournal, FtVmHandle), Box<dyn Error>> {
     let Some(arbiter) = &opts.arbiter else {
@@ -241,7 +241,7 @@ pub fn protectable(
     let (journal, primary) = ::ft::protectable(
         machine,
         arbiter,
-        generation,
+        resumed,
         shape,
         config(opts),
         tls(opts)?,
@@ -548,18 +548,18 @@ fn run_live(
     generation: u64,
 ) -> Result<ExitCode, Box<dyn Error>> {
     let (events, rx) = mpsc::channel();
+    let resumed = Resumed { generation, anchor };
     let (journal, handle) = protectable(
         &args.ft,
         name,
         &mut machine,
         events.clone(),
-        Some(generation),
+        Some(resumed),
         None,
     )?;
-    let mut runner = Runner::new(rx, Pacing::RealTime).with_journal(Box::new(journal));
-    if let Some(anchor) = anchor {
-        runner = runner.with_anchor(anchor);
-    }
+    let mut runner = Runner::new(rx, Pacing::RealTime)
+        .with_journal(Box::new(journal))
+        .with_anchor(handle.primary.anchor());
     let _receivers = nics.start_receivers(&events);
     let _signals = crate::signals::forward(events.clone())?;
     let _terminal = match args.console {

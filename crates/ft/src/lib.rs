@@ -94,7 +94,7 @@ pub use arbiter::{Arbiter, Claim};
 pub use backup::{serve, Backup, BackupOptions, Live, Outcome};
 pub use error::FtError;
 pub use link::{tls_init, TlsIdentity};
-pub use primary::{protectable, FtPrimary, PrimaryJournal, Protection, Status, VmShape};
+pub use primary::{protectable, FtPrimary, PrimaryJournal, Protection, Resumed, Status, VmShape};
 pub use sync::{SyncReport, SyncUpdate};
 pub use wire::{DiskShape, Hello};
 

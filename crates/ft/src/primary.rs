@@ -223,22 +223,32 @@ impl Output for HoldOutput {
     }
 }
 
-/// Make `machine` an FT-capable primary under arbiter generation
-/// `generation` (read from the arbiter unless given: a backup that just
-/// won it passes the one it won), unprotected until a backup is added.
-/// Its outputs go through the returned handle's hold from now on; the
-/// journal must be the runner's. `events` reaches the runner.
+/// A backup that went live and runs on as a primary.
+#[derive(Clone, Copy, Debug)]
+pub struct Resumed {
+    /// The arbiter generation it won.
+    pub generation: u64,
+    /// The host instant of guest `mtime` 0 on the old primary's clock
+    /// ([`crate::Live::anchor`]), if usable here.
+    pub anchor: Option<Instant>,
+}
+
+/// Make `machine` an FT-capable primary, unprotected until a backup is
+/// added: under the arbiter's current generation, or `resumed`, a live
+/// backup's. Its outputs go through the returned handle's hold from now
+/// on; the journal must be the runner's, and the runner should pace from
+/// [`FtPrimary::anchor`]. `events` reaches the runner.
 pub fn protectable(
     machine: &mut Machine,
     arbiter: Arbiter,
-    generation: Option<u64>,
+    resumed: Option<Resumed>,
     shape: VmShape,
     config: FtConfig,
     tls: Option<TlsIdentity>,
     events: mpsc::Sender<HostEvent>,
 ) -> Result<(PrimaryJournal, FtPrimary), FtError> {
-    let generation = match generation {
-        Some(g) => g,
+    let generation = match resumed {
+        Some(r) => r.generation,
         None => arbiter.generation()?,
     };
     let sink = machine.replace_output(Box::new(machine::NullOutput));
@@ -288,10 +298,10 @@ pub fn protectable(
         last_progress: now,
         sync: None,
     };
-    let primary = FtPrimary {
-        shared,
-        anchor: now.checked_sub(guest).unwrap_or(now),
-    };
+    let anchor = resumed
+        .and_then(|r| r.anchor)
+        .unwrap_or_else(|| now.checked_sub(guest).unwrap_or(now));
+    let primary = FtPrimary { shared, anchor };
     Ok((journal, primary))
 }
 
@@ -301,12 +311,6 @@ impl FtPrimary {
     /// clock.
     pub fn anchor(&self) -> Instant {
         self.anchor
-    }
-
-    /// Use `anchor` (a live backup's, continuing the old primary's clock).
-    pub fn with_anchor(mut self, anchor: Instant) -> Self {
-        self.anchor = anchor;
-        self
     }
 
     /// Why this side halted, if a backup took over.
