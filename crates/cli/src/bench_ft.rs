@@ -15,7 +15,7 @@
 use crate::bench_guest::{
     parse_bench_lines, ratio, BenchError, BenchVm, GuestBenchArgs, RunResult, Scratch, WORKLOADS,
 };
-use crate::bench_record::{format_bit_rate, median};
+use crate::bench_record::{format_bit_rate, median, workload_table};
 use clap::Args;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
@@ -484,20 +484,8 @@ fn print_rounds(rounds: &[Round]) {
             "FT first"
         };
         println!("round {} ({order})", i + 1);
-        println!(
-            "{:<18} {:>10} {:>10} {:>8}",
-            "workload", "plain (s)", "FT (s)", "ratio"
-        );
         let (plain, ft) = (&r.plain, &r.ft.run);
-        for name in &plain.order {
-            let (a, b) = (
-                plain.guest[name],
-                ft.guest.get(name).copied().unwrap_or(f64::NAN),
-            );
-            println!("{name:<18} {a:>10.3} {b:>10.3} {:>8.3}", ratio(b, a));
-        }
-        let (a, b) = (plain.wall, ft.wall);
-        println!("{:<18} {a:>10.3} {b:>10.3} {:>8.3}", "wall", ratio(b, a));
+        print!("{}", workload_table(plain, ft, "FT (s)"));
         let (s, l) = (r.ft.sync, r.ft.log);
         println!(
             "backup added: {:.1} MiB in {} rounds over {} ms, guest paused {:.1} ms",

@@ -420,14 +420,25 @@ pub fn format_kinds(kinds: &BTreeMap<&'static str, KindStats>) -> String {
 /// plain and recorded, then the wall and CPU time of each run.
 pub fn round_table(plain: &Measured, record: &Measured) -> String {
     let (cpu_a, cpu_b) = (plain.cpu, record.cpu);
-    let (plain, record) = (&plain.run, &record.run);
+    let mut out = workload_table(&plain.run, &record.run, "record (s)");
+    out += &format!(
+        "{:<18} {cpu_a:>12.3} {cpu_b:>12.3} {:>8.3}\n",
+        "cpu (user+sys)",
+        ratio(cpu_b, cpu_a)
+    );
+    out
+}
+
+/// Each workload's time plainly and in the `other` mode (`label`, its
+/// column), their ratio, and the wall times: a row per line.
+pub fn workload_table(plain: &RunResult, other: &RunResult, label: &str) -> String {
     let mut out = format!(
         "{:<18} {:>12} {:>12} {:>8}\n",
-        "workload", "plain (s)", "record (s)", "ratio"
+        "workload", "plain (s)", label, "ratio"
     );
     for name in &plain.order {
         let a = plain.guest[name];
-        match record.guest.get(name) {
+        match other.guest.get(name) {
             Some(&b) => out += &format!("{name:<18} {a:>12.3} {b:>12.3} {:>8.3}\n", ratio(b, a)),
             None => out += &format!("{name:<18} {a:>12.3} {:>12} {:>8}\n", "-", "-"),
         }
@@ -436,13 +447,8 @@ pub fn round_table(plain: &Measured, record: &Measured) -> String {
         "{:<18} {:>12.3} {:>12.3} {:>8.3}\n",
         "wall",
         plain.wall,
-        record.wall,
-        ratio(record.wall, plain.wall)
-    );
-    out += &format!(
-        "{:<18} {cpu_a:>12.3} {cpu_b:>12.3} {:>8.3}\n",
-        "cpu (user+sys)",
-        ratio(cpu_b, cpu_a)
+        other.wall,
+        ratio(other.wall, plain.wall)
     );
     out
 }

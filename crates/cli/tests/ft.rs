@@ -74,6 +74,32 @@ fn start_backup_with(arbiter: &Path, extra: &[&str]) -> (Guest, String) {
     (backup, addr)
 }
 
+/// Boot an FT primary protected by the backup at `backup` (flow control
+/// and failure timeout as the tests assume), with `extra` flags.
+fn boot_primary(backup: &str, arbiter: &str, extra: &[&str]) -> Guest {
+    let timeout = TIMEOUT_MS.to_string();
+    let mut args = vec![
+        "--ft-max-lag",
+        MAX_LAG_MS,
+        "--ft-timeout",
+        &timeout,
+        "--ft-backup",
+        backup,
+        "--arbiter",
+        arbiter,
+    ];
+    args.extend_from_slice(extra);
+    Guest::boot(&args)
+}
+
+/// Make the guest print `tick-N` every 50 ms; returns once tick-3 is out.
+fn start_ticking(guest: &mut Guest) {
+    guest.send(&format!(
+        "i=0; while [ $i -lt 1000000 ]; do i=$((i+1)); echo {TICK}$i; usleep 50000; done"
+    ));
+    guest.expect(&format!("{TICK}3\r\n"));
+}
+
 /// The counter values in `text`, from whole `tick-N` lines.
 fn ticks(text: &str) -> Vec<u64> {
     text.split('\n')
@@ -97,26 +123,11 @@ fn failover_round(round: usize) {
     let arbiter = dir.path().join("arbiter");
     let (mut backup, addr) = start_backup(&arbiter);
     let arbiter_arg = arbiter.to_str().expect("utf-8 temp path");
-    let timeout = TIMEOUT_MS.to_string();
-    let mut primary = Guest::boot(&[
-        "--ft-max-lag",
-        MAX_LAG_MS,
-        "--cpus",
-        cpus,
-        "--ft-backup",
-        &addr,
-        "--arbiter",
-        arbiter_arg,
-        "--ft-timeout",
-        &timeout,
-    ]);
+    let mut primary = boot_primary(&addr, arbiter_arg, &["--cpus", cpus]);
     primary.expect_stderr("protected by the backup");
     backup.expect_stderr("following the primary");
     primary.expect(PROMPT);
-    primary.send(&format!(
-        "i=0; while [ $i -lt 1000000 ]; do i=$((i+1)); echo {TICK}$i; usleep 50000; done"
-    ));
-    primary.expect(&format!("{TICK}3\r\n"));
+    start_ticking(&mut primary);
     std::thread::sleep(random_delay());
 
     primary.child.kill().expect("kill -9 the primary");
@@ -183,18 +194,11 @@ fn a_primary_under_another_arbiter_generation_is_refused() {
     let net = format!("socket:{}", segment.display());
     let control = dir.path().join("primary.sock");
     let control = control.to_str().expect("utf-8 temp path");
-    let mut primary = Guest::boot(&[
-        "--ft-max-lag",
-        MAX_LAG_MS,
-        "--ft-backup",
+    let mut primary = boot_primary(
         &addr,
-        "--arbiter",
         other.to_str().expect("utf-8 temp path"),
-        "--net",
-        &net,
-        "--control",
-        control,
-    ]);
+        &["--net", &net, "--control", control],
+    );
     let refused = primary.expect_stderr("refused");
     assert!(refused.contains("generation 5"), "{refused}");
     assert!(refused.contains("running unprotected"), "{refused}");
@@ -228,22 +232,9 @@ fn a_silent_primary_is_replaced_and_then_fenced() {
     let dir = tempfile::tempdir().expect("temp dir");
     let arbiter = dir.path().join("arbiter");
     let (mut backup, addr) = start_backup(&arbiter);
-    let timeout = TIMEOUT_MS.to_string();
-    let mut primary = Guest::boot(&[
-        "--ft-max-lag",
-        MAX_LAG_MS,
-        "--ft-backup",
-        &addr,
-        "--arbiter",
-        arbiter.to_str().expect("utf-8 temp path"),
-        "--ft-timeout",
-        &timeout,
-    ]);
+    let mut primary = boot_primary(&addr, arbiter.to_str().expect("utf-8 temp path"), &[]);
     primary.expect(PROMPT);
-    primary.send(&format!(
-        "i=0; while [ $i -lt 1000000 ]; do i=$((i+1)); echo {TICK}$i; usleep 50000; done"
-    ));
-    primary.expect(&format!("{TICK}3\r\n"));
+    start_ticking(&mut primary);
     let pid = Pid::from_raw(primary.child.id() as i32).expect("a pid");
     kill_process(pid, Signal::STOP).expect("SIGSTOP the primary");
     let stopped = Instant::now();
@@ -310,20 +301,18 @@ fn bad_backups_leave_the_primary_running_unprotected_until_a_good_one_joins() {
     let disk: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
     std::fs::write(path("disk.raw"), &disk).expect("write the disk");
     let (arbiter, control) = (path("arbiter"), path("primary.sock"));
-    let mut primary = Guest::boot(&[
-        "--ft-max-lag",
-        MAX_LAG_MS,
-        "--arbiter",
-        &arbiter,
-        "--ft-backup",
+    let mut primary = boot_primary(
         "127.0.0.1:1",
-        "--control",
-        &control,
-        "--tls-dir",
-        &path("tls-a"),
-        "--disk",
-        &path("disk.raw"),
-    ]);
+        &arbiter,
+        &[
+            "--control",
+            &control,
+            "--tls-dir",
+            &path("tls-a"),
+            "--disk",
+            &path("disk.raw"),
+        ],
+    );
     let unreachable = primary.expect_stderr("running unprotected");
     assert!(
         unreachable.contains("cannot reach the backup at 127.0.0.1:1"),

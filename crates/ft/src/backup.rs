@@ -237,9 +237,14 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The machine as it arrives.
 struct Receiving {
     assembler: Assembler,
-    replicas: Vec<PathBuf>,
-    files: Vec<File>,
-    disks: Vec<DiskShape>,
+    replicas: Vec<Replica>,
+}
+
+/// A disk replica being written.
+struct Replica {
+    path: PathBuf,
+    file: File,
+    shape: DiskShape,
 }
 
 impl Receiving {
@@ -249,8 +254,7 @@ impl Receiving {
             .map_err(|e| format!("cannot receive the VM here: {e}"))?;
         let uuid: String = hello.vm_uuid.iter().map(|b| format!("{b:02x}")).collect();
         let mut replicas = Vec::new();
-        let mut files = Vec::new();
-        for (n, disk) in hello.disks.iter().enumerate() {
+        for (n, &shape) in hello.disks.iter().enumerate() {
             let path = dir.join(format!("{uuid}-disk{n}.raw"));
             let file = std::fs::OpenOptions::new()
                 .read(true)
@@ -258,16 +262,13 @@ impl Receiving {
                 .create(true)
                 .truncate(true)
                 .open(&path)
-                .and_then(|f| f.set_len(disk.capacity).map(|()| f))
+                .and_then(|f| f.set_len(shape.capacity).map(|()| f))
                 .map_err(|e| format!("cannot create the disk replica {}: {e}", path.display()))?;
-            replicas.push(path);
-            files.push(file);
+            replicas.push(Replica { path, file, shape });
         }
         Ok(Receiving {
             assembler,
             replicas,
-            files,
-            disks: hello.disks.clone(),
         })
     }
 
@@ -334,45 +335,47 @@ impl Receiving {
     }
 
     fn write_disk(&self, disk: usize, offset: u64, bytes: &[u8]) -> Result<(), FtError> {
-        let (Some(file), Some(shape)) = (self.files.get(disk), self.disks.get(disk)) else {
+        let Some(replica) = self.replicas.get(disk) else {
             return Err(FtError::Protocol(format!(
                 "data for disk {disk} of {}",
-                self.disks.len()
+                self.replicas.len()
             )));
         };
+        let capacity = replica.shape.capacity;
         if offset
             .checked_add(bytes.len() as u64)
-            .is_none_or(|end| end > shape.capacity)
+            .is_none_or(|end| end > capacity)
         {
             return Err(FtError::Protocol(format!(
                 "{} bytes at {offset} on disk {disk} of {} bytes",
                 bytes.len(),
-                shape.capacity
+                capacity
             )));
         }
-        file.write_all_at(bytes, offset)
+        replica
+            .file
+            .write_all_at(bytes, offset)
             .map_err(|source| FtError::Replica {
-                path: self.replicas[disk].clone(),
+                path: replica.path.clone(),
                 source,
             })
     }
 
-    /// Restore the machine from what arrived (checking every image and
-    /// RAM chunk and the state hash the primary computed), with outputs
-    /// going to the backup's hold.
+    /// Restore the machine from what arrived (lazily, checking its state
+    /// hash against the one the primary computed), with outputs going to
+    /// the backup's hold. Returns it and the replicas' paths.
     fn restore(
         self,
         state: &[u8],
         held: Arc<Mutex<HeldOutputs>>,
         windows: SharedWindows,
     ) -> Result<(Machine, Vec<PathBuf>), String> {
-        for (file, path) in self.files.iter().zip(&self.replicas) {
-            file.sync_all()
-                .map_err(|e| format!("syncing the disk replica {}: {e}", path.display()))?;
-        }
         let mut disks: Vec<Box<dyn BlockDevice>> = Vec::new();
-        for (path, shape) in self.replicas.iter().zip(&self.disks) {
-            disks.push(disk::open(path, shape.read_only).map_err(|e| e.to_string())?);
+        for r in &self.replicas {
+            r.file
+                .sync_all()
+                .map_err(|e| format!("syncing the disk replica {}: {e}", r.path.display()))?;
+            disks.push(disk::open(&r.path, r.shape.read_only).map_err(|e| e.to_string())?);
         }
         let refs: Vec<&dyn BlockDevice> = disks.iter().map(|d| &**d).collect();
         let assembled = self
@@ -401,7 +404,7 @@ impl Receiving {
             Box::new(BackupOutput { held, macs }),
             windows,
         )));
-        Ok((machine, self.replicas))
+        Ok((machine, self.replicas.into_iter().map(|r| r.path).collect()))
     }
 }
 

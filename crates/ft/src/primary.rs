@@ -702,7 +702,8 @@ impl PrimaryJournal {
         if self.sync.is_none() {
             let request = lock(&self.shared.sync_request).take();
             if let Some(request) = request {
-                self.sync = Some(SyncJob::start(machine, request));
+                let images_len = self.shared.shape.images_len;
+                self.sync = Some(SyncJob::start(machine, request, images_len));
             }
         }
         let Some(job) = &mut self.sync else {

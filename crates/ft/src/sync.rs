@@ -77,10 +77,8 @@ pub(crate) struct SyncJob {
 }
 
 impl SyncJob {
-    pub fn start(machine: &mut Machine, request: SyncRequest) -> SyncJob {
-        let images_len = machine
-            .boot_image_parts()
-            .map_or(0, |parts| parts.iter().map(|p| p.len() as u64).sum());
+    /// `images_len`: the boot images' size, as the Hello announced it.
+    pub fn start(machine: &mut Machine, request: SyncRequest, images_len: u64) -> SyncJob {
         SyncJob {
             save: Some(machine.live_save()),
             tx: request.tx,

@@ -756,7 +756,17 @@ fn write_postcard<T: Serialize>(
         path: path.to_path_buf(),
         source: MachineError::Serialize(e),
     })?;
-    file.write_all_at(&bytes, offset)
+    write_section(file, offset, &bytes, path)
+}
+
+/// `bytes` at `offset`, and their record.
+fn write_section(
+    file: &File,
+    offset: u64,
+    bytes: &[u8],
+    path: &Path,
+) -> Result<SectionRecord, SnapshotError> {
+    file.write_all_at(bytes, offset)
         .map_err(|source| SnapshotError::Io {
             path: path.to_path_buf(),
             source,
@@ -764,7 +774,7 @@ fn write_postcard<T: Serialize>(
     Ok(SectionRecord {
         offset,
         len: bytes.len() as u64,
-        hash: *blake3::hash(&bytes).as_bytes(),
+        hash: *blake3::hash(bytes).as_bytes(),
     })
 }
 

@@ -6,12 +6,11 @@
 //! announced up front, and an error names what was wrong.
 
 use super::{
-    encode_preamble, DiskRecord, Index, RamLayout, RamRecord, SectionRecord, SnapshotError,
-    SpecRecord, State, IMAGES_OFFSET, PAGE, RAM_ALIGN, RAM_CHUNK,
+    encode_preamble, write_postcard, write_section, DiskRecord, Index, RamLayout, RamRecord,
+    SectionRecord, SnapshotError, SpecRecord, State, IMAGES_OFFSET, PAGE, RAM_ALIGN, RAM_CHUNK,
 };
 use crate::layout::RAM_BASE;
 use disk::{BlockDevice, DiskIdentity};
-use serde::Serialize;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use tempfile::{NamedTempFile, TempPath};
@@ -149,28 +148,21 @@ impl Assembler {
         let records = self.disk_records(&parsed, disks)?;
         let images = self.hash_region(IMAGES_OFFSET, self.images_len)?;
         let (ram, ram_end) = self.ram_record()?;
-        let state_rec = self.section(state, ram_end)?;
-        let records = postcard::to_stdvec(&records).map_err(|e| self.serialize(e))?;
-        let disks_rec = self.section(&records, state_rec.offset + state_rec.len)?;
+        let (file, path) = (self.file.as_file(), self.path());
+        let state_rec = write_section(file, ram_end, state, &path)?;
+        let disks_rec = write_postcard(file, state_rec.offset + state_rec.len, &records, &path)?;
         let index = Index {
             images,
             state: state_rec,
             disks: disks_rec,
             ram,
         };
-        let index = self.postcard(&index, disks_rec.offset + disks_rec.len)?;
+        let index = write_postcard(file, disks_rec.offset + disks_rec.len, &index, &path)?;
         self.write(&encode_preamble(&index), 0)?;
         Ok(Assembled {
             path: self.file.into_temp_path(),
             state_hash: parsed.state_hash,
         })
-    }
-
-    fn serialize(&self, e: postcard::Error) -> SnapshotError {
-        SnapshotError::Save {
-            path: self.path(),
-            source: crate::MachineError::Serialize(e),
-        }
     }
 
     fn disk_records(
@@ -272,23 +264,5 @@ impl Assembler {
             len,
             hash: *hasher.finalize().as_bytes(),
         })
-    }
-
-    fn section(&self, bytes: &[u8], offset: u64) -> Result<SectionRecord, SnapshotError> {
-        self.write(bytes, offset)?;
-        Ok(SectionRecord {
-            offset,
-            len: bytes.len() as u64,
-            hash: *blake3::hash(bytes).as_bytes(),
-        })
-    }
-
-    fn postcard<T: Serialize>(
-        &self,
-        value: &T,
-        offset: u64,
-    ) -> Result<SectionRecord, SnapshotError> {
-        let bytes = postcard::to_stdvec(value).map_err(|e| self.serialize(e))?;
-        self.section(&bytes, offset)
     }
 }
