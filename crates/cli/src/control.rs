@@ -11,6 +11,7 @@ use ::ft::FtPrimary;
 use std::error::Error;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -51,7 +52,11 @@ impl ControlServer {
                 if stopping.load(Ordering::Acquire) {
                     return;
                 }
-                if let Ok(conn) = conn {
+                if let Ok(mut conn) = conn {
+                    if let Err(why) = check_peer(&conn) {
+                        let _ = writeln!(conn, "error: {why}");
+                        continue;
+                    }
                     let target = Arc::clone(&target);
                     std::thread::spawn(move || serve(conn, &target));
                 }
@@ -73,7 +78,11 @@ impl Drop for ControlServer {
     }
 }
 
-/// Bind `path`, replacing a stale socket but never a live one.
+/// Bind `path`, replacing a stale socket but never a live one. Its
+/// directory is made 0700 if new, and refused if it is anything but a
+/// directory of this user's that nobody else can enter (a socket in a
+/// directory another user controls could be swapped under us); a symbolic
+/// link or another kind of file at `path` is refused, not followed.
 fn bind(path: &Path) -> Result<UnixListener, Box<dyn Error>> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::DirBuilder::new()
@@ -81,27 +90,101 @@ fn bind(path: &Path) -> Result<UnixListener, Box<dyn Error>> {
             .mode(0o700)
             .create(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        check_private_dir(dir)?;
     }
-    if path.exists() {
-        if UnixStream::connect(path).is_ok() {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot inspect {}: {e}", path.display()).into()),
+        Ok(meta) if !meta.file_type().is_socket() => {
             return Err(format!(
-                "another VM answers on the control socket {} (give this one another --name or --control)",
-                path.display()
+                "{} exists and is not a socket (a {}); refusing to replace it",
+                path.display(),
+                describe_type(&meta)
             )
-            .into());
+            .into())
         }
-        std::fs::remove_file(path).map_err(|e| {
-            format!(
-                "cannot remove the stale control socket {}: {e}",
-                path.display()
-            )
-        })?;
+        Ok(_) => {
+            if UnixStream::connect(path).is_ok() {
+                return Err(format!(
+                    "another VM answers on the control socket {} (give this one another --name or --control)",
+                    path.display()
+                )
+                .into());
+            }
+            std::fs::remove_file(path).map_err(|e| {
+                format!(
+                    "cannot remove the stale control socket {}: {e}",
+                    path.display()
+                )
+            })?;
+        }
     }
     let listener = UnixListener::bind(path)
         .map_err(|e| format!("cannot create the control socket {}: {e}", path.display()))?;
+    // In a directory only this user can enter, nobody can swap the socket
+    // for a link between the bind and this chmod.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("cannot restrict the control socket {}: {e}", path.display()))?;
     Ok(listener)
+}
+
+/// `dir` must be a real directory (not a link) owned by this user with no
+/// access for group or others.
+pub fn check_private_dir(dir: &Path) -> Result<(), String> {
+    let meta = std::fs::symlink_metadata(dir)
+        .map_err(|e| format!("cannot inspect {}: {e}", dir.display()))?;
+    let uid = rustix::process::getuid().as_raw();
+    if !meta.is_dir() {
+        return Err(format!(
+            "{} is a {}, not a directory; refusing to put a control socket there",
+            dir.display(),
+            describe_type(&meta)
+        ));
+    }
+    if meta.uid() != uid {
+        return Err(format!(
+            "{} belongs to uid {}, not to this user (uid {uid}); refusing to put a control socket there",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} has mode {:o}; a control socket's directory must be 0700 (chmod 700 it)",
+            dir.display(),
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+fn describe_type(meta: &std::fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_symlink() {
+        "symbolic link"
+    } else if t.is_dir() {
+        "directory"
+    } else if t.is_file() {
+        "regular file"
+    } else {
+        "special file"
+    }
+}
+
+/// Only this user (or root) may command the VM: the peer's credentials
+/// as the kernel gives them (SO_PEERCRED), not what it claims.
+fn check_peer(conn: &UnixStream) -> Result<(), String> {
+    let cred = rustix::net::sockopt::socket_peercred(conn)
+        .map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
+    let peer = cred.uid.as_raw();
+    let me = rustix::process::getuid().as_raw();
+    if peer == me || peer == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "uid {peer} may not control this VM (it belongs to uid {me})"
+        ))
+    }
 }
 
 fn serve(conn: UnixStream, target: &Target) {

@@ -21,6 +21,7 @@ use machine::{HostEvent, Machine, Pacing, RunEnd, Runner};
 use serde::{Deserialize, Serialize};
 use std::error::Error;
 use std::net::TcpListener;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -66,10 +67,16 @@ pub struct FtOptions {
     /// milliseconds of guest time behind.
     #[arg(long = "ft-max-lag", value_name = "MS", default_value_t = ::ft::DEFAULT_MAX_LAG_MS, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_lag_ms: u64,
-    /// Use mutually authenticated TLS on the FT log channel, with the
-    /// certificates in DIR (`lockstep ft tls-init`). Both sides must.
+    /// The log channel is mutually authenticated TLS, with this node's
+    /// certificates in DIR (`lockstep ft tls-init`) [default:
+    /// $XDG_DATA_HOME/lockstep/tls, else ~/.local/share/lockstep/tls,
+    /// created with a CA in .../lockstep/ca on first use].
     #[arg(long, value_name = "DIR")]
     pub tls_dir: Option<PathBuf>,
+    /// Run the log channel as plain TCP, unauthenticated: anyone who
+    /// reaches the port can talk to it. Loopback addresses only.
+    #[arg(long, conflicts_with = "tls_dir")]
+    pub insecure_plaintext: bool,
     /// The VM's control socket (for `lockstep ft status` and `add-backup`)
     /// [default: $XDG_RUNTIME_DIR/lockstep/NAME.sock, else /tmp/lockstep-UID/NAME.sock].
     #[arg(long, value_name = "PATH")]
@@ -94,6 +101,10 @@ pub struct BackupArgs {
     /// Where the guest's console goes once live: stdio, none or file:PATH.
     #[arg(long, value_name = "WHERE", default_value = "stdio", value_parser = run::parse_console)]
     console: Console,
+    /// The most disk a primary's VM may take here for its replicas, e.g.
+    /// 100G [default: the replica directory's free space less 5% (at least 1 GiB)].
+    #[arg(long, value_name = "SIZE", value_parser = ::disk::parse_size)]
+    max_replica_size: Option<u64>,
     /// This host's backend for each of the VM's NICs, in order (as `lockstep run --net`;
     /// the MACs are the primary's).
     #[arg(long = "net", value_name = "SPEC", value_parser = run::parse_net)]
@@ -122,12 +133,21 @@ pub struct AddBackupArgs {
 
 #[derive(Args, Debug)]
 pub struct TlsInitArgs {
-    /// The directory to create (ca.pem, node.pem, node.key; ca.key unless --ca-from).
-    dir: PathBuf,
-    /// Sign this node's certificate with the CA in this directory (made by
-    /// an earlier `tls-init`) instead of a new CA.
+    /// The node directory to create (ca.pem, node.pem, node.key) [default:
+    /// the default --tls-dir].
+    dir: Option<PathBuf>,
+    /// The CA's directory (ca.pem, ca.key): a new CA is made there if it
+    /// holds none. Keep it off the FT hosts; give every host a node
+    /// directory signed by the same CA [default: $XDG_DATA_HOME/lockstep/ca,
+    /// else ~/.local/share/lockstep/ca].
     #[arg(long, value_name = "DIR")]
-    ca_from: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    /// This node's name in its certificate [default: the host name].
+    #[arg(long = "node-name", value_name = "NAME")]
+    node_name: Option<String>,
+    /// Days the node certificate is valid.
+    #[arg(long, value_name = "N", default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36500))]
+    days: u32,
 }
 
 pub fn run(args: FtArgs) -> Result<ExitCode, Box<dyn Error>> {
@@ -142,11 +162,31 @@ pub fn run(args: FtArgs) -> Result<ExitCode, Box<dyn Error>> {
             control::request(&path, "status")
         }
         FtCommand::TlsInit(args) => {
-            ::ft::tls_init(&args.dir, args.ca_from.as_deref())?;
+            let dir = match args.dir {
+                Some(dir) => dir,
+                None => data_dir()?.join("tls"),
+            };
+            let ca = match args.ca {
+                Some(ca) => ca,
+                None => data_dir()?.join("ca"),
+            };
+            let name = match args.node_name {
+                Some(name) => name,
+                None => host_name(),
+            };
+            let new_ca = ::ft::tls_init(&::ft::TlsInit {
+                node_dir: &dir,
+                ca_dir: &ca,
+                node_name: &name,
+                days: args.days,
+            })?;
             eprintln!(
-                "lockstep: TLS certificates in {}; give the other host a directory made with --ca-from {}",
-                args.dir.display(),
-                args.dir.display()
+                "lockstep: node certificate for {name:?} in {} (valid {} days), signed by {}the CA in {}; make the other host's with --ca {}",
+                dir.display(),
+                args.days,
+                if new_ca { "a new " } else { "" },
+                ca.display(),
+                ca.display()
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -170,8 +210,72 @@ fn config(opts: &FtOptions) -> FtConfig {
     }
 }
 
+/// The log channel's TLS identity: `--tls-dir`, or the default one,
+/// created (with a CA of its own) on first use; `None` only with
+/// `--insecure-plaintext` (which the ft crate allows on loopback only).
 fn tls(opts: &FtOptions) -> Result<Option<TlsIdentity>, Box<dyn Error>> {
-    Ok(opts.tls_dir.as_deref().map(TlsIdentity::load).transpose()?)
+    if opts.insecure_plaintext {
+        return Ok(None);
+    }
+    if let Some(dir) = &opts.tls_dir {
+        return Ok(Some(TlsIdentity::load(dir)?));
+    }
+    let data = data_dir()?;
+    let dir = data.join("tls");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&data)
+        .map_err(|e| format!("cannot create {}: {e}", data.display()))?;
+    // Two processes starting at once must not both make a CA.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(data.join(".tls.lock"))
+        .map_err(|e| format!("cannot lock {}: {e}", data.display()))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| format!("cannot lock {}: {e}", data.display()))?;
+    if !dir.join("node.pem").exists() {
+        let ca = data.join("ca");
+        let name = host_name();
+        ::ft::tls_init(&::ft::TlsInit {
+            node_dir: &dir,
+            ca_dir: &ca,
+            node_name: &name,
+            days: 365,
+        })?;
+        eprintln!(
+            "lockstep: created this host's FT certificates in {} (CA in {}); another host joins with `lockstep ft tls-init --ca DIR` from a copy of that CA",
+            dir.display(),
+            ca.display()
+        );
+    }
+    Ok(Some(TlsIdentity::load(&dir)?))
+}
+
+/// `$XDG_DATA_HOME/lockstep`, else `~/.local/share/lockstep`.
+fn data_dir() -> Result<PathBuf, Box<dyn Error>> {
+    let absolute = |var| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    let data = absolute("XDG_DATA_HOME")
+        .or_else(|| absolute("HOME").map(|home| home.join(".local/share")))
+        .ok_or("no place for lockstep's data: set $XDG_DATA_HOME or $HOME")?;
+    Ok(data.join("lockstep"))
+}
+
+fn host_name() -> String {
+    let name = rustix::system::uname();
+    let name = name.nodename().to_string_lossy().into_owned();
+    if name.is_empty() {
+        "lockstep-node".into()
+    } else {
+        name
+    }
 }
 
 /// `--control`, or the default for the VM called `name`.
@@ -398,6 +502,9 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
             "lockstep ft backup needs --arbiter PATH (on storage the primary's host shares)".into(),
         );
     };
+    if args.ft.insecure_plaintext {
+        ::ft::check_loopback(&args.listen)?;
+    }
     let arbiter = Arbiter::open(arbiter_path)?;
     let tls = tls(&args.ft)?;
     let replica_dir = match &args.replica_dir {
@@ -409,9 +516,18 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
     // The VM's NICs must have a backend here before the VM is accepted:
     // a mismatch is the primary's error too, not a backup that dies later.
     let opened = std::cell::RefCell::new(None);
+    let max_replica_bytes = match args.max_replica_size {
+        Some(max) => max,
+        None => free_space_less_margin(&replica_dir)?,
+    };
     let accept = |hello: &::ft::Hello| -> Result<(), String> {
         let vm: FtVm = serde_json::from_slice(&hello.setup)
             .map_err(|e| format!("the primary's VM description is not valid: {e}"))?;
+        // The name ends up in socket paths on this host.
+        crate::vm::check_name(&vm.name).map_err(|e| format!("the primary's VM name: {e}"))?;
+        if vm.macs.len() > machine::layout::VIRTIO_SLOTS {
+            return Err(format!("the primary's VM has {} NICs", vm.macs.len()));
+        }
         let nics = nics::open_for(&args.nets, &vm.macs).map_err(|e| format!("backup host: {e}"))?;
         *opened.borrow_mut() = Some((vm, nics));
         Ok(())
@@ -421,6 +537,7 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
         replica_dir: &replica_dir,
         config: config(&args.ft),
         accept: Some(&accept),
+        max_replica_bytes,
     };
     let (mut backup, started) = {
         // Listening ends with the one primary taken.
@@ -431,7 +548,7 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
             listener.local_addr()?
         );
         let started = Instant::now();
-        let backup = ::ft::serve(&listener, arbiter, &options, &mut |what| {
+        let backup = ::ft::serve_until_ready(&listener, &arbiter, &options, &mut |what| {
             eprintln!("lockstep: FT backup: {what}")
         })?;
         (backup, started)
@@ -501,15 +618,21 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
 }
 
 fn default_replica_dir() -> Result<PathBuf, Box<dyn Error>> {
-    let absolute = |var| {
-        std::env::var_os(var)
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-    };
-    let data = absolute("XDG_DATA_HOME")
-        .or_else(|| absolute("HOME").map(|home| home.join(".local/share")))
-        .ok_or("no place for disk replicas: set $XDG_DATA_HOME or $HOME, or pass --replica-dir")?;
-    Ok(data.join("lockstep/replicas"))
+    Ok(data_dir()
+        .map_err(|_| {
+            "no place for disk replicas: set $XDG_DATA_HOME or $HOME, or pass --replica-dir"
+        })?
+        .join("replicas"))
+}
+
+/// The replica directory's free space less a margin (5%, at least 1 GiB):
+/// the default bound on what a primary's disks may take here.
+fn free_space_less_margin(dir: &std::path::Path) -> Result<u64, Box<dyn Error>> {
+    let st = rustix::fs::statvfs(dir)
+        .map_err(|e| format!("cannot measure the free space in {}: {e}", dir.display()))?;
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    let margin = (free / 20).max(1 << 30);
+    Ok(free.saturating_sub(margin))
 }
 
 fn describe_replicas(paths: &[PathBuf]) -> String {

@@ -73,7 +73,7 @@ pub struct RunArgs {
     pub nets: Vec<(String, net::NetSpec)>,
     /// The VM's name. NIC addresses are derived from it unless given, so
     /// VMs sharing a network need different names (or explicit MACs).
-    #[arg(long, value_name = "NAME", default_value = "lockstep")]
+    #[arg(long, value_name = "NAME", default_value = "lockstep", value_parser = parse_name)]
     pub name: String,
     /// Record every input into a new replay log FILE (`lockstep replay FILE`
     /// re-executes the run and checks it).
@@ -188,6 +188,10 @@ fn parse_memory(s: &str) -> Result<u64, String> {
         Ok(0) => Err(format!("invalid memory size '{s}': must be more than zero")),
         other => other.map_err(|e| format!("invalid memory size: {e}")),
     }
+}
+
+fn parse_name(s: &str) -> Result<String, String> {
+    crate::vm::check_name(s).map(|()| s.to_string())
 }
 
 /// `PATH` followed by options `,ro`, `,format=raw|qcow2`, `,backing=any`
@@ -597,10 +601,25 @@ pub fn console_writer(console: &Console) -> Result<Option<Box<dyn Write + Send>>
         Console::Stdio => Some(Box::new(std::io::stdout())),
         Console::None => None,
         Console::File(path) => {
-            let file = File::create(path).map_err(|source| RunError::ConsoleFile {
-                path: path.clone(),
-                source,
-            })?;
+            // Guest output is guest data: 0600 when new, and a symbolic
+            // link at the path is refused rather than followed.
+            use std::os::unix::fs::OpenOptionsExt;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                .open(path)
+                .map_err(|source| RunError::ConsoleFile {
+                    path: path.clone(),
+                    source: if source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
+                    {
+                        std::io::Error::other("it is a symbolic link; refusing to follow it")
+                    } else {
+                        source
+                    },
+                })?;
             Some(Box::new(std::io::BufWriter::new(file)))
         }
     })

@@ -96,3 +96,55 @@ impl VmSetup {
         id
     }
 }
+
+/// The longest VM name.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// VM names end up in file and socket paths: 1 to 64 letters, digits,
+/// `.`, `_` and `-`, not starting with `.` or `-`.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "{:?} must be 1 to {MAX_NAME_LEN} characters long",
+            name.chars().take(80).collect::<String>()
+        ));
+    }
+    if name.starts_with(['.', '-']) {
+        return Err(format!("{name:?} must not start with '.' or '-'"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "{name:?} holds {c:?}; names are letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_name;
+
+    #[test]
+    fn names() {
+        for good in ["vm1", "web.prod-2", "a_b", "X"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        let long = "a".repeat(200);
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            ".hidden",
+            "-x",
+            "sp ace",
+            "nul\0",
+            long.as_str(),
+            "é",
+        ] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -202,9 +202,11 @@ fn a_primary_under_another_arbiter_generation_is_refused() {
     let refused = primary.expect_stderr("refused");
     assert!(refused.contains("generation 5"), "{refused}");
     assert!(refused.contains("running unprotected"), "{refused}");
-    let status = backup.child.wait().expect("wait for the backup");
-    assert!(!status.success());
-    backup.expect_stderr("refused the primary");
+    // The backup refuses it, says why, and keeps listening.
+    let said = backup.expect_stderr("refused the primary");
+    assert!(said.contains("still listening"), "{said}");
+    assert!(backup.child.try_wait().expect("poll the backup").is_none());
+    let _ = backup.child.kill();
     // The primary runs on, unprotected: its guest still answers.
     primary.expect(PROMPT);
     let echoed = primary.run("echo still-$((20+22))");
@@ -216,7 +218,8 @@ fn a_primary_under_another_arbiter_generation_is_refused() {
     assert_eq!(refused.status.code(), Some(2));
     let why = text(&refused.stderr);
     assert!(why.contains("refused") && why.contains("NIC"), "{why}");
-    assert!(!netless.child.wait().expect("wait for the backup").success());
+    netless.expect_stderr("still listening");
+    let _ = netless.child.kill();
     let status = text(&lockstep(&["ft", "status", "--control", control]).stdout);
     assert!(status.contains("protection: unprotected"), "{status}");
 }
@@ -289,17 +292,41 @@ fn bad_backups_leave_the_primary_running_unprotected_until_a_good_one_joins() {
     let _serial = serial();
     let dir = tempfile::tempdir().expect("temp dir");
     let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
-    for (name, ca_from) in [("tls-a", None), ("tls-b", None), ("tls-a2", Some("tls-a"))] {
-        let mut args = vec!["ft".to_string(), "tls-init".into(), path(name)];
-        if let Some(ca) = ca_from {
-            args.extend(["--ca-from".into(), path(ca)]);
-        }
+    for (name, ca) in [("tls-a", "ca-1"), ("tls-b", "ca-2"), ("tls-a2", "ca-1")] {
+        let args = [
+            "ft".to_string(),
+            "tls-init".into(),
+            path(name),
+            "--ca".into(),
+            path(ca),
+        ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = lockstep(&args);
         assert!(out.status.success(), "tls-init: {}", text(&out.stderr));
     }
-    let disk: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    // The review's attack on a backup: the guest's raw disk starts with a
+    // qcow2 header naming a host file. The replica must open as raw.
+    std::fs::write(path("host-secret"), b"HOST-SECRET ".repeat(1 << 16)).expect("secret");
+    let made = std::process::Command::new("qemu-img")
+        .args([
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            &path("host-secret"),
+            "-F",
+            "raw",
+        ])
+        .arg(path("header.qcow2"))
+        .status()
+        .expect("run qemu-img");
+    assert!(made.success());
+    let header = std::fs::read(path("header.qcow2")).expect("header");
+    let mut disk: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    disk[..header.len()].copy_from_slice(&header);
     std::fs::write(path("disk.raw"), &disk).expect("write the disk");
+    let disk_spec = format!("{},format=raw", path("disk.raw"));
     let (arbiter, control) = (path("arbiter"), path("primary.sock"));
     let mut primary = boot_primary(
         "127.0.0.1:1",
@@ -310,7 +337,7 @@ fn bad_backups_leave_the_primary_running_unprotected_until_a_good_one_joins() {
             "--tls-dir",
             &path("tls-a"),
             "--disk",
-            &path("disk.raw"),
+            &disk_spec,
         ],
     );
     let unreachable = primary.expect_stderr("running unprotected");
@@ -378,6 +405,11 @@ fn bad_backups_leave_the_primary_running_unprotected_until_a_good_one_joins() {
     backup.expect_stderr("live at icount");
     backup.send("echo live-$((40+2))");
     backup.expect("live-42");
+    // The live backup's guest sees its raw disk, nothing of the host file.
+    backup.expect(PROMPT);
+    assert_eq!(backup.run("cat /sys/block/vda/size"), "8192");
+    assert_eq!(backup.run("head -c 3 /dev/vda; echo"), "QFI");
+    assert_eq!(backup.run("grep -c HOST-SECRET /dev/vda"), "0");
     eprintln!("add-backup with TLS: guest paused {pause} ms");
 }
 
@@ -394,6 +426,53 @@ fn an_arbiter_that_cannot_be_written_is_refused_before_the_guest_starts() {
     let err = text(&out.stderr);
     assert!(
         err.contains("/proc/lockstep-no-such-dir/arbiter") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+/// The log channel is TLS by default: an HTTP request to `ft backup`
+/// (the review killed it with one) is refused with a logged reason, the
+/// backup keeps listening, and the real primary is protected after it.
+/// Plain TCP is refused off loopback.
+#[test]
+fn a_backup_survives_a_stranger_and_plaintext_stays_on_loopback() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let arbiter = dir.path().join("arbiter");
+    let (mut backup, addr) = start_backup(&arbiter);
+    {
+        use std::io::{Read, Write};
+        let mut stranger = std::net::TcpStream::connect(&addr).expect("connect");
+        stranger
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send a request");
+        let mut answer = Vec::new();
+        let _ = stranger.read_to_end(&mut answer);
+    }
+    let said = backup.expect_stderr("still listening");
+    assert!(said.contains("TLS") || said.contains("preamble"), "{said}");
+    assert!(
+        backup.child.try_wait().expect("poll").is_none(),
+        "the backup died"
+    );
+    let arbiter_arg = arbiter.to_str().expect("utf-8 temp path");
+    let mut primary = boot_primary(&addr, arbiter_arg, &[]);
+    primary.expect_stderr("protected by the backup");
+    backup.expect_stderr("following the primary");
+
+    let out = lockstep(&[
+        "ft",
+        "backup",
+        "--listen",
+        "0.0.0.0:0",
+        "--insecure-plaintext",
+        "--arbiter",
+        arbiter_arg,
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("loopback") && err.trim().lines().count() == 1,
         "{err}"
     );
 }

@@ -330,11 +330,19 @@ impl Cluster {
         };
         if cluster.plan.tls {
             let (a, b) = (cluster.tls_dir(Host::A), cluster.tls_dir(Host::B));
-            let (ok, _, err) = lockstep(&["ft", "tls-init", path_str(&a)]);
-            assert!(ok, "lockstep ft tls-init failed: {err}");
-            let (ok, _, err) =
-                lockstep(&["ft", "tls-init", path_str(&b), "--ca-from", path_str(&a)]);
-            assert!(ok, "lockstep ft tls-init --ca-from failed: {err}");
+            let ca = cluster.dir.path().join("ca");
+            for (dir, name) in [(&a, "host-a"), (&b, "host-b")] {
+                let (ok, _, err) = lockstep(&[
+                    "ft",
+                    "tls-init",
+                    path_str(dir),
+                    "--ca",
+                    path_str(&ca),
+                    "--node-name",
+                    name,
+                ]);
+                assert!(ok, "lockstep ft tls-init failed: {err}");
+            }
         }
         cluster
     }

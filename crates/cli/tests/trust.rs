@@ -182,3 +182,78 @@ fn a_forged_8_gib_snapshot_is_refused_without_allocating() {
     let err = assert_refused(&out, "forged.snap");
     assert!(err.contains("index") && err.contains("at most"), "{err}");
 }
+
+/// A control directory another user owns, or that others may enter, is
+/// refused (the VM runs on without a control socket and says why).
+#[test]
+fn a_control_directory_of_another_user_or_mode_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let arbiter = dir.path().join("arbiter");
+    for (name, owner, mode, needle) in [
+        ("theirs", 65534, 0o700, "belongs to uid 65534"),
+        (
+            "open",
+            rustix::process::getuid().as_raw(),
+            0o755,
+            "has mode 755",
+        ),
+    ] {
+        let ctl = dir.path().join(name);
+        std::fs::create_dir(&ctl).unwrap();
+        std::os::unix::fs::chown(&ctl, Some(owner), None).unwrap();
+        std::fs::set_permissions(&ctl, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+        let sock = ctl.join("vm.sock");
+        let mut g = Guest::launch(
+            &[],
+            &[
+                "run",
+                "--console",
+                "stdio",
+                "--arbiter",
+                s(&arbiter),
+                "--control",
+                s(&sock),
+            ],
+        );
+        let said = g.expect_stderr("no control socket");
+        assert!(said.contains(needle) && said.contains(name), "{said}");
+        assert!(!sock.exists(), "no socket was made in {}", ctl.display());
+    }
+}
+
+/// A console path that is a symbolic link is refused (one line, before
+/// the guest starts), and the file it points to is left alone; a new
+/// console file is created 0600.
+#[test]
+fn a_symlinked_console_path_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("precious");
+    std::fs::write(&target, b"keep me").unwrap();
+    let link = dir.path().join("console.log");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let out = lockstep(&["run", "--console", &format!("file:{}", s(&link))]);
+    let err = assert_refused(&out, "console.log");
+    assert!(err.contains("symbolic link"), "{err}");
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
+
+    // A fresh console file is the guest's data: 0600.
+    let fresh = dir.path().join("fresh.log");
+    let mut g = Guest::launch(
+        &[],
+        &[
+            "run",
+            "--console",
+            &format!("file:{}", s(&fresh)),
+            "--memory",
+            "64M",
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !fresh.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = g.child.kill();
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&fresh).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+}

@@ -12,6 +12,7 @@ use crate::FtError;
 use rustix::fs::{flock, FlockOperation};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 const PREFIX: &str = "lockstep-ft-generation ";
@@ -78,6 +79,8 @@ impl Arbiter {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&lock_path)
             .map_err(|source| self.error("cannot open its lock file", source))?;
         flock(&file, FlockOperation::LockExclusive)
@@ -96,7 +99,19 @@ impl Arbiter {
 
     fn write(&self, generation: u64) -> Result<(), FtError> {
         let tmp = with_suffix(&self.path, &format!(".new-{}", std::process::id()));
-        let mut file = File::create(&tmp)
+        // A new file of this process's own (a stale one from a dead
+        // process of the same pid goes first), never through a link.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(self.error("cannot remove a stale new version", e))
+            }
+            _ => {}
+        }
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
             .map_err(|source| self.error("cannot create a new version", source))?;
         file.write_all(format!("{PREFIX}{generation}\n").as_bytes())
             .and_then(|()| file.sync_all())

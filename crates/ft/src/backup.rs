@@ -19,7 +19,7 @@ use replay::{Control, Decoded, Decoder, Record, RecordKind, StopReason};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::net::TcpListener;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
@@ -138,6 +138,8 @@ pub struct BackupOptions<'a> {
     /// The caller's own check of the primary's VM (e.g. that this host
     /// has a backend for each of its NICs); an `Err` refuses it.
     pub accept: Option<&'a AcceptFn<'a>>,
+    /// The most bytes of disk replicas a primary's VM may need here.
+    pub max_replica_bytes: u64,
 }
 
 /// See [`BackupOptions::accept`].
@@ -145,11 +147,42 @@ pub type AcceptFn<'a> = dyn Fn(&Hello) -> Result<(), String> + 'a;
 
 /// Wait for a primary on `listener`, receive its machine (boot images,
 /// RAM, disk replicas, state) and restore it. Returns the backup,
-/// following. A refusal (other version, other arbiter generation, no room
-/// for the replicas) is sent to the primary and returned.
+/// following. A peer that fails before the VM is restored — a failed TLS
+/// handshake, a stranger speaking HTTP, a forged or refused Hello (other
+/// version, other arbiter generation, no room for the replicas), a
+/// transfer that breaks off — is refused with the reason reported through
+/// `progress` (the primary learns it too, in as much detail as its
+/// authentication allows), its replicas are removed, and this side keeps
+/// listening for the real primary.
+pub fn serve_until_ready(
+    listener: &TcpListener,
+    arbiter: &Arbiter,
+    options: &BackupOptions<'_>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Backup, FtError> {
+    if options.tls.is_none() {
+        let local = listener
+            .local_addr()
+            .map_err(|e| FtError::Handshake(format!("the listening socket has no address: {e}")))?;
+        channel::check_loopback(&local.to_string())?;
+    }
+    loop {
+        match serve(listener, arbiter, options, progress) {
+            Ok(backup) => return Ok(backup),
+            Err(e) => {
+                progress(&format!("{e}; still listening"));
+                // A listener that fails at once must not spin.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// One peer: accept, handshake, receive, restore; an error if it fails
+/// (see [`serve_until_ready`]).
 pub fn serve(
     listener: &TcpListener,
-    arbiter: Arbiter,
+    arbiter: &Arbiter,
     options: &BackupOptions<'_>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Backup, FtError> {
@@ -159,24 +192,55 @@ pub fn serve(
         Message::Hello(hello) => hello,
         other => {
             return Err(FtError::Handshake(format!(
-                "expected the primary's Hello, got {}",
+                "refused {peer}: expected the primary's Hello, got {}",
                 other.describe()
             )))
         }
     };
-    let prepared = check_hello(&hello, &arbiter)
-        .and_then(|()| options.accept.map_or(Ok(()), |accept| accept(&hello)))
-        .and_then(|()| Receiving::prepare(&hello, options.replica_dir));
-    let mut receiving = match prepared {
+    let prepared = check_hello(&hello, arbiter, options)
+        .and_then(|()| {
+            options
+                .accept
+                .map_or(Ok(()), |accept| accept(&hello).map_err(Refusal::plain))
+        })
+        .and_then(|()| Receiving::prepare(&hello, options.replica_dir).map_err(Refusal::plain));
+    let receiving = match prepared {
         Ok(r) => r,
-        Err(reason) => {
-            // Best effort: the primary learns why; this side reports it anyway.
-            tx.send_last(&Message::Welcome(Err(reason.clone())));
+        Err(refusal) => {
+            // Best effort: the primary learns why (the details only if it
+            // is authenticated); this side reports it anyway.
+            let told = if options.tls.is_some() {
+                refusal.detail.clone()
+            } else {
+                refusal.public.clone()
+            };
+            tx.send_last(&Message::Welcome(Err(told)));
             return Err(FtError::Handshake(format!(
-                "refused the primary at {peer}: {reason}"
+                "refused the primary at {peer}: {}",
+                refusal.detail
             )));
         }
     };
+    let files = receiving.files();
+    let received = receive_and_restore(receiving, tx, rx, arbiter, hello, options, progress);
+    if received.is_err() {
+        for path in files {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    received
+}
+
+fn receive_and_restore(
+    mut receiving: Receiving,
+    tx: Sender,
+    mut rx: channel::Receiver,
+    arbiter: &Arbiter,
+    hello: Hello,
+    options: &BackupOptions<'_>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Backup, FtError> {
+    let peer = tx.peer();
     tx.send(&Message::Welcome(Ok(())))?;
     progress(&format!("receiving the VM from {peer}"));
     let (start_icount, state) = receiving.receive(&tx, &mut rx, &options.config)?;
@@ -220,13 +284,30 @@ pub fn serve(
         hello,
         events,
         held,
-        arbiter,
+        arbiter: arbiter.clone(),
         executed,
         follower: Follower::new(windows),
         link,
         failed: None,
         replicas,
     })
+}
+
+/// Why a Hello is refused: in full for this side's report (and an
+/// authenticated primary), and without this host's details (the arbiter's
+/// path and generation) for a peer nobody vouched for.
+struct Refusal {
+    public: String,
+    detail: String,
+}
+
+impl Refusal {
+    fn plain(reason: String) -> Refusal {
+        Refusal {
+            public: reason.clone(),
+            detail: reason,
+        }
+    }
 }
 
 /// Longest silence from the primary while it sends the machine.
@@ -248,6 +329,11 @@ struct Replica {
 }
 
 impl Receiving {
+    /// The replica files made for the VM.
+    fn files(&self) -> Vec<PathBuf> {
+        self.replicas.iter().map(|r| r.path.clone()).collect()
+    }
+
     /// New replica files for the primary's disks and a snapshot to fill.
     fn prepare(hello: &Hello, dir: &Path) -> Result<Receiving, String> {
         let assembler = Assembler::new(dir, hello.images_len, hello.memory)
@@ -256,11 +342,15 @@ impl Receiving {
         let mut replicas = Vec::new();
         for (n, &shape) in hello.disks.iter().enumerate() {
             let path = dir.join(format!("{uuid}-disk{n}.raw"));
+            // Guest data: 0600, and never through a link planted in the
+            // replica directory.
             let file = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(true)
+                .mode(0o600)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
                 .open(&path)
                 .and_then(|f| f.set_len(shape.capacity).map(|()| f))
                 .map_err(|e| format!("cannot create the disk replica {}: {e}", path.display()))?;
@@ -411,21 +501,59 @@ impl Receiving {
     }
 }
 
-fn check_hello(hello: &Hello, arbiter: &Arbiter) -> Result<(), String> {
+/// Everything in a Hello is the peer's word: the version must be ours,
+/// the arbiter generation the one this side holds, and the sizes within
+/// bounds (replicas within the quota, images within the VM's memory).
+fn check_hello(
+    hello: &Hello,
+    arbiter: &Arbiter,
+    options: &BackupOptions<'_>,
+) -> Result<(), Refusal> {
     if hello.lockstep_version != wire::LOCKSTEP_VERSION {
-        return Err(format!(
+        return Err(Refusal::plain(format!(
             "the primary runs lockstep {}, the backup {}",
             hello.lockstep_version,
             wire::LOCKSTEP_VERSION
-        ));
+        )));
     }
-    let generation = arbiter.generation().map_err(|e| e.to_string())?;
+    if hello.memory == 0 || hello.memory > machine::MAX_MEMORY {
+        return Err(Refusal::plain(format!(
+            "a VM of {} bytes of memory is beyond what this backup runs",
+            hello.memory
+        )));
+    }
+    if hello.images_len > hello.memory {
+        return Err(Refusal::plain(format!(
+            "{} bytes of boot images do not fit the VM's {} bytes of memory",
+            hello.images_len, hello.memory
+        )));
+    }
+    let replicas = hello
+        .disks
+        .iter()
+        .try_fold(0u64, |sum, d| sum.checked_add(d.capacity));
+    match replicas {
+        Some(total) if total <= options.max_replica_bytes => {}
+        _ => {
+            return Err(Refusal::plain(format!(
+                "its disks need more room for replicas than this backup allows ({} bytes; see --max-replica-size)",
+                options.max_replica_bytes
+            )))
+        }
+    }
+    let generation = arbiter.generation().map_err(|e| Refusal {
+        public: "this backup cannot read its arbiter".into(),
+        detail: e.to_string(),
+    })?;
     if generation != hello.generation {
-        return Err(format!(
-            "the primary runs under arbiter generation {} but {} holds {generation} (not the same arbiter file, or a stale primary)",
-            hello.generation,
-            arbiter.path().display()
-        ));
+        return Err(Refusal {
+            public: "the primary runs under another arbiter generation than this backup's arbiter holds".into(),
+            detail: format!(
+                "the primary runs under arbiter generation {} but {} holds {generation} (not the same arbiter file, or a stale primary)",
+                hello.generation,
+                arbiter.path().display()
+            ),
+        });
     }
     Ok(())
 }

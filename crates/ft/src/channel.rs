@@ -100,14 +100,31 @@ impl Receiver {
     }
 }
 
-/// Connect to the backup at `addr`.
+/// Connect to the backup at `addr`. Plain TCP only to loopback.
 pub(crate) fn connect(
     addr: &str,
     tls: Option<&TlsIdentity>,
 ) -> Result<(Sender, Receiver), FtError> {
+    if tls.is_none() {
+        check_loopback(addr)?;
+    }
     let link = link::connect(addr, &link_config(), tls, CONNECT_TIMEOUT)?;
     let (tx, rx) = link.split();
     Ok((Sender(tx), Receiver(rx)))
+}
+
+/// Plain TCP is for loopback only: every address `addr` names must be
+/// a loopback one.
+pub fn check_loopback(addr: &str) -> Result<(), FtError> {
+    use std::net::ToSocketAddrs;
+    let refused = || FtError::PlaintextNotLoopback {
+        addr: addr.to_string(),
+    };
+    let addrs: Vec<SocketAddr> = addr.to_socket_addrs().map_err(|_| refused())?.collect();
+    if addrs.is_empty() || !addrs.iter().all(|a| a.ip().is_loopback()) {
+        return Err(refused());
+    }
+    Ok(())
 }
 
 /// Accept a primary's connection on `listener`.

@@ -91,9 +91,10 @@ pub mod sync;
 pub mod wire;
 
 pub use arbiter::{Arbiter, Claim};
-pub use backup::{serve, Backup, BackupOptions, Live, Outcome};
+pub use backup::{serve, serve_until_ready, Backup, BackupOptions, Live, Outcome};
+pub use channel::check_loopback;
 pub use error::FtError;
-pub use link::{tls_init, TlsIdentity};
+pub use link::{tls_init, TlsIdentity, TlsInit};
 pub use primary::{protectable, FtPrimary, PrimaryJournal, Protection, Resumed, Status, VmShape};
 pub use sync::{SyncReport, SyncUpdate};
 pub use wire::{DiskShape, Hello};

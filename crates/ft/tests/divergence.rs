@@ -152,12 +152,13 @@ fn against_primary<T: Send + 'static>(
         script(tx, rx)
     });
     let options = BackupOptions {
+        max_replica_bytes: 1 << 30,
         tls: None,
         replica_dir: dir.path(),
         config,
         accept: None,
     };
-    let served = ft::serve(&listener, arbiter, &options, &mut |_| {});
+    let served = ft::serve(&listener, &arbiter, &options, &mut |_| {});
     (served, primary, dir)
 }
 
@@ -386,4 +387,96 @@ fn another_lockstep_version_is_refused() {
         Message::Welcome(Err(why)) => assert!(why.contains("0.0.0-other"), "{why}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
+}
+
+/// A Hello as a stranger might forge it.
+fn forged_hello(generation: u64, disks: Vec<wire::DiskShape>) -> Message {
+    Message::Hello(Hello {
+        lockstep_version: wire::LOCKSTEP_VERSION.to_string(),
+        generation,
+        anchor_unix_ns: 0,
+        vm_uuid: [9; 16],
+        images_len: 4096,
+        memory: 16 << 20,
+        disks,
+        setup: Vec::new(),
+    })
+}
+
+/// The review's forged Hello: a 1 TiB replica (with the default quota,
+/// the replica directory's free space, as the CLI sets it; here 1 GiB).
+/// Refused before any file is made, with the reason.
+#[test]
+fn a_forged_hello_asking_for_a_huge_replica_is_refused() {
+    let (served, primary, dir) = against_primary(|tx, mut rx| {
+        send(
+            &tx,
+            &forged_hello(
+                0,
+                vec![wire::DiskShape {
+                    capacity: 1 << 40,
+                    read_only: false,
+                }],
+            ),
+        );
+        next(&mut rx)
+    });
+    let err = served.err().expect("refused").to_string();
+    assert!(err.contains("--max-replica-size"), "{err}");
+    let Message::Welcome(Err(told)) = primary.join().unwrap() else {
+        panic!("no refusal")
+    };
+    assert!(told.contains("--max-replica-size"), "{told}");
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().contains("disk"))
+        .collect();
+    assert!(files.is_empty(), "replica files made: {files:?}");
+}
+
+/// Over plain TCP nobody vouches for the peer: a refusal for another
+/// arbiter generation does not tell it the arbiter's path or generation
+/// (this side's report has both).
+#[test]
+fn refusals_to_an_unauthenticated_peer_leak_no_arbiter_details() {
+    let (served, primary, dir) = against_primary(|tx, mut rx| {
+        send(&tx, &forged_hello(41, Vec::new()));
+        next(&mut rx)
+    });
+    let err = served.err().expect("refused").to_string();
+    let arbiter = dir.path().join("arbiter").display().to_string();
+    assert!(
+        err.contains(&arbiter) && err.contains("generation 41"),
+        "{err}"
+    );
+    let Message::Welcome(Err(told)) = primary.join().unwrap() else {
+        panic!("no refusal")
+    };
+    assert!(told.contains("another arbiter generation"), "{told}");
+    assert!(
+        !told.contains(&arbiter) && !told.contains("41") && !told.contains('0'),
+        "{told}"
+    );
+}
+
+/// Plain TCP is for loopback only: a backup listening on another address
+/// without TLS is refused before it accepts anyone.
+#[test]
+fn plaintext_is_refused_off_loopback() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (arbiter, config) = backup_options(dir.path());
+    let listener = TcpListener::bind("0.0.0.0:0").expect("listen");
+    let options = BackupOptions {
+        max_replica_bytes: 1 << 30,
+        tls: None,
+        replica_dir: dir.path(),
+        config,
+        accept: None,
+    };
+    let err = ft::serve_until_ready(&listener, &arbiter, &options, &mut |_| {})
+        .err()
+        .expect("refused");
+    assert!(matches!(err, FtError::PlaintextNotLoopback { .. }), "{err}");
 }

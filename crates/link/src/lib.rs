@@ -14,7 +14,7 @@ mod pump;
 mod tls;
 
 pub use error::LinkError;
-pub use tls::{tls_init, TlsIdentity, SERVER_NAME};
+pub use tls::{tls_init, TlsIdentity, TlsInit, SERVER_NAME};
 
 use rustix::fd::OwnedFd;
 use std::collections::VecDeque;

@@ -219,16 +219,32 @@ fn pem_error(path: &Path, what: &str, e: pem::Error) -> LinkError {
     }
 }
 
-/// Creates `dir` with a new CA (ca.pem, ca.key) and a node certificate
-/// signed by it (node.pem, node.key). With `ca_from`, signs with that
-/// directory's CA instead, copying its ca.pem but never its ca.key: that is
-/// how a second host joins. Refuses to overwrite any of these files.
-pub fn tls_init(dir: &Path, ca_from: Option<&Path>) -> Result<(), LinkError> {
-    let mut outputs = vec!["ca.pem", "node.key", "node.pem"];
-    if ca_from.is_none() {
-        outputs.push("ca.key");
-    }
-    for name in &outputs {
+/// What [`tls_init`] makes.
+#[derive(Debug, Clone)]
+pub struct TlsInit<'a> {
+    /// The node directory to create: ca.pem (the CA's certificate, to
+    /// trust), node.pem and node.key. Never the CA's key.
+    pub node_dir: &'a Path,
+    /// The CA's directory (ca.pem, ca.key): used if it holds a CA, made
+    /// (0700) with a new CA if not. Keep it off the nodes.
+    pub ca_dir: &'a Path,
+    /// This node's name, its certificate's common name: one identity per
+    /// node (every node certificate also names [`SERVER_NAME`], which
+    /// peers check, so peers are identified by their CA).
+    pub node_name: &'a str,
+    /// How long the node certificate is valid, from now.
+    pub days: u32,
+}
+
+/// Validity of a new CA.
+const CA_DAYS: i64 = 3650;
+
+/// Creates a node directory ([`TlsInit`]), with a new CA in the CA
+/// directory if it holds none. Refuses to overwrite any file. Returns
+/// whether the CA was new.
+pub fn tls_init(init: &TlsInit<'_>) -> Result<bool, LinkError> {
+    let dir = init.node_dir;
+    for name in ["ca.pem", "node.key", "node.pem", "ca.key"] {
         let path = dir.join(name);
         if path.symlink_metadata().is_ok() {
             return Err(LinkError::bad_file(
@@ -237,43 +253,61 @@ pub fn tls_init(dir: &Path, ca_from: Option<&Path>) -> Result<(), LinkError> {
             ));
         }
     }
-    let (ca_pem, ca_key) = match ca_from {
-        Some(src) => (
-            read_text(&src.join("ca.pem"))?,
-            read_ca_key(&src.join("ca.key"))?,
-        ),
-        None => {
-            let key = KeyPair::generate()?;
-            (ca_params().self_signed(&key)?.pem(), key)
-        }
+    if init.days == 0 || init.node_name.is_empty() || init.node_name.len() > 64 {
+        return Err(LinkError::bad_file(
+            dir,
+            "needs a node name of 1 to 64 bytes and a validity of at least a day",
+        ));
+    }
+    let ca_pem_path = init.ca_dir.join("ca.pem");
+    let ca_key_path = init.ca_dir.join("ca.key");
+    let new_ca = ca_key_path.symlink_metadata().is_err();
+    let (ca_pem, ca_key) = if new_ca {
+        let key = KeyPair::generate()?;
+        let mut params = ca_params();
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::hours(1);
+        params.not_after = now + time::Duration::days(CA_DAYS);
+        (params.self_signed(&key)?.pem(), key)
+    } else {
+        (read_text(&ca_pem_path)?, read_ca_key(&ca_key_path)?)
     };
     let node_key = KeyPair::generate()?;
-    let node_pem = node_params()?
+    let node_pem = node_params(init.node_name, init.days)?
         .signed_by(&node_key, &Issuer::new(ca_params(), &ca_key))?
         .pem();
-    verify_issued(&ca_pem, &node_pem, ca_from)?;
+    verify_issued(&ca_pem, &node_pem, init.ca_dir)?;
 
-    if !dir.exists() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(LinkError::io(format!("creating {}", dir.display())))?;
+    if new_ca {
+        make_dir(init.ca_dir)?;
+        write_new(&ca_key_path, ca_key.serialize_pem().as_bytes(), 0o600)?;
+        write_new(&ca_pem_path, ca_pem.as_bytes(), 0o644)?;
+        sync_dir(init.ca_dir)?;
     }
+    make_dir(dir)?;
     write_new(&dir.join("ca.pem"), ca_pem.as_bytes(), 0o644)?;
-    if ca_from.is_none() {
-        write_new(
-            &dir.join("ca.key"),
-            ca_key.serialize_pem().as_bytes(),
-            0o600,
-        )?;
-    }
     write_new(
         &dir.join("node.key"),
         node_key.serialize_pem().as_bytes(),
         0o600,
     )?;
     write_new(&dir.join("node.pem"), node_pem.as_bytes(), 0o644)?;
+    sync_dir(dir)?;
+    Ok(new_ca)
+}
+
+fn make_dir(dir: &Path) -> Result<(), LinkError> {
+    if dir.exists() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(LinkError::io(format!("creating {}", dir.display())))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), LinkError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(LinkError::io(format!("syncing {}", dir.display())))
@@ -292,11 +326,12 @@ fn ca_params() -> CertificateParams {
     params
 }
 
-fn node_params() -> Result<CertificateParams, LinkError> {
+fn node_params(name: &str, days: u32) -> Result<CertificateParams, LinkError> {
     let mut params = CertificateParams::new(vec![SERVER_NAME.to_string()])?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "lockstep node");
+    params.distinguished_name.push(DnType::CommonName, name);
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(i64::from(days));
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![
         ExtendedKeyUsagePurpose::ServerAuth,
@@ -317,8 +352,7 @@ fn read_ca_key(path: &Path) -> Result<KeyPair, LinkError> {
 
 /// Checks that the new node certificate chains to `ca_pem`: it does not if
 /// the source directory's ca.key and ca.pem do not belong together.
-fn verify_issued(ca_pem: &str, node_pem: &str, ca_from: Option<&Path>) -> Result<(), LinkError> {
-    let src = ca_from.unwrap_or(Path::new("."));
+fn verify_issued(ca_pem: &str, node_pem: &str, src: &Path) -> Result<(), LinkError> {
     let ca_path = src.join("ca.pem");
     let bad = |reason: String| LinkError::bad_file(&ca_path, reason);
     let mut roots = RootCertStore::empty();

@@ -1,6 +1,6 @@
 use link::{
-    accept, connect, tls_init, Frame, Link, LinkConfig, LinkError, LinkReceiver, LinkSender,
-    Received, TlsIdentity, FRAME_HEADER_LEN, HIGH_WATER,
+    accept, connect, Frame, Link, LinkConfig, LinkError, LinkReceiver, LinkSender, Received,
+    TlsIdentity, FRAME_HEADER_LEN, HIGH_WATER,
 };
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -40,11 +40,28 @@ fn pair(tls: Option<(&TlsIdentity, &TlsIdentity)>) -> (Link, Link) {
     (client.unwrap(), server.unwrap())
 }
 
-/// Two hosts sharing a CA, the second made with `ca_from`.
+/// `tls-init` of a node directory with the CA in `ca` (made if new).
+fn init(node: &Path, ca: &Path) -> Result<bool, LinkError> {
+    link::tls_init(&link::TlsInit {
+        node_dir: node,
+        ca_dir: ca,
+        node_name: "test-node",
+        days: 365,
+    })
+}
+
+/// Where the tests keep the CA of the node directory `node`.
+fn ca_of(node: &Path) -> std::path::PathBuf {
+    let mut name = node.as_os_str().to_owned();
+    name.push("-ca");
+    name.into()
+}
+
+/// Two hosts sharing a CA.
 fn two_hosts(root: &Path) -> (TlsIdentity, TlsIdentity) {
     let (a, b) = (root.join("a"), root.join("b"));
-    tls_init(&a, None).unwrap();
-    tls_init(&b, Some(&a)).unwrap();
+    init(&a, &ca_of(&a)).unwrap();
+    init(&b, &ca_of(&a)).unwrap();
     (
         TlsIdentity::load(&a).unwrap(),
         TlsIdentity::load(&b).unwrap(),
@@ -388,8 +405,8 @@ fn mixed_dir(dir: &Path, trusted: &[&Path], node: &Path) -> TlsIdentity {
 fn tls_refuses_a_client_from_another_ca() {
     let root = tempfile::tempdir().unwrap();
     let (one, two) = (root.path().join("one"), root.path().join("two"));
-    tls_init(&one, None).unwrap();
-    tls_init(&two, None).unwrap();
+    init(&one, &ca_of(&one)).unwrap();
+    init(&two, &ca_of(&two)).unwrap();
     let server = TlsIdentity::load(&one).unwrap();
     // The client trusts the server's CA, but its own certificate is from another.
     let client = mixed_dir(&root.path().join("client"), &[&one, &two], &two);
@@ -412,8 +429,8 @@ fn tls_refuses_a_client_from_another_ca() {
 fn tls_refuses_a_server_from_another_ca() {
     let root = tempfile::tempdir().unwrap();
     let (one, two) = (root.path().join("one"), root.path().join("two"));
-    tls_init(&one, None).unwrap();
-    tls_init(&two, None).unwrap();
+    init(&one, &ca_of(&one)).unwrap();
+    init(&two, &ca_of(&two)).unwrap();
     let client = TlsIdentity::load(&one).unwrap();
     let server = mixed_dir(&root.path().join("server"), &[&one, &two], &two);
     let (c, s) = failing_pair(CONFIG, CONFIG, Some(&client), Some(&server));
@@ -458,7 +475,7 @@ fn load_error(dir: &Path) -> String {
 fn missing_or_garbage_files_are_named() {
     let root = tempfile::tempdir().unwrap();
     let good = root.path().join("good");
-    tls_init(&good, None).unwrap();
+    init(&good, &ca_of(&good)).unwrap();
     let dir = root.path().join("bad");
     std::fs::create_dir(&dir).unwrap();
 
@@ -502,13 +519,13 @@ fn missing_or_garbage_files_are_named() {
     assert!(err.ends_with("node.key: holds no PEM private key"), "{err}");
 
     // A key that does not belong to the certificate.
-    std::fs::copy(good.join("ca.key"), dir.join("node.key")).unwrap();
+    std::fs::copy(ca_of(&good).join("ca.key"), dir.join("node.key")).unwrap();
     let err = load_error(&dir);
     assert!(err.contains("node.key: is not the key of"), "{err}");
 
     // A node certificate from another CA.
     let other = root.path().join("other");
-    tls_init(&other, None).unwrap();
+    init(&other, &ca_of(&other)).unwrap();
     std::fs::copy(other.join("node.pem"), dir.join("node.pem")).unwrap();
     std::fs::copy(other.join("node.key"), dir.join("node.key")).unwrap();
     let err = load_error(&dir);
@@ -523,16 +540,23 @@ fn tls_init_makes_private_keys_and_joins_hosts() {
     use std::os::unix::fs::PermissionsExt;
     let root = tempfile::tempdir().unwrap();
     let (a, b) = (root.path().join("a"), root.path().join("b"));
-    tls_init(&a, None).unwrap();
-    tls_init(&b, Some(&a)).unwrap();
+    init(&a, &ca_of(&a)).unwrap();
+    init(&b, &ca_of(&a)).unwrap();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    for key in [a.join("ca.key"), a.join("node.key"), b.join("node.key")] {
+    for key in [
+        ca_of(&a).join("ca.key"),
+        a.join("node.key"),
+        b.join("node.key"),
+    ] {
         assert_eq!(mode(&key), 0o600, "{}", key.display());
     }
-    assert!(
-        !b.join("ca.key").exists(),
-        "the CA key must stay on the first host"
-    );
+    assert_eq!(mode(&ca_of(&a)), 0o700);
+    for node in [&a, &b] {
+        assert!(
+            !node.join("ca.key").exists(),
+            "the CA key stays out of node directories"
+        );
+    }
     assert_eq!(
         std::fs::read(a.join("ca.pem")).unwrap(),
         std::fs::read(b.join("ca.pem")).unwrap()
@@ -558,12 +582,12 @@ fn tls_init_makes_private_keys_and_joins_hosts() {
     assert_eq!(expect_frame(&mut s_rx).payload, b"joined");
 
     let before = std::fs::read(a.join("node.key")).unwrap();
-    let err = tls_init(&a, None).unwrap_err().to_string();
+    let err = init(&a, &ca_of(&a)).unwrap_err().to_string();
     assert!(
         err.contains("already exists; refusing to overwrite it"),
         "{err}"
     );
-    let err = tls_init(&b, Some(&a)).unwrap_err().to_string();
+    let err = init(&b, &ca_of(&a)).unwrap_err().to_string();
     assert!(err.contains("already exists"), "{err}");
     assert_eq!(std::fs::read(a.join("node.key")).unwrap(), before);
 }
@@ -576,21 +600,63 @@ fn tls_init_checks_the_source_ca() {
         root.path().join("two"),
         root.path().join("mixed"),
     );
-    tls_init(&one, None).unwrap();
-    tls_init(&two, None).unwrap();
+    init(&one, &ca_of(&one)).unwrap();
+    init(&two, &ca_of(&two)).unwrap();
     std::fs::create_dir(&mixed).unwrap();
-    std::fs::copy(one.join("ca.pem"), mixed.join("ca.pem")).unwrap();
-    std::fs::copy(two.join("ca.key"), mixed.join("ca.key")).unwrap();
+    std::fs::copy(ca_of(&one).join("ca.pem"), mixed.join("ca.pem")).unwrap();
+    std::fs::copy(ca_of(&two).join("ca.key"), mixed.join("ca.key")).unwrap();
     let target = root.path().join("target");
-    let err = tls_init(&target, Some(&mixed)).unwrap_err().to_string();
+    let err = init(&target, &mixed).unwrap_err().to_string();
     assert!(
         err.contains("does not match") && err.contains("ca.key"),
         "{err}"
     );
     assert!(!target.exists());
 
-    let err = tls_init(&target, Some(&root.path().join("nowhere")))
-        .unwrap_err()
-        .to_string();
+    // A CA directory with a key but no certificate.
+    let nowhere = root.path().join("nowhere");
+    std::fs::create_dir(&nowhere).unwrap();
+    std::fs::copy(ca_of(&one).join("ca.key"), nowhere.join("ca.key")).unwrap();
+    let err = init(&target, &nowhere).unwrap_err().to_string();
     assert!(err.contains("nowhere/ca.pem"), "{err}");
+}
+
+/// Node certificates carry the node's own name and expire after the days
+/// asked for (read back with openssl).
+#[test]
+fn node_certificates_name_the_node_and_expire() {
+    let root = tempfile::tempdir().unwrap();
+    let (node, ca) = (root.path().join("n"), root.path().join("ca"));
+    link::tls_init(&link::TlsInit {
+        node_dir: &node,
+        ca_dir: &ca,
+        node_name: "host-b",
+        days: 30,
+    })
+    .unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-checkend"])
+        .arg((29 * 86400).to_string())
+        .arg("-in")
+        .arg(node.join("node.pem"))
+        .output()
+        .expect("run openssl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("CN = host-b"), "{text}");
+    assert!(out.status.success(), "valid for 29 more days: {text}");
+    let later = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-checkend"])
+        .arg((31 * 86400).to_string())
+        .arg("-in")
+        .arg(node.join("node.pem"))
+        .output()
+        .expect("run openssl");
+    assert!(!later.status.success(), "expired within 31 days");
+    let bad = link::tls_init(&link::TlsInit {
+        node_dir: &root.path().join("m"),
+        ca_dir: &ca,
+        node_name: "",
+        days: 30,
+    });
+    assert!(bad.is_err());
 }

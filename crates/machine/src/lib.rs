@@ -21,7 +21,7 @@ pub mod virtio;
 pub use clock::INSTRUCTIONS_PER_TICK;
 pub use images::{CorruptImages, ImageBytes};
 pub use io::{CaptureOutput, Input, NullOutput, Output, OutputEvent};
-pub use machine::{BootImages, Machine, MachineConfig, MachineError, Step, QUANTUM};
+pub use machine::{BootImages, Machine, MachineConfig, MachineError, Step, MAX_MEMORY, QUANTUM};
 pub use runner::{
     Credit, CreditPool, HostEvent, Journal, JournalError, Pacing, RunEnd, RunError, Runner,
     NS_PER_TICK,

@@ -2,6 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::codec::Encoder;
@@ -37,9 +38,12 @@ impl LogWriter<File> {
             let context = format!("{what} {}", path.display());
             move |source| WriteError::Io { context, source }
         };
+        // A log holds the VM's RNG seed and every keystroke: 0600, and
+        // never through a link (create_new refuses an existing one).
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(path)
             .map_err(io_error("cannot create"))?;
         file.write_all(&header.encode())
