@@ -90,7 +90,7 @@ fn bind(path: &Path) -> Result<UnixListener, Box<dyn Error>> {
             .mode(0o700)
             .create(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        check_private_dir(dir)?;
+        check_private_dir(dir, dir == crate::ft::default_control_dir())?;
     }
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -128,9 +128,10 @@ fn bind(path: &Path) -> Result<UnixListener, Box<dyn Error>> {
     Ok(listener)
 }
 
-/// `dir` must be a real directory (not a link) owned by this user with no
-/// access for group or others.
-pub fn check_private_dir(dir: &Path) -> Result<(), String> {
+/// `dir` must be a real directory (not a link) owned by this user that no
+/// one else can write; the default directory (shared `/tmp`'s fallback)
+/// must be exactly 0700, as this side makes it.
+pub fn check_private_dir(dir: &Path, default: bool) -> Result<(), String> {
     let meta = std::fs::symlink_metadata(dir)
         .map_err(|e| format!("cannot inspect {}: {e}", dir.display()))?;
     let uid = rustix::process::getuid().as_raw();
@@ -148,11 +149,17 @@ pub fn check_private_dir(dir: &Path) -> Result<(), String> {
             meta.uid()
         ));
     }
-    if meta.mode() & 0o077 != 0 {
+    let others = if default { 0o077 } else { 0o022 };
+    if meta.mode() & others != 0 {
         return Err(format!(
-            "{} has mode {:o}; a control socket's directory must be 0700 (chmod 700 it)",
+            "{} has mode {:o}; a control socket's directory must be {} (chmod 700 it)",
             dir.display(),
-            meta.mode() & 0o7777
+            meta.mode() & 0o7777,
+            if default {
+                "0700"
+            } else {
+                "writable by its owner only"
+            }
         ));
     }
     Ok(())
@@ -271,5 +278,34 @@ pub fn request(path: &Path, command: &str) -> Result<ExitCode, Box<dyn Error>> {
             "the VM closed its control socket without an answer (last line {last:?})"
         )
         .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_private_dir;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn control_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mode = |m| std::fs::set_permissions(d, std::fs::Permissions::from_mode(m)).unwrap();
+        mode(0o700);
+        assert!(check_private_dir(d, true).is_ok());
+        mode(0o755);
+        assert!(check_private_dir(d, false).is_ok());
+        assert!(check_private_dir(d, true)
+            .unwrap_err()
+            .contains("has mode 755"));
+        mode(0o777);
+        assert!(check_private_dir(d, false)
+            .unwrap_err()
+            .contains("has mode 777"));
+        let link = d.join("link");
+        std::os::unix::fs::symlink(d, &link).unwrap();
+        assert!(check_private_dir(&link, false)
+            .unwrap_err()
+            .contains("symbolic link"));
     }
 }

@@ -280,16 +280,18 @@ fn host_name() -> String {
 
 /// `--control`, or the default for the VM called `name`.
 fn control_path(control: Option<PathBuf>, name: &str) -> PathBuf {
-    control.unwrap_or_else(|| {
-        let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
-            Some(dir) if PathBuf::from(&dir).is_absolute() => PathBuf::from(dir).join("lockstep"),
-            _ => PathBuf::from(format!(
-                "/tmp/lockstep-{}",
-                rustix::process::getuid().as_raw()
-            )),
-        };
-        dir.join(format!("{name}.sock"))
-    })
+    control.unwrap_or_else(|| default_control_dir().join(format!("{name}.sock")))
+}
+
+/// `$XDG_RUNTIME_DIR/lockstep`, else `/tmp/lockstep-UID`.
+pub fn default_control_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if PathBuf::from(&dir).is_absolute() => PathBuf::from(dir).join("lockstep"),
+        _ => PathBuf::from(format!(
+            "/tmp/lockstep-{}",
+            rustix::process::getuid().as_raw()
+        )),
+    }
 }
 
 /// An FT-capable VM: its journal for the runner, and the services that

@@ -183,7 +183,7 @@ fn a_forged_8_gib_snapshot_is_refused_without_allocating() {
     assert!(err.contains("index") && err.contains("at most"), "{err}");
 }
 
-/// A control directory another user owns, or that others may enter, is
+/// A control directory another user owns, or that others may write, is
 /// refused (the VM runs on without a control socket and says why).
 #[test]
 fn a_control_directory_of_another_user_or_mode_is_refused() {
