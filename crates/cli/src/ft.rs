@@ -165,7 +165,7 @@ struct FtVm {
 fn config(opts: &FtOptions) -> FtConfig {
     FtConfig {
         timeout: Duration::from_millis(opts.timeout_ms),
-        max_lag: opts.max_lag_ms.saturating_mul(::ft::INSTRUCTIONS_PER_MS),
+        max_lag_ms: opts.max_lag_ms,
         ..FtConfig::default()
     }
 }
@@ -350,7 +350,8 @@ pub fn describe_update(update: &SyncUpdate) -> Option<String> {
 
 /// The log channel's traffic: bytes, and bits per host and guest second.
 pub fn describe_log(s: &Status) -> String {
-    let guest_s = s.log_instructions as f64 / (::ft::INSTRUCTIONS_PER_MS as f64 * 1e3);
+    let per_ms = s.instructions_per_tick.per_ms() as f64;
+    let guest_s = s.log_instructions as f64 / (per_ms * 1e3);
     let kbit = |secs: f64| {
         if secs > 0.0 {
             s.log_bytes as f64 * 8.0 / secs / 1e3
@@ -376,7 +377,8 @@ pub fn describe_status(s: &Status) -> String {
         Protection::Protected { backup } => format!("protected by {backup}"),
         Protection::Fenced(why) => format!("halted ({why})"),
     };
-    let ms = |instructions: u64| instructions as f64 / ::ft::INSTRUCTIONS_PER_MS as f64;
+    let per_ms = s.instructions_per_tick.per_ms() as f64;
+    let ms = |instructions: u64| instructions as f64 / per_ms;
     format!(
         "role: primary\nprotection: {protection}\narbiter generation: {}\nicount: {}\n\
          backup lag: {:.1} ms of guest time ({} instructions; flow control at {:.0} ms)\n\

@@ -93,6 +93,7 @@ impl Guest {
             boot_wall_ns,
             vmgenid: VMGENID,
             virtio: vec![VirtioSpec::Rng { seed: SEED }],
+            instructions_per_tick: machine::InstructionsPerTick::DEFAULT,
         };
         let output = SharedCapture::default();
         let machine = Machine::new(config, Box::new(output.clone())).expect("build the machine");

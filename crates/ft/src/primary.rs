@@ -124,6 +124,10 @@ pub struct VmShape {
 
 struct Shared {
     config: FtConfig,
+    /// The VM's clock rate.
+    rate: machine::InstructionsPerTick,
+    /// `config.max_lag_ms` in instructions at that rate.
+    max_lag: u64,
     arbiter: Arbiter,
     tls: Option<TlsIdentity>,
     shape: VmShape,
@@ -185,6 +189,8 @@ pub struct Status {
     pub lag: u64,
     /// Flow control's limit on `lag`.
     pub max_lag: u64,
+    /// The VM's clock rate (turns instructions into guest time).
+    pub instructions_per_tick: machine::InstructionsPerTick,
     pub held_outputs: usize,
     pub held_bytes: usize,
     /// Log bytes sent to the current (or last) backup since it began
@@ -252,7 +258,10 @@ pub fn protectable(
         None => arbiter.generation()?,
     };
     let sink = machine.replace_output(Box::new(machine::NullOutput));
+    let rate = machine.config().instructions_per_tick;
     let shared = Arc::new(Shared {
+        max_lag: config.max_lag_ms.saturating_mul(rate.per_ms()),
+        rate,
         config,
         arbiter,
         tls,
@@ -345,7 +354,8 @@ impl FtPrimary {
             } else {
                 0
             },
-            max_lag: s.config.max_lag,
+            max_lag: s.max_lag,
+            instructions_per_tick: s.rate,
             held_outputs: hold.queue.len(),
             held_bytes: hold.queue.iter().map(|(_, h)| h.len()).sum(),
             log_bytes,
@@ -409,6 +419,7 @@ impl FtPrimary {
             vm_uuid: s.shape.vm_uuid,
             images_len: s.shape.images_len,
             memory: s.shape.memory,
+            instructions_per_tick: s.rate,
             disks: s.shape.disks.clone(),
             setup: s.shape.setup.clone(),
         };
@@ -684,7 +695,7 @@ impl PrimaryJournal {
     /// would take that long to go live). Never longer than the failure
     /// timeout at a time: failure detection is the ack thread's business.
     fn wait_for_backup(&self, icount: u64) {
-        let max_lag = self.shared.config.max_lag;
+        let max_lag = self.shared.max_lag;
         let lagging =
             || icount.saturating_sub(self.shared.backup_executed.load(Ordering::Acquire)) > max_lag;
         if !lagging() {

@@ -27,6 +27,7 @@ fn spinning_machine() -> Machine {
         boot_wall_ns: 0,
         vmgenid: [0; 16],
         virtio: Vec::new(),
+        instructions_per_tick: machine::InstructionsPerTick::DEFAULT,
     };
     Machine::new(config, Box::new(NullOutput)).expect("build the machine")
 }
@@ -73,6 +74,7 @@ fn sync_spinning_machine(
             vm_uuid: [1; 16],
             images_len: images.len() as u64,
             memory: 16 << 20,
+            instructions_per_tick: machine::InstructionsPerTick::DEFAULT,
             disks: Vec::new(),
             setup: Vec::new(),
         }),
@@ -371,6 +373,7 @@ fn another_lockstep_version_is_refused() {
                 vm_uuid: [1; 16],
                 images_len: 0,
                 memory: 16 << 20,
+                instructions_per_tick: machine::InstructionsPerTick::DEFAULT,
                 disks: Vec::new(),
                 setup: Vec::new(),
             }),

@@ -18,9 +18,14 @@ pub mod snapshot;
 pub mod tracked_disk;
 pub mod virtio;
 
-pub use clock::INSTRUCTIONS_PER_TICK;
+pub use clock::{
+    InstructionsPerTick, DEFAULT_INSTRUCTIONS_PER_TICK, LEGACY_INSTRUCTIONS_PER_TICK,
+    MAX_INSTRUCTIONS_PER_TICK,
+};
 pub use images::{CorruptImages, ImageBytes};
 pub use io::{CaptureOutput, Input, NullOutput, Output, OutputEvent};
 pub use machine::{BootImages, Machine, MachineConfig, MachineError, Step, QUANTUM};
-pub use runner::{HostEvent, Journal, JournalError, Pacing, RunEnd, RunError, Runner, NS_PER_TICK};
+pub use runner::{
+    HostEvent, Journal, JournalError, Pacing, PacingStats, RunEnd, RunError, Runner, NS_PER_TICK,
+};
 pub use virtio::VirtioSpec;

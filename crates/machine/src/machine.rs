@@ -8,7 +8,7 @@
 //! which the host-side runner decides.
 
 use crate::board::{Board, Devices};
-use crate::clock::Clock;
+use crate::clock::{Clock, InstructionsPerTick};
 use crate::devices::Finish;
 use crate::fdt::{self, FdtConfig};
 use crate::hash::{self, RamHasher};
@@ -68,6 +68,9 @@ pub struct MachineConfig {
     /// virtio devices, one per slot from slot 0. Each `Block` takes the
     /// next disk handed to [`Machine::with_disks`].
     pub virtio: Vec<VirtioSpec>,
+    /// Guest time's rate: retired instructions per `mtime` tick (see
+    /// [`crate::clock`]).
+    pub instructions_per_tick: InstructionsPerTick,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,7 +167,7 @@ impl Machine {
         let (ram, rom) = load_images(&config)?;
         let board = Board {
             devices: Devices::new(config.cpus, config.boot_wall_ns, config.vmgenid, virtio),
-            clock: Clock::new(0),
+            clock: Clock::new(0, config.instructions_per_tick),
             rom,
             output,
             icount_base: 0,
@@ -198,7 +201,7 @@ impl Machine {
         self.board.rom = rom;
         self.board.devices =
             Devices::new(self.config.cpus, self.config.boot_wall_ns, vmgenid, virtio);
-        self.board.clock = Clock::new(self.icount);
+        self.board.clock = Clock::new(self.icount, self.config.instructions_per_tick);
         self.board.finish = None;
         self.harts = (0..self.config.cpus).map(|h| Hart::new(h as u64)).collect();
         self.current = 0;
