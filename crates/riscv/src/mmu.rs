@@ -214,7 +214,9 @@ fn check_leaf_permissions(pte: u64, mstatus: u64, access: Access, eff: Priv) -> 
 /// same decision, so the page may be cached in the TLB.
 pub fn pmp_check_page(csrs: &Csrs, pa: u64, access: Access, eff: Priv) -> (bool, bool) {
     let page = pa & !0xfff;
-    let page_end = page + 0x1000;
+    // The last page of the address space ends at 2^64: saturate (PMP
+    // ranges end far below, so no comparison changes).
+    let page_end = page.saturating_add(0x1000);
     let mut clean = true;
     let mut prev_top = 0u64;
     for i in 0..PMP_ENTRIES {
