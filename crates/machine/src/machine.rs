@@ -142,6 +142,9 @@ pub struct Machine {
     pub(crate) turn_retired: u64,
     /// RAM's part of the state hash, kept up to date incrementally.
     pub(crate) ram_hasher: RamHasher,
+    /// The harts may use the interpreter's fast loop (not state: the
+    /// results are the same; see [`Machine::set_fast_path`]).
+    pub(crate) fast_path: bool,
 }
 
 impl Machine {
@@ -185,7 +188,17 @@ impl Machine {
             current: 0,
             turn_retired: 0,
             ram_hasher: RamHasher::new(),
+            fast_path: true,
         })
+    }
+
+    /// Let the harts use the interpreter's fast loop (the default) or only
+    /// its general loop, now and after resets. Not part of the machine:
+    /// both compute the same, to the instruction and the state hash; the
+    /// general loop alone is the reference tests compare with.
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_path = on;
+        self.harts.iter_mut().for_each(|h| h.set_fast_path(on));
     }
 
     /// Restart from the boot images, as after power-on. The icount keeps
@@ -204,6 +217,7 @@ impl Machine {
         self.board.clock = Clock::new(self.icount, self.config.instructions_per_tick);
         self.board.finish = None;
         self.harts = (0..self.config.cpus).map(|h| Hart::new(h as u64)).collect();
+        self.set_fast_path(self.fast_path);
         self.current = 0;
         self.turn_retired = 0;
         Ok(())

@@ -1258,6 +1258,7 @@ impl Machine {
             current: state.current as usize,
             turn_retired: state.turn_retired,
             ram_hasher: RamHasher::new(),
+            fast_path: true,
         };
         if options.verify {
             let hash = machine
