@@ -16,13 +16,16 @@
 //! same `load_hit`/`store_hit` as the general path). It stops *before*
 //! any other instruction (CSR, system, atomic, floating point, not yet
 //! decoded, illegal), any load or store that misses, and when pc leaves
-//! the page, so that the general loop executes it with all its checks,
+//! for a page the fetch TLB does not hit (on a hit it moves to that page's
+//! decoded code, as `fetch_slow` would), so that the general loop executes
+//! it with all its checks,
 //! traps and yields; none of those can happen in here, so the
 //! instruction boundaries, retired counts and state are the same.
 
-use super::Hart;
-use crate::decode::{Insn, Op};
-use crate::ram::Ram;
+use super::{Hart, PagePtr};
+use crate::decode::{self, DecodedPage, Insn, Op};
+use crate::mmu::{tlb_index, tlb_tag};
+use crate::ram::{Ram, PAGE_SHIFT};
 
 impl Hart {
     /// Run from `pc`, which must be on the current fetch page with its code
@@ -30,20 +33,28 @@ impl Hart {
     /// the general loop; returns the pc to continue at.
     #[inline(never)]
     pub(super) fn run_fast(&mut self, ram: &mut Ram, mut pc: u64) -> u64 {
-        let page = self.fetch_ptr.0 as *const Insn;
-        let page_va = self.fetch_va;
+        let mut page = self.fetch_ptr.0 as *const Insn;
+        let mut page_va = self.fetch_va;
         let epoch = self.fetch_epoch;
         let limit = self.limit;
         let mut retired = self.retired;
         debug_assert!(pc & !0xfff == page_va && ram.code_epoch() == epoch);
         while retired < limit {
-            let off = pc.wrapping_sub(page_va);
+            let mut off = pc.wrapping_sub(page_va);
             if off >= 0x1000 {
-                break;
+                match self.enter_page(ram, pc) {
+                    Some(next_page) => {
+                        page = next_page;
+                        page_va = pc & !0xfff;
+                        off = pc & 0xfff;
+                    }
+                    None => break,
+                }
             }
             // SAFETY: `page` points to the 2048 slots of the decoded page of
-            // `page_va` (taken by `fetch_slow` during this `run`, with this
-            // `ram`), which stays alive while RAM's code epoch is `epoch`:
+            // `page_va` (taken by `fetch_slow` or `enter_page` during this
+            // `run`, with this `ram`), which stays alive while RAM's code
+            // epoch is `epoch`:
             // it was on entry (the caller checked), and every operation
             // below that can change it (a store) is followed by a check
             // that ends the loop before the next read. `off < 0x1000`, so
@@ -133,5 +144,26 @@ impl Hart {
         }
         self.retired = retired;
         pc
+    }
+
+    /// pc left the fetch page: if the fetch TLB has pc's page (a hit, as
+    /// in `fetch_slow`: nothing changes but which page is current), make
+    /// its decoded page the fetch page and return its slots; `None` on a
+    /// miss, for the general loop to translate (and maybe trap).
+    #[inline]
+    fn enter_page(&mut self, ram: &mut Ram, pc: u64) -> Option<*const Insn> {
+        let e = self.tlb.fetch[tlb_index(pc)];
+        if e.tag != tlb_tag(pc, self.priv_mode as u64) {
+            return None;
+        }
+        let index = ((pc & !0xfff).wrapping_add(e.addend) >> PAGE_SHIFT) as usize;
+        let decoded = ram.decoded.get_mut(index)?.get_or_insert_with(decode::new_page);
+        let ptr: *const DecodedPage = &**decoded;
+        self.fetch_ptr = PagePtr(ptr);
+        self.fetch_page = index;
+        self.fetch_va = pc & !0xfff;
+        // Allocating a decoded page does not move the code epoch.
+        self.fetch_epoch = ram.code_epoch();
+        Some(ptr as *const Insn)
     }
 }
