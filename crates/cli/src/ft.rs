@@ -63,7 +63,8 @@ pub struct FtOptions {
     #[arg(long = "ft-timeout", value_name = "MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..))]
     pub timeout_ms: u64,
     /// Flow control: slow the primary while its backup lags more than MS
-    /// milliseconds of guest time behind.
+    /// milliseconds behind (of execution at 160 MIPS, whatever the VM's
+    /// clock rate: the bound is on the backup's catch-up time).
     #[arg(long = "ft-max-lag", value_name = "MS", default_value_t = ::ft::DEFAULT_MAX_LAG_MS, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_lag_ms: u64,
     /// Use mutually authenticated TLS on the FT log channel, with the
@@ -165,7 +166,7 @@ struct FtVm {
 fn config(opts: &FtOptions) -> FtConfig {
     FtConfig {
         timeout: Duration::from_millis(opts.timeout_ms),
-        max_lag_ms: opts.max_lag_ms,
+        max_lag: opts.max_lag_ms.saturating_mul(::ft::INSTRUCTIONS_PER_MS),
         ..FtConfig::default()
     }
 }
@@ -377,8 +378,7 @@ pub fn describe_status(s: &Status) -> String {
         Protection::Protected { backup } => format!("protected by {backup}"),
         Protection::Fenced(why) => format!("halted ({why})"),
     };
-    let per_ms = s.instructions_per_tick.per_ms() as f64;
-    let ms = |instructions: u64| instructions as f64 / per_ms;
+    let ms = |instructions: u64| instructions as f64 / ::ft::INSTRUCTIONS_PER_MS as f64;
     format!(
         "role: primary\nprotection: {protection}\narbiter generation: {}\nicount: {}\n\
          backup lag: {:.1} ms of guest time ({} instructions; flow control at {:.0} ms)\n\

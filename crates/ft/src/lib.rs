@@ -59,9 +59,9 @@
 //!
 //! **Flow control.** The backup also acks within 5 ms whenever its
 //! executed icount moved; the primary pauses (at most `timeout` at a
-//! time) while it is more than `max_lag_ms` of guest time (default 1 s,
-//! counted in instructions at the VM's clock rate) ahead of that, so the backup never has far to catch up
-//! when it must go live.
+//! time) while it is more than `max_lag` instructions (default: 1 s at
+//! [`INSTRUCTIONS_PER_MS`]) ahead of that, so the backup never has far to
+//! catch up when it must go live.
 //!
 //! **Heartbeats and failure.** An empty `Batch` is the primary's heartbeat
 //! and a repeated `Ack` the backup's (`Alive` while it receives the VM,
@@ -104,6 +104,13 @@ use std::time::Duration;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Default flow-control limit on the backup's lag, in ms of guest time.
 pub const DEFAULT_MAX_LAG_MS: u64 = 1000;
+/// Instructions per ms of lag for flow control: the 160 MIPS of the
+/// first clock rate, which is the order of the interpreter's speed. Not the
+/// VM's clock rate: what the lag bounds is how long a backup needs to catch
+/// up before going live, so it counts execution time; at a higher rate a
+/// slower hart's guest time is mostly catch-up warps, which cost nothing to
+/// replay.
+pub const INSTRUCTIONS_PER_MS: u64 = 160_000;
 
 /// Timing of an FT pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,10 +121,9 @@ pub struct FtConfig {
     /// nothing (bounds how far the backup lags behind).
     pub progress_every: Duration,
     /// Flow control: the primary waits while the backup has executed more
-    /// than this many ms of guest time less than it (bounds the failover
-    /// time when the backup's host is slower or busier). Counted in
-    /// instructions at the VM's clock rate (without warps).
-    pub max_lag_ms: u64,
+    /// than this many instructions less than it (bounds the failover time
+    /// when the backup's host is slower or busier).
+    pub max_lag: u64,
     /// Instructions between `Checkpoint` records (state hashes the backup
     /// compares with its own).
     pub checkpoint_every: u64,
@@ -128,7 +134,7 @@ impl Default for FtConfig {
         Self {
             timeout: DEFAULT_TIMEOUT,
             progress_every: Duration::from_millis(5),
-            max_lag_ms: DEFAULT_MAX_LAG_MS,
+            max_lag: DEFAULT_MAX_LAG_MS * INSTRUCTIONS_PER_MS,
             // About 6 s of guest time; a state hash costs a few ms.
             checkpoint_every: 1_000_000_000,
         }

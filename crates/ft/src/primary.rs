@@ -126,8 +126,6 @@ struct Shared {
     config: FtConfig,
     /// The VM's clock rate.
     rate: machine::InstructionsPerTick,
-    /// `config.max_lag_ms` in instructions at that rate.
-    max_lag: u64,
     arbiter: Arbiter,
     tls: Option<TlsIdentity>,
     shape: VmShape,
@@ -260,7 +258,6 @@ pub fn protectable(
     let sink = machine.replace_output(Box::new(machine::NullOutput));
     let rate = machine.config().instructions_per_tick;
     let shared = Arc::new(Shared {
-        max_lag: config.max_lag_ms.saturating_mul(rate.per_ms()),
         rate,
         config,
         arbiter,
@@ -354,7 +351,7 @@ impl FtPrimary {
             } else {
                 0
             },
-            max_lag: s.max_lag,
+            max_lag: s.config.max_lag,
             instructions_per_tick: s.rate,
             held_outputs: hold.queue.len(),
             held_bytes: hold.queue.iter().map(|(_, h)| h.len()).sum(),
@@ -695,7 +692,7 @@ impl PrimaryJournal {
     /// would take that long to go live). Never longer than the failure
     /// timeout at a time: failure detection is the ack thread's business.
     fn wait_for_backup(&self, icount: u64) {
-        let max_lag = self.shared.max_lag;
+        let max_lag = self.shared.config.max_lag;
         let lagging =
             || icount.saturating_sub(self.shared.backup_executed.load(Ordering::Acquire)) > max_lag;
         if !lagging() {

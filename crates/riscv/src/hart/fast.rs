@@ -157,7 +157,10 @@ impl Hart {
             return None;
         }
         let index = ((pc & !0xfff).wrapping_add(e.addend) >> PAGE_SHIFT) as usize;
-        let decoded = ram.decoded.get_mut(index)?.get_or_insert_with(decode::new_page);
+        let decoded = ram
+            .decoded
+            .get_mut(index)?
+            .get_or_insert_with(decode::new_page);
         let ptr: *const DecodedPage = &**decoded;
         self.fetch_ptr = PagePtr(ptr);
         self.fetch_page = index;
