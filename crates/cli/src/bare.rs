@@ -27,6 +27,20 @@ pub struct BareArgs {
     /// Guest RAM size in MiB (at 0x8000_0000).
     #[arg(long, default_value_t = 256)]
     pub memory_mib: u64,
+    /// How to execute: `interp` (the interpreter), `reference` (its general
+    /// loop alone, without the fast loop), or `check` (both in lockstep,
+    /// comparing the hart's state after every slice and RAM at the end).
+    /// The translator (`jit`) does not exist yet.
+    #[arg(long, value_enum, default_value_t = Cpu::Interp)]
+    pub cpu: Cpu,
+}
+
+/// The engine `lockstep bare` runs a program on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Cpu {
+    Interp,
+    Reference,
+    Check,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +76,8 @@ pub enum BareError {
     TrapStorm { pc: u64, cause: u64 },
     #[error("hart waits for an interrupt (wfi at pc {0:#x}) that can never arrive")]
     Deadlock(u64),
+    #[error("--cpu check: the engines diverged by instruction {instret}: {what}")]
+    Diverged { instret: u64, what: String },
 }
 
 /// A loaded bare-metal program.
@@ -189,35 +205,121 @@ pub fn execute(
     let mut bus = BareBus::new();
     hart.set_pc(prog.entry);
     loop {
-        let mtime = bus.now(hart.instret());
-        hart.set_irq(Irq::MachineSoft, bus.clint.msip(0));
-        hart.set_irq(Irq::MachineTimer, bus.clint.timer_pending(0, mtime));
-        // Stop exactly where the timer fires.
-        let deadline = bus.clint.deadline(0);
-        let to_timer = deadline.map_or(u64::MAX, |d| {
-            d.saturating_sub(mtime)
-                .saturating_mul(INSNS_PER_TICK)
-                .max(1)
-        });
-        let left = max.saturating_sub(hart.instret());
-        if left == 0 {
-            return Err(BareError::Budget(max, hart.pc()));
-        }
-        let exit = hart.run(ram, &mut bus, SLICE.min(to_timer).min(left));
-        if let Some(outcome) = poll_htif(ram, prog, console) {
+        if let Some(outcome) = slice(hart, ram, &mut bus, prog, max, console)? {
             return Ok(outcome);
         }
-        match exit {
-            Exit::TrapStorm { pc, cause } => return Err(BareError::TrapStorm { pc, cause }),
-            Exit::Wfi if hart.is_waiting() => match deadline {
-                // Idle skip: jump the clock to the timer deadline.
-                Some(d) => bus.skipped += d.saturating_sub(bus.now(hart.instret())),
-                None if bus.clint.msip(0) => {}
-                None => return Err(BareError::Deadlock(hart.pc())),
-            },
-            _ => {}
+    }
+}
+
+/// `--cpu check`: run the program on two harts with their own RAM and
+/// CLINT, `hart` with the interpreter's fast loop and a second with its
+/// general loop alone (the reference), slice by slice; after every slice
+/// their architectural state (registers, CSRs, privilege, retired count,
+/// reservation, interrupt lines) and how the slice ended must be equal,
+/// and at the end their RAM. Only `hart`'s console output is written.
+pub fn execute_checked(
+    hart: &mut Hart,
+    ram: &mut Ram,
+    prog: &Program,
+    max: u64,
+    console: &mut dyn Write,
+) -> Result<Outcome, BareError> {
+    let mut reference = Hart::new(hart.hartid());
+    reference.set_fast_path(false);
+    let mut reference_ram = Ram::new(ram.base(), ram.size())?;
+    reference_ram.write(ram.base(), ram.as_slice());
+    let (mut bus, mut reference_bus) = (BareBus::new(), BareBus::new());
+    hart.set_pc(prog.entry);
+    reference.set_pc(prog.entry);
+    loop {
+        let ours = slice(hart, ram, &mut bus, prog, max, console);
+        let theirs = slice(
+            &mut reference,
+            &mut reference_ram,
+            &mut reference_bus,
+            prog,
+            max,
+            &mut std::io::sink(),
+        );
+        let same_end = match (&ours, &theirs) {
+            (Ok(a), Ok(b)) => a == b,
+            (Err(a), Err(b)) => a.to_string() == b.to_string(),
+            _ => false,
+        };
+        if !same_end || *hart != reference {
+            return Err(BareError::Diverged {
+                instret: reference.instret(),
+                what: format!(
+                    "the fast loop gave {ours:?} at {hart:?}, the general loop {theirs:?} at {reference:?}{}",
+                    register_difference(hart, &reference)
+                ),
+            });
+        }
+        match ours? {
+            Some(outcome) => {
+                if ram.as_slice() != reference_ram.as_slice() {
+                    return Err(BareError::Diverged {
+                        instret: reference.instret(),
+                        what: "RAM differs at the end".into(),
+                    });
+                }
+                return Ok(outcome);
+            }
+            None => continue,
         }
     }
+}
+
+/// The first register that differs between two harts, if one does.
+fn register_difference(a: &Hart, b: &Hart) -> String {
+    let x = (0..32).find(|&r| a.reg(r) != b.reg(r));
+    let f = (0..32).find(|&r| a.fpr(r) != b.fpr(r));
+    match (x, f) {
+        (Some(r), _) => format!("; x{r} is {:#x} against {:#x}", a.reg(r), b.reg(r)),
+        (None, Some(r)) => format!("; f{r} is {:#x} against {:#x}", a.fpr(r), b.fpr(r)),
+        (None, None) => String::new(),
+    }
+}
+
+/// One slice: at most [`SLICE`] instructions, ending exactly where the
+/// timer fires; the outcome once the program reported one.
+fn slice(
+    hart: &mut Hart,
+    ram: &mut Ram,
+    bus: &mut BareBus,
+    prog: &Program,
+    max: u64,
+    console: &mut dyn Write,
+) -> Result<Option<Outcome>, BareError> {
+    let mtime = bus.now(hart.instret());
+    hart.set_irq(Irq::MachineSoft, bus.clint.msip(0));
+    hart.set_irq(Irq::MachineTimer, bus.clint.timer_pending(0, mtime));
+    // Stop exactly where the timer fires.
+    let deadline = bus.clint.deadline(0);
+    let to_timer = deadline.map_or(u64::MAX, |d| {
+        d.saturating_sub(mtime)
+            .saturating_mul(INSNS_PER_TICK)
+            .max(1)
+    });
+    let left = max.saturating_sub(hart.instret());
+    if left == 0 {
+        return Err(BareError::Budget(max, hart.pc()));
+    }
+    let exit = hart.run(ram, bus, SLICE.min(to_timer).min(left));
+    if let Some(outcome) = poll_htif(ram, prog, console) {
+        return Ok(Some(outcome));
+    }
+    match exit {
+        Exit::TrapStorm { pc, cause } => return Err(BareError::TrapStorm { pc, cause }),
+        Exit::Wfi if hart.is_waiting() => match deadline {
+            // Idle skip: jump the clock to the timer deadline.
+            Some(d) => bus.skipped += d.saturating_sub(bus.now(hart.instret())),
+            None if bus.clint.msip(0) => {}
+            None => return Err(BareError::Deadlock(hart.pc())),
+        },
+        _ => {}
+    }
+    Ok(None)
 }
 
 /// Handle a request in tohost, if any: exit codes and console output.
@@ -250,7 +352,15 @@ pub fn run(args: BareArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut ram = Ram::new(RAM_BASE, args.memory_mib.max(1) << 20)?;
     let prog = load_elf(&args.elf, &mut ram)?;
     let mut hart = Hart::new(0);
-    let outcome = execute(
+    let run = match args.cpu {
+        Cpu::Interp => execute,
+        Cpu::Reference => {
+            hart.set_fast_path(false);
+            execute
+        }
+        Cpu::Check => execute_checked,
+    };
+    let outcome = run(
         &mut hart,
         &mut ram,
         &prog,

@@ -19,11 +19,15 @@ pub struct BenchArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchKind {
-    /// Interpreter speed on a fixed bare-metal loop of ALU ops, loads, stores and branches.
+    /// Interpreter speed on a fixed bare-metal loop of ALU ops, loads, stores and
+    /// branches, and the same loop under QEMU TCG (if installed) in the same run.
     Mips {
         /// Instructions to retire (rounded to whole loop iterations).
         #[arg(long, default_value_t = 1_000_000_000)]
         instructions: u64,
+        /// Skip the QEMU baseline even if QEMU is installed.
+        #[arg(long)]
+        no_qemu: bool,
     },
     /// Sequential write and read throughput of fresh raw and qcow2 scratch disks, under
     /// lockstep and QEMU TCG.
@@ -43,7 +47,10 @@ pub enum BenchKind {
 
 pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match args.what {
-        Some(BenchKind::Mips { instructions }) => mips(instructions),
+        Some(BenchKind::Mips {
+            instructions,
+            no_qemu,
+        }) => mips(instructions, no_qemu),
         Some(BenchKind::Disk(args)) => crate::bench_disk::run(args),
         Some(BenchKind::Net(args)) => crate::bench_net::run(args),
         Some(BenchKind::Record(args)) => crate::bench_record::run(args),
@@ -53,7 +60,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
 }
 
-const LOOP_LEN: u64 = 16;
+/// Instructions per pass of the loop.
+pub const LOOP_LEN: u64 = 16;
 const TOHOST: u64 = RAM_BASE + 0x1000;
 const BUFFER: u64 = RAM_BASE + 0x10_0000;
 
@@ -78,9 +86,28 @@ fn li_addr(rd: u32, addr: u64) -> Vec<u32> {
     v
 }
 
+/// How the benchmark program says it is done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoopExit {
+    /// Write 1 to the HTIF `tohost` word (`lockstep bare`'s convention).
+    Tohost,
+    /// Write "pass" (0x5555) to the SiFive test device of QEMU's `virt`
+    /// board (at the same address on ours), which powers QEMU off.
+    SifiveTest,
+}
+
+/// The SiFive test (poweroff) device on `virt`.
+const SIFIVE_TEST: u64 = 0x10_0000;
+
 /// The benchmark program: `iterations` passes over a 16-instruction loop
 /// body (2 loads, 2 stores, 10 ALU ops, 1 branch), then report to tohost.
 pub fn mips_program(iterations: u32) -> Vec<u32> {
+    mips_program_with(iterations, LoopExit::Tohost)
+}
+
+/// The benchmark program with the given way of saying it is done. The
+/// instructions retired before the exit sequence are the same for both.
+pub fn mips_program_with(iterations: u32, exit: LoopExit) -> Vec<u32> {
     let mut p = Vec::new();
     p.extend(li32(S0, iterations as i32));
     // The counter is unsigned: clear the sign extension of lui.
@@ -107,12 +134,21 @@ pub fn mips_program(iterations: u32) -> Vec<u32> {
     ];
     p.extend(body);
     p.push(bne(S0, 0, -(body.len() as i32) * 4));
-    p.extend(li_addr(T1, TOHOST));
-    p.extend([addi(T0, 0, 1), sd(T0, T1, 0), jal(0, 0)]);
+    match exit {
+        LoopExit::Tohost => {
+            p.extend(li_addr(T1, TOHOST));
+            p.extend([addi(T0, 0, 1), sd(T0, T1, 0), jal(0, 0)]);
+        }
+        LoopExit::SifiveTest => {
+            p.extend(li_addr(T1, SIFIVE_TEST));
+            p.extend(li32(T0, 0x5555));
+            p.extend([sw(T0, T1, 0), jal(0, 0)]);
+        }
+    }
     p
 }
 
-fn mips(instructions: u64) -> Result<ExitCode, Box<dyn std::error::Error>> {
+fn mips(instructions: u64, no_qemu: bool) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let iterations = u32::try_from((instructions / LOOP_LEN).max(1))
         .map_err(|_| "--instructions is too large for the benchmark loop (max 68 billion)")?;
     let mut ram = Ram::new(RAM_BASE, 16 << 20)?;
@@ -134,7 +170,25 @@ fn mips(instructions: u64) -> Result<ExitCode, Box<dyn std::error::Error>> {
         return Err(format!("benchmark program failed: {outcome:?}").into());
     }
     let retired = hart.instret();
+    let ours = retired as f64 / secs / 1e6;
     println!("retired {retired} instructions in {secs:.3} s");
-    println!("{:.0} MIPS", retired as f64 / secs / 1e6);
+    println!("{ours:.0} MIPS");
+    if no_qemu || !crate::bench_mips_qemu::available() {
+        if !no_qemu {
+            eprintln!(
+                "bench: {} is not installed (Debian: qemu-system-misc); no baseline",
+                crate::bench_guest::QEMU
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let q = crate::bench_mips_qemu::measure(iterations)?;
+    let qemu = q.instructions as f64 / q.loop_secs / 1e6;
+    println!(
+        "qemu TCG: {} instructions in {:.3} s ({:.3} s wall, {:.3} s of it QEMU's start and exit, measured with a 1-iteration run)",
+        q.instructions, q.loop_secs, q.wall_secs, q.startup_secs
+    );
+    println!("qemu {qemu:.0} MIPS");
+    println!("ratio {:.3} (lockstep MIPS / QEMU MIPS)", ours / qemu);
     Ok(ExitCode::SUCCESS)
 }

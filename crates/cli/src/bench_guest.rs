@@ -75,6 +75,9 @@ pub struct RunResult {
     pub guest: BTreeMap<String, f64>,
     pub order: Vec<String>,
     pub wall: f64,
+    /// Under lockstep: its MIPS over the run and the host seconds it
+    /// waited because guest time ran ahead (its speed line on stderr).
+    pub speed: Option<(f64, f64)>,
 }
 
 /// A directory under the system temp dir, removed with its contents on drop.
@@ -249,7 +252,7 @@ fn compare(vm: &BenchVm<'_>) -> Result<ExitCode, Box<dyn std::error::Error>> {
 /// Run a VM to completion with no input, collecting its BENCH lines; it
 /// must print `BENCH done` and every name in `required`.
 fn timed(what: &str, mut cmd: Command, required: &[String]) -> Result<RunResult, BenchError> {
-    cmd.stdin(Stdio::null()).stderr(Stdio::null());
+    cmd.stdin(Stdio::null()).stderr(Stdio::piped());
     let start = Instant::now();
     let out = cmd.output().map_err(|source| BenchError::Spawn {
         what: what.into(),
@@ -259,6 +262,9 @@ fn timed(what: &str, mut cmd: Command, required: &[String]) -> Result<RunResult,
     let text = String::from_utf8_lossy(&out.stdout);
     let mut r = parse_bench_lines(&text);
     r.wall = wall;
+    r.speed = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .find_map(crate::run::parse_speed);
     let missing: Vec<&str> = required
         .iter()
         .map(String::as_str)
@@ -321,10 +327,20 @@ fn print_table(ours: &RunResult, qemu: Option<&RunResult>) {
         }
         None => println!("{:<18} {:>14.3}", "wall", ours.wall),
     }
+    if let Some((mips, waited)) = ours.speed {
+        println!("lockstep speed {mips:.1} MIPS; waited {waited:.3} s for real time (clock rate)");
+    }
 }
 
 fn print_json(ours: &RunResult, qemu: Option<&RunResult>) {
-    let obj = |r: &RunResult| serde_json::json!({ "guest": r.guest, "wall": r.wall });
+    let obj = |r: &RunResult| {
+        serde_json::json!({
+            "guest": r.guest,
+            "wall": r.wall,
+            "mips": r.speed.map(|s| s.0),
+            "waited_for_real_time_s": r.speed.map(|s| s.1),
+        })
+    };
     let doc = serde_json::json!({
         "lockstep": obj(ours),
         "qemu": qemu.map(obj),

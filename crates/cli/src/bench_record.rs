@@ -7,8 +7,9 @@
 //!
 //! Guest seconds, for the log's bits per guest second, come from the log
 //! itself: the guest's `mtime` at the end of the run is the last record's
-//! icount / 16 plus every `ClockWarp` the log holds (DESIGN §3.2; the bench
-//! guest powers off without a reset, so `mtime` never restarts). icount / 16
+//! icount / N (N: the VM's instructions per tick, from the setup the log
+//! starts with) plus every `ClockWarp` the log holds (DESIGN §3.2; the bench
+//! guest powers off without a reset, so `mtime` never restarts). icount / N
 //! alone would count only the time the guest spent executing: here the
 //! guest runs slower than real time, and the catch-up warps that keep its
 //! clock with real time are part of its time. The guest's own
@@ -18,9 +19,10 @@
 use crate::bench_guest::{
     ratio, BenchError, BenchVm, GuestBenchArgs, RunResult, Scratch, WORKLOADS,
 };
+use crate::vm::SetupRate;
 use clap::Args;
 use machine::layout::TIMEBASE_HZ;
-use machine::INSTRUCTIONS_PER_TICK;
+use replay::Control;
 use replay::{Input, LogReader, ReadError, RecordKind, TailPolicy};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -57,6 +59,8 @@ pub enum RecordBenchError {
     Workloads { plain: String, recorded: String },
     #[error("replaying {log} diverged: {message}")]
     Diverged { log: PathBuf, message: String },
+    #[error("{path}: the log does not start with a VM setup naming its clock rate")]
+    NoRate { path: PathBuf },
     #[error("replaying {log} failed ({status}): {message}")]
     ReplayFailed {
         log: PathBuf,
@@ -83,6 +87,9 @@ pub struct LogStats {
     pub last_icount: u64,
     /// Sum of all `ClockWarp` inputs, in timebase ticks.
     pub warp_ticks: u64,
+    /// The recorded VM's clock rate, from the setup the log starts with
+    /// (0 if it has none: [`LogStats::read`] refuses such a log).
+    pub instructions_per_tick: u64,
 }
 
 impl LogStats {
@@ -92,7 +99,13 @@ impl LogStats {
             source,
         };
         let reader = LogReader::open(path, TailPolicy::Strict).map_err(log_err)?;
-        LogStats::from_reader(reader).map_err(log_err)
+        let stats = LogStats::from_reader(reader).map_err(log_err)?;
+        if stats.instructions_per_tick == 0 {
+            return Err(RecordBenchError::NoRate {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(stats)
     }
 
     /// Reads every record, checking each as `lockstep replay` does.
@@ -104,8 +117,15 @@ impl LogStats {
             kind.count += 1;
             kind.bytes += reader.offset() - offset;
             offset = reader.offset();
-            if let RecordKind::Input(Input::ClockWarp { ticks }) = record.kind {
-                stats.warp_ticks = stats.warp_ticks.saturating_add(ticks);
+            match &record.kind {
+                RecordKind::Input(Input::ClockWarp { ticks }) => {
+                    stats.warp_ticks = stats.warp_ticks.saturating_add(*ticks);
+                }
+                RecordKind::Control(Control::ConfigChange(setup)) if stats.records == 0 => {
+                    stats.instructions_per_tick = serde_json::from_slice::<SetupRate>(setup)
+                        .map_or(0, |s| s.instructions_per_tick.get());
+                }
+                _ => {}
             }
             stats.records += 1;
         }
@@ -116,7 +136,8 @@ impl LogStats {
 
     /// The guest's `mtime` at the last record, in seconds.
     pub fn guest_seconds(&self) -> f64 {
-        let ticks = (self.last_icount / INSTRUCTIONS_PER_TICK).saturating_add(self.warp_ticks);
+        let rate = self.instructions_per_tick.max(1);
+        let ticks = (self.last_icount / rate).saturating_add(self.warp_ticks);
         ticks as f64 / TIMEBASE_HZ as f64
     }
 
@@ -460,13 +481,14 @@ pub fn log_lines(log: &LogStats, uptime_at_done: Option<f64>) -> String {
     });
     format!(
         "log: {} bytes, {} records: {}\n\
-         guest time: {:.3} s (mtime at the end: icount {} / 16 + {:.3} s of clock warps){uptime}\n\
+         guest time: {:.3} s (mtime at the end: icount {} / {} + {:.3} s of clock warps){uptime}\n\
          log rate: {} per guest second ({:.1} bytes per guest second)\n",
         log.bytes,
         log.records,
         format_kinds(&log.kinds),
         log.guest_seconds(),
         log.last_icount,
+        log.instructions_per_tick,
         log.warp_seconds(),
         format_bit_rate(log.bits_per_guest_second()),
         ratio(log.bytes as f64, log.guest_seconds()),
@@ -612,7 +634,7 @@ mod tests {
         };
         let mut w = LogWriter::new(Vec::new(), &header);
         let records = [
-            (0, RecordKind::Control(Control::ConfigChange(vec![1; 100]))),
+            (0, RecordKind::Control(Control::ConfigChange(setup_json()))),
             (
                 1_600,
                 RecordKind::Input(Input::ClockWarp { ticks: 10_000_000 }),
@@ -644,6 +666,15 @@ mod tests {
             w.append_next(*icount, kind).expect("append");
         }
         w.into_inner().expect("flush")
+    }
+
+    /// A VM setup as the log's first record holds it: JSON with (among
+    /// others) the clock rate, padded to 100 bytes.
+    fn setup_json() -> Vec<u8> {
+        let mut json = br#"{"instructions_per_tick":16,"name":""#.to_vec();
+        json.resize(98, b'x');
+        json.extend_from_slice(br#""}"#);
+        json
     }
 
     fn stats_of(bytes: &[u8]) -> LogStats {

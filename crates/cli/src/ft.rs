@@ -64,7 +64,8 @@ pub struct FtOptions {
     #[arg(long = "ft-timeout", value_name = "MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..))]
     pub timeout_ms: u64,
     /// Flow control: slow the primary while its backup lags more than MS
-    /// milliseconds of guest time behind.
+    /// milliseconds behind (of execution at 160 MIPS, whatever the VM's
+    /// clock rate: the bound is on the backup's catch-up time).
     #[arg(long = "ft-max-lag", value_name = "MS", default_value_t = ::ft::DEFAULT_MAX_LAG_MS, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_lag_ms: u64,
     /// The log channel is mutually authenticated TLS, with this node's
@@ -456,7 +457,8 @@ pub fn describe_update(update: &SyncUpdate) -> Option<String> {
 
 /// The log channel's traffic: bytes, and bits per host and guest second.
 pub fn describe_log(s: &Status) -> String {
-    let guest_s = s.log_instructions as f64 / (::ft::INSTRUCTIONS_PER_MS as f64 * 1e3);
+    let per_ms = s.instructions_per_tick.per_ms() as f64;
+    let guest_s = s.log_instructions as f64 / (per_ms * 1e3);
     let kbit = |secs: f64| {
         if secs > 0.0 {
             s.log_bytes as f64 * 8.0 / secs / 1e3

@@ -5,6 +5,7 @@ mod bench;
 mod bench_disk;
 mod bench_ft;
 mod bench_guest;
+mod bench_mips_qemu;
 mod bench_net;
 mod bench_record;
 mod bench_snapshot;

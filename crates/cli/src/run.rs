@@ -15,7 +15,8 @@ use clap::Args;
 use guest_image::PullOptions;
 use machine::layout::VIRTIO_SLOTS;
 use machine::{
-    BootImages, HostEvent, Input, Machine, Output, OutputEvent, Pacing, RunEnd, Runner, VirtioSpec,
+    BootImages, HostEvent, Input, InstructionsPerTick, Machine, Output, OutputEvent, Pacing,
+    RunEnd, Runner, VirtioSpec,
 };
 use net::FrameTx;
 use replay::session::{SharedWindows, TeeOutput};
@@ -87,8 +88,14 @@ pub struct RunArgs {
     /// Resume a snapshot saved with --save-on-exit, instead of booting. The
     /// VM keeps its CPUs, memory, disks and NIC addresses; give one --net
     /// per NIC it had.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["kernel", "initrd", "firmware", "cpus", "memory", "disks", "rng_seed", "record"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["kernel", "initrd", "firmware", "cpus", "memory", "disks", "rng_seed", "record", "instructions_per_tick"])]
     pub restore: Option<PathBuf>,
+    /// Guest time's rate: retired instructions per tick of the 10 MHz
+    /// timebase (1 to 1000). Guest time keeps up with real time at N × 10
+    /// MIPS; a hart faster than that waits for real time, so N caps the
+    /// speed. Part of the machine (snapshots, logs, FT carry it).
+    #[arg(long, value_name = "N", default_value_t = machine::DEFAULT_INSTRUCTIONS_PER_TICK, value_parser = parse_rate)]
+    pub instructions_per_tick: u64,
     /// With --record: log the machine's state hash every N instructions.
     #[arg(long, value_name = "N", default_value_t = replay::session::CHECKPOINT_EVERY, value_parser = clap::value_parser!(u64).range(1..))]
     pub checkpoint_every: u64,
@@ -192,6 +199,16 @@ fn parse_memory(s: &str) -> Result<u64, String> {
 
 fn parse_name(s: &str) -> Result<String, String> {
     crate::vm::check_name(s).map(|()| s.to_string())
+}
+
+/// A clock rate: instructions per tick, 1 to 1000.
+fn parse_rate(s: &str) -> Result<u64, String> {
+    let n: u64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a whole number of instructions per tick"))?;
+    InstructionsPerTick::new(n)
+        .map(InstructionsPerTick::get)
+        .map_err(|e| e.to_string())
 }
 
 /// `PATH` followed by options `,ro`, `,format=raw|qcow2`, `,backing=any`
@@ -308,6 +325,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         // No console input: the runner sees the channel closed.
         _ => None,
     };
+    let (started, first_icount) = (std::time::Instant::now(), machine.icount());
     let end = loop {
         match runner.run(&mut machine) {
             Ok(RunEnd::SaveRequested) => save(&mut machine, args.save_on_exit.as_deref()),
@@ -315,6 +333,15 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
     };
     drop(_terminal); // restore the terminal before printing anything
+    eprintln!(
+        "{}",
+        describe_speed(
+            machine.icount() - first_icount,
+            started.elapsed(),
+            machine.config().instructions_per_tick,
+            &runner.stats()
+        )
+    );
     machine.flush_disks()?;
     if nics.dropped() > 0 {
         eprintln!(
@@ -348,6 +375,42 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The run's speed and what pacing did, as one line (`lockstep bench`
+/// reads it: [`parse_speed`]).
+pub fn describe_speed(
+    instructions: u64,
+    host: std::time::Duration,
+    rate: InstructionsPerTick,
+    stats: &machine::PacingStats,
+) -> String {
+    let secs = host.as_secs_f64();
+    let mips = if secs > 0.0 {
+        instructions as f64 / secs / 1e6
+    } else {
+        0.0
+    };
+    let ticks_s = |ticks: u64| ticks as f64 / machine::layout::TIMEBASE_HZ as f64;
+    format!(
+        "lockstep: speed: {instructions} instructions in {secs:.3} s ({mips:.1} MIPS); \
+         clock rate {rate} instructions per tick ({} MIPS nominal): waited {:.3} s for real time, \
+         {} catch-up warps ({:.3} s), {} idle skips ({:.3} s)",
+        rate.nominal_mips(),
+        stats.ahead_wait.as_secs_f64(),
+        stats.catch_up_warps,
+        ticks_s(stats.catch_up_ticks),
+        stats.idle_warps,
+        ticks_s(stats.idle_ticks),
+    )
+}
+
+/// The MIPS and the wait for real time of a [`describe_speed`] line.
+pub fn parse_speed(line: &str) -> Option<(f64, f64)> {
+    let rest = line.strip_prefix("lockstep: speed: ")?;
+    let mips = rest.split_once(" s (")?.1.split_once(" MIPS")?.0;
+    let waited = rest.split_once(": waited ")?.1.split_once(" s ")?.0;
+    Some((mips.parse().ok()?, waited.parse().ok()?))
 }
 
 /// Save while running (Ctrl-A s, SIGUSR1); a failure is reported and the
@@ -402,6 +465,7 @@ fn boot(args: &RunArgs, windows: &SharedWindows) -> Result<Built, Box<dyn std::e
         boot_wall_ns: wall_clock_ns(),
         vmgenid: new_vmgenid(),
         macs: nics.macs.iter().map(|m| m.octets()).collect(),
+        instructions_per_tick: InstructionsPerTick::new(args.instructions_per_tick)?,
     };
     let config = setup.machine_config(images, virtio);
     let output: Box<dyn Output> = Box::new(RunOutput {
@@ -743,6 +807,41 @@ impl Escape {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_rates() {
+        assert_eq!(parse_rate("64"), Ok(64));
+        assert_eq!(parse_rate("1"), Ok(1));
+        assert_eq!(parse_rate("1000"), Ok(1000));
+        for bad in ["0", "1001", "-3", "x", ""] {
+            assert!(parse_rate(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse_rate("0").unwrap_err().contains("1 to 1000"));
+    }
+
+    #[test]
+    fn the_speed_line_reads_back() {
+        let stats = machine::PacingStats {
+            ahead_wait: std::time::Duration::from_millis(1250),
+            catch_up_warps: 3,
+            catch_up_ticks: 450_000,
+            idle_warps: 2,
+            idle_ticks: 10_000_000,
+        };
+        let line = describe_speed(
+            2_000_000_000,
+            std::time::Duration::from_secs(10),
+            InstructionsPerTick::DEFAULT,
+            &stats,
+        );
+        assert!(line.contains("(200.0 MIPS)"), "{line}");
+        assert!(
+            line.contains("3 catch-up warps (0.045 s), 2 idle skips (1.000 s)"),
+            "{line}"
+        );
+        assert_eq!(parse_speed(&line), Some((200.0, 1.25)));
+        assert_eq!(parse_speed("lockstep: stopped"), None);
+    }
 
     #[test]
     fn memory_sizes() {

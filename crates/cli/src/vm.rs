@@ -2,7 +2,7 @@
 //! the same machine again (a replay log starts with it).
 
 use crate::run::DiskArg;
-use machine::{BootImages, MachineConfig, VirtioSpec};
+use machine::{BootImages, InstructionsPerTick, MachineConfig, VirtioSpec};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -57,6 +57,14 @@ pub struct VmSetup {
     pub boot_wall_ns: u64,
     pub vmgenid: [u8; 16],
     pub macs: Vec<[u8; 6]>,
+    /// Guest time's rate (`--instructions-per-tick`).
+    pub instructions_per_tick: InstructionsPerTick,
+}
+
+/// The part of a setup that [`crate::bench_record`] reads from a log.
+#[derive(Deserialize)]
+pub struct SetupRate {
+    pub instructions_per_tick: InstructionsPerTick,
 }
 
 impl std::fmt::Debug for VmSetup {
@@ -69,6 +77,7 @@ impl std::fmt::Debug for VmSetup {
             .field("memory", &self.memory)
             .field("disks", &self.disks)
             .field("macs", &self.macs)
+            .field("instructions_per_tick", &self.instructions_per_tick)
             .finish_non_exhaustive()
     }
 }
@@ -86,6 +95,7 @@ impl VmSetup {
             boot_wall_ns: self.boot_wall_ns,
             vmgenid: self.vmgenid,
             virtio,
+            instructions_per_tick: self.instructions_per_tick,
         }
     }
 

@@ -62,12 +62,14 @@ fn build(rel: &str) -> PathBuf {
     elf
 }
 
-/// Runs an ELF under `lockstep bare` with the instruction budget.
+/// Runs an ELF under `lockstep bare` with the instruction budget, with
+/// `--cpu check`: the interpreter's fast loop against its general loop,
+/// compared after every slice (a divergence fails the run).
 fn run_bare(elf: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lockstep"))
         .arg("bare")
         .arg(elf)
-        .args(["--max-instructions", MAX_INSTRUCTIONS])
+        .args(["--max-instructions", MAX_INSTRUCTIONS, "--cpu", "check"])
         .output()
         .unwrap_or_else(|err| panic!("cannot run lockstep bare: {err}"))
 }

@@ -161,7 +161,7 @@ fn a_forged_8_gib_snapshot_is_refused_without_allocating() {
     let len: u64 = 8 << 30;
     let mut p = [0u8; 80];
     p[0..8].copy_from_slice(b"LSTPSNAP");
-    p[8..12].copy_from_slice(&3u32.to_le_bytes());
+    p[8..12].copy_from_slice(&4u32.to_le_bytes());
     p[16..24].copy_from_slice(&80u64.to_le_bytes());
     p[24..32].copy_from_slice(&len.to_le_bytes());
     let h = *blake3::hash(&p[..64]).as_bytes();

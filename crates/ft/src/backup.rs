@@ -319,6 +319,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 struct Receiving {
     assembler: Assembler,
     replicas: Vec<Replica>,
+    /// The clock rate the Hello announced.
+    rate: machine::InstructionsPerTick,
 }
 
 /// A disk replica being written.
@@ -359,6 +361,7 @@ impl Receiving {
         Ok(Receiving {
             assembler,
             replicas,
+            rate: hello.instructions_per_tick,
         })
     }
 
@@ -483,6 +486,13 @@ impl Receiving {
             &options,
         )
         .map_err(|e| format!("the machine received does not restore: {e}"))?;
+        let rate = machine.config().instructions_per_tick;
+        if rate != self.rate {
+            return Err(format!(
+                "the machine received runs at {rate} instructions per tick, the Hello announced {}",
+                self.rate
+            ));
+        }
         // End to end: every RAM page, register and device as the primary
         // hashed them.
         let hash = machine.state_hash().map_err(|e| e.to_string())?;

@@ -3,7 +3,7 @@
 //! over when the primary fails, with no output lost. A running VM takes a
 //! new backup at any time (redundancy restored after a failover).
 //!
-//! # The log channel (protocol version 3)
+//! # The log channel (protocol version 4)
 //!
 //! One connection, opened by the primary: TCP, or TLS with mutual
 //! authentication (both sides present a certificate of one CA; see the
@@ -14,7 +14,7 @@
 //!
 //! | kind | message | direction | payload |
 //! |------|---------|-----------|---------|
-//! | 0x01 | `Hello`   | primary → backup | `vlen: u8, lockstep version, generation: u64, anchor: u64 (UNIX ns of guest mtime 0 on the primary's clock), vm uuid: 16 bytes, images_len: u64, memory: u64, disks: u8, per disk (capacity: u64, read_only: u8), setup (the rest; opaque here)` |
+//! | 0x01 | `Hello`   | primary → backup | `vlen: u8, lockstep version, generation: u64, anchor: u64 (UNIX ns of guest mtime 0 on the primary's clock), vm uuid: 16 bytes, images_len: u64, memory: u64, instructions per tick: u64 (1 to 1000), disks: u8, per disk (capacity: u64, read_only: u8), setup (the rest; opaque here)` |
 //! | 0x02 | `Welcome` | backup → primary | `0x00` accepted, or `0x01` then a UTF-8 reason for refusing |
 //! | 0x03 | `Images`  | primary → backup | `offset: u64`, boot image bytes (firmware ‖ kernel ‖ initrd) |
 //! | 0x04 | `Pages`   | primary → backup | entries of `page index: u32, 4096 bytes` |
@@ -59,9 +59,9 @@
 //!
 //! **Flow control.** The backup also acks within 5 ms whenever its
 //! executed icount moved; the primary pauses (at most `timeout` at a
-//! time) while it is more than `max_lag` instructions (default: 1 s of
-//! guest time) ahead of that, so the backup never has far to catch up
-//! when it must go live.
+//! time) while it is more than `max_lag` instructions (default: 1 s at
+//! [`INSTRUCTIONS_PER_MS`]) ahead of that, so the backup never has far to
+//! catch up when it must go live.
 //!
 //! **Heartbeats and failure.** An empty `Batch` is the primary's heartbeat
 //! and a repeated `Ack` the backup's (`Alive` while it receives the VM,
@@ -105,8 +105,13 @@ use std::time::Duration;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Default flow-control limit on the backup's lag, in ms of guest time.
 pub const DEFAULT_MAX_LAG_MS: u64 = 1000;
-/// Instructions per ms of guest time (mtime's nominal 160 MIPS).
-pub const INSTRUCTIONS_PER_MS: u64 = 10_000 * machine::INSTRUCTIONS_PER_TICK;
+/// Instructions per ms of lag for flow control: the 160 MIPS of the
+/// first clock rate, which is the order of the interpreter's speed. Not the
+/// VM's clock rate: what the lag bounds is how long a backup needs to catch
+/// up before going live, so it counts execution time; at a higher rate a
+/// slower hart's guest time is mostly catch-up warps, which cost nothing to
+/// replay.
+pub const INSTRUCTIONS_PER_MS: u64 = 160_000;
 
 /// Timing of an FT pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,7 +135,6 @@ impl Default for FtConfig {
         Self {
             timeout: DEFAULT_TIMEOUT,
             progress_every: Duration::from_millis(5),
-            // 1 s of guest time at the 160 MIPS that mtime assumes.
             max_lag: DEFAULT_MAX_LAG_MS * INSTRUCTIONS_PER_MS,
             // About 6 s of guest time; a state hash costs a few ms.
             checkpoint_every: 1_000_000_000,

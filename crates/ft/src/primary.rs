@@ -124,6 +124,8 @@ pub struct VmShape {
 
 struct Shared {
     config: FtConfig,
+    /// The VM's clock rate.
+    rate: machine::InstructionsPerTick,
     arbiter: Arbiter,
     tls: Option<TlsIdentity>,
     shape: VmShape,
@@ -185,6 +187,8 @@ pub struct Status {
     pub lag: u64,
     /// Flow control's limit on `lag`.
     pub max_lag: u64,
+    /// The VM's clock rate (turns instructions into guest time).
+    pub instructions_per_tick: machine::InstructionsPerTick,
     pub held_outputs: usize,
     pub held_bytes: usize,
     /// Log bytes sent to the current (or last) backup since it began
@@ -252,7 +256,9 @@ pub fn protectable(
         None => arbiter.generation()?,
     };
     let sink = machine.replace_output(Box::new(machine::NullOutput));
+    let rate = machine.config().instructions_per_tick;
     let shared = Arc::new(Shared {
+        rate,
         config,
         arbiter,
         tls,
@@ -346,6 +352,7 @@ impl FtPrimary {
                 0
             },
             max_lag: s.config.max_lag,
+            instructions_per_tick: s.rate,
             held_outputs: hold.queue.len(),
             held_bytes: hold.queue.iter().map(|(_, h)| h.len()).sum(),
             log_bytes,
@@ -409,6 +416,7 @@ impl FtPrimary {
             vm_uuid: s.shape.vm_uuid,
             images_len: s.shape.images_len,
             memory: s.shape.memory,
+            instructions_per_tick: s.rate,
             disks: s.shape.disks.clone(),
             setup: s.shape.setup.clone(),
         };

@@ -8,7 +8,9 @@ use crate::FtError;
 /// First 8 bytes each side sends (after the TLS handshake, if any).
 pub const MAGIC: [u8; 8] = *b"LSTPFT\0\0";
 /// The one protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// Version 4: the Hello carries the VM's clock rate (instructions per
+/// tick), and the machine state and its hash include it.
+pub const PROTOCOL_VERSION: u16 = 4;
 /// The lockstep version both sides must run (their machines must be the
 /// same machine).
 pub const LOCKSTEP_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -65,6 +67,9 @@ pub struct Hello {
     /// Bytes of boot images and of RAM the sync will send.
     pub images_len: u64,
     pub memory: u64,
+    /// Guest time's rate: the backup's replayed clock runs at it, and
+    /// flow control's guest milliseconds are counted in it.
+    pub instructions_per_tick: machine::InstructionsPerTick,
     /// The VM's disks, in slot order.
     pub disks: Vec<DiskShape>,
     /// The VM's configuration, opaque to this crate (the CLI's `VmSetup`).
@@ -140,7 +145,7 @@ impl Message {
                     p.extend_from_slice(&n.to_le_bytes());
                 }
                 p.extend_from_slice(&h.vm_uuid);
-                for n in [h.images_len, h.memory] {
+                for n in [h.images_len, h.memory, h.instructions_per_tick.get()] {
                     p.extend_from_slice(&n.to_le_bytes());
                 }
                 // The board has fewer than 255 disk slots.
@@ -285,6 +290,8 @@ fn decode_hello(p: &mut Fields<'_>) -> Result<Hello, FtError> {
     vm_uuid.copy_from_slice(p.take(16, what)?);
     let images_len = p.u64(what)?;
     let memory = p.u64(what)?;
+    let instructions_per_tick =
+        machine::InstructionsPerTick::new(p.u64(what)?).map_err(|e| bad(&format!("Hello: {e}")))?;
     let count = p.u8(what)?;
     let mut disks = Vec::new();
     for _ in 0..count {
@@ -306,6 +313,7 @@ fn decode_hello(p: &mut Fields<'_>) -> Result<Hello, FtError> {
         vm_uuid,
         images_len,
         memory,
+        instructions_per_tick,
         disks,
         setup: p.rest(),
     })
@@ -375,6 +383,7 @@ mod tests {
                 vm_uuid: [3; 16],
                 images_len: 50 << 20,
                 memory: 512 << 20,
+                instructions_per_tick: machine::InstructionsPerTick::DEFAULT,
                 disks: vec![
                     DiskShape {
                         capacity: 1 << 30,
@@ -452,7 +461,16 @@ mod tests {
         let err = Message::decode(kind, &pages[1..]).unwrap_err();
         assert!(err.to_string().contains("whole number"), "{err}");
         let (kind, mut hello) = all_kinds()[0].encode();
-        let flag = 1 + 5 + 16 + 16 + 16 + 1 + 8;
+        let rate = 1 + 5 + 16 + 16 + 16;
+        let mut bad_rate = hello.clone();
+        bad_rate[rate..rate + 8].copy_from_slice(&0u64.to_le_bytes());
+        let err = Message::decode(kind, &bad_rate).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("Hello: 0 instructions per tick is not a supported clock rate"),
+            "{err}"
+        );
+        let flag = rate + 8 + 1 + 8;
         hello[flag] = 7;
         let err = Message::decode(kind, &hello).unwrap_err();
         assert!(err.to_string().contains("read-only flag 7"), "{err}");

@@ -27,6 +27,7 @@ fn spinning_machine() -> Machine {
         boot_wall_ns: 0,
         vmgenid: [0; 16],
         virtio: Vec::new(),
+        instructions_per_tick: machine::InstructionsPerTick::DEFAULT,
     };
     Machine::new(config, Box::new(NullOutput)).expect("build the machine")
 }
@@ -73,6 +74,7 @@ fn sync_spinning_machine(
             vm_uuid: [1; 16],
             images_len: images.len() as u64,
             memory: 16 << 20,
+            instructions_per_tick: machine::InstructionsPerTick::DEFAULT,
             disks: Vec::new(),
             setup: Vec::new(),
         }),
@@ -372,6 +374,7 @@ fn another_lockstep_version_is_refused() {
                 vm_uuid: [1; 16],
                 images_len: 0,
                 memory: 16 << 20,
+                instructions_per_tick: machine::InstructionsPerTick::DEFAULT,
                 disks: Vec::new(),
                 setup: Vec::new(),
             }),
@@ -398,6 +401,7 @@ fn forged_hello(generation: u64, disks: Vec<wire::DiskShape>) -> Message {
         vm_uuid: [9; 16],
         images_len: 4096,
         memory: 16 << 20,
+        instructions_per_tick: machine::InstructionsPerTick::DEFAULT,
         disks,
         setup: Vec::new(),
     })

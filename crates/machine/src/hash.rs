@@ -328,6 +328,7 @@ mod tests {
             boot_wall_ns: 0,
             vmgenid: [0; 16],
             virtio: Vec::new(),
+            instructions_per_tick: crate::clock::InstructionsPerTick::DEFAULT,
         };
         let mut m = Machine::new(config, Box::new(NullOutput)).unwrap();
         // 128 MiB of data, one page in four.

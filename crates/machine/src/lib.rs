@@ -18,12 +18,15 @@ pub mod snapshot;
 pub mod tracked_disk;
 pub mod virtio;
 
-pub use clock::INSTRUCTIONS_PER_TICK;
+pub use clock::{
+    InstructionsPerTick, DEFAULT_INSTRUCTIONS_PER_TICK, LEGACY_INSTRUCTIONS_PER_TICK,
+    MAX_INSTRUCTIONS_PER_TICK,
+};
 pub use images::{CorruptImages, ImageBytes};
 pub use io::{CaptureOutput, Input, NullOutput, Output, OutputEvent};
 pub use machine::{BootImages, Machine, MachineConfig, MachineError, Step, MAX_MEMORY, QUANTUM};
 pub use runner::{
-    Credit, CreditPool, HostEvent, Journal, JournalError, Pacing, RunEnd, RunError, Runner,
-    NS_PER_TICK,
+    Credit, CreditPool, HostEvent, Journal, JournalError, Pacing, PacingStats, RunEnd, RunError,
+    Runner, NS_PER_TICK,
 };
 pub use virtio::VirtioSpec;

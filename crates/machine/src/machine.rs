@@ -8,7 +8,7 @@
 //! which the host-side runner decides.
 
 use crate::board::{Board, Devices};
-use crate::clock::Clock;
+use crate::clock::{Clock, InstructionsPerTick};
 use crate::devices::Finish;
 use crate::fdt::{self, FdtConfig};
 use crate::hash::{self, RamHasher};
@@ -68,6 +68,9 @@ pub struct MachineConfig {
     /// virtio devices, one per slot from slot 0. Each `Block` takes the
     /// next disk handed to [`Machine::with_disks`].
     pub virtio: Vec<VirtioSpec>,
+    /// Guest time's rate: retired instructions per `mtime` tick (see
+    /// [`crate::clock`]).
+    pub instructions_per_tick: InstructionsPerTick,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +142,9 @@ pub struct Machine {
     pub(crate) turn_retired: u64,
     /// RAM's part of the state hash, kept up to date incrementally.
     pub(crate) ram_hasher: RamHasher,
+    /// The harts may use the interpreter's fast loop (not state: the
+    /// results are the same; see [`Machine::set_fast_path`]).
+    pub(crate) fast_path: bool,
 }
 
 impl Machine {
@@ -164,7 +170,7 @@ impl Machine {
         let (ram, rom) = load_images(&config)?;
         let board = Board {
             devices: Devices::new(config.cpus, config.boot_wall_ns, config.vmgenid, virtio),
-            clock: Clock::new(0),
+            clock: Clock::new(0, config.instructions_per_tick),
             rom,
             output,
             icount_base: 0,
@@ -182,7 +188,17 @@ impl Machine {
             current: 0,
             turn_retired: 0,
             ram_hasher: RamHasher::new(),
+            fast_path: true,
         })
+    }
+
+    /// Let the harts use the interpreter's fast loop (the default) or only
+    /// its general loop, now and after resets. Not part of the machine:
+    /// both compute the same, to the instruction and the state hash; the
+    /// general loop alone is the reference tests compare with.
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_path = on;
+        self.harts.iter_mut().for_each(|h| h.set_fast_path(on));
     }
 
     /// Restart from the boot images, as after power-on. The icount keeps
@@ -198,9 +214,10 @@ impl Machine {
         self.board.rom = rom;
         self.board.devices =
             Devices::new(self.config.cpus, self.config.boot_wall_ns, vmgenid, virtio);
-        self.board.clock = Clock::new(self.icount);
+        self.board.clock = Clock::new(self.icount, self.config.instructions_per_tick);
         self.board.finish = None;
         self.harts = (0..self.config.cpus).map(|h| Hart::new(h as u64)).collect();
+        self.set_fast_path(self.fast_path);
         self.current = 0;
         self.turn_retired = 0;
         Ok(())

@@ -7,7 +7,8 @@
 //! until the next timer deadline or console input, then warp guest time to
 //! it, so an idle guest costs no host CPU) and catch-up when guest time
 //! falls behind real time; when the guest runs faster than `mtime`'s
-//! nominal 160 MIPS, the runner waits for real time instead. Every input
+//! nominal rate (its instructions per tick × 10 MHz, see [`crate::clock`]),
+//! the runner waits for real time instead. Every input
 //! passes one [`Journal`] hook, which is what record mode logs.
 
 use crate::machine::{Machine, MachineError, Step};
@@ -132,6 +133,21 @@ pub enum Pacing {
     FastForward,
 }
 
+/// What the runner did to keep guest time with real time: host-side
+/// counters for reports and benchmarks, never guest-visible.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PacingStats {
+    /// Host time spent waiting because guest time ran ahead of real time:
+    /// the hart was faster than the clock rate, which capped it.
+    pub ahead_wait: Duration,
+    /// Catch-up warps (guest time behind real time) and their ticks.
+    pub catch_up_warps: u64,
+    pub catch_up_ticks: u64,
+    /// Idle skips (every hart in WFI) and their ticks.
+    pub idle_warps: u64,
+    pub idle_ticks: u64,
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunEnd {
@@ -183,6 +199,7 @@ pub struct Runner {
     /// run starts; kept across pauses, so guest time catches up after one).
     anchor: Option<Instant>,
     journal: Option<Box<dyn Journal>>,
+    stats: PacingStats,
 }
 
 impl Runner {
@@ -195,7 +212,13 @@ impl Runner {
             frames: Vec::new(),
             anchor: None,
             journal: None,
+            stats: PacingStats::default(),
         }
+    }
+
+    /// What pacing did so far (over every [`Runner::run`] call).
+    pub fn stats(&self) -> PacingStats {
+        self.stats
     }
 
     /// Pace guest time from `anchor`, the host instant of `mtime` 0,
@@ -338,8 +361,8 @@ impl Runner {
     }
 
     /// Keep guest time with real time: warp it forward when the guest runs
-    /// slower than real time; when it runs faster (more than 160 MIPS, the
-    /// rate `mtime` assumes), wait for real time to catch up, taking any
+    /// slower than real time; when it runs faster (than the VM's instructions
+    /// per tick × 10 MHz, the rate `mtime` assumes), wait for real time to catch up, taking any
     /// host events meanwhile.
     fn pace(&mut self, machine: &mut Machine) -> Result<Option<RunEnd>, RunError> {
         if self.pacing != Pacing::RealTime {
@@ -347,10 +370,15 @@ impl Runner {
         }
         let (host, guest) = (self.host_ticks(), machine.mtime());
         if host > guest.saturating_add(CATCH_UP_SLACK) {
+            self.stats.catch_up_warps += 1;
+            self.stats.catch_up_ticks += host - guest;
             self.apply(machine, Input::ClockWarp(host - guest))?;
         } else if guest > host.saturating_add(AHEAD_SLACK) {
             let ahead = Duration::from_nanos((guest - host).saturating_mul(NS_PER_TICK));
-            if let Waited::End(end) = self.wait_event(Some(ahead)) {
+            let waiting = Instant::now();
+            let waited = self.wait_event(Some(ahead));
+            self.stats.ahead_wait += waiting.elapsed();
+            if let Waited::End(end) = waited {
                 return Ok(Some(end));
             }
         }
@@ -396,6 +424,8 @@ impl Runner {
     fn warp_to(&mut self, machine: &mut Machine, target: u64) -> Result<(), RunError> {
         let now = machine.mtime();
         if target > now {
+            self.stats.idle_warps += 1;
+            self.stats.idle_ticks += target - now;
             self.apply(machine, Input::ClockWarp(target - now))?;
         }
         Ok(())

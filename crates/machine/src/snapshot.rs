@@ -2,7 +2,7 @@
 //! position, boot images, RAM and the identity of the disk layer they
 //! belong to, in one versioned, checksummed file.
 //!
-//! # File format (version 2)
+//! # File format (version 4)
 //!
 //! ```text
 //! 0        preamble, 80 bytes: magic "LSTPSNAP", format version (u32 LE),
@@ -26,6 +26,11 @@
 //! no snapshot or a complete one. Any change to a serialised state type
 //! (a device's fields, the hart) needs a new format version: postcard is
 //! not self-describing.
+//!
+//! Version 3 added the clock's rate (instructions per tick) to the config
+//! and the clock, and with it to the state hash; version 2 files (all at
+//! 16 instructions per tick) are refused with a message naming both
+//! versions.
 //!
 //! # RAM: lazy restore first, compression for archives
 //!
@@ -107,7 +112,7 @@
 //! page-cache reads, not guest time.
 
 use crate::board::{Board, Devices};
-use crate::clock::Clock;
+use crate::clock::{Clock, InstructionsPerTick};
 use crate::devices::{Clint, Plic, Rtc, Uart, VmGenId};
 use crate::hash::RamHasher;
 use crate::images::{ImageBytes, MappedSection};
@@ -137,7 +142,7 @@ pub use measure::{measure, MeasureSpec, Measurement};
 
 pub const MAGIC: [u8; 8] = *b"LSTPSNAP";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 const PREAMBLE_LEN: usize = 80;
 /// Where the boot images start (the preamble's page ends before).
 const IMAGES_OFFSET: u64 = 4096;
@@ -327,6 +332,8 @@ pub trait Snapshot: Serialize + DeserializeOwned {
 /// What the restored state must fit: the machine the config describes.
 pub struct BoardShape<'a> {
     pub harts: usize,
+    /// The config's clock rate.
+    pub rate: InstructionsPerTick,
     /// The virtio slots as the config builds them at power-on.
     pub virtio: &'a [VirtioMmio],
 }
@@ -367,7 +374,22 @@ macro_rules! any_value_is_valid {
         }
     )*};
 }
-any_value_is_valid!(Rtc => "RTC", VmGenId => "vmgenid", Clock => "clock");
+any_value_is_valid!(Rtc => "RTC", VmGenId => "vmgenid");
+
+/// Epoch and warps may be anything; the rate is the config's.
+impl Snapshot for Clock {
+    const NAME: &'static str = "clock";
+    fn check(&self, board: &BoardShape<'_>) -> Result<(), String> {
+        if self.rate() != board.rate {
+            return Err(format!(
+                "clock: {} instructions per tick, the config says {}",
+                self.rate(),
+                board.rate
+            ));
+        }
+        Ok(())
+    }
+}
 
 impl Snapshot for Vec<VirtioMmio> {
     const NAME: &'static str = "virtio";
@@ -538,6 +560,7 @@ struct ConfigRecord {
     firmware_len: u64,
     kernel_len: u64,
     initrd_len: Option<u64>,
+    instructions_per_tick: InstructionsPerTick,
 }
 
 impl ConfigRecord {
@@ -553,6 +576,7 @@ impl ConfigRecord {
             firmware_len: images.firmware.len() as u64,
             kernel_len: images.kernel.len() as u64,
             initrd_len: images.initrd.as_ref().map(|i| i.len() as u64),
+            instructions_per_tick: config.instructions_per_tick,
         }
     }
 
@@ -1274,6 +1298,7 @@ impl Machine {
             current: state.current as usize,
             turn_retired: state.turn_retired,
             ram_hasher: RamHasher::new(),
+            fast_path: true,
         };
         if options.verify {
             let hash = machine
@@ -1313,6 +1338,7 @@ impl Reader {
             boot_wall_ns: c.boot_wall_ns,
             vmgenid: c.vmgenid,
             virtio: c.virtio.iter().cloned().map(VirtioSpec::from).collect(),
+            instructions_per_tick: c.instructions_per_tick,
         })
     }
 
@@ -1352,6 +1378,7 @@ impl Reader {
         }
         let shape = BoardShape {
             harts: config.cpus,
+            rate: config.instructions_per_tick,
             virtio: fresh_virtio,
         };
         state

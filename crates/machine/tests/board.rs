@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use machine::runner::{HostEvent, Pacing, RunEnd, Runner};
 use machine::Input;
-use machine::{Machine, MachineError, Step, INSTRUCTIONS_PER_TICK};
+use machine::{InstructionsPerTick, Machine, MachineError, Step, DEFAULT_INSTRUCTIONS_PER_TICK};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -65,11 +65,28 @@ fn timer_program(ticks: i32) -> Vec<u8> {
 
 #[test]
 fn timer_interrupt_arrives_at_the_exact_instruction() {
-    let (mut m, _) = machine(timer_program(100), 1);
-    // mtime reaches 100 after 1600 retired instructions; the interrupt is
-    // taken right there, so the handler reads minstret = 1600.
-    let end = run_until_end(&mut m, 1000);
-    assert_eq!(end, Step::Poweroff((100 * INSTRUCTIONS_PER_TICK) as u32));
+    // At N instructions per tick mtime reaches 100 after 100 N retired
+    // instructions; the interrupt is taken right there, so the handler
+    // reads minstret = 100 N.
+    for rate in [16, DEFAULT_INSTRUCTIONS_PER_TICK, 7, 1] {
+        let mut cfg = config(timer_program(100), 1);
+        cfg.instructions_per_tick = InstructionsPerTick::new(rate).unwrap();
+        let mut m = Machine::new(cfg, Box::new(SharedOutput::default())).unwrap();
+        let end = run_until_end(&mut m, 1000);
+        assert_eq!(end, Step::Poweroff((100 * rate) as u32), "rate {rate}");
+    }
+}
+
+#[test]
+fn the_clock_rate_is_part_of_the_state_hash() {
+    let hash = |rate: u64| {
+        let mut cfg = config(timer_program(300), 1);
+        cfg.instructions_per_tick = InstructionsPerTick::new(rate).unwrap();
+        let mut m = Machine::new(cfg, Box::new(SharedOutput::default())).unwrap();
+        m.state_hash().unwrap()
+    };
+    assert_eq!(hash(16), hash(16));
+    assert_ne!(hash(16), hash(17), "same RAM and harts, another machine");
 }
 
 #[test]
@@ -128,7 +145,7 @@ fn idle_machine_waits_for_a_clock_warp() {
     m.input(Input::ClockWarp(1));
     assert_eq!(
         m.clock().total_warp(),
-        1_000_000 - icount / INSTRUCTIONS_PER_TICK
+        1_000_000 - icount / DEFAULT_INSTRUCTIONS_PER_TICK
     );
     assert_eq!(run_until_end(&mut m, 100), Step::Poweroff(5));
 }

@@ -10,7 +10,7 @@
 //! works on `std::io::Read`/`Write` and, for batching, on plain byte slices
 //! ([`Encoder`], [`Decoder`]).
 //!
-//! # Format, version 1
+//! # Format, version 2
 //!
 //! All integers are little-endian. `varint` is unsigned LEB128 in its
 //! shortest form (a longer encoding of the same value is rejected).
@@ -20,7 +20,7 @@
 //! +---------+---------+-----------+-------------------+---------+
 //! | magic   | version | VM uuid   | initial-state     | crc32c  |
 //! | 8 bytes | u16     | 16 bytes  | hash, 32 bytes    | u32     |
-//! |"LSTPLOG\0"| = 1   |           | (blake3)          | of 0..58|
+//! |"LSTPLOG\0"| = 2   |           | (blake3)          | of 0..58|
 //! +---------+---------+-----------+-------------------+---------+
 //!
 //! frame (repeated; LSN 0, 1, 2, ...)
@@ -102,8 +102,13 @@ pub use writer::LogWriter;
 
 /// First 8 bytes of every log.
 pub const MAGIC: [u8; 8] = *b"LSTPLOG\0";
-/// The one format version this build reads and writes.
-pub const FORMAT_VERSION: u16 = 1;
+/// The one format version this build reads and writes. Version 2 has the
+/// framing of version 1; what changed is the machine the hashes and the
+/// setup describe: its clock rate (instructions per tick) is a setting
+/// that the state hashes cover. A version 1 log (recorded at 16
+/// instructions per tick, hashed without it) would replay to different
+/// hashes, so it is refused by version, up front.
+pub const FORMAT_VERSION: u16 = 2;
 /// Size of the header in bytes.
 pub const HEADER_LEN: usize = 62;
 /// Size of a frame's fixed part (length/tag word and CRC) in bytes.

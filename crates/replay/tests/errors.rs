@@ -42,17 +42,22 @@ fn bad_magic() {
 
 #[test]
 fn unsupported_version() {
-    let mut log = log_bytes(&[]);
-    log[8..10].copy_from_slice(&2u16.to_le_bytes());
-    let error = strict_error(&log);
-    assert!(matches!(
-        error,
-        ReadError::UnsupportedVersion {
-            found: 2,
-            supported: FORMAT_VERSION
-        }
-    ));
-    assert!(error.to_string().contains("reads version 1"), "{error}");
+    // A newer log, and a version 1 log (from before the clock rate was a
+    // setting), are both refused by version.
+    for found in [FORMAT_VERSION + 1, 1] {
+        let mut log = log_bytes(&[]);
+        log[8..10].copy_from_slice(&found.to_le_bytes());
+        let error = strict_error(&log);
+        assert!(
+            matches!(
+                error,
+                ReadError::UnsupportedVersion { found: f, supported: FORMAT_VERSION } if f == found
+            ),
+            "{error}"
+        );
+        let expected = format!("version {found} at offset 8 (this build reads version 2)");
+        assert!(error.to_string().contains(&expected), "{error}");
+    }
 }
 
 #[test]

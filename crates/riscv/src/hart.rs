@@ -7,6 +7,74 @@ use crate::mmu::{self, tlb_index, tlb_tag, Access, Tlb, TlbEntry};
 use crate::ram::{Ram, PAGE_SHIFT};
 use serde::{Deserialize, Serialize};
 
+/// The register operations of I and M (the value rd gets from rs1, rs2,
+/// the immediate and pc), as the arms of one `match` on the operation: each
+/// evaluates `$done!(value)`; the caller's `$other` arms come after them.
+/// The one definition of these operations, for both run loops (the general
+/// one through [`alu`], the fast one with its own arms in the same match).
+macro_rules! alu_match {
+    ($i:expr, $rs1:expr, $rs2:expr, $pc:expr, $done:ident, { $($other:tt)* }) => {{
+        let (i, rs1, rs2, pc): (&Insn, u64, u64, u64) = (&$i, $rs1, $rs2, $pc);
+        let imm = i.imm as i64 as u64;
+        match i.op {
+            Op::Addi => $done!(rs1.wrapping_add(imm)),
+            Op::Add => $done!(rs1.wrapping_add(rs2)),
+            Op::Lui => $done!(imm),
+            Op::Auipc => $done!(pc.wrapping_add(imm)),
+            Op::Slti => $done!(((rs1 as i64) < (imm as i64)) as u64),
+            Op::Sltiu => $done!((rs1 < imm) as u64),
+            Op::Xori => $done!(rs1 ^ imm),
+            Op::Ori => $done!(rs1 | imm),
+            Op::Andi => $done!(rs1 & imm),
+            Op::Slli => $done!(rs1 << (imm & 63)),
+            Op::Srli => $done!(rs1 >> (imm & 63)),
+            Op::Srai => $done!(((rs1 as i64) >> (imm & 63)) as u64),
+            Op::Sub => $done!(rs1.wrapping_sub(rs2)),
+            Op::Sll => $done!(rs1 << (rs2 & 63)),
+            Op::Slt => $done!(((rs1 as i64) < (rs2 as i64)) as u64),
+            Op::Sltu => $done!((rs1 < rs2) as u64),
+            Op::Xor => $done!(rs1 ^ rs2),
+            Op::Srl => $done!(rs1 >> (rs2 & 63)),
+            Op::Sra => $done!(((rs1 as i64) >> (rs2 & 63)) as u64),
+            Op::Or => $done!(rs1 | rs2),
+            Op::And => $done!(rs1 & rs2),
+            Op::Addiw => $done!((rs1 as i32).wrapping_add(i.imm) as i64 as u64),
+            Op::Slliw => $done!(((rs1 as u32) << (imm & 31)) as i32 as i64 as u64),
+            Op::Srliw => $done!(((rs1 as u32) >> (imm & 31)) as i32 as i64 as u64),
+            Op::Sraiw => $done!(((rs1 as i32) >> (imm & 31)) as i64 as u64),
+            Op::Addw => $done!((rs1 as i32).wrapping_add(rs2 as i32) as i64 as u64),
+            Op::Subw => $done!((rs1 as i32).wrapping_sub(rs2 as i32) as i64 as u64),
+            Op::Sllw => $done!(((rs1 as u32) << (rs2 & 31)) as i32 as i64 as u64),
+            Op::Srlw => $done!(((rs1 as u32) >> (rs2 & 31)) as i32 as i64 as u64),
+            Op::Sraw => $done!(((rs1 as i32) >> (rs2 & 31)) as i64 as u64),
+            Op::Mul => $done!(rs1.wrapping_mul(rs2)),
+            Op::Mulh => $done!((((rs1 as i64 as i128) * (rs2 as i64 as i128)) >> 64) as u64),
+            Op::Mulhsu => $done!((((rs1 as i64 as i128) * (rs2 as u128 as i128)) >> 64) as u64),
+            Op::Mulhu => $done!((((rs1 as u128) * (rs2 as u128)) >> 64) as u64),
+            Op::Div => $done!($crate::hart::div_signed(rs1 as i64, rs2 as i64) as u64),
+            Op::Divu => $done!(rs1.checked_div(rs2).unwrap_or(u64::MAX)),
+            Op::Rem => $done!($crate::hart::rem_signed(rs1 as i64, rs2 as i64) as u64),
+            Op::Remu => $done!({
+                if rs2 == 0 {
+                    rs1
+                } else {
+                    rs1 % rs2
+                }
+            }),
+            Op::Mulw => $done!((rs1 as i32).wrapping_mul(rs2 as i32) as i64 as u64),
+            Op::Divw => $done!($crate::hart::div_signed(rs1 as i32 as i64, rs2 as i32 as i64) as i32 as i64 as u64),
+            Op::Divuw => $done!((rs1 as u32).checked_div(rs2 as u32).unwrap_or(u32::MAX) as i32 as i64 as u64),
+            Op::Remw => $done!($crate::hart::rem_signed(rs1 as i32 as i64, rs2 as i32 as i64) as i32 as i64 as u64),
+            Op::Remuw => $done!({
+                let (a, b) = (rs1 as u32, rs2 as u32);
+                (if b == 0 { a } else { a % b }) as i32 as i64 as u64
+            }),
+            $($other)*
+        }
+    }};
+}
+
+mod fast;
 mod fp;
 
 /// Privilege mode.
@@ -145,6 +213,9 @@ pub struct Hart {
     trap_streak: u32,
     #[serde(skip)]
     last_trap_at: u64,
+    /// Use only the general loop (see [`Hart::set_fast_path`]).
+    #[serde(skip)]
+    general_only: bool,
 }
 
 impl PartialEq for Hart {
@@ -201,6 +272,7 @@ impl Hart {
             yielded: false,
             trap_streak: 0,
             last_trap_at: u64::MAX,
+            general_only: false,
         };
         h.mode_changed();
         h
@@ -210,6 +282,14 @@ impl Hart {
     pub fn after_restore(&mut self) {
         self.flush_tlb();
         self.mode_changed();
+    }
+
+    /// Whether [`Hart::run`] may use its fast loop (the default) or only
+    /// the general one. The results are the same either way, to the
+    /// instruction; the general loop alone is the reference that tests
+    /// compare the fast one with.
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.general_only = !on;
     }
 
     pub fn hartid(&self) -> u64 {
@@ -288,6 +368,18 @@ impl Hart {
         // reloaded after traps (which set it).
         let mut pc = self.pc;
         while self.retired < self.limit {
+            if pc & !0xfff == self.fetch_va
+                && ram.code_epoch() == self.fetch_epoch
+                && !self.general_only
+            {
+                // As many instructions as possible on the current fetch
+                // page, then (if any budget is left) the one it stopped
+                // before, the general way.
+                pc = self.run_fast(ram, pc);
+                if self.retired >= self.limit {
+                    break;
+                }
+            }
             let mut insn = self.fetch_cached(ram, pc);
             if insn.op == Op::Undecoded {
                 insn = match self.fetch_slow(ram, bus, pc) {
@@ -654,14 +746,24 @@ impl Hart {
         bus: &mut B,
         va: u64,
     ) -> Result<u64, Trap> {
+        match self.load_hit::<N>(ram, va) {
+            Some(v) => Ok(v),
+            None => self.load_slow(ram, bus, va, N),
+        }
+    }
+
+    /// A load that hits the TLB within one RAM page (the fast path of
+    /// [`Hart::load`]); `None` when it must take the slow path.
+    #[inline(always)]
+    fn load_hit<const N: usize>(&self, ram: &Ram, va: u64) -> Option<u64> {
         let e = self.tlb.load[tlb_index(va)];
         if e.tag == tlb_tag(va, self.data_priv) && (va & 0xfff) as usize <= 0x1000 - N {
             let off = va.wrapping_add(e.addend) as usize;
             let mut buf = [0u8; 8];
             buf[..N].copy_from_slice(&ram.bytes()[off..off + N]);
-            return Ok(u64::from_le_bytes(buf));
+            return Some(u64::from_le_bytes(buf));
         }
-        self.load_slow(ram, bus, va, N)
+        None
     }
 
     #[inline(always)]
@@ -672,14 +774,25 @@ impl Hart {
         va: u64,
         val: u64,
     ) -> Result<(), Trap> {
+        if self.store_hit::<N>(ram, va, val) {
+            return Ok(());
+        }
+        self.store_slow(ram, bus, va, N, val)
+    }
+
+    /// A store that hits the TLB within one RAM page (the fast path of
+    /// [`Hart::store`]); false, with nothing stored, when it must take the
+    /// slow path.
+    #[inline(always)]
+    fn store_hit<const N: usize>(&self, ram: &mut Ram, va: u64, val: u64) -> bool {
         let e = self.tlb.store[tlb_index(va)];
         if e.tag == tlb_tag(va, self.data_priv) && (va & 0xfff) as usize <= 0x1000 - N {
             let off = va.wrapping_add(e.addend) as usize;
             ram.bytes_mut()[off..off + N].copy_from_slice(&val.to_le_bytes()[..N]);
             ram.touch_page(off >> PAGE_SHIFT);
-            return Ok(());
+            return true;
         }
-        self.store_slow(ram, bus, va, N, val)
+        false
     }
 
     /// Translate a data access, filling the TLB for cacheable RAM pages.
@@ -824,10 +937,6 @@ impl Hart {
         let imm = i.imm as i64 as u64;
         let next = pc.wrapping_add(i.size());
         let v = match i.op {
-            Op::Addi => rs1.wrapping_add(imm),
-            Op::Add => rs1.wrapping_add(rs2),
-            Op::Lui => imm,
-            Op::Auipc => pc.wrapping_add(imm),
             Op::Jal => {
                 self.set_x(i.rd(), next);
                 return Ok(pc.wrapping_add(imm));
@@ -837,15 +946,11 @@ impl Hart {
                 return Ok(rs1.wrapping_add(imm) & !1);
             }
             Op::Beq | Op::Bne | Op::Blt | Op::Bge | Op::Bltu | Op::Bgeu => {
-                let taken = match i.op {
-                    Op::Beq => rs1 == rs2,
-                    Op::Bne => rs1 != rs2,
-                    Op::Blt => (rs1 as i64) < (rs2 as i64),
-                    Op::Bge => (rs1 as i64) >= (rs2 as i64),
-                    Op::Bltu => rs1 < rs2,
-                    _ => rs1 >= rs2,
-                };
-                return Ok(if taken { pc.wrapping_add(imm) } else { next });
+                return Ok(if branch_taken(i.op, rs1, rs2) {
+                    pc.wrapping_add(imm)
+                } else {
+                    next
+                });
             }
             Op::Lb => self.load::<1, B>(ram, bus, rs1.wrapping_add(imm))? as i8 as u64,
             Op::Lh => self.load::<2, B>(ram, bus, rs1.wrapping_add(imm))? as i16 as u64,
@@ -864,62 +969,15 @@ impl Hart {
                 }
                 return Ok(next);
             }
-            Op::Slti => ((rs1 as i64) < (imm as i64)) as u64,
-            Op::Sltiu => (rs1 < imm) as u64,
-            Op::Xori => rs1 ^ imm,
-            Op::Ori => rs1 | imm,
-            Op::Andi => rs1 & imm,
-            Op::Slli => rs1 << (imm & 63),
-            Op::Srli => rs1 >> (imm & 63),
-            Op::Srai => ((rs1 as i64) >> (imm & 63)) as u64,
-            Op::Sub => rs1.wrapping_sub(rs2),
-            Op::Sll => rs1 << (rs2 & 63),
-            Op::Slt => ((rs1 as i64) < (rs2 as i64)) as u64,
-            Op::Sltu => (rs1 < rs2) as u64,
-            Op::Xor => rs1 ^ rs2,
-            Op::Srl => rs1 >> (rs2 & 63),
-            Op::Sra => ((rs1 as i64) >> (rs2 & 63)) as u64,
-            Op::Or => rs1 | rs2,
-            Op::And => rs1 & rs2,
-            Op::Addiw => (rs1 as i32).wrapping_add(i.imm) as i64 as u64,
-            Op::Slliw => ((rs1 as u32) << (imm & 31)) as i32 as i64 as u64,
-            Op::Srliw => ((rs1 as u32) >> (imm & 31)) as i32 as i64 as u64,
-            Op::Sraiw => ((rs1 as i32) >> (imm & 31)) as i64 as u64,
-            Op::Addw => (rs1 as i32).wrapping_add(rs2 as i32) as i64 as u64,
-            Op::Subw => (rs1 as i32).wrapping_sub(rs2 as i32) as i64 as u64,
-            Op::Sllw => ((rs1 as u32) << (rs2 & 31)) as i32 as i64 as u64,
-            Op::Srlw => ((rs1 as u32) >> (rs2 & 31)) as i32 as i64 as u64,
-            Op::Sraw => ((rs1 as i32) >> (rs2 & 31)) as i64 as u64,
-            Op::Mul => rs1.wrapping_mul(rs2),
-            Op::Mulh => (((rs1 as i64 as i128) * (rs2 as i64 as i128)) >> 64) as u64,
-            Op::Mulhsu => (((rs1 as i64 as i128) * (rs2 as u128 as i128)) >> 64) as u64,
-            Op::Mulhu => (((rs1 as u128) * (rs2 as u128)) >> 64) as u64,
-            Op::Div => div_signed(rs1 as i64, rs2 as i64) as u64,
-            Op::Divu => rs1.checked_div(rs2).unwrap_or(u64::MAX),
-            Op::Rem => rem_signed(rs1 as i64, rs2 as i64) as u64,
-            Op::Remu => {
-                if rs2 == 0 {
-                    rs1
-                } else {
-                    rs1 % rs2
-                }
-            }
-            Op::Mulw => (rs1 as i32).wrapping_mul(rs2 as i32) as i64 as u64,
-            Op::Divw => div_signed(rs1 as i32 as i64, rs2 as i32 as i64) as i32 as i64 as u64,
-            Op::Divuw => {
-                (rs1 as u32).checked_div(rs2 as u32).unwrap_or(u32::MAX) as i32 as i64 as u64
-            }
-            Op::Remw => rem_signed(rs1 as i32 as i64, rs2 as i32 as i64) as i32 as i64 as u64,
-            Op::Remuw => {
-                let (a, b) = (rs1 as u32, rs2 as u32);
-                (if b == 0 { a } else { a % b }) as i32 as i64 as u64
-            }
             Op::Fence | Op::FenceI => {
                 // The decoded-instruction cache is kept exactly coherent with
                 // every write to RAM, so fence.i has nothing left to do.
                 return Ok(next);
             }
-            _ => return self.execute_rare(i, pc, ram, bus),
+            _ => match alu(&i, rs1, rs2, pc) {
+                Some(v) => v,
+                None => return self.execute_rare(i, pc, ram, bus),
+            },
         };
         self.set_x(i.rd(), v);
         Ok(next)
@@ -1267,7 +1325,31 @@ impl Hart {
     }
 }
 
-fn div_signed(a: i64, b: i64) -> i64 {
+/// Register-to-register and immediate operations (I and M): the value
+/// written to rd, or `None` for any other instruction.
+#[inline(always)]
+pub(crate) fn alu(i: &Insn, rs1: u64, rs2: u64, pc: u64) -> Option<u64> {
+    macro_rules! some {
+        ($v:expr) => {
+            Some($v)
+        };
+    }
+    alu_match!(*i, rs1, rs2, pc, some, { _ => None })
+}
+
+#[inline(always)]
+pub(crate) fn branch_taken(op: Op, rs1: u64, rs2: u64) -> bool {
+    match op {
+        Op::Beq => rs1 == rs2,
+        Op::Bne => rs1 != rs2,
+        Op::Blt => (rs1 as i64) < (rs2 as i64),
+        Op::Bge => (rs1 as i64) >= (rs2 as i64),
+        Op::Bltu => rs1 < rs2,
+        _ => rs1 >= rs2,
+    }
+}
+
+pub(crate) fn div_signed(a: i64, b: i64) -> i64 {
     if b == 0 {
         -1
     } else {
@@ -1275,7 +1357,7 @@ fn div_signed(a: i64, b: i64) -> i64 {
     }
 }
 
-fn rem_signed(a: i64, b: i64) -> i64 {
+pub(crate) fn rem_signed(a: i64, b: i64) -> i64 {
     if b == 0 {
         a
     } else {

@@ -9,11 +9,13 @@ pub mod bus;
 pub mod csr;
 pub mod decode;
 pub mod encode;
+pub mod engine;
 pub mod fpu;
 pub mod hart;
 pub mod mmu;
 pub mod ram;
 
 pub use bus::{Bus, BusFault};
+pub use engine::Engine;
 pub use hart::{Exit, Hart, Irq, Priv, Trap};
 pub use ram::Ram;

@@ -214,13 +214,22 @@ fn check_leaf_permissions(pte: u64, mstatus: u64, access: Access, eff: Priv) -> 
 /// same decision, so the page may be cached in the TLB.
 pub fn pmp_check_page(csrs: &Csrs, pa: u64, access: Access, eff: Priv) -> (bool, bool) {
     let page = pa & !0xfff;
-    let page_end = page + 0x1000;
+    // The last page of the address space ends at 2^64: saturate (PMP
+    // ranges end far below, so no comparison changes).
+    let page_end = page.saturating_add(0x1000);
     let mut clean = true;
-    let mut prev_top = 0u64;
-    for i in 0..PMP_ENTRIES {
-        let range = pmp_range(csrs, i, prev_top);
-        prev_top = csrs.pmpaddr[i] << 2;
-        let Some((lo, hi)) = range else { continue };
+    // Entries whose mode is OFF match nothing: visit only the others, in
+    // order (a TOR entry's bottom is the previous entry's address,
+    // whatever that entry's mode).
+    let mode_bits = u128::from_le_bytes([0x18; PMP_ENTRIES]);
+    let mut active = u128::from_le_bytes(csrs.pmpcfg) & mode_bits;
+    while active != 0 {
+        let i = (active.trailing_zeros() / 8) as usize;
+        active &= !(0xffu128 << (8 * i));
+        let prev_top = if i == 0 { 0 } else { csrs.pmpaddr[i - 1] << 2 };
+        let Some((lo, hi)) = pmp_range(csrs, i, prev_top) else {
+            continue;
+        };
         if hi <= page || lo >= page_end {
             continue;
         }

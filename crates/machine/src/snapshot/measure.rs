@@ -89,6 +89,7 @@ pub fn measure(dir: &Path, spec: &MeasureSpec) -> Result<Measurement, SnapshotEr
         boot_wall_ns: 0,
         vmgenid: [0; 16],
         virtio: Vec::new(),
+        instructions_per_tick: crate::clock::InstructionsPerTick::DEFAULT,
     };
     let mut m = Machine::new(config, Box::new(NullOutput)).map_err(machine_err)?;
     fill_pages(&mut m.ram, spec.touched);

@@ -202,6 +202,7 @@ pub fn config(firmware: Vec<u8>, cpus: usize) -> MachineConfig {
         boot_wall_ns: 1_700_000_000_000_000_000,
         vmgenid: [7; 16],
         virtio: Vec::new(),
+        instructions_per_tick: machine::InstructionsPerTick::DEFAULT,
     }
 }
 

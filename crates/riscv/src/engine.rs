@@ -1,0 +1,184 @@
+//! Engines: what executes a hart, behind one narrow interface (STYLE §5,
+//! after TinyEMU's `RISCVCPUClass`), and the plan for the second engine,
+//! a translator to x86-64 (issue #15).
+//!
+//! # Today
+//!
+//! [`Engine`] is what the board needs from a hart: run up to a budget of
+//! instructions, say how many it retired, take interrupt lines, say
+//! whether it waits in WFI and when its Sstc timer fires, drop its LR
+//! reservation, rebuild caches after a restore. [`Hart`] implements it: the
+//! interpreter, whose [`Hart::run`] has a fast loop through the current
+//! fetch page and a general loop for everything else (the general loop
+//! alone, [`Hart::set_fast_path`]`(false)`, is the reference). The machine
+//! still holds `Hart`s directly; it moves to `Engine` when there is a
+//! second implementation to choose from.
+//!
+//! The differential checker exists for the two interpreter loops:
+//! `lockstep bare --cpu check` runs both on their own RAM, slice by slice,
+//! comparing architectural state (`Hart`'s `PartialEq`) after every slice
+//! and RAM at the end (the ISA suite runs this way), and
+//! `crates/riscv/tests/fast_path.rs` does the same with random programs.
+//! A translator plugs in as a third engine under the same comparisons.
+//!
+//! # The translator (not built; this is its design)
+//!
+//! **Code generator: dynasm-rs**, with iced-x86 as a test-only
+//! disassembler. Per-block compile cost decides it: a Debian boot executes
+//! on the order of 10^5 distinct blocks, so a generator at tens of µs per
+//! block (Cranelift: ~63 ms per *program* in PolkaVM's measurements, an
+//! optimising IR pipeline per function) would spend seconds before the
+//! guest does anything, while QEMU's TCG emits a block in a few µs.
+//! dynasm-rs assembles instruction templates at build time and only
+//! patches registers, immediates and labels at run time (µs per block, no
+//! IR), handles labels and relocations for block chaining, and keeps the
+//! emitted code readable next to the interpreter arm it mirrors. Register
+//! allocation is ours: the hottest guest registers (sp, ra, a0–a5, t0–t2 by
+//! static counts from the Linux boot) live in host registers inside a
+//! block and spill to the `Hart`'s `x` array at exits and helper calls.
+//! An own encoder (PolkaVM's ~0.3 ms per program) is the fallback if
+//! dynasm-rs's proc-macro or its x86-64 coverage gets in the way.
+//!
+//! **Blocks** are keyed by physical page and offset plus the privilege and
+//! MMU bits the fetch depends on (the fetch TLB tag's bits), end at a
+//! branch, jump, CSR/system instruction or page end (a 4-byte instruction
+//! straddling a page ends the block before it: the interpreter runs it),
+//! and chain directly when the successor is on the same page and the key
+//! bits cannot change in between.
+//!
+//! **Determinism (DESIGN §3), exactly as the interpreter:**
+//! - *icount*: a block charges its length at entry against the budget in
+//!   the host context (QEMU's scheme); when the budget left is smaller,
+//!   the block is not entered and the interpreter runs the tail, so
+//!   quantum ends, timer deadlines, replay stop points and FT Progress
+//!   bounds stay exact. Retired counts are committed at block exits.
+//! - *precise exceptions*: every instruction that can trap (loads, stores,
+//!   atomics, FP with FS off, CSRs, ecall) either traps through a helper
+//!   that receives its index in the block, or is left to the interpreter;
+//!   the helper commits `retired = block start + index` and `epc`, `tval`
+//!   as the interpreter's `take_trap` would (it *is* `take_trap`).
+//! - *TLB*: the inline fast path reads the same `Tlb` entries with the
+//!   same tag compare as `load_hit`/`store_hit`; a miss calls the same slow
+//!   path (`load_slow`/`store_slow`), so walks, A/D-bit updates and fills
+//!   happen at the same instructions. TLB size and flushes stay the
+//!   interpreter's (they are guest-visible: Linux clears PTE A bits without
+//!   sfence.vma).
+//! - *self-modifying code*: translations hang off RAM's per-page decoded
+//!   state and die with it (the code epoch): a store that hits a page with
+//!   code ends the block after it, as the fast loop does; fence.i and DMA
+//!   writes need nothing more.
+//! - *satp, sfence.vma, privilege changes, mret/sret, interrupt-enable
+//!   changes* end the block (they already end the slice or drop the fetch
+//!   page); interrupts are taken only at slice starts, as now.
+//! - *LR/SC, AMOs, FP* call the interpreter's own functions (`atomic`,
+//!   `execute_fp`: the exact soft-float), so they are bit-identical.
+//!
+//! **Checking**: `--cpu check` on `run`, `replay`, `ft backup` and `bare`
+//! (interpreter and translator in lockstep, comparing `Hart` state and the
+//! machine state hash at slice ends), proptest random programs over
+//! I/M/A/C/F/D/CSR, and a guest JIT (self-modifying code with and without
+//! fence.i, page crossing, page faults mid-block, interrupts at exact
+//! icounts) with the same results and hashes under both engines.
+//!
+//! **Pacing**: a translator past 640 MIPS outruns the default clock rate
+//! (64 instructions per tick, `machine::clock`); it needs a higher rate to
+//! show its speed in wall time.
+
+use crate::bus::Bus;
+use crate::hart::{Exit, Hart, Irq};
+use crate::ram::Ram;
+
+/// What the board needs from whatever executes a hart.
+pub trait Engine {
+    /// Retire up to `budget` instructions; see [`Exit`] for why it stopped
+    /// early. Exactly as many instructions retire, at the same boundaries,
+    /// whatever the engine.
+    fn run<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, budget: u64) -> Exit;
+    /// Instructions retired since reset.
+    fn instret(&self) -> u64;
+    /// Drive an interrupt line (taken at the next `run`).
+    fn set_irq(&mut self, irq: Irq, level: bool);
+    /// Parked in WFI.
+    fn is_waiting(&self) -> bool;
+    /// Sstc: the `mtime` at which the supervisor timer fires.
+    fn stimecmp_deadline(&self) -> Option<u64>;
+    /// Another hart may have written the reserved address.
+    fn clear_reservation(&mut self);
+    /// Caches are not state: rebuild them after the state was replaced.
+    fn after_restore(&mut self);
+    /// The architectural state (registers, CSRs, privilege, counters).
+    fn state(&self) -> &Hart;
+}
+
+impl Engine for Hart {
+    fn run<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, budget: u64) -> Exit {
+        Hart::run(self, ram, bus, budget)
+    }
+    fn instret(&self) -> u64 {
+        Hart::instret(self)
+    }
+    fn set_irq(&mut self, irq: Irq, level: bool) {
+        Hart::set_irq(self, irq, level)
+    }
+    fn is_waiting(&self) -> bool {
+        Hart::is_waiting(self)
+    }
+    fn stimecmp_deadline(&self) -> Option<u64> {
+        Hart::stimecmp_deadline(self)
+    }
+    fn clear_reservation(&mut self) {
+        Hart::clear_reservation(self)
+    }
+    fn after_restore(&mut self) {
+        Hart::after_restore(self)
+    }
+    fn state(&self) -> &Hart {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::BusFault;
+    use crate::encode::{addi, bne, jal};
+
+    struct NoDevices;
+
+    impl Bus for NoDevices {
+        fn load(&mut self, _: u64, _: u8, _: u64) -> Result<u64, BusFault> {
+            Err(BusFault)
+        }
+        fn store(&mut self, _: u64, _: u8, _: u64, _: u64) -> Result<(), BusFault> {
+            Err(BusFault)
+        }
+        fn mtime(&mut self, now: u64) -> u64 {
+            now
+        }
+    }
+
+    /// What a board does with an engine: slices until the count is reached.
+    fn count_to_ten<E: Engine>(engine: &mut E, ram: &mut Ram) -> u64 {
+        while engine.state().reg(5) != 10 {
+            assert_eq!(engine.run(ram, &mut NoDevices, 3), Exit::Budget);
+        }
+        engine.instret()
+    }
+
+    #[test]
+    fn the_interpreter_is_an_engine() {
+        const BASE: u64 = 0x8000_0000;
+        let code = [addi(5, 5, 1), bne(5, 6, -4), jal(0, 0)];
+        let mut ram = Ram::new(BASE, 1 << 20).unwrap();
+        let bytes: Vec<u8> = code.iter().flat_map(|w| w.to_le_bytes()).collect();
+        assert!(ram.write(BASE, &bytes));
+        for fast in [true, false] {
+            let mut hart = Hart::new(0);
+            hart.set_fast_path(fast);
+            hart.set_pc(BASE);
+            hart.set_reg(6, 10);
+            // 10 addi, 9 taken bne: the 20th instruction leaves x5 at 10.
+            assert_eq!(count_to_ten(&mut hart, &mut ram), 21, "fast loop {fast}");
+        }
+    }
+}

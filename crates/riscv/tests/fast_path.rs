@@ -1,0 +1,274 @@
+//! The interpreter's fast loop against its general loop: random programs
+//! (ALU, M, loads, stores, branches, jumps, compressed instructions, stores
+//! into the program itself, a page boundary inside the program, traps to a
+//! handler that skips the faulting instruction) run in random slices, once
+//! with the fast loop and once with the general loop alone. Every slice
+//! must end the same way at the same pc with the same registers and
+//! retired count, and RAM must be the same at the end.
+
+use riscv::encode::{b, i, jal, lui, r, s};
+use riscv::{Bus, BusFault, Exit, Hart, Ram};
+
+struct NoDevices;
+
+impl Bus for NoDevices {
+    fn load(&mut self, _: u64, _: u8, _: u64) -> Result<u64, BusFault> {
+        Err(BusFault)
+    }
+    fn store(&mut self, _: u64, _: u8, _: u64, _: u64) -> Result<(), BusFault> {
+        Err(BusFault)
+    }
+    fn mtime(&mut self, now: u64) -> u64 {
+        now
+    }
+}
+
+const BASE: u64 = 0x8000_0000;
+/// The program starts 256 bytes before a page boundary.
+const CODE: u64 = BASE + 0xf00;
+const DATA: u64 = BASE + 0x8000;
+const HANDLER: u64 = BASE + 0x100;
+const WORDS: usize = 400;
+
+/// xorshift64*: a reproducible stream, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    /// A register the program computes with (x1..x7, x12..x15).
+    fn reg(&mut self) -> u32 {
+        [1, 2, 3, 4, 5, 6, 7, 12, 13, 14, 15][self.below(11) as usize]
+    }
+}
+
+fn c_addi(rd: u32, imm: i32) -> u32 {
+    let imm = imm as u32;
+    (((imm >> 5) & 1) << 12) | (rd << 7) | ((imm & 0x1f) << 2) | 0b01
+}
+
+fn c_add(rd: u32, rs2: u32) -> u32 {
+    (0b1001 << 12) | (rd << 7) | (rs2 << 2) | 0b10
+}
+
+fn instruction(g: &mut Rng, at: usize) -> u32 {
+    let (rd, rs1, rs2) = (g.reg(), g.reg(), g.reg());
+    let f3 = g.below(8) as u32;
+    match g.below(20) {
+        0..=3 => r(
+            [0, 0x20][g.below(2) as usize] * u32::from(f3 == 0 || f3 == 5),
+            rs2,
+            rs1,
+            f3,
+            rd,
+            0x33,
+        ),
+        4 => r(1, rs2, rs1, f3, rd, 0x33), // M
+        5 => {
+            let f3 = [0, 1, 5, 0, 4, 5, 6, 7][g.below(8) as usize];
+            let f7 = if g.below(2) == 0 {
+                1
+            } else if f3 == 0 || f3 == 5 {
+                0x20 * g.below(2) as u32
+            } else {
+                0
+            };
+            r(f7, rs2, rs1, f3, rd, 0x3b)
+        }
+        6..=8 => {
+            let imm = match f3 {
+                1 => g.below(64) as i32,
+                5 => g.below(64) as i32 | (0x400 * g.below(2) as i32),
+                _ => g.below(4096) as i32 - 2048,
+            };
+            i(imm, rs1, f3, rd, 0x13)
+        }
+        9 => i(g.below(4096) as i32 - 2048, rs1, 0, rd, 0x1b), // addiw
+        10 | 11 => i(
+            g.below(256) as i32,
+            10,
+            [0, 1, 2, 3, 4, 5, 6][g.below(7) as usize],
+            rd,
+            0x03,
+        ),
+        12 | 13 => s(g.below(256) as i32, rs2, 10, g.below(4) as u32, 0x23),
+        14 if g.below(2) == 0 => {
+            // A store of anything into the program itself.
+            let off = (g.below(WORDS as u64) * 4) as i32;
+            s(off.min(2047), rs2, 11, [2, 3][g.below(2) as usize], 0x23)
+        }
+        14 => {
+            // Self-modifying code that matters: replace the instruction 1
+            // to 3 ahead (already decoded when a loop comes round again)
+            // with one of two valid ones (x8, x9 hold their encodings).
+            let ahead = (at as u64 + 1 + g.below(3)).min(WORDS as u64 - 1);
+            s((ahead * 4) as i32, 8 + g.below(2) as u32, 11, 2, 0x23)
+        }
+        15 | 16 => {
+            // A short branch, mostly backwards (loops), never outside.
+            let back = g.below(3) != 0;
+            let dist = 1 + g.below(12) as i32;
+            let dist = if back {
+                -dist.min(at as i32)
+            } else {
+                dist.min((WORDS - at) as i32 - 1)
+            };
+            b(dist * 4, rs2, rs1, [0, 1, 4, 5, 6, 7][g.below(6) as usize])
+        }
+        17 => {
+            let dist = 1 + g.below(8).min((WORDS - at) as u64 - 1) as i32;
+            jal(rd, dist * 4)
+        }
+        18 => lui(rd, g.below(1 << 20) as u32),
+        _ => c_addi(rd, g.below(64) as i32 - 32) | (c_add(rs1, rs2) << 16),
+    }
+}
+
+fn program(seed: u64) -> Vec<u32> {
+    let mut g = Rng(seed | 1);
+    (0..WORDS).map(|at| instruction(&mut g, at)).collect()
+}
+
+/// The machine for one program: handler, program, registers.
+fn machine(code: &[u32], seed: u64, fast: bool) -> (Hart, Ram) {
+    let mut ram = Ram::new(BASE, 64 << 10).unwrap();
+    // Trap handler: count the trap in x31, skip the faulting instruction.
+    let handler = [
+        i(1, 31, 0, 31, 0x13),    // addi x31, x31, 1
+        i(0x341, 0, 2, 30, 0x73), // csrr x30, mepc
+        i(4, 30, 0, 30, 0x13),    // addi x30, x30, 4
+        i(0x341, 30, 1, 0, 0x73), // csrw mepc, x30
+        0x3020_0073,              // mret
+    ];
+    let words = |w: &[u32]| w.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>();
+    assert!(ram.write(HANDLER, &words(&handler)));
+    assert!(ram.write(CODE, &words(code)));
+    // After the program: jump back to its start.
+    assert!(ram.write(
+        CODE + 4 * WORDS as u64,
+        &words(&[jal(0, -4 * WORDS as i32)])
+    ));
+    let mut hart = Hart::new(0);
+    hart.set_fast_path(fast);
+    let mut g = Rng(seed.wrapping_mul(31) | 1);
+    for x in 1..32 {
+        hart.set_reg(x, g.next() >> g.below(64));
+    }
+    hart.set_reg(8, u64::from(i(7, 5, 0, 5, 0x13))); // addi x5, x5, 7
+    hart.set_reg(9, u64::from(r(0, 7, 6, 4, 6, 0x33))); // xor x6, x6, x7
+    hart.set_reg(10, DATA);
+    hart.set_reg(11, CODE);
+    // mtvec = HANDLER, through a tiny prologue at BASE.
+    let prologue = [
+        lui(30, (HANDLER >> 12) as u32 & 0xfffff),
+        i((HANDLER & 0xfff) as i32, 30, 0, 30, 0x13),
+        i(0x305, 30, 1, 0, 0x73), // csrw mtvec, x30
+        jal(0, (CODE - (BASE + 12)) as i32),
+    ];
+    assert!(ram.write(BASE, &words(&prologue)));
+    hart.set_pc(BASE);
+    (hart, ram)
+}
+
+#[derive(Debug, PartialEq)]
+struct Seen {
+    exit: Exit,
+    pc: u64,
+    instret: u64,
+    regs: Vec<u64>,
+}
+
+fn seen(exit: Exit, h: &Hart) -> Seen {
+    Seen {
+        exit,
+        pc: h.pc(),
+        instret: h.instret(),
+        regs: (0..32).map(|x| h.reg(x)).collect(),
+    }
+}
+
+#[test]
+fn the_fast_loop_computes_what_the_general_loop_computes() {
+    let mut fast_share = 0u64;
+    for seed in 1..=150u64 {
+        let code = program(seed);
+        let (mut fast, mut fast_ram) = machine(&code, seed, true);
+        let (mut general, mut general_ram) = machine(&code, seed, false);
+        let mut slices = Rng(seed.wrapping_add(7));
+        for slice in 0..60 {
+            let budget = 1 + slices.below(3000);
+            let a = fast.run(&mut fast_ram, &mut NoDevices, budget);
+            let b = general.run(&mut general_ram, &mut NoDevices, budget);
+            assert_eq!(
+                seen(a, &fast),
+                seen(b, &general),
+                "program {seed}, slice {slice} (budget {budget})"
+            );
+            if matches!(a, Exit::TrapStorm { .. }) {
+                break;
+            }
+        }
+        assert!(
+            fast_ram.as_slice() == general_ram.as_slice(),
+            "program {seed}: RAM differs"
+        );
+        fast_share += fast.instret();
+    }
+    assert!(
+        fast_share > 1_000_000,
+        "the programs ran: {fast_share} instructions"
+    );
+}
+
+#[test]
+fn code_rewritten_in_a_loop_runs_as_rewritten() {
+    // A loop whose store goes to its own page every other iteration (to
+    // data in between, so the page and its decoded store survive that
+    // iteration), rewriting `target`, which it then runs, with one of
+    // three instructions in turn.
+    let add = |rd, rs1| r(0, 0, rs1, 0, rd, 0x33); // add rd, rs1, x0
+    let inc = |x| i(1, x, 0, x, 0x13); // addi x, x, 1
+    let code = [
+        r(0, 13, 11, 4, 11, 0x33), // xor x11, x11, x13: CODE <-> DATA
+        add(16, 8),                // rotate x8 <- x14 <- x15 <- x8
+        add(8, 14),
+        add(14, 15),
+        add(15, 16),
+        s(32, 8, 11, 2, 0x23), // sw x8, 32(x11)
+        inc(7),
+        i(0, 0, 0, 0, 0x13), // nop
+        inc(3),              // target (CODE + 32)
+        b(-36, 12, 7, 4),    // blt x7, x12, loop
+        jal(0, 0),
+    ];
+    let run = |fast: bool| {
+        let mut ram = Ram::new(BASE, 64 << 10).unwrap();
+        let bytes: Vec<u8> = code.iter().flat_map(|w| w.to_le_bytes()).collect();
+        assert!(ram.write(CODE, &bytes));
+        let mut hart = Hart::new(0);
+        hart.set_fast_path(fast);
+        hart.set_pc(CODE);
+        hart.set_reg(8, u64::from(inc(4)));
+        hart.set_reg(14, u64::from(inc(5)));
+        hart.set_reg(15, u64::from(inc(6)));
+        hart.set_reg(11, DATA);
+        hart.set_reg(13, CODE ^ DATA);
+        hart.set_reg(12, 30);
+        hart.run(&mut ram, &mut NoDevices, 30 * 10 + 1);
+        (0..32).map(|x| hart.reg(x)).collect::<Vec<_>>()
+    };
+    let general = run(false);
+    assert_eq!(general[7], 30, "the loop ran");
+    assert!(
+        general[4] > 0 && general[5] > 0 && general[6] > 0,
+        "each rewritten form ran: {general:?}"
+    );
+    assert_eq!(run(true), general);
+}
