@@ -190,6 +190,10 @@ fn open_layer(
             "the overlay records it as qcow2 but it has no qcow2 header",
         ));
     }
+    if format == Format::Qcow2 && writable {
+        Qcow2Header::parse(path, &head, meta.len())?;
+        crate::qcow2_check::check_for_writing(path, &file, &head, meta.len())?;
+    }
     let storage = ImagoFile::try_from(file).map_err(io_err)?;
     match format {
         Format::Raw => open_raw(path, storage, writable, &meta, layers),
