@@ -214,18 +214,20 @@ fn check_leaf_permissions(pte: u64, mstatus: u64, access: Access, eff: Priv) -> 
 /// same decision, so the page may be cached in the TLB.
 pub fn pmp_check_page(csrs: &Csrs, pa: u64, access: Access, eff: Priv) -> (bool, bool) {
     let page = pa & !0xfff;
-    let page_end = page + 0x1000;
+    // The page's last byte, not its end: the top page's end (2^64) is not
+    // a u64, and guest code reaches that page with any address.
+    let page_last = page | 0xfff;
     let mut clean = true;
     let mut prev_top = 0u64;
     for i in 0..PMP_ENTRIES {
         let range = pmp_range(csrs, i, prev_top);
         prev_top = csrs.pmpaddr[i] << 2;
         let Some((lo, hi)) = range else { continue };
-        if hi <= page || lo >= page_end {
+        if hi <= page || lo > page_last {
             continue;
         }
         if pa >= lo && pa < hi {
-            let whole_page = lo <= page && hi >= page_end;
+            let whole_page = lo <= page && hi > page_last;
             return (pmp_allows(csrs.pmpcfg[i], access, eff), clean && whole_page);
         }
         clean = false;
