@@ -209,3 +209,15 @@ fn virtio_seeds_complete_requests() {
     assert_eq!(used_idx(&ram, 0x600), 1, "frame received");
     const { assert!(fuzz::targets::VIRTIO_RAM >= 0x1800) };
 }
+
+/// The InRelease seeds are Debian's own, signed by keys built into the
+/// binary: they pass the signature check and parse, so mutations start
+/// from the accepting path.
+#[test]
+fn inrelease_seeds_verify() {
+    let accepted = seeds("inrelease")
+        .iter()
+        .filter(|(_, bytes)| guest_image::fuzzing::inrelease(bytes))
+        .count();
+    assert!(accepted > 0, "no InRelease seed verifies");
+}
