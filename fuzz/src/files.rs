@@ -16,14 +16,18 @@ pub(crate) fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
-/// `disk::info` and `disk::open` (read-only and writable) of the input as
-/// a file, then reads (first, last and an odd sector) and, if writable,
-/// a write, a discard and a flush.
+/// `disk::probe`, `disk::info` and `disk::open` (as qcow2 and as raw,
+/// read-only and writable, backing files contained) of the input as a
+/// file, then reads (first, last and an odd sector) and, if writable, a
+/// write, a discard and a flush.
 pub fn disk_image(data: &[u8]) {
     let path = scratch("disk.img", data);
+    let _ = disk::probe(&path);
     let _ = disk::info(&path);
-    for read_only in [true, false] {
-        let Ok(mut disk) = disk::open(&path, read_only) else {
+    let formats = [disk::Format::Qcow2, disk::Format::Raw];
+    for (format, read_only) in formats.into_iter().flat_map(|f| [(f, true), (f, false)]) {
+        let options = disk::OpenOptions::new(format, read_only);
+        let Ok(mut disk) = disk::open(&path, &options) else {
             continue;
         };
         let capacity = disk.capacity();

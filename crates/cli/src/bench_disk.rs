@@ -140,7 +140,11 @@ fn scratch_disks(
 fn lockstep_disk_flags(disks: &[(DiskFormat, PathBuf)]) -> Vec<OsString> {
     disks
         .iter()
-        .flat_map(|(_, path)| [OsString::from("--disk"), path.clone().into_os_string()])
+        .flat_map(|(format, path)| {
+            let mut spec = path.clone().into_os_string();
+            spec.push(format!(",format={}", format.name()));
+            [OsString::from("--disk"), spec]
+        })
         .collect()
 }
 
@@ -350,7 +354,13 @@ mod tests {
         );
         assert_eq!(
             lockstep_disk_flags(&disks),
-            ["--disk", "/t/a,b.raw", "--disk", "/t/c.qcow2"].map(OsString::from)
+            [
+                "--disk",
+                "/t/a,b.raw,format=raw",
+                "--disk",
+                "/t/c.qcow2,format=qcow2"
+            ]
+            .map(OsString::from)
         );
     }
 }

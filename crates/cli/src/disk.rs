@@ -26,9 +26,13 @@ pub struct CreateArgs {
     /// Virtual size, e.g. 64M or 10G (K/M/G/T are powers of 1024) [default with --backing: the backing image's size].
     #[arg(long, value_name = "SIZE", value_parser = ::disk::parse_size, required_unless_present = "backing")]
     pub size: Option<u64>,
-    /// Backing image (qcow2 or raw); its name is stored relative to the new image's directory.
-    #[arg(long, value_name = "BASE")]
+    /// Backing image; its name is stored relative to the new image's directory.
+    #[arg(long, value_name = "BASE", requires = "backing_format")]
     pub backing: Option<PathBuf>,
+    /// The backing image's format, raw or qcow2 (as qemu-img's -F: never
+    /// guessed, since a raw base's first bytes were a guest's to write).
+    #[arg(long, value_name = "FORMAT", requires = "backing")]
+    pub backing_format: Option<::disk::Format>,
 }
 
 #[derive(Args, Debug)]
@@ -49,7 +53,11 @@ fn run_create(args: CreateArgs) -> Result<ExitCode, Box<dyn std::error::Error>> 
         (None, Some(backing)) => ::disk::info(backing)?.virtual_size,
         (None, None) => return Err("--size is required without --backing".into()),
     };
-    ::disk::create(&args.path, size, args.backing.as_deref())?;
+    let backing = match (&args.backing, args.backing_format) {
+        (Some(path), Some(format)) => Some((path.as_path(), format)),
+        _ => None,
+    };
+    ::disk::create(&args.path, size, backing)?;
     let info = ::disk::info(&args.path)?;
     print!(
         "created {}: qcow2, {}",
@@ -65,6 +73,11 @@ fn run_create(args: CreateArgs) -> Result<ExitCode, Box<dyn std::error::Error>> 
 
 fn run_info(args: InfoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let info = ::disk::info(&args.path)?;
+    eprintln!(
+        "lockstep: the formats below are probed from the files' headers; a raw disk's header is its guest's to write, so pin the format when you attach a disk (--disk {},format={})",
+        args.path.display(),
+        info.format
+    );
     println!("image:        {}", info.path.display());
     println!("format:       {}", info.format);
     println!("virtual size: {}", exact(info.virtual_size));

@@ -2,9 +2,9 @@
 //! starts, derive MACs, feed received frames to the runner as host events
 //! (one reader thread per NIC), and send transmitted frames out.
 
-use machine::{HostEvent, VirtioSpec};
+use machine::{CreditPool, HostEvent, VirtioSpec};
 use net::{FrameRx, FrameTx, MacAddr, NetError, NetSpec};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +12,10 @@ use std::time::Duration;
 /// How often a reader thread looks up from its backend to see whether the
 /// VM is gone.
 const RX_POLL: Duration = Duration::from_millis(200);
+/// Bytes of received frames a NIC may have waiting for the runner; past
+/// that (the runner is busy: a save, an FT sync's pause, a slow disk),
+/// frames are dropped and counted, as a full NIC ring would drop them.
+pub const MAX_QUEUED_BYTES: usize = 4 << 20;
 
 /// The NICs of one VM, opened.
 pub struct Nics {
@@ -21,6 +25,8 @@ pub struct Nics {
     rx: Vec<Box<dyn FrameRx>>,
     /// Set when the VM is done: the reader threads stop.
     stop: Arc<AtomicBool>,
+    /// Frames dropped because the runner had too many waiting.
+    dropped: Arc<AtomicU64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +93,7 @@ fn open_with_macs(specs: &[(String, NetSpec)], macs: &[MacAddr]) -> Result<Nics,
         tx: Vec::new(),
         rx: Vec::new(),
         stop: Arc::new(AtomicBool::new(false)),
+        dropped: Arc::default(),
     };
     for ((text, spec), &mac) in specs.iter().zip(macs) {
         let (tx, rx) = net::open(spec, mac).map_err(|source| NicError::Open {
@@ -118,13 +125,22 @@ impl Nics {
         for (nic, mut rx) in self.rx.drain(..).enumerate() {
             let events = events.clone();
             let stop = Arc::clone(&self.stop);
+            let dropped = Arc::clone(&self.dropped);
+            let pool = CreditPool::new(MAX_QUEUED_BYTES);
             std::thread::spawn(move || {
                 let mut buf = vec![0u8; net::MAX_FRAME_LEN];
                 while !stop.load(Ordering::Relaxed) {
                     match rx.recv(&mut buf, RX_POLL) {
                         Ok(Some(n)) => {
+                            let Some(credit) = pool.take(n) else {
+                                if dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                                    eprint!("\r\nlockstep: NIC {nic}: the VM is not taking frames fast enough; dropping (counted)\r\n");
+                                }
+                                continue;
+                            };
                             let frame = buf[..n].to_vec();
-                            if events.send(HostEvent::Net { nic, frame }).is_err() {
+                            let event = HostEvent::Net { nic, frame, credit };
+                            if events.send(event).is_err() {
                                 return;
                             }
                         }
@@ -139,6 +155,11 @@ impl Nics {
         }
         StopReceivers(Arc::clone(&self.stop))
     }
+
+    /// Frames dropped so far because the runner had too many waiting.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
 }
 
 /// Stops the NICs' reader threads when dropped.
@@ -147,5 +168,54 @@ pub struct StopReceivers(Arc<AtomicBool>);
 impl Drop for StopReceivers {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// A flood of frames while the runner takes none (it is busy) stays
+    /// within the bound: the rest are dropped and counted; once the runner
+    /// takes what waits, frames flow again.
+    #[test]
+    fn a_flood_while_the_runner_is_busy_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = format!("socket:{}", dir.path().display());
+        let specs = vec![(spec.clone(), spec.parse::<NetSpec>().unwrap())];
+        let mut vm = open(&specs, "flooded").unwrap();
+        let (events, taken) = mpsc::channel();
+        let _receivers = vm.start_receivers(&events);
+        let mut flooder = open(&specs, "flooder").unwrap();
+        let mut frame = vec![0xffu8; 1514];
+        frame[6..12].copy_from_slice(&flooder.macs[0].octets());
+        // 16 MiB of broadcasts, four times the bound.
+        for _ in 0..(16 << 20) / frame.len() {
+            flooder.tx[0].send(&frame).unwrap();
+        }
+        let settle = std::time::Instant::now();
+        while vm.dropped() == 0 && settle.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let waiting: Vec<HostEvent> = taken.try_iter().collect();
+        let bytes: usize = waiting
+            .iter()
+            .map(|e| match e {
+                HostEvent::Net { frame, .. } => frame.len(),
+                _ => 0,
+            })
+            .sum();
+        assert!(bytes <= MAX_QUEUED_BYTES, "{bytes} bytes queued");
+        assert!(bytes > MAX_QUEUED_BYTES / 2, "only {bytes} bytes queued");
+        assert!(vm.dropped() > 0, "nothing dropped");
+        // The runner took them: their credits are back, frames flow again.
+        drop(waiting);
+        let before = vm.dropped();
+        flooder.tx[0].send(&frame).unwrap();
+        let event = taken.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(matches!(event, HostEvent::Net { .. }));
+        assert_eq!(vm.dropped(), before);
     }
 }

@@ -1,7 +1,7 @@
 //! `lockstep run --record FILE` and `lockstep replay FILE`.
 
 use crate::run::{self, Console, RunOutput};
-use crate::vm::VmSetup;
+use crate::vm::{FileDigest, ImageDigests, ImagePaths, VmSetup};
 use clap::Args;
 use machine::{Machine, MachineError, Output, VirtioSpec};
 use replay::session::{self, Recorder, SharedWindows, TeeOutput};
@@ -28,6 +28,12 @@ pub enum RecordError {
     Read(#[from] ReadError),
     #[error("{path}: the disk changed since the recording started ({reason}); a replay needs it as it was")]
     DiskChanged { path: PathBuf, reason: String },
+    #[error("the log's {what} {path}: {reason}; a replay needs the recorded file")]
+    ImageChanged {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("the machine built from {0}'s setup does not start in the recorded state (kernel, initrd or firmware changed?)")]
     InitialState(PathBuf),
 }
@@ -48,6 +54,18 @@ pub fn start(
             path: PathBuf::from(format!("{:?}", setup.disks)),
             source,
         })?;
+    let parts = machine.boot_image_parts()?;
+    let [firmware, kernel, initrd] = parts[..] else {
+        return Err(RecordError::NotARecording(
+            path.to_path_buf(),
+            "the VM has no initrd".into(),
+        ));
+    };
+    setup.image_digests = Some(ImageDigests {
+        firmware: FileDigest::of(firmware),
+        kernel: FileDigest::of(kernel),
+        initrd: FileDigest::of(initrd),
+    });
     let header = Header {
         vm_uuid: setup.uuid(),
         initial_state_hash: machine.state_hash()?,
@@ -130,11 +148,25 @@ fn read_setup(
 /// The recorded machine again: same images, same disks (unchanged, behind
 /// an in-memory overlay so the replay writes nothing), no NIC backends.
 fn build(setup: &VmSetup, output: Box<dyn Output>) -> Result<Machine, Box<dyn std::error::Error>> {
-    let images = run::read_images(&setup.images)?;
+    let digests = setup.image_digests.ok_or_else(|| {
+        RecordError::NotARecording(
+            setup.images.kernel.clone(),
+            "the log records no boot image digests (made by an older lockstep)".into(),
+        )
+    })?;
+    let images = read_recorded_images(&setup.images, &digests)?;
     let mut disks: Vec<Box<dyn disk::BlockDevice>> = Vec::new();
     let mut virtio = Vec::new();
     for (n, arg) in setup.disks.iter().enumerate() {
-        let base = disk::open(&arg.path, true)?;
+        // The log pins each disk's format as the recording opened it.
+        let mut options = arg.options().ok_or_else(|| {
+            RecordError::NotARecording(
+                arg.path.clone(),
+                "the log records no format for this disk (made by an older lockstep)".into(),
+            )
+        })?;
+        options.read_only = true;
+        let base = disk::open(&arg.path, &options)?;
         if let Some(identity) = setup.disk_identities.get(n) {
             identity
                 .check(&*base, false)
@@ -156,4 +188,46 @@ fn build(setup: &VmSetup, output: Box<dyn Output>) -> Result<Machine, Box<dyn st
     });
     let config = setup.machine_config(images, virtio);
     Ok(Machine::with_disks(config, output, disks)?)
+}
+
+/// The boot images a log names, each read only if it is a regular file
+/// of the recorded length, and checked against the recorded digest before
+/// anything boots.
+fn read_recorded_images(
+    paths: &ImagePaths,
+    digests: &ImageDigests,
+) -> Result<machine::BootImages, RecordError> {
+    let read = |what: &'static str, path: &Path, digest: &FileDigest| {
+        let changed = |reason: String| RecordError::ImageChanged {
+            what,
+            path: path.to_path_buf(),
+            reason,
+        };
+        let mut file = std::fs::File::open(path).map_err(|e| changed(e.to_string()))?;
+        let meta = file.metadata().map_err(|e| changed(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(changed("is not a regular file".into()));
+        }
+        if meta.len() != digest.len {
+            return Err(changed(format!(
+                "is {} bytes, the recording's was {}",
+                meta.len(),
+                digest.len
+            )));
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, digest.len), &mut bytes)
+            .map_err(|e| changed(e.to_string()))?;
+        if FileDigest::of(&bytes) != *digest {
+            return Err(changed(
+                "has other contents than when it was recorded".into(),
+            ));
+        }
+        Ok(bytes)
+    };
+    Ok(machine::BootImages {
+        firmware: read("firmware", &paths.firmware, &digests.firmware)?.into(),
+        kernel: read("kernel", &paths.kernel, &digests.kernel)?.into(),
+        initrd: Some(read("initrd", &paths.initrd, &digests.initrd)?.into()),
+    })
 }

@@ -55,9 +55,12 @@ pub struct RunArgs {
     /// Where the guest's serial console goes: stdio, none or file:PATH.
     #[arg(long, value_name = "WHERE", default_value = "stdio", value_parser = parse_console)]
     pub console: Console,
-    /// A disk image (qcow2 or raw) as the next virtio disk (vda, vdb, …);
-    /// `,ro` makes it read-only. Repeatable.
-    #[arg(long = "disk", value_name = "PATH[,ro]", value_parser = parse_disk)]
+    /// A disk image as the next virtio disk (vda, vdb, …). `,format=raw`
+    /// or `,format=qcow2` pins its format (never guessed from the file:
+    /// without it the file is raw, and one with an image header is
+    /// refused); `,ro` makes it read-only; `,backing=any` lets a qcow2
+    /// chain follow absolute or `..` backing names. Repeatable.
+    #[arg(long = "disk", value_name = "PATH[,format=F][,ro][,backing=any]", value_parser = parse_disk)]
     pub disks: Vec<DiskArg>,
     /// Seed of the virtio-rng entropy stream, 64 hex digits [default: fresh random bytes].
     #[arg(long, value_name = "HEX", value_parser = parse_seed)]
@@ -108,6 +111,20 @@ pub struct RunArgs {
 pub struct DiskArg {
     pub path: PathBuf,
     pub read_only: bool,
+    /// As given; [`open_disks`] pins it (a log records it pinned).
+    pub format: Option<disk::Format>,
+    pub backing: disk::BackingPolicy,
+}
+
+impl DiskArg {
+    /// How to open it, once its format is pinned.
+    pub fn options(&self) -> Option<disk::OpenOptions> {
+        Some(disk::OpenOptions {
+            format: self.format?,
+            read_only: self.read_only,
+            backing: self.backing,
+        })
+    }
 }
 
 /// A 32-byte RNG seed.
@@ -149,6 +166,8 @@ pub enum RunError {
     /// The disk crate's errors name the image file.
     #[error("cannot open disk: {0}")]
     Disk(disk::DiskError),
+    #[error("{path} has a {found} header: say which format it is with --disk {path},format={found} (or format=raw if it is a raw disk a guest wrote that header into); lockstep never guesses a format", path = .path.display())]
+    UnpinnedFormat { path: PathBuf, found: disk::Format },
     #[error("cannot read /dev/urandom for the RNG seed: {0}")]
     Entropy(std::io::Error),
     #[error("{disks} disks and {nics} NICs need {} virtio slots; the board has {max}", disks + nics + 1)]
@@ -171,19 +190,40 @@ fn parse_memory(s: &str) -> Result<u64, String> {
     }
 }
 
-/// `PATH` or `PATH,ro`.
+/// `PATH` followed by options `,ro`, `,format=raw|qcow2`, `,backing=any`
+/// (taken from the right, so a path may hold commas).
 fn parse_disk(s: &str) -> Result<DiskArg, String> {
-    let (path, read_only) = match s.strip_suffix(",ro") {
-        Some(path) => (path, true),
-        None => (s, false),
+    let mut arg = DiskArg {
+        path: PathBuf::new(),
+        read_only: false,
+        format: None,
+        backing: disk::BackingPolicy::Contained,
     };
-    if path.is_empty() {
-        return Err(format!("invalid disk '{s}': expected PATH or PATH,ro"));
+    let mut path = s;
+    while let Some((head, option)) = path.rsplit_once(',') {
+        match option.split_once('=') {
+            None if option == "ro" => arg.read_only = true,
+            Some(("format", f)) => {
+                arg.format = Some(f.parse().map_err(|e| format!("invalid disk '{s}': {e}"))?)
+            }
+            Some(("backing", "any")) => arg.backing = disk::BackingPolicy::Any,
+            Some(("backing", "contained")) => arg.backing = disk::BackingPolicy::Contained,
+            Some(("backing", other)) => {
+                return Err(format!(
+                    "invalid disk '{s}': backing={other}: expected any or contained"
+                ))
+            }
+            _ => break,
+        }
+        path = head;
     }
-    Ok(DiskArg {
-        path: PathBuf::from(path),
-        read_only,
-    })
+    if path.is_empty() {
+        return Err(format!(
+            "invalid disk '{s}': expected PATH[,format=raw|qcow2][,ro][,backing=any]"
+        ));
+    }
+    arg.path = PathBuf::from(path);
+    Ok(arg)
 }
 
 /// 64 hex digits.
@@ -272,6 +312,12 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     };
     drop(_terminal); // restore the terminal before printing anything
     machine.flush_disks()?;
+    if nics.dropped() > 0 {
+        eprintln!(
+            "lockstep: {} received frames dropped while the VM was busy",
+            nics.dropped()
+        );
+    }
     if let Some(vm) = &ft_vm {
         eprintln!(
             "lockstep: FT {}",
@@ -324,7 +370,7 @@ type Built = (Machine, nics::Nics, Option<VmSetup>);
 fn boot(args: &RunArgs, windows: &SharedWindows) -> Result<Built, Box<dyn std::error::Error>> {
     let paths = image_paths(args)?;
     let images = read_images(&paths)?;
-    let (disks, mut virtio) = open_disks(&args.disks)?;
+    let (disks, mut virtio, pinned_disks) = open_disks(&args.disks)?;
     let seed = match args.rng_seed {
         Some(Seed(seed)) => seed,
         None => new_rng_seed()?,
@@ -342,10 +388,11 @@ fn boot(args: &RunArgs, windows: &SharedWindows) -> Result<Built, Box<dyn std::e
     let setup = VmSetup {
         name: args.name.clone(),
         images: paths,
+        image_digests: None,
         append: args.append.clone(),
         cpus: args.cpus,
         memory: args.memory,
-        disks: args.disks.clone(),
+        disks: pinned_disks,
         disk_identities: Vec::new(),
         rng_seed: seed,
         boot_wall_ns: wall_clock_ns(),
@@ -434,10 +481,13 @@ pub fn read_images(paths: &ImagePaths) -> Result<BootImages, RunError> {
 }
 
 type Disk = Box<dyn disk::BlockDevice>;
+/// The disks, their virtio specs, and the arguments with formats pinned.
+type OpenedDisks = (Vec<Disk>, Vec<VirtioSpec>, Vec<DiskArg>);
 
 /// Open the `--disk` images, with a virtio-blk spec for each (serials
-/// `lockstep-vda`, `lockstep-vdb`, …).
-pub fn open_disks(args: &[DiskArg]) -> Result<(Vec<Disk>, Vec<VirtioSpec>), RunError> {
+/// `lockstep-vda`, `lockstep-vdb`, …). Returns the arguments with their
+/// formats pinned, as a log records them.
+pub fn open_disks(args: &[DiskArg]) -> Result<OpenedDisks, RunError> {
     let max = VIRTIO_SLOTS - 1;
     if args.len() > max {
         return Err(RunError::TooManyDisks {
@@ -447,12 +497,38 @@ pub fn open_disks(args: &[DiskArg]) -> Result<(Vec<Disk>, Vec<VirtioSpec>), RunE
     }
     let mut disks = Vec::with_capacity(args.len());
     let mut specs = Vec::with_capacity(args.len() + 1);
+    let mut pinned = Vec::with_capacity(args.len());
     for (letter, arg) in (0..).zip(args) {
-        let disk = open_disk(&arg.path, arg.read_only)?;
-        disks.push(disk);
+        let mut arg = arg.clone();
+        let format = match arg.format {
+            Some(format) => format,
+            None => unpinned_format(&arg.path)?,
+        };
+        arg.format = Some(format);
+        let options = disk::OpenOptions {
+            format,
+            read_only: arg.read_only,
+            backing: arg.backing,
+        };
+        disks.push(disk::open(&arg.path, &options).map_err(RunError::Disk)?);
         specs.push(block_spec(letter));
+        pinned.push(arg);
     }
-    Ok((disks, specs))
+    Ok((disks, specs, pinned))
+}
+
+/// A disk given without `format=` is raw, and only if its first bytes do
+/// not look like an image format: a file with a qcow2 header may be a
+/// qcow2 image or a raw disk a guest wrote one into, and only the user
+/// knows which.
+fn unpinned_format(path: &Path) -> Result<disk::Format, RunError> {
+    match disk::probe(path).map_err(RunError::Disk)? {
+        disk::Format::Raw => Ok(disk::Format::Raw),
+        found => Err(RunError::UnpinnedFormat {
+            path: path.to_path_buf(),
+            found,
+        }),
+    }
 }
 
 /// The virtio-blk spec of the `n`th disk: serial `lockstep-vda`, `-vdb`, ….
@@ -460,10 +536,6 @@ pub fn block_spec(n: u8) -> VirtioSpec {
     VirtioSpec::Block {
         serial: format!("lockstep-vd{}", char::from(b'a' + n)),
     }
-}
-
-fn open_disk(path: &Path, read_only: bool) -> Result<Disk, RunError> {
-    disk::open(path, read_only).map_err(RunError::Disk)
 }
 
 /// A fresh secret seed for the VM's entropy device.
@@ -677,17 +749,37 @@ mod tests {
             parse_disk("/a/b.qcow2"),
             Ok(DiskArg {
                 path: "/a/b.qcow2".into(),
-                read_only: false
+                read_only: false,
+                format: None,
+                backing: disk::BackingPolicy::Contained,
             })
         );
         assert_eq!(
             parse_disk("x,y.img,ro"),
             Ok(DiskArg {
                 path: "x,y.img".into(),
-                read_only: true
+                read_only: true,
+                format: None,
+                backing: disk::BackingPolicy::Contained,
             })
         );
+        assert_eq!(
+            parse_disk("a.qcow2,format=qcow2,ro,backing=any"),
+            Ok(DiskArg {
+                path: "a.qcow2".into(),
+                read_only: true,
+                format: Some(disk::Format::Qcow2),
+                backing: disk::BackingPolicy::Any,
+            })
+        );
+        assert!(parse_disk("a,format=vmdk")
+            .unwrap_err()
+            .contains("unknown disk format 'vmdk'"));
+        assert!(parse_disk("a,backing=up")
+            .unwrap_err()
+            .contains("backing=up"));
         assert!(parse_disk(",ro").is_err());
+        assert!(parse_disk(",format=raw").is_err());
         assert!(parse_disk("").is_err());
     }
 
@@ -709,7 +801,9 @@ mod tests {
         let args = vec![
             DiskArg {
                 path: "/nonexistent".into(),
-                read_only: true
+                read_only: true,
+                format: Some(disk::Format::Raw),
+                backing: disk::BackingPolicy::Contained,
             };
             8
         ];

@@ -13,12 +13,39 @@ pub struct ImagePaths {
     pub firmware: PathBuf,
 }
 
+/// A file's length and blake3, as a log records a boot image: a replay
+/// reads only a regular file of that length and checks its bytes before
+/// boot (a log naming `/dev/zero` must not read until memory runs out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDigest {
+    pub len: u64,
+    pub blake3: [u8; 32],
+}
+
+impl FileDigest {
+    pub fn of(bytes: &[u8]) -> Self {
+        FileDigest {
+            len: bytes.len() as u64,
+            blake3: *blake3::hash(bytes).as_bytes(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageDigests {
+    pub firmware: FileDigest,
+    pub kernel: FileDigest,
+    pub initrd: FileDigest,
+}
+
 /// Every choice that shapes the machine, host-made ones included (seed,
 /// boot time, generation id, MACs).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmSetup {
     pub name: String,
     pub images: ImagePaths,
+    /// The images' contents (filled in by record mode).
+    pub image_digests: Option<ImageDigests>,
     pub append: String,
     pub cpus: u8,
     pub memory: u64,

@@ -51,6 +51,8 @@ fn create_and_info() {
         &p(&over),
         "--backing",
         &p(&base),
+        "--backing-format",
+        "qcow2",
     ]));
     let json = qemu_img_info(&over);
     assert!(json.contains("\"virtual-size\": 67108864"), "{json}");
@@ -106,10 +108,13 @@ fn run_refuses_bad_disks_before_the_guest_starts() {
         "16M",
         "--backing",
         base.to_str().unwrap(),
+        "--backing-format",
+        "qcow2",
     ]));
     std::fs::remove_file(&base).unwrap();
     for (disk, named) in [(&missing, &missing), (&corrupt, &corrupt), (&over, &base)] {
-        let out = lockstep(&["run", "--console", "none", "--disk", disk.to_str().unwrap()]);
+        let spec = format!("{},format=qcow2", disk.display());
+        let out = lockstep(&["run", "--console", "none", "--disk", &spec]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{}: {err}", disk.display());
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");

@@ -99,7 +99,8 @@ fn assert_file(raw: &Path, file: &str, expected: &[u8]) {
 
 /// A guest on `disk`, at its shell prompt.
 fn boot_with(disk: &Path) -> Guest {
-    let mut g = Guest::boot(&["--disk", path_str(disk)]);
+    let spec = format!("{},format=qcow2", path_str(disk));
+    let mut g = Guest::boot(&["--disk", &spec]);
     g.expect("lockstep guest ready");
     g.expect(PROMPT);
     g
@@ -256,7 +257,9 @@ fn guest_changes_land_in_a_linked_overlay_only() {
             "-f",
             "qcow2",
             "-b",
-            path_str(&base),
+            // Relative to the overlay's directory: lockstep follows no
+            // absolute backing name unless `backing=any` allows it.
+            base.file_name().and_then(|n| n.to_str()).unwrap(),
             "-F",
             "qcow2",
             path_str(&overlay),

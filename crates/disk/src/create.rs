@@ -2,7 +2,7 @@
 //! name in its directory, synced, then linked to its final name (never
 //! replacing a file already there).
 
-use crate::image::{imago_err, open_chain, Format, SECTOR_SIZE};
+use crate::image::{imago_err, open_chain, BackingPolicy, Format, Mode, SECTOR_SIZE};
 use crate::DiskError;
 use imago::file::File as ImagoFile;
 use imago::qcow2::Qcow2;
@@ -21,10 +21,12 @@ pub const MAX_VIRTUAL_SIZE: u64 = 1 << 51;
 const MAX_BACKING_NAME: usize = 1023;
 
 /// Create a new qcow2 (v3, 64 KiB clusters) image of `size` bytes at
-/// `path`, optionally on top of `backing` (qcow2 or raw; its format is
-/// recorded, and its name is stored relative to the new image's directory
-/// so that the two can move together). Refuses to replace an existing file.
-pub fn create(path: &Path, size: u64, backing: Option<&Path>) -> Result<(), DiskError> {
+/// `path`, optionally on top of `backing` in the format the caller gives
+/// (qcow2 or raw, never guessed from the base's header: a raw base was a
+/// guest's disk; the format is recorded, and the name is stored relative
+/// to the new image's directory so that the two can move together).
+/// Refuses to replace an existing file.
+pub fn create(path: &Path, size: u64, backing: Option<(&Path, Format)>) -> Result<(), DiskError> {
     check_size(size)?;
     if path.symlink_metadata().is_ok() {
         return Err(DiskError::Exists {
@@ -32,7 +34,9 @@ pub fn create(path: &Path, size: u64, backing: Option<&Path>) -> Result<(), Disk
         });
     }
     let dir = parent_dir(path);
-    let backing = backing.map(|b| backing_entry(&dir, b)).transpose()?;
+    let backing = backing
+        .map(|(b, format)| backing_entry(&dir, b, format))
+        .transpose()?;
 
     let io_err = |p: &Path| {
         let p = p.to_path_buf();
@@ -99,14 +103,10 @@ struct BackingEntry {
     format: Format,
 }
 
-fn backing_entry(dir: &Path, backing: &Path) -> Result<BackingEntry, DiskError> {
-    // Opening the whole chain validates it before anything is written.
-    let chain = open_chain(backing, false)?;
-    let format = chain
-        .layers
-        .first()
-        .map(|l| l.format)
-        .ok_or_else(|| DiskError::Format(format!("{}: no image opened", backing.display())))?;
+fn backing_entry(dir: &Path, backing: &Path, format: Format) -> Result<BackingEntry, DiskError> {
+    // Opening the whole chain validates it before anything is written (the
+    // user named this base: its own backing names may go anywhere).
+    open_chain(backing, false, Mode::Pinned(format, BackingPolicy::Any))?;
     let canon = |p: &Path| {
         std::fs::canonicalize(p).map_err(|source| DiskError::Io {
             path: p.to_path_buf(),

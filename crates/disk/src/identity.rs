@@ -21,7 +21,7 @@
 //!
 //! An in-memory disk has no file: its digest of the contents is all there is.
 
-use crate::{BlockDevice, DiskError};
+use crate::{BackingPolicy, BlockDevice, DiskError, Format, OpenOptions};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io;
@@ -35,8 +35,14 @@ pub const DIGEST_CHUNK: u64 = 1 << 20;
 
 /// Where a disk's bytes live.
 pub enum Contents<'a> {
-    /// Image files, the image itself first, then its backing files.
-    Files(&'a [PathBuf]),
+    /// Image files, the image itself first, then its backing files, with
+    /// the image's pinned format and the backing names it may follow
+    /// (what it takes to open it again the same way).
+    Files {
+        files: &'a [PathBuf],
+        format: Format,
+        backing: BackingPolicy,
+    },
     /// Guest-visible contents held in memory.
     Memory(&'a [u8]),
 }
@@ -46,6 +52,10 @@ pub enum Contents<'a> {
 pub enum DiskIdentity {
     Files {
         capacity: u64,
+        /// The image's format as it was pinned when opened (a restore
+        /// opens it the same way, never probing).
+        format: Format,
+        backing: BackingPolicy,
         /// The image first, then its backing files, nearest first.
         layers: Vec<FileIdentity>,
     },
@@ -84,6 +94,8 @@ pub enum IdentityMismatch {
         recorded: &'static str,
         now: &'static str,
     },
+    #[error("it is opened as {now}, the snapshot recorded {recorded}")]
+    Format { recorded: Format, now: Format },
     #[error("its chain has {now} files, the snapshot recorded {recorded}")]
     ChainLength { recorded: usize, now: usize },
     #[error("{path} is {now} bytes long, the snapshot recorded {recorded}")]
@@ -109,8 +121,14 @@ impl DiskIdentity {
                 capacity,
                 digest: *blake3::hash(data).as_bytes(),
             },
-            Contents::Files(paths) => DiskIdentity::Files {
+            Contents::Files {
+                files: paths,
+                format,
+                backing,
+            } => DiskIdentity::Files {
                 capacity,
+                format,
+                backing,
                 layers: paths
                     .iter()
                     .map(|p| file_identity(p).map_err(|source| io_err(p, source)))
@@ -135,7 +153,24 @@ impl DiskIdentity {
                     .then_some(())
                     .ok_or(IdentityMismatch::MemoryContents)
             }
-            (DiskIdentity::Files { layers, .. }, Contents::Files(paths)) => {
+            (
+                DiskIdentity::Files {
+                    layers,
+                    format: recorded,
+                    ..
+                },
+                Contents::Files {
+                    files: paths,
+                    format,
+                    ..
+                },
+            ) => {
+                if *recorded != format {
+                    return Err(IdentityMismatch::Format {
+                        recorded: *recorded,
+                        now: format,
+                    });
+                }
                 if layers.len() != paths.len() {
                     return Err(IdentityMismatch::ChainLength {
                         recorded: layers.len(),
@@ -150,7 +185,7 @@ impl DiskIdentity {
             (recorded, now) => Err(IdentityMismatch::Kind {
                 recorded: recorded.kind(),
                 now: match now {
-                    Contents::Files(_) => "an image file",
+                    Contents::Files { .. } => "an image file",
                     Contents::Memory(_) => "an in-memory disk",
                 },
             }),
@@ -162,6 +197,20 @@ impl DiskIdentity {
             DiskIdentity::Files { capacity, .. } | DiskIdentity::Memory { capacity, .. } => {
                 *capacity
             }
+        }
+    }
+
+    /// How to open the image file again as it was, if the disk is one.
+    pub fn open_options(&self, read_only: bool) -> Option<OpenOptions> {
+        match self {
+            DiskIdentity::Files {
+                format, backing, ..
+            } => Some(OpenOptions {
+                format: *format,
+                read_only,
+                backing: *backing,
+            }),
+            DiskIdentity::Memory { .. } => None,
         }
     }
 

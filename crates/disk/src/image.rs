@@ -7,12 +7,13 @@ use imago::qcow2::Qcow2;
 use imago::raw::Raw;
 use imago::FormatAccess;
 use rustix::fs::{flock, FlockOperation};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// Raw images must hold whole sectors.
 pub const SECTOR_SIZE: u64 = 512;
@@ -40,7 +41,8 @@ const FOREIGN_MAGICS: &[(&[u8], &str)] = &[
 /// VDI keeps its signature at byte 64.
 const VDI_SIGNATURE: (usize, [u8; 4]) = (64, [0x7f, 0x10, 0xda, 0xbe]);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     Qcow2,
     Raw,
@@ -49,6 +51,19 @@ pub enum Format {
 impl fmt::Display for Format {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "qcow2" => Ok(Format::Qcow2),
+            "raw" => Ok(Format::Raw),
+            other => Err(format!(
+                "unknown disk format '{other}': expected raw or qcow2"
+            )),
+        }
     }
 }
 
@@ -88,10 +103,64 @@ pub struct DiskInfo {
     pub backing_chain: Vec<LayerInfo>,
 }
 
-/// Open a disk image, detecting qcow2 by its magic and treating anything
-/// else as raw. A qcow2 image's backing files are opened read-only.
-pub fn open(path: &Path, read_only: bool) -> Result<Box<dyn BlockDevice>, DiskError> {
-    let chain = open_chain(path, !read_only)?;
+/// How an image's format is known: pinned by the user (and recorded in
+/// snapshots, logs and bundles from then on), or probed from its header.
+/// Probing is for describing an image only: the header of a raw disk is
+/// the guest's to write, and a guest that wrote a qcow2 header naming a
+/// backing file must not make the next open read that host file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Pinned(Format, BackingPolicy),
+    Probe,
+}
+
+/// Which backing file names a qcow2 chain may follow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackingPolicy {
+    /// Names relative to the naming image's directory, without `..`
+    /// (the default: an image file cannot reach outside its directory).
+    #[default]
+    Contained,
+    /// Any name, absolute or with `..` (the user allowed it explicitly).
+    Any,
+}
+
+impl fmt::Display for BackingPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackingPolicy::Contained => "contained",
+            BackingPolicy::Any => "any",
+        })
+    }
+}
+
+/// How to open a disk image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// The image's format, as the user gave it: never guessed.
+    pub format: Format,
+    pub read_only: bool,
+    pub backing: BackingPolicy,
+}
+
+impl OpenOptions {
+    pub fn new(format: Format, read_only: bool) -> Self {
+        OpenOptions {
+            format,
+            read_only,
+            backing: BackingPolicy::Contained,
+        }
+    }
+}
+
+/// Open a disk image in the format `options` pins. A qcow2 image's
+/// backing files are opened read-only, each in the format its overlay
+/// records (an overlay that records none is refused), and only where
+/// `options.backing` allows.
+pub fn open(path: &Path, options: &OpenOptions) -> Result<Box<dyn BlockDevice>, DiskError> {
+    let mode = Mode::Pinned(options.format, options.backing);
+    let chain = open_chain(path, !options.read_only, mode)?;
     let files = chain
         .layers
         .iter()
@@ -107,14 +176,34 @@ pub fn open(path: &Path, read_only: bool) -> Result<Box<dyn BlockDevice>, DiskEr
         image: chain.image,
         path: path.to_path_buf(),
         files,
-        read_only,
+        format: options.format,
+        backing: options.backing,
+        read_only: options.read_only,
     }))
 }
 
+/// The format an image's header suggests (qcow2 by its magic, else raw),
+/// for describing it and for telling a user who did not pin a format what
+/// to pin. Never use the answer to open a disk a guest has written.
+pub fn probe(path: &Path) -> Result<Format, DiskError> {
+    let io_err = |source| DiskError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io_err)?;
+    let meta = file.metadata().map_err(io_err)?;
+    if !meta.is_file() {
+        return Err(not_image(path, "not a regular file"));
+    }
+    detect(path, &read_head(&file, path)?, meta.len())
+}
+
 /// Describe an image and its backing chain (opened read-only, fully
-/// validated, nothing changed).
+/// validated, nothing changed). The formats are probed from the headers
+/// and any backing name is followed: this is for a user inspecting an
+/// image, never for a disk a guest runs on.
 pub fn info(path: &Path) -> Result<DiskInfo, DiskError> {
-    let chain = open_chain(path, false)?;
+    let chain = open_chain(path, false, Mode::Probe)?;
     let mut layers = chain.layers.into_iter();
     let top = layers
         .next()
@@ -136,21 +225,39 @@ pub(crate) struct Chain {
     pub layers: Vec<LayerInfo>,
 }
 
-pub(crate) fn open_chain(path: &Path, writable: bool) -> Result<Chain, DiskError> {
-    let mut seen = BTreeSet::new();
-    let mut layers = Vec::new();
-    let image = open_layer(path, writable, None, &mut seen, &mut layers)?;
-    Ok(Chain { image, layers })
+pub(crate) fn open_chain(path: &Path, writable: bool, mode: Mode) -> Result<Chain, DiskError> {
+    let mut walk = Walk {
+        mode,
+        seen: BTreeSet::new(),
+        layers: Vec::new(),
+    };
+    let top = match mode {
+        Mode::Pinned(format, _) => Some(format),
+        Mode::Probe => None,
+    };
+    let image = open_layer(path, writable, top, &mut walk)?;
+    Ok(Chain {
+        image,
+        layers: walk.layers,
+    })
+}
+
+/// A chain being opened: how, the files seen (loops), what was opened.
+struct Walk {
+    mode: Mode,
+    seen: BTreeSet<PathBuf>,
+    layers: Vec<LayerInfo>,
 }
 
 /// Open one file of a chain and, recursively, everything below it.
-/// `expected` is the format the overlay above recorded for it, if any.
+/// `expected` is its format: pinned by the user for the top, recorded by
+/// the overlay above for a backing file; `None` (probing) only when
+/// describing an image.
 fn open_layer(
     path: &Path,
     writable: bool,
     expected: Option<Format>,
-    seen: &mut BTreeSet<PathBuf>,
-    layers: &mut Vec<LayerInfo>,
+    walk: &mut Walk,
 ) -> Result<FormatAccess<ImagoFile>, DiskError> {
     let io_err = |source| DiskError::Io {
         path: path.to_path_buf(),
@@ -166,13 +273,16 @@ fn open_layer(
         return Err(not_image(path, "not a regular file"));
     }
     // Before locking: a loop back to a writable top would look "locked".
-    if !seen.insert(std::fs::canonicalize(path).map_err(io_err)?) {
+    if !walk
+        .seen
+        .insert(std::fs::canonicalize(path).map_err(io_err)?)
+    {
         return Err(DiskError::BackingLoop {
             path: path.to_path_buf(),
         });
     }
     lock(&file, writable, path)?;
-    if layers.len() >= MAX_CHAIN_DEPTH {
+    if walk.layers.len() >= MAX_CHAIN_DEPTH {
         return Err(DiskError::Unsupported {
             path: path.to_path_buf(),
             what: format!("backing chains deeper than {MAX_CHAIN_DEPTH} files"),
@@ -182,34 +292,33 @@ fn open_layer(
     let head = read_head(&file, path)?;
     let format = match expected {
         Some(Format::Raw) => Format::Raw,
-        Some(Format::Qcow2) | None => detect(path, &head, meta.len())?,
-    };
-    if expected == Some(Format::Qcow2) && format != Format::Qcow2 {
-        return Err(not_image(
-            path,
-            "the overlay records it as qcow2 but it has no qcow2 header",
-        ));
-    }
-    if format == Format::Qcow2 && writable {
-        Qcow2Header::parse(path, &head, meta.len())?;
-        crate::qcow2_check::check_for_writing(path, &file, &head, meta.len())?;
-    }
-    let storage = ImagoFile::try_from(file).map_err(io_err)?;
-    match format {
-        Format::Raw => open_raw(path, storage, writable, &meta, layers),
-        Format::Qcow2 => {
-            let header = Qcow2Header::parse(path, &head, meta.len())?;
-            header.check_supported(path, writable)?;
-            open_qcow2(
-                path,
-                storage,
-                writable,
-                &header,
-                meta.blocks(),
-                seen,
-                layers,
-            )
+        Some(Format::Qcow2) if head.starts_with(&QCOW2_MAGIC) => Format::Qcow2,
+        Some(Format::Qcow2) => {
+            let reason = if walk.layers.is_empty() {
+                "format=qcow2 was given but it has no qcow2 header"
+            } else {
+                "the overlay records it as qcow2 but it has no qcow2 header"
+            };
+            return Err(not_image(path, reason));
         }
+        None => detect(path, &head, meta.len())?,
+    };
+    let header = match format {
+        Format::Qcow2 => {
+            let mut header = Qcow2Header::parse(path, &head, meta.len())?;
+            header.check_supported(path, writable)?;
+            if writable {
+                crate::qcow2_check::check_for_writing(path, &file, &head, meta.len())?;
+            }
+            header.backing_format = header.backing_format_extension(&file);
+            Some(header)
+        }
+        Format::Raw => None,
+    };
+    let storage = ImagoFile::try_from(file).map_err(io_err)?;
+    match header {
+        None => open_raw(path, storage, writable, &meta, &mut walk.layers),
+        Some(header) => open_qcow2(path, storage, writable, &header, meta.blocks(), walk),
     }
 }
 
@@ -239,8 +348,7 @@ fn open_qcow2(
     writable: bool,
     header: &Qcow2Header,
     blocks: u64,
-    seen: &mut BTreeSet<PathBuf>,
-    layers: &mut Vec<LayerInfo>,
+    walk: &mut Walk,
 ) -> Result<FormatAccess<ImagoFile>, DiskError> {
     let mut qcow2: Qcow2<ImagoFile> =
         Qcow2::open_image(storage, writable).map_err(|e| imago_err(path, e))?;
@@ -248,8 +356,11 @@ fn open_qcow2(
     // so imago never opens a file the header names.
     qcow2.set_data_file(None);
     let backing_name = qcow2.implicit_backing_file().cloned();
-    let backing_format = qcow2.implicit_backing_format().cloned();
-    layers.push(LayerInfo {
+    let backing_format = qcow2
+        .implicit_backing_format()
+        .cloned()
+        .or_else(|| header.backing_format.clone());
+    walk.layers.push(LayerInfo {
         path: path.to_path_buf(),
         format: Format::Qcow2,
         virtual_size: qcow2_size(&qcow2),
@@ -261,6 +372,9 @@ fn open_qcow2(
         None => None,
         Some(name) => {
             let expected = backing_format_of(path, backing_format.as_deref())?;
+            if let Mode::Pinned(_, policy) = walk.mode {
+                check_backing(path, &name, expected, policy)?;
+            }
             let backing_path = resolve_backing(path, &name);
             if !backing_path.exists() {
                 return Err(DiskError::MissingBacking {
@@ -268,7 +382,7 @@ fn open_qcow2(
                     backing: backing_path,
                 });
             }
-            Some(open_layer(&backing_path, false, expected, seen, layers)?)
+            Some(open_layer(&backing_path, false, expected, walk)?)
         }
     };
     qcow2.set_backing(backing);
@@ -291,6 +405,48 @@ fn backing_format_of(path: &Path, recorded: Option<&str>) -> Result<Option<Forma
             what: format!("backing file format {other:?}"),
         }),
     }
+}
+
+/// A pinned chain follows a backing name only if its overlay records the
+/// backing file's format (else the backing file's header, once a guest's
+/// raw disk, would decide it) and, unless the user allowed any path, the
+/// name stays inside the overlay's directory.
+fn check_backing(
+    path: &Path,
+    name: &str,
+    format: Option<Format>,
+    policy: BackingPolicy,
+) -> Result<(), DiskError> {
+    let refuse = |what: String| {
+        Err(DiskError::Backing {
+            path: path.to_path_buf(),
+            backing: name.to_string(),
+            what,
+        })
+    };
+    if format.is_none() {
+        return refuse(format!(
+            "records no backing format (set one with `qemu-img rebase -u -b {name} -F raw|qcow2`)"
+        ));
+    }
+    if policy == BackingPolicy::Contained {
+        let p = Path::new(name);
+        if p.is_absolute() {
+            return refuse(
+                "is an absolute path; allow it with backing=any on --disk if you trust the image"
+                    .into(),
+            );
+        }
+        if p.components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+        {
+            return refuse(
+                "leaves the image's directory (`..`); allow it with backing=any on --disk if you trust the image"
+                    .into(),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Backing names are relative to the directory of the image naming them.
@@ -371,7 +527,7 @@ fn check_raw_size(path: &Path, len: u64) -> Result<(), DiskError> {
     if !len.is_multiple_of(SECTOR_SIZE) {
         return Err(not_image(
             path,
-            &format!("no qcow2 header, and its size ({len} bytes) is not a whole number of {SECTOR_SIZE}-byte sectors"),
+            &format!("as raw, its size ({len} bytes) is not a whole number of {SECTOR_SIZE}-byte sectors"),
         ));
     }
     Ok(())
@@ -403,6 +559,10 @@ pub(crate) fn imago_err(path: &Path, e: io::Error) -> DiskError {
 /// that what we cannot serve is refused with a clear reason (imago leaves
 /// the encryption and snapshot fields alone).
 struct Qcow2Header {
+    /// Where the header extensions start.
+    header_length: u32,
+    /// The backing format extension, read by [`Self::backing_format_extension`].
+    backing_format: Option<String>,
     cluster_bits: u32,
     crypt_method: u32,
     nb_snapshots: u32,
@@ -449,6 +609,12 @@ impl Qcow2Header {
             return Err(truncated());
         }
         Ok(Qcow2Header {
+            backing_format: None,
+            header_length: if version >= 3 {
+                be32(head, 100)
+            } else {
+                V2_HEADER_LEN as u32
+            },
             cluster_bits: be32(head, 20),
             crypt_method: be32(head, 32),
             nb_snapshots: be32(head, 60),
@@ -458,6 +624,34 @@ impl Qcow2Header {
 
     fn cluster_size(&self) -> u64 {
         1u64.checked_shl(self.cluster_bits).unwrap_or(0)
+    }
+
+    /// The backing format header extension (qcow2 spec: type 0xe2792aca),
+    /// which imago reads from v3 headers only; QEMU writes it in v2
+    /// headers too. Extensions lie within the first cluster.
+    fn backing_format_extension(&self, file: &File) -> Option<String> {
+        use std::os::unix::fs::FileExt;
+        const BACKING_FORMAT: u32 = 0xe279_2aca;
+        let end = self.cluster_size().min(64 << 10) as usize;
+        let start = self.header_length as usize;
+        if start >= end {
+            return None;
+        }
+        let mut area = vec![0u8; end - start];
+        let n = file.read_at(&mut area, start as u64).ok()?;
+        let area = &area[..n];
+        let mut at = 0usize;
+        while at + 8 <= area.len() {
+            let kind = be32(area, at);
+            let len = be32(area, at + 4) as usize;
+            let data = area.get(at + 8..at.checked_add(8)?.checked_add(len)?)?;
+            match kind {
+                0 => return None,
+                BACKING_FORMAT => return std::str::from_utf8(data).ok().map(str::to_string),
+                _ => at = at + 8 + len.div_ceil(8) * 8,
+            }
+        }
+        None
     }
 
     fn check_supported(&self, path: &Path, writable: bool) -> Result<(), DiskError> {
@@ -514,6 +708,8 @@ struct ImageDisk {
     path: PathBuf,
     /// Canonical paths of the image and its backing files, nearest first.
     files: Vec<PathBuf>,
+    format: Format,
+    backing: BackingPolicy,
     capacity: u64,
     read_only: bool,
 }
@@ -587,6 +783,10 @@ impl BlockDevice for ImageDisk {
         }
     }
     fn contents(&self) -> Contents<'_> {
-        Contents::Files(&self.files)
+        Contents::Files {
+            files: &self.files,
+            format: self.format,
+            backing: self.backing,
+        }
     }
 }

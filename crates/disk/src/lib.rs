@@ -14,14 +14,18 @@ mod identity;
 mod image;
 mod overlay;
 mod qcow2_check;
+mod runs;
 mod size;
 
 pub use create::{create, CLUSTER_SIZE, MAX_VIRTUAL_SIZE};
 pub use identity::{
     digest_file, Contents, DiskIdentity, FileIdentity, FileStat, IdentityMismatch, DIGEST_CHUNK,
 };
-pub use image::{info, open, DiskInfo, Format, LayerInfo, SECTOR_SIZE};
+pub use image::{
+    info, open, probe, BackingPolicy, DiskInfo, Format, LayerInfo, OpenOptions, SECTOR_SIZE,
+};
 pub use overlay::MemOverlay;
+pub use runs::Runs;
 pub use size::parse_size;
 
 use std::path::PathBuf;
@@ -52,6 +56,12 @@ pub enum DiskError {
     Unsupported { path: PathBuf, what: String },
     #[error("{path}: backing file {backing} does not exist")]
     MissingBacking { path: PathBuf, backing: PathBuf },
+    #[error("{path}: backing file {backing:?} {what}")]
+    Backing {
+        path: PathBuf,
+        backing: String,
+        what: String,
+    },
     #[error("{path}: the backing chain leads back to this file")]
     BackingLoop { path: PathBuf },
     #[error("{path}: in use (locked by another open of this image)")]

@@ -1,7 +1,7 @@
 //! Inputs the fuzzer (`fuzz/`, target `disk_image`) found, each kept as a
 //! test of the behaviour it broke.
 
-use disk::DiskError;
+use disk::{DiskError, Format, OpenOptions};
 use std::path::PathBuf;
 
 fn data(name: &str) -> PathBuf {
@@ -27,14 +27,14 @@ fn scratch(name: &str) -> (tempfile::TempDir, PathBuf) {
 #[test]
 fn refcount_block_outside_the_file_is_refused_for_writing() {
     let (_dir, path) = scratch("refblock-outside.qcow2");
-    match disk::open(&path, false) {
+    match disk::open(&path, &OpenOptions::new(Format::Qcow2, false)) {
         Err(DiskError::Corrupt { reason, .. }) => {
             assert!(reason.contains("refcount block 3"), "{reason}")
         }
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("a qcow2 with refcount blocks outside the file opened writable"),
     }
-    let mut disk = disk::open(&path, true).unwrap();
+    let mut disk = disk::open(&path, &OpenOptions::new(Format::Qcow2, true)).unwrap();
     let mut buf = [1u8; 512];
     disk.read_at(0, &mut buf).unwrap();
     assert_eq!(buf, [0; 512]);
@@ -47,14 +47,14 @@ fn refcount_block_outside_the_file_is_refused_for_writing() {
 #[test]
 fn metadata_with_refcount_zero_is_refused_for_writing() {
     let (_dir, path) = scratch("metadata-refcount-zero.qcow2");
-    match disk::open(&path, false) {
+    match disk::open(&path, &OpenOptions::new(Format::Qcow2, false)) {
         Err(DiskError::Corrupt { reason, .. }) => {
             assert!(reason.contains("refcount of 0"), "{reason}")
         }
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("a qcow2 with free metadata clusters opened writable"),
     }
-    let mut disk = disk::open(&path, true).unwrap();
+    let mut disk = disk::open(&path, &OpenOptions::new(Format::Qcow2, true)).unwrap();
     let mut buf = [1u8; 512];
     disk.read_at(0, &mut buf).unwrap();
 }
@@ -65,7 +65,7 @@ fn fresh_images_still_open_writable() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fresh.qcow2");
     disk::create(&path, 1 << 20, None).unwrap();
-    let mut disk = disk::open(&path, false).unwrap();
+    let mut disk = disk::open(&path, &OpenOptions::new(Format::Qcow2, false)).unwrap();
     disk.write_at(4096, &[7; 4096]).unwrap();
     disk.flush().unwrap();
 }

@@ -2,7 +2,30 @@
 //! identity across close and reopen (opening writes nothing that matters),
 //! and loses it when any file of the chain changes.
 
-use disk::{create, open, DiskIdentity, IdentityMismatch};
+use disk::{DiskError, DiskIdentity, IdentityMismatch};
+
+/// Open `path` in the format its header shows, following any backing name
+/// (these tests exercise images, not the format-pinning policy, which
+/// `pinned_formats_and_backing_names` covers).
+fn open(path: &Path, read_only: bool) -> Result<Box<dyn disk::BlockDevice>, DiskError> {
+    let format = disk::probe(path)?;
+    let options = disk::OpenOptions {
+        format,
+        read_only,
+        backing: disk::BackingPolicy::Any,
+    };
+    disk::open(path, &options)
+}
+
+/// Create `path`, on `backing` in the format its header shows.
+fn create(path: &Path, size: u64, backing: Option<&Path>) -> Result<(), DiskError> {
+    let backing = match backing {
+        Some(b) => Some((b, disk::probe(b)?)),
+        None => None,
+    };
+    disk::create(path, size, backing)
+}
+
 use std::path::Path;
 
 const MIB: u64 = 1 << 20;
@@ -27,7 +50,10 @@ fn qcow2_chain_identity_survives_reopening_and_catches_changes() {
     }
     create(&top, 8 * MIB, Some(&base)).unwrap();
     let id = write_and_identify(&top);
-    let DiskIdentity::Files { capacity, layers } = &id else {
+    let DiskIdentity::Files {
+        capacity, layers, ..
+    } = &id
+    else {
         panic!("an image disk has files: {id:?}");
     };
     assert_eq!(*capacity, 8 * MIB);

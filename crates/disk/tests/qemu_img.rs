@@ -2,7 +2,30 @@
 //! qemu-utils): what we create QEMU accepts, what QEMU creates we read and
 //! write correctly, and bad inputs fail with errors that name the file.
 
-use disk::{create, info, open, BlockDevice, DiskError, Format, MemDisk};
+use disk::{info, BlockDevice, DiskError, Format, MemDisk};
+
+/// Open `path` in the format its header shows, following any backing name
+/// (these tests exercise images, not the format-pinning policy, which
+/// `pinned_formats_and_backing_names` covers).
+fn open(path: &Path, read_only: bool) -> Result<Box<dyn disk::BlockDevice>, DiskError> {
+    let format = disk::probe(path)?;
+    let options = disk::OpenOptions {
+        format,
+        read_only,
+        backing: disk::BackingPolicy::Any,
+    };
+    disk::open(path, &options)
+}
+
+/// Create `path`, on `backing` in the format its header shows.
+fn create(path: &Path, size: u64, backing: Option<&Path>) -> Result<(), DiskError> {
+    let backing = match backing {
+        Some(b) => Some((b, disk::probe(b)?)),
+        None => None,
+    };
+    disk::create(path, size, backing)
+}
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use tempfile::TempDir;
@@ -639,4 +662,155 @@ fn replicas_given_the_same_requests_stay_byte_identical() {
     assert_eq!(a.len(), b.len());
     assert!(a[CLUSTER as usize..] == b[CLUSTER as usize..]);
     assert!(qemu_contents(dir.path(), &files[0]) == qemu_contents(dir.path(), &files[1]));
+}
+
+/// The review's attack at the disk layer: a guest writes a qcow2 header
+/// naming a host file into its raw disk. Opened as the user pinned it
+/// (raw), the disk shows the guest's bytes and nothing of the host file;
+/// pinned qcow2 chains follow only contained, format-recorded backing
+/// names unless the user allows any.
+#[test]
+fn pinned_formats_and_backing_names() {
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    let secret = d.join("host-secret");
+    std::fs::write(&secret, b"host secret bytes".repeat(4096)).unwrap();
+    // What a guest can write into its raw disk: a qemu-made qcow2 header
+    // whose backing file is the host's file.
+    let forged = d.join("forged.qcow2");
+    qemu_img(&[
+        "create",
+        "-f",
+        "qcow2",
+        "-b",
+        s(&secret),
+        "-F",
+        "raw",
+        s(&forged),
+        "1M",
+    ]);
+    let header = std::fs::read(&forged).unwrap();
+    let raw = d.join("guest.raw");
+    let mut contents = header.clone();
+    contents.resize(2 * MIB as usize, 0);
+    std::fs::write(&raw, &contents).unwrap();
+
+    let pinned = |format, backing| disk::OpenOptions {
+        format,
+        read_only: false,
+        backing,
+    };
+    let mut disk_raw = disk::open(&raw, &pinned(Format::Raw, disk::BackingPolicy::Any)).unwrap();
+    assert_eq!(disk_raw.capacity(), 2 * MIB);
+    let seen = read_all(disk_raw.as_mut());
+    assert!(seen == contents, "a raw disk shows its own bytes");
+    assert!(!seen.windows(17).any(|w| w == b"host secret bytes"));
+    drop(disk_raw);
+
+    // Pinned qcow2 on the forged file: the absolute backing name is refused
+    // (it would need backing=any), naming the file and the backing name.
+    let err = disk::open(&raw, &pinned(Format::Qcow2, disk::BackingPolicy::Contained))
+        .err()
+        .expect("absolute backing must be refused");
+    let msg = err.to_string();
+    assert!(matches!(err, DiskError::Backing { .. }), "{msg}");
+    assert!(
+        msg.contains("guest.raw") && msg.contains("absolute") && !msg.contains('\n'),
+        "{msg}"
+    );
+
+    // A `..` name is refused likewise; a contained one opens.
+    std::fs::create_dir(d.join("vm")).unwrap();
+    let base = d.join("base.qcow2");
+    create(&base, MIB, None).unwrap();
+    let up = d.join("vm/up.qcow2");
+    qemu_img(&[
+        "create",
+        "-f",
+        "qcow2",
+        "-b",
+        "../base.qcow2",
+        "-F",
+        "qcow2",
+        s(&up),
+    ]);
+    let err = disk::open(&up, &pinned(Format::Qcow2, disk::BackingPolicy::Contained))
+        .err()
+        .expect("`..` must be refused");
+    assert!(
+        err.to_string().contains("leaves the image's directory"),
+        "{err}"
+    );
+    assert!(disk::open(&up, &pinned(Format::Qcow2, disk::BackingPolicy::Any)).is_ok());
+    let near = d.join("near.qcow2");
+    qemu_img(&[
+        "create",
+        "-f",
+        "qcow2",
+        "-b",
+        "base.qcow2",
+        "-F",
+        "qcow2",
+        s(&near),
+    ]);
+    assert!(disk::open(
+        &near,
+        &pinned(Format::Qcow2, disk::BackingPolicy::Contained)
+    )
+    .is_ok());
+
+    // An overlay that records no backing format is refused when pinned
+    // (its backing file's header would decide), and still described.
+    let unrecorded = d.join("unrecorded.qcow2");
+    create(&unrecorded, MIB, None).unwrap();
+    // (qemu-img insists on a format nowadays: strip the extension by hand.)
+    qemu_img(&[
+        "rebase",
+        "-u",
+        "-f",
+        "qcow2",
+        "-b",
+        "base.qcow2",
+        "-F",
+        "qcow2",
+        s(&unrecorded),
+    ]);
+    strip_backing_format(&unrecorded);
+    let err = disk::open(
+        &unrecorded,
+        &pinned(Format::Qcow2, disk::BackingPolicy::Any),
+    )
+    .err()
+    .expect("no backing format must be refused");
+    assert!(
+        err.to_string().contains("records no backing format"),
+        "{err}"
+    );
+    assert_eq!(info(&unrecorded).unwrap().backing_chain.len(), 1);
+
+    // A qcow2 pin on a file without a qcow2 header is refused.
+    let plain = d.join("plain.raw");
+    raw_file(&plain, 1, MIB);
+    let err = disk::open(
+        &plain,
+        &pinned(Format::Qcow2, disk::BackingPolicy::Contained),
+    )
+    .err()
+    .expect("format=qcow2 on a raw file must be refused");
+    assert!(err.to_string().contains("format=qcow2"), "{err}");
+    // Probing (for `disk info`) still says what the header suggests.
+    assert_eq!(disk::probe(&raw).unwrap(), Format::Qcow2);
+    assert_eq!(disk::probe(&plain).unwrap(), Format::Raw);
+}
+
+/// Overwrite a qcow2 image's backing-format header extension with an
+/// unknown one (qemu-img no longer makes overlays without it).
+fn strip_backing_format(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = bytes
+        .windows(4)
+        .position(|w| w == [0xe2, 0x79, 0x2a, 0xca])
+        .expect("a backing format extension");
+    bytes[at..at + 4].copy_from_slice(&[0x12, 0x34, 0x56, 0x78]);
+    std::fs::write(path, bytes).unwrap();
 }

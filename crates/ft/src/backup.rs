@@ -375,7 +375,10 @@ impl Receiving {
             r.file
                 .sync_all()
                 .map_err(|e| format!("syncing the disk replica {}: {e}", r.path.display()))?;
-            disks.push(disk::open(&r.path, r.shape.read_only).map_err(|e| e.to_string())?);
+            // Replicas are raw files this side created: opened as raw,
+            // never probed (the guest's bytes may look like any header).
+            let options = disk::OpenOptions::new(disk::Format::Raw, r.shape.read_only);
+            disks.push(disk::open(&r.path, &options).map_err(|e| e.to_string())?);
         }
         let refs: Vec<&dyn BlockDevice> = disks.iter().map(|d| &**d).collect();
         let assembled = self

@@ -22,5 +22,8 @@ pub use clock::INSTRUCTIONS_PER_TICK;
 pub use images::{CorruptImages, ImageBytes};
 pub use io::{CaptureOutput, Input, NullOutput, Output, OutputEvent};
 pub use machine::{BootImages, Machine, MachineConfig, MachineError, Step, QUANTUM};
-pub use runner::{HostEvent, Journal, JournalError, Pacing, RunEnd, RunError, Runner, NS_PER_TICK};
+pub use runner::{
+    Credit, CreditPool, HostEvent, Journal, JournalError, Pacing, RunEnd, RunError, Runner,
+    NS_PER_TICK,
+};
 pub use virtio::VirtioSpec;

@@ -13,7 +13,9 @@
 use crate::machine::{Machine, MachineError, Step};
 use crate::Input;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Nanoseconds per `mtime` tick (10 MHz).
@@ -31,12 +33,17 @@ const AHEAD_SLACK: u64 = 20_000;
 const NET_BACKLOG: usize = 1024;
 
 /// Something from the host side for the running machine.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum HostEvent {
     /// Bytes typed on the console.
     Console(Vec<u8>),
-    /// A frame received for NIC `nic`.
-    Net { nic: usize, frame: Vec<u8> },
+    /// A frame received for NIC `nic`, holding its place in its reader's
+    /// bounded queue until the runner takes it.
+    Net {
+        nic: usize,
+        frame: Vec<u8>,
+        credit: Credit,
+    },
     /// Stop running (the user quit).
     Stop,
     /// Pause for a snapshot: [`Runner::run`] returns
@@ -45,6 +52,73 @@ pub enum HostEvent {
     /// Nothing for the machine: end an idle wait so the journal's
     /// `stepped` runs soon (host-side work such as an FT sync waits on it).
     Wake,
+}
+
+/// A place in a bounded queue of host events (e.g. a NIC reader's frames
+/// not yet taken by the runner): given back when dropped, which the runner
+/// does as it takes the event. A reader that finds no room drops its input
+/// and counts it, so a flood while the runner is busy cannot grow memory.
+#[derive(Debug)]
+pub struct Credit {
+    queued: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+/// The shared account behind [`Credit`]s: bytes queued, and a bound.
+#[derive(Debug, Clone)]
+pub struct CreditPool {
+    queued: Arc<AtomicUsize>,
+    max_bytes: usize,
+}
+
+impl CreditPool {
+    pub fn new(max_bytes: usize) -> Self {
+        CreditPool {
+            queued: Arc::default(),
+            max_bytes,
+        }
+    }
+
+    /// A credit for `bytes`, or `None` if they would pass the bound.
+    pub fn take(&self, bytes: usize) -> Option<Credit> {
+        let mut now = self.queued.load(Ordering::Acquire);
+        loop {
+            let next = now.checked_add(bytes).filter(|&n| n <= self.max_bytes)?;
+            match self
+                .queued
+                .compare_exchange_weak(now, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    return Some(Credit {
+                        queued: Arc::clone(&self.queued),
+                        bytes,
+                    })
+                }
+                Err(seen) => now = seen,
+            }
+        }
+    }
+
+    /// Bytes queued now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+}
+
+/// Credits compare by what they hold, not by their pool (events compare
+/// in tests).
+impl PartialEq for Credit {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for Credit {}
+
+impl Drop for Credit {
+    fn drop(&mut self) {
+        self.queued.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 /// How guest time relates to host time.
@@ -217,7 +291,8 @@ impl Runner {
                 self.pending.extend(bytes);
                 None
             }
-            HostEvent::Net { nic, frame } => {
+            HostEvent::Net { nic, frame, credit } => {
+                drop(credit);
                 if self.frames.len() <= nic {
                     self.frames.resize_with(nic + 1, VecDeque::new);
                 }

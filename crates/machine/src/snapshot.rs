@@ -139,7 +139,7 @@ pub use measure::{measure, MeasureSpec, Measurement};
 
 pub const MAGIC: [u8; 8] = *b"LSTPSNAP";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 const PREAMBLE_LEN: usize = 80;
 /// Where the boot images start (the preamble's page ends before).
 const IMAGES_OFFSET: u64 = 4096;
@@ -203,6 +203,13 @@ pub enum SnapshotError {
     },
     #[error("{}: checksum mismatch in the {section}", path.display())]
     Checksum { path: PathBuf, section: Section },
+    #[error("{}: the {section} claims {len} bytes; this build reads at most {max}", path.display())]
+    TooLarge {
+        path: PathBuf,
+        section: Section,
+        len: u64,
+        max: u64,
+    },
     #[error("{}: bad {section}: {reason}", path.display())]
     Corrupt {
         path: PathBuf,
@@ -899,6 +906,18 @@ fn write_zstd(file: &File, ram: &[u8], offset: u64, level: i32) -> io::Result<Wr
 
 // ----- reading -------------------------------------------------------------
 
+/// The largest metadata section a snapshot may hold. The index is a few
+/// records; the disk layer a record per disk with its chain's paths; the
+/// state the harts, devices and the written-cluster map (40 bytes per
+/// written 64 KiB cluster, so 1 GiB covers 1.6 TiB of guest writes).
+fn max_section_len(section: Section) -> u64 {
+    match section {
+        Section::Index => 64 << 10,
+        Section::DiskLayer => 16 << 20,
+        _ => 1 << 30,
+    }
+}
+
 /// An open snapshot file whose preamble and index have been checked.
 struct Reader {
     path: PathBuf,
@@ -1004,10 +1023,25 @@ impl Reader {
         }
     }
 
-    /// The bytes of a section, checked against its hash.
+    /// The bytes of a section, checked against its hash. Its length comes
+    /// from the file: it is bounded before anything is allocated (a forged
+    /// preamble in a huge sparse file must not take the host's memory).
     fn read(&self, rec: &SectionRecord, section: Section) -> Result<Vec<u8>, SnapshotError> {
         self.within(section, rec.offset, rec.len)?;
-        let mut bytes = vec![0u8; rec.len as usize];
+        let max = max_section_len(section);
+        if rec.len > max {
+            return Err(SnapshotError::TooLarge {
+                path: self.path.clone(),
+                section,
+                len: rec.len,
+                max,
+            });
+        }
+        let mut bytes = Vec::new();
+        bytes
+            .try_reserve_exact(rec.len as usize)
+            .map_err(|e| self.io(io::Error::new(io::ErrorKind::OutOfMemory, e)))?;
+        bytes.resize(rec.len as usize, 0);
         self.file
             .read_exact_at(&mut bytes, rec.offset)
             .map_err(|e| self.io(e))?;
@@ -1168,7 +1202,13 @@ pub fn open_disks(info: &SnapshotInfo) -> Result<Vec<Box<dyn BlockDevice>>, Snap
                 .identity
                 .path()
                 .ok_or_else(|| missing("an in-memory disk".into()))?;
-            disk::open(file, d.read_only).map_err(|source| match &source {
+            // The format and backing policy it was opened with: a restore
+            // never probes a header the guest may have written.
+            let options = d
+                .identity
+                .open_options(d.read_only)
+                .ok_or_else(|| missing("an in-memory disk".into()))?;
+            disk::open(file, &options).map_err(|source| match &source {
                 DiskError::Io { source: e, .. } if e.kind() == io::ErrorKind::NotFound => {
                     missing(file.display().to_string())
                 }

@@ -34,7 +34,7 @@
 //! them, so a guest discarding a huge disk (mkfs) costs a few map entries,
 //! not one per cluster.
 
-use disk::{check_range, BlockDevice, Contents, DiskError};
+use disk::{check_range, BlockDevice, Contents, DiskError, Runs};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
@@ -44,75 +44,6 @@ pub const CLUSTER: u64 = 64 << 10;
 /// Clusters per group.
 pub const GROUP: u64 = 512;
 type Hash = [u8; 32];
-
-/// Disjoint, non-adjacent half-open ranges of cluster indices.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Runs(BTreeMap<u64, u64>);
-
-impl Runs {
-    /// Add `[a, b)`, merging with runs it overlaps or touches.
-    fn insert(&mut self, mut a: u64, mut b: u64) {
-        if a >= b {
-            return;
-        }
-        if let Some((&s, &e)) = self.0.range(..=a).next_back() {
-            if e >= a {
-                a = s;
-                b = b.max(e);
-                self.0.remove(&s);
-            }
-        }
-        while let Some((&s, &e)) = self.0.range(a..=b).next() {
-            b = b.max(e);
-            self.0.remove(&s);
-        }
-        self.0.insert(a, b);
-    }
-
-    /// Take `[a, b)` out, splitting runs that stick out of it.
-    fn remove(&mut self, a: u64, b: u64) {
-        if a >= b {
-            return;
-        }
-        if let Some((&s, &e)) = self.0.range(..a).next_back() {
-            if e > a {
-                self.0.insert(s, a);
-                if e > b {
-                    self.0.insert(b, e);
-                }
-            }
-        }
-        while let Some((&s, &e)) = self.0.range(a..b).next() {
-            self.0.remove(&s);
-            if e > b {
-                self.0.insert(b, e);
-            }
-        }
-    }
-
-    /// The parts of runs inside `[a, b)`, in order.
-    fn within(&self, a: u64, b: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
-        let before = self
-            .0
-            .range(..a)
-            .next_back()
-            .filter(|&(_, &e)| e > a)
-            .map(|(&s, &e)| (s, e));
-        let inside = self.0.range(a..b).map(|(&s, &e)| (s, e));
-        before
-            .into_iter()
-            .chain(inside)
-            .map(move |(s, e)| (s.max(a), e.min(b)))
-    }
-
-    fn first(&self) -> Option<u64> {
-        self.0.keys().next().copied()
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.0.iter().map(|(&s, &e)| (s, e))
-    }
-}
 
 /// The written clusters of one disk as a snapshot stores them (the
 /// canonical form, see the module docs).
@@ -552,7 +483,7 @@ mod tests {
     fn bytes(disk: &TrackedDisk) -> &[u8] {
         match disk.inner().contents() {
             Contents::Memory(bytes) => bytes,
-            Contents::Files(_) => unreachable!("a memory disk"),
+            Contents::Files { .. } => unreachable!("a memory disk"),
         }
     }
 

@@ -285,7 +285,7 @@ fn two_hart_compressed_snapshot_continues_exactly() {
 }
 
 fn open_raw(path: &Path) -> Box<dyn BlockDevice> {
-    disk::open(path, false).unwrap()
+    disk::open(path, &disk::OpenOptions::new(disk::Format::Raw, false)).unwrap()
 }
 
 fn raw_disk(path: &Path) {
