@@ -307,6 +307,9 @@ fn open_layer(
         Format::Qcow2 => {
             let mut header = Qcow2Header::parse(path, &head, meta.len())?;
             header.check_supported(path, writable)?;
+            if writable {
+                crate::qcow2_check::check_for_writing(path, &file, &head, meta.len())?;
+            }
             header.backing_format = header.backing_format_extension(&file);
             Some(header)
         }

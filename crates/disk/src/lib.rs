@@ -13,6 +13,7 @@ mod create;
 mod identity;
 mod image;
 mod overlay;
+mod qcow2_check;
 mod runs;
 mod size;
 

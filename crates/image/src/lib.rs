@@ -14,6 +14,8 @@ mod deb;
 mod deb822;
 mod error;
 mod fetch;
+#[doc(hidden)]
+pub mod fuzzing;
 mod initramfs;
 mod manifest;
 mod modules;

@@ -14,6 +14,8 @@ mod pump;
 mod tls;
 
 pub use error::LinkError;
+#[doc(hidden)]
+pub use pump::parse_stream;
 pub use tls::{tls_init, TlsIdentity, TlsInit, SERVER_NAME};
 
 use rustix::fd::OwnedFd;

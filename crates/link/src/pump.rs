@@ -556,3 +556,25 @@ fn next_frame(buf: &[u8], max_frame: usize) -> Result<Option<Frame>, String> {
             payload: payload.to_vec(),
         }))
 }
+
+/// The receive side's parsing of a whole byte stream, for the fuzz target
+/// in `fuzz/` (not a product API): the peer's preamble, then every
+/// complete frame; the frames and the bytes left over (a partial frame),
+/// or the error that would end the link.
+#[doc(hidden)]
+pub fn parse_stream(
+    buf: &[u8],
+    config: &LinkConfig,
+    plain: bool,
+) -> Result<(Vec<Frame>, usize), String> {
+    if !check_preamble(buf, config, plain)? {
+        return Ok((Vec::new(), buf.len()));
+    }
+    let mut at = PREAMBLE_LEN;
+    let mut frames = Vec::new();
+    while let Some(frame) = next_frame(&buf[at..], config.max_frame)? {
+        at += FRAME_HEADER_LEN + frame.payload.len();
+        frames.push(frame);
+    }
+    Ok((frames, buf.len() - at))
+}

@@ -76,7 +76,7 @@ pub fn place<'a>(
     let kernel_addr = RAM_BASE + KERNEL_OFFSET;
     let (mut segments, firmware_entry) = firmware_segments(firmware)?;
     for s in &segments {
-        let end = s.addr + s.mem_size.max(s.data.len() as u64);
+        let end = s.addr.saturating_add(s.mem_size.max(s.data.len() as u64));
         if s.addr < RAM_BASE || end > kernel_addr {
             return Err(LoadError::FirmwareTooBig {
                 addr: s.addr,
@@ -90,7 +90,7 @@ pub fn place<'a>(
 
     let fdt_addr = top.saturating_sub(FDT_WINDOW) & !(2 * MIB - 1);
     if fdt_addr < kernel_end {
-        let need = kernel_end.next_multiple_of(2 * MIB) + FDT_WINDOW;
+        let need = round_up(kernel_end, 2 * MIB).saturating_add(FDT_WINDOW);
         return Err(too_small("the kernel and device tree", need, ram_size));
     }
     let initrd = match initrd {
@@ -99,8 +99,8 @@ pub fn place<'a>(
             let len = data.len() as u64;
             let start = fdt_addr.saturating_sub(len) & !(PAGE - 1);
             if start < kernel_end {
-                let images = kernel_end.next_multiple_of(PAGE) + len.next_multiple_of(PAGE);
-                let need = images.next_multiple_of(2 * MIB) + FDT_WINDOW;
+                let images = round_up(kernel_end, PAGE).saturating_add(round_up(len, PAGE));
+                let need = round_up(images, 2 * MIB).saturating_add(FDT_WINDOW);
                 return Err(too_small(
                     "the kernel, initrd and device tree",
                     need,
@@ -123,6 +123,12 @@ pub fn place<'a>(
         initrd,
         fdt_addr,
     })
+}
+
+/// `v` rounded up to a multiple of `align`, saturating: sizes come from
+/// the images, so the rounding must not overflow.
+fn round_up(v: u64, align: u64) -> u64 {
+    v.checked_next_multiple_of(align).unwrap_or(u64::MAX)
 }
 
 /// `need_end` is the lowest top of RAM that fits everything.
@@ -185,7 +191,13 @@ fn kernel_segments(
         data,
         mem_size,
     };
-    Ok((vec![segment], kernel_addr, kernel_addr + mem_size))
+    // The image size comes from the file: an end past the address space
+    // saturates (and is then too big for any RAM), like an ELF's.
+    Ok((
+        vec![segment],
+        kernel_addr,
+        kernel_addr.saturating_add(mem_size),
+    ))
 }
 
 fn read_u64(data: &[u8], at: usize) -> Option<u64> {
@@ -412,5 +424,22 @@ mod tests {
             "{e}"
         );
         assert!(place(&fw, &kernel, Some(&initrd), 40 * MIB).is_ok());
+    }
+
+    /// Found by fuzzing (`loader` target): a flat `Image` whose header
+    /// claims an image size near 2^64 overflowed the kernel's end (a panic
+    /// with overflow checks), and its rounding up for the error message
+    /// would have next. It is "memory too small", for any RAM.
+    #[test]
+    fn image_sizes_near_the_end_of_the_address_space() {
+        let fw = vec![1u8; 4096];
+        for size in [u64::MAX, u64::MAX - 0x8020_0000 + 1, 0xffff_ffff_ffff_0400] {
+            let kernel = fake_image(size, 4096);
+            let e = place(&fw, &kernel, None, 64 * MIB).unwrap_err();
+            assert!(matches!(e, LoadError::MemoryTooSmall { .. }), "{e}");
+            let initrd = b"070701".to_vec();
+            let e = place(&fw, &kernel, Some(&initrd), 64 * MIB).unwrap_err();
+            assert!(matches!(e, LoadError::MemoryTooSmall { .. }), "{e}");
+        }
     }
 }

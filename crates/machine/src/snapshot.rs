@@ -134,6 +134,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 mod assemble;
+#[doc(hidden)]
+pub mod forge;
 mod live;
 mod measure;
 pub use assemble::{Assembled, Assembler};
@@ -1136,10 +1138,14 @@ impl Reader {
         let i = &self.index;
         let ram = match &i.ram.layout {
             RamLayout::Sparse { offset } => (*offset, i.ram.size),
+            // Describes what the index claims, which `read_info` has not
+            // checked against the file: no arithmetic may overflow.
             RamLayout::Zstd { chunks, .. } => {
                 let start = chunks.first().map_or(0, |c| c.offset);
-                let end = chunks.last().map_or(start, |c| c.offset + c.len);
-                (start, end - start)
+                let end = chunks
+                    .last()
+                    .map_or(start, |c| c.offset.saturating_add(c.len));
+                (start, end.saturating_sub(start))
             }
         };
         let info = |section, rec: &SectionRecord| SectionInfo {
@@ -1163,8 +1169,10 @@ impl Reader {
             info(Section::DiskLayer, &i.disks),
             SectionInfo {
                 section: Section::Index,
-                offset: i.disks.offset + i.disks.len,
-                len: self.len - (i.disks.offset + i.disks.len),
+                offset: i.disks.offset.saturating_add(i.disks.len),
+                len: self
+                    .len
+                    .saturating_sub(i.disks.offset.saturating_add(i.disks.len)),
             },
         ]
     }
