@@ -103,6 +103,7 @@ fn forged_log(dir: &Path, kernel: &str, digests: bool) -> PathBuf {
         "boot_wall_ns": 0,
         "vmgenid": vec![0u8; 16],
         "macs": [],
+        "instructions_per_tick": 64,
     });
     let header = replay::Header {
         vm_uuid: [7; 16],
