@@ -195,8 +195,8 @@ fn a_control_directory_of_another_user_or_mode_is_refused() {
         (
             "open",
             rustix::process::getuid().as_raw(),
-            0o755,
-            "has mode 755",
+            0o777,
+            "has mode 777",
         ),
     ] {
         let ctl = dir.path().join(name);
