@@ -1,6 +1,6 @@
 //! Creating qcow2 images, crash-safely: the image is built under a temporary
 //! name in its directory, synced, then linked to its final name (never
-//! replacing a file already there).
+//! replacing a file already there): [`write_new`], which copies use too.
 
 use crate::image::{imago_err, open_chain, BackingPolicy, Format, Mode, SECTOR_SIZE};
 use crate::DiskError;
@@ -28,16 +28,38 @@ const MAX_BACKING_NAME: usize = 1023;
 /// Refuses to replace an existing file.
 pub fn create(path: &Path, size: u64, backing: Option<(&Path, Format)>) -> Result<(), DiskError> {
     check_size(size)?;
+    refuse_existing(path)?;
+    let dir = parent_dir(path);
+    let backing = backing
+        .map(|(b, format)| backing_entry(&dir, b, format))
+        .transpose()?;
+    write_new(path, |file, tmp| {
+        format_qcow2(file, tmp, size, backing.as_ref())
+    })
+}
+
+/// Callers check before any slow work; [`write_new`] checks again when it
+/// links the file (something may appear in between).
+pub(crate) fn refuse_existing(path: &Path) -> Result<(), DiskError> {
     if path.symlink_metadata().is_ok() {
         return Err(DiskError::Exists {
             path: path.to_path_buf(),
         });
     }
-    let dir = parent_dir(path);
-    let backing = backing
-        .map(|(b, format)| backing_entry(&dir, b, format))
-        .transpose()?;
+    Ok(())
+}
 
+/// Make a new file at `path` crash-safely: `build` fills a temporary file
+/// in the same directory (given open, and by its path), which is then
+/// synced, linked to `path` unless something is there already, and the
+/// directory synced. If `build` fails (or panics) the temporary file is
+/// removed; a crash leaves at most a hidden `.name.*.tmp` beside `path`,
+/// never a partial `path`.
+pub(crate) fn write_new<T>(
+    path: &Path,
+    build: impl FnOnce(&File, &Path) -> Result<T, DiskError>,
+) -> Result<T, DiskError> {
+    let dir = parent_dir(path);
     let io_err = |p: &Path| {
         let p = p.to_path_buf();
         move |source| DiskError::Io { path: p, source }
@@ -53,7 +75,7 @@ pub fn create(path: &Path, size: u64, backing: Option<(&Path, Format)>) -> Resul
         .tempfile_in(&dir)
         .map_err(io_err(&dir))?;
 
-    format_qcow2(tmp.as_file(), tmp.path(), size, backing.as_ref())?;
+    let built = build(tmp.as_file(), tmp.path())?;
     tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
     tmp.persist_noclobber(path).map_err(|e| {
         if e.error.kind() == std::io::ErrorKind::AlreadyExists {
@@ -70,10 +92,11 @@ pub fn create(path: &Path, size: u64, backing: Option<(&Path, Format)>) -> Resul
     // The new directory entry must survive a crash too.
     File::open(&dir)
         .and_then(|d| d.sync_all())
-        .map_err(io_err(&dir))
+        .map_err(io_err(&dir))?;
+    Ok(built)
 }
 
-fn check_size(size: u64) -> Result<(), DiskError> {
+pub(crate) fn check_size(size: u64) -> Result<(), DiskError> {
     let reason = if size == 0 {
         "a disk cannot be empty"
     } else if !size.is_multiple_of(SECTOR_SIZE) {
@@ -90,7 +113,7 @@ fn check_size(size: u64) -> Result<(), DiskError> {
 }
 
 /// The directory a new file goes in ("." for a bare file name).
-fn parent_dir(path: &Path) -> PathBuf {
+pub(crate) fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -98,12 +121,16 @@ fn parent_dir(path: &Path) -> PathBuf {
 }
 
 /// A backing file as the new header records it.
-struct BackingEntry {
+pub(crate) struct BackingEntry {
     name: String,
     format: Format,
 }
 
-fn backing_entry(dir: &Path, backing: &Path, format: Format) -> Result<BackingEntry, DiskError> {
+pub(crate) fn backing_entry(
+    dir: &Path,
+    backing: &Path,
+    format: Format,
+) -> Result<BackingEntry, DiskError> {
     // Opening the whole chain validates it before anything is written (the
     // user named this base: its own backing names may go anywhere).
     open_chain(backing, false, Mode::Pinned(format, BackingPolicy::Any))?;
@@ -145,7 +172,7 @@ fn relative_path(from: &Path, target: &Path) -> PathBuf {
     rel
 }
 
-fn format_qcow2(
+pub(crate) fn format_qcow2(
     file: &File,
     path: &Path,
     size: u64,
@@ -182,6 +209,71 @@ mod tests {
             p("../../x/y.img")
         );
         assert_eq!(relative_path(&p("/"), &p("/y.img")), p("y.img"));
+    }
+
+    fn names_in(dir: &Path) -> Vec<std::ffi::OsString> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn write_new_that_fails_before_persisting_leaves_nothing() {
+        use std::io::Write;
+        let dir = tempfile::TempDir::new().unwrap();
+        let dst = dir.path().join("new.qcow2");
+        let r: Result<(), _> = write_new(&dst, |mut file, tmp| {
+            assert!(
+                tmp.starts_with(dir.path()),
+                "the temporary file is beside dst"
+            );
+            file.write_all(b"half an image").unwrap();
+            Err(DiskError::ReadOnly)
+        });
+        assert!(matches!(r, Err(DiskError::ReadOnly)));
+        assert!(
+            names_in(dir.path()).is_empty(),
+            "{:?}",
+            names_in(dir.path())
+        );
+
+        // A panic while building (as a failing copy's callback may raise)
+        // cleans up too.
+        let caught = std::panic::catch_unwind(|| {
+            let _ = write_new(&dst, |_, _| -> Result<(), DiskError> { panic!("crash") });
+        });
+        assert!(caught.is_err());
+        assert!(
+            names_in(dir.path()).is_empty(),
+            "{:?}",
+            names_in(dir.path())
+        );
+    }
+
+    #[test]
+    fn write_new_never_replaces_a_file_that_appeared_meanwhile() {
+        use std::io::Write;
+        let dir = tempfile::TempDir::new().unwrap();
+        let dst = dir.path().join("new.qcow2");
+        let r = write_new(&dst, |mut file, _| {
+            std::fs::write(&dst, b"someone else's").unwrap();
+            file.write_all(b"ours").unwrap();
+            Ok(())
+        });
+        assert!(matches!(r, Err(DiskError::Exists { .. })));
+        assert_eq!(std::fs::read(&dst).unwrap(), b"someone else's");
+        assert_eq!(names_in(dir.path()), ["new.qcow2"]);
+
+        let fresh = dir.path().join("fresh");
+        let n = write_new(&fresh, |mut file, _| {
+            file.write_all(b"ours").unwrap();
+            Ok(4)
+        });
+        assert_eq!(n.unwrap(), 4);
+        assert_eq!(std::fs::read(&fresh).unwrap(), b"ours");
     }
 
     #[test]

@@ -226,8 +226,21 @@ pub(crate) struct Chain {
 }
 
 pub(crate) fn open_chain(path: &Path, writable: bool, mode: Mode) -> Result<Chain, DiskError> {
+    open_walk(path, writable, mode, true)
+}
+
+/// Open one file read-only, as a chain of itself alone: a qcow2 image's
+/// unallocated ranges then map to nothing rather than to its backing
+/// file (whose name is not followed, nor checked).
+pub(crate) fn open_alone(path: &Path, format: Format) -> Result<Chain, DiskError> {
+    let mode = Mode::Pinned(format, BackingPolicy::Contained);
+    open_walk(path, false, mode, false)
+}
+
+fn open_walk(path: &Path, writable: bool, mode: Mode, follow: bool) -> Result<Chain, DiskError> {
     let mut walk = Walk {
         mode,
+        follow,
         seen: BTreeSet::new(),
         layers: Vec::new(),
     };
@@ -245,6 +258,8 @@ pub(crate) fn open_chain(path: &Path, writable: bool, mode: Mode) -> Result<Chai
 /// A chain being opened: how, the files seen (loops), what was opened.
 struct Walk {
     mode: Mode,
+    /// Whether backing files are opened too.
+    follow: bool,
     seen: BTreeSet<PathBuf>,
     layers: Vec<LayerInfo>,
 }
@@ -369,8 +384,7 @@ fn open_qcow2(
         backing_name: backing_name.clone(),
     });
     let backing = match backing_name {
-        None => None,
-        Some(name) => {
+        Some(name) if walk.follow => {
             let expected = backing_format_of(path, backing_format.as_deref())?;
             if let Mode::Pinned(_, policy) = walk.mode {
                 check_backing(path, &name, expected, policy)?;
@@ -384,6 +398,7 @@ fn open_qcow2(
             }
             Some(open_layer(&backing_path, false, expected, walk)?)
         }
+        _ => None,
     };
     qcow2.set_backing(backing);
     Ok(FormatAccess::new(qcow2))

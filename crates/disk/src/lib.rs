@@ -8,7 +8,13 @@
 //! files, [`create`] makes qcow2 v3 images and overlays crash-safely, and
 //! [`info`] describes an image and its chain. Writers take an exclusive
 //! `flock` on their file, readers a shared one.
+//!
+//! For snapshot trees and clones: [`allocated`] tells which ranges one
+//! layer file holds itself, and [`copy`] builds a new image from a chain,
+//! flattened (a full clone) or with its upper layers merged onto one of
+//! its files as the new backing (deleting a snapshot's layer).
 
+mod copy;
 mod create;
 mod identity;
 mod image;
@@ -17,6 +23,7 @@ mod qcow2_check;
 mod runs;
 mod size;
 
+pub use copy::{allocated, copy, CopyStats, COPY_CHUNK};
 pub use create::{create, CLUSTER_SIZE, MAX_VIRTUAL_SIZE};
 pub use identity::{
     digest_file, Contents, DiskIdentity, FileIdentity, FileStat, IdentityMismatch, DIGEST_CHUNK,

@@ -6,89 +6,11 @@ use disk::{info, BlockDevice, DiskError, Format, MemDisk};
 
 mod common;
 use common::{create, open};
+mod qemu;
+use qemu::*;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use tempfile::TempDir;
-
-const MIB: u64 = 1 << 20;
-const CLUSTER: u64 = 64 * 1024;
-
-fn run(tool: &str, args: &[&str]) -> String {
-    let out = Command::new(tool)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {tool} (install qemu-utils): {e}"));
-    assert!(
-        out.status.success(),
-        "{tool} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn qemu_img(args: &[&str]) -> String {
-    run("qemu-img", args)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("test paths are UTF-8")
-}
-
-/// `qemu-img check` passes (exit 0: no errors, no leaks).
-fn assert_check_clean(p: &Path) {
-    let out = qemu_img(&["check", s(p)]);
-    assert!(out.contains("No errors were found"), "{out}");
-}
-
-/// The field `"key": value` of qemu-img's JSON output.
-fn json_field<'a>(json: &'a str, key: &str) -> &'a str {
-    let pat = format!("\"{key}\": ");
-    let at = json
-        .find(&pat)
-        .unwrap_or_else(|| panic!("no {key} in {json}"))
-        + pat.len();
-    let rest = &json[at..];
-    let end = rest.find([',', '\n']).unwrap_or(rest.len());
-    rest[..end].trim().trim_matches('"')
-}
-
-/// The guest-visible contents of an image, as QEMU sees them.
-fn qemu_contents(dir: &Path, image: &Path) -> Vec<u8> {
-    let out = dir.join("converted.raw");
-    let _ = std::fs::remove_file(&out);
-    qemu_img(&["convert", "-O", "raw", s(image), s(&out)]);
-    let data = std::fs::read(&out).expect("read converted image");
-    std::fs::remove_file(&out).expect("remove converted image");
-    data
-}
-
-fn read_all(d: &mut dyn BlockDevice) -> Vec<u8> {
-    let mut buf = vec![0; d.capacity() as usize];
-    d.read_at(0, &mut buf).expect("read whole disk");
-    buf
-}
-
-/// A deterministic byte pattern (differs per seed and offset).
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// A file of `len` bytes of `pattern(seed)`.
-fn raw_file(path: &Path, seed: u64, len: u64) -> Vec<u8> {
-    let data = pattern(seed, len as usize);
-    std::fs::write(path, &data).expect("write raw file");
-    data
-}
 
 /// Apply the same mixed operations to `disk` and to an in-memory model:
 /// writes (unaligned, crossing clusters), discards and write-zeroes.
