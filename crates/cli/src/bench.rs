@@ -43,6 +43,9 @@ pub enum BenchKind {
     /// as an FT primary with a backup (wall ratio, log bandwidth), failover
     /// time after kill -9 of the primary, guest pause when a backup is added.
     Ft(crate::bench_ft::FtBenchArgs),
+    /// Bundle operations of a kept VM (snapshot create/revert/delete, linked
+    /// and full clone) beside qemu-img's nearest equivalents.
+    Vm(crate::bench_vm::VmBenchArgs),
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -56,6 +59,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Some(BenchKind::Record(args)) => crate::bench_record::run(args),
         Some(BenchKind::Snapshot(args)) => crate::bench_snapshot::run(args),
         Some(BenchKind::Ft(args)) => crate::bench_ft::run(args),
+        Some(BenchKind::Vm(args)) => crate::bench_vm::run(args),
         None => crate::bench_guest::run(args.guest),
     }
 }

@@ -88,6 +88,21 @@ pub struct FtOptions {
     pub standby: Option<String>,
 }
 
+impl Default for FtOptions {
+    /// As the flags' defaults: not FT-capable.
+    fn default() -> Self {
+        FtOptions {
+            arbiter: None,
+            timeout_ms: 500,
+            max_lag_ms: ::ft::DEFAULT_MAX_LAG_MS,
+            tls_dir: None,
+            insecure_plaintext: false,
+            control: None,
+            standby: None,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct BackupArgs {
     /// Address to listen on for the primary, e.g. 0.0.0.0:7400 (port 0: any; the

@@ -9,6 +9,7 @@ mod bench_mips_qemu;
 mod bench_net;
 mod bench_record;
 mod bench_snapshot;
+mod bench_vm;
 mod control;
 mod disk;
 mod ft;
@@ -18,6 +19,7 @@ mod record;
 mod run;
 mod signals;
 mod vm;
+mod vmcmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -50,6 +52,10 @@ enum Command {
     /// Re-execute a run recorded with `lockstep run --record` and check that it
     /// reproduces: exits 1 and names the first divergence if it does not.
     Replay(record::ReplayArgs),
+    /// VMs kept in bundles: create, list, show, start, stop, kill, delete, rename, clone.
+    Vm(vmcmd::VmArgs),
+    /// Snapshot trees of kept VMs: create, list, revert, delete, show.
+    Snapshot(vmcmd::SnapshotArgs),
     /// Fault-tolerant VMs: backups, adding them to running VMs, status, TLS certificates.
     Ft(ft::FtArgs),
 }
@@ -64,6 +70,8 @@ fn main() -> ExitCode {
         Command::Disk(args) => disk::run(args),
         Command::Replay(args) => record::replay_command(args),
         Command::Ft(args) => ft::run(args),
+        Command::Vm(args) => vmcmd::vm(args),
+        Command::Snapshot(args) => vmcmd::snapshot(args),
     };
     match result {
         Ok(code) => code,

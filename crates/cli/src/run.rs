@@ -29,7 +29,7 @@ use std::process::ExitCode;
 use std::sync::mpsc::{self, Sender};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-const DEFAULT_APPEND: &str = "console=ttyS0 earlycon=sbi";
+pub const DEFAULT_APPEND: &str = "console=ttyS0 earlycon=sbi";
 /// Ctrl-A: the console escape key, as in QEMU.
 const ESCAPE: u8 = 0x01;
 
@@ -111,6 +111,9 @@ pub struct RunArgs {
     pub ft_backup: Option<String>,
     #[command(flatten)]
     pub ft: crate::ft::FtOptions,
+    /// The generation id to boot with (a kept VM's; else a fresh one).
+    #[arg(skip)]
+    pub vmgenid: Option<[u8; 16]>,
 }
 
 /// A `--disk` argument.
@@ -149,6 +152,12 @@ pub enum Console {
     Stdio,
     None,
     File(PathBuf),
+    /// A kept VM's console log (appended, rotated); `echo`: also on the
+    /// terminal, which types into the console.
+    Log {
+        path: PathBuf,
+        echo: bool,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -321,7 +330,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let _receivers = nics.start_receivers(&events);
     let _signals = crate::signals::forward(events.clone())?;
     let _terminal = match args.console {
-        Console::Stdio => start_console_input(events)?,
+        Console::Stdio | Console::Log { echo: true, .. } => start_console_input(events)?,
         // No console input: the runner sees the channel closed.
         _ => None,
     };
@@ -463,7 +472,7 @@ fn boot(args: &RunArgs, windows: &SharedWindows) -> Result<Built, Box<dyn std::e
         disk_identities: Vec::new(),
         rng_seed: seed,
         boot_wall_ns: wall_clock_ns(),
-        vmgenid: new_vmgenid(),
+        vmgenid: args.vmgenid.unwrap_or_else(new_vmgenid),
         macs: nics.macs.iter().map(|m| m.octets()).collect(),
         instructions_per_tick: InstructionsPerTick::new(args.instructions_per_tick)?,
     };
@@ -662,6 +671,20 @@ impl Output for RunOutput {
 
 pub fn console_writer(console: &Console) -> Result<Option<Box<dyn Write + Send>>, RunError> {
     Ok(match console {
+        Console::Log { path, echo } => {
+            let log = vmm::ConsoleLog::open(path, vmm::MAX_CONSOLE_LOG).map_err(|source| {
+                RunError::ConsoleFile {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            let log: Box<dyn Write + Send> = Box::new(std::io::LineWriter::new(log));
+            Some(if *echo {
+                Box::new(Tee(Box::new(std::io::stdout()), log))
+            } else {
+                log
+            })
+        }
         Console::Stdio => Some(Box::new(std::io::stdout())),
         Console::None => None,
         Console::File(path) => {
@@ -687,6 +710,21 @@ pub fn console_writer(console: &Console) -> Result<Option<Box<dyn Write + Send>>
             Some(Box::new(std::io::BufWriter::new(file)))
         }
     })
+}
+
+/// Writes to both (the terminal and the console log).
+struct Tee(Box<dyn Write + Send>, Box<dyn Write + Send>);
+
+impl Write for Tee {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write_all(buf)?;
+        self.1.write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()?;
+        self.1.flush()
+    }
 }
 
 /// Puts the terminal back as it was when dropped (on every exit path,

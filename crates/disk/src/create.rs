@@ -76,7 +76,9 @@ pub(crate) fn write_new<T>(
         .map_err(io_err(&dir))?;
 
     let built = build(tmp.as_file(), tmp.path())?;
+    crate::crash_point("image written");
     tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
+    crate::crash_point("image synced");
     tmp.persist_noclobber(path).map_err(|e| {
         if e.error.kind() == std::io::ErrorKind::AlreadyExists {
             DiskError::Exists {
@@ -89,10 +91,12 @@ pub(crate) fn write_new<T>(
             }
         }
     })?;
+    crate::crash_point("image linked");
     // The new directory entry must survive a crash too.
     File::open(&dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(&dir))?;
+    crate::crash_point("image directory synced");
     Ok(built)
 }
 

@@ -15,6 +15,7 @@
 //! its files as the new backing (deleting a snapshot's layer).
 
 mod copy;
+mod crash;
 mod create;
 mod identity;
 mod image;
@@ -24,6 +25,7 @@ mod runs;
 mod size;
 
 pub use copy::{allocated, copy, CopyStats, COPY_CHUNK};
+pub use crash::crash_point;
 pub use create::{create, CLUSTER_SIZE, MAX_VIRTUAL_SIZE};
 pub use identity::{
     digest_file, Contents, DiskIdentity, FileIdentity, FileStat, IdentityMismatch, DIGEST_CHUNK,

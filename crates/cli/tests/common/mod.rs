@@ -39,6 +39,11 @@ impl Guest {
 
     /// Start `lockstep` with exactly `args` (through `prefix`).
     pub fn launch(prefix: &[&str], args: &[&str]) -> Guest {
+        Self::launch_env(prefix, args, &[])
+    }
+
+    /// As [`Guest::launch`], with environment variables set for lockstep.
+    pub fn launch_env(prefix: &[&str], args: &[&str], env: &[(&str, &std::path::Path)]) -> Guest {
         let lockstep = env!("CARGO_BIN_EXE_lockstep");
         let mut command = match prefix.split_first() {
             Some((program, rest)) => {
@@ -48,6 +53,9 @@ impl Guest {
             }
             None => Command::new(lockstep),
         };
+        for (key, value) in env {
+            command.env(key, value);
+        }
         let mut child = command
             .args(args)
             .stdin(Stdio::piped())

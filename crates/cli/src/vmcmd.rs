@@ -1,0 +1,798 @@
+//! `lockstep vm …` and `lockstep snapshot …`: VMs kept in bundles
+//! (`crates/vmm`), in the vocabulary of virsh, vmrun and govc.
+
+use crate::run::{self, Console, DiskArg, RunArgs};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use std::error::Error;
+use std::path::PathBuf;
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+use vmm::{CloneFrom, CreateSpec, DiskSource, Home, RunState};
+
+type CmdResult = Result<ExitCode, Box<dyn Error>>;
+
+#[derive(Args, Debug)]
+pub struct VmArgs {
+    #[command(subcommand)]
+    command: VmCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum VmCommand {
+    /// Create a VM (default: the pulled Debian image and one empty 8 GiB disk).
+    Create(CreateArgs),
+    /// List the VMs: name, state, CPUs, memory, uptime, snapshots.
+    List(ListArgs),
+    /// Show everything about a VM: uuid, disks and their files, NICs and MACs, snapshots.
+    Show(NameJson),
+    /// Start a VM in the background (its own process; `--attach` keeps the console here).
+    Start(StartArgs),
+    /// Stop a running VM (SIGTERM: it stops at the next instruction boundary and
+    /// flushes its disks); `--force` kills it if it has not stopped in time.
+    Stop(StopArgs),
+    /// Kill a running VM's process at once (SIGKILL; disks as at the last flush).
+    Kill(Name),
+    /// Delete a VM and its files (refused while it runs, unless --force, and
+    /// while linked clones stand on it).
+    Delete(DeleteArgs),
+    /// Rename a powered-off VM.
+    Rename(RenameArgs),
+    /// Clone a VM: full (disks copied, flattened) or linked (standing on a
+    /// snapshot's frozen layers); new uuid, MACs and generation id.
+    Clone(CloneArgs),
+}
+
+#[derive(Args, Debug)]
+struct Name {
+    /// The VM.
+    name: String,
+}
+
+#[derive(Args, Debug)]
+struct NameJson {
+    /// The VM.
+    name: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct ListArgs {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct CreateArgs {
+    /// The VM's name: letters, digits, '.', '_', '-' (up to 64).
+    name: String,
+    /// Number of harts (1 to 4).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=4))]
+    cpus: u8,
+    /// Guest RAM, e.g. 512M or 1G.
+    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_size)]
+    memory: u64,
+    /// An empty disk of SIZE (e.g. 8G). Repeatable; disks come in the order given.
+    #[arg(long = "disk-size", value_name = "SIZE", value_parser = parse_size)]
+    disk_sizes: Vec<u64>,
+    /// An existing image, copied into the VM (`PATH,format=raw|qcow2`: the
+    /// format is never guessed). Repeatable; after the --disk-size disks.
+    #[arg(long = "disk", value_name = "PATH,format=F")]
+    disks: Vec<String>,
+    /// A NIC: `socket:DIR` or `tap:NAME`, optionally `,mac=MAC` [default MAC: random, locally administered].
+    #[arg(long = "net", value_name = "SPEC")]
+    nets: Vec<String>,
+    /// Linux kernel [default: the pulled Debian image's].
+    #[arg(long, value_name = "PATH")]
+    kernel: Option<PathBuf>,
+    /// Initial RAM disk [default: the pulled Debian image's].
+    #[arg(long, value_name = "PATH")]
+    initrd: Option<PathBuf>,
+    /// OpenSBI firmware [default: the pulled Debian image's].
+    #[arg(long, value_name = "PATH")]
+    firmware: Option<PathBuf>,
+    /// Kernel command line.
+    #[arg(long, value_name = "ARGS", default_value = run::DEFAULT_APPEND)]
+    append: String,
+    /// Guest time's rate: retired instructions per 10 MHz tick (1 to 1000).
+    #[arg(long, value_name = "N", default_value_t = machine::DEFAULT_INSTRUCTIONS_PER_TICK)]
+    instructions_per_tick: u64,
+}
+
+#[derive(Args, Debug)]
+struct StartArgs {
+    /// The VM.
+    name: String,
+    /// Run in this terminal with the console on it (Ctrl-A x stops the VM).
+    #[arg(long)]
+    attach: bool,
+    /// Run in this process with the console only in console.log (what a
+    /// background start runs).
+    #[arg(long, hide = true, conflicts_with = "attach")]
+    foreground: bool,
+}
+
+#[derive(Args, Debug)]
+struct StopArgs {
+    /// The VM.
+    name: String,
+    /// Seconds to wait for it to stop.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    timeout: u64,
+    /// Kill it (SIGKILL) if it has not stopped within the timeout.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args, Debug)]
+struct DeleteArgs {
+    /// The VM.
+    name: String,
+    /// Kill the VM first if it runs.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args, Debug)]
+struct RenameArgs {
+    /// The VM's name now.
+    name: String,
+    /// Its new name.
+    new_name: String,
+}
+
+#[derive(Args, Debug)]
+struct CloneArgs {
+    /// The VM to clone.
+    source: String,
+    /// The new VM's name.
+    name: String,
+    /// A linked clone: its disks stand on the source's snapshot layers
+    /// (read-only, shared) instead of copies. Without --from-snapshot a
+    /// snapshot of the source is taken for it.
+    #[arg(long)]
+    linked: bool,
+    /// Clone this snapshot of the source (else its present state).
+    #[arg(long, value_name = "SNAP")]
+    from_snapshot: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotArgs {
+    #[command(subcommand)]
+    command: SnapshotCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum SnapshotCommand {
+    /// Take a snapshot of a powered-off VM.
+    Create(SnapCreateArgs),
+    /// List a VM's snapshots (`--tree`: as a tree, the present state marked).
+    List(SnapListArgs),
+    /// Go back to a snapshot (any node of the tree): the present disks are discarded.
+    Revert(SnapName),
+    /// Delete a snapshot, merging its disk layers into its children (and the present state).
+    Delete(SnapDeleteArgs),
+    /// Show one snapshot.
+    Show(SnapShowArgs),
+}
+
+#[derive(Args, Debug)]
+struct SnapName {
+    /// The VM.
+    vm: String,
+    /// The snapshot.
+    snapshot: String,
+}
+
+#[derive(Args, Debug)]
+struct SnapCreateArgs {
+    /// The VM.
+    vm: String,
+    /// The snapshot's name.
+    snapshot: String,
+    /// A description.
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    description: String,
+    /// Disks only (the only kind a powered-off VM has; accepted for scripts).
+    #[arg(long)]
+    disk_only: bool,
+}
+
+#[derive(Args, Debug)]
+struct SnapListArgs {
+    /// The VM.
+    vm: String,
+    /// Draw the tree.
+    #[arg(long, conflicts_with = "json")]
+    tree: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct SnapDeleteArgs {
+    /// The VM.
+    vm: String,
+    /// The snapshot.
+    snapshot: String,
+    /// Delete its descendants too.
+    #[arg(long)]
+    children: bool,
+}
+
+#[derive(Args, Debug)]
+struct SnapShowArgs {
+    /// The VM.
+    vm: String,
+    /// The snapshot.
+    snapshot: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    match ::disk::parse_size(s) {
+        Ok(0) => Err(format!("invalid size '{s}': must be more than zero")),
+        other => other,
+    }
+}
+
+/// Print what opening a VM repaired.
+fn say_notes(name: &str, notes: &[String]) {
+    for note in notes {
+        eprintln!("lockstep: {name}: {note}");
+    }
+}
+
+/// A progress bar for long copies, drawn only on a terminal.
+fn progress_bar() -> impl FnMut(&str, u64, u64) {
+    let mut bar: Option<(String, indicatif::ProgressBar)> = None;
+    move |what: &str, done: u64, total: u64| {
+        if bar.as_ref().is_none_or(|(w, _)| w != what) {
+            if let Some((_, b)) = bar.take() {
+                b.finish_and_clear();
+            }
+            let b = indicatif::ProgressBar::new(total);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            b.set_message(what.to_string());
+            bar = Some((what.to_string(), b));
+        }
+        if let Some((_, b)) = &bar {
+            b.set_length(total);
+            b.set_position(done);
+            if done >= total {
+                b.finish_and_clear();
+            }
+        }
+    }
+}
+
+pub fn vm(args: VmArgs) -> CmdResult {
+    let home = Home::from_env()?;
+    match args.command {
+        VmCommand::Create(a) => create(&home, a),
+        VmCommand::List(a) => list(&home, a.json),
+        VmCommand::Show(a) => show(&home, &a.name, a.json),
+        VmCommand::Start(a) => start(&home, a),
+        VmCommand::Stop(a) => stop(&home, a),
+        VmCommand::Kill(a) => {
+            let vm = home.open(&a.name)?;
+            say_notes(&a.name, vm.notes());
+            let pid = vm.signal(rustix::process::Signal::KILL)?;
+            vm.wait_stopped(Duration::from_secs(10))?;
+            eprintln!("lockstep: killed VM {} (pid {pid})", a.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        VmCommand::Delete(a) => {
+            home.delete(&a.name, a.force)?;
+            eprintln!("lockstep: deleted VM {}", a.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        VmCommand::Rename(a) => {
+            home.rename(&a.name, &a.new_name)?;
+            eprintln!("lockstep: renamed VM {} to {}", a.name, a.new_name);
+            Ok(ExitCode::SUCCESS)
+        }
+        VmCommand::Clone(a) => {
+            let from = CloneFrom {
+                linked: a.linked,
+                snapshot: a.from_snapshot.clone(),
+            };
+            let started = Instant::now();
+            let config = home.clone_vm(&a.source, &a.name, &from, &mut progress_bar())?;
+            eprintln!(
+                "lockstep: created {} clone {} of {} in {:.1} s (uuid {}; MACs {})",
+                if a.linked { "linked" } else { "full" },
+                a.name,
+                a.source,
+                started.elapsed().as_secs_f64(),
+                config.uuid,
+                macs(&config),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn macs(config: &vmm::VmConfig) -> String {
+    if config.nics.is_empty() {
+        return "none".into();
+    }
+    let macs: Vec<String> = config.nics.iter().map(|n| n.mac.to_string()).collect();
+    macs.join(", ")
+}
+
+fn create(home: &Home, a: CreateArgs) -> CmdResult {
+    vmm::check_name("VM name", &a.name)?;
+    let (kernel, initrd, firmware, pulled) = match (a.kernel, a.initrd, a.firmware) {
+        (Some(k), Some(i), Some(f)) => (k, i, f, false),
+        (k, i, f) => {
+            let image = guest_image::pull(&guest_image::PullOptions::default())
+                .map_err(|e| format!("no --kernel/--initrd/--firmware given and the default guest image is unavailable: {e}"))?;
+            (
+                k.unwrap_or(image.kernel),
+                i.unwrap_or(image.initrd),
+                f.unwrap_or(image.firmware),
+                true,
+            )
+        }
+    };
+    let mut disks: Vec<DiskSource> = a.disk_sizes.iter().map(|&s| DiskSource::Empty(s)).collect();
+    for d in &a.disks {
+        let (path, format) = d
+            .rsplit_once(",format=")
+            .ok_or_else(|| format!("--disk {d}: say the image's format: {d},format=raw|qcow2 (lockstep never guesses one)"))?;
+        disks.push(DiskSource::Import {
+            path: PathBuf::from(path),
+            format: format.parse().map_err(|e| format!("--disk {d}: {e}"))?,
+        });
+    }
+    if disks.is_empty() {
+        disks.push(DiskSource::Empty(8 << 30));
+    }
+    let mut nics = Vec::new();
+    for spec in &a.nets {
+        run::parse_net(spec)?;
+        let (net, mac) = match spec.rsplit_once(",mac=") {
+            Some((net, mac)) => (net.to_string(), Some(mac.parse()?)),
+            None => (spec.clone(), None),
+        };
+        nics.push((net, mac));
+    }
+    machine::InstructionsPerTick::new(a.instructions_per_tick)?;
+    let spec = CreateSpec {
+        name: a.name.clone(),
+        cpus: a.cpus,
+        memory: a.memory,
+        append: a.append,
+        instructions_per_tick: a.instructions_per_tick,
+        boot: vmm::Boot {
+            kernel: absolute(kernel)?,
+            initrd: absolute(initrd)?,
+            firmware: absolute(firmware)?,
+            pulled,
+        },
+        disks,
+        nics,
+    };
+    let config = home.create(&spec, &mut progress_bar())?;
+    eprintln!(
+        "lockstep: created VM {} ({} CPU, {} MiB, {} disk(s), MACs {}) in {}",
+        config.name,
+        config.cpus,
+        config.memory >> 20,
+        config.disks.len(),
+        macs(&config),
+        home.bundle_dir(&config.name).display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn absolute(p: PathBuf) -> Result<PathBuf, Box<dyn Error>> {
+    std::fs::canonicalize(&p).map_err(|e| format!("{}: {e}", p.display()).into())
+}
+
+fn uptime(state: RunState) -> String {
+    match state {
+        RunState::Running { since, .. } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(since);
+            let s = now.saturating_sub(since);
+            format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+        }
+        RunState::Off => "-".into(),
+    }
+}
+
+fn list(home: &Home, json: bool) -> CmdResult {
+    let (vms, notes) = home.list()?;
+    for note in &notes {
+        eprintln!("lockstep: {note}");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&vms)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<24} {:<12} {:>4} {:>8} {:>9} {:>9}",
+        "NAME", "STATE", "CPUS", "MEMORY", "UPTIME", "SNAPSHOTS"
+    );
+    for vm in vms {
+        println!(
+            "{:<24} {:<12} {:>4} {:>7}M {:>9} {:>9}",
+            vm.name,
+            vm.state.to_string(),
+            vm.cpus,
+            vm.memory >> 20,
+            uptime(vm.state),
+            vm.snapshots
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct ShowView<'a> {
+    state: RunState,
+    dir: &'a std::path::Path,
+    config: &'a vmm::VmConfig,
+}
+
+fn show(home: &Home, name: &str, json: bool) -> CmdResult {
+    let vm = home.open(name)?;
+    say_notes(name, vm.notes());
+    let c = vm.config();
+    let state = vm.state()?;
+    if json {
+        let view = ShowView {
+            state,
+            dir: vm.dir(),
+            config: c,
+        };
+        println!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("name:        {}", c.name);
+    println!("uuid:        {}", c.uuid);
+    match state {
+        RunState::Running { pid, .. } => {
+            println!("state:       running (pid {pid}, up {})", uptime(state))
+        }
+        RunState::Off => println!("state:       powered off"),
+    }
+    println!("created:     {}", vmm::format_time(c.created));
+    println!("cpus:        {}", c.cpus);
+    println!("memory:      {} MiB", c.memory >> 20);
+    println!(
+        "clock rate:  {} instructions per tick",
+        c.instructions_per_tick
+    );
+    println!("kernel:      {}", c.boot.kernel.display());
+    println!("initrd:      {}", c.boot.initrd.display());
+    println!("firmware:    {}", c.boot.firmware.display());
+    println!("append:      {}", c.append);
+    for (i, (d, layer)) in c.disks.iter().zip(&c.current.layers).enumerate() {
+        println!(
+            "disk vd{}:    {} MiB, {}",
+            char::from(b'a' + i as u8),
+            d.size >> 20,
+            vm.layer_path(layer).display()
+        );
+    }
+    for (i, n) in c.nics.iter().enumerate() {
+        println!("nic eth{i}:    {} mac {}", n.net, n.mac);
+    }
+    if let Some(l) = &c.linked {
+        let snap = format!("snapshot id {}", l.snapshot);
+        println!("linked to:   {} ({snap})", l.name);
+    }
+    println!("snapshots:   {}", c.snapshots.len());
+    if let Some(parent) = c.current.parent.and_then(|id| c.snapshot_by_id(id)) {
+        println!("current:     after snapshot {}", parent.name);
+    }
+    println!("bundle:      {}", vm.dir().display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn start(home: &Home, a: StartArgs) -> CmdResult {
+    if !a.attach && !a.foreground {
+        return start_detached(home, &a.name);
+    }
+    let vm = home.open(&a.name)?;
+    say_notes(&a.name, vm.notes());
+    let _running = vm.start()?;
+    let c = vm.config().clone();
+    let disks = vm.disks()?;
+    let dir = vm.dir().to_path_buf();
+    drop(vm); // other commands may look at the VM while it runs
+    let images_present = [&c.boot.kernel, &c.boot.initrd, &c.boot.firmware]
+        .iter()
+        .all(|p| p.is_file());
+    let image = |p: &PathBuf| (images_present || !c.boot.pulled).then(|| p.clone());
+    let mut nets = Vec::new();
+    for n in &c.nics {
+        nets.push(run::parse_net(&format!("{},mac={}", n.net, n.mac))?);
+    }
+    let args = RunArgs {
+        kernel: image(&c.boot.kernel),
+        initrd: image(&c.boot.initrd),
+        firmware: image(&c.boot.firmware),
+        append: c.append.clone(),
+        cpus: c.cpus,
+        memory: c.memory,
+        console: Console::Log {
+            path: dir.join(vmm::CONSOLE_LOG),
+            echo: a.attach,
+        },
+        disks: disks
+            .into_iter()
+            .map(|(path, options)| DiskArg {
+                path,
+                read_only: options.read_only,
+                format: Some(options.format),
+                backing: options.backing,
+            })
+            .collect(),
+        rng_seed: None,
+        nets,
+        name: c.name.clone(),
+        record: None,
+        save_on_exit: None,
+        restore: None,
+        instructions_per_tick: c.instructions_per_tick,
+        checkpoint_every: replay::session::CHECKPOINT_EVERY,
+        ft_backup: None,
+        ft: crate::ft::FtOptions::default(),
+        vmgenid: Some(c.vmgenid),
+    };
+    run::run(args)
+}
+
+/// Start `lockstep vm start NAME --foreground` as its own process (own
+/// process group, stdio to the bundle's vm.log) and wait until it holds
+/// the VM's run lock.
+fn start_detached(home: &Home, name: &str) -> CmdResult {
+    {
+        let vm = home.open(name)?;
+        say_notes(name, vm.notes());
+        if let RunState::Running { pid, .. } = vm.state()? {
+            return Err(vmm::VmmError::Running {
+                name: name.to_string(),
+                pid,
+                what: "it is already running",
+            }
+            .into());
+        }
+    }
+    let dir = home.bundle_dir(name);
+    let log_path = dir.join(vmm::VM_LOG);
+    let log = vmm::ConsoleLog::open(&log_path, vmm::MAX_CONSOLE_LOG)
+        .map_err(|e| format!("{}: {e}", log_path.display()))?;
+    drop(log);
+    let open_log = || {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&log_path)
+            .map_err(|e| format!("{}: {e}", log_path.display()))
+    };
+    let exe = std::env::current_exe()?;
+    use std::os::unix::process::CommandExt;
+    let mut child = std::process::Command::new(exe)
+        .args(["vm", "start", name, "--foreground"])
+        .stdin(Stdio::null())
+        .stdout(open_log()?)
+        .stderr(open_log()?)
+        .process_group(0)
+        .spawn()?;
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let last = text
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            return Err(format!("VM {name} did not start ({status}): {last}").into());
+        }
+        if let RunState::Running { pid, .. } = home.run_state(name)? {
+            if pid == child.id() {
+                eprintln!(
+                    "lockstep: started VM {name} (pid {pid}); console in {}",
+                    dir.join(vmm::CONSOLE_LOG).display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            return Err(format!(
+                "VM {name}: its process (pid {}) has not started it in 60 s; see {}",
+                child.id(),
+                log_path.display()
+            )
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stop(home: &Home, a: StopArgs) -> CmdResult {
+    let vm = home.open(&a.name)?;
+    say_notes(&a.name, vm.notes());
+    let pid = vm.signal(rustix::process::Signal::TERM)?;
+    if vm.wait_stopped(Duration::from_secs(a.timeout))? {
+        eprintln!("lockstep: stopped VM {} (pid {pid})", a.name);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !a.force {
+        return Err(format!(
+            "VM {} (pid {pid}) has not stopped in {} s; `lockstep vm stop --force` kills it",
+            a.name, a.timeout
+        )
+        .into());
+    }
+    vm.signal(rustix::process::Signal::KILL)?;
+    vm.wait_stopped(Duration::from_secs(10))?;
+    eprintln!(
+        "lockstep: killed VM {} (pid {pid}): it had not stopped in {} s",
+        a.name, a.timeout
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct SnapView<'a> {
+    #[serde(flatten)]
+    snapshot: &'a vmm::Snapshot,
+    parent_name: Option<&'a str>,
+    current: bool,
+}
+
+fn snap_view<'a>(c: &'a vmm::VmConfig, s: &'a vmm::Snapshot) -> SnapView<'a> {
+    SnapView {
+        snapshot: s,
+        parent_name: s
+            .parent
+            .and_then(|p| c.snapshot_by_id(p))
+            .map(|p| p.name.as_str()),
+        current: c.current.parent == Some(s.id),
+    }
+}
+
+pub fn snapshot(args: SnapshotArgs) -> CmdResult {
+    let home = Home::from_env()?;
+    match args.command {
+        SnapshotCommand::Create(a) => {
+            let _ = a.disk_only;
+            let mut vm = home.open(&a.vm)?;
+            say_notes(&a.vm, vm.notes());
+            let started = Instant::now();
+            let s = vm.snapshot_create(&a.snapshot, &a.description)?;
+            eprintln!(
+                "lockstep: created snapshot {} of VM {} ({}) in {:.0} ms",
+                s.name,
+                a.vm,
+                s.power,
+                started.elapsed().as_secs_f64() * 1e3
+            );
+        }
+        SnapshotCommand::List(a) => {
+            let vm = home.open(&a.vm)?;
+            say_notes(&a.vm, vm.notes());
+            let c = vm.config();
+            let view = |s| snap_view(c, s);
+            if a.json {
+                let all: Vec<SnapView> = c.snapshots.iter().map(view).collect();
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else if a.tree {
+                println!("{}", c.name);
+                for line in vm.tree_lines() {
+                    println!("{line}");
+                }
+            } else {
+                println!(
+                    "  {:<24} {:<24} {:<12} {:<24} DESCRIPTION",
+                    "NAME", "CREATED", "POWER", "PARENT"
+                );
+                for s in &c.snapshots {
+                    let v = view(s);
+                    println!(
+                        "{} {:<24} {:<24} {:<12} {:<24} {}",
+                        if v.current { "*" } else { " " },
+                        s.name,
+                        vmm::format_time(s.created),
+                        s.power.to_string(),
+                        v.parent_name.unwrap_or("-"),
+                        s.description
+                    );
+                }
+            }
+        }
+        SnapshotCommand::Revert(a) => {
+            let mut vm = home.open(&a.vm)?;
+            say_notes(&a.vm, vm.notes());
+            let started = Instant::now();
+            let power = vm.snapshot_revert(&a.snapshot)?;
+            eprintln!(
+                "lockstep: VM {} reverted to snapshot {} ({power}) in {:.0} ms",
+                a.vm,
+                a.snapshot,
+                started.elapsed().as_secs_f64() * 1e3
+            );
+        }
+        SnapshotCommand::Delete(a) => {
+            let mut vm = home.open(&a.vm)?;
+            say_notes(&a.vm, vm.notes());
+            vm.snapshot_delete(&a.snapshot, a.children, &mut progress_bar())?;
+            eprintln!(
+                "lockstep: deleted snapshot {}{} of VM {}",
+                a.snapshot,
+                if a.children { " and its children" } else { "" },
+                a.vm
+            );
+        }
+        SnapshotCommand::Show(a) => {
+            let vm = home.open(&a.vm)?;
+            say_notes(&a.vm, vm.notes());
+            let c = vm.config();
+            let s = c
+                .snapshot(&a.snapshot)
+                .ok_or_else(|| vmm::VmmError::NoSuchSnapshot {
+                    vm: a.vm.clone(),
+                    snapshot: a.snapshot.clone(),
+                })?;
+            let parent = s
+                .parent
+                .and_then(|p| c.snapshot_by_id(p))
+                .map(|p| p.name.as_str());
+            let children: Vec<&str> = c
+                .snapshots
+                .iter()
+                .filter(|x| x.parent == Some(s.id))
+                .map(|x| x.name.as_str())
+                .collect();
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&snap_view(c, s))?);
+            } else {
+                println!("name:        {}", s.name);
+                println!("vm:          {}", c.name);
+                println!("created:     {}", vmm::format_time(s.created));
+                println!("power:       {}", s.power);
+                println!("parent:      {}", parent.unwrap_or("-"));
+                println!(
+                    "children:    {}",
+                    if children.is_empty() {
+                        "-".to_string()
+                    } else {
+                        children.join(", ")
+                    }
+                );
+                println!("description: {}", s.description);
+                for (i, l) in s.layers.iter().enumerate() {
+                    println!(
+                        "disk vd{}:    {}",
+                        char::from(b'a' + i as u8),
+                        vm.layer_path(l).display()
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

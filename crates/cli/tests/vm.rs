@@ -1,0 +1,287 @@
+//! Kept VMs through the `lockstep` binary, with real Debian guests: the
+//! guest writes its disk, snapshots and reverts bring back what it wrote;
+//! a detached start, a refused second start, stop; full and linked clones
+//! running beside their source on one `socket:` segment, pinging each
+//! other. Each test has its own `$LOCKSTEP_HOME`.
+
+mod common;
+
+use common::{Guest, PROMPT};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const APPEND: &str = "console=ttyS0 quiet";
+
+fn lockstep(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .env("LOCKSTEP_HOME", home)
+        .args(args)
+        .output()
+        .expect("run lockstep")
+}
+
+/// Run `lockstep ARGS`, which must succeed; its stdout.
+fn ok(home: &Path, args: &[&str]) -> String {
+    let out = lockstep(home, args);
+    assert!(
+        out.status.success(),
+        "lockstep {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Run `lockstep ARGS`, which must fail with one line; that line.
+fn refused(home: &Path, args: &[&str]) -> String {
+    let out = lockstep(home, args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "lockstep {args:?}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    err
+}
+
+/// `vm start NAME --attach` with the console on our pipes.
+fn attach(home: &Path, name: &str) -> Guest {
+    let mut g = Guest::launch_env(
+        &[],
+        &["vm", "start", name, "--attach"],
+        &[("LOCKSTEP_HOME", home)],
+    );
+    g.expect(PROMPT);
+    g
+}
+
+fn poweroff(mut g: Guest) {
+    g.send("sync; poweroff -f");
+    let status = g.child.wait().expect("wait for lockstep");
+    assert!(status.success(), "{status}; console:\n{}", g.console);
+}
+
+/// Write `text` at sector 100 of /dev/vda. (Commands stay shorter than
+/// the console's 80 columns: a wrapped line echoes with escapes.)
+fn write_mark(g: &mut Guest, text: &str) {
+    g.run(&format!("echo {text} >/tmp/m"));
+    g.run("dd if=/tmp/m of=/dev/vda seek=100 conv=notrunc 2>/dev/null");
+    assert_eq!(g.run("sync && echo written"), "written");
+}
+
+fn read_mark(g: &mut Guest) -> String {
+    g.run("dd if=/dev/vda skip=100 count=1 2>/dev/null | head -n 1")
+}
+
+#[test]
+fn snapshots_of_a_guest_disk_revert_and_merge() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    ok(
+        h,
+        &[
+            "vm",
+            "create",
+            "t",
+            "--memory",
+            "256M",
+            "--disk-size",
+            "64M",
+            "--append",
+            APPEND,
+        ],
+    );
+    let mut g = attach(h, "t");
+    write_mark(&mut g, "first");
+    poweroff(g);
+    ok(
+        h,
+        &["snapshot", "create", "t", "s1", "--description", "first"],
+    );
+    let mut g = attach(h, "t");
+    assert_eq!(read_mark(&mut g), "first");
+    write_mark(&mut g, "second");
+    poweroff(g);
+    ok(h, &["snapshot", "create", "t", "s2"]);
+    refused(h, &["snapshot", "create", "t", "s2"]);
+
+    ok(h, &["snapshot", "revert", "t", "s1"]);
+    let mut g = attach(h, "t");
+    assert_eq!(read_mark(&mut g), "first");
+    write_mark(&mut g, "branch");
+    poweroff(g);
+    ok(h, &["snapshot", "create", "t", "s3"]);
+    let tree = ok(h, &["snapshot", "list", "t", "--tree"]);
+    assert!(
+        tree.contains("s2") && tree.contains("s3") && tree.contains("you are here"),
+        "{tree}"
+    );
+
+    ok(h, &["snapshot", "revert", "t", "s2"]);
+    let mut g = attach(h, "t");
+    assert_eq!(read_mark(&mut g), "second");
+    poweroff(g);
+
+    // Delete the inner node: both branches keep their contents.
+    ok(h, &["snapshot", "delete", "t", "s1"]);
+    let list = ok(h, &["snapshot", "list", "t"]);
+    assert!(!list.contains("s1"), "{list}");
+    let mut g = attach(h, "t");
+    assert_eq!(read_mark(&mut g), "second");
+    poweroff(g);
+    ok(h, &["snapshot", "revert", "t", "s3"]);
+    let mut g = attach(h, "t");
+    assert_eq!(read_mark(&mut g), "branch");
+    poweroff(g);
+    refused(h, &["snapshot", "revert", "t", "s1"]);
+
+    // Every layer passes qemu-img check.
+    for entry in std::fs::read_dir(h.join("vms/t/disks")).unwrap() {
+        let path = entry.unwrap().path();
+        let out = Command::new("qemu-img")
+            .args(["check", "-q"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", path.display());
+    }
+}
+
+#[test]
+fn detached_start_list_stop_and_refusals() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    ok(
+        h,
+        &[
+            "vm",
+            "create",
+            "d",
+            "--memory",
+            "256M",
+            "--disk-size",
+            "16M",
+            "--append",
+            APPEND,
+        ],
+    );
+    refused(h, &["vm", "create", "d"]);
+    refused(h, &["vm", "create", "../evil"]);
+    refused(h, &["vm", "start", "nope"]);
+    ok(h, &["vm", "start", "d"]);
+    let list = ok(h, &["vm", "list"]);
+    assert!(list.contains("running"), "{list}");
+    let again = refused(h, &["vm", "start", "d"]);
+    assert!(
+        again.contains("already running") && again.contains("pid"),
+        "{again}"
+    );
+    refused(h, &["snapshot", "create", "d", "s"]);
+    refused(h, &["vm", "delete", "d"]);
+    // The console goes to the bundle's console.log.
+    let log = h.join("vms/d/console.log");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("lockstep guest ready")
+    {
+        assert!(Instant::now() < deadline, "no boot in console.log");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let json = ok(h, &["vm", "show", "d", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["state"]["state"], "running");
+    assert_eq!(v["config"]["name"], "d");
+    ok(h, &["vm", "stop", "d"]);
+    let list = ok(h, &["vm", "list"]);
+    assert!(list.contains("powered off"), "{list}");
+    // Kill, then delete.
+    ok(h, &["vm", "start", "d"]);
+    ok(h, &["vm", "kill", "d"]);
+    ok(h, &["vm", "delete", "d"]);
+    assert!(!h.join("vms/d").exists());
+}
+
+#[test]
+fn full_and_linked_clones_run_beside_their_source_and_ping() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let seg = home.path().join("segment");
+    std::fs::create_dir(&seg).unwrap();
+    let net = format!("socket:{}", seg.display());
+    ok(
+        h,
+        &[
+            "vm",
+            "create",
+            "src",
+            "--memory",
+            "256M",
+            "--disk-size",
+            "16M",
+            "--net",
+            &net,
+            "--append",
+            APPEND,
+        ],
+    );
+    ok(h, &["snapshot", "create", "src", "base"]);
+    ok(h, &["vm", "clone", "src", "full"]);
+    ok(
+        h,
+        &[
+            "vm",
+            "clone",
+            "src",
+            "linked",
+            "--linked",
+            "--from-snapshot",
+            "base",
+        ],
+    );
+    refused(h, &["snapshot", "delete", "src", "base"]);
+    refused(h, &["vm", "clone", "src", "full"]);
+
+    let show = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&ok(h, &["vm", "show", name, "--json"])).unwrap()
+    };
+    let (s, f, l) = (show("src"), show("full"), show("linked"));
+    let mac = |v: &serde_json::Value| v["config"]["nic"][0]["mac"].as_str().unwrap().to_string();
+    let uuid = |v: &serde_json::Value| v["config"]["uuid"].as_str().unwrap().to_string();
+    assert_ne!(mac(&s), mac(&f));
+    assert_ne!(mac(&s), mac(&l));
+    assert_ne!(mac(&f), mac(&l));
+    assert_ne!(uuid(&s), uuid(&f));
+    assert_ne!(uuid(&s), uuid(&l));
+
+    let mut guests = Vec::new();
+    for (i, name) in ["src", "full", "linked"].iter().enumerate() {
+        let mut g = attach(h, name);
+        let ip = format!("10.79.0.{}", i + 1);
+        let out = g.run(&format!(
+            "ip addr add {ip}/24 dev eth0 && ip link set eth0 up && echo up"
+        ));
+        assert_eq!(out, "up", "{name}");
+        let mac_seen = g.run("cat /sys/class/net/eth0/address");
+        assert_eq!(mac_seen, mac(&show_json(h, name)), "{name}");
+        guests.push(g);
+    }
+    for (i, g) in guests.iter_mut().enumerate() {
+        for j in 0..3 {
+            if i != j {
+                let out = g.run(&format!(
+                    "ping -c 2 -W 5 10.79.0.{} >/dev/null && echo reached",
+                    j + 1
+                ));
+                assert_eq!(out, "reached", "guest {i} -> {j}");
+            }
+        }
+    }
+    for g in guests {
+        poweroff(g);
+    }
+    ok(h, &["vm", "delete", "linked"]);
+    ok(h, &["snapshot", "delete", "src", "base"]);
+}
+
+fn show_json(h: &Path, name: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(h, &["vm", "show", name, "--json"])).unwrap()
+}

@@ -1,0 +1,524 @@
+//! `vm.toml`: a VM's configuration and its snapshot tree, in one file so
+//! that every change to a bundle switches exactly one pointer (DESIGN §6).
+//! The format is versioned (`format`); README "VM bundles" documents it.
+
+use crate::error::{Result, VmmError};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use uuid::Uuid;
+
+/// The bundle format this build writes and the newest it reads.
+pub const FORMAT: u64 = 1;
+/// The longest VM or snapshot name.
+pub const MAX_NAME_LEN: usize = 64;
+/// `vm.toml` larger than this is refused unread.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// Snapshots per VM.
+pub const MAX_SNAPSHOTS: usize = 1000;
+/// Disks and NICs per VM (the board has 8 virtio slots, one is the RNG).
+pub const MAX_DEVICES: usize = 7;
+/// Largest guest RAM (as the machine accepts).
+pub const MAX_MEMORY: u64 = 1 << 40;
+/// Longest snapshot description.
+pub const MAX_DESCRIPTION: usize = 4096;
+
+/// A VM: what it is built from, and where its disks and snapshots are.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmConfig {
+    /// The bundle format ([`FORMAT`]).
+    pub format: u64,
+    pub name: String,
+    pub uuid: Uuid,
+    /// Unix time of creation (seconds).
+    pub created: u64,
+    pub cpus: u8,
+    /// Guest RAM in bytes.
+    pub memory: u64,
+    /// Kernel command line.
+    pub append: String,
+    /// Guest time's rate (`--instructions-per-tick`).
+    pub instructions_per_tick: u64,
+    /// The virtual machine generation id the guest sees (new on clone
+    /// and revert, so the guest reseeds what it must not repeat).
+    #[serde(with = "hex16")]
+    pub vmgenid: [u8; 16],
+    pub boot: Boot,
+    /// The next id for a snapshot or a disk layer file.
+    pub next_id: u64,
+    #[serde(default, rename = "disk")]
+    pub disks: Vec<DiskConfig>,
+    #[serde(default, rename = "nic")]
+    pub nics: Vec<NicConfig>,
+    /// Fault tolerance: where the backup listens, the arbiter file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ft: Option<FtSettings>,
+    /// A linked clone: whose frozen layers its disks stand on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linked: Option<LinkedTo>,
+    /// The VM's present disks and their place in the tree.
+    pub current: Current,
+    #[serde(default, rename = "snapshot")]
+    pub snapshots: Vec<Snapshot>,
+}
+
+/// The boot images (the pulled Debian image's files unless given).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Boot {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub firmware: PathBuf,
+    /// They came from `lockstep image pull` (re-pulled if missing).
+    #[serde(default)]
+    pub pulled: bool,
+}
+
+/// One virtio disk (vda, vdb, …): always a qcow2 chain in the bundle.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskConfig {
+    /// Virtual size in bytes.
+    pub size: u64,
+}
+
+/// One NIC (eth0, eth1, …).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NicConfig {
+    /// Where it attaches, as `--net` takes it (`socket:DIR`, `tap:NAME`).
+    pub net: String,
+    pub mac: Mac,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FtSettings {
+    pub backup: String,
+    pub arbiter: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkedTo {
+    /// The source VM's uuid and name when the clone was made.
+    pub vm: Uuid,
+    pub name: String,
+    /// The snapshot whose layers this clone's disks stand on.
+    pub snapshot: u64,
+}
+
+/// Where the VM is now: the snapshot it descends from and its writable
+/// top layers (one per disk, file names in `disks/`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Current {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u64>,
+    pub layers: Vec<String>,
+}
+
+/// A node of the snapshot tree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    pub id: u64,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u64>,
+    /// Unix time (seconds).
+    pub created: u64,
+    pub power: PowerState,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// The disk layers it froze (file names in `disks/`), one per disk.
+    pub layers: Vec<String>,
+}
+
+/// A snapshot's power state: what a revert to it comes back as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PowerState {
+    Off,
+    Running,
+    Suspended,
+}
+
+impl std::fmt::Display for PowerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PowerState::Off => "powered off",
+            PowerState::Running => "running",
+            PowerState::Suspended => "suspended",
+        })
+    }
+}
+
+/// A MAC address, written `52:54:00:12:34:56`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Mac(pub [u8; 6]);
+
+impl Mac {
+    /// A random locally administered unicast address.
+    pub fn random() -> Result<Mac> {
+        let mut b = [0u8; 6];
+        crate::random_bytes(&mut b)?;
+        b[0] = (b[0] & 0xfc) | 0x02;
+        Ok(Mac(b))
+    }
+}
+
+impl std::fmt::Display for Mac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+impl std::str::FromStr for Mac {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let mut out = [0u8; 6];
+        let mut parts = s.split(':');
+        for byte in &mut out {
+            let part = parts
+                .next()
+                .ok_or_else(|| format!("{s:?} is not a MAC address"))?;
+            if part.len() != 2 {
+                return Err(format!("{s:?} is not a MAC address"));
+            }
+            *byte =
+                u8::from_str_radix(part, 16).map_err(|_| format!("{s:?} is not a MAC address"))?;
+        }
+        if parts.next().is_some() {
+            return Err(format!("{s:?} is not a MAC address"));
+        }
+        if out[0] & 1 != 0 {
+            return Err(format!("{s:?} is a multicast address"));
+        }
+        Ok(Mac(out))
+    }
+}
+
+impl Serialize for Mac {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Mac {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+mod hex16 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8; 16], s: S) -> Result<S::Ok, S::Error> {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        s.serialize_str(&hex)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 16], D::Error> {
+        let s = String::deserialize(d)?;
+        let bad = || serde::de::Error::custom("expected 32 hex digits");
+        if s.len() != 32 || !s.is_ascii() {
+            return Err(bad());
+        }
+        let mut out = [0u8; 16];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(out)
+    }
+}
+
+/// Names end up in paths: 1 to 64 letters, digits, `.`, `_` and `-`, not
+/// starting with `.` or `-`.
+pub fn check_name(what: &'static str, name: &str) -> Result<()> {
+    let refuse = |reason: String| {
+        Err(VmmError::BadName {
+            what,
+            shown: name.chars().take(80).collect(),
+            reason,
+        })
+    };
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return refuse(format!("names are 1 to {MAX_NAME_LEN} characters long"));
+    }
+    if name.starts_with(['.', '-']) {
+        return refuse("names must not start with '.' or '-'".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return refuse(format!(
+            "it holds {c:?}; names are letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// A layer file name as the bundle writes them: `d<disk>-<id>.qcow2`.
+pub fn layer_name(disk: usize, id: u64) -> String {
+    format!("d{disk}-{id}.qcow2")
+}
+
+fn is_layer_name(name: &str) -> bool {
+    name.strip_prefix('d')
+        .and_then(|rest| rest.strip_suffix(".qcow2"))
+        .and_then(|rest| rest.split_once('-'))
+        .is_some_and(|(disk, id)| {
+            !disk.is_empty()
+                && !id.is_empty()
+                && disk.bytes().all(|b| b.is_ascii_digit())
+                && id.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
+impl VmConfig {
+    /// Parse and check `vm.toml`'s text. A newer format is refused by
+    /// its number before anything else is looked at.
+    pub fn parse(path: &Path, text: &str) -> Result<VmConfig> {
+        let bad = |reason: String| VmmError::BadConfig {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let table: toml::Table = toml::from_str(text).map_err(|e| bad(one_line(&e)))?;
+        match table.get("format") {
+            Some(toml::Value::Integer(n)) if *n >= 1 && (*n as u64) <= FORMAT => {}
+            Some(toml::Value::Integer(n)) if *n > 0 => {
+                return Err(VmmError::NewerFormat {
+                    path: path.to_path_buf(),
+                    found: *n as u64,
+                    supported: FORMAT,
+                })
+            }
+            _ => return Err(bad("no valid `format` number".into())),
+        }
+        let config: VmConfig = toml::from_str(text).map_err(|e| bad(one_line(&e)))?;
+        config.check().map_err(bad)?;
+        Ok(config)
+    }
+
+    /// The file's text.
+    pub fn to_toml(&self) -> String {
+        // Serialising plain data to TOML cannot fail (no maps with
+        // non-string keys, no values TOML lacks).
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Everything a hand-edited or damaged file could get wrong.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        check_name("VM name", &self.name).map_err(|e| e.to_string())?;
+        if !(1..=4).contains(&self.cpus) {
+            return Err(format!("cpus = {}: 1 to 4", self.cpus));
+        }
+        if self.memory < (16 << 20) || self.memory > MAX_MEMORY || !self.memory.is_multiple_of(4096)
+        {
+            return Err(format!(
+                "memory = {}: a multiple of 4 KiB from 16 MiB to 1 TiB",
+                self.memory
+            ));
+        }
+        if !(1..=1000).contains(&self.instructions_per_tick) {
+            return Err("instructions_per_tick: 1 to 1000".into());
+        }
+        if self.append.len() > 4096 {
+            return Err("append: longer than 4096 bytes".into());
+        }
+        if self.disks.len() + self.nics.len() > MAX_DEVICES {
+            return Err(format!(
+                "{} disks and {} NICs: at most {MAX_DEVICES} devices",
+                self.disks.len(),
+                self.nics.len()
+            ));
+        }
+        if self.snapshots.len() > MAX_SNAPSHOTS {
+            return Err(format!("more than {MAX_SNAPSHOTS} snapshots"));
+        }
+        let check_layers = |what: &str, layers: &[String]| {
+            if layers.len() != self.disks.len() {
+                return Err(format!(
+                    "{what}: {} layers for {} disks",
+                    layers.len(),
+                    self.disks.len()
+                ));
+            }
+            match layers.iter().find(|l| !is_layer_name(l)) {
+                Some(l) => Err(format!("{what}: {l:?} is not a layer file name")),
+                None => Ok(()),
+            }
+        };
+        check_layers("current", &self.current.layers)?;
+        let mut ids = BTreeMap::new();
+        let mut names = BTreeSet::new();
+        let mut files = BTreeSet::new();
+        for l in &self.current.layers {
+            files.insert(l.as_str());
+        }
+        for s in &self.snapshots {
+            check_name("snapshot name", &s.name).map_err(|e| e.to_string())?;
+            if s.description.len() > MAX_DESCRIPTION {
+                return Err(format!("snapshot {:?}: description too long", s.name));
+            }
+            check_layers(&format!("snapshot {:?}", s.name), &s.layers)?;
+            if ids.insert(s.id, s.parent).is_some() {
+                return Err(format!("two snapshots have id {}", s.id));
+            }
+            if !names.insert(s.name.as_str()) {
+                return Err(format!("two snapshots are named {:?}", s.name));
+            }
+            if s.id >= self.next_id {
+                return Err(format!("snapshot id {} is not below next_id", s.id));
+            }
+            for l in &s.layers {
+                if !files.insert(l.as_str()) {
+                    return Err(format!("layer {l:?} belongs to two places in the tree"));
+                }
+            }
+        }
+        // Parents exist, and following them ends (no cycles).
+        let parents = self
+            .snapshots
+            .iter()
+            .map(|s| s.parent)
+            .chain([self.current.parent]);
+        for start in parents {
+            let mut at = start;
+            let mut steps = 0;
+            while let Some(id) = at {
+                at = *ids
+                    .get(&id)
+                    .ok_or_else(|| format!("parent snapshot id {id} does not exist"))?;
+                steps += 1;
+                if steps > self.snapshots.len() {
+                    return Err("the snapshot tree has a cycle".into());
+                }
+            }
+        }
+        if let Some(linked) = &self.linked {
+            check_name("VM name", &linked.name).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    pub fn snapshot(&self, name: &str) -> Option<&Snapshot> {
+        self.snapshots.iter().find(|s| s.name == name)
+    }
+
+    pub fn snapshot_by_id(&self, id: u64) -> Option<&Snapshot> {
+        self.snapshots.iter().find(|s| s.id == id)
+    }
+
+    /// A fresh id (snapshots and layer files share the counter).
+    pub fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Every layer file the tree references.
+    pub fn layer_files(&self) -> BTreeSet<&str> {
+        self.current
+            .layers
+            .iter()
+            .chain(self.snapshots.iter().flat_map(|s| &s.layers))
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// The ids of `id`'s subtree, `id` first, parents before children.
+    pub fn subtree(&self, id: u64) -> Vec<u64> {
+        let mut out = vec![id];
+        let mut i = 0;
+        while i < out.len() {
+            let at = out[i];
+            out.extend(
+                self.snapshots
+                    .iter()
+                    .filter(|s| s.parent == Some(at))
+                    .map(|s| s.id),
+            );
+            i += 1;
+        }
+        out
+    }
+
+    /// `id` and its ancestors, nearest first.
+    pub fn ancestors(&self, mut at: Option<u64>) -> Vec<u64> {
+        let mut out = Vec::new();
+        while let Some(id) = at {
+            out.push(id);
+            at = self.snapshot_by_id(id).and_then(|s| s.parent);
+            if out.len() > self.snapshots.len() {
+                break; // checked acyclic on load; never loop regardless
+            }
+        }
+        out
+    }
+}
+
+fn one_line(e: &toml::de::Error) -> String {
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for good in ["vm1", "web.prod-2", "a_b", "X"] {
+            assert!(check_name("VM name", good).is_ok(), "{good}");
+        }
+        let long = "a".repeat(200);
+        for bad in [
+            "", "../x", "a/b", ".hidden", "-x", "sp ace", "nul\0", &long, "é", "..",
+        ] {
+            assert!(check_name("VM name", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn layer_names() {
+        assert!(is_layer_name("d0-12.qcow2"));
+        for bad in [
+            "d0-.qcow2",
+            "d-1.qcow2",
+            "../d0-1.qcow2",
+            "d0-1.qcow2/x",
+            "d0-1",
+            "x",
+        ] {
+            assert!(!is_layer_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn macs() {
+        let m: Mac = "02:aa:bb:cc:dd:0e".parse().unwrap();
+        assert_eq!(m.to_string(), "02:aa:bb:cc:dd:0e");
+        for bad in [
+            "01:00:00:00:00:00",
+            "02:aa",
+            "02:aa:bb:cc:dd:ee:ff",
+            "zz:aa:bb:cc:dd:ee",
+        ] {
+            assert!(bad.parse::<Mac>().is_err(), "{bad}");
+        }
+        let r = Mac::random().unwrap();
+        assert_eq!(r.0[0] & 3, 2);
+    }
+}
