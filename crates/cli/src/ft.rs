@@ -703,7 +703,7 @@ fn run_live(
         .with_journal(Box::new(journal))
         .with_anchor(handle.primary.anchor());
     let _receivers = nics.start_receivers(&events);
-    let _signals = crate::signals::forward(events.clone())?;
+    let _signals = crate::signals::forward(events.clone(), None)?;
     let _terminal = match args.console {
         Console::Stdio => run::start_console_input(events)?,
         _ => None,

@@ -114,6 +114,33 @@ pub struct RunArgs {
     /// The generation id to boot with (a kept VM's; else a fresh one).
     #[arg(skip)]
     pub vmgenid: Option<[u8; 16]>,
+    /// A kept VM's suspend: SIGUSR2 raises the flag and stops the run,
+    /// which then saves the machine to the file.
+    #[arg(skip)]
+    pub suspend: Option<Suspend>,
+    /// Called once a `--restore` has rebuilt the machine, before it runs.
+    #[arg(skip)]
+    pub after_restore: Option<AfterRestore>,
+}
+
+/// Where and whether to suspend (see [`RunArgs::suspend`]).
+#[derive(Debug, Clone)]
+pub struct Suspend {
+    pub requested: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Raised by a SIGTERM/SIGINT that came before the run's own signal
+    /// handling was in place (the VM counts as running from when its
+    /// process holds the run lock).
+    pub stop_requested: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub to: PathBuf,
+}
+
+/// A hook run after a restore (a resumed kept VM drops its saved state).
+pub struct AfterRestore(pub Box<dyn FnOnce() -> Result<(), Box<dyn std::error::Error>>>);
+
+impl std::fmt::Debug for AfterRestore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AfterRestore")
+    }
 }
 
 /// A `--disk` argument.
@@ -299,10 +326,16 @@ pub fn parse_console(s: &str) -> Result<Console, String> {
     }
 }
 
-pub fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let windows = SharedWindows::default();
     let (mut machine, mut nics, setup) = match &args.restore {
-        Some(path) => restore(&args, path)?,
+        Some(path) => {
+            let built = restore(&args, path)?;
+            if let Some(AfterRestore(hook)) = args.after_restore.take() {
+                hook()?;
+            }
+            built
+        }
         None => boot(&args, &windows)?,
     };
     let (events, rx) = mpsc::channel();
@@ -328,7 +361,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         runner = runner.with_journal(Box::new(recorder));
     }
     let _receivers = nics.start_receivers(&events);
-    let _signals = crate::signals::forward(events.clone())?;
+    let suspend_flag = args.suspend.as_ref().map(|s| s.requested.clone());
+    let _signals = crate::signals::forward(events.clone(), suspend_flag)?;
+    if let Some(s) = &args.suspend {
+        use std::sync::atomic::Ordering::SeqCst;
+        if s.requested.load(SeqCst) || s.stop_requested.load(SeqCst) {
+            let _ = events.send(HostEvent::Stop);
+        }
+    }
     let _terminal = match args.console {
         Console::Stdio | Console::Log { echo: true, .. } => start_console_input(events)?,
         // No console input: the runner sees the channel closed.
@@ -370,6 +410,19 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match end? {
         RunEnd::Poweroff(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))),
         RunEnd::Stopped | RunEnd::SaveRequested => {
+            if let Some(s) = args
+                .suspend
+                .as_ref()
+                .filter(|s| s.requested.load(std::sync::atomic::Ordering::SeqCst))
+            {
+                let info = machine.save_snapshot(&s.to)?;
+                eprintln!(
+                    "lockstep: suspended at icount {} ({} MiB of RAM stored)",
+                    machine.icount(),
+                    (info.ram_pages_stored * 4096) >> 20
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             match &args.save_on_exit {
                 Some(path) => {
                     let info = machine.save_snapshot(path)?;

@@ -7,6 +7,8 @@ use serde::Serialize;
 use std::error::Error;
 use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vmm::{CloneFrom, CreateSpec, DiskSource, Home, RunState};
 
@@ -33,6 +35,12 @@ enum VmCommand {
     Stop(StopArgs),
     /// Kill a running VM's process at once (SIGKILL; disks as at the last flush).
     Kill(Name),
+    /// Suspend a running VM to disk: its whole machine state goes into the
+    /// bundle and its process exits; `vm resume` (or `vm start`) continues
+    /// it at the same instruction.
+    Suspend(StopArgs),
+    /// Resume a suspended VM (as `vm start`).
+    Resume(StartArgs),
     /// Delete a VM and its files (refused while it runs, unless --force, and
     /// while linked clones stand on it).
     Delete(DeleteArgs),
@@ -285,7 +293,8 @@ pub fn vm(args: VmArgs) -> CmdResult {
         VmCommand::Create(a) => create(&home, a),
         VmCommand::List(a) => list(&home, a.json),
         VmCommand::Show(a) => show(&home, &a.name, a.json),
-        VmCommand::Start(a) => start(&home, a),
+        VmCommand::Start(a) | VmCommand::Resume(a) => start(&home, a),
+        VmCommand::Suspend(a) => suspend(&home, a),
         VmCommand::Stop(a) => stop(&home, a),
         VmCommand::Kill(a) => {
             let vm = home.open(&a.name)?;
@@ -414,7 +423,7 @@ fn uptime(state: RunState) -> String {
             let s = now.saturating_sub(since);
             format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
         }
-        RunState::Off => "-".into(),
+        RunState::Off | RunState::Suspended => "-".into(),
     }
 }
 
@@ -473,6 +482,7 @@ fn show(home: &Home, name: &str, json: bool) -> CmdResult {
             println!("state:       running (pid {pid}, up {})", uptime(state))
         }
         RunState::Off => println!("state:       powered off"),
+        RunState::Suspended => println!("state:       suspended"),
     }
     println!("created:     {}", vmm::format_time(c.created));
     println!("cpus:        {}", c.cpus);
@@ -514,10 +524,20 @@ fn start(home: &Home, a: StartArgs) -> CmdResult {
     }
     let vm = home.open(&a.name)?;
     say_notes(&a.name, vm.notes());
+    // Signals that come before the run loop handles them are kept, not
+    // fatal: the VM counts as running as soon as it holds its run lock.
+    let requested = Arc::new(AtomicBool::new(false));
+    let stop_requested = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGUSR2, requested.clone())?;
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop_requested.clone())?;
+    }
     let _running = vm.start()?;
     let c = vm.config().clone();
     let disks = vm.disks()?;
     let dir = vm.dir().to_path_buf();
+    let resume_from = vm.suspended_state();
+    let (state_name, state_path) = vm.suspend_target()?;
     drop(vm); // other commands may look at the VM while it runs
     let images_present = [&c.boot.kernel, &c.boot.initrd, &c.boot.firmware]
         .iter()
@@ -527,6 +547,21 @@ fn start(home: &Home, a: StartArgs) -> CmdResult {
     for n in &c.nics {
         nets.push(run::parse_net(&format!("{},mac={}", n.net, n.mac))?);
     }
+    let suspend = run::Suspend {
+        requested,
+        stop_requested,
+        to: state_path,
+    };
+    // A resumed VM drops its saved state once the machine is rebuilt:
+    // from then on its disks move on from what the state describes.
+    let after_restore = resume_from.as_ref().map(|_| {
+        let home = home.clone();
+        let name = c.name.clone();
+        run::AfterRestore(Box::new(move || {
+            home.open(&name)?.clear_suspended()?;
+            Ok(())
+        }))
+    });
     let args = RunArgs {
         kernel: image(&c.boot.kernel),
         initrd: image(&c.boot.initrd),
@@ -552,14 +587,58 @@ fn start(home: &Home, a: StartArgs) -> CmdResult {
         name: c.name.clone(),
         record: None,
         save_on_exit: None,
-        restore: None,
+        restore: resume_from,
         instructions_per_tick: c.instructions_per_tick,
         checkpoint_every: replay::session::CHECKPOINT_EVERY,
         ft_backup: None,
         ft: crate::ft::FtOptions::default(),
         vmgenid: Some(c.vmgenid),
+        suspend: Some(suspend.clone()),
+        after_restore,
     };
-    run::run(args)
+    let code = run::run(args)?;
+    if suspend.requested.load(Ordering::SeqCst) && suspend.to.is_file() {
+        home.open(&c.name)?.set_suspended(&state_name)?;
+        eprintln!("lockstep: VM {} suspended", c.name);
+    }
+    Ok(code)
+}
+
+fn suspend(home: &Home, a: StopArgs) -> CmdResult {
+    let vm = home.open(&a.name)?;
+    say_notes(&a.name, vm.notes());
+    let pid = vm.signal(rustix::process::Signal::USR2)?;
+    drop(vm); // the VM's process records its state under the command lock
+    let started = Instant::now();
+    let deadline = Duration::from_secs(a.timeout);
+    loop {
+        match home.run_state(&a.name)? {
+            RunState::Suspended => {
+                eprintln!(
+                    "lockstep: suspended VM {} (pid {pid}) in {:.1} s",
+                    a.name,
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            RunState::Off => {
+                return Err(format!(
+                    "VM {} (pid {pid}) stopped without saving its state; see {}",
+                    a.name,
+                    home.bundle_dir(&a.name).join(vmm::VM_LOG).display()
+                )
+                .into())
+            }
+            RunState::Running { .. } if started.elapsed() > deadline => {
+                return Err(format!(
+                    "VM {} (pid {pid}) has not suspended in {} s",
+                    a.name, a.timeout
+                )
+                .into())
+            }
+            RunState::Running { .. } => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
 }
 
 /// Start `lockstep vm start NAME --foreground` as its own process (own

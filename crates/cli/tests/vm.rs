@@ -285,3 +285,78 @@ fn full_and_linked_clones_run_beside_their_source_and_ping() {
 fn show_json(h: &Path, name: &str) -> serde_json::Value {
     serde_json::from_str(&ok(h, &["vm", "show", name, "--json"])).unwrap()
 }
+
+#[test]
+fn suspend_then_resume_in_a_new_process_continues_the_guest() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    ok(
+        h,
+        &[
+            "vm",
+            "create",
+            "s",
+            "--memory",
+            "256M",
+            "--disk-size",
+            "16M",
+            "--append",
+            APPEND,
+        ],
+    );
+    let mut g = attach(h, "s");
+    // A counter in RAM only (tmpfs): it survives only if memory does.
+    g.run("(i=0; while :; do i=$((i+1)); echo $i >/tmp/c; sleep 1; done) &");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let before = loop {
+        let n: u64 = g.run("cat /tmp/c").parse().unwrap_or(0);
+        if n >= 3 {
+            break n;
+        }
+        assert!(Instant::now() < deadline, "the counter does not count");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let uptime_before: f64 = g.run("cut -d' ' -f1 /proc/uptime").parse().unwrap();
+    ok(h, &["vm", "suspend", "s"]);
+    let status = g.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let list = ok(h, &["vm", "list"]);
+    assert!(list.contains("suspended"), "{list}");
+    // What a suspended VM cannot do, and that its state is in the bundle.
+    refused(h, &["snapshot", "create", "s", "x"]);
+    refused(h, &["vm", "rename", "s", "t"]);
+    refused(h, &["vm", "clone", "s", "c"]);
+    let states: Vec<_> = std::fs::read_dir(h.join("vms/s/states")).unwrap().collect();
+    assert_eq!(states.len(), 1);
+
+    // Resume in a new process: the same guest, counting on.
+    let mut g = Guest::launch_env(
+        &[],
+        &["vm", "resume", "s", "--attach"],
+        &[("LOCKSTEP_HOME", h)],
+    );
+    g.expect_stderr("restored");
+    g.send("");
+    g.expect(PROMPT);
+    let after: u64 = g.run("cat /tmp/c").parse().unwrap();
+    assert!(after >= before, "counter went back: {before} -> {after}");
+    let uptime_after: f64 = g.run("cut -d' ' -f1 /proc/uptime").parse().unwrap();
+    assert!(
+        uptime_after >= uptime_before,
+        "{uptime_before} -> {uptime_after}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let later: u64 = g.run("cat /tmp/c").parse().unwrap();
+    assert!(
+        later > after,
+        "the counter stopped after resume: {after} -> {later}"
+    );
+    // Resumed: the saved state is gone from the bundle.
+    assert_eq!(
+        std::fs::read_dir(h.join("vms/s/states")).unwrap().count(),
+        0
+    );
+    let list = ok(h, &["vm", "list"]);
+    assert!(list.contains("running"), "{list}");
+    poweroff(g);
+}

@@ -295,3 +295,87 @@ fn every_crash_point_of_every_operation_leaves_a_working_vm() {
     }
     assert!(boots >= ops.len());
 }
+
+/// Suspend, killed at each crash point of the VM's process (its start
+/// publishing its pid, then recording its saved state): the VM afterwards
+/// either resumes (its RAM-only counter intact) or boots afresh, and its
+/// disks pass `qemu-img check`.
+#[test]
+fn every_crash_point_of_suspend_leaves_a_vm_that_resumes_or_boots() {
+    let root = tempfile::tempdir().unwrap();
+    let pristine = pristine(root.path());
+    let work = root.path().join("work");
+    let attach = |home: &Path, crash: Option<usize>| {
+        let n = crash.map(|n| n.to_string()).unwrap_or_default();
+        let mut env: Vec<(&str, &Path)> = vec![("LOCKSTEP_HOME", home)];
+        if crash.is_some() {
+            env.push(("LOCKSTEP_CRASH_AT", Path::new(&n)));
+        }
+        Guest::launch_env(&[], &["vm", "start", "v", "--attach"], &env)
+    };
+    // Count the points of a whole start-run-suspend, and which of them
+    // come before the guest runs (publishing the pid).
+    copy_store(&pristine, &work);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .env("LOCKSTEP_HOME", &work)
+        .env("LOCKSTEP_CRASH_AT", usize::MAX.to_string())
+        .args(["vm", "start", "v", "--attach"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while !ok(&work, &["vm", "list"]).contains("running") {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    ok(&work, &["vm", "suspend", "v"]);
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let suspended_at = lines
+        .iter()
+        .position(|l| l.contains("suspended at icount"))
+        .expect("the counting run suspended");
+    let at_start = lines[..suspended_at]
+        .iter()
+        .filter(|l| l.contains("crash point"))
+        .count();
+    let points = lines.iter().filter(|l| l.contains("crash point")).count();
+    assert!(
+        points >= at_start + 4,
+        "{points} crash points, {at_start} at start"
+    );
+    eprintln!("suspend: {points} crash points ({at_start} at start)");
+
+    for n in 1..=points {
+        copy_store(&pristine, &work);
+        let mut g = attach(&work, Some(n));
+        if n > at_start {
+            g.expect(PROMPT);
+            g.run("echo 4242 >/tmp/c");
+            let _ = lockstep(&work, &["vm", "suspend", "v"], None);
+        }
+        let status = g.child.wait().unwrap();
+        assert!(!status.success(), "point {n}: not killed");
+        drop(g);
+        let list = ok(&work, &["vm", "list"]);
+        check_all(&work);
+        // Start again: a recorded state resumes with the counter; else a
+        // fresh boot.
+        let mut g = attach(&work, None);
+        g.send("");
+        g.expect(PROMPT);
+        let c = g.run("cat /tmp/c 2>/dev/null || echo none");
+        if list.contains("suspended") {
+            assert_eq!(c, "4242", "point {n}: resumed without its RAM");
+        } else {
+            assert_eq!(c, "none", "point {n}");
+        }
+        g.send("poweroff -f");
+        assert!(g.child.wait().unwrap().success(), "point {n}");
+        check_all(&work);
+    }
+}

@@ -117,6 +117,9 @@ pub struct Current {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<u64>,
     pub layers: Vec<String>,
+    /// Suspended: the machine state file (in `states/`) it resumes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 /// A node of the snapshot tree.
@@ -272,6 +275,13 @@ pub fn layer_name(disk: usize, id: u64) -> String {
     format!("d{disk}-{id}.qcow2")
 }
 
+/// A suspended state's file name: `suspend-<digits>.state`.
+pub(crate) fn is_state_name(name: &str) -> bool {
+    name.strip_prefix("suspend-")
+        .and_then(|rest| rest.strip_suffix(".state"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn is_layer_name(name: &str) -> bool {
     name.strip_prefix('d')
         .and_then(|rest| rest.strip_suffix(".qcow2"))
@@ -359,6 +369,11 @@ impl VmConfig {
             }
         };
         check_layers("current", &self.current.layers)?;
+        if let Some(state) = &self.current.state {
+            if !is_state_name(state) {
+                return Err(format!("current state {state:?} is not a state file name"));
+            }
+        }
         let mut ids = BTreeMap::new();
         let mut names = BTreeSet::new();
         let mut files = BTreeSet::new();

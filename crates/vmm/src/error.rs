@@ -36,6 +36,8 @@ pub enum VmmError {
         pid: u32,
         what: &'static str,
     },
+    #[error("VM {name:?} is suspended; {what}")]
+    Suspended { name: String, what: &'static str },
     #[error("VM {name:?} is not running")]
     NotRunning { name: String },
     #[error(

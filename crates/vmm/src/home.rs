@@ -10,7 +10,7 @@ use crate::config::{
 use crate::durable::{rename_noreplace, replace_file, sync_dir};
 use crate::error::{io_at, Result, VmmError};
 use crate::lock::{self, RunGuard, COMMAND_LOCK};
-use crate::vm::{Vm, CONFIG_FILE, DISKS_DIR};
+use crate::vm::{Vm, CONFIG_FILE, DISKS_DIR, STATES_DIR};
 use crate::Progress;
 use serde::Serialize;
 use std::fs::DirBuilder;
@@ -73,6 +73,7 @@ pub struct VmSummary {
 #[serde(tag = "state", rename_all = "lowercase")]
 pub enum RunState {
     Off,
+    Suspended,
     Running { pid: u32, since: u64 },
 }
 
@@ -80,6 +81,7 @@ impl std::fmt::Display for RunState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RunState::Off => f.write_str("powered off"),
+            RunState::Suspended => f.write_str("suspended"),
             RunState::Running { .. } => f.write_str("running"),
         }
     }
@@ -138,13 +140,20 @@ impl Home {
                 name: name.to_string(),
             });
         }
-        run_state(&dir)
+        run_state(&dir, &read_config(&dir.join(CONFIG_FILE))?)
     }
 
-    /// Open a VM for a command (taking its command lock).
+    /// Open a VM for a command, taking its command lock (waiting up to
+    /// [`crate::COMMAND_LOCK_WAIT`] for another command to finish).
     pub fn open(&self, name: &str) -> Result<Vm> {
         check_name("VM name", name)?;
-        Vm::open(self, name)
+        Vm::open(self, name, crate::COMMAND_LOCK_WAIT)
+    }
+
+    /// As [`Home::open`], refusing at once if another command holds it.
+    pub fn try_open(&self, name: &str) -> Result<Vm> {
+        check_name("VM name", name)?;
+        Vm::open(self, name, std::time::Duration::ZERO)
     }
 
     /// The VMs, by name, after removing what interrupted creations and
@@ -156,7 +165,7 @@ impl Home {
             let dir = self.bundle_dir(&name);
             match read_config(&dir.join(CONFIG_FILE)) {
                 Ok(config) => out.push(VmSummary {
-                    state: run_state(&dir)?,
+                    state: run_state(&dir, &config)?,
                     name,
                     cpus: config.cpus,
                     memory: config.memory,
@@ -271,6 +280,7 @@ impl Home {
             current: Current {
                 parent: None,
                 layers: Vec::new(),
+                state: None,
             },
             snapshots: Vec::new(),
         };
@@ -342,6 +352,7 @@ impl Home {
             });
         }
         let _guard = vm.run_guard("stop it first")?;
+        vm.refuse_suspended("resume it first (its saved state names its disk files)")?;
         let to = self.bundle_dir(new);
         rename_noreplace(vm.dir(), &to).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
@@ -398,7 +409,11 @@ impl Home {
             }
         };
         let _still = match snapshot {
-            None => Some(source.run_guard("clone one of its snapshots (--from-snapshot)")?),
+            None => {
+                let guard = source.run_guard("clone one of its snapshots (--from-snapshot)")?;
+                source.refuse_suspended("clone one of its snapshots (--from-snapshot)")?;
+                Some(guard)
+            }
             Some(_) => None,
         };
         let src_config = source.config().clone();
@@ -413,6 +428,7 @@ impl Home {
             current: Current {
                 parent: None,
                 layers: Vec::new(),
+                state: None,
             },
             snapshots: Vec::new(),
             nics: src_config
@@ -477,9 +493,10 @@ impl Home {
 }
 
 /// The power state of the bundle in `dir`.
-pub(crate) fn run_state(dir: &Path) -> Result<RunState> {
+pub(crate) fn run_state(dir: &Path, config: &VmConfig) -> Result<RunState> {
     Ok(match lock::running(dir)? {
         Some((pid, since)) => RunState::Running { pid, since },
+        None if config.current.state.is_some() => RunState::Suspended,
         None => RunState::Off,
     })
 }
@@ -534,6 +551,7 @@ impl Staging {
             })?;
         let disks = dir.join(DISKS_DIR);
         private(&disks)?;
+        private(&dir.join(STATES_DIR))?;
         Ok(Staging {
             target: home.bundle_dir(name),
             disks,

@@ -31,7 +31,7 @@ pub use console::{ConsoleLog, MAX_CONSOLE_LOG};
 pub use durable::{rename_noreplace, replace_file, sync_dir};
 pub use error::{Result, VmmError};
 pub use home::{CloneFrom, CreateSpec, DiskSource, Home, RunState, VmSummary};
-pub use lock::RunGuard;
+pub use lock::{RunGuard, COMMAND_LOCK_WAIT};
 pub use vm::{Vm, CONSOLE_LOG, VM_LOG};
 
 /// Progress of a long operation: what, bytes done, bytes in all.

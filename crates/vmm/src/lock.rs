@@ -42,11 +42,25 @@ pub(crate) fn try_lock(path: &Path, exclusive: bool) -> Result<Option<File>> {
     }
 }
 
-/// The command lock of the bundle in `dir`.
-pub(crate) fn command_lock(dir: &Path, name: &str) -> Result<File> {
-    try_lock(&dir.join(COMMAND_LOCK), true)?.ok_or_else(|| VmmError::Busy {
-        name: name.to_string(),
-    })
+/// How long a command waits for another on the same VM to finish.
+pub const COMMAND_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The command lock of the bundle in `dir`, waiting up to `wait` for a
+/// command holding it (commands are short: a VM starting holds it only
+/// until its process is recorded).
+pub(crate) fn command_lock(dir: &Path, name: &str, wait: std::time::Duration) -> Result<File> {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(file) = try_lock(&dir.join(COMMAND_LOCK), true)? {
+            return Ok(file);
+        }
+        if started.elapsed() >= wait {
+            return Err(VmmError::Busy {
+                name: name.to_string(),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Whether the VM in `dir` runs, and since when, by its process's lock.

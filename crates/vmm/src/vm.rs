@@ -9,11 +9,14 @@ use crate::lock::{self, RunGuard};
 use crate::Progress;
 use std::collections::BTreeSet;
 use std::fs::File;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub(crate) const CONFIG_FILE: &str = "vm.toml";
 pub(crate) const DISKS_DIR: &str = "disks";
+/// Suspended machine states.
+pub(crate) const STATES_DIR: &str = "states";
 /// The guest's console output, appended by the running VM.
 pub const CONSOLE_LOG: &str = "console.log";
 /// The VM process's own messages (a detached VM's stderr).
@@ -30,14 +33,14 @@ pub struct Vm {
 }
 
 impl Vm {
-    pub(crate) fn open(home: &Home, name: &str) -> Result<Vm> {
+    pub(crate) fn open(home: &Home, name: &str, wait: std::time::Duration) -> Result<Vm> {
         let dir = home.bundle_dir(name);
         if !dir.join(CONFIG_FILE).exists() {
             return Err(VmmError::NoSuchVm {
                 name: name.to_string(),
             });
         }
-        let lock = lock::command_lock(&dir, name)?;
+        let lock = lock::command_lock(&dir, name, wait)?;
         let config = read_config(&dir.join(CONFIG_FILE))?;
         let mut vm = Vm {
             home: home.clone(),
@@ -64,33 +67,49 @@ impl Vm {
             self.config.name = name.to_string();
             self.save()?;
         }
-        let referenced: BTreeSet<String> = self
-            .config
+        // A running VM's process may be writing new files (its suspended
+        // state): leftovers are looked for only while it is not running.
+        if lock::running(&self.dir)?.is_some() {
+            return Ok(());
+        }
+        let referenced = self.referenced_files();
+        for sub in [DISKS_DIR, STATES_DIR] {
+            let dir = self.dir.join(sub);
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && sub == STATES_DIR => continue,
+                Err(e) => return Err(io_at(&dir)(e)),
+            };
+            let mut removed = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(io_at(&dir))?;
+                let file = entry.file_name().to_string_lossy().into_owned();
+                if !referenced.contains(&file) {
+                    let path = entry.path();
+                    remove_if_exists(&path).map_err(io_at(&path))?;
+                    removed.push(file);
+                }
+            }
+            if !removed.is_empty() {
+                sync_dir(&dir).map_err(io_at(&dir))?;
+                self.notes.push(format!(
+                    "removed {} file(s) from {sub}/ left by an interrupted operation: {}",
+                    removed.len(),
+                    removed.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every file in `disks/` and `states/` the configuration names.
+    fn referenced_files(&self) -> BTreeSet<String> {
+        self.config
             .layer_files()
             .into_iter()
             .map(str::to_string)
-            .collect();
-        let disks = self.dir.join(DISKS_DIR);
-        let entries = std::fs::read_dir(&disks).map_err(io_at(&disks))?;
-        let mut removed = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(io_at(&disks))?;
-            let file = entry.file_name().to_string_lossy().into_owned();
-            if !referenced.contains(&file) {
-                let path = entry.path();
-                remove_if_exists(&path).map_err(io_at(&path))?;
-                removed.push(file);
-            }
-        }
-        if !removed.is_empty() {
-            sync_dir(&disks).map_err(io_at(&disks))?;
-            self.notes.push(format!(
-                "removed {} disk file(s) left by an interrupted operation: {}",
-                removed.len(),
-                removed.join(", ")
-            ));
-        }
-        Ok(())
+            .chain(self.config.current.state.clone())
+            .collect()
     }
 
     pub fn config(&self) -> &VmConfig {
@@ -107,7 +126,66 @@ impl Vm {
     }
 
     pub fn state(&self) -> Result<RunState> {
-        run_state(&self.dir)
+        run_state(&self.dir, &self.config)
+    }
+
+    /// Refuse what a suspended VM cannot do.
+    pub(crate) fn refuse_suspended(&self, what: &'static str) -> Result<()> {
+        match self.config.current.state {
+            Some(_) => Err(VmmError::Suspended {
+                name: self.config.name.clone(),
+                what,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The saved state a suspended VM resumes from.
+    pub fn suspended_state(&self) -> Option<PathBuf> {
+        self.config
+            .current
+            .state
+            .as_ref()
+            .map(|s| self.dir.join(STATES_DIR).join(s))
+    }
+
+    /// Where a run of this VM saves its state if it is suspended (the
+    /// `states/` directory made if missing).
+    pub fn suspend_target(&self) -> Result<(String, PathBuf)> {
+        let dir = self.dir.join(STATES_DIR);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Ok(()),
+                _ => Err(e),
+            })
+            .map_err(io_at(&dir))?;
+        let name = format!("suspend-{}.state", self.config.next_id);
+        Ok((name.clone(), dir.join(name)))
+    }
+
+    /// Record that the VM is suspended in `state` (a file in `states/`
+    /// its process wrote while it held the run lock).
+    pub fn set_suspended(&mut self, state: &str) -> Result<()> {
+        if !crate::config::is_state_name(state) {
+            return Err(VmmError::BadName {
+                what: "state file",
+                shown: state.chars().take(80).collect(),
+                reason: "not a suspend-N.state name".into(),
+            });
+        }
+        let mut config = self.config.clone();
+        config.take_id();
+        config.current.state = Some(state.to_string());
+        self.switch(config)
+    }
+
+    /// The VM resumed: its saved state is gone (the disks move on).
+    pub fn clear_suspended(&mut self) -> Result<()> {
+        let mut config = self.config.clone();
+        config.current.state = None;
+        self.switch(config)
     }
 
     /// A layer file's path.
@@ -168,20 +246,20 @@ impl Vm {
     /// Switch to `config` (written, synced, renamed), then remove the
     /// layer files it no longer references.
     fn switch(&mut self, config: VmConfig) -> Result<()> {
-        let before: BTreeSet<String> = self
-            .config
-            .layer_files()
-            .into_iter()
-            .map(str::to_string)
-            .collect();
+        let before = self.referenced_files();
         self.config = config;
         self.save()?;
-        let after = self.config.layer_files();
-        for old in before.iter().filter(|l| !after.contains(l.as_str())) {
-            let path = self.layer_path(old);
+        let after = self.referenced_files();
+        for old in before.difference(&after) {
+            let sub = if old.ends_with(".state") {
+                STATES_DIR
+            } else {
+                DISKS_DIR
+            };
+            let path = self.dir.join(sub).join(old);
             // Left behind on failure: the next command removes it.
             let _ = remove_if_exists(&path);
-            disk::crash_point("old layer removed");
+            disk::crash_point("old file removed");
         }
         let disks = self.dir.join(DISKS_DIR);
         sync_dir(&disks).map_err(io_at(&disks))
@@ -244,6 +322,9 @@ impl Vm {
         let _guard = self.run_guard(
             "snapshots of a running VM are not built yet: stop it first (or use `lockstep run --save-on-exit`)",
         )?;
+        self.refuse_suspended(
+            "snapshots of a suspended VM are not built yet: resume it and stop it first",
+        )?;
         let mut config = self.config.clone();
         let id = config.take_id();
         let frozen = config.current.layers.clone();
@@ -278,6 +359,8 @@ impl Vm {
         let tops = self.new_tops(&mut config, &snap.layers)?;
         config.current.parent = Some(snap.id);
         config.current.layers = tops;
+        // A suspended state belongs to the discarded present.
+        config.current.state = None;
         config.vmgenid = crate::new_vmgenid()?;
         self.switch(config)?;
         Ok(snap.power)
@@ -308,6 +391,13 @@ impl Vm {
             });
         }
         let _guard = self.run_guard("stop it first")?;
+        let present_on = self.config.ancestors(self.config.current.parent);
+        if self.config.current.state.is_some() && subtree_contains(&subtree, &present_on) {
+            return Err(VmmError::Suspended {
+                name: self.config.name.clone(),
+                what: "deleting a snapshot its disks stand on would rewrite them under its saved state: resume it and stop it first",
+            });
+        }
         // Children before parents: each deletion is its own transaction.
         for id in subtree.into_iter().rev() {
             self.delete_one(id, progress)?;
@@ -483,4 +573,9 @@ impl Vm {
             }
         }
     }
+}
+
+/// Whether any of `ids` is among `ancestors`.
+fn subtree_contains(ids: &[u64], ancestors: &[u64]) -> bool {
+    ids.iter().any(|id| ancestors.contains(id))
 }

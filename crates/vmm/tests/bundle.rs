@@ -135,7 +135,7 @@ fn create_list_show_rename_delete() {
         0o700
     );
     // A second command on the same VM waits its turn: refused while held.
-    assert!(matches!(s.home.open("web"), Err(VmmError::Busy { .. })));
+    assert!(matches!(s.home.try_open("web"), Err(VmmError::Busy { .. })));
     drop(vm);
 
     // Duplicate and bad names: one-line errors, nothing changed.
