@@ -270,6 +270,9 @@ fn a_discard_heavy_replay_stays_bounded() {
     let disk = dir.path().join("big.qcow2");
     let out = lockstep(&["disk", "create", s(&disk), "--size", "100G"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // A replay needs the disk as the recording found it: keep a copy.
+    let pristine = dir.path().join("pristine.qcow2");
+    std::fs::copy(&disk, &pristine).unwrap();
     let log = dir.path().join("discard.log");
     let disk_arg = format!("{},format=qcow2", s(&disk));
     let mut g = Guest::boot(&["--disk", &disk_arg, "--record", s(&log)]);
@@ -278,6 +281,7 @@ fn a_discard_heavy_replay_stays_bounded() {
     assert_eq!(g.run("head -c 4 /dev/vda | od -An -tx1"), "00 00 00 00");
     g.send("poweroff -f");
     assert!(g.child.wait().unwrap().success());
+    std::fs::rename(&pristine, &disk).unwrap();
     let out = Command::new("sh")
         .arg("-c")
         .arg(format!(
