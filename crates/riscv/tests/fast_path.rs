@@ -1,10 +1,13 @@
-//! The interpreter's fast loop against its general loop: random programs
-//! (ALU, M, loads, stores, branches, jumps, compressed instructions, stores
-//! into the program itself, a page boundary inside the program, traps to a
+//! The interpreter's fast loop, and the translator, against the
+//! interpreter's general loop: random programs (ALU, M, loads, stores,
+//! branches, jumps, compressed instructions, stores into the program
+//! itself, a page boundary inside the program, loads and stores across a
+//! page boundary, access faults in the middle of a block, traps to a
 //! handler that skips the faulting instruction) run in random slices, once
-//! with the fast loop and once with the general loop alone. Every slice
-//! must end the same way at the same pc with the same registers and
-//! retired count, and RAM must be the same at the end.
+//! with the engine under test and once with the general loop alone. Every
+//! slice must end the same way at the same pc with the same registers and
+//! retired count (for the translator: the same whole architectural state),
+//! and RAM must be the same at the end.
 
 use riscv::encode::{b, i, jal, lui, r, s};
 use riscv::{Bus, BusFault, Exit, Hart, Ram};
@@ -61,7 +64,7 @@ fn c_add(rd: u32, rs2: u32) -> u32 {
 fn instruction(g: &mut Rng, at: usize) -> u32 {
     let (rd, rs1, rs2) = (g.reg(), g.reg(), g.reg());
     let f3 = g.below(8) as u32;
-    match g.below(20) {
+    match g.below(24) {
         0..=3 => r(
             [0, 0x20][g.below(2) as usize] * u32::from(f3 == 0 || f3 == 5),
             rs2,
@@ -127,6 +130,14 @@ fn instruction(g: &mut Rng, at: usize) -> u32 {
             jal(rd, dist * 4)
         }
         18 => lui(rd, g.below(1 << 20) as u32),
+        // Loads and stores that may cross a page (x17 is 4 bytes before
+        // one): the slow path, byte by byte.
+        20 => i(g.below(8) as i32, 17, g.below(7) as u32, rd, 0x03),
+        21 => s(g.below(8) as i32, rs2, 17, g.below(4) as u32, 0x23),
+        // Through x19, a random address: an access fault in the middle of
+        // a block, or a misaligned access to no device.
+        22 if g.below(2) == 0 => i(g.below(64) as i32, 19, g.below(7) as u32, rd, 0x03),
+        22 => s(g.below(64) as i32, rs2, 19, g.below(4) as u32, 0x23),
         _ => c_addi(rd, g.below(64) as i32 - 32) | (c_add(rs1, rs2) << 16),
     }
 }
@@ -136,8 +147,24 @@ fn program(seed: u64) -> Vec<u32> {
     (0..WORDS).map(|at| instruction(&mut g, at)).collect()
 }
 
+/// How a hart executes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    /// The interpreter's general loop alone (the reference).
+    General,
+    /// The interpreter with its fast loop.
+    Fast,
+    /// The translator (x86-64; the fast loop elsewhere).
+    Jit,
+}
+
 /// The machine for one program: handler, program, registers.
 fn machine(code: &[u32], seed: u64, fast: bool) -> (Hart, Ram) {
+    machine_in(code, seed, if fast { Mode::Fast } else { Mode::General })
+}
+
+fn machine_in(code: &[u32], seed: u64, mode: Mode) -> (Hart, Ram) {
+    let fast = mode != Mode::General;
     let mut ram = Ram::new(BASE, 64 << 10).unwrap();
     // Trap handler: count the trap in x31, skip the faulting instruction.
     let handler = [
@@ -157,6 +184,9 @@ fn machine(code: &[u32], seed: u64, fast: bool) -> (Hart, Ram) {
     ));
     let mut hart = Hart::new(0);
     hart.set_fast_path(fast);
+    if mode == Mode::Jit {
+        assert_eq!(hart.set_jit(true), cfg!(target_arch = "x86_64"));
+    }
     let mut g = Rng(seed.wrapping_mul(31) | 1);
     for x in 1..32 {
         hart.set_reg(x, g.next() >> g.below(64));
@@ -165,12 +195,16 @@ fn machine(code: &[u32], seed: u64, fast: bool) -> (Hart, Ram) {
     hart.set_reg(9, u64::from(r(0, 7, 6, 4, 6, 0x33))); // xor x6, x6, x7
     hart.set_reg(10, DATA);
     hart.set_reg(11, CODE);
+    hart.set_reg(17, DATA + 0x1000 - 4);
     // mtvec = HANDLER, through a tiny prologue at BASE.
+    // (lui sign-extends: clear the upper half.)
     let prologue = [
         lui(30, (HANDLER >> 12) as u32 & 0xfffff),
         i((HANDLER & 0xfff) as i32, 30, 0, 30, 0x13),
+        i(32, 30, 1, 30, 0x13),   // slli x30, x30, 32
+        i(32, 30, 5, 30, 0x13),   // srli x30, x30, 32
         i(0x305, 30, 1, 0, 0x73), // csrw mtvec, x30
-        jal(0, (CODE - (BASE + 12)) as i32),
+        jal(0, (CODE - (BASE + 20)) as i32),
     ];
     assert!(ram.write(BASE, &words(&prologue)));
     hart.set_pc(BASE);
@@ -225,6 +259,42 @@ fn the_fast_loop_computes_what_the_general_loop_computes() {
         fast_share > 1_000_000,
         "the programs ran: {fast_share} instructions"
     );
+}
+
+#[test]
+fn the_translator_computes_what_the_general_loop_computes() {
+    let mut in_blocks = 0u64;
+    for seed in 1..=150u64 {
+        let code = program(seed);
+        let (mut jit, mut jit_ram) = machine_in(&code, seed, Mode::Jit);
+        let (mut general, mut general_ram) = machine_in(&code, seed, Mode::General);
+        let mut slices = Rng(seed.wrapping_add(7));
+        for slice in 0..150 {
+            let budget = 1 + slices.below(3000);
+            let a = jit.run(&mut jit_ram, &mut NoDevices, budget);
+            let b = general.run(&mut general_ram, &mut NoDevices, budget);
+            assert_eq!(
+                seen(a, &jit),
+                seen(b, &general),
+                "program {seed}, slice {slice} (budget {budget})"
+            );
+            assert_eq!(jit, general, "program {seed}, slice {slice}: state");
+            if matches!(a, Exit::TrapStorm { .. }) {
+                break;
+            }
+        }
+        assert!(
+            jit_ram.as_slice() == general_ram.as_slice(),
+            "program {seed}: RAM differs"
+        );
+        in_blocks += jit.jit_stats().retired_in_blocks;
+    }
+    if cfg!(target_arch = "x86_64") {
+        assert!(
+            in_blocks > 500_000,
+            "translated code ran: {in_blocks} instructions"
+        );
+    }
 }
 
 #[test]
