@@ -111,6 +111,18 @@ pub struct RunArgs {
     pub ft_backup: Option<String>,
     #[command(flatten)]
     pub ft: crate::ft::FtOptions,
+    /// How the harts execute: `interp` (the interpreter) or `jit` (the
+    /// translator to x86-64; the interpreter on other hosts). Not part of
+    /// the machine: both compute the same, to the instruction.
+    #[arg(long, value_enum, default_value_t = RunCpu::Interp)]
+    pub cpu: RunCpu,
+}
+
+/// `lockstep run --cpu`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunCpu {
+    Interp,
+    Jit,
 }
 
 /// A `--disk` argument.
@@ -296,6 +308,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Some(path) => restore(&args, path)?,
         None => boot(&args, &windows)?,
     };
+    if args.cpu == RunCpu::Jit && !machine.set_jit(true) {
+        eprintln!("lockstep: no translator on this host; using the interpreter");
+    }
     let (events, rx) = mpsc::channel();
     let mut runner = Runner::new(rx, Pacing::RealTime);
     let mut ft_vm = None;

@@ -219,6 +219,7 @@ pub struct Jit {
     /// Block index + 1 by pc; 0: empty.
     jcache: Vec<u32>,
     ram_id: Option<u64>,
+    max_blocks: usize,
     stats: JitStats,
 }
 
@@ -230,7 +231,13 @@ unsafe impl Send for Jit {}
 impl Jit {
     /// A translator, or `None` if the host refuses executable memory.
     pub fn new() -> Option<Jit> {
-        let mut arena = Arena::new(ARENA_SIZE)?;
+        Self::with_limits(ARENA_SIZE, MAX_BLOCKS)
+    }
+
+    /// A translator whose cache holds at most `arena` bytes of code and
+    /// `max_blocks` blocks.
+    fn with_limits(arena: usize, max_blocks: usize) -> Option<Jit> {
+        let mut arena = Arena::new(arena)?;
         let mut ops = VecAssembler::<X64Relocation>::new(arena.next_addr());
         dynasm!(ops
             ; .arch x64
@@ -277,6 +284,7 @@ impl Jit {
             map: HashMap::new(),
             jcache: vec![0; JCACHE],
             ram_id: None,
+            max_blocks,
             stats: JitStats::default(),
         })
     }
@@ -311,18 +319,20 @@ impl Jit {
                 return Some(b);
             }
         }
+        // Full (the table now, or the arena below): start again with an
+        // empty cache. Never after translating: the new block's code would
+        // count as free space.
+        if self.blocks.len() >= self.max_blocks {
+            self.flush();
+            self.stats.flushes += 1;
+        }
         let mut b = self.translate(ram, pc, page, gen);
         if b.is_none() {
-            // Full: start again with an empty cache.
             self.flush();
             self.stats.flushes += 1;
             b = self.translate(ram, pc, page, gen);
         }
         let b = b?;
-        if self.blocks.len() >= MAX_BLOCKS {
-            self.flush();
-            self.stats.flushes += 1;
-        }
         let i = self.blocks.len() as u32;
         self.blocks.push(b);
         self.map.insert((pc, page), i);
@@ -1122,5 +1132,162 @@ impl Jit {
             }
             pc = ctx.next_pc;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::BusFault;
+    use crate::encode::{addi, jal};
+
+    struct NoDevices;
+
+    impl Bus for NoDevices {
+        fn load(&mut self, _: u64, _: u8, _: u64) -> Result<u64, BusFault> {
+            Err(BusFault)
+        }
+        fn store(&mut self, _: u64, _: u8, _: u64, _: u64) -> Result<(), BusFault> {
+            Err(BusFault)
+        }
+        fn mtime(&mut self, now: u64) -> u64 {
+            now
+        }
+    }
+
+    /// A cache far too small for the program: it is dropped again and
+    /// again (by the block limit and by the arena), and the results stay
+    /// the interpreter's.
+    #[test]
+    fn a_full_cache_starts_again_and_computes_the_same() {
+        const BASE: u64 = 0x8000_0000;
+        // 1500 blocks of `addi x5, x5, k; jal x0, +4` over two pages and
+        // a bit, then back to the start.
+        let mut code = Vec::new();
+        for k in 0..1500 {
+            code.extend([addi(5, 5, k % 7 + 1), jal(0, 4)]);
+        }
+        code.push(jal(0, -(code.len() as i32) * 4));
+        let bytes: Vec<u8> = code.iter().flat_map(|w| w.to_le_bytes()).collect();
+        for (arena, max_blocks) in [(1 << 20, 50), (4096, 100_000)] {
+            let mut results = Vec::new();
+            for jit in [true, false] {
+                let mut ram = Ram::new(BASE, 1 << 20).unwrap();
+                assert!(ram.write(BASE, &bytes));
+                let mut hart = Hart::new(0);
+                if jit {
+                    hart.jit = Jit::with_limits(arena, max_blocks).map(Box::new);
+                    assert!(hart.jit.is_some());
+                } else {
+                    hart.set_fast_path(false);
+                }
+                hart.set_pc(BASE);
+                for budget in [1, 7, 1000, 5000, 20_000] {
+                    hart.run(&mut ram, &mut NoDevices, budget);
+                }
+                results.push((hart.reg(5), hart.pc(), hart.instret(), hart.jit_stats()));
+            }
+            let (j, r) = (results[0], results[1]);
+            assert_eq!(
+                (j.0, j.1, j.2),
+                (r.0, r.1, r.2),
+                "arena {arena}, {max_blocks} blocks"
+            );
+            assert!(j.3.flushes >= 10, "the cache was dropped: {:?}", j.3);
+            assert!(j.3.retired_in_blocks > 20_000, "blocks ran: {:?}", j.3);
+        }
+    }
+
+    /// A hot block called between cold ones: it is translated anew right
+    /// at flushes, and must keep its code afterwards.
+    #[test]
+    fn a_block_translated_at_a_flush_keeps_its_code() {
+        use crate::encode::i;
+        const BASE: u64 = 0x8000_0000;
+        const HOT: u64 = BASE + 0x8000;
+        // 1000 cold blocks, each `addi x5, x5, k; jal ra, HOT`; HOT is
+        // `addi x6, x6, 3; jalr x0, 0(ra)`.
+        let mut code = Vec::new();
+        for k in 0..1000u64 {
+            let at = BASE + 8 * k;
+            code.extend([
+                addi(5, 5, (k % 5 + 1) as i32),
+                jal(1, (HOT - at - 4) as i32),
+            ]);
+        }
+        code.push(jal(0, 0));
+        let bytes: Vec<u8> = code.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let hot: Vec<u8> = [addi(6, 6, 3), i(0, 1, 0, 0, 0x67)]
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect();
+        for max_blocks in [2, 3, 4, 5] {
+            let mut results = Vec::new();
+            for jit in [true, false] {
+                let mut ram = Ram::new(BASE, 1 << 20).unwrap();
+                assert!(ram.write(BASE, &bytes));
+                assert!(ram.write(HOT, &hot));
+                let mut hart = Hart::new(0);
+                if jit {
+                    hart.jit = Jit::with_limits(1 << 20, max_blocks).map(Box::new);
+                } else {
+                    hart.set_fast_path(false);
+                }
+                hart.set_pc(BASE);
+                hart.run(&mut ram, &mut NoDevices, 3000);
+                results.push((hart.reg(5), hart.reg(6), hart.pc(), hart.instret()));
+            }
+            assert_eq!(results[0], results[1], "at most {max_blocks} blocks");
+        }
+    }
+
+    /// Code rewritten in a loop makes stale blocks pile up until the
+    /// table is full; the blocks in use then must survive the flush.
+    #[test]
+    fn rewriting_code_in_a_loop_fills_the_cache_and_computes_the_same() {
+        use crate::encode::{b, i, r, s};
+        const BASE: u64 = 0x8000_0000;
+        const DATA: u64 = BASE + 0x8000;
+        let add = |rd, rs1| r(0, 0, rs1, 0, rd, 0x33);
+        let inc = |x| i(1, x, 0, x, 0x13);
+        let code = [
+            i(0, 0, 0, 0, 0x13),       // nop (a slice starts in the general loop)
+            r(0, 13, 11, 4, 11, 0x33), // xor x11, x11, x13: CODE <-> DATA
+            add(16, 8),                // rotate x8 <- x14 <- x15 <- x8
+            add(8, 14),
+            add(14, 15),
+            add(15, 16),
+            s(36, 8, 11, 2, 0x23), // sw x8, 36(x11)
+            inc(7),
+            i(0, 0, 0, 0, 0x13), // nop
+            inc(3),              // target (BASE + 36)
+            b(-36, 12, 7, 4),    // blt x7, x12, loop
+            jal(0, 0),
+        ];
+        let bytes: Vec<u8> = code.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let mut results = Vec::new();
+        for jit in [true, false] {
+            let mut ram = Ram::new(BASE, 1 << 20).unwrap();
+            assert!(ram.write(BASE, &bytes));
+            let mut hart = Hart::new(0);
+            if jit {
+                hart.jit = Jit::with_limits(1 << 20, 5).map(Box::new);
+            } else {
+                hart.set_fast_path(false);
+            }
+            hart.set_pc(BASE);
+            hart.set_reg(8, u64::from(inc(4)));
+            hart.set_reg(14, u64::from(inc(5)));
+            hart.set_reg(15, u64::from(inc(6)));
+            hart.set_reg(11, DATA);
+            hart.set_reg(13, BASE ^ DATA);
+            hart.set_reg(12, 300);
+            hart.run(&mut ram, &mut NoDevices, 300 * 10 + 1);
+            let regs: Vec<u64> = (0..32).map(|x| hart.reg(x)).collect();
+            results.push((regs, hart.instret(), hart.jit_stats()));
+        }
+        assert_eq!(results[1].0[7], 300, "the loop ran");
+        assert_eq!((&results[0].0, results[0].1), (&results[1].0, results[1].1));
+        assert!(results[0].2.flushes >= 10, "{:?}", results[0].2);
     }
 }
