@@ -263,7 +263,7 @@ fn the_fast_loop_computes_what_the_general_loop_computes() {
 
 #[test]
 fn the_translator_computes_what_the_general_loop_computes() {
-    let mut in_blocks = 0u64;
+    let (mut in_blocks, mut links) = (0u64, 0u64);
     for seed in 1..=150u64 {
         let code = program(seed);
         let (mut jit, mut jit_ram) = machine_in(&code, seed, Mode::Jit);
@@ -288,12 +288,14 @@ fn the_translator_computes_what_the_general_loop_computes() {
             "program {seed}: RAM differs"
         );
         in_blocks += jit.jit_stats().retired_in_blocks;
+        links += jit.jit_stats().links;
     }
     if cfg!(target_arch = "x86_64") {
         assert!(
             in_blocks > 500_000,
             "translated code ran: {in_blocks} instructions"
         );
+        assert!(links > 1000, "blocks jumped straight into blocks: {links}");
     }
 }
 

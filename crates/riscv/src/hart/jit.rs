@@ -88,8 +88,14 @@ pub(super) struct Ctx {
     count: u64,
     /// Where execution continues (the trapping pc for status 1).
     next_pc: u64,
-    // Read by the helpers only.
+    /// `retired` when the current block began (blocks that jump straight
+    /// into the next one move it on).
     start: u64,
+    /// `retired` may not pass this (the hart's `limit`).
+    limit: u64,
+    /// Set by an exit that can be linked: the address of its jump slot.
+    link: usize,
+    // Read by the helpers only.
     epoch: u64,
     hart: *mut Hart,
     ram: *mut Ram,
@@ -110,6 +116,9 @@ const C_TOUCH: i32 = offset_of!(Ctx, helper_touch) as i32;
 const C_STATUS: i32 = offset_of!(Ctx, status) as i32;
 const C_COUNT: i32 = offset_of!(Ctx, count) as i32;
 const C_NEXT_PC: i32 = offset_of!(Ctx, next_pc) as i32;
+const C_START: i32 = offset_of!(Ctx, start) as i32;
+const C_LIMIT: i32 = offset_of!(Ctx, limit) as i32;
+const C_LINK: i32 = offset_of!(Ctx, link) as i32;
 
 /// How the translator stopped.
 pub(super) enum JitStop {
@@ -130,8 +139,10 @@ pub struct JitStats {
     pub code_bytes: u64,
     /// Times the whole cache was dropped because it was full.
     pub flushes: u64,
-    /// Blocks entered.
+    /// Blocks entered from the run loop.
     pub entered: u64,
+    /// Jumps from one block straight into the next made direct.
+    pub links: u64,
     /// Guest instructions retired inside blocks.
     pub retired_in_blocks: u64,
 }
@@ -202,7 +213,10 @@ struct Block {
     gen: u64,
     /// Instructions; 0: the first one is left to the interpreter.
     len: u32,
+    /// Where the run loop enters it (it checked the budget).
     code: *const u8,
+    /// Where other blocks jump in: checks the budget first.
+    chain: *const u8,
 }
 
 type EnterFn = unsafe extern "sysv64" fn(x: *mut u64, ctx: *mut Ctx, code: *const u8);
@@ -219,6 +233,8 @@ pub struct Jit {
     /// Block index + 1 by pc; 0: empty.
     jcache: Vec<u32>,
     ram_id: Option<u64>,
+    /// Counts flushes (a slot to link must be from the current code).
+    flushed: u64,
     max_blocks: usize,
     stats: JitStats,
 }
@@ -284,6 +300,7 @@ impl Jit {
             map: HashMap::new(),
             jcache: vec![0; JCACHE],
             ram_id: None,
+            flushed: 0,
             max_blocks,
             stats: JitStats::default(),
         })
@@ -295,6 +312,7 @@ impl Jit {
 
     /// Drop every translation.
     fn flush(&mut self) {
+        self.flushed += 1;
         self.blocks.clear();
         self.map.clear();
         self.jcache.fill(0);
@@ -351,27 +369,56 @@ impl Jit {
             gen,
             len: insns.len() as u32,
             code: std::ptr::null(),
+            chain: std::ptr::null(),
         };
         if insns.is_empty() {
             return Some(b);
         }
+        let base = self.arena.next_addr().next_multiple_of(16);
         let mut e = Emitter {
-            ops: VecAssembler::new(self.arena.next_addr().next_multiple_of(16)),
+            ops: VecAssembler::new(base),
             stubs: Vec::new(),
+            page_va: pc & !0xfff,
+            slots: Vec::new(),
         };
-        let mut ipc = pc;
         let n = insns.len();
+        // The entry for jumps from other blocks: enough budget left for
+        // this whole block, or back to the run loop.
+        let bail = e.ops.new_dynamic_label();
+        dynasm!(e.ops
+            ; .arch x64
+            ; mov rax, QWORD [rbp + C_LIMIT]
+            ; sub rax, QWORD [rbp + C_START]
+            ; cmp rax, n as i32
+            ; jb =>bail
+        );
+        let entry = e.ops.offset().0;
+        let mut ipc = pc;
         for (k, i) in insns.iter().enumerate() {
             e.insn(i, ipc, k, n);
             ipc = ipc.wrapping_add(i.size());
         }
         let last = insns[n - 1];
         if !ends_block(last.op) {
-            e.exit(n as u64, ipc);
+            e.exit_to(n as u64, ipc);
         }
+        dynasm!(e.ops ; .arch x64 ; =>bail);
+        e.exit(0, pc);
         e.stubs();
-        let code = e.ops.finalize().ok()?;
-        b.code = self.arena.push(&code)?;
+        let slots = e.slots(base);
+        let mut code = e.ops.finalize().ok()?;
+        // Each slot starts out jumping to its own exit.
+        for (slot, exit) in slots {
+            code.get_mut(slot..slot + 8)?
+                .copy_from_slice(&(base + exit).to_le_bytes());
+        }
+        let at = self.arena.push(&code)?;
+        if at as usize != base {
+            return None;
+        }
+        b.chain = at;
+        // SAFETY: `entry` is an offset into the code just copied there.
+        b.code = unsafe { at.add(entry) };
         self.stats.code_bytes += code.len() as u64;
         Some(b)
     }
@@ -503,9 +550,64 @@ enum Stub {
 struct Emitter {
     ops: VecAssembler<X64Relocation>,
     stubs: Vec<Stub>,
+    /// The virtual page of the block (targets on it can be linked).
+    page_va: u64,
+    /// Linkable exits: (slot label, own exit label).
+    slots: Vec<(dynasmrt::DynamicLabel, dynasmrt::DynamicLabel, u64)>,
 }
 
 impl Emitter {
+    /// Leave the block after `count` instructions for `pc`, a target known
+    /// now: on the same page, through a slot that starts out leaving
+    /// (`exit`) and is later set to that block's entry, so that the jump
+    /// goes straight there.
+    fn exit_to(&mut self, count: u64, pc: u64) {
+        if pc & !0xfff != self.page_va {
+            self.exit(count, pc);
+            return;
+        }
+        let slot = self.ops.new_dynamic_label();
+        let own = self.ops.new_dynamic_label();
+        dynasm!(self.ops
+            ; .arch x64
+            ; add QWORD [rbp + C_START], count as i32
+            ; jmp QWORD [=>slot]
+        );
+        self.slots.push((slot, own, pc));
+    }
+
+    /// The slots and their own exits, after the code; returns (slot
+    /// offset, exit offset) pairs for the initial slot values.
+    fn slots(&mut self, _base: usize) -> Vec<(usize, usize)> {
+        let mut placed = Vec::new();
+        for (slot, own, pc) in std::mem::take(&mut self.slots) {
+            dynasm!(self.ops
+                ; .arch x64
+                ; =>own
+                ; lea rax, [=>slot]
+                ; mov QWORD [rbp + C_LINK], rax
+            );
+            // `start` already counts this block.
+            self.exit(0, pc);
+            dynasm!(self.ops
+                ; .arch x64
+                ; .align 8
+                ; =>slot
+                ; .u64 0
+            );
+            placed.push((slot, own));
+        }
+        placed
+            .into_iter()
+            .filter_map(|(slot, own)| {
+                let labels = self.ops.labels();
+                let s = labels.resolve_dynamic(slot).ok()?.0;
+                let o = labels.resolve_dynamic(own).ok()?.0;
+                Some((s, o))
+            })
+            .collect()
+    }
+
     /// Leave the block: `count` instructions retired, continue at `pc`.
     fn exit(&mut self, count: u64, pc: u64) {
         dynasm!(self.ops
@@ -608,9 +710,9 @@ impl Emitter {
             ($jcc:ident) => {{
                 let taken = self.ops.new_dynamic_label();
                 a!(; mov rax, QWORD [rbx + xd(rs1)] ; cmp rax, QWORD [rbx + xd(rs2)] ; $jcc =>taken);
-                self.exit(count, next);
+                self.exit_to(count, next);
                 a!(; =>taken);
-                self.exit(count, pc.wrapping_add(imm as i64 as u64));
+                self.exit_to(count, pc.wrapping_add(imm as i64 as u64));
             }};
         }
         match i.op {
@@ -689,7 +791,7 @@ impl Emitter {
                     a!(; mov rax, QWORD next as i64);
                     self.set_rd(rd);
                 }
-                self.exit(count, pc.wrapping_add(imm as i64 as u64));
+                self.exit_to(count, pc.wrapping_add(imm as i64 as u64));
             }
             Op::Jalr => {
                 // The target first: rd may be rs1.
@@ -1075,12 +1177,15 @@ impl Jit {
             count: 0,
             next_pc: 0,
             start: 0,
+            limit: 0,
+            link: 0,
             epoch: 0,
             hart: std::ptr::null_mut(),
             ram: std::ptr::null_mut(),
             bus: std::ptr::null_mut(),
             trap: None,
         };
+        let mut link = None;
         loop {
             if hart.retired >= hart.limit {
                 return JitStop::Pc(pc);
@@ -1094,6 +1199,19 @@ impl Jit {
             let Some(b) = self.block(ram, pc, hart.fetch_page) else {
                 return JitStop::Pc(pc);
             };
+            if let Some((slot, page, flushed)) = link.take() {
+                // The last block left for this one through a slot: make
+                // that jump direct. Both are on one page, so they stay
+                // valid together; the slot must not have been flushed.
+                if b.len > 0 && b.page == page && self.flushed == flushed {
+                    // SAFETY: `slot` is an 8-byte aligned cell inside the
+                    // code of a block in the arena (its exit stub set
+                    // `ctx.link` to it), not flushed since (checked); no
+                    // code runs while it is written.
+                    unsafe { std::ptr::write(slot as *mut u64, b.chain as u64) };
+                    self.stats.links += 1;
+                }
+            }
             if b.len == 0 {
                 return JitStop::Pc(pc);
             }
@@ -1103,7 +1221,9 @@ impl Jit {
             }
             ctx.status = 0;
             ctx.count = 0;
+            ctx.link = 0;
             ctx.start = hart.retired;
+            ctx.limit = hart.limit;
             ctx.epoch = ram.code_epoch();
             ctx.ram_bytes = ram.bytes_mut().as_mut_ptr();
             ctx.dirty = ram.dirty_ptr();
@@ -1123,14 +1243,18 @@ impl Jit {
             // `ctx.hart`, `ctx.ram` and `ctx.bus` back into those borrows
             // for their duration only.
             unsafe { (self.enter)(x, &mut ctx, b.code) };
+            let before = hart.retired;
             hart.retired = ctx.start + ctx.count;
             self.stats.entered += 1;
-            self.stats.retired_in_blocks += ctx.count;
+            self.stats.retired_in_blocks += hart.retired - before;
             if ctx.status == 1 {
                 let trap = ctx.trap.take().unwrap_or(Trap { cause: 0, tval: 0 });
                 return JitStop::Trap(trap, ctx.next_pc);
             }
             pc = ctx.next_pc;
+            if ctx.link != 0 {
+                link = Some((ctx.link, b.page, self.flushed));
+            }
         }
     }
 }
