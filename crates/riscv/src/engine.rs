@@ -32,7 +32,9 @@
 //! with helpers for the slow path, exact icount charged at block entry,
 //! stores to code ending the block, translations checked against RAM's
 //! per-page code generation, a bounded code arena dropped whole when
-//! full. It runs where the fast loop would; everything else (CSRs, system,
+//! full, and direct jumps between blocks of one page (linked slots, each
+//! block's chain entry checking the budget). It runs where the fast loop
+//! would; everything else (CSRs, system,
 //! atomics, floating point, fetch-page changes that miss the TLB, block
 //! tails that do not fit the budget) is the interpreter's. Blocks are
 //! keyed by (pc, RAM page) rather than by physical address and privilege:
@@ -40,9 +42,9 @@
 //! stores read the data-TLB context bits at run time, and the fetch page
 //! is the interpreter's, found through the fetch TLB).
 //!
-//! Not yet: block chaining (every block returns to `run_jit`, which looks
-//! the next one up), register caching, translating A/F/D or CSRs, and
-//! making it the default.
+//! Not yet: chaining across pages and through `jalr` (those return to
+//! `run_jit`, which looks the next block up), register caching,
+//! translating A/F/D or CSRs, and making it the default.
 //!
 //! # The translator: the whole design
 //!

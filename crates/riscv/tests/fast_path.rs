@@ -164,8 +164,20 @@ fn machine(code: &[u32], seed: u64, fast: bool) -> (Hart, Ram) {
 }
 
 fn machine_in(code: &[u32], seed: u64, mode: Mode) -> (Hart, Ram) {
+    machine_with(code, seed, mode, false)
+}
+
+/// Where the Sv39 page tables of a paged machine live (beyond what the
+/// program maps).
+const ROOT: u64 = BASE + 0x1_0000;
+
+/// The machine for one program; `paged`: the program runs in S-mode under
+/// Sv39 (identity-mapped, half its pages without A/D bits so that walks
+/// set them, the page after DATA's unmapped, so that accesses crossing
+/// into it fault half-way), traps going to the M-mode handler.
+fn machine_with(code: &[u32], seed: u64, mode: Mode, paged: bool) -> (Hart, Ram) {
     let fast = mode != Mode::General;
-    let mut ram = Ram::new(BASE, 64 << 10).unwrap();
+    let mut ram = Ram::new(BASE, 256 << 10).unwrap();
     // Trap handler: count the trap in x31, skip the faulting instruction.
     let handler = [
         i(1, 31, 0, 31, 0x13),    // addi x31, x31, 1
@@ -207,6 +219,54 @@ fn machine_in(code: &[u32], seed: u64, mode: Mode) -> (Hart, Ram) {
         jal(0, (CODE - (BASE + 20)) as i32),
     ];
     assert!(ram.write(BASE, &words(&prologue)));
+    if paged {
+        const V: u64 = 1;
+        const RWX: u64 = 2 | 4 | 8;
+        const AD: u64 = 64 | 128;
+        let (l1, l0) = (ROOT + 0x1000, ROOT + 0x2000);
+        let pointer = |table: u64| ((table >> 12) << 10) | V;
+        assert!(ram.write_u64(ROOT + 8 * ((BASE >> 30) & 511), pointer(l1)));
+        assert!(ram.write_u64(l1 + 8 * ((BASE >> 21) & 511), pointer(l0)));
+        for page in 0..16u64 {
+            let pa = BASE + (page << 12);
+            if pa == DATA + 0x1000 {
+                continue;
+            }
+            let ad = if page % 2 == 0 { AD } else { 0 };
+            assert!(ram.write_u64(l0 + 8 * page, ((pa >> 12) << 10) | V | RWX | ad));
+        }
+        let li = |rd: u32, v: u64| {
+            // v < 2^31: lui + addi, zero-extended
+            let (hi, lo) = ((v + 0x800) >> 12, (v & 0xfff) as i32);
+            let lo = if lo >= 0x800 { lo - 0x1000 } else { lo };
+            [
+                lui(rd, hi as u32 & 0xfffff),
+                i(lo, rd, 0, rd, 0x13),
+                i(32, rd, 1, rd, 0x13), // slli 32
+                i(32, rd, 5, rd, 0x13), // srli 32
+            ]
+        };
+        let mut p = Vec::new();
+        p.extend(li(30, HANDLER));
+        p.push(i(0x305, 30, 1, 0, 0x73)); // csrw mtvec, x30
+                                          // PMP: all of memory for S and U (nothing is, without an entry).
+        p.push(i(-1, 0, 0, 30, 0x13)); // addi x30, x0, -1
+        p.push(i(0x3b0, 30, 1, 0, 0x73)); // csrw pmpaddr0, x30
+        p.push(i(0x1f, 0, 0, 30, 0x13)); // addi x30, x0, NAPOT | RWX
+        p.push(i(0x3a0, 30, 1, 0, 0x73)); // csrw pmpcfg0, x30
+        p.extend(li(29, ROOT >> 12));
+        p.push(i(8, 0, 0, 30, 0x13)); // addi x30, x0, 8 (Sv39)
+        p.push(i(60, 30, 1, 30, 0x13)); // slli x30, x30, 60
+        p.push(r(0, 29, 30, 6, 30, 0x33)); // or x30, x30, x29
+        p.push(i(0x180, 30, 1, 0, 0x73)); // csrw satp, x30
+        p.extend(li(30, 0x800)); // mstatus.MPP = S
+        p.push(i(0x300, 30, 1, 0, 0x73)); // csrw mstatus, x30
+        p.extend(li(30, CODE));
+        p.push(i(0x341, 30, 1, 0, 0x73)); // csrw mepc, x30
+        p.push(0x3020_0073); // mret
+        assert!(p.len() * 4 < (HANDLER - BASE) as usize);
+        assert!(ram.write(BASE, &words(&p)));
+    }
     hart.set_pc(BASE);
     (hart, ram)
 }
@@ -297,6 +357,48 @@ fn the_translator_computes_what_the_general_loop_computes() {
         );
         assert!(links > 1000, "blocks jumped straight into blocks: {links}");
     }
+}
+
+#[test]
+fn the_translator_computes_what_the_general_loop_computes_under_sv39() {
+    let mut in_blocks = 0u64;
+    let mut faults = 0u64;
+    for seed in 1..=100u64 {
+        let code = program(seed);
+        let (mut jit, mut jit_ram) = machine_with(&code, seed, Mode::Jit, true);
+        let (mut general, mut general_ram) = machine_with(&code, seed, Mode::General, true);
+        let mut slices = Rng(seed.wrapping_add(11));
+        for slice in 0..150 {
+            let budget = 1 + slices.below(3000);
+            let a = jit.run(&mut jit_ram, &mut NoDevices, budget);
+            let b = general.run(&mut general_ram, &mut NoDevices, budget);
+            assert_eq!(
+                seen(a, &jit),
+                seen(b, &general),
+                "program {seed}, slice {slice} (budget {budget})"
+            );
+            assert_eq!(jit, general, "program {seed}, slice {slice}: state");
+            if matches!(a, Exit::TrapStorm { .. }) {
+                break;
+            }
+        }
+        assert!(
+            jit_ram.as_slice() == general_ram.as_slice(),
+            "program {seed}: RAM differs (page tables included)"
+        );
+        assert_ne!(jit.csrs().satp, 0, "program {seed}: paging on");
+        in_blocks += jit.jit_stats().retired_in_blocks;
+        if general.csrs().mcause == 13 || general.csrs().mcause == 15 {
+            faults += 1;
+        }
+    }
+    if cfg!(target_arch = "x86_64") {
+        assert!(
+            in_blocks > 300_000,
+            "translated code ran: {in_blocks} instructions"
+        );
+    }
+    assert!(faults > 10, "page faults were taken: {faults} programs");
 }
 
 #[test]

@@ -15,13 +15,29 @@
 //! and after [`MAX_BLOCK`] instructions. The interpreter runs whatever the
 //! translator leaves.
 //!
+//! # Chaining
+//!
+//! A block that ends by going to a pc known at translation time on its own
+//! page (a branch either way, `jal`, running into the next instruction)
+//! does so through a slot: an 8-byte cell that first points at an exit to
+//! the run loop, which records the slot; once the run loop has found the
+//! target block it points the slot at that block's chain entry, so the
+//! next time the jump goes straight there. Both blocks are on one page, so
+//! they become stale together (a page's code changing invalidates both);
+//! a flush drops the slots with the code (a slot is linked only if no
+//! flush came between). `jalr` and targets on other pages always return to
+//! the run loop.
+//!
 //! # Exactness (DESIGN §3)
 //!
 //! - *icount*: [`Hart::run_jit`] enters a block only when its whole length
 //!   fits in the budget left; otherwise the interpreter's fast loop runs
-//!   the tail. A block that leaves early (a trap, a store to code, an MMIO
-//!   access that ends the slice) reports how many of its instructions
-//!   retired.
+//!   the tail. A block entered through a slot checks the same itself at
+//!   its chain entry (the instructions retired so far are in `Ctx::start`,
+//!   moved on by each block before it jumps) and returns to the run loop
+//!   if it does not fit. A block that leaves early (a trap, a store to
+//!   code, an MMIO access that ends the slice) reports how many of its
+//!   instructions retired.
 //! - *guest registers* live in the `Hart`'s `x` array (rbx points at it);
 //!   nothing is cached in host registers across instructions, so a helper
 //!   sees and changes the same state the interpreter would.
