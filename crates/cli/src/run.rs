@@ -357,6 +357,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             &runner.stats()
         )
     );
+    if args.cpu == RunCpu::Jit {
+        let j = machine.jit_stats();
+        eprintln!(
+            "lockstep: translator: {} blocks ({} bytes of host code, {} cache flushes), \
+             {} block entries from the run loop, {} direct links, {} instructions in blocks",
+            j.blocks, j.code_bytes, j.flushes, j.entered, j.links, j.retired_in_blocks
+        );
+    }
     machine.flush_disks()?;
     if nics.dropped() > 0 {
         eprintln!(

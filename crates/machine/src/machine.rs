@@ -219,6 +219,21 @@ impl Machine {
         on && all
     }
 
+    /// The translator's counters, summed over the harts (zero when it is
+    /// off).
+    pub fn jit_stats(&self) -> riscv::JitStats {
+        let mut sum = riscv::JitStats::default();
+        for s in self.harts.iter().map(Hart::jit_stats) {
+            sum.blocks += s.blocks;
+            sum.code_bytes += s.code_bytes;
+            sum.flushes += s.flushes;
+            sum.entered += s.entered;
+            sum.links += s.links;
+            sum.retired_in_blocks += s.retired_in_blocks;
+        }
+        sum
+    }
+
     /// Restart from the boot images, as after power-on. The icount keeps
     /// counting (it numbers inputs and outputs); `mtime` restarts at 0.
     /// If the images fail their check ([`BootImages::verify`]) or do not

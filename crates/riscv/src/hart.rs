@@ -90,6 +90,7 @@ pub struct JitStats {
     pub code_bytes: u64,
     pub flushes: u64,
     pub entered: u64,
+    pub links: u64,
     pub retired_in_blocks: u64,
 }
 
