@@ -66,16 +66,20 @@ use crate::ram::{Ram, PAGE_SHIFT};
 use dynasmrt::x64::X64Relocation;
 use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi, VecAssembler};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::mem::offset_of;
 
 /// Most instructions in one block (the index fits the helpers' 8 bits).
 pub const MAX_BLOCK: usize = 64;
-/// Bytes of host code before everything is dropped and translated anew.
-const ARENA_SIZE: usize = 32 << 20;
+/// Bytes of host code before everything is dropped and translated anew
+/// (address space reserved up front; host memory is used only as code is
+/// written). A Debian boot to a shell emits ~180 MB over its run, much of
+/// it for code run once; 128 MiB holds its working set.
+const ARENA_SIZE: usize = 128 << 20;
 /// Most blocks before everything is dropped.
 const MAX_BLOCKS: usize = 1 << 18;
 /// Direct-mapped cache in front of the block table.
-const JCACHE: usize = 4096;
+const JCACHE: usize = 1 << 14;
 
 const _: () = assert!(std::mem::size_of::<TlbEntry>() == 16);
 const _: () = assert!(TLB_SIZE == 256);
@@ -163,6 +167,29 @@ pub struct JitStats {
     pub retired_in_blocks: u64,
 }
 
+/// A multiplicative hash of the block keys (pc, page): they are not
+/// attacker-chosen in a way that matters (the guest can only slow its own
+/// lookups), and SipHash costs more than the lookup.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7cc1_b727_220a_95);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+}
+
 /// A region of host memory that is readable, writable and executable,
 /// owned by the translator.
 struct Arena {
@@ -235,6 +262,16 @@ struct Block {
     chain: *const u8,
 }
 
+/// An empty jump-cache slot (no instruction is at an odd pc).
+const EMPTY: Block = Block {
+    pc: 1,
+    page: 0,
+    gen: 0,
+    len: 0,
+    code: std::ptr::null(),
+    chain: std::ptr::null(),
+};
+
 type EnterFn = unsafe extern "sysv64" fn(x: *mut u64, ctx: *mut Ctx, code: *const u8);
 
 /// The translator's code cache, one per hart.
@@ -245,9 +282,10 @@ pub struct Jit {
     enter: EnterFn,
     exit: usize,
     blocks: Vec<Block>,
-    map: HashMap<(u64, usize), u32>,
-    /// Block index + 1 by pc; 0: empty.
-    jcache: Vec<u32>,
+    map: HashMap<(u64, usize), u32, BuildHasherDefault<KeyHasher>>,
+    /// Blocks by pc, direct-mapped (one memory access on a hit); an empty
+    /// slot has a pc no block has (odd).
+    jcache: Vec<Block>,
     ram_id: Option<u64>,
     /// Counts flushes (a slot to link must be from the current code).
     flushed: u64,
@@ -313,8 +351,8 @@ impl Jit {
             arena,
             enter,
             blocks: Vec::new(),
-            map: HashMap::new(),
-            jcache: vec![0; JCACHE],
+            map: HashMap::default(),
+            jcache: vec![EMPTY; JCACHE],
             ram_id: None,
             flushed: 0,
             max_blocks,
@@ -331,7 +369,7 @@ impl Jit {
         self.flushed += 1;
         self.blocks.clear();
         self.map.clear();
-        self.jcache.fill(0);
+        self.jcache.fill(EMPTY);
         self.arena.used = self.trampolines;
     }
 
@@ -339,17 +377,14 @@ impl Jit {
     fn block(&mut self, ram: &Ram, pc: u64, page: usize) -> Option<Block> {
         let slot = ((pc >> 1) as usize) & (JCACHE - 1);
         let gen = ram.code_gen(page);
-        let cached = self.jcache[slot];
-        if cached != 0 {
-            let b = self.blocks[cached as usize - 1];
-            if b.pc == pc && b.page == page && b.gen == gen {
-                return Some(b);
-            }
+        let b = self.jcache[slot];
+        if b.pc == pc && b.page == page && b.gen == gen {
+            return Some(b);
         }
         if let Some(&i) = self.map.get(&(pc, page)) {
             let b = self.blocks[i as usize];
             if b.gen == gen {
-                self.jcache[slot] = i + 1;
+                self.jcache[slot] = b;
                 return Some(b);
             }
         }
@@ -370,7 +405,7 @@ impl Jit {
         let i = self.blocks.len() as u32;
         self.blocks.push(b);
         self.map.insert((pc, page), i);
-        self.jcache[slot] = i + 1;
+        self.jcache[slot] = b;
         self.stats.blocks += 1;
         Some(b)
     }
