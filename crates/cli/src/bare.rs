@@ -28,9 +28,10 @@ pub struct BareArgs {
     #[arg(long, default_value_t = 256)]
     pub memory_mib: u64,
     /// How to execute: `interp` (the interpreter), `reference` (its general
-    /// loop alone, without the fast loop), or `check` (both in lockstep,
-    /// comparing the hart's state after every slice and RAM at the end).
-    /// The translator (`jit`) does not exist yet.
+    /// loop alone, without the fast loop), `jit` (the translator to x86-64;
+    /// the interpreter on other hosts), `check` (interpreter and reference
+    /// in lockstep, comparing the hart's state after every slice and RAM
+    /// at the end) or `jit-check` (translator and reference the same way).
     #[arg(long, value_enum, default_value_t = Cpu::Interp)]
     pub cpu: Cpu,
 }
@@ -40,7 +41,38 @@ pub struct BareArgs {
 pub enum Cpu {
     Interp,
     Reference,
+    Jit,
     Check,
+    JitCheck,
+}
+
+impl Cpu {
+    /// Set `hart` up to execute as this choice says (for the two checks:
+    /// the engine checked against the reference).
+    pub fn apply(self, hart: &mut Hart) {
+        match self {
+            Cpu::Interp | Cpu::Check => {}
+            Cpu::Reference => hart.set_fast_path(false),
+            Cpu::Jit | Cpu::JitCheck => {
+                if !hart.set_jit(true) {
+                    eprintln!("lockstep: no translator on this host; using the interpreter");
+                }
+            }
+        }
+    }
+
+    fn checked(self) -> bool {
+        matches!(self, Cpu::Check | Cpu::JitCheck)
+    }
+
+    /// What the engine is called in messages.
+    fn name(self) -> &'static str {
+        match self {
+            Cpu::Interp | Cpu::Check => "the fast loop",
+            Cpu::Reference => "the general loop",
+            Cpu::Jit | Cpu::JitCheck => "the translator",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -211,18 +243,21 @@ pub fn execute(
     }
 }
 
-/// `--cpu check`: run the program on two harts with their own RAM and
-/// CLINT, `hart` with the interpreter's fast loop and a second with its
-/// general loop alone (the reference), slice by slice; after every slice
-/// their architectural state (registers, CSRs, privilege, retired count,
+/// `--cpu check` and `--cpu jit-check`: run the program on two harts with
+/// their own RAM and CLINT, `hart` as set up (the interpreter's fast loop,
+/// or the translator) and a second with the interpreter's general loop
+/// alone (the reference), slice by slice; after every slice their
+/// architectural state (registers, CSRs, privilege, retired count,
 /// reservation, interrupt lines) and how the slice ended must be equal,
 /// and at the end their RAM. Only `hart`'s console output is written.
+/// `engine` names `hart`'s engine in the message of a divergence.
 pub fn execute_checked(
     hart: &mut Hart,
     ram: &mut Ram,
     prog: &Program,
     max: u64,
     console: &mut dyn Write,
+    engine: &str,
 ) -> Result<Outcome, BareError> {
     let mut reference = Hart::new(hart.hartid());
     reference.set_fast_path(false);
@@ -250,7 +285,7 @@ pub fn execute_checked(
             return Err(BareError::Diverged {
                 instret: reference.instret(),
                 what: format!(
-                    "the fast loop gave {ours:?} at {hart:?}, the general loop {theirs:?} at {reference:?}{}",
+                    "{engine} gave {ours:?} at {hart:?}, the general loop {theirs:?} at {reference:?}{}",
                     register_difference(hart, &reference)
                 ),
             });
@@ -352,21 +387,25 @@ pub fn run(args: BareArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut ram = Ram::new(RAM_BASE, args.memory_mib.max(1) << 20)?;
     let prog = load_elf(&args.elf, &mut ram)?;
     let mut hart = Hart::new(0);
-    let run = match args.cpu {
-        Cpu::Interp => execute,
-        Cpu::Reference => {
-            hart.set_fast_path(false);
-            execute
-        }
-        Cpu::Check => execute_checked,
+    args.cpu.apply(&mut hart);
+    let outcome = if args.cpu.checked() {
+        execute_checked(
+            &mut hart,
+            &mut ram,
+            &prog,
+            args.max_instructions,
+            &mut std::io::stdout(),
+            args.cpu.name(),
+        )?
+    } else {
+        execute(
+            &mut hart,
+            &mut ram,
+            &prog,
+            args.max_instructions,
+            &mut std::io::stdout(),
+        )?
     };
-    let outcome = run(
-        &mut hart,
-        &mut ram,
-        &prog,
-        args.max_instructions,
-        &mut std::io::stdout(),
-    )?;
     Ok(match outcome {
         Outcome::Pass => ExitCode::SUCCESS,
         Outcome::Fail(n) => {

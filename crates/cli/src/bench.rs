@@ -28,6 +28,10 @@ pub enum BenchKind {
         /// Skip the QEMU baseline even if QEMU is installed.
         #[arg(long)]
         no_qemu: bool,
+        /// The engine to measure: `interp`, `reference` or `jit` (the
+        /// checking modes are refused).
+        #[arg(long, value_enum, default_value_t = bare::Cpu::Interp)]
+        cpu: bare::Cpu,
     },
     /// Sequential write and read throughput of fresh raw and qcow2 scratch disks, under
     /// lockstep and QEMU TCG.
@@ -53,7 +57,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Some(BenchKind::Mips {
             instructions,
             no_qemu,
-        }) => mips(instructions, no_qemu),
+            cpu,
+        }) => mips(instructions, no_qemu, cpu),
         Some(BenchKind::Disk(args)) => crate::bench_disk::run(args),
         Some(BenchKind::Net(args)) => crate::bench_net::run(args),
         Some(BenchKind::Record(args)) => crate::bench_record::run(args),
@@ -152,7 +157,14 @@ pub fn mips_program_with(iterations: u32, exit: LoopExit) -> Vec<u32> {
     p
 }
 
-fn mips(instructions: u64, no_qemu: bool) -> Result<ExitCode, Box<dyn std::error::Error>> {
+fn mips(
+    instructions: u64,
+    no_qemu: bool,
+    cpu: bare::Cpu,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    if matches!(cpu, bare::Cpu::Check | bare::Cpu::JitCheck) {
+        return Err("bench mips measures one engine: --cpu interp, reference or jit".into());
+    }
     let iterations = u32::try_from((instructions / LOOP_LEN).max(1))
         .map_err(|_| "--instructions is too large for the benchmark loop (max 68 billion)")?;
     let mut ram = Ram::new(RAM_BASE, 16 << 20)?;
@@ -167,6 +179,7 @@ fn mips(instructions: u64, no_qemu: bool) -> Result<ExitCode, Box<dyn std::error
         fromhost: None,
     };
     let mut hart = Hart::new(0);
+    cpu.apply(&mut hart);
     let start = Instant::now();
     let outcome = bare::execute(&mut hart, &mut ram, &prog, u64::MAX, &mut std::io::sink())?;
     let secs = start.elapsed().as_secs_f64();
@@ -175,8 +188,15 @@ fn mips(instructions: u64, no_qemu: bool) -> Result<ExitCode, Box<dyn std::error
     }
     let retired = hart.instret();
     let ours = retired as f64 / secs / 1e6;
-    println!("retired {retired} instructions in {secs:.3} s");
+    println!("retired {retired} instructions in {secs:.3} s ({cpu:?})");
     println!("{ours:.0} MIPS");
+    let stats = hart.jit_stats();
+    if stats.blocks > 0 {
+        println!(
+            "translator: {} blocks, {} bytes of host code, {} of {} instructions in blocks",
+            stats.blocks, stats.code_bytes, stats.retired_in_blocks, retired
+        );
+    }
     if no_qemu || !crate::bench_mips_qemu::available() {
         if !no_qemu {
             eprintln!(

@@ -121,6 +121,18 @@ pub struct RunArgs {
     /// Called once a `--restore` has rebuilt the machine, before it runs.
     #[arg(skip)]
     pub after_restore: Option<AfterRestore>,
+    /// How the harts execute: `interp` (the interpreter) or `jit` (the
+    /// translator to x86-64; the interpreter on other hosts). Not part of
+    /// the machine: both compute the same, to the instruction.
+    #[arg(long, value_enum, default_value_t = RunCpu::Interp)]
+    pub cpu: RunCpu,
+}
+
+/// `lockstep run --cpu`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunCpu {
+    Interp,
+    Jit,
 }
 
 /// Where and whether to suspend (see [`RunArgs::suspend`]).
@@ -338,6 +350,9 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         None => boot(&args, &windows)?,
     };
+    if args.cpu == RunCpu::Jit && !machine.set_jit(true) {
+        eprintln!("lockstep: no translator on this host; using the interpreter");
+    }
     let (events, rx) = mpsc::channel();
     let mut runner = Runner::new(rx, Pacing::RealTime);
     let mut ft_vm = None;
@@ -391,6 +406,14 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             &runner.stats()
         )
     );
+    if args.cpu == RunCpu::Jit {
+        let j = machine.jit_stats();
+        eprintln!(
+            "lockstep: translator: {} blocks ({} bytes of host code, {} cache flushes), \
+             {} block entries from the run loop, {} direct links, {} instructions in blocks",
+            j.blocks, j.code_bytes, j.flushes, j.entered, j.links, j.retired_in_blocks
+        );
+    }
     machine.flush_disks()?;
     if nics.dropped() > 0 {
         eprintln!(

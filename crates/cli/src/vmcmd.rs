@@ -595,6 +595,7 @@ fn start(home: &Home, a: StartArgs) -> CmdResult {
         vmgenid: Some(c.vmgenid),
         suspend: Some(suspend.clone()),
         after_restore,
+        cpu: run::RunCpu::Interp,
     };
     let code = run::run(args)?;
     if suspend.requested.load(Ordering::SeqCst) && suspend.to.is_file() {

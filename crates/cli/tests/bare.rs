@@ -1,6 +1,8 @@
 //! Bare-metal hart tests: every program under `tests/asm/` is assembled with
-//! the RISC-V cross GCC and run with `lockstep bare`; the program reports
-//! pass, or the number of the first failing check, through HTIF `tohost`.
+//! the RISC-V cross GCC and run with `lockstep bare`, once with the
+//! interpreter and once with the translator, each checked against the
+//! reference interpreter slice by slice; the program reports pass, or the
+//! number of the first failing check, through HTIF `tohost`.
 //!
 //! The programs were validated against QEMU's `spike` machine, built with
 //! `-DQEMU_QUIRKS` where QEMU 7.2 departs from the privileged spec (see
@@ -63,15 +65,20 @@ fn build(rel: &str) -> PathBuf {
 }
 
 /// Runs an ELF under `lockstep bare` with the instruction budget, with
-/// `--cpu check`: the interpreter's fast loop against its general loop,
+/// `--cpu check` (the interpreter's fast loop against its general loop)
+/// or `--cpu jit-check` (the translator against the general loop),
 /// compared after every slice (a divergence fails the run).
-fn run_bare(elf: &Path) -> Output {
+fn run_bare_cpu(elf: &Path, cpu: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lockstep"))
         .arg("bare")
         .arg(elf)
-        .args(["--max-instructions", MAX_INSTRUCTIONS, "--cpu", "check"])
+        .args(["--max-instructions", MAX_INSTRUCTIONS, "--cpu", cpu])
         .output()
         .unwrap_or_else(|err| panic!("cannot run lockstep bare: {err}"))
+}
+
+fn run_bare(elf: &Path) -> Output {
+    run_bare_cpu(elf, "check")
 }
 
 fn describe(output: &Output) -> String {
@@ -86,13 +93,15 @@ fn describe(output: &Output) -> String {
 fn run_asm_test(stem: &str) {
     let rel = format!("{stem}.S");
     let elf = build(&rel);
-    let output = run_bare(&elf);
-    assert!(
-        output.status.success(),
-        "{rel} failed under lockstep bare (the number in the message is the \
-         failing check; grep for it in tests/asm/{rel})\n{}",
-        describe(&output)
-    );
+    for cpu in ["check", "jit-check"] {
+        let output = run_bare_cpu(&elf, cpu);
+        assert!(
+            output.status.success(),
+            "{rel} failed under lockstep bare --cpu {cpu} (the number in the \
+             message is the failing check; grep for it in tests/asm/{rel})\n{}",
+            describe(&output)
+        );
+    }
 }
 
 macro_rules! asm_tests {

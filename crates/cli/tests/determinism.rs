@@ -4,7 +4,8 @@
 //! at every multiple of 100 M instructions, on one hart and on two. The
 //! second run uses the interpreter's general loop alone
 //! (`Machine::set_fast_path(false)`), the reference the fast loop must
-//! match exactly. A third
+//! match exactly, and a third runs translated code (`Machine::set_jit`),
+//! which must match as exactly. A control
 //! run booted one second later (the RTC's boot time) must not: the check
 //! can fail. The boot time rather than the RNG seed, because this `/init`
 //! loads no modules, so virtio-rng is never read and a seed change would
@@ -192,6 +193,10 @@ fn check_determinism(cpus: usize) {
     let mut first = Guest::boot("first run", cpus, BOOT_WALL_NS);
     let mut second = Guest::boot("second run (general loop only)", cpus, BOOT_WALL_NS);
     second.machine.set_fast_path(false);
+    // The translator (x86-64 hosts; the interpreter elsewhere) must match
+    // too, hash for hash.
+    let mut third = Guest::boot("third run (translator)", cpus, BOOT_WALL_NS);
+    third.machine.set_jit(true);
     let mut control = Some(Guest::boot("control", cpus, BOOT_WALL_NS + 1_000_000_000));
     let mut control_diverged_at = None;
     let mut seen: Vec<[u8; 32]> = Vec::new();
@@ -199,17 +204,28 @@ fn check_determinism(cpus: usize) {
     for limit in (CHECKPOINT_EVERY..=BOUND).step_by(CHECKPOINT_EVERY as usize) {
         first.run_to(limit);
         second.run_to(limit);
+        third.run_to(limit);
         let at = first.machine.icount();
         assert_eq!(
             (at, first.poweroff),
             (second.machine.icount(), second.poweroff),
             "{cpus} harts: the runs stopped at different points"
         );
+        assert_eq!(
+            (at, first.poweroff),
+            (third.machine.icount(), third.poweroff),
+            "{cpus} harts: the translated run stopped at another point"
+        );
         let hash = first.hash();
         assert_eq!(
             hex(&hash),
             hex(&second.hash()),
             "{cpus} harts: state hashes differ at icount {at}"
+        );
+        assert_eq!(
+            hex(&hash),
+            hex(&third.hash()),
+            "{cpus} harts: the translated run's state hash differs at icount {at}"
         );
         // A hash that stood still while the guest ran would compare equal
         // for the wrong reason.
@@ -249,6 +265,11 @@ fn check_determinism(cpus: usize) {
     assert!(
         a.console == b.console && a.stamps == b.stamps,
         "{cpus} harts: the runs' consoles differ"
+    );
+    let c = third.output.get();
+    assert!(
+        a.console == c.console && a.stamps == c.stamps,
+        "{cpus} harts: the translated run's console differs"
     );
 }
 

@@ -145,6 +145,9 @@ pub struct Machine {
     /// The harts may use the interpreter's fast loop (not state: the
     /// results are the same; see [`Machine::set_fast_path`]).
     pub(crate) fast_path: bool,
+    /// The harts run translated code (not state either; see
+    /// [`Machine::set_jit`]).
+    pub(crate) jit: bool,
 }
 
 impl Machine {
@@ -189,6 +192,7 @@ impl Machine {
             turn_retired: 0,
             ram_hasher: RamHasher::new(),
             fast_path: true,
+            jit: false,
         })
     }
 
@@ -199,6 +203,35 @@ impl Machine {
     pub fn set_fast_path(&mut self, on: bool) {
         self.fast_path = on;
         self.harts.iter_mut().for_each(|h| h.set_fast_path(on));
+    }
+
+    /// Let the harts run translated code (the translator, on x86-64 hosts)
+    /// instead of the interpreter's fast loop, now and after resets; off
+    /// by default. Not part of the machine either: the results are the
+    /// same, to the instruction and the state hash. Returns whether the
+    /// translator is in use (false on other hosts).
+    pub fn set_jit(&mut self, on: bool) -> bool {
+        self.jit = on;
+        let mut all = true;
+        for h in &mut self.harts {
+            all &= h.set_jit(on);
+        }
+        on && all
+    }
+
+    /// The translator's counters, summed over the harts (zero when it is
+    /// off).
+    pub fn jit_stats(&self) -> riscv::JitStats {
+        let mut sum = riscv::JitStats::default();
+        for s in self.harts.iter().map(Hart::jit_stats) {
+            sum.blocks += s.blocks;
+            sum.code_bytes += s.code_bytes;
+            sum.flushes += s.flushes;
+            sum.entered += s.entered;
+            sum.links += s.links;
+            sum.retired_in_blocks += s.retired_in_blocks;
+        }
+        sum
     }
 
     /// Restart from the boot images, as after power-on. The icount keeps
@@ -218,6 +251,7 @@ impl Machine {
         self.board.finish = None;
         self.harts = (0..self.config.cpus).map(|h| Hart::new(h as u64)).collect();
         self.set_fast_path(self.fast_path);
+        self.set_jit(self.jit);
         self.current = 0;
         self.turn_retired = 0;
         Ok(())

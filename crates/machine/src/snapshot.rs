@@ -1307,6 +1307,7 @@ impl Machine {
             turn_retired: state.turn_retired,
             ram_hasher: RamHasher::new(),
             fast_path: true,
+            jit: false,
         };
         if options.verify {
             let hash = machine

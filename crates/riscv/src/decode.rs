@@ -212,6 +212,12 @@ impl Insn {
             imm,
         }
     }
+    /// Operation `op` with every field zero: for evaluating an operation
+    /// of rs1, rs2 alone (the translator's helpers call [`crate::hart`]'s
+    /// one definition this way).
+    pub(crate) fn bare(op: Op) -> Self {
+        Self::r(op, 0, 0, 0, 0, 4)
+    }
     fn illegal(raw: u32, len: u8) -> Self {
         Self::r(Op::Illegal, 0, 0, 0, raw as i32, len)
     }

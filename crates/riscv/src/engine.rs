@@ -19,9 +19,34 @@
 //! comparing architectural state (`Hart`'s `PartialEq`) after every slice
 //! and RAM at the end (the ISA suite runs this way), and
 //! `crates/riscv/tests/fast_path.rs` does the same with random programs.
-//! A translator plugs in as a third engine under the same comparisons.
+//! The translator runs under the same comparisons (`--cpu jit-check`, the
+//! random programs, and `tests/jit.rs` operation by operation).
 //!
-//! # The translator (not built; this is its design)
+//! # The translator: what is built (first milestone)
+//!
+//! `hart::jit` (x86-64 hosts only; [`Hart::set_jit`], `lockstep bare
+//! --cpu jit`, `lockstep run --cpu jit`, `Machine::set_jit`; off by
+//! default): basic blocks of RV64I + M and the compressed forms, guest
+//! registers in the `Hart`'s `x` array through a base register (no
+//! register caching yet), an inline TLB hit path for loads and stores
+//! with helpers for the slow path, exact icount charged at block entry,
+//! stores to code ending the block, translations checked against RAM's
+//! per-page code generation, a bounded code arena dropped whole when
+//! full, and direct jumps between blocks of one page (linked slots, each
+//! block's chain entry checking the budget). It runs where the fast loop
+//! would; everything else (CSRs, system,
+//! atomics, floating point, fetch-page changes that miss the TLB, block
+//! tails that do not fit the budget) is the interpreter's. Blocks are
+//! keyed by (pc, RAM page) rather than by physical address and privilege:
+//! the code bakes in virtual pcs and depends on nothing else (loads and
+//! stores read the data-TLB context bits at run time, and the fetch page
+//! is the interpreter's, found through the fetch TLB).
+//!
+//! Not yet: chaining across pages and through `jalr` (those return to
+//! `run_jit`, which looks the next block up), register caching,
+//! translating A/F/D or CSRs, and making it the default.
+//!
+//! # The translator: the whole design
 //!
 //! **Code generator: dynasm-rs**, with iced-x86 as a test-only
 //! disassembler. Per-block compile cost decides it: a Debian boot executes

@@ -76,6 +76,23 @@ macro_rules! alu_match {
 
 mod fast;
 mod fp;
+#[cfg(target_arch = "x86_64")]
+mod jit;
+#[cfg(target_arch = "x86_64")]
+pub use jit::JitStats;
+
+/// Counters of the translator's code cache (the translator exists on
+/// x86-64 hosts only; elsewhere these stay zero).
+#[cfg(not(target_arch = "x86_64"))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JitStats {
+    pub blocks: u64,
+    pub code_bytes: u64,
+    pub flushes: u64,
+    pub entered: u64,
+    pub links: u64,
+    pub retired_in_blocks: u64,
+}
 
 /// Privilege mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -216,6 +233,11 @@ pub struct Hart {
     /// Use only the general loop (see [`Hart::set_fast_path`]).
     #[serde(skip)]
     general_only: bool,
+    /// The translator and its code cache, when enabled (see
+    /// [`Hart::set_jit`]).
+    #[cfg(target_arch = "x86_64")]
+    #[serde(skip)]
+    jit: Option<Box<jit::Jit>>,
 }
 
 impl PartialEq for Hart {
@@ -273,6 +295,8 @@ impl Hart {
             trap_streak: 0,
             last_trap_at: u64::MAX,
             general_only: false,
+            #[cfg(target_arch = "x86_64")]
+            jit: None,
         };
         h.mode_changed();
         h
@@ -290,6 +314,37 @@ impl Hart {
     /// compare the fast one with.
     pub fn set_fast_path(&mut self, on: bool) {
         self.general_only = !on;
+    }
+
+    /// Whether [`Hart::run`] runs translated code (x86-64 hosts) where it
+    /// would otherwise use its fast loop. The results are the same either
+    /// way, to the instruction. Returns whether the translator is now in
+    /// use: false when off, on other hosts, or if the host refused
+    /// executable memory. [`Hart::set_fast_path`]`(false)` overrides it.
+    pub fn set_jit(&mut self, on: bool) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if !on {
+                self.jit = None;
+            } else if self.jit.is_none() {
+                self.jit = jit::Jit::new().map(Box::new);
+            }
+            self.jit.is_some()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = on;
+            false
+        }
+    }
+
+    /// The translator's counters (zero when it is off).
+    pub fn jit_stats(&self) -> JitStats {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(j) = &self.jit {
+            return j.stats();
+        }
+        JitStats::default()
     }
 
     pub fn hartid(&self) -> u64 {
@@ -373,9 +428,28 @@ impl Hart {
                 && !self.general_only
             {
                 // As many instructions as possible on the current fetch
-                // page, then (if any budget is left) the one it stopped
-                // before, the general way.
-                pc = self.run_fast(ram, pc);
+                // page (translated, or by the fast loop), then (if any
+                // budget is left) the one it stopped before, the general
+                // way.
+                #[cfg(target_arch = "x86_64")]
+                if self.jit.is_some() {
+                    match self.run_jit(ram, bus, pc) {
+                        jit::JitStop::Pc(next) => pc = next,
+                        jit::JitStop::Trap(t, at) => {
+                            if let Some(exit) = self.trap_in_loop(ram, bus, t, at) {
+                                return exit;
+                            }
+                            pc = self.pc;
+                            continue;
+                        }
+                    }
+                } else {
+                    pc = self.run_fast(ram, pc);
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                {
+                    pc = self.run_fast(ram, pc);
+                }
                 if self.retired >= self.limit {
                     break;
                 }

@@ -70,6 +70,10 @@ pub struct Ram {
     /// Bumped whenever a decoded page is dropped, so a hart holding a
     /// pointer to one can tell it is gone.
     code_epoch: u64,
+    /// Per page: how many times its decoded code was dropped, so that
+    /// translations of the page (`hart::jit`) can tell whether they are
+    /// still current without knowing what happened to other pages.
+    code_gen: Vec<u64>,
 }
 
 impl Ram {
@@ -133,6 +137,7 @@ impl Ram {
             id: NEXT_RAM_ID.fetch_add(1, Ordering::Relaxed),
             decoded: (0..pages).map(|_| None).collect(),
             code_epoch: 0,
+            code_gen: vec![0; pages],
         }
     }
 
@@ -281,6 +286,7 @@ impl Ram {
     /// Forget every decoded instruction (`fence.i`, or a bulk change).
     pub fn flush_decoded(&mut self) {
         self.decoded.iter_mut().for_each(|p| *p = None);
+        self.code_gen.iter_mut().for_each(|g| *g += 1);
         self.code_epoch += 1;
     }
 
@@ -308,8 +314,34 @@ impl Ram {
             if slot.is_some() {
                 *slot = None;
                 self.code_epoch += 1;
+                self.code_gen[page] += 1;
             }
         }
+    }
+
+    /// How many times page `page`'s decoded code was dropped (0 for a
+    /// page outside RAM).
+    #[inline(always)]
+    pub(crate) fn code_gen(&self, page: usize) -> u64 {
+        self.code_gen.get(page).copied().unwrap_or(0)
+    }
+
+    /// Tells this RAM apart from others (e.g. RAM replaced on reset).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The shared dirty bitmap (one bit per page), for generated code that
+    /// marks pages written as [`Ram::touch_page`] does.
+    pub(crate) fn dirty_ptr(&mut self) -> *mut u64 {
+        self.dirty.as_mut_ptr()
+    }
+
+    /// The decoded-page slots, one pointer-sized word per page (`None` is
+    /// null), for generated code that checks whether a written page holds
+    /// code.
+    pub(crate) fn decoded_ptr(&self) -> *const Option<Box<DecodedPage>> {
+        self.decoded.as_ptr()
     }
 
     #[inline(always)]

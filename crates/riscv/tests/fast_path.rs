@@ -1,10 +1,13 @@
-//! The interpreter's fast loop against its general loop: random programs
-//! (ALU, M, loads, stores, branches, jumps, compressed instructions, stores
-//! into the program itself, a page boundary inside the program, traps to a
+//! The interpreter's fast loop, and the translator, against the
+//! interpreter's general loop: random programs (ALU, M, loads, stores,
+//! branches, jumps, compressed instructions, stores into the program
+//! itself, a page boundary inside the program, loads and stores across a
+//! page boundary, access faults in the middle of a block, traps to a
 //! handler that skips the faulting instruction) run in random slices, once
-//! with the fast loop and once with the general loop alone. Every slice
-//! must end the same way at the same pc with the same registers and
-//! retired count, and RAM must be the same at the end.
+//! with the engine under test and once with the general loop alone. Every
+//! slice must end the same way at the same pc with the same registers and
+//! retired count (for the translator: the same whole architectural state),
+//! and RAM must be the same at the end.
 
 use riscv::encode::{b, i, jal, lui, r, s};
 use riscv::{Bus, BusFault, Exit, Hart, Ram};
@@ -61,7 +64,7 @@ fn c_add(rd: u32, rs2: u32) -> u32 {
 fn instruction(g: &mut Rng, at: usize) -> u32 {
     let (rd, rs1, rs2) = (g.reg(), g.reg(), g.reg());
     let f3 = g.below(8) as u32;
-    match g.below(20) {
+    match g.below(24) {
         0..=3 => r(
             [0, 0x20][g.below(2) as usize] * u32::from(f3 == 0 || f3 == 5),
             rs2,
@@ -127,6 +130,14 @@ fn instruction(g: &mut Rng, at: usize) -> u32 {
             jal(rd, dist * 4)
         }
         18 => lui(rd, g.below(1 << 20) as u32),
+        // Loads and stores that may cross a page (x17 is 4 bytes before
+        // one): the slow path, byte by byte.
+        20 => i(g.below(8) as i32, 17, g.below(7) as u32, rd, 0x03),
+        21 => s(g.below(8) as i32, rs2, 17, g.below(4) as u32, 0x23),
+        // Through x19, a random address: an access fault in the middle of
+        // a block, or a misaligned access to no device.
+        22 if g.below(2) == 0 => i(g.below(64) as i32, 19, g.below(7) as u32, rd, 0x03),
+        22 => s(g.below(64) as i32, rs2, 19, g.below(4) as u32, 0x23),
         _ => c_addi(rd, g.below(64) as i32 - 32) | (c_add(rs1, rs2) << 16),
     }
 }
@@ -136,9 +147,37 @@ fn program(seed: u64) -> Vec<u32> {
     (0..WORDS).map(|at| instruction(&mut g, at)).collect()
 }
 
+/// How a hart executes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    /// The interpreter's general loop alone (the reference).
+    General,
+    /// The interpreter with its fast loop.
+    Fast,
+    /// The translator (x86-64; the fast loop elsewhere).
+    Jit,
+}
+
 /// The machine for one program: handler, program, registers.
 fn machine(code: &[u32], seed: u64, fast: bool) -> (Hart, Ram) {
-    let mut ram = Ram::new(BASE, 64 << 10).unwrap();
+    machine_in(code, seed, if fast { Mode::Fast } else { Mode::General })
+}
+
+fn machine_in(code: &[u32], seed: u64, mode: Mode) -> (Hart, Ram) {
+    machine_with(code, seed, mode, false)
+}
+
+/// Where the Sv39 page tables of a paged machine live (beyond what the
+/// program maps).
+const ROOT: u64 = BASE + 0x1_0000;
+
+/// The machine for one program; `paged`: the program runs in S-mode under
+/// Sv39 (identity-mapped, half its pages without A/D bits so that walks
+/// set them, the page after DATA's unmapped, so that accesses crossing
+/// into it fault half-way), traps going to the M-mode handler.
+fn machine_with(code: &[u32], seed: u64, mode: Mode, paged: bool) -> (Hart, Ram) {
+    let fast = mode != Mode::General;
+    let mut ram = Ram::new(BASE, 256 << 10).unwrap();
     // Trap handler: count the trap in x31, skip the faulting instruction.
     let handler = [
         i(1, 31, 0, 31, 0x13),    // addi x31, x31, 1
@@ -157,6 +196,9 @@ fn machine(code: &[u32], seed: u64, fast: bool) -> (Hart, Ram) {
     ));
     let mut hart = Hart::new(0);
     hart.set_fast_path(fast);
+    if mode == Mode::Jit {
+        assert_eq!(hart.set_jit(true), cfg!(target_arch = "x86_64"));
+    }
     let mut g = Rng(seed.wrapping_mul(31) | 1);
     for x in 1..32 {
         hart.set_reg(x, g.next() >> g.below(64));
@@ -165,14 +207,66 @@ fn machine(code: &[u32], seed: u64, fast: bool) -> (Hart, Ram) {
     hart.set_reg(9, u64::from(r(0, 7, 6, 4, 6, 0x33))); // xor x6, x6, x7
     hart.set_reg(10, DATA);
     hart.set_reg(11, CODE);
+    hart.set_reg(17, DATA + 0x1000 - 4);
     // mtvec = HANDLER, through a tiny prologue at BASE.
+    // (lui sign-extends: clear the upper half.)
     let prologue = [
         lui(30, (HANDLER >> 12) as u32 & 0xfffff),
         i((HANDLER & 0xfff) as i32, 30, 0, 30, 0x13),
+        i(32, 30, 1, 30, 0x13),   // slli x30, x30, 32
+        i(32, 30, 5, 30, 0x13),   // srli x30, x30, 32
         i(0x305, 30, 1, 0, 0x73), // csrw mtvec, x30
-        jal(0, (CODE - (BASE + 12)) as i32),
+        jal(0, (CODE - (BASE + 20)) as i32),
     ];
     assert!(ram.write(BASE, &words(&prologue)));
+    if paged {
+        const V: u64 = 1;
+        const RWX: u64 = 2 | 4 | 8;
+        const AD: u64 = 64 | 128;
+        let (l1, l0) = (ROOT + 0x1000, ROOT + 0x2000);
+        let pointer = |table: u64| ((table >> 12) << 10) | V;
+        assert!(ram.write_u64(ROOT + 8 * ((BASE >> 30) & 511), pointer(l1)));
+        assert!(ram.write_u64(l1 + 8 * ((BASE >> 21) & 511), pointer(l0)));
+        for page in 0..16u64 {
+            let pa = BASE + (page << 12);
+            if pa == DATA + 0x1000 {
+                continue;
+            }
+            let ad = if page % 2 == 0 { AD } else { 0 };
+            assert!(ram.write_u64(l0 + 8 * page, ((pa >> 12) << 10) | V | RWX | ad));
+        }
+        let li = |rd: u32, v: u64| {
+            // v < 2^31: lui + addi, zero-extended
+            let (hi, lo) = ((v + 0x800) >> 12, (v & 0xfff) as i32);
+            let lo = if lo >= 0x800 { lo - 0x1000 } else { lo };
+            [
+                lui(rd, hi as u32 & 0xfffff),
+                i(lo, rd, 0, rd, 0x13),
+                i(32, rd, 1, rd, 0x13), // slli 32
+                i(32, rd, 5, rd, 0x13), // srli 32
+            ]
+        };
+        let mut p = Vec::new();
+        p.extend(li(30, HANDLER));
+        p.push(i(0x305, 30, 1, 0, 0x73)); // csrw mtvec, x30
+                                          // PMP: all of memory for S and U (nothing is, without an entry).
+        p.push(i(-1, 0, 0, 30, 0x13)); // addi x30, x0, -1
+        p.push(i(0x3b0, 30, 1, 0, 0x73)); // csrw pmpaddr0, x30
+        p.push(i(0x1f, 0, 0, 30, 0x13)); // addi x30, x0, NAPOT | RWX
+        p.push(i(0x3a0, 30, 1, 0, 0x73)); // csrw pmpcfg0, x30
+        p.extend(li(29, ROOT >> 12));
+        p.push(i(8, 0, 0, 30, 0x13)); // addi x30, x0, 8 (Sv39)
+        p.push(i(60, 30, 1, 30, 0x13)); // slli x30, x30, 60
+        p.push(r(0, 29, 30, 6, 30, 0x33)); // or x30, x30, x29
+        p.push(i(0x180, 30, 1, 0, 0x73)); // csrw satp, x30
+        p.extend(li(30, 0x800)); // mstatus.MPP = S
+        p.push(i(0x300, 30, 1, 0, 0x73)); // csrw mstatus, x30
+        p.extend(li(30, CODE));
+        p.push(i(0x341, 30, 1, 0, 0x73)); // csrw mepc, x30
+        p.push(0x3020_0073); // mret
+        assert!(p.len() * 4 < (HANDLER - BASE) as usize);
+        assert!(ram.write(BASE, &words(&p)));
+    }
     hart.set_pc(BASE);
     (hart, ram)
 }
@@ -225,6 +319,86 @@ fn the_fast_loop_computes_what_the_general_loop_computes() {
         fast_share > 1_000_000,
         "the programs ran: {fast_share} instructions"
     );
+}
+
+#[test]
+fn the_translator_computes_what_the_general_loop_computes() {
+    let (mut in_blocks, mut links) = (0u64, 0u64);
+    for seed in 1..=150u64 {
+        let code = program(seed);
+        let (mut jit, mut jit_ram) = machine_in(&code, seed, Mode::Jit);
+        let (mut general, mut general_ram) = machine_in(&code, seed, Mode::General);
+        let mut slices = Rng(seed.wrapping_add(7));
+        for slice in 0..150 {
+            let budget = 1 + slices.below(3000);
+            let a = jit.run(&mut jit_ram, &mut NoDevices, budget);
+            let b = general.run(&mut general_ram, &mut NoDevices, budget);
+            assert_eq!(
+                seen(a, &jit),
+                seen(b, &general),
+                "program {seed}, slice {slice} (budget {budget})"
+            );
+            assert_eq!(jit, general, "program {seed}, slice {slice}: state");
+            if matches!(a, Exit::TrapStorm { .. }) {
+                break;
+            }
+        }
+        assert!(
+            jit_ram.as_slice() == general_ram.as_slice(),
+            "program {seed}: RAM differs"
+        );
+        in_blocks += jit.jit_stats().retired_in_blocks;
+        links += jit.jit_stats().links;
+    }
+    if cfg!(target_arch = "x86_64") {
+        assert!(
+            in_blocks > 500_000,
+            "translated code ran: {in_blocks} instructions"
+        );
+        assert!(links > 1000, "blocks jumped straight into blocks: {links}");
+    }
+}
+
+#[test]
+fn the_translator_computes_what_the_general_loop_computes_under_sv39() {
+    let mut in_blocks = 0u64;
+    let mut faults = 0u64;
+    for seed in 1..=100u64 {
+        let code = program(seed);
+        let (mut jit, mut jit_ram) = machine_with(&code, seed, Mode::Jit, true);
+        let (mut general, mut general_ram) = machine_with(&code, seed, Mode::General, true);
+        let mut slices = Rng(seed.wrapping_add(11));
+        for slice in 0..150 {
+            let budget = 1 + slices.below(3000);
+            let a = jit.run(&mut jit_ram, &mut NoDevices, budget);
+            let b = general.run(&mut general_ram, &mut NoDevices, budget);
+            assert_eq!(
+                seen(a, &jit),
+                seen(b, &general),
+                "program {seed}, slice {slice} (budget {budget})"
+            );
+            assert_eq!(jit, general, "program {seed}, slice {slice}: state");
+            if matches!(a, Exit::TrapStorm { .. }) {
+                break;
+            }
+        }
+        assert!(
+            jit_ram.as_slice() == general_ram.as_slice(),
+            "program {seed}: RAM differs (page tables included)"
+        );
+        assert_ne!(jit.csrs().satp, 0, "program {seed}: paging on");
+        in_blocks += jit.jit_stats().retired_in_blocks;
+        if general.csrs().mcause == 13 || general.csrs().mcause == 15 {
+            faults += 1;
+        }
+    }
+    if cfg!(target_arch = "x86_64") {
+        assert!(
+            in_blocks > 300_000,
+            "translated code ran: {in_blocks} instructions"
+        );
+    }
+    assert!(faults > 10, "page faults were taken: {faults} programs");
 }
 
 #[test]

@@ -151,7 +151,7 @@ impl Hart {
     /// its decoded page the fetch page and return its slots; `None` on a
     /// miss, for the general loop to translate (and maybe trap).
     #[inline]
-    fn enter_page(&mut self, ram: &mut Ram, pc: u64) -> Option<*const Insn> {
+    pub(super) fn enter_page(&mut self, ram: &mut Ram, pc: u64) -> Option<*const Insn> {
         let e = self.tlb.fetch[tlb_index(pc)];
         if e.tag != tlb_tag(pc, self.priv_mode as u64) {
             return None;

@@ -1,0 +1,1468 @@
+//! The translator, first milestone: basic blocks of RV64I + M (and the
+//! compressed forms, which decode to the same operations) compiled to
+//! x86-64 with dynasm-rs (see [`crate::engine`] for the design and why
+//! dynasm-rs).
+//!
+//! # What a block is
+//!
+//! A run of instructions from one pc on one physical page (the current
+//! fetch page, so the fetch translation is the interpreter's), keyed by
+//! (pc, RAM page): the code bakes in virtual pcs (branch targets, `auipc`,
+//! link values), so the same physical page mapped at two addresses has two
+//! sets of blocks. A block ends after a branch or jump, before any
+//! instruction it does not translate (CSR, system, atomic, floating point,
+//! illegal, a 4-byte instruction straddling the page end), at the page end
+//! and after [`MAX_BLOCK`] instructions. The interpreter runs whatever the
+//! translator leaves.
+//!
+//! # Chaining
+//!
+//! A block that ends by going to a pc known at translation time on its own
+//! page (a branch either way, `jal`, running into the next instruction)
+//! does so through a slot: an 8-byte cell that first points at an exit to
+//! the run loop, which records the slot; once the run loop has found the
+//! target block it points the slot at that block's chain entry, so the
+//! next time the jump goes straight there. Both blocks are on one page, so
+//! they become stale together (a page's code changing invalidates both);
+//! a flush drops the slots with the code (a slot is linked only if no
+//! flush came between). `jalr` and targets on other pages always return to
+//! the run loop.
+//!
+//! # Exactness (DESIGN §3)
+//!
+//! - *icount*: [`Hart::run_jit`] enters a block only when its whole length
+//!   fits in the budget left; otherwise the interpreter's fast loop runs
+//!   the tail. A block entered through a slot checks the same itself at
+//!   its chain entry (the instructions retired so far are in `Ctx::start`,
+//!   moved on by each block before it jumps) and returns to the run loop
+//!   if it does not fit. A block that leaves early (a trap, a store to
+//!   code, an MMIO access that ends the slice) reports how many of its
+//!   instructions retired.
+//! - *guest registers* live in the `Hart`'s `x` array (rbx points at it);
+//!   nothing is cached in host registers across instructions, so a helper
+//!   sees and changes the same state the interpreter would.
+//! - *loads and stores* hit inline in the interpreter's own TLB entries with
+//!   the same tag compare and in-page check as `load_hit`/`store_hit`; a
+//!   miss calls a helper that runs the interpreter's `load_slow`/
+//!   `store_slow` with `retired` set to the instruction's count (MMIO sees
+//!   the same time). A trap there ends the block with the faulting pc and
+//!   the count before it, and the run loop takes it exactly as the general
+//!   loop would; a helper that changed the code epoch or asked for a yield
+//!   ends the block after its instruction.
+//! - *self-modifying code*: a store marks its page dirty as
+//!   `Ram::touch_page` does and, if the page holds decoded code, calls it
+//!   (dropping that code and moving the code epoch) and ends the block
+//!   after the store, as the fast loop does. A translation records its
+//!   page's `code_gen`; it is used only while that is unchanged.
+//! - *code cache*: one fixed arena; when it or the block table is full,
+//!   every translation is dropped and translating starts again, so a guest
+//!   that rewrites code in a loop cannot grow it.
+
+use super::{Hart, Trap};
+use crate::bus::Bus;
+use crate::decode::{self, Insn, Op};
+use crate::mmu::{TlbEntry, TAG_VALID, TLB_SIZE};
+use crate::ram::{Ram, PAGE_SHIFT};
+use dynasmrt::x64::X64Relocation;
+use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi, VecAssembler};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::mem::offset_of;
+
+/// Most instructions in one block (the index fits the helpers' 8 bits).
+pub const MAX_BLOCK: usize = 64;
+/// Bytes of host code before everything is dropped and translated anew
+/// (address space reserved up front; host memory is used only as code is
+/// written). A Debian boot to a shell emits ~180 MB over its run, much of
+/// it for code run once; 128 MiB holds its working set.
+const ARENA_SIZE: usize = 128 << 20;
+/// Most blocks before everything is dropped.
+const MAX_BLOCKS: usize = 1 << 18;
+/// Direct-mapped cache in front of the block table.
+const JCACHE: usize = 1 << 14;
+
+const _: () = assert!(std::mem::size_of::<TlbEntry>() == 16);
+const _: () = assert!(TLB_SIZE == 256);
+
+/// What the generated code and the helpers share. The first fields are
+/// read by generated code at fixed offsets.
+#[repr(C)]
+pub(super) struct Ctx {
+    /// Address of the exit trampoline.
+    exit: usize,
+    /// Host address of RAM's first byte.
+    ram_bytes: *mut u8,
+    tlb_load: *const TlbEntry,
+    tlb_store: *const TlbEntry,
+    /// `data_priv | TAG_VALID`: the low bits of a data TLB tag.
+    tag_bits: u64,
+    dirty: *mut u64,
+    decoded: *const usize,
+    helper_load: usize,
+    helper_store: usize,
+    helper_touch: usize,
+    /// 0: the block ran to its end; 1: a helper trapped (`trap`); 2: a
+    /// helper ended the block after its instruction.
+    status: u64,
+    /// Instructions of the block that retired.
+    count: u64,
+    /// Where execution continues (the trapping pc for status 1).
+    next_pc: u64,
+    /// `retired` when the current block began (blocks that jump straight
+    /// into the next one move it on).
+    start: u64,
+    /// `retired` may not pass this (the hart's `limit`).
+    limit: u64,
+    /// Set by an exit that can be linked: the address of its jump slot.
+    link: usize,
+    // Read by the helpers only.
+    epoch: u64,
+    hart: *mut Hart,
+    ram: *mut Ram,
+    bus: *mut (),
+    trap: Option<Trap>,
+}
+
+const C_EXIT: i32 = offset_of!(Ctx, exit) as i32;
+const C_RAM: i32 = offset_of!(Ctx, ram_bytes) as i32;
+const C_TLB_LOAD: i32 = offset_of!(Ctx, tlb_load) as i32;
+const C_TLB_STORE: i32 = offset_of!(Ctx, tlb_store) as i32;
+const C_TAG: i32 = offset_of!(Ctx, tag_bits) as i32;
+const C_DIRTY: i32 = offset_of!(Ctx, dirty) as i32;
+const C_DECODED: i32 = offset_of!(Ctx, decoded) as i32;
+const C_LOAD: i32 = offset_of!(Ctx, helper_load) as i32;
+const C_STORE: i32 = offset_of!(Ctx, helper_store) as i32;
+const C_TOUCH: i32 = offset_of!(Ctx, helper_touch) as i32;
+const C_STATUS: i32 = offset_of!(Ctx, status) as i32;
+const C_COUNT: i32 = offset_of!(Ctx, count) as i32;
+const C_NEXT_PC: i32 = offset_of!(Ctx, next_pc) as i32;
+const C_START: i32 = offset_of!(Ctx, start) as i32;
+const C_LIMIT: i32 = offset_of!(Ctx, limit) as i32;
+const C_LINK: i32 = offset_of!(Ctx, link) as i32;
+
+/// How the translator stopped.
+pub(super) enum JitStop {
+    /// Continue at this pc (with the interpreter's general loop, which
+    /// runs one instruction and comes back).
+    Pc(u64),
+    /// The instruction at this pc trapped; take the trap there.
+    Trap(Trap, u64),
+}
+
+/// Counters of the code cache (not state: they differ between engines).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JitStats {
+    /// Blocks translated (including empty ones: an untranslatable first
+    /// instruction).
+    pub blocks: u64,
+    /// Bytes of host code emitted.
+    pub code_bytes: u64,
+    /// Times the whole cache was dropped because it was full.
+    pub flushes: u64,
+    /// Blocks entered from the run loop.
+    pub entered: u64,
+    /// Jumps from one block straight into the next made direct.
+    pub links: u64,
+    /// Guest instructions retired inside blocks.
+    pub retired_in_blocks: u64,
+}
+
+/// A multiplicative hash of the block keys (pc, page): they are not
+/// attacker-chosen in a way that matters (the guest can only slow its own
+/// lookups), and SipHash costs more than the lookup.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+}
+
+/// A region of host memory that is readable, writable and executable,
+/// owned by the translator.
+struct Arena {
+    ptr: *mut u8,
+    size: usize,
+    used: usize,
+}
+
+impl Arena {
+    fn new(size: usize) -> Option<Arena> {
+        // SAFETY: an anonymous private mapping, no address hint; the result
+        // is checked before use and unmapped only in `drop`.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        (ptr != libc::MAP_FAILED).then_some(Arena {
+            ptr: ptr.cast(),
+            size,
+            used: 0,
+        })
+    }
+
+    fn next_addr(&self) -> usize {
+        self.ptr as usize + self.used
+    }
+
+    /// Copy `code` in (16-byte aligned); its address, or `None` if full.
+    fn push(&mut self, code: &[u8]) -> Option<*const u8> {
+        let start = self.used.next_multiple_of(16);
+        if start + code.len() > self.size {
+            return None;
+        }
+        // SAFETY: `start + code.len() <= size`, inside the mapping; nothing
+        // executes this part of the arena yet (it is past every block).
+        unsafe {
+            std::ptr::copy_nonoverlapping(code.as_ptr(), self.ptr.add(start), code.len());
+            self.used = start + code.len();
+            Some(self.ptr.add(start))
+        }
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once; no code runs in
+        // it any more (blocks run only inside `run_jit`, which borrows it).
+        unsafe {
+            libc::munmap(self.ptr.cast(), self.size);
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Block {
+    pc: u64,
+    page: usize,
+    gen: u64,
+    /// Instructions; 0: the first one is left to the interpreter.
+    len: u32,
+    /// Where the run loop enters it (it checked the budget).
+    code: *const u8,
+    /// Where other blocks jump in: checks the budget first.
+    chain: *const u8,
+}
+
+/// An empty jump-cache slot (no instruction is at an odd pc).
+const EMPTY: Block = Block {
+    pc: 1,
+    page: 0,
+    gen: 0,
+    len: 0,
+    code: std::ptr::null(),
+    chain: std::ptr::null(),
+};
+
+type EnterFn = unsafe extern "sysv64" fn(x: *mut u64, ctx: *mut Ctx, code: *const u8);
+
+/// The translator's code cache, one per hart.
+pub struct Jit {
+    arena: Arena,
+    /// Bytes of trampolines at the start of the arena (kept on a flush).
+    trampolines: usize,
+    enter: EnterFn,
+    exit: usize,
+    blocks: Vec<Block>,
+    map: HashMap<(u64, usize), u32, BuildHasherDefault<KeyHasher>>,
+    /// Blocks by pc, direct-mapped (one memory access on a hit); an empty
+    /// slot has a pc no block has (odd).
+    jcache: Vec<Block>,
+    ram_id: Option<u64>,
+    /// Counts flushes (a slot to link must be from the current code).
+    flushed: u64,
+    max_blocks: usize,
+    stats: JitStats,
+}
+
+// SAFETY: the arena and the code pointers into it belong to this `Jit`
+// alone; they are used only by the thread that runs the hart (inside
+// `Hart::run`, which holds `&mut Hart`).
+unsafe impl Send for Jit {}
+
+impl Jit {
+    /// A translator, or `None` if the host refuses executable memory.
+    pub fn new() -> Option<Jit> {
+        Self::with_limits(ARENA_SIZE, MAX_BLOCKS)
+    }
+
+    /// A translator whose cache holds at most `arena` bytes of code and
+    /// `max_blocks` blocks.
+    fn with_limits(arena: usize, max_blocks: usize) -> Option<Jit> {
+        let mut arena = Arena::new(arena)?;
+        let mut ops = VecAssembler::<X64Relocation>::new(arena.next_addr());
+        dynasm!(ops
+            ; .arch x64
+            ; push rbx
+            ; push rbp
+            ; push r12
+            ; push r13
+            ; push r14
+            ; push r15
+            ; sub rsp, 8
+            ; mov rbx, rdi
+            ; mov rbp, rsi
+            ; mov r12, QWORD [rbp + C_RAM]
+            ; mov r13, QWORD [rbp + C_TLB_LOAD]
+            ; mov r14, QWORD [rbp + C_TLB_STORE]
+            ; mov r15, QWORD [rbp + C_TAG]
+            ; jmp rdx
+        );
+        let exit_off = ops.offset().0;
+        dynasm!(ops
+            ; .arch x64
+            ; add rsp, 8
+            ; pop r15
+            ; pop r14
+            ; pop r13
+            ; pop r12
+            ; pop rbp
+            ; pop rbx
+            ; ret
+        );
+        let code = ops.finalize().ok()?;
+        let enter_ptr = arena.push(&code)?;
+        // SAFETY: `enter_ptr` is the start of the trampoline just written,
+        // which follows the SysV calling convention for this signature: it
+        // saves every callee-saved register it uses and returns through
+        // the exit trampoline after the block it jumps to.
+        let enter: EnterFn = unsafe { std::mem::transmute::<*const u8, EnterFn>(enter_ptr) };
+        Some(Jit {
+            trampolines: arena.used,
+            exit: enter_ptr as usize + exit_off,
+            arena,
+            enter,
+            blocks: Vec::new(),
+            map: HashMap::default(),
+            jcache: vec![EMPTY; JCACHE],
+            ram_id: None,
+            flushed: 0,
+            max_blocks,
+            stats: JitStats::default(),
+        })
+    }
+
+    pub fn stats(&self) -> JitStats {
+        self.stats
+    }
+
+    /// Drop every translation.
+    fn flush(&mut self) {
+        self.flushed += 1;
+        self.blocks.clear();
+        self.map.clear();
+        self.jcache.fill(EMPTY);
+        self.arena.used = self.trampolines;
+    }
+
+    /// The block for `pc` on RAM page `page`, translated if needed.
+    fn block(&mut self, ram: &Ram, pc: u64, page: usize) -> Option<Block> {
+        let slot = ((pc >> 1) as usize) & (JCACHE - 1);
+        let gen = ram.code_gen(page);
+        let b = self.jcache[slot];
+        if b.pc == pc && b.page == page && b.gen == gen {
+            return Some(b);
+        }
+        if let Some(&i) = self.map.get(&(pc, page)) {
+            let b = self.blocks[i as usize];
+            if b.gen == gen {
+                self.jcache[slot] = b;
+                return Some(b);
+            }
+        }
+        // Full (the table now, or the arena below): start again with an
+        // empty cache. Never after translating: the new block's code would
+        // count as free space.
+        if self.blocks.len() >= self.max_blocks {
+            self.flush();
+            self.stats.flushes += 1;
+        }
+        let mut b = self.translate(ram, pc, page, gen);
+        if b.is_none() {
+            self.flush();
+            self.stats.flushes += 1;
+            b = self.translate(ram, pc, page, gen);
+        }
+        let b = b?;
+        let i = self.blocks.len() as u32;
+        self.blocks.push(b);
+        self.map.insert((pc, page), i);
+        self.jcache[slot] = b;
+        self.stats.blocks += 1;
+        Some(b)
+    }
+
+    /// Translate the block at `pc` (on RAM page `page`); `None` when the
+    /// arena is full.
+    fn translate(&mut self, ram: &Ram, pc: u64, page: usize, gen: u64) -> Option<Block> {
+        let insns = block_insns(ram, pc, page);
+        let mut b = Block {
+            pc,
+            page,
+            gen,
+            len: insns.len() as u32,
+            code: std::ptr::null(),
+            chain: std::ptr::null(),
+        };
+        if insns.is_empty() {
+            return Some(b);
+        }
+        let base = self.arena.next_addr().next_multiple_of(16);
+        let mut e = Emitter {
+            ops: VecAssembler::new(base),
+            stubs: Vec::new(),
+            page_va: pc & !0xfff,
+            slots: Vec::new(),
+        };
+        let n = insns.len();
+        // The entry for jumps from other blocks: enough budget left for
+        // this whole block, or back to the run loop.
+        let bail = e.ops.new_dynamic_label();
+        dynasm!(e.ops
+            ; .arch x64
+            ; mov rax, QWORD [rbp + C_LIMIT]
+            ; sub rax, QWORD [rbp + C_START]
+            ; cmp rax, n as i32
+            ; jb =>bail
+        );
+        let entry = e.ops.offset().0;
+        let mut ipc = pc;
+        for (k, i) in insns.iter().enumerate() {
+            e.insn(i, ipc, k, n);
+            ipc = ipc.wrapping_add(i.size());
+        }
+        let last = insns[n - 1];
+        if !ends_block(last.op) {
+            e.exit_to(n as u64, ipc);
+        }
+        dynasm!(e.ops ; .arch x64 ; =>bail);
+        e.exit(0, pc);
+        e.stubs();
+        let slots = e.slots(base);
+        let mut code = e.ops.finalize().ok()?;
+        // Each slot starts out jumping to its own exit.
+        for (slot, exit) in slots {
+            code.get_mut(slot..slot + 8)?
+                .copy_from_slice(&(base + exit).to_le_bytes());
+        }
+        let at = self.arena.push(&code)?;
+        if at as usize != base {
+            return None;
+        }
+        b.chain = at;
+        // SAFETY: `entry` is an offset into the code just copied there.
+        b.code = unsafe { at.add(entry) };
+        self.stats.code_bytes += code.len() as u64;
+        Some(b)
+    }
+}
+
+/// Branches and jumps: the last instruction of a block.
+fn ends_block(op: Op) -> bool {
+    matches!(
+        op,
+        Op::Jal | Op::Jalr | Op::Beq | Op::Bne | Op::Blt | Op::Bge | Op::Bltu | Op::Bgeu
+    )
+}
+
+/// Whether the translator emits code for `op`.
+fn translated(op: Op) -> bool {
+    use Op::*;
+    ends_block(op)
+        || alu_inline(op)
+        || alu_helper(op).is_some()
+        || matches!(
+            op,
+            Lb | Lh | Lw | Ld | Lbu | Lhu | Lwu | Sb | Sh | Sw | Sd | Fence | FenceI
+        )
+}
+
+fn alu_inline(op: Op) -> bool {
+    use Op::*;
+    matches!(
+        op,
+        Addi | Add
+            | Lui
+            | Auipc
+            | Slti
+            | Sltiu
+            | Xori
+            | Ori
+            | Andi
+            | Slli
+            | Srli
+            | Srai
+            | Sub
+            | Sll
+            | Slt
+            | Sltu
+            | Xor
+            | Srl
+            | Sra
+            | Or
+            | And
+            | Addiw
+            | Slliw
+            | Srliw
+            | Sraiw
+            | Addw
+            | Subw
+            | Sllw
+            | Srlw
+            | Sraw
+            | Mul
+            | Mulh
+            | Mulhu
+            | Mulw
+    )
+}
+
+/// The instructions of the block at `pc` on RAM page `page`, decoded from
+/// RAM's bytes (what the interpreter's decoded cache holds too: it is kept
+/// exactly coherent with RAM).
+fn block_insns(ram: &Ram, pc: u64, page: usize) -> Vec<Insn> {
+    let bytes = ram.bytes();
+    let base = page << PAGE_SHIFT;
+    let mut off = (pc & 0xfff) as usize;
+    let mut out = Vec::new();
+    while off < 0x1000 && out.len() < MAX_BLOCK {
+        let at = base + off;
+        let Some(lo) = bytes.get(at..at + 2) else {
+            break;
+        };
+        let lo = u16::from_le_bytes([lo[0], lo[1]]) as u32;
+        let raw = if decode::insn_len(lo) == 4 {
+            if off == 0xffe {
+                break; // straddles the page end: the interpreter's
+            }
+            let Some(w) = bytes.get(at..at + 4) else {
+                break;
+            };
+            u32::from_le_bytes([w[0], w[1], w[2], w[3]])
+        } else {
+            lo
+        };
+        let i = decode::decode(raw);
+        if !translated(i.op) {
+            break;
+        }
+        out.push(i);
+        off += i.size() as usize;
+        if ends_block(i.op) {
+            break;
+        }
+    }
+    out
+}
+
+/// Displacement of guest register `r` from rbx.
+fn xd(r: u8) -> i32 {
+    8 * (r & 31) as i32
+}
+
+/// Out-of-line code of a block, emitted after its straight-line part.
+enum Stub {
+    /// A load or store that missed the TLB: call the helper with the
+    /// address in rsi.
+    Slow {
+        label: dynasmrt::DynamicLabel,
+        done: dynasmrt::DynamicLabel,
+        store: bool,
+        rs2: u8,
+        pc: u64,
+        meta: u32,
+    },
+    /// A store hit a page with decoded code (its index in rax).
+    Code {
+        label: dynasmrt::DynamicLabel,
+        count: u64,
+        next: u64,
+    },
+}
+
+struct Emitter {
+    ops: VecAssembler<X64Relocation>,
+    stubs: Vec<Stub>,
+    /// The virtual page of the block (targets on it can be linked).
+    page_va: u64,
+    /// Linkable exits: (slot label, own exit label).
+    slots: Vec<(dynasmrt::DynamicLabel, dynasmrt::DynamicLabel, u64)>,
+}
+
+impl Emitter {
+    /// Leave the block after `count` instructions for `pc`, a target known
+    /// now: on the same page, through a slot that starts out leaving
+    /// (`exit`) and is later set to that block's entry, so that the jump
+    /// goes straight there.
+    fn exit_to(&mut self, count: u64, pc: u64) {
+        if pc & !0xfff != self.page_va {
+            self.exit(count, pc);
+            return;
+        }
+        let slot = self.ops.new_dynamic_label();
+        let own = self.ops.new_dynamic_label();
+        dynasm!(self.ops
+            ; .arch x64
+            ; add QWORD [rbp + C_START], count as i32
+            ; jmp QWORD [=>slot]
+        );
+        self.slots.push((slot, own, pc));
+    }
+
+    /// The slots and their own exits, after the code; returns (slot
+    /// offset, exit offset) pairs for the initial slot values.
+    fn slots(&mut self, _base: usize) -> Vec<(usize, usize)> {
+        let mut placed = Vec::new();
+        for (slot, own, pc) in std::mem::take(&mut self.slots) {
+            dynasm!(self.ops
+                ; .arch x64
+                ; =>own
+                ; lea rax, [=>slot]
+                ; mov QWORD [rbp + C_LINK], rax
+            );
+            // `start` already counts this block.
+            self.exit(0, pc);
+            dynasm!(self.ops
+                ; .arch x64
+                ; .align 8
+                ; =>slot
+                ; .u64 0
+            );
+            placed.push((slot, own));
+        }
+        placed
+            .into_iter()
+            .filter_map(|(slot, own)| {
+                let labels = self.ops.labels();
+                let s = labels.resolve_dynamic(slot).ok()?.0;
+                let o = labels.resolve_dynamic(own).ok()?.0;
+                Some((s, o))
+            })
+            .collect()
+    }
+
+    /// Leave the block: `count` instructions retired, continue at `pc`.
+    fn exit(&mut self, count: u64, pc: u64) {
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov QWORD [rbp + C_COUNT], count as i32
+            ; mov rax, QWORD pc as i64
+            ; mov QWORD [rbp + C_NEXT_PC], rax
+            ; jmp QWORD [rbp + C_EXIT]
+        );
+    }
+
+    /// Store rax into rd (nothing for x0).
+    fn set_rd(&mut self, rd: u8) {
+        if rd != 0 {
+            dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + xd(rd)], rax);
+        }
+    }
+
+    /// Code for instruction `k` of `n` at `pc`.
+    fn insn(&mut self, i: &Insn, pc: u64, k: usize, n: usize) {
+        let (rd, rs1, rs2) = (i.rd(), i.rs1 & 31, i.rs2 & 31);
+        let imm = i.imm;
+        let next = pc.wrapping_add(i.size());
+        let count = n as u64;
+        macro_rules! a {
+            ($($t:tt)*) => { dynasm!(self.ops ; .arch x64 $($t)*) };
+        }
+        // rax = rs1 (op) rs2, as 64-bit.
+        macro_rules! rr {
+            ($op:ident) => {{
+                if rd != 0 {
+                    a!(; mov rax, QWORD [rbx + xd(rs1)] ; $op rax, QWORD [rbx + xd(rs2)]);
+                    self.set_rd(rd);
+                }
+            }};
+        }
+        macro_rules! ri {
+            ($op:ident) => {{
+                if rd != 0 {
+                    a!(; mov rax, QWORD [rbx + xd(rs1)] ; $op rax, imm);
+                    self.set_rd(rd);
+                }
+            }};
+        }
+        // 32-bit operation, result sign-extended.
+        macro_rules! rrw {
+            ($op:ident) => {{
+                if rd != 0 {
+                    a!(; mov eax, DWORD [rbx + xd(rs1)] ; $op eax, DWORD [rbx + xd(rs2)] ; movsxd rax, eax);
+                    self.set_rd(rd);
+                }
+            }};
+        }
+        macro_rules! shift {
+            ($op:ident) => {{
+                if rd != 0 {
+                    a!(; mov rax, QWORD [rbx + xd(rs1)] ; mov rcx, QWORD [rbx + xd(rs2)] ; $op rax, cl);
+                    self.set_rd(rd);
+                }
+            }};
+        }
+        macro_rules! shiftw {
+            ($op:ident) => {{
+                if rd != 0 {
+                    a!(; mov eax, DWORD [rbx + xd(rs1)] ; mov rcx, QWORD [rbx + xd(rs2)] ; $op eax, cl ; movsxd rax, eax);
+                    self.set_rd(rd);
+                }
+            }};
+        }
+        macro_rules! shifti {
+            ($op:ident) => {{
+                if rd != 0 {
+                    a!(; mov rax, QWORD [rbx + xd(rs1)] ; $op rax, (imm & 63) as i8);
+                    self.set_rd(rd);
+                }
+            }};
+        }
+        macro_rules! shiftiw {
+            ($op:ident) => {{
+                if rd != 0 {
+                    a!(; mov eax, DWORD [rbx + xd(rs1)] ; $op eax, (imm & 31) as i8 ; movsxd rax, eax);
+                    self.set_rd(rd);
+                }
+            }};
+        }
+        macro_rules! set_cc {
+            ($set:ident, $rhs:expr) => {{
+                if rd != 0 {
+                    a!(; mov rax, QWORD [rbx + xd(rs1)]);
+                    match $rhs {
+                        Some(v) => a!(; cmp rax, v),
+                        None => a!(; cmp rax, QWORD [rbx + xd(rs2)]),
+                    }
+                    a!(; $set al ; movzx eax, al);
+                    self.set_rd(rd);
+                }
+            }};
+        }
+        macro_rules! branch {
+            ($jcc:ident) => {{
+                let taken = self.ops.new_dynamic_label();
+                a!(; mov rax, QWORD [rbx + xd(rs1)] ; cmp rax, QWORD [rbx + xd(rs2)] ; $jcc =>taken);
+                self.exit_to(count, next);
+                a!(; =>taken);
+                self.exit_to(count, pc.wrapping_add(imm as i64 as u64));
+            }};
+        }
+        match i.op {
+            Op::Addi => ri!(add),
+            Op::Andi => ri!(and),
+            Op::Ori => ri!(or),
+            Op::Xori => ri!(xor),
+            Op::Add => rr!(add),
+            Op::Sub => rr!(sub),
+            Op::And => rr!(and),
+            Op::Or => rr!(or),
+            Op::Xor => rr!(xor),
+            Op::Mul => {
+                if rd != 0 {
+                    a!(; mov rax, QWORD [rbx + xd(rs1)] ; imul rax, QWORD [rbx + xd(rs2)]);
+                    self.set_rd(rd);
+                }
+            }
+            Op::Mulh | Op::Mulhu => {
+                if rd != 0 {
+                    a!(; mov rax, QWORD [rbx + xd(rs1)]);
+                    if i.op == Op::Mulh {
+                        a!(; imul QWORD [rbx + xd(rs2)]);
+                    } else {
+                        a!(; mul QWORD [rbx + xd(rs2)]);
+                    }
+                    a!(; mov rax, rdx);
+                    self.set_rd(rd);
+                }
+            }
+            Op::Lui => {
+                if rd != 0 {
+                    a!(; mov rax, QWORD imm as i64);
+                    self.set_rd(rd);
+                }
+            }
+            Op::Auipc => {
+                if rd != 0 {
+                    a!(; mov rax, QWORD pc.wrapping_add(imm as i64 as u64) as i64);
+                    self.set_rd(rd);
+                }
+            }
+            Op::Slti => set_cc!(setl, Some(imm)),
+            Op::Sltiu => set_cc!(setb, Some(imm)),
+            Op::Slt => set_cc!(setl, None::<i32>),
+            Op::Sltu => set_cc!(setb, None::<i32>),
+            Op::Slli => shifti!(shl),
+            Op::Srli => shifti!(shr),
+            Op::Srai => shifti!(sar),
+            Op::Sll => shift!(shl),
+            Op::Srl => shift!(shr),
+            Op::Sra => shift!(sar),
+            Op::Addiw => {
+                if rd != 0 {
+                    a!(; mov eax, DWORD [rbx + xd(rs1)] ; add eax, imm ; movsxd rax, eax);
+                    self.set_rd(rd);
+                }
+            }
+            Op::Addw => rrw!(add),
+            Op::Subw => rrw!(sub),
+            Op::Mulw => {
+                if rd != 0 {
+                    a!(; mov eax, DWORD [rbx + xd(rs1)] ; imul eax, DWORD [rbx + xd(rs2)] ; movsxd rax, eax);
+                    self.set_rd(rd);
+                }
+            }
+            Op::Slliw => shiftiw!(shl),
+            Op::Srliw => shiftiw!(shr),
+            Op::Sraiw => shiftiw!(sar),
+            Op::Sllw => shiftw!(shl),
+            Op::Srlw => shiftw!(shr),
+            Op::Sraw => shiftw!(sar),
+            Op::Fence | Op::FenceI => {}
+            Op::Jal => {
+                if rd != 0 {
+                    a!(; mov rax, QWORD next as i64);
+                    self.set_rd(rd);
+                }
+                self.exit_to(count, pc.wrapping_add(imm as i64 as u64));
+            }
+            Op::Jalr => {
+                // The target first: rd may be rs1.
+                a!(
+                    ; mov rax, QWORD [rbx + xd(rs1)]
+                    ; add rax, imm
+                    ; and rax, -2
+                    ; mov QWORD [rbp + C_NEXT_PC], rax
+                );
+                if rd != 0 {
+                    a!(; mov rax, QWORD next as i64);
+                    self.set_rd(rd);
+                }
+                a!(
+                    ; mov QWORD [rbp + C_COUNT], count as i32
+                    ; jmp QWORD [rbp + C_EXIT]
+                );
+            }
+            Op::Beq => branch!(je),
+            Op::Bne => branch!(jne),
+            Op::Blt => branch!(jl),
+            Op::Bge => branch!(jge),
+            Op::Bltu => branch!(jb),
+            Op::Bgeu => branch!(jae),
+            Op::Lb | Op::Lh | Op::Lw | Op::Ld | Op::Lbu | Op::Lhu | Op::Lwu => self.load(i, pc, k),
+            Op::Sb | Op::Sh | Op::Sw | Op::Sd => self.store(i, pc, k),
+            op => {
+                // Operations of rs1 and rs2 through the interpreter's own
+                // definition (division and the rarer multiplications).
+                if let (Some(f), true) = (alu_helper(op), rd != 0) {
+                    a!(
+                        ; mov rdi, QWORD [rbx + xd(rs1)]
+                        ; mov rsi, QWORD [rbx + xd(rs2)]
+                        ; mov rax, QWORD f as i64
+                        ; call rax
+                    );
+                    self.set_rd(rd);
+                }
+            }
+        }
+    }
+
+    /// rsi = rs1 + imm (the address), then the TLB compare against the
+    /// table in `table` (r13 loads, r14 stores) for an `n`-byte access:
+    /// jumps to `slow` on a miss, else leaves rax = the RAM offset.
+    fn tlb(&mut self, i: &Insn, n: i32, store: bool, slow: dynasmrt::DynamicLabel) {
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov rsi, QWORD [rbx + xd(i.rs1)]
+            ; add rsi, i.imm
+            ; mov rax, rsi
+            ; shr rax, PAGE_SHIFT as i8
+            ; mov ecx, eax
+            ; and ecx, (TLB_SIZE - 1) as i32
+            ; shl ecx, 4
+            ; shl rax, 6
+            ; or rax, r15
+        );
+        if store {
+            dynasm!(self.ops ; .arch x64 ; cmp rax, QWORD [r14 + rcx] ; jne =>slow);
+        } else {
+            dynasm!(self.ops ; .arch x64 ; cmp rax, QWORD [r13 + rcx] ; jne =>slow);
+        }
+        if n > 1 {
+            dynasm!(self.ops
+                ; .arch x64
+                ; mov eax, esi
+                ; and eax, 0xfff
+                ; cmp eax, 0x1000 - n
+                ; ja =>slow
+            );
+        }
+        if store {
+            dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [r14 + rcx + 8] ; add rax, rsi);
+        } else {
+            dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [r13 + rcx + 8] ; add rax, rsi);
+        }
+    }
+
+    fn load(&mut self, i: &Insn, pc: u64, k: usize) {
+        let (kind, n) = match i.op {
+            Op::Lb => (0, 1),
+            Op::Lh => (1, 2),
+            Op::Lw => (2, 4),
+            Op::Ld => (3, 8),
+            Op::Lbu => (4, 1),
+            Op::Lhu => (5, 2),
+            _ => (6, 4),
+        };
+        let slow = self.ops.new_dynamic_label();
+        let done = self.ops.new_dynamic_label();
+        self.tlb(i, n, false, slow);
+        match kind {
+            0 => dynasm!(self.ops ; .arch x64 ; movsx rdx, BYTE [r12 + rax]),
+            1 => dynasm!(self.ops ; .arch x64 ; movsx rdx, WORD [r12 + rax]),
+            2 => dynasm!(self.ops ; .arch x64 ; movsxd rdx, DWORD [r12 + rax]),
+            3 => dynasm!(self.ops ; .arch x64 ; mov rdx, QWORD [r12 + rax]),
+            4 => dynasm!(self.ops ; .arch x64 ; movzx edx, BYTE [r12 + rax]),
+            5 => dynasm!(self.ops ; .arch x64 ; movzx edx, WORD [r12 + rax]),
+            _ => dynasm!(self.ops ; .arch x64 ; mov edx, DWORD [r12 + rax]),
+        }
+        if i.rd() != 0 {
+            dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + xd(i.rd())], rdx);
+        }
+        dynasm!(self.ops ; .arch x64 ; =>done);
+        self.stubs.push(Stub::Slow {
+            label: slow,
+            done,
+            store: false,
+            rs2: 0,
+            pc,
+            meta: meta(k, i, kind),
+        });
+    }
+
+    fn store(&mut self, i: &Insn, pc: u64, k: usize) {
+        let n = match i.op {
+            Op::Sb => 1,
+            Op::Sh => 2,
+            Op::Sw => 4,
+            _ => 8,
+        };
+        let slow = self.ops.new_dynamic_label();
+        let done = self.ops.new_dynamic_label();
+        let code = self.ops.new_dynamic_label();
+        self.tlb(i, n, true, slow);
+        dynasm!(self.ops ; .arch x64 ; mov rdx, QWORD [rbx + xd(i.rs2)]);
+        match n {
+            1 => dynasm!(self.ops ; .arch x64 ; mov BYTE [r12 + rax], dl),
+            2 => dynasm!(self.ops ; .arch x64 ; mov WORD [r12 + rax], dx),
+            4 => dynasm!(self.ops ; .arch x64 ; mov DWORD [r12 + rax], edx),
+            _ => dynasm!(self.ops ; .arch x64 ; mov QWORD [r12 + rax], rdx),
+        }
+        // Ram::touch_page: mark the page dirty; if it holds decoded code,
+        // the stub drops it and ends the block.
+        dynasm!(self.ops
+            ; .arch x64
+            ; shr rax, PAGE_SHIFT as i8
+            ; mov rcx, rax
+            ; shr rcx, 6
+            ; mov rsi, QWORD [rbp + C_DIRTY]
+            ; mov rdx, QWORD [rsi + rcx * 8]
+            ; bts rdx, rax
+            ; mov QWORD [rsi + rcx * 8], rdx
+            ; mov rsi, QWORD [rbp + C_DECODED]
+            ; cmp QWORD [rsi + rax * 8], 0
+            ; jne =>code
+            ; =>done
+        );
+        self.stubs.push(Stub::Slow {
+            label: slow,
+            done,
+            store: true,
+            rs2: i.rs2 & 31,
+            pc,
+            meta: meta(k, i, n as u32),
+        });
+        self.stubs.push(Stub::Code {
+            label: code,
+            count: k as u64 + 1,
+            next: pc.wrapping_add(i.size()),
+        });
+    }
+
+    fn stubs(&mut self) {
+        for stub in std::mem::take(&mut self.stubs) {
+            match stub {
+                Stub::Slow {
+                    label,
+                    done,
+                    store,
+                    rs2,
+                    pc,
+                    meta,
+                } => {
+                    dynasm!(self.ops
+                        ; .arch x64
+                        ; =>label
+                        ; mov rdi, rbp
+                        ; mov rdx, QWORD [rbx + xd(rs2)]
+                        ; mov rcx, QWORD pc as i64
+                        ; mov r8d, meta as i32
+                    );
+                    if store {
+                        dynasm!(self.ops ; .arch x64 ; call QWORD [rbp + C_STORE]);
+                    } else {
+                        dynasm!(self.ops ; .arch x64 ; call QWORD [rbp + C_LOAD]);
+                    }
+                    dynasm!(self.ops
+                        ; .arch x64
+                        ; cmp QWORD [rbp + C_STATUS], 0
+                        ; je =>done
+                        ; jmp QWORD [rbp + C_EXIT]
+                    );
+                }
+                Stub::Code { label, count, next } => {
+                    dynasm!(self.ops
+                        ; .arch x64
+                        ; =>label
+                        ; mov rdi, rbp
+                        ; mov rsi, rax
+                        ; call QWORD [rbp + C_TOUCH]
+                    );
+                    self.exit(count, next);
+                }
+            }
+        }
+    }
+}
+
+/// What a memory helper needs to know of instruction `k`: its index, its
+/// length, rd and the access kind (load kind 0..6, or store width).
+fn meta(k: usize, i: &Insn, kind: u32) -> u32 {
+    (k as u32 & 0xff) | ((i.size() as u32) << 8) | ((i.rd() as u32) << 16) | (kind << 24)
+}
+
+macro_rules! alu_helpers {
+    ($($name:ident: $op:ident),* $(,)?) => {
+        $(
+            extern "sysv64" fn $name(a: u64, b: u64) -> u64 {
+                super::alu(&Insn::bare(Op::$op), a, b, 0).unwrap_or(0)
+            }
+        )*
+        /// The helper that computes `op` of rs1, rs2, if it has one.
+        fn alu_helper(op: Op) -> Option<usize> {
+            match op {
+                $(Op::$op => Some($name as *const () as usize),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+alu_helpers!(
+    mulhsu: Mulhsu,
+    div: Div,
+    divu: Divu,
+    rem: Rem,
+    remu: Remu,
+    divw: Divw,
+    divuw: Divuw,
+    remw: Remw,
+    remuw: Remuw,
+);
+
+/// A load that missed the TLB: the interpreter's `load_slow`.
+///
+/// # Safety
+/// Called by generated code only, with the `Ctx` of the running block,
+/// whose pointers are valid and not otherwise in use while it runs.
+unsafe extern "sysv64" fn helper_load<B: Bus>(
+    ctx: *mut Ctx,
+    va: u64,
+    _rs2: u64,
+    pc: u64,
+    meta: u64,
+) {
+    // SAFETY: see the function's contract: `run_jit` made these pointers
+    // from the `&mut` it holds and does not use those while the block runs.
+    let (c, hart, ram, bus) = unsafe {
+        let (h, r, b) = ((*ctx).hart, (*ctx).ram, (*ctx).bus.cast::<B>());
+        (&mut *ctx, &mut *h, &mut *r, &mut *b)
+    };
+    let k = meta & 0xff;
+    let size = (meta >> 8) & 0xf;
+    let rd = ((meta >> 16) & 31) as u8;
+    let (n, signed) = match (meta >> 24) & 7 {
+        0 => (1, true),
+        1 => (2, true),
+        2 => (4, true),
+        3 => (8, false),
+        4 => (1, false),
+        5 => (2, false),
+        _ => (4, false),
+    };
+    hart.retired = c.start + k;
+    let limit = hart.limit;
+    match hart.load_slow(ram, bus, va, n) {
+        Ok(v) => {
+            let v = match (n, signed) {
+                (1, true) => v as i8 as u64,
+                (2, true) => v as i16 as u64,
+                (4, true) => v as i32 as u64,
+                _ => v,
+            };
+            hart.set_x(rd, v);
+            if hart.limit != limit || ram.code_epoch() != c.epoch {
+                c.status = 2;
+                c.count = k + 1;
+                c.next_pc = pc.wrapping_add(size);
+            }
+        }
+        Err(t) => {
+            c.status = 1;
+            c.count = k;
+            c.next_pc = pc;
+            c.trap = Some(t);
+        }
+    }
+}
+
+/// A store that missed the TLB: the interpreter's `store_slow`.
+///
+/// # Safety
+/// As [`helper_load`].
+unsafe extern "sysv64" fn helper_store<B: Bus>(
+    ctx: *mut Ctx,
+    va: u64,
+    val: u64,
+    pc: u64,
+    meta: u64,
+) {
+    // SAFETY: as in `helper_load`.
+    let (c, hart, ram, bus) = unsafe {
+        let (h, r, b) = ((*ctx).hart, (*ctx).ram, (*ctx).bus.cast::<B>());
+        (&mut *ctx, &mut *h, &mut *r, &mut *b)
+    };
+    let k = meta & 0xff;
+    let size = (meta >> 8) & 0xf;
+    let n = ((meta >> 24) & 15) as usize;
+    hart.retired = c.start + k;
+    let limit = hart.limit;
+    match hart.store_slow(ram, bus, va, n, val) {
+        Ok(()) => {
+            if hart.limit != limit || ram.code_epoch() != c.epoch {
+                c.status = 2;
+                c.count = k + 1;
+                c.next_pc = pc.wrapping_add(size);
+            }
+        }
+        Err(t) => {
+            c.status = 1;
+            c.count = k;
+            c.next_pc = pc;
+            c.trap = Some(t);
+        }
+    }
+}
+
+/// A store hit a page with decoded code: `Ram::touch_page` drops it.
+///
+/// # Safety
+/// As [`helper_load`].
+unsafe extern "sysv64" fn helper_touch(ctx: *mut Ctx, page: u64) {
+    // SAFETY: as in `helper_load`.
+    let ram = unsafe { &mut *(*ctx).ram };
+    ram.touch_page(page as usize);
+}
+
+impl Hart {
+    /// Run translated blocks from `pc` (on the current fetch page, its code
+    /// epoch current) until the budget is used up or the interpreter must
+    /// run the next instruction.
+    pub(super) fn run_jit<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, pc: u64) -> JitStop {
+        let Some(mut jit) = self.jit.take() else {
+            return JitStop::Pc(pc);
+        };
+        let stop = jit.run(self, ram, bus, pc);
+        self.jit = Some(jit);
+        stop
+    }
+}
+
+impl Jit {
+    fn run<B: Bus>(&mut self, hart: &mut Hart, ram: &mut Ram, bus: &mut B, mut pc: u64) -> JitStop {
+        if self.ram_id != Some(ram.id()) {
+            // Translations of other RAM (the machine was reset).
+            self.flush();
+            self.ram_id = Some(ram.id());
+        }
+        let mut ctx = Ctx {
+            exit: self.exit,
+            ram_bytes: std::ptr::null_mut(),
+            tlb_load: hart.tlb.load.as_ptr(),
+            tlb_store: hart.tlb.store.as_ptr(),
+            tag_bits: hart.data_priv | TAG_VALID,
+            dirty: std::ptr::null_mut(),
+            decoded: ram.decoded_ptr().cast(),
+            helper_load: helper_load::<B> as *const () as usize,
+            helper_store: helper_store::<B> as *const () as usize,
+            helper_touch: helper_touch as *const () as usize,
+            status: 0,
+            count: 0,
+            next_pc: 0,
+            start: 0,
+            limit: 0,
+            link: 0,
+            epoch: 0,
+            hart: std::ptr::null_mut(),
+            ram: std::ptr::null_mut(),
+            bus: std::ptr::null_mut(),
+            trap: None,
+        };
+        let mut link = None;
+        loop {
+            if hart.retired >= hart.limit {
+                return JitStop::Pc(pc);
+            }
+            if ram.code_epoch() != hart.fetch_epoch {
+                return JitStop::Pc(pc);
+            }
+            if pc & !0xfff != hart.fetch_va && hart.enter_page(ram, pc).is_none() {
+                return JitStop::Pc(pc);
+            }
+            let Some(b) = self.block(ram, pc, hart.fetch_page) else {
+                return JitStop::Pc(pc);
+            };
+            if let Some((slot, page, flushed)) = link.take() {
+                // The last block left for this one through a slot: make
+                // that jump direct. Both are on one page, so they stay
+                // valid together; the slot must not have been flushed.
+                if b.len > 0 && b.page == page && self.flushed == flushed {
+                    // SAFETY: `slot` is an 8-byte aligned cell inside the
+                    // code of a block in the arena (its exit stub set
+                    // `ctx.link` to it), not flushed since (checked); no
+                    // code runs while it is written.
+                    unsafe { std::ptr::write(slot as *mut u64, b.chain as u64) };
+                    self.stats.links += 1;
+                }
+            }
+            if b.len == 0 {
+                return JitStop::Pc(pc);
+            }
+            if u64::from(b.len) > hart.limit - hart.retired {
+                // The block does not fit: the interpreter runs the tail.
+                return JitStop::Pc(hart.run_fast(ram, pc));
+            }
+            ctx.status = 0;
+            ctx.count = 0;
+            ctx.link = 0;
+            ctx.start = hart.retired;
+            ctx.limit = hart.limit;
+            ctx.epoch = ram.code_epoch();
+            ctx.ram_bytes = ram.bytes_mut().as_mut_ptr();
+            ctx.dirty = ram.dirty_ptr();
+            ctx.ram = ram;
+            ctx.bus = (bus as *mut B).cast();
+            ctx.hart = hart;
+            let x = std::ptr::addr_of_mut!(hart.x).cast::<u64>();
+            // SAFETY: `b.code` is a block emitted by `translate` into the
+            // arena, alive until the next flush (only `block` flushes, not
+            // the code or helpers run here). The generated code reads and
+            // writes guest registers through `x`, RAM through
+            // `ctx.ram_bytes` within pages the TLB maps to RAM (the same
+            // bounds as `load_hit`/`store_hit`), the TLB tables and RAM's
+            // dirty bitmap and decoded slots through pointers taken just
+            // now from the `&mut` borrows this function holds, which are
+            // not used until it returns; the helpers it calls turn
+            // `ctx.hart`, `ctx.ram` and `ctx.bus` back into those borrows
+            // for their duration only.
+            unsafe { (self.enter)(x, &mut ctx, b.code) };
+            let before = hart.retired;
+            hart.retired = ctx.start + ctx.count;
+            self.stats.entered += 1;
+            self.stats.retired_in_blocks += hart.retired - before;
+            if ctx.status == 1 {
+                let trap = ctx.trap.take().unwrap_or(Trap { cause: 0, tval: 0 });
+                return JitStop::Trap(trap, ctx.next_pc);
+            }
+            pc = ctx.next_pc;
+            if ctx.link != 0 {
+                link = Some((ctx.link, b.page, self.flushed));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::BusFault;
+    use crate::encode::{addi, jal};
+
+    struct NoDevices;
+
+    impl Bus for NoDevices {
+        fn load(&mut self, _: u64, _: u8, _: u64) -> Result<u64, BusFault> {
+            Err(BusFault)
+        }
+        fn store(&mut self, _: u64, _: u8, _: u64, _: u64) -> Result<(), BusFault> {
+            Err(BusFault)
+        }
+        fn mtime(&mut self, now: u64) -> u64 {
+            now
+        }
+    }
+
+    /// A cache far too small for the program: it is dropped again and
+    /// again (by the block limit and by the arena), and the results stay
+    /// the interpreter's.
+    #[test]
+    fn a_full_cache_starts_again_and_computes_the_same() {
+        const BASE: u64 = 0x8000_0000;
+        // 1500 blocks of `addi x5, x5, k; jal x0, +4` over two pages and
+        // a bit, then back to the start.
+        let mut code = Vec::new();
+        for k in 0..1500 {
+            code.extend([addi(5, 5, k % 7 + 1), jal(0, 4)]);
+        }
+        code.push(jal(0, -(code.len() as i32) * 4));
+        let bytes: Vec<u8> = code.iter().flat_map(|w| w.to_le_bytes()).collect();
+        for (arena, max_blocks) in [(1 << 20, 50), (4096, 100_000)] {
+            let mut results = Vec::new();
+            for jit in [true, false] {
+                let mut ram = Ram::new(BASE, 1 << 20).unwrap();
+                assert!(ram.write(BASE, &bytes));
+                let mut hart = Hart::new(0);
+                if jit {
+                    hart.jit = Jit::with_limits(arena, max_blocks).map(Box::new);
+                    assert!(hart.jit.is_some());
+                } else {
+                    hart.set_fast_path(false);
+                }
+                hart.set_pc(BASE);
+                for budget in [1, 7, 1000, 5000, 20_000] {
+                    hart.run(&mut ram, &mut NoDevices, budget);
+                }
+                results.push((hart.reg(5), hart.pc(), hart.instret(), hart.jit_stats()));
+            }
+            let (j, r) = (results[0], results[1]);
+            assert_eq!(
+                (j.0, j.1, j.2),
+                (r.0, r.1, r.2),
+                "arena {arena}, {max_blocks} blocks"
+            );
+            assert!(j.3.flushes >= 10, "the cache was dropped: {:?}", j.3);
+            assert!(j.3.retired_in_blocks > 20_000, "blocks ran: {:?}", j.3);
+        }
+    }
+
+    /// A hot block called between cold ones: it is translated anew right
+    /// at flushes, and must keep its code afterwards.
+    #[test]
+    fn a_block_translated_at_a_flush_keeps_its_code() {
+        use crate::encode::i;
+        const BASE: u64 = 0x8000_0000;
+        const HOT: u64 = BASE + 0x8000;
+        // 1000 cold blocks, each `addi x5, x5, k; jal ra, HOT`; HOT is
+        // `addi x6, x6, 3; jalr x0, 0(ra)`.
+        let mut code = Vec::new();
+        for k in 0..1000u64 {
+            let at = BASE + 8 * k;
+            code.extend([
+                addi(5, 5, (k % 5 + 1) as i32),
+                jal(1, (HOT - at - 4) as i32),
+            ]);
+        }
+        code.push(jal(0, 0));
+        let bytes: Vec<u8> = code.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let hot: Vec<u8> = [addi(6, 6, 3), i(0, 1, 0, 0, 0x67)]
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect();
+        for max_blocks in [2, 3, 4, 5] {
+            let mut results = Vec::new();
+            for jit in [true, false] {
+                let mut ram = Ram::new(BASE, 1 << 20).unwrap();
+                assert!(ram.write(BASE, &bytes));
+                assert!(ram.write(HOT, &hot));
+                let mut hart = Hart::new(0);
+                if jit {
+                    hart.jit = Jit::with_limits(1 << 20, max_blocks).map(Box::new);
+                } else {
+                    hart.set_fast_path(false);
+                }
+                hart.set_pc(BASE);
+                hart.run(&mut ram, &mut NoDevices, 3000);
+                results.push((hart.reg(5), hart.reg(6), hart.pc(), hart.instret()));
+            }
+            assert_eq!(results[0], results[1], "at most {max_blocks} blocks");
+        }
+    }
+
+    /// Code rewritten in a loop makes stale blocks pile up until the
+    /// table is full; the blocks in use then must survive the flush.
+    #[test]
+    fn rewriting_code_in_a_loop_fills_the_cache_and_computes_the_same() {
+        use crate::encode::{b, i, r, s};
+        const BASE: u64 = 0x8000_0000;
+        const DATA: u64 = BASE + 0x8000;
+        let add = |rd, rs1| r(0, 0, rs1, 0, rd, 0x33);
+        let inc = |x| i(1, x, 0, x, 0x13);
+        let code = [
+            i(0, 0, 0, 0, 0x13),       // nop (a slice starts in the general loop)
+            r(0, 13, 11, 4, 11, 0x33), // xor x11, x11, x13: CODE <-> DATA
+            add(16, 8),                // rotate x8 <- x14 <- x15 <- x8
+            add(8, 14),
+            add(14, 15),
+            add(15, 16),
+            s(36, 8, 11, 2, 0x23), // sw x8, 36(x11)
+            inc(7),
+            i(0, 0, 0, 0, 0x13), // nop
+            inc(3),              // target (BASE + 36)
+            b(-36, 12, 7, 4),    // blt x7, x12, loop
+            jal(0, 0),
+        ];
+        let bytes: Vec<u8> = code.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let mut results = Vec::new();
+        for jit in [true, false] {
+            let mut ram = Ram::new(BASE, 1 << 20).unwrap();
+            assert!(ram.write(BASE, &bytes));
+            let mut hart = Hart::new(0);
+            if jit {
+                hart.jit = Jit::with_limits(1 << 20, 5).map(Box::new);
+            } else {
+                hart.set_fast_path(false);
+            }
+            hart.set_pc(BASE);
+            hart.set_reg(8, u64::from(inc(4)));
+            hart.set_reg(14, u64::from(inc(5)));
+            hart.set_reg(15, u64::from(inc(6)));
+            hart.set_reg(11, DATA);
+            hart.set_reg(13, BASE ^ DATA);
+            hart.set_reg(12, 300);
+            hart.run(&mut ram, &mut NoDevices, 300 * 10 + 1);
+            let regs: Vec<u64> = (0..32).map(|x| hart.reg(x)).collect();
+            results.push((regs, hart.instret(), hart.jit_stats()));
+        }
+        assert_eq!(results[1].0[7], 300, "the loop ran");
+        assert_eq!((&results[0].0, results[0].1), (&results[1].0, results[1].1));
+        assert!(results[0].2.flushes >= 10, "{:?}", results[0].2);
+    }
+}
