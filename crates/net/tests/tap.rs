@@ -158,7 +158,17 @@ fn a_created_tap_goes_away_with_its_halves() {
         "rx alone keeps it"
     );
     drop(rx);
-    assert_eq!(ns.ip(&["link", "show"]).matches("lstap1").count(), 0);
+    // The kernel unregisters the device after the last close, not during
+    // it (and a process another test thread forks may hold the fd until it
+    // execs): wait for it to go.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while ns.ip(&["link", "show"]).contains("lstap1") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "lstap1 still there 10 s after its last fd closed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[test]
