@@ -117,6 +117,7 @@ pub fn run(args: VmBenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         },
         disks: vec![DiskSource::Empty(size)],
         nics: Vec::new(),
+        ft: None,
     };
     eprintln!(
         "bench: a {} GiB disk with {} MiB of data …",

@@ -180,7 +180,7 @@ fn describe_type(meta: &std::fs::Metadata) -> &'static str {
 
 /// Only this user (or root) may command the VM: the peer's credentials
 /// as the kernel gives them (SO_PEERCRED), not what it claims.
-fn check_peer(conn: &UnixStream) -> Result<(), String> {
+pub(crate) fn check_peer(conn: &UnixStream) -> Result<(), String> {
     let cred = rustix::net::sockopt::socket_peercred(conn)
         .map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
     let peer = cred.uid.as_raw();

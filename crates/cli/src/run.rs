@@ -192,12 +192,26 @@ pub enum Console {
     None,
     File(PathBuf),
     /// A kept VM's console log (appended, rotated); `echo`: also on the
-    /// terminal, which types into the console.
+    /// terminal, which types into the console; `socket`: also to a
+    /// `lockstep vm console` client, which types into it.
     Log {
         path: PathBuf,
         echo: bool,
+        socket: Option<SharedConsole>,
     },
 }
+
+/// A console socket shared by the run's output and input sides.
+#[derive(Debug, Clone)]
+pub struct SharedConsole(pub std::sync::Arc<crate::console_sock::ConsoleServer>);
+
+impl PartialEq for SharedConsole {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SharedConsole {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -383,6 +397,13 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         if s.requested.load(SeqCst) || s.stop_requested.load(SeqCst) {
             let _ = events.send(HostEvent::Stop);
         }
+    }
+    if let Console::Log {
+        socket: Some(socket),
+        ..
+    } = &args.console
+    {
+        socket.0.serve(events.clone()).map_err(RunError::Terminal)?;
     }
     let _terminal = match args.console {
         Console::Stdio | Console::Log { echo: true, .. } => start_console_input(events)?,
@@ -747,14 +768,17 @@ impl Output for RunOutput {
 
 pub fn console_writer(console: &Console) -> Result<Option<Box<dyn Write + Send>>, RunError> {
     Ok(match console {
-        Console::Log { path, echo } => {
+        Console::Log { path, echo, socket } => {
             let log = vmm::ConsoleLog::open(path, vmm::MAX_CONSOLE_LOG).map_err(|source| {
                 RunError::ConsoleFile {
                     path: path.clone(),
                     source,
                 }
             })?;
-            let log: Box<dyn Write + Send> = Box::new(std::io::LineWriter::new(log));
+            let mut log: Box<dyn Write + Send> = Box::new(std::io::LineWriter::new(log));
+            if let Some(socket) = socket {
+                log = Box::new(Tee(Box::new(socket.0.writer()), log));
+            }
             Some(if *echo {
                 Box::new(Tee(Box::new(std::io::stdout()), log))
             } else {
@@ -810,7 +834,7 @@ pub(crate) struct RawTerminal {
 }
 
 impl RawTerminal {
-    fn enter() -> Result<Self, RunError> {
+    pub(crate) fn enter() -> Result<Self, RunError> {
         let stdin = std::io::stdin();
         let saved = termios::tcgetattr(&stdin).map_err(|e| RunError::Terminal(e.into()))?;
         let mut raw = saved.clone();

@@ -28,8 +28,11 @@ enum VmCommand {
     List(ListArgs),
     /// Show everything about a VM: uuid, disks and their files, NICs and MACs, snapshots.
     Show(NameJson),
-    /// Start a VM in the background (its own process; `--attach` keeps the console here).
+    /// Start a VM in the background (its own process; `vm console` attaches
+    /// to it; `--attach` runs it with the console here).
     Start(StartArgs),
+    /// Attach to a running (detached) VM's console; Ctrl-] detaches, the VM runs on.
+    Console(Name),
     /// Stop a running VM (SIGTERM: it stops at the next instruction boundary and
     /// flushes its disks); `--force` kills it if it has not stopped in time.
     Stop(StopArgs),
@@ -46,6 +49,8 @@ enum VmCommand {
     Delete(DeleteArgs),
     /// Rename a powered-off VM.
     Rename(RenameArgs),
+    /// Change a VM's settings (fault tolerance), from its next start.
+    Set(SetArgs),
     /// Clone a VM: full (disks copied, flattened) or linked (standing on a
     /// snapshot's frozen layers); new uuid, MACs and generation id.
     Clone(CloneArgs),
@@ -108,6 +113,47 @@ struct CreateArgs {
     /// Guest time's rate: retired instructions per 10 MHz tick (1 to 1000).
     #[arg(long, value_name = "N", default_value_t = machine::DEFAULT_INSTRUCTIONS_PER_TICK)]
     instructions_per_tick: u64,
+    #[command(flatten)]
+    ft: FtFlags,
+}
+
+/// A kept VM's fault tolerance (as `lockstep run --ft-backup`).
+#[derive(Args, Debug)]
+struct FtFlags {
+    /// Run fault-tolerant, protected by the backup listening at ADDR
+    /// (`lockstep ft backup`) from each start.
+    #[arg(long, value_name = "ADDR", requires = "arbiter")]
+    ft_backup: Option<String>,
+    /// The arbiter file, on storage both FT hosts share.
+    #[arg(long, value_name = "PATH", requires = "ft_backup")]
+    arbiter: Option<PathBuf>,
+    /// The log channel's TLS directory [default: lockstep's].
+    #[arg(long, value_name = "DIR", requires = "ft_backup")]
+    tls_dir: Option<PathBuf>,
+}
+
+impl FtFlags {
+    fn settings(&self) -> Result<Option<vmm::FtSettings>, Box<dyn Error>> {
+        match (&self.ft_backup, &self.arbiter) {
+            (Some(backup), Some(arbiter)) => Ok(Some(vmm::FtSettings {
+                backup: backup.clone(),
+                arbiter: std::path::absolute(arbiter)?,
+                tls_dir: self.tls_dir.as_ref().map(std::path::absolute).transpose()?,
+            })),
+            _ => Ok(None),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct SetArgs {
+    /// The VM.
+    name: String,
+    #[command(flatten)]
+    ft: FtFlags,
+    /// Run it without fault tolerance from its next start.
+    #[arg(long, conflicts_with_all = ["ft_backup", "arbiter", "tls_dir"])]
+    no_ft: bool,
 }
 
 #[derive(Args, Debug)]
@@ -295,6 +341,17 @@ pub fn vm(args: VmArgs) -> CmdResult {
         VmCommand::Show(a) => show(&home, &a.name, a.json),
         VmCommand::Start(a) | VmCommand::Resume(a) => start(&home, a),
         VmCommand::Suspend(a) => suspend(&home, a),
+        VmCommand::Console(a) => {
+            if let RunState::Running { .. } = home.run_state(&a.name)? {
+                let sock = home
+                    .bundle_dir(&a.name)
+                    .join(crate::console_sock::CONSOLE_SOCKET);
+                crate::console_sock::attach(&sock, &a.name)?;
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Err(vmm::VmmError::NotRunning { name: a.name }.into())
+            }
+        }
         VmCommand::Stop(a) => stop(&home, a),
         VmCommand::Kill(a) => {
             let vm = home.open(&a.name)?;
@@ -307,6 +364,22 @@ pub fn vm(args: VmArgs) -> CmdResult {
         VmCommand::Delete(a) => {
             home.delete(&a.name, a.force)?;
             eprintln!("lockstep: deleted VM {}", a.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        VmCommand::Set(a) => {
+            let mut vm = home.open(&a.name)?;
+            say_notes(&a.name, vm.notes());
+            let ft = a.ft.settings()?;
+            if ft.is_none() && !a.no_ft {
+                return Err(
+                    "nothing to set: give --ft-backup ADDR --arbiter PATH, or --no-ft".into(),
+                );
+            }
+            vm.set_ft(ft)?;
+            eprintln!(
+                "lockstep: VM {} updated; it takes effect at its next start",
+                a.name
+            );
             Ok(ExitCode::SUCCESS)
         }
         VmCommand::Rename(a) => {
@@ -395,6 +468,7 @@ fn create(home: &Home, a: CreateArgs) -> CmdResult {
         },
         disks,
         nics,
+        ft: a.ft.settings()?,
     };
     let config = home.create(&spec, &mut progress_bar())?;
     eprintln!(
@@ -510,6 +584,14 @@ fn show(home: &Home, name: &str, json: bool) -> CmdResult {
         let snap = format!("snapshot id {}", l.snapshot);
         println!("linked to:   {} ({snap})", l.name);
     }
+    match &c.ft {
+        Some(ft) => println!(
+            "ft:          backup {}, arbiter {}",
+            ft.backup,
+            ft.arbiter.display()
+        ),
+        None => println!("ft:          off"),
+    }
     println!("snapshots:   {}", c.snapshots.len());
     if let Some(parent) = c.current.parent.and_then(|id| c.snapshot_by_id(id)) {
         println!("current:     after snapshot {}", parent.name);
@@ -562,6 +644,23 @@ fn start(home: &Home, a: StartArgs) -> CmdResult {
             Ok(())
         }))
     });
+    // A detached VM's console is reachable through `vm console`.
+    let socket = if a.attach {
+        None
+    } else {
+        let path = dir.join(crate::console_sock::CONSOLE_SOCKET);
+        match crate::console_sock::ConsoleServer::bind(&path) {
+            Ok(server) => Some(run::SharedConsole(Arc::new(server))),
+            Err(e) => {
+                eprintln!(
+                    "lockstep: no console socket ({}: {e}); the console is only in {}",
+                    path.display(),
+                    vmm::CONSOLE_LOG
+                );
+                None
+            }
+        }
+    };
     let args = RunArgs {
         kernel: image(&c.boot.kernel),
         initrd: image(&c.boot.initrd),
@@ -572,6 +671,7 @@ fn start(home: &Home, a: StartArgs) -> CmdResult {
         console: Console::Log {
             path: dir.join(vmm::CONSOLE_LOG),
             echo: a.attach,
+            socket,
         },
         disks: disks
             .into_iter()
@@ -590,8 +690,12 @@ fn start(home: &Home, a: StartArgs) -> CmdResult {
         restore: resume_from,
         instructions_per_tick: c.instructions_per_tick,
         checkpoint_every: replay::session::CHECKPOINT_EVERY,
-        ft_backup: None,
-        ft: crate::ft::FtOptions::default(),
+        ft_backup: c.ft.as_ref().map(|f| f.backup.clone()),
+        ft: crate::ft::FtOptions {
+            arbiter: c.ft.as_ref().map(|f| f.arbiter.clone()),
+            tls_dir: c.ft.as_ref().and_then(|f| f.tls_dir.clone()),
+            ..crate::ft::FtOptions::default()
+        },
         vmgenid: Some(c.vmgenid),
         suspend: Some(suspend.clone()),
         after_restore,

@@ -186,6 +186,15 @@ fn detached_start_list_stop_and_refusals() {
         assert!(Instant::now() < deadline, "no boot in console.log");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // `vm console` attaches to it; leaving leaves it running.
+    let mut c = Guest::launch_env(&[], &["vm", "console", "d"], &[("LOCKSTEP_HOME", h)]);
+    c.send("echo console-ok-$((6*7))");
+    c.expect("console-ok-42");
+    drop(c);
+    let mut c = Guest::launch_env(&[], &["vm", "console", "d"], &[("LOCKSTEP_HOME", h)]);
+    c.send("echo again-$((6*7))");
+    c.expect("again-42");
+    drop(c);
     let json = ok(h, &["vm", "show", "d", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["state"]["state"], "running");
@@ -193,6 +202,7 @@ fn detached_start_list_stop_and_refusals() {
     ok(h, &["vm", "stop", "d"]);
     let list = ok(h, &["vm", "list"]);
     assert!(list.contains("powered off"), "{list}");
+    refused(h, &["vm", "console", "d"]);
     // Kill, then delete.
     ok(h, &["vm", "start", "d"]);
     ok(h, &["vm", "kill", "d"]);
@@ -359,4 +369,69 @@ fn suspend_then_resume_in_a_new_process_continues_the_guest() {
     let list = ok(h, &["vm", "list"]);
     assert!(list.contains("running"), "{list}");
     poweroff(g);
+}
+
+#[test]
+fn a_vm_with_ft_settings_starts_protected() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let arbiter = h.join("arbiter");
+    let replicas = h.join("replicas");
+    std::fs::create_dir(&replicas).unwrap();
+    let mut backup = Guest::launch_env(
+        &[],
+        &[
+            "ft",
+            "backup",
+            "--listen",
+            "127.0.0.1:0",
+            "--arbiter",
+            arbiter.to_str().unwrap(),
+            "--replica-dir",
+            replicas.to_str().unwrap(),
+            "--console",
+            "none",
+        ],
+        &[("LOCKSTEP_HOME", h)],
+    );
+    let line = backup.expect_stderr("listening on");
+    let addr = line.rsplit(' ').next().unwrap().to_string();
+    ok(
+        h,
+        &[
+            "vm",
+            "create",
+            "f",
+            "--memory",
+            "256M",
+            "--disk-size",
+            "16M",
+            "--append",
+            APPEND,
+            "--ft-backup",
+            &addr,
+            "--arbiter",
+            arbiter.to_str().unwrap(),
+        ],
+    );
+    let show = ok(h, &["vm", "show", "f"]);
+    assert!(
+        show.contains(&format!("ft:          backup {addr}")),
+        "{show}"
+    );
+    let mut g = Guest::launch_env(
+        &[],
+        &["vm", "start", "f", "--attach"],
+        &[("LOCKSTEP_HOME", h)],
+    );
+    g.expect_stderr("protected by the backup");
+    g.expect(PROMPT);
+    let status = ok(h, &["ft", "status", "--name", "f"]);
+    assert!(status.contains("protection: protected by"), "{status}");
+    poweroff(g);
+    drop(backup);
+    ok(h, &["vm", "set", "f", "--no-ft"]);
+    let show = ok(h, &["vm", "show", "f"]);
+    assert!(show.contains("ft:          off"), "{show}");
+    refused(h, &["vm", "set", "f"]);
 }

@@ -95,8 +95,13 @@ pub struct NicConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FtSettings {
+    /// Where the backup listens (`lockstep ft backup --listen`).
     pub backup: String,
+    /// The arbiter file, on storage both hosts share.
     pub arbiter: PathBuf,
+    /// The node's TLS directory [default: lockstep's].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -418,6 +423,14 @@ impl VmConfig {
                 if steps > self.snapshots.len() {
                     return Err("the snapshot tree has a cycle".into());
                 }
+            }
+        }
+        if let Some(ft) = &self.ft {
+            if ft.backup.is_empty() || ft.backup.len() > 255 {
+                return Err("ft.backup: an address of 1 to 255 characters".into());
+            }
+            if !ft.arbiter.is_absolute() {
+                return Err("ft.arbiter: an absolute path".into());
             }
         }
         if let Some(linked) = &self.linked {

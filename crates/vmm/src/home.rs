@@ -4,8 +4,8 @@
 //! never leaves a half bundle under a VM's name.
 
 use crate::config::{
-    check_name, layer_name, Boot, Current, DiskConfig, LinkedTo, Mac, NicConfig, PowerState,
-    VmConfig, FORMAT, MAX_CONFIG_BYTES, MAX_DEVICES,
+    check_name, layer_name, Boot, Current, DiskConfig, FtSettings, LinkedTo, Mac, NicConfig,
+    PowerState, VmConfig, FORMAT, MAX_CONFIG_BYTES, MAX_DEVICES,
 };
 use crate::durable::{rename_noreplace, replace_file, sync_dir};
 use crate::error::{io_at, Result, VmmError};
@@ -37,6 +37,8 @@ pub struct CreateSpec {
     pub disks: Vec<DiskSource>,
     /// `--net` specs, each with its MAC if given (else a random one).
     pub nics: Vec<(String, Option<Mac>)>,
+    /// Fault tolerance: protected by a backup from its start.
+    pub ft: Option<FtSettings>,
 }
 
 /// Where a new VM's disk comes from.
@@ -275,7 +277,7 @@ impl Home {
             next_id: 1,
             disks: Vec::new(),
             nics,
-            ft: None,
+            ft: spec.ft.clone(),
             linked: None,
             current: Current {
                 parent: None,

@@ -165,6 +165,18 @@ impl Vm {
         Ok((name.clone(), dir.join(name)))
     }
 
+    /// Set (or with `None` clear) the VM's fault-tolerance settings; they
+    /// take effect at its next start.
+    pub fn set_ft(&mut self, ft: Option<crate::FtSettings>) -> Result<()> {
+        let mut config = self.config.clone();
+        config.ft = ft;
+        config.check().map_err(|reason| VmmError::BadConfig {
+            path: self.dir.join(CONFIG_FILE),
+            reason,
+        })?;
+        self.switch(config)
+    }
+
     /// Record that the VM is suspended in `state` (a file in `states/`
     /// its process wrote while it held the run lock).
     pub fn set_suspended(&mut self, state: &str) -> Result<()> {

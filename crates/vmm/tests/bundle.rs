@@ -52,6 +52,7 @@ impl Store {
             nics: (0..nics)
                 .map(|_| ("socket:/tmp/seg".into(), None))
                 .collect(),
+            ft: None,
         }
     }
 
