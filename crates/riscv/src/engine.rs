@@ -32,9 +32,10 @@
 //! with helpers for the slow path, exact icount charged at block entry,
 //! stores to code ending the block, translations checked against RAM's
 //! per-page code generation, a bounded code arena dropped whole when
-//! full, and direct jumps between blocks of one page (linked slots, each
-//! block's chain entry checking the budget). It runs where the fast loop
-//! would; everything else (CSRs, system,
+//! full, direct jumps between blocks of one page (linked slots, each
+//! block's chain entry checking the budget), and `jalr` and jumps to other
+//! pages through the jump cache from generated code (fetch TLB, page and
+//! code generation checked). It runs where the fast loop would; everything else (CSRs, system,
 //! atomics, floating point, fetch-page changes that miss the TLB, block
 //! tails that do not fit the budget) is the interpreter's. Blocks are
 //! keyed by (pc, RAM page) rather than by physical address and privilege:
@@ -42,9 +43,14 @@
 //! stores read the data-TLB context bits at run time, and the fetch page
 //! is the interpreter's, found through the fetch TLB).
 //!
-//! Not yet: chaining across pages and through `jalr` (those return to
-//! `run_jit`, which looks the next block up), register caching,
-//! translating A/F/D or CSRs, and making it the default.
+//! Not yet: register caching, translating A/F/D or CSRs (they end
+//! blocks, and the interpreter runs them), sharing the out-of-line stubs
+//! (host code is ~870 bytes per block), and making it the default.
+//!
+//! Measured (this 2-core host, shared): `lockstep bench mips` 2,455 MIPS
+//! translated against 257–305 interpreted and 2,900–3,400 for QEMU TCG;
+//! `lockstep bench` (Debian, 1 hart, `--instructions-per-tick 1000`) wall
+//! 12–14 s translated, 44 s interpreted, 9.7–11 s QEMU.
 //!
 //! # The translator: the whole design
 //!

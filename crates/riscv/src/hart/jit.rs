@@ -25,8 +25,15 @@
 //! next time the jump goes straight there. Both blocks are on one page, so
 //! they become stale together (a page's code changing invalidates both);
 //! a flush drops the slots with the code (a slot is linked only if no
-//! flush came between). `jalr` and targets on other pages always return to
-//! the run loop.
+//! flush came between). `jalr` and targets on other pages look the next
+//! block up in the jump cache from generated code: the fetch TLB must hit
+//! for the target's page with the current privilege (what `enter_page`
+//! requires, so the fetch is as allowed as the interpreter's), giving the
+//! RAM page; the cached block must have that pc and page, its page's code
+//! generation must be current, and it must not be empty; then it is
+//! entered at its chain entry, else the run loop takes over. The run
+//! loop's fetch page may then be stale, which it checks anyway (`pc` off
+//! the fetch page goes through `enter_page`).
 //!
 //! # Exactness (DESIGN §3)
 //!
