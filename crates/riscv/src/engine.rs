@@ -47,10 +47,15 @@
 //! blocks, and the interpreter runs them), sharing the out-of-line stubs
 //! (host code is ~870 bytes per block), and making it the default.
 //!
-//! Measured (this 2-core host, shared): `lockstep bench mips` 2,455 MIPS
-//! translated against 257–305 interpreted and 2,900–3,400 for QEMU TCG;
-//! `lockstep bench` (Debian, 1 hart, `--instructions-per-tick 1000`) wall
-//! 12–14 s translated, 44 s interpreted, 9.7–11 s QEMU.
+//! Measured (this 2-core host, shared, so ±25 %): `lockstep bench mips`
+//! 1,850–2,490 MIPS translated, 257–317 interpreted, 2,900–4,600 for
+//! QEMU TCG in the same runs (ratio 0.40–0.79); `lockstep bench` (Debian,
+//! `--run-flags="--cpu jit --instructions-per-tick 1000"`) wall 10.4 s
+//! against QEMU's 10.0 s on 1 hart (interpreted: 43.7 s against 11.2 s),
+//! 13.2 s against 15.1 s on 2 harts. A boot to the shell translates ~123k
+//! blocks (~108 MB of host code); 94 % of its instructions run in blocks,
+//! and the interpreter's TLB-miss path (`pmp_check_page`, ~16 % of the
+//! time) is now the largest single cost.
 //!
 //! # The translator: the whole design
 //!
