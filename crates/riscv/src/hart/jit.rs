@@ -1175,6 +1175,10 @@ alu_helpers!(
 
 /// A load that missed the TLB: the interpreter's `load_slow`.
 ///
+/// Helpers are `extern "sysv64"` and generated code has no unwind tables:
+/// a panic in one (a bug: nothing the guest does panics) aborts the
+/// process instead of unwinding through generated frames.
+///
 /// # Safety
 /// Called by generated code only, with the `Ctx` of the running block,
 /// whose pointers are valid and not otherwise in use while it runs.
