@@ -86,6 +86,11 @@ pub struct ReplayArgs {
     /// Where the replayed guest's console goes: none, stdio or file:PATH.
     #[arg(long, value_name = "WHERE", default_value = "none", value_parser = run::parse_console)]
     pub console: Console,
+    /// How the harts execute: `interp` or `jit` (the translator; the
+    /// interpreter on other hosts). A log recorded with either replays
+    /// with either.
+    #[arg(long, value_enum, default_value_t = run::RunCpu::Interp)]
+    pub cpu: run::RunCpu,
 }
 
 /// Re-execute a recording with no live inputs and check it.
@@ -108,6 +113,9 @@ pub fn replay_command(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::
     let mut machine = build(&setup, Box::new(TeeOutput::new(output, windows.clone())))?;
     if machine.state_hash()? != reader.header().initial_state_hash {
         return Err(RecordError::InitialState(args.log.clone()).into());
+    }
+    if args.cpu == run::RunCpu::Jit && !machine.set_jit(true) {
+        eprintln!("lockstep: no translator on this host; using the interpreter");
     }
     let started = Instant::now();
     match session::replay(&mut machine, &windows, &mut reader) {

@@ -431,8 +431,15 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         let j = machine.jit_stats();
         eprintln!(
             "lockstep: translator: {} blocks ({} bytes of host code, {} cache flushes), \
-             {} block entries from the run loop, {} direct links, {} instructions in blocks",
-            j.blocks, j.code_bytes, j.flushes, j.entered, j.links, j.retired_in_blocks
+             {} block entries from the run loop, {} direct links, {} jumps through the jump \
+             cache, {} instructions in blocks",
+            j.blocks,
+            j.code_bytes,
+            j.flushes,
+            j.entered,
+            j.links,
+            j.cache_jumps,
+            j.retired_in_blocks
         );
     }
     machine.flush_disks()?;

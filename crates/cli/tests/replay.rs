@@ -14,7 +14,12 @@ const SEED: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed
 
 /// Boot with `--record`, type a few commands, power off.
 fn record(dir: &Path, cpus: &str) -> PathBuf {
-    let log = dir.join(format!("run-{cpus}.log"));
+    record_with(dir, cpus, "interp")
+}
+
+/// The same, the harts executing as `--cpu` says.
+fn record_with(dir: &Path, cpus: &str, cpu: &str) -> PathBuf {
+    let log = dir.join(format!("run-{cpus}-{cpu}.log"));
     let log_arg = log.to_str().expect("utf-8 temp path");
     let mut g = Guest::boot(&[
         "--cpus",
@@ -25,6 +30,8 @@ fn record(dir: &Path, cpus: &str) -> PathBuf {
         log_arg,
         "--checkpoint-every",
         "200000000",
+        "--cpu",
+        cpu,
     ]);
     g.expect(PROMPT);
     assert_eq!(g.run("echo typed-$((6 * 7))"), "typed-42");
@@ -38,9 +45,14 @@ fn record(dir: &Path, cpus: &str) -> PathBuf {
 }
 
 fn replay(log: &Path) -> Output {
+    replay_with(log, "interp")
+}
+
+fn replay_with(log: &Path, cpu: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lockstep"))
         .arg("replay")
         .arg(log)
+        .args(["--cpu", cpu])
         .output()
         .expect("run lockstep replay")
 }
@@ -56,7 +68,11 @@ fn records(log: &Path) -> (replay::Header, Vec<Record>) {
 }
 
 fn assert_replays(log: &Path) {
-    let out = replay(log);
+    assert_replays_with(log, "interp");
+}
+
+fn assert_replays_with(log: &Path, cpu: &str) {
+    let out = replay_with(log, cpu);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "replay failed: {err}");
     assert!(err.contains("replay matched the recording"), "{err}");
@@ -156,6 +172,18 @@ fn a_console_driven_run_replays_exactly_and_bad_logs_are_caught() {
         "divergence at icount {reported}, expected one of the echo windows {windows:?}: {err}"
     );
     assert!(err.contains("Console output differs"), "{err}");
+}
+
+/// The translator is not part of the machine: a run recorded with it
+/// replays under the interpreter, and one recorded with the interpreter
+/// under it, checkpoint for checkpoint.
+#[test]
+fn runs_recorded_with_either_engine_replay_with_the_other() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let translated = record_with(dir.path(), "2", "jit");
+    assert_replays_with(&translated, "interp");
+    let interpreted = record_with(dir.path(), "1", "interp");
+    assert_replays_with(&interpreted, "jit");
 }
 
 #[test]

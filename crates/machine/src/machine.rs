@@ -229,6 +229,7 @@ impl Machine {
             sum.flushes += s.flushes;
             sum.entered += s.entered;
             sum.links += s.links;
+            sum.cache_jumps += s.cache_jumps;
             sum.retired_in_blocks += s.retired_in_blocks;
         }
         sum

@@ -32,9 +32,10 @@
 //! with helpers for the slow path, exact icount charged at block entry,
 //! stores to code ending the block, translations checked against RAM's
 //! per-page code generation, a bounded code arena dropped whole when
-//! full, and direct jumps between blocks of one page (linked slots, each
-//! block's chain entry checking the budget). It runs where the fast loop
-//! would; everything else (CSRs, system,
+//! full, direct jumps between blocks of one page (linked slots, each
+//! block's chain entry checking the budget), and `jalr` and jumps to other
+//! pages through the jump cache from generated code (fetch TLB, page and
+//! code generation checked). It runs where the fast loop would; everything else (CSRs, system,
 //! atomics, floating point, fetch-page changes that miss the TLB, block
 //! tails that do not fit the budget) is the interpreter's. Blocks are
 //! keyed by (pc, RAM page) rather than by physical address and privilege:
@@ -42,9 +43,19 @@
 //! stores read the data-TLB context bits at run time, and the fetch page
 //! is the interpreter's, found through the fetch TLB).
 //!
-//! Not yet: chaining across pages and through `jalr` (those return to
-//! `run_jit`, which looks the next block up), register caching,
-//! translating A/F/D or CSRs, and making it the default.
+//! Not yet: register caching, translating A/F/D or CSRs (they end
+//! blocks, and the interpreter runs them), sharing the out-of-line stubs
+//! (host code is ~870 bytes per block), and making it the default.
+//!
+//! Measured (this 2-core host, shared, so ±25 %): `lockstep bench mips`
+//! 1,850–2,490 MIPS translated, 257–317 interpreted, 2,900–4,600 for
+//! QEMU TCG in the same runs (ratio 0.40–0.79); `lockstep bench` (Debian,
+//! `--run-flags="--cpu jit --instructions-per-tick 1000"`) wall 10.4 s
+//! against QEMU's 10.0 s on 1 hart (interpreted: 43.7 s against 11.2 s),
+//! 13.2 s against 15.1 s on 2 harts. A boot to the shell translates ~123k
+//! blocks (~108 MB of host code); 94 % of its instructions run in blocks,
+//! and the interpreter's TLB-miss path (`pmp_check_page`, ~16 % of the
+//! time) is now the largest single cost.
 //!
 //! # The translator: the whole design
 //!

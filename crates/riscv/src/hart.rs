@@ -91,6 +91,7 @@ pub struct JitStats {
     pub flushes: u64,
     pub entered: u64,
     pub links: u64,
+    pub cache_jumps: u64,
     pub retired_in_blocks: u64,
 }
 

@@ -326,6 +326,12 @@ impl Ram {
         self.code_gen.get(page).copied().unwrap_or(0)
     }
 
+    /// The per-page code generations, for generated code that checks a
+    /// translation is current as [`Ram::code_gen`] does.
+    pub(crate) fn code_gen_ptr(&self) -> *const u64 {
+        self.code_gen.as_ptr()
+    }
+
     /// Tells this RAM apart from others (e.g. RAM replaced on reset).
     pub(crate) fn id(&self) -> u64 {
         self.id

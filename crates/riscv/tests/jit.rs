@@ -290,3 +290,47 @@ fn a_store_into_the_running_block_ends_it() {
         }
     }
 }
+
+/// A jump found through the jump cache by generated code (here `jalr` to
+/// another page) must not land in a translation of code that has since
+/// changed (here by a device writing RAM between slices).
+#[test]
+fn a_jump_to_rewritten_code_runs_the_new_code() {
+    let page_a = BASE + 0x1000;
+    let page_b = BASE + 0x2000;
+    let nop = i(0, 0, 0, 0, 0x13);
+    let inc = |x| i(1, x, 0, x, 0x13);
+    let a = [nop, inc(6), i(0, 1, 0, 0, 0x67)]; // jalr x0, 0(x1)
+    let b_code = |first: u32| [first, jal(0, (page_a + 4) as i32 - page_b as i32 - 4)];
+    let words = |w: &[u32]| w.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>();
+    let mut results = Vec::new();
+    for jit in [true, false] {
+        let mut ram = Ram::new(BASE, 1 << 20).unwrap();
+        assert!(ram.write(page_a, &words(&a)));
+        assert!(ram.write(page_b, &words(&b_code(inc(5)))));
+        let mut hart = Hart::new(0);
+        if jit {
+            hart.set_jit(true);
+        } else {
+            hart.set_fast_path(false);
+        }
+        hart.set_reg(1, page_b);
+        hart.set_pc(page_a);
+        hart.run(&mut ram, &mut NoDevices, 41);
+        // A device rewrites the target: x7 counts from now on, not x5.
+        assert!(ram.write(page_b, &words(&b_code(inc(7)))));
+        hart.set_pc(page_a);
+        hart.run(&mut ram, &mut NoDevices, 41);
+        results.push((
+            (0..32).map(|x| hart.reg(x)).collect::<Vec<_>>(),
+            hart.instret(),
+            hart.jit_stats().cache_jumps,
+        ));
+    }
+    assert_eq!(results[0].0, results[1].0);
+    assert_eq!(results[0].1, results[1].1);
+    assert!(results[1].0[7] > 5, "the new code ran: {:?}", results[1].0);
+    if cfg!(target_arch = "x86_64") {
+        assert!(results[0].2 > 10, "jumps went through the jump cache");
+    }
+}

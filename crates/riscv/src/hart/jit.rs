@@ -25,8 +25,15 @@
 //! next time the jump goes straight there. Both blocks are on one page, so
 //! they become stale together (a page's code changing invalidates both);
 //! a flush drops the slots with the code (a slot is linked only if no
-//! flush came between). `jalr` and targets on other pages always return to
-//! the run loop.
+//! flush came between). `jalr` and targets on other pages look the next
+//! block up in the jump cache from generated code: the fetch TLB must hit
+//! for the target's page with the current privilege (what `enter_page`
+//! requires, so the fetch is as allowed as the interpreter's), giving the
+//! RAM page; the cached block must have that pc and page, its page's code
+//! generation must be current, and it must not be empty; then it is
+//! entered at its chain entry, else the run loop takes over. The run
+//! loop's fetch page may then be stale, which it checks anyway (`pc` off
+//! the fetch page goes through `enter_page`).
 //!
 //! # Exactness (DESIGN §3)
 //!
@@ -115,6 +122,15 @@ pub(super) struct Ctx {
     limit: u64,
     /// Set by an exit that can be linked: the address of its jump slot.
     link: usize,
+    /// For jumps to blocks found at run time: the fetch TLB, its tag bits
+    /// (`priv_mode | TAG_VALID`), the jump cache and RAM's per-page code
+    /// generations.
+    tlb_fetch: *const TlbEntry,
+    fetch_tag: u64,
+    jcache: *const Block,
+    code_gen: *const u64,
+    /// Jumps made through the jump cache (counted by generated code).
+    cache_jumps: u64,
     // Read by the helpers only.
     epoch: u64,
     hart: *mut Hart,
@@ -139,6 +155,16 @@ const C_NEXT_PC: i32 = offset_of!(Ctx, next_pc) as i32;
 const C_START: i32 = offset_of!(Ctx, start) as i32;
 const C_LIMIT: i32 = offset_of!(Ctx, limit) as i32;
 const C_LINK: i32 = offset_of!(Ctx, link) as i32;
+const C_TLB_FETCH: i32 = offset_of!(Ctx, tlb_fetch) as i32;
+const C_FETCH_TAG: i32 = offset_of!(Ctx, fetch_tag) as i32;
+const C_JCACHE: i32 = offset_of!(Ctx, jcache) as i32;
+const C_CODE_GEN: i32 = offset_of!(Ctx, code_gen) as i32;
+const C_CACHE_JUMPS: i32 = offset_of!(Ctx, cache_jumps) as i32;
+const B_PC: i32 = offset_of!(Block, pc) as i32;
+const B_PAGE: i32 = offset_of!(Block, page) as i32;
+const B_GEN: i32 = offset_of!(Block, gen) as i32;
+const B_CHAIN: i32 = offset_of!(Block, chain) as i32;
+const _: () = assert!(std::mem::size_of::<Block>() == 48);
 
 /// How the translator stopped.
 pub(super) enum JitStop {
@@ -163,6 +189,9 @@ pub struct JitStats {
     pub entered: u64,
     /// Jumps from one block straight into the next made direct.
     pub links: u64,
+    /// Jumps from one block into the next found in the jump cache by
+    /// generated code (`jalr`, targets on other pages).
+    pub cache_jumps: u64,
     /// Guest instructions retired inside blocks.
     pub retired_in_blocks: u64,
 }
@@ -250,6 +279,7 @@ impl Drop for Arena {
 }
 
 #[derive(Clone, Copy)]
+#[repr(C)]
 struct Block {
     pc: u64,
     page: usize,
@@ -614,7 +644,12 @@ impl Emitter {
     /// goes straight there.
     fn exit_to(&mut self, count: u64, pc: u64) {
         if pc & !0xfff != self.page_va {
-            self.exit(count, pc);
+            dynasm!(self.ops
+                ; .arch x64
+                ; mov rax, QWORD pc as i64
+                ; mov QWORD [rbp + C_NEXT_PC], rax
+            );
+            self.exit_dynamic(count);
             return;
         }
         let slot = self.ops.new_dynamic_label();
@@ -657,6 +692,58 @@ impl Emitter {
                 Some((s, o))
             })
             .collect()
+    }
+
+    /// Leave the block after `count` instructions for the pc in
+    /// `Ctx::next_pc` (and rax): straight into its block if the jump cache
+    /// has it, current, on a page the fetch TLB maps as `enter_page`
+    /// requires; to the run loop otherwise.
+    fn exit_dynamic(&mut self, count: u64) {
+        let miss = self.ops.new_dynamic_label();
+        dynasm!(self.ops
+            ; .arch x64
+            ; add QWORD [rbp + C_START], count as i32
+            // The fetch TLB entry of the target's page: a hit, as in
+            // `enter_page`, gives its RAM page (rcx).
+            ; mov rcx, rax
+            ; shr rcx, PAGE_SHIFT as i8
+            ; mov edx, ecx
+            ; and edx, (TLB_SIZE - 1) as i32
+            ; shl edx, 4
+            ; shl rcx, 6
+            ; or rcx, QWORD [rbp + C_FETCH_TAG]
+            ; mov rsi, QWORD [rbp + C_TLB_FETCH]
+            ; cmp rcx, QWORD [rsi + rdx]
+            ; jne =>miss
+            ; mov rcx, rax
+            ; and rcx, -0x1000
+            ; add rcx, QWORD [rsi + rdx + 8]
+            ; shr rcx, PAGE_SHIFT as i8
+            // The jump cache's block for the target: same pc, same page,
+            // the page's code unchanged since, not empty.
+            ; mov rdx, rax
+            ; shr rdx, 1
+            ; and edx, (JCACHE - 1) as i32
+            ; imul edx, edx, 48
+            ; add rdx, QWORD [rbp + C_JCACHE]
+            ; cmp rax, QWORD [rdx + B_PC]
+            ; jne =>miss
+            ; cmp rcx, QWORD [rdx + B_PAGE]
+            ; jne =>miss
+            ; mov rsi, QWORD [rbp + C_CODE_GEN]
+            ; mov rsi, QWORD [rsi + rcx * 8]
+            ; cmp rsi, QWORD [rdx + B_GEN]
+            ; jne =>miss
+            ; mov rsi, QWORD [rdx + B_CHAIN]
+            ; test rsi, rsi
+            ; jz =>miss
+            ; add QWORD [rbp + C_CACHE_JUMPS], 1
+            ; jmp rsi
+            ; =>miss
+            // `start` already counts this block.
+            ; mov QWORD [rbp + C_COUNT], 0
+            ; jmp QWORD [rbp + C_EXIT]
+        );
     }
 
     /// Leave the block: `count` instructions retired, continue at `pc`.
@@ -856,10 +943,8 @@ impl Emitter {
                     a!(; mov rax, QWORD next as i64);
                     self.set_rd(rd);
                 }
-                a!(
-                    ; mov QWORD [rbp + C_COUNT], count as i32
-                    ; jmp QWORD [rbp + C_EXIT]
-                );
+                a!(; mov rax, QWORD [rbp + C_NEXT_PC]);
+                self.exit_dynamic(count);
             }
             Op::Beq => branch!(je),
             Op::Bne => branch!(jne),
@@ -1090,6 +1175,10 @@ alu_helpers!(
 
 /// A load that missed the TLB: the interpreter's `load_slow`.
 ///
+/// Helpers are `extern "sysv64"` and generated code has no unwind tables:
+/// a panic in one (a bug: nothing the guest does panics) aborts the
+/// process instead of unwinding through generated frames.
+///
 /// # Safety
 /// Called by generated code only, with the `Ctx` of the running block,
 /// whose pointers are valid and not otherwise in use while it runs.
@@ -1230,6 +1319,11 @@ impl Jit {
             start: 0,
             limit: 0,
             link: 0,
+            tlb_fetch: hart.tlb.fetch.as_ptr(),
+            fetch_tag: hart.priv_mode as u64 | TAG_VALID,
+            jcache: self.jcache.as_ptr(),
+            code_gen: ram.code_gen_ptr(),
+            cache_jumps: 0,
             epoch: 0,
             hart: std::ptr::null_mut(),
             ram: std::ptr::null_mut(),
@@ -1303,6 +1397,7 @@ impl Jit {
                 return JitStop::Trap(trap, ctx.next_pc);
             }
             pc = ctx.next_pc;
+            self.stats.cache_jumps += std::mem::take(&mut ctx.cache_jumps);
             if ctx.link != 0 {
                 link = Some((ctx.link, b.page, self.flushed));
             }
