@@ -42,6 +42,23 @@ fn refused(home: &Path, args: &[&str]) -> String {
     err
 }
 
+/// `vm create NAME` small (256 MiB, a 16 MiB disk, a quiet console), with `extra` flags.
+fn create(home: &Path, name: &str, extra: &[&str]) {
+    let mut args = vec![
+        "vm",
+        "create",
+        name,
+        "--memory",
+        "256M",
+        "--disk-size",
+        "16M",
+        "--append",
+        APPEND,
+    ];
+    args.extend_from_slice(extra);
+    ok(home, &args);
+}
+
 /// `vm start NAME --attach` with the console on our pipes.
 fn attach(home: &Path, name: &str) -> Guest {
     let mut g = Guest::launch_env(
@@ -149,20 +166,7 @@ fn snapshots_of_a_guest_disk_revert_and_merge() {
 fn detached_start_list_stop_and_refusals() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    ok(
-        h,
-        &[
-            "vm",
-            "create",
-            "d",
-            "--memory",
-            "256M",
-            "--disk-size",
-            "16M",
-            "--append",
-            APPEND,
-        ],
-    );
+    create(h, "d", &[]);
     refused(h, &["vm", "create", "d"]);
     refused(h, &["vm", "create", "../evil"]);
     refused(h, &["vm", "start", "nope"]);
@@ -217,22 +221,7 @@ fn full_and_linked_clones_run_beside_their_source_and_ping() {
     let seg = home.path().join("segment");
     std::fs::create_dir(&seg).unwrap();
     let net = format!("socket:{}", seg.display());
-    ok(
-        h,
-        &[
-            "vm",
-            "create",
-            "src",
-            "--memory",
-            "256M",
-            "--disk-size",
-            "16M",
-            "--net",
-            &net,
-            "--append",
-            APPEND,
-        ],
-    );
+    create(h, "src", &["--net", &net]);
     ok(h, &["snapshot", "create", "src", "base"]);
     ok(h, &["vm", "clone", "src", "full"]);
     ok(
@@ -300,20 +289,7 @@ fn show_json(h: &Path, name: &str) -> serde_json::Value {
 fn suspend_then_resume_in_a_new_process_continues_the_guest() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    ok(
-        h,
-        &[
-            "vm",
-            "create",
-            "s",
-            "--memory",
-            "256M",
-            "--disk-size",
-            "16M",
-            "--append",
-            APPEND,
-        ],
-    );
+    create(h, "s", &[]);
     let mut g = attach(h, "s");
     // A counter in RAM only (tmpfs): it survives only if memory does.
     g.run("(i=0; while :; do i=$((i+1)); echo $i >/tmp/c; sleep 1; done) &");
@@ -396,23 +372,10 @@ fn a_vm_with_ft_settings_starts_protected() {
     );
     let line = backup.expect_stderr("listening on");
     let addr = line.rsplit(' ').next().unwrap().to_string();
-    ok(
+    create(
         h,
-        &[
-            "vm",
-            "create",
-            "f",
-            "--memory",
-            "256M",
-            "--disk-size",
-            "16M",
-            "--append",
-            APPEND,
-            "--ft-backup",
-            &addr,
-            "--arbiter",
-            arbiter.to_str().unwrap(),
-        ],
+        "f",
+        &["--ft-backup", &addr, "--arbiter", arbiter.to_str().unwrap()],
     );
     let show = ok(h, &["vm", "show", "f"]);
     assert!(

@@ -127,6 +127,17 @@ pub struct Current {
     pub state: Option<String>,
 }
 
+impl Current {
+    /// A new VM's: no parent, no layers yet, not suspended.
+    pub fn empty() -> Current {
+        Current {
+            parent: None,
+            layers: Vec::new(),
+            state: None,
+        }
+    }
+}
+
 /// A node of the snapshot tree.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -279,11 +279,7 @@ impl Home {
             nics,
             ft: spec.ft.clone(),
             linked: None,
-            current: Current {
-                parent: None,
-                layers: Vec::new(),
-                state: None,
-            },
+            current: Current::empty(),
             snapshots: Vec::new(),
         };
         let staging = Staging::new(self, &spec.name)?;
@@ -427,11 +423,7 @@ impl Home {
             next_id: 1,
             ft: None,
             linked: None,
-            current: Current {
-                parent: None,
-                layers: Vec::new(),
-                state: None,
-            },
+            current: Current::empty(),
             snapshots: Vec::new(),
             nics: src_config
                 .nics
