@@ -335,11 +335,13 @@ impl VmConfig {
         Ok(config)
     }
 
-    /// The file's text.
-    pub fn to_toml(&self) -> String {
-        // Serialising plain data to TOML cannot fail (no maps with
-        // non-string keys, no values TOML lacks).
-        toml::to_string_pretty(self).unwrap_or_default()
+    /// The file's text. (Plain data always serialises; should it ever
+    /// not, the caller writes nothing rather than an empty file.)
+    pub fn to_toml(&self, path: &Path) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| VmmError::BadConfig {
+            path: path.to_path_buf(),
+            reason: format!("cannot be written: {e}"),
+        })
     }
 
     /// Everything a hand-edited or damaged file could get wrong.

@@ -559,7 +559,7 @@ impl Staging {
 
     fn commit(mut self, config: &VmConfig) -> Result<()> {
         let path = self.dir.join(CONFIG_FILE);
-        replace_file(&path, config.to_toml().as_bytes()).map_err(io_at(&path))?;
+        replace_file(&path, config.to_toml(&path)?.as_bytes()).map_err(io_at(&path))?;
         sync_dir(&self.disks).map_err(io_at(&self.disks))?;
         rename_noreplace(&self.dir, &self.target).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {

@@ -252,7 +252,7 @@ impl Vm {
     /// Replace `vm.toml` with the configuration held (the one pointer).
     fn save(&self) -> Result<()> {
         let path = self.dir.join(CONFIG_FILE);
-        replace_file(&path, self.config.to_toml().as_bytes()).map_err(io_at(&path))
+        replace_file(&path, self.config.to_toml(&path)?.as_bytes()).map_err(io_at(&path))
     }
 
     /// Switch to `config` (written, synced, renamed), then remove the
