@@ -20,3 +20,21 @@ pub trait Bus {
     /// the `time` CSR and Sstc.
     fn mtime(&mut self, now: u64) -> u64;
 }
+
+/// A bus with nothing on it: every access outside RAM faults, and
+/// `mtime` is the retired-instruction count. For running a hart alone
+/// (tests, differential checks, benchmarks of the hart by itself).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoDevices;
+
+impl Bus for NoDevices {
+    fn load(&mut self, _: u64, _: u8, _: u64) -> Result<u64, BusFault> {
+        Err(BusFault)
+    }
+    fn store(&mut self, _: u64, _: u8, _: u64, _: u64) -> Result<(), BusFault> {
+        Err(BusFault)
+    }
+    fn mtime(&mut self, now: u64) -> u64 {
+        now
+    }
+}

@@ -176,22 +176,8 @@ impl Engine for Hart {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bus::BusFault;
+    use crate::bus::NoDevices;
     use crate::encode::{addi, bne, jal};
-
-    struct NoDevices;
-
-    impl Bus for NoDevices {
-        fn load(&mut self, _: u64, _: u8, _: u64) -> Result<u64, BusFault> {
-            Err(BusFault)
-        }
-        fn store(&mut self, _: u64, _: u8, _: u64, _: u64) -> Result<(), BusFault> {
-            Err(BusFault)
-        }
-        fn mtime(&mut self, now: u64) -> u64 {
-            now
-        }
-    }
 
     /// What a board does with an engine: slices until the count is reached.
     fn count_to_ten<E: Engine>(engine: &mut E, ram: &mut Ram) -> u64 {

@@ -15,7 +15,7 @@ pub mod hart;
 pub mod mmu;
 pub mod ram;
 
-pub use bus::{Bus, BusFault};
+pub use bus::{Bus, BusFault, NoDevices};
 pub use engine::Engine;
 pub use hart::{Exit, Hart, Irq, JitStats, Priv, Trap};
 pub use ram::Ram;

@@ -10,21 +10,7 @@
 //! and RAM must be the same at the end.
 
 use riscv::encode::{b, i, jal, lui, r, s};
-use riscv::{Bus, BusFault, Exit, Hart, Ram};
-
-struct NoDevices;
-
-impl Bus for NoDevices {
-    fn load(&mut self, _: u64, _: u8, _: u64) -> Result<u64, BusFault> {
-        Err(BusFault)
-    }
-    fn store(&mut self, _: u64, _: u8, _: u64, _: u64) -> Result<(), BusFault> {
-        Err(BusFault)
-    }
-    fn mtime(&mut self, now: u64) -> u64 {
-        now
-    }
-}
+use riscv::{Exit, Hart, NoDevices, Ram};
 
 const BASE: u64 = 0x8000_0000;
 /// The program starts 256 bytes before a page boundary.

@@ -9,21 +9,7 @@
 //! before anyone looks.
 
 use riscv::encode::{b, i, jal, lui, r, s};
-use riscv::{Bus, BusFault, Exit, Hart, Ram};
-
-struct NoDevices;
-
-impl Bus for NoDevices {
-    fn load(&mut self, _: u64, _: u8, _: u64) -> Result<u64, BusFault> {
-        Err(BusFault)
-    }
-    fn store(&mut self, _: u64, _: u8, _: u64, _: u64) -> Result<(), BusFault> {
-        Err(BusFault)
-    }
-    fn mtime(&mut self, now: u64) -> u64 {
-        now
-    }
-}
+use riscv::{Exit, Hart, NoDevices, Ram};
 
 const BASE: u64 = 0x8000_0000;
 const DATA: u64 = BASE + 0x10_0000;

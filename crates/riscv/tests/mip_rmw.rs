@@ -4,21 +4,7 @@
 //! interrupt loop).
 
 use riscv::encode::{i, li32};
-use riscv::{Bus, BusFault, Exit, Hart, Irq, Ram};
-
-struct NoDevices;
-
-impl Bus for NoDevices {
-    fn load(&mut self, _: u64, _: u8, _: u64) -> Result<u64, BusFault> {
-        Err(BusFault)
-    }
-    fn store(&mut self, _: u64, _: u8, _: u64, _: u64) -> Result<(), BusFault> {
-        Err(BusFault)
-    }
-    fn mtime(&mut self, now: u64) -> u64 {
-        now
-    }
-}
+use riscv::{Exit, Hart, Irq, NoDevices, Ram};
 
 const BASE: u64 = 0x8000_0000;
 const MIP: i32 = 0x344;

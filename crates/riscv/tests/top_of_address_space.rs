@@ -5,21 +5,7 @@
 //! overflow checks on, which the release profile has).
 
 use riscv::encode::{addi, i, ld, sd, slli};
-use riscv::{Bus, BusFault, Hart, Ram};
-
-struct NoDevices;
-
-impl Bus for NoDevices {
-    fn load(&mut self, _: u64, _: u8, _: u64) -> Result<u64, BusFault> {
-        Err(BusFault)
-    }
-    fn store(&mut self, _: u64, _: u8, _: u64, _: u64) -> Result<(), BusFault> {
-        Err(BusFault)
-    }
-    fn mtime(&mut self, now: u64) -> u64 {
-        now
-    }
-}
+use riscv::{Hart, NoDevices, Ram};
 
 const BASE: u64 = 0x8000_0000;
 const T0: u32 = 5;

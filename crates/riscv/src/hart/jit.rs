@@ -1408,22 +1408,8 @@ impl Jit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bus::BusFault;
+    use crate::bus::NoDevices;
     use crate::encode::{addi, jal};
-
-    struct NoDevices;
-
-    impl Bus for NoDevices {
-        fn load(&mut self, _: u64, _: u8, _: u64) -> Result<u64, BusFault> {
-            Err(BusFault)
-        }
-        fn store(&mut self, _: u64, _: u8, _: u64, _: u64) -> Result<(), BusFault> {
-            Err(BusFault)
-        }
-        fn mtime(&mut self, now: u64) -> u64 {
-            now
-        }
-    }
 
     /// A cache far too small for the program: it is dropped again and
     /// again (by the block limit and by the arena), and the results stay
