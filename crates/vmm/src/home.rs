@@ -5,11 +5,11 @@
 
 use crate::config::{
     check_name, layer_name, Boot, Current, DiskConfig, FtSettings, LinkedTo, Mac, NicConfig,
-    PowerState, VmConfig, FORMAT, MAX_CONFIG_BYTES, MAX_DEVICES,
+    VmConfig, FORMAT, MAX_CONFIG_BYTES, MAX_DEVICES,
 };
 use crate::durable::{rename_noreplace, replace_file, sync_dir};
 use crate::error::{io_at, Result, VmmError};
-use crate::lock::{self, RunGuard, COMMAND_LOCK};
+use crate::lock::{self, COMMAND_LOCK};
 use crate::vm::{Vm, CONFIG_FILE, DISKS_DIR, STATES_DIR};
 use crate::Progress;
 use serde::Serialize;
@@ -595,13 +595,3 @@ fn short_random() -> Result<String> {
     crate::random_bytes(&mut b)?;
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
-
-/// Offline operations hold the run lock: the VM cannot start meanwhile.
-impl Vm {
-    pub(crate) fn run_guard(&self, what: &'static str) -> Result<RunGuard> {
-        RunGuard::take(self.dir(), &self.config().name, what)
-    }
-}
-
-/// So the `PowerState` of new snapshots is named in one place.
-pub(crate) const OFFLINE_SNAPSHOT: PowerState = PowerState::Off;

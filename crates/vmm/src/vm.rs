@@ -4,7 +4,7 @@
 use crate::config::{layer_name, PowerState, Snapshot, VmConfig};
 use crate::durable::{remove_if_exists, replace_file, sync_dir};
 use crate::error::{io_at, Result, VmmError};
-use crate::home::{read_config, run_state, Home, RunState, OFFLINE_SNAPSHOT};
+use crate::home::{read_config, run_state, Home, RunState};
 use crate::lock::{self, RunGuard};
 use crate::Progress;
 use std::collections::BTreeSet;
@@ -346,7 +346,7 @@ impl Vm {
             name: name.to_string(),
             parent: config.current.parent,
             created: crate::now(),
-            power: OFFLINE_SNAPSHOT,
+            power: PowerState::Off,
             description: description.to_string(),
             layers: frozen,
         });
@@ -491,6 +491,11 @@ impl Vm {
         self.dir = dir;
         self.config.name = name.to_string();
         self.save()
+    }
+
+    /// Offline operations hold the run lock: the VM cannot start meanwhile.
+    pub(crate) fn run_guard(&self, what: &'static str) -> Result<RunGuard> {
+        RunGuard::take(&self.dir, &self.config.name, what)
     }
 
     /// Take the run lock for this process as the VM's: held until the
