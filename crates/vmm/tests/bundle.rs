@@ -9,13 +9,22 @@ use vmm::{Boot, CloneFrom, CreateSpec, DiskSource, Home, Vm, VmmError};
 
 const MIB: u64 = 1 << 20;
 
+/// One test at a time: a `qemu-img` another test thread forks holds
+/// copies of this process's descriptors (and so their `flock`s) until it
+/// execs, which makes a concurrent reopen of an image see it `Locked`.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 struct Store {
+    _turn: std::sync::MutexGuard<'static, ()>,
     _dir: tempfile::TempDir,
     home: Home,
     boot: Boot,
 }
 
 fn store() -> Store {
+    let turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("images");
     std::fs::create_dir(&images).unwrap();
@@ -29,6 +38,7 @@ fn store() -> Store {
         pulled: false,
     };
     Store {
+        _turn: turn,
         home: Home::at(dir.path().join("home")),
         _dir: dir,
         boot,
