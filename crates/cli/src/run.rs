@@ -121,6 +121,11 @@ pub struct RunArgs {
     /// Called once a `--restore` has rebuilt the machine, before it runs.
     #[arg(skip)]
     pub after_restore: Option<AfterRestore>,
+    /// A kept VM's run: its control socket answers commands, and a
+    /// `--restore` runs on the bundle's disks (`disks`: the layers the
+    /// state recorded, or new layers over them).
+    #[arg(skip)]
+    pub bundle: Option<BundleRun>,
     /// How the harts execute: `interp` (the interpreter) or `jit` (the
     /// translator to x86-64; the interpreter on other hosts). Not part of
     /// the machine: both compute the same, to the instruction.
@@ -144,6 +149,13 @@ pub struct Suspend {
     /// process holds the run lock).
     pub stop_requested: std::sync::Arc<std::sync::atomic::AtomicBool>,
     pub to: PathBuf,
+}
+
+/// The kept VM a run belongs to (see [`RunArgs::bundle`]).
+#[derive(Debug, Clone)]
+pub struct BundleRun {
+    pub home: vmm::Home,
+    pub name: String,
 }
 
 /// A hook run after a restore (a resumed kept VM drops its saved state).
@@ -405,6 +417,20 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     {
         socket.0.serve(events.clone()).map_err(RunError::Terminal)?;
     }
+    let (_control, mut commands) = match &args.bundle {
+        Some(b) => {
+            let path = b.home.bundle_dir(&b.name).join(vmm::CONTROL_SOCKET);
+            let server = vmm::control::ControlServer::bind(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let wake = events.clone();
+            let requests = server.serve(move || {
+                let _ = wake.send(HostEvent::Save);
+            })?;
+            let commands = vmm::running::Commands::new(b.home.clone(), &b.name, requests);
+            (Some(server), Some(commands))
+        }
+        None => (None, None),
+    };
     let _terminal = match args.console {
         Console::Stdio | Console::Log { echo: true, .. } => start_console_input(events)?,
         // No console input: the runner sees the channel closed.
@@ -413,7 +439,27 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let (started, first_icount) = (std::time::Instant::now(), machine.icount());
     let end = loop {
         match runner.run(&mut machine) {
-            Ok(RunEnd::SaveRequested) => save(&mut machine, args.save_on_exit.as_deref()),
+            Ok(RunEnd::SaveRequested) => {
+                use vmm::running::Handled;
+                let handled = match &mut commands {
+                    Some(c) => c.handle(&mut machine, &mut runner),
+                    None => Handled::Nothing,
+                };
+                match handled {
+                    // A kept VM's wake-ups are its commands'.
+                    Handled::Nothing if commands.is_some() => {}
+                    Handled::Nothing => save(&mut machine, args.save_on_exit.as_deref()),
+                    Handled::Continue => {}
+                    Handled::Stop => break Ok(RunEnd::Stopped),
+                    Handled::Suspend => match &args.suspend {
+                        Some(s) => {
+                            s.requested.store(true, std::sync::atomic::Ordering::SeqCst);
+                            break Ok(RunEnd::Stopped);
+                        }
+                        None => eprintln!("lockstep: this run cannot suspend"),
+                    },
+                }
+            }
             other => break other,
         }
     };
@@ -596,17 +642,31 @@ fn boot(args: &RunArgs, windows: &SharedWindows) -> Result<Built, Box<dyn std::e
 /// A machine resumed from a snapshot, with a new generation id (Linux
 /// reseeds its RNG: a restored VM must not repeat the original's secrets).
 fn restore(args: &RunArgs, path: &Path) -> Result<Built, Box<dyn std::error::Error>> {
-    let info = machine::snapshot::read_info(path)?;
-    let disks = machine::snapshot::open_disks(&info)?;
+    let (disks, options) = match &args.bundle {
+        // A kept VM's disks are its present layers: the ones the state
+        // recorded, or new layers over them after a revert.
+        Some(_) => (
+            open_disks(&args.disks)?.0,
+            machine::snapshot::RestoreOptions {
+                new_top_layers: true,
+                ..Default::default()
+            },
+        ),
+        None => {
+            let info = machine::snapshot::read_info(path)?;
+            (machine::snapshot::open_disks(&info)?, Default::default())
+        }
+    };
     let started = std::time::Instant::now();
-    let mut machine = Machine::restore_snapshot(path, Box::new(machine::NullOutput), disks)?;
+    let mut machine =
+        Machine::restore_snapshot_with(path, Box::new(machine::NullOutput), disks, &options)?;
     let restored_in = started.elapsed();
     let mut nics = nics::open_for(&args.nets, &machine.nic_macs())?;
     machine.replace_output(Box::new(RunOutput {
         console: console_writer(&args.console)?,
         nics: std::mem::take(&mut nics.tx),
     }));
-    machine.input(Input::VmGenId(new_vmgenid()));
+    machine.input(Input::VmGenId(args.vmgenid.unwrap_or_else(new_vmgenid)));
     eprintln!(
         "lockstep: restored {} at icount {} in {:.1} ms",
         path.display(),

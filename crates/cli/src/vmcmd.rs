@@ -388,9 +388,28 @@ pub fn vm(args: VmArgs) -> CmdResult {
             Ok(ExitCode::SUCCESS)
         }
         VmCommand::Clone(a) => {
+            let mut snapshot = a.from_snapshot.clone();
+            if snapshot.is_none() {
+                if let RunState::Running { .. } = home.run_state(&a.source)? {
+                    // A running VM's clone comes from a snapshot it takes.
+                    let name = format!("clone-{}", a.name);
+                    let reply = ask(
+                        &home,
+                        &a.source,
+                        &vmm::VmCommand::Snapshot {
+                            name: name.clone(),
+                            description: format!("taken to clone {}", a.name),
+                            disk_only: true,
+                        },
+                        SNAPSHOT_WAIT,
+                    )?;
+                    say_reply(&a.source, &reply);
+                    snapshot = Some(name);
+                }
+            }
             let from = CloneFrom {
                 linked: a.linked,
-                snapshot: a.from_snapshot.clone(),
+                snapshot,
             };
             let started = Instant::now();
             let config = home.clone_vm(&a.source, &a.name, &from, &mut progress_bar())?;
@@ -699,6 +718,10 @@ fn start(home: &Home, a: StartArgs) -> CmdResult {
         vmgenid: Some(c.vmgenid),
         suspend: Some(suspend.clone()),
         after_restore,
+        bundle: Some(run::BundleRun {
+            home: home.clone(),
+            name: c.name.clone(),
+        }),
         cpu: run::RunCpu::Interp,
     };
     let code = run::run(args)?;
@@ -707,6 +730,43 @@ fn start(home: &Home, a: StartArgs) -> CmdResult {
         eprintln!("lockstep: VM {} suspended", c.name);
     }
     Ok(code)
+}
+
+/// How long `snapshot create` waits for a running VM's snapshot.
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(600);
+
+/// Ask the running VM `name`'s process to do `command`; its refusal is
+/// an error.
+fn ask(
+    home: &Home,
+    name: &str,
+    command: &vmm::VmCommand,
+    timeout: Duration,
+) -> Result<vmm::VmReply, Box<dyn Error>> {
+    let path = home.bundle_dir(name).join(vmm::CONTROL_SOCKET);
+    match vmm::control::request(&path, command, timeout)? {
+        vmm::VmReply::Error { message } => Err(format!("VM {name}: {message}").into()),
+        reply => Ok(reply),
+    }
+}
+
+fn say_reply(vm: &str, reply: &vmm::VmReply) {
+    if let vmm::VmReply::Snapshot {
+        name,
+        icount,
+        pause_us,
+        total_ms,
+        rounds,
+        ram_bytes,
+    } = reply
+    {
+        eprintln!(
+            "lockstep: created snapshot {name} of running VM {vm} at icount {icount} in {total_ms} ms \
+             (guest paused {:.1} ms; {} MiB of RAM copied in {rounds} round(s))",
+            *pause_us as f64 / 1e3,
+            ram_bytes >> 20
+        );
+    }
 }
 
 fn suspend(home: &Home, a: StopArgs) -> CmdResult {
@@ -863,7 +923,20 @@ pub fn snapshot(args: SnapshotArgs) -> CmdResult {
     let home = Home::from_env()?;
     match args.command {
         SnapshotCommand::Create(a) => {
-            let _ = a.disk_only;
+            if let RunState::Running { .. } = home.run_state(&a.vm)? {
+                let reply = ask(
+                    &home,
+                    &a.vm,
+                    &vmm::VmCommand::Snapshot {
+                        name: a.snapshot.clone(),
+                        description: a.description.clone(),
+                        disk_only: a.disk_only,
+                    },
+                    SNAPSHOT_WAIT,
+                )?;
+                say_reply(&a.vm, &reply);
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut vm = home.open(&a.vm)?;
             say_notes(&a.vm, vm.notes());
             let started = Instant::now();
@@ -912,7 +985,25 @@ pub fn snapshot(args: SnapshotArgs) -> CmdResult {
             let mut vm = home.open(&a.vm)?;
             say_notes(&a.vm, vm.notes());
             let started = Instant::now();
+            if vm.config().snapshot(&a.snapshot).is_none() {
+                return Err(vmm::VmmError::NoSuchSnapshot {
+                    vm: a.vm.clone(),
+                    snapshot: a.snapshot.clone(),
+                }
+                .into());
+            }
+            // The present, running or not, is discarded.
+            if let RunState::Running { pid, .. } = vm.state()? {
+                vm.signal(rustix::process::Signal::KILL)?;
+                if !vm.wait_stopped(Duration::from_secs(10))? {
+                    return Err(format!("VM {} (pid {pid}) did not stop when killed", a.vm).into());
+                }
+            }
             let power = vm.snapshot_revert(&a.snapshot)?;
+            drop(vm);
+            if power == vmm::PowerState::Running {
+                start_detached(&home, &a.vm)?;
+            }
             eprintln!(
                 "lockstep: VM {} reverted to snapshot {} ({power}) in {:.0} ms",
                 a.vm,

@@ -162,6 +162,112 @@ fn snapshots_of_a_guest_disk_revert_and_merge() {
     }
 }
 
+/// The guest's RAM-only counter (see the running-snapshot tests).
+fn counter(g: &mut Guest) -> u64 {
+    g.run("cat /tmp/c").parse().unwrap_or(0)
+}
+
+/// Wait until the counter reaches `at_least`; its value then.
+fn count_to(g: &mut Guest, at_least: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let n = counter(g);
+        if n >= at_least {
+            return n;
+        }
+        assert!(Instant::now() < deadline, "the counter does not count");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `vm console NAME`, at the shell prompt.
+fn console(h: &Path, name: &str) -> Guest {
+    let mut c = Guest::launch_env(&[], &["vm", "console", name], &[("LOCKSTEP_HOME", h)]);
+    c.send("");
+    c.expect(PROMPT);
+    c
+}
+
+#[test]
+fn snapshots_of_a_running_guest_come_back_at_their_instruction() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    create(h, "r", &[]);
+    let mut g = attach(h, "r");
+    // A counter in RAM only (tmpfs): a revert brings back its value only
+    // if memory comes back.
+    g.run("(i=0; while :; do i=$((i+1)); echo $i >/tmp/c; sleep 1; done) &");
+    count_to(&mut g, 3);
+    write_mark(&mut g, "one");
+    let before1 = counter(&mut g);
+    let out = lockstep(h, &["snapshot", "create", "r", "s1"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.contains("guest paused"),
+        "{said}"
+    );
+    let after1 = counter(&mut g);
+    write_mark(&mut g, "two");
+    count_to(&mut g, after1 + 8);
+    ok(
+        h,
+        &["snapshot", "create", "r", "s2", "--description", "second"],
+    );
+    let after2 = counter(&mut g);
+    count_to(&mut g, after2 + 3);
+    let tree = ok(h, &["snapshot", "list", "r", "--tree"]);
+    assert!(tree.contains("s1") && tree.contains("s2"), "{tree}");
+    assert_eq!(tree.matches("running").count(), 2, "{tree}");
+    let list = ok(h, &["snapshot", "list", "r", "--json"]);
+    let snaps: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert!(snaps[0]["state"].as_str().unwrap().ends_with(".state"));
+    // The layers stay readable by qemu-img while the VM runs.
+    for entry in std::fs::read_dir(h.join("vms/r/disks")).unwrap() {
+        let path = entry.unwrap().path();
+        let check = Command::new("qemu-img")
+            .args(["check", "-U", "-q"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(check.success(), "{}", path.display());
+    }
+
+    // Revert the running VM to s1: it runs on from s1's instruction.
+    ok(h, &["snapshot", "revert", "r", "s1"]);
+    let _ = g.child.wait();
+    let mut c = console(h, "r");
+    let n = counter(&mut c);
+    assert!(
+        n >= before1 && n < after2,
+        "after revert to s1 the counter is {n}, expected from {before1} (s1) on, below {after2} (s2)"
+    );
+    assert_eq!(read_mark(&mut c), "one");
+    drop(c);
+    // And to s2.
+    ok(h, &["snapshot", "revert", "r", "s2"]);
+    let mut c = console(h, "r");
+    let n = counter(&mut c);
+    assert!(n >= after1 + 8, "after revert to s2 the counter is {n}");
+    assert_eq!(read_mark(&mut c), "two");
+    drop(c);
+    // Delete s1: s2 (whose state stands on s1's disks) and the present
+    // stay intact.
+    ok(h, &["vm", "stop", "r"]);
+    ok(h, &["snapshot", "delete", "r", "s1"]);
+    let tree = ok(h, &["snapshot", "list", "r", "--tree"]);
+    assert!(!tree.contains("s1") && tree.contains("s2"), "{tree}");
+    ok(h, &["vm", "start", "r"]);
+    let mut c = console(h, "r");
+    assert_eq!(read_mark(&mut c), "two");
+    drop(c);
+    ok(h, &["snapshot", "revert", "r", "s2"]);
+    let mut c = console(h, "r");
+    assert!(counter(&mut c) >= after1 + 8);
+    assert_eq!(read_mark(&mut c), "two");
+    drop(c);
+    ok(h, &["vm", "kill", "r"]);
+}
+
 #[test]
 fn detached_start_list_stop_and_refusals() {
     let home = tempfile::tempdir().unwrap();
@@ -178,7 +284,7 @@ fn detached_start_list_stop_and_refusals() {
         again.contains("already running") && again.contains("pid"),
         "{again}"
     );
-    refused(h, &["snapshot", "create", "d", "s"]);
+    refused(h, &["snapshot", "create", "d", "bad/name"]);
     refused(h, &["vm", "delete", "d"]);
     // The console goes to the bundle's console.log.
     let log = h.join("vms/d/console.log");
@@ -309,11 +415,14 @@ fn suspend_then_resume_in_a_new_process_continues_the_guest() {
     let list = ok(h, &["vm", "list"]);
     assert!(list.contains("suspended"), "{list}");
     // What a suspended VM cannot do, and that its state is in the bundle.
-    refused(h, &["snapshot", "create", "s", "x"]);
     refused(h, &["vm", "rename", "s", "t"]);
     refused(h, &["vm", "clone", "s", "c"]);
     let states: Vec<_> = std::fs::read_dir(h.join("vms/s/states")).unwrap().collect();
     assert_eq!(states.len(), 1);
+    // A snapshot of the suspended VM shares its state.
+    ok(h, &["snapshot", "create", "s", "asleep"]);
+    let show = ok(h, &["snapshot", "show", "s", "asleep"]);
+    assert!(show.contains("suspended"), "{show}");
 
     // Resume in a new process: the same guest, counting on.
     let mut g = Guest::launch_env(
@@ -337,13 +446,31 @@ fn suspend_then_resume_in_a_new_process_continues_the_guest() {
         later > after,
         "the counter stopped after resume: {after} -> {later}"
     );
-    // Resumed: the saved state is gone from the bundle.
+    // Resumed: the saved state is now only the snapshot's.
     assert_eq!(
         std::fs::read_dir(h.join("vms/s/states")).unwrap().count(),
-        0
+        1
     );
     let list = ok(h, &["vm", "list"]);
     assert!(list.contains("running"), "{list}");
+    poweroff(g);
+    // Back to the suspended snapshot: suspended again, at its instruction.
+    ok(h, &["snapshot", "revert", "s", "asleep"]);
+    let list = ok(h, &["vm", "list"]);
+    assert!(list.contains("suspended"), "{list}");
+    let mut g = Guest::launch_env(
+        &[],
+        &["vm", "resume", "s", "--attach"],
+        &[("LOCKSTEP_HOME", h)],
+    );
+    g.expect_stderr("restored");
+    g.send("");
+    g.expect(PROMPT);
+    let again: u64 = g.run("cat /tmp/c").parse().unwrap();
+    assert!(
+        again >= before && again < later,
+        "after revert to the suspended snapshot: {again}, saved at {before}..{after}, later {later}"
+    );
     poweroff(g);
 }
 

@@ -35,7 +35,16 @@ pub struct CopyStats {
 /// for raw, the whole file. The file is opened read-only, with a shared
 /// lock (a running VM writing it makes this fail with `Locked`).
 pub fn allocated(path: &Path, format: Format) -> Result<Runs, DiskError> {
-    let layer = open_alone(path, format)?;
+    held_runs(path, &open_alone(path, format)?)
+}
+
+/// [`allocated`] for a layer this process has open itself (so holds its
+/// lock, which a second open would collide with): opened without a lock.
+pub fn allocated_in_own(path: &Path, format: Format) -> Result<Runs, DiskError> {
+    held_runs(path, &crate::image::open_alone_unlocked(path, format)?)
+}
+
+fn held_runs(path: &Path, layer: &crate::image::Chain) -> Result<Runs, DiskError> {
     let image = &layer.image;
     let size = image.size();
     let mut runs = Runs::default();
@@ -101,7 +110,7 @@ pub fn copy(
         .map(|(b, format)| depth_of(src, &chain.layers, b, format))
         .transpose()?;
     let backing = base
-        .map(|(b, format)| backing_entry(&parent_dir(dst), b, format))
+        .map(|(b, format)| backing_entry(&parent_dir(dst), b, format, true))
         .transpose()?;
 
     write_new(dst, |file, tmp| {

@@ -27,11 +27,33 @@ const MAX_BACKING_NAME: usize = 1023;
 /// to the new image's directory so that the two can move together).
 /// Refuses to replace an existing file.
 pub fn create(path: &Path, size: u64, backing: Option<(&Path, Format)>) -> Result<(), DiskError> {
+    create_with(path, size, backing, true)
+}
+
+/// [`create`] over a backing image this process has open for writing
+/// (whose lock a validating open would collide with): its chain was
+/// validated when it was opened, and only its name is recorded here. A
+/// VM bundle makes the next top layer this way while the guest runs.
+pub fn create_over_own(
+    path: &Path,
+    size: u64,
+    backing: &Path,
+    format: Format,
+) -> Result<(), DiskError> {
+    create_with(path, size, Some((backing, format)), false)
+}
+
+fn create_with(
+    path: &Path,
+    size: u64,
+    backing: Option<(&Path, Format)>,
+    check_backing: bool,
+) -> Result<(), DiskError> {
     check_size(size)?;
     refuse_existing(path)?;
     let dir = parent_dir(path);
     let backing = backing
-        .map(|(b, format)| backing_entry(&dir, b, format))
+        .map(|(b, format)| backing_entry(&dir, b, format, check_backing))
         .transpose()?;
     write_new(path, |file, tmp| {
         format_qcow2(file, tmp, size, backing.as_ref())
@@ -134,10 +156,13 @@ pub(crate) fn backing_entry(
     dir: &Path,
     backing: &Path,
     format: Format,
+    check: bool,
 ) -> Result<BackingEntry, DiskError> {
     // Opening the whole chain validates it before anything is written (the
     // user named this base: its own backing names may go anywhere).
-    open_chain(backing, false, Mode::Pinned(format, BackingPolicy::Any))?;
+    if check {
+        open_chain(backing, false, Mode::Pinned(format, BackingPolicy::Any))?;
+    }
     let canon = |p: &Path| {
         std::fs::canonicalize(p).map_err(|source| DiskError::Io {
             path: p.to_path_buf(),

@@ -106,6 +106,8 @@ pub enum IdentityMismatch {
     },
     #[error("{path} has other contents than {recorded} had when the snapshot was taken")]
     Contents { path: PathBuf, recorded: PathBuf },
+    #[error("{path} is not an empty new layer over the snapshot's disk: it holds data")]
+    NewTopNotEmpty { path: PathBuf },
     #[error("the in-memory contents differ from the snapshot's")]
     MemoryContents,
     #[error("{path}: {source}")]
@@ -190,6 +192,59 @@ impl DiskIdentity {
                 },
             }),
         }
+    }
+
+    /// Like [`DiskIdentity::check`], but `disk` may also be the recorded
+    /// disk with one more layer on top that holds no data yet (the new
+    /// overlay a VM bundle runs on after going back to a snapshot): it
+    /// reads exactly like the recorded disk.
+    pub fn check_allowing_new_top(
+        &self,
+        disk: &dyn BlockDevice,
+        rehash: bool,
+    ) -> Result<(), IdentityMismatch> {
+        let (
+            DiskIdentity::Files {
+                layers,
+                format: recorded,
+                ..
+            },
+            Contents::Files {
+                files: paths,
+                format,
+                ..
+            },
+        ) = (self, disk.contents())
+        else {
+            return self.check(disk, rehash);
+        };
+        if paths.len() != layers.len() + 1 {
+            return self.check(disk, rehash);
+        }
+        if disk.capacity() != self.capacity() {
+            return Err(IdentityMismatch::Capacity {
+                recorded: self.capacity(),
+                now: disk.capacity(),
+            });
+        }
+        if *recorded != format {
+            return Err(IdentityMismatch::Format {
+                recorded: *recorded,
+                now: format,
+            });
+        }
+        let top = &paths[0];
+        let data = crate::allocated_in_own(top, format).map_err(|e| IdentityMismatch::Io {
+            path: top.clone(),
+            source: io::Error::other(e.to_string()),
+        })?;
+        if !data.is_empty() {
+            return Err(IdentityMismatch::NewTopNotEmpty { path: top.clone() });
+        }
+        layers
+            .iter()
+            .zip(&paths[1..])
+            .try_for_each(|(layer, path)| layer.check(path, rehash))
     }
 
     pub fn capacity(&self) -> u64 {

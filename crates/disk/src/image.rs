@@ -160,7 +160,7 @@ impl OpenOptions {
 /// `options.backing` allows.
 pub fn open(path: &Path, options: &OpenOptions) -> Result<Box<dyn BlockDevice>, DiskError> {
     let mode = Mode::Pinned(options.format, options.backing);
-    let chain = open_chain(path, !options.read_only, mode)?;
+    let (chain, top_lock) = open_walk(path, !options.read_only, mode, true, true)?;
     let files = chain
         .layers
         .iter()
@@ -179,6 +179,8 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Box<dyn BlockDevice>, 
         format: options.format,
         backing: options.backing,
         read_only: options.read_only,
+        top_lock,
+        frozen: false,
     }))
 }
 
@@ -226,7 +228,7 @@ pub(crate) struct Chain {
 }
 
 pub(crate) fn open_chain(path: &Path, writable: bool, mode: Mode) -> Result<Chain, DiskError> {
-    open_walk(path, writable, mode, true)
+    open_walk(path, writable, mode, true, true).map(|(chain, _)| chain)
 }
 
 /// Open one file read-only, as a chain of itself alone: a qcow2 image's
@@ -234,13 +236,28 @@ pub(crate) fn open_chain(path: &Path, writable: bool, mode: Mode) -> Result<Chai
 /// file (whose name is not followed, nor checked).
 pub(crate) fn open_alone(path: &Path, format: Format) -> Result<Chain, DiskError> {
     let mode = Mode::Pinned(format, BackingPolicy::Contained);
-    open_walk(path, false, mode, false)
+    open_walk(path, false, mode, false, true).map(|(chain, _)| chain)
 }
 
-fn open_walk(path: &Path, writable: bool, mode: Mode, follow: bool) -> Result<Chain, DiskError> {
+/// [`open_alone`] without taking the file's lock: for a caller that has
+/// the image open itself (and so holds the lock) and only inspects it.
+pub(crate) fn open_alone_unlocked(path: &Path, format: Format) -> Result<Chain, DiskError> {
+    let mode = Mode::Pinned(format, BackingPolicy::Contained);
+    open_walk(path, false, mode, false, false).map(|(chain, _)| chain)
+}
+
+fn open_walk(
+    path: &Path,
+    writable: bool,
+    mode: Mode,
+    follow: bool,
+    lock: bool,
+) -> Result<(Chain, Option<File>), DiskError> {
     let mut walk = Walk {
         mode,
         follow,
+        lock,
+        top_lock: None,
         seen: BTreeSet::new(),
         layers: Vec::new(),
     };
@@ -249,10 +266,13 @@ fn open_walk(path: &Path, writable: bool, mode: Mode, follow: bool) -> Result<Ch
         Mode::Probe => None,
     };
     let image = open_layer(path, writable, top, &mut walk)?;
-    Ok(Chain {
-        image,
-        layers: walk.layers,
-    })
+    Ok((
+        Chain {
+            image,
+            layers: walk.layers,
+        },
+        walk.top_lock,
+    ))
 }
 
 /// A chain being opened: how, the files seen (loops), what was opened.
@@ -260,6 +280,10 @@ struct Walk {
     mode: Mode,
     /// Whether backing files are opened too.
     follow: bool,
+    /// Whether each file is locked (shared to read, exclusive to write).
+    lock: bool,
+    /// A writable top's lock, kept to freeze it ([`BlockDevice::set_frozen`]).
+    top_lock: Option<File>,
     seen: BTreeSet<PathBuf>,
     layers: Vec<LayerInfo>,
 }
@@ -296,7 +320,12 @@ fn open_layer(
             path: path.to_path_buf(),
         });
     }
-    lock(&file, writable, path)?;
+    if walk.lock {
+        lock(&file, writable, path)?;
+        if writable && walk.layers.is_empty() {
+            walk.top_lock = Some(file.try_clone().map_err(io_err)?);
+        }
+    }
     if walk.layers.len() >= MAX_CHAIN_DEPTH {
         return Err(DiskError::Unsupported {
             path: path.to_path_buf(),
@@ -727,6 +756,9 @@ struct ImageDisk {
     backing: BackingPolicy,
     capacity: u64,
     read_only: bool,
+    /// The writable top's file, sharing its lock (to freeze it).
+    top_lock: Option<File>,
+    frozen: bool,
 }
 
 impl ImageDisk {
@@ -751,7 +783,7 @@ impl ImageDisk {
     }
 
     fn writable(&self, offset: u64, len: u64) -> Result<(), DiskError> {
-        if self.read_only {
+        if self.read_only || self.frozen {
             return Err(DiskError::ReadOnly);
         }
         check_range(offset, len, self.capacity)
@@ -774,7 +806,7 @@ impl BlockDevice for ImageDisk {
         self.image.write(data, offset).map_err(|e| self.io(e))
     }
     fn flush(&mut self) -> Result<(), DiskError> {
-        if self.read_only {
+        if self.read_only || self.frozen {
             return Ok(());
         }
         // flush() writes imago's cached metadata; sync() makes it durable.
@@ -796,6 +828,34 @@ impl BlockDevice for ImageDisk {
             Err(e) if e.kind() == io::ErrorKind::Unsupported => self.write_zero_data(offset, len),
             r => r.map_err(|e| self.io(e)),
         }
+    }
+    fn set_frozen(&mut self, frozen: bool) -> Result<(), DiskError> {
+        if self.top_lock.is_none() || frozen == self.frozen {
+            return Ok(());
+        }
+        if frozen {
+            self.flush()?;
+        }
+        let Some(file) = &self.top_lock else {
+            return Ok(());
+        };
+        // flock on the shared open file description converts its lock.
+        let op = if frozen {
+            FlockOperation::NonBlockingLockShared
+        } else {
+            FlockOperation::NonBlockingLockExclusive
+        };
+        flock(file, op).map_err(|e| match e {
+            rustix::io::Errno::WOULDBLOCK => DiskError::Locked {
+                path: self.path.clone(),
+            },
+            e => DiskError::Io {
+                path: self.path.clone(),
+                source: e.into(),
+            },
+        })?;
+        self.frozen = frozen;
+        Ok(())
     }
     fn contents(&self) -> Contents<'_> {
         Contents::Files {

@@ -24,9 +24,9 @@ mod qcow2_check;
 mod runs;
 mod size;
 
-pub use copy::{allocated, copy, CopyStats, COPY_CHUNK};
+pub use copy::{allocated, allocated_in_own, copy, CopyStats, COPY_CHUNK};
 pub use crash::crash_point;
-pub use create::{create, CLUSTER_SIZE, MAX_VIRTUAL_SIZE};
+pub use create::{create, create_over_own, CLUSTER_SIZE, MAX_VIRTUAL_SIZE};
 pub use identity::{
     digest_file, Contents, DiskIdentity, FileIdentity, FileStat, IdentityMismatch, DIGEST_CHUNK,
 };
@@ -96,6 +96,16 @@ pub trait BlockDevice: Send {
     fn write_zeroes(&mut self, offset: u64, len: u64) -> Result<(), DiskError>;
     /// Where the bytes live, for snapshots' [`DiskIdentity`].
     fn contents(&self) -> Contents<'_>;
+    /// Stop (`true`) or resume writing through this handle. A frozen
+    /// image file lets other opens read it (its exclusive lock becomes a
+    /// shared one): a VM bundle puts a new overlay over the image while
+    /// this handle is still open, then drops it. Writes to a frozen disk
+    /// fail with [`DiskError::ReadOnly`]. A disk that is read-only
+    /// anyway, or has no file, has nothing to do.
+    fn set_frozen(&mut self, frozen: bool) -> Result<(), DiskError> {
+        let _ = frozen;
+        Ok(())
+    }
 }
 
 /// Check that `[offset, offset+len)` lies within `capacity`.

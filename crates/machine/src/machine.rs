@@ -111,6 +111,10 @@ pub enum MachineError {
     Flush { slot: usize, source: DiskError },
     #[error("reading disk {slot} back for the state hash: {source}")]
     DiskHash { slot: usize, source: DiskError },
+    #[error("the machine has no disk number {index}")]
+    NoSuchDisk { index: usize },
+    #[error("switching disk {slot} to a new backend: {reason}")]
+    DiskSwap { slot: usize, reason: String },
 }
 
 /// What one call to [`Machine::step`] did.
@@ -460,6 +464,42 @@ impl Machine {
             .iter()
             .flatten()
             .map(|d| d as &dyn BlockDevice)
+    }
+
+    /// Freeze (or thaw) every disk's image: flushed, no more writes, and
+    /// other opens may read it (see [`BlockDevice::set_frozen`]). The guest
+    /// must not run while its disks are frozen.
+    pub fn set_disks_frozen(&mut self, frozen: bool) -> Result<(), MachineError> {
+        for (slot, disk) in self.board.disks.iter_mut().enumerate() {
+            if let Some(disk) = disk {
+                disk.set_frozen(frozen)
+                    .map_err(|source| MachineError::Flush { slot, source })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Put `backend` in place of attached disk `index`'s (the n-th disk,
+    /// in slot order), after flushing it: the new backend must read the
+    /// same bytes (a new overlay over the flushed image). The guest sees
+    /// no change; the old backend is returned (drop it to close it).
+    pub fn replace_disk(
+        &mut self,
+        index: usize,
+        backend: Box<dyn BlockDevice>,
+    ) -> Result<Box<dyn BlockDevice>, MachineError> {
+        let (slot, disk) = self
+            .board
+            .disks
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(slot, d)| Some((slot, d.as_mut()?)))
+            .nth(index)
+            .ok_or(MachineError::NoSuchDisk { index })?;
+        disk.flush()
+            .map_err(|source| MachineError::Flush { slot, source })?;
+        disk.replace_inner(backend)
+            .map_err(|reason| MachineError::DiskSwap { slot, reason })
     }
 
     /// Make every disk write durable (on poweroff or before a snapshot).

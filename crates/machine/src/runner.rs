@@ -184,6 +184,12 @@ pub trait Journal {
     fn stepped(&mut self, machine: &mut Machine) -> Result<(), JournalError>;
     /// The run ended (the guest powered off or the host stopped it).
     fn ended(&mut self, machine: &mut Machine, end: RunEnd) -> Result<(), JournalError>;
+    /// True once the journal has nothing more to do: the runner drops it
+    /// after the step that finished it (a task such as a snapshot's
+    /// pre-copy, not a log that must see the whole run).
+    fn done(&self) -> bool {
+        false
+    }
 }
 
 pub struct Runner {
@@ -198,7 +204,9 @@ pub struct Runner {
     /// The host instant that corresponds to `mtime` 0 (set when the first
     /// run starts; kept across pauses, so guest time catches up after one).
     anchor: Option<Instant>,
-    journal: Option<Box<dyn Journal>>,
+    /// Every input and step is reported to each, in the order added (an
+    /// FT primary's log and a recording at once).
+    journals: Vec<Box<dyn Journal>>,
     stats: PacingStats,
 }
 
@@ -211,7 +219,7 @@ impl Runner {
             pending: VecDeque::new(),
             frames: Vec::new(),
             anchor: None,
-            journal: None,
+            journals: Vec::new(),
             stats: PacingStats::default(),
         }
     }
@@ -229,15 +237,27 @@ impl Runner {
         self
     }
 
-    /// Report every input and step to `journal` (record mode).
+    /// Report every input and step to `journal` too (record mode, an FT
+    /// primary's log; both at once compose).
     pub fn with_journal(mut self, journal: Box<dyn Journal>) -> Self {
-        self.journal = Some(journal);
+        self.journals.push(journal);
         self
     }
 
-    /// The one way the runner changes the machine: through the journal.
+    /// [`Runner::with_journal`] between runs (e.g. a snapshot's pre-copy,
+    /// which the runner drops once it is [`Journal::done`]).
+    pub fn add_journal(&mut self, journal: Box<dyn Journal>) {
+        self.journals.push(journal);
+    }
+
+    /// Journals reporting now.
+    pub fn journals(&self) -> usize {
+        self.journals.len()
+    }
+
+    /// The one way the runner changes the machine: through the journals.
     fn apply(&mut self, machine: &mut Machine, input: Input) -> Result<(), RunError> {
-        if let Some(journal) = &mut self.journal {
+        for journal in &mut self.journals {
             journal.input(machine, &input).map_err(RunError::Journal)?;
         }
         machine.input(input);
@@ -248,7 +268,7 @@ impl Runner {
         if end == RunEnd::SaveRequested {
             return Ok(end);
         }
-        if let Some(journal) = &mut self.journal {
+        for journal in &mut self.journals {
             journal.ended(machine, end).map_err(RunError::Journal)?;
         }
         Ok(end)
@@ -268,9 +288,10 @@ impl Runner {
             self.feed_console(machine)?;
             self.feed_net(machine)?;
             let step = machine.step()?;
-            if let Some(journal) = &mut self.journal {
+            for journal in &mut self.journals {
                 journal.stepped(machine).map_err(RunError::Journal)?;
             }
+            self.journals.retain(|j| !j.done());
             match step {
                 Step::Ran => {
                     if let Some(end) = self.pace(machine)? {

@@ -277,6 +277,10 @@ pub struct RestoreOptions {
     /// recorded one. Reads all of RAM and the images: restore is no longer
     /// lazy.
     pub verify: bool,
+    /// Each disk given may also be the recorded one with a new, still
+    /// empty layer on top (a VM bundle going back to a snapshot runs on
+    /// a new overlay over the layers the snapshot froze).
+    pub new_top_layers: bool,
 }
 
 /// One attached disk as the snapshot recorded it.
@@ -1275,7 +1279,7 @@ impl Machine {
         let records = r.disks()?;
         let config = r.config(&state)?;
         r.check_ram_record(&config)?;
-        let disks = r.check_disks(&records, disks, options.verify)?;
+        let disks = r.check_disks(&records, disks, options)?;
         let (fresh_virtio, backends) = virtio_devices(&config.virtio, disks)
             .map_err(|e| r.corrupt(Section::State, e.to_string()))?;
         r.check_state(&state, &config, &fresh_virtio)?;
@@ -1438,8 +1442,9 @@ impl Reader {
         &self,
         records: &[DiskRecord],
         disks: Vec<Box<dyn BlockDevice>>,
-        rehash: bool,
+        options: &RestoreOptions,
     ) -> Result<Vec<Box<dyn BlockDevice>>, SnapshotError> {
+        let rehash = options.verify;
         if let Some(missing) = records.get(disks.len()) {
             return Err(SnapshotError::DiskMissing {
                 path: self.path.clone(),
@@ -1458,12 +1463,15 @@ impl Reader {
             });
         }
         for (record, disk) in records.iter().zip(&disks) {
-            record.identity.check(&**disk, rehash).map_err(|reason| {
-                SnapshotError::DiskChanged {
-                    path: self.path.clone(),
-                    slot: record.slot,
-                    reason,
-                }
+            let checked = if options.new_top_layers {
+                record.identity.check_allowing_new_top(&**disk, rehash)
+            } else {
+                record.identity.check(&**disk, rehash)
+            };
+            checked.map_err(|reason| SnapshotError::DiskChanged {
+                path: self.path.clone(),
+                slot: record.slot,
+                reason,
             })?;
         }
         Ok(disks)

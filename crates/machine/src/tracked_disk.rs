@@ -146,6 +146,26 @@ impl TrackedDisk {
         &*self.inner
     }
 
+    /// Go on with `inner` in place of the present backend, which it must
+    /// read exactly like (e.g. a new empty overlay over it, after a
+    /// flush): what was written stays tracked. Returns the old backend.
+    pub fn replace_inner(
+        &mut self,
+        inner: Box<dyn BlockDevice>,
+    ) -> Result<Box<dyn BlockDevice>, String> {
+        if inner.capacity() != self.capacity {
+            return Err(format!(
+                "the new backend holds {} bytes, the disk {}",
+                inner.capacity(),
+                self.capacity
+            ));
+        }
+        if inner.read_only() != self.inner.read_only() {
+            return Err("the new backend differs in being read-only".into());
+        }
+        Ok(std::mem::replace(&mut self.inner, inner))
+    }
+
     /// Start (or restart, empty) logging the clusters changed from now on.
     pub fn start_change_log(&mut self) {
         self.change_log = Some(Runs::default());
@@ -427,6 +447,10 @@ impl BlockDevice for TrackedDisk {
 
     fn read_only(&self) -> bool {
         self.inner.read_only()
+    }
+
+    fn set_frozen(&mut self, frozen: bool) -> Result<(), DiskError> {
+        self.inner.set_frozen(frozen)
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), DiskError> {

@@ -212,7 +212,10 @@ fn restore(path: &Path, disks: Vec<Box<dyn BlockDevice>>) -> Result<Machine, Sna
 }
 
 fn verified(path: &Path, disks: Vec<Box<dyn BlockDevice>>) -> Result<Machine, SnapshotError> {
-    let options = RestoreOptions { verify: true };
+    let options = RestoreOptions {
+        verify: true,
+        ..Default::default()
+    };
     Machine::restore_snapshot_with(path, Box::new(SharedOutput::default()), disks, &options)
 }
 
@@ -958,7 +961,10 @@ fn a_live_save_assembled_elsewhere_continues_exactly() {
         &file,
         Box::new(restored_out.clone()),
         vec![Box::new(replica)],
-        &RestoreOptions { verify: true },
+        &RestoreOptions {
+            verify: true,
+            ..Default::default()
+        },
     )
     .unwrap();
     drop(file); // the restored machine keeps its mappings

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
 /// The bundle format this build writes and the newest it reads.
-pub const FORMAT: u64 = 1;
+pub const FORMAT: u64 = 2;
 /// The longest VM or snapshot name.
 pub const MAX_NAME_LEN: usize = 64;
 /// `vm.toml` larger than this is refused unread.
@@ -57,6 +57,11 @@ pub struct VmConfig {
     /// A linked clone: whose frozen layers its disks stand on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linked: Option<LinkedTo>,
+    /// Layers of deleted snapshots that saved machine states stand on
+    /// (merging them would change the disks those states recorded): kept
+    /// in `disks/` as the backing files they are. Format 2.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_layers: Vec<String>,
     /// The VM's present disks and their place in the tree.
     pub current: Current,
     #[serde(default, rename = "snapshot")]
@@ -153,6 +158,10 @@ pub struct Snapshot {
     pub description: String,
     /// The disk layers it froze (file names in `disks/`), one per disk.
     pub layers: Vec<String>,
+    /// A running or suspended snapshot's machine state (memory, devices,
+    /// the instruction it stopped at): a file in `states/`. Format 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 /// A snapshot's power state: what a revert to it comes back as.
@@ -291,9 +300,12 @@ pub fn layer_name(disk: usize, id: u64) -> String {
     format!("d{disk}-{id}.qcow2")
 }
 
-/// A suspended state's file name: `suspend-<digits>.state`.
+/// A machine state's file name: `suspend-<digits>.state` (a suspended
+/// VM's, or a snapshot taken while it was suspended) or
+/// `snap-<digits>.state` (a snapshot taken while it ran).
 pub(crate) fn is_state_name(name: &str) -> bool {
     name.strip_prefix("suspend-")
+        .or_else(|| name.strip_prefix("snap-"))
         .and_then(|rest| rest.strip_suffix(".state"))
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
@@ -338,7 +350,16 @@ impl VmConfig {
     /// The file's text. (Plain data always serialises; should it ever
     /// not, the caller writes nothing rather than an empty file.)
     pub fn to_toml(&self, path: &Path) -> Result<String> {
-        toml::to_string_pretty(self).map_err(|e| VmmError::BadConfig {
+        // Format 1 readers take any bundle without snapshot states.
+        let mut out = self.clone();
+        out.format = if self.snapshots.iter().any(|s| s.state.is_some())
+            || !self.retired_layers.is_empty()
+        {
+            FORMAT
+        } else {
+            1
+        };
+        toml::to_string_pretty(&out).map_err(|e| VmmError::BadConfig {
             path: path.to_path_buf(),
             reason: format!("cannot be written: {e}"),
         })
@@ -398,12 +419,36 @@ impl VmConfig {
         for l in &self.current.layers {
             files.insert(l.as_str());
         }
+        for l in &self.retired_layers {
+            if !is_layer_name(l) || !files.insert(l.as_str()) {
+                return Err(format!(
+                    "retired layer {l:?}: not a layer name, or named twice"
+                ));
+            }
+        }
         for s in &self.snapshots {
             check_name("snapshot name", &s.name).map_err(|e| e.to_string())?;
             if s.description.len() > MAX_DESCRIPTION {
                 return Err(format!("snapshot {:?}: description too long", s.name));
             }
             check_layers(&format!("snapshot {:?}", s.name), &s.layers)?;
+            match (&s.state, s.power) {
+                (None, PowerState::Off) => {}
+                (Some(state), PowerState::Running | PowerState::Suspended)
+                    if is_state_name(state) => {}
+                (Some(state), PowerState::Running | PowerState::Suspended) => {
+                    return Err(format!(
+                        "snapshot {:?}: {state:?} is not a state file name",
+                        s.name
+                    ))
+                }
+                (None, power) => {
+                    return Err(format!("snapshot {:?}: {power} but no state", s.name))
+                }
+                (Some(_), power) => {
+                    return Err(format!("snapshot {:?}: {power} with a state", s.name))
+                }
+            }
             if ids.insert(s.id, s.parent).is_some() {
                 return Err(format!("two snapshots have id {}", s.id));
             }
@@ -473,6 +518,7 @@ impl VmConfig {
             .layers
             .iter()
             .chain(self.snapshots.iter().flat_map(|s| &s.layers))
+            .chain(&self.retired_layers)
             .map(String::as_str)
             .collect()
     }

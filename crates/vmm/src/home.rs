@@ -279,6 +279,7 @@ impl Home {
             nics,
             ft: spec.ft.clone(),
             linked: None,
+            retired_layers: Vec::new(),
             current: Current::empty(),
             snapshots: Vec::new(),
         };
@@ -423,6 +424,7 @@ impl Home {
             next_id: 1,
             ft: None,
             linked: None,
+            retired_layers: Vec::new(),
             current: Current::empty(),
             snapshots: Vec::new(),
             nics: src_config

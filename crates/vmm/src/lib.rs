@@ -17,10 +17,12 @@
 
 mod config;
 mod console;
+pub mod control;
 mod durable;
 mod error;
 mod home;
 mod lock;
+pub mod running;
 mod vm;
 
 pub use config::{
@@ -28,11 +30,12 @@ pub use config::{
     PowerState, Snapshot, VmConfig, FORMAT, MAX_CONFIG_BYTES, MAX_DESCRIPTION, MAX_NAME_LEN,
 };
 pub use console::{ConsoleLog, MAX_CONSOLE_LOG};
+pub use control::{VmCommand, VmReply, CONTROL_SOCKET};
 pub use durable::{rename_noreplace, replace_file, sync_dir};
 pub use error::{Result, VmmError};
 pub use home::{CloneFrom, CreateSpec, DiskSource, Home, RunState, VmSummary};
 pub use lock::{RunGuard, COMMAND_LOCK_WAIT};
-pub use vm::{Vm, CONSOLE_LOG, VM_LOG};
+pub use vm::{PendingSnapshot, Vm, CONSOLE_LOG, VM_LOG};
 
 /// Progress of a long operation: what, bytes done, bytes in all.
 pub type Progress<'a> = &'a mut dyn FnMut(&str, u64, u64);

@@ -22,6 +22,22 @@ pub const CONSOLE_LOG: &str = "console.log";
 /// The VM process's own messages (a detached VM's stderr).
 pub const VM_LOG: &str = "vm.log";
 
+/// A snapshot of a running VM between [`Vm::snapshot_begin_running`] and
+/// [`Vm::snapshot_commit`].
+#[derive(Debug)]
+pub struct PendingSnapshot {
+    pub name: String,
+    /// The new top layers (made), one per disk, in disk order.
+    pub tops: Vec<PathBuf>,
+    /// The layers the snapshot freezes (the present tops), in disk order.
+    pub frozen: Vec<PathBuf>,
+    /// Where the machine state goes (`None`: a disk-only snapshot).
+    pub state: Option<PathBuf>,
+    /// The bundle's `states/` (for the state file's temporary).
+    pub states: PathBuf,
+    config: VmConfig,
+}
+
 /// A VM opened for a command; its command lock is held until dropped.
 #[derive(Debug)]
 pub struct Vm {
@@ -72,6 +88,7 @@ impl Vm {
         if lock::running(&self.dir)?.is_some() {
             return Ok(());
         }
+        self.repair_states()?;
         let referenced = self.referenced_files();
         for sub in [DISKS_DIR, STATES_DIR] {
             let dir = self.dir.join(sub);
@@ -102,6 +119,39 @@ impl Vm {
         Ok(())
     }
 
+    /// A snapshot of a running VM names its state file before the file is
+    /// complete (the guest runs on while it is written): if the VM's
+    /// process died first, the snapshot keeps its disks (consistent as
+    /// after a power loss) and becomes a powered-off one.
+    fn repair_states(&mut self) -> Result<()> {
+        let states = self.dir.join(STATES_DIR);
+        let missing = |s: &Option<String>| s.as_ref().is_some_and(|f| !states.join(f).is_file());
+        let mut config = self.config.clone();
+        let mut notes = Vec::new();
+        for snap in &mut config.snapshots {
+            if missing(&snap.state) {
+                notes.push(format!(
+                    "snapshot {:?}: its memory state was not completely written (the VM's process ended first); kept as a powered-off snapshot of its disks",
+                    snap.name
+                ));
+                snap.state = None;
+                snap.power = PowerState::Off;
+            }
+        }
+        if missing(&config.current.state) {
+            notes.push(
+                "its saved state is missing: it starts from its disks, as after a power loss"
+                    .into(),
+            );
+            config.current.state = None;
+        }
+        if !notes.is_empty() {
+            self.switch(config)?;
+            self.notes.extend(notes);
+        }
+        Ok(())
+    }
+
     /// Every file in `disks/` and `states/` the configuration names.
     fn referenced_files(&self) -> BTreeSet<String> {
         self.config
@@ -109,6 +159,7 @@ impl Vm {
             .into_iter()
             .map(str::to_string)
             .chain(self.config.current.state.clone())
+            .chain(self.config.snapshots.iter().filter_map(|s| s.state.clone()))
             .collect()
     }
 
@@ -152,15 +203,7 @@ impl Vm {
     /// Where a run of this VM saves its state if it is suspended (the
     /// `states/` directory made if missing).
     pub fn suspend_target(&self) -> Result<(String, PathBuf)> {
-        let dir = self.dir.join(STATES_DIR);
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .or_else(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => Ok(()),
-                _ => Err(e),
-            })
-            .map_err(io_at(&dir))?;
+        let dir = self.states_dir()?;
         let name = format!("suspend-{}.state", self.config.next_id);
         Ok((name.clone(), dir.join(name)))
     }
@@ -331,24 +374,27 @@ impl Vm {
                 snapshot: name.to_string(),
             });
         }
-        let _guard = self.run_guard(
-            "snapshots of a running VM are not built yet: stop it first (or use `lockstep run --save-on-exit`)",
-        )?;
-        self.refuse_suspended(
-            "snapshots of a suspended VM are not built yet: resume it and stop it first",
-        )?;
+        let _guard = self
+            .run_guard("its process takes snapshots of it (`lockstep snapshot create` asks it)")?;
         let mut config = self.config.clone();
         let id = config.take_id();
         let frozen = config.current.layers.clone();
         let tops = self.new_tops(&mut config, &frozen)?;
+        // A suspended VM's snapshot shares its saved state: both resume
+        // from it, the present on new layers over the frozen ones.
+        let state = config.current.state.clone();
         config.snapshots.push(Snapshot {
             id,
             name: name.to_string(),
             parent: config.current.parent,
             created: crate::now(),
-            power: PowerState::Off,
+            power: match state {
+                Some(_) => PowerState::Suspended,
+                None => PowerState::Off,
+            },
             description: description.to_string(),
             layers: frozen,
+            state,
         });
         config.current.parent = Some(id);
         config.current.layers = tops;
@@ -361,6 +407,118 @@ impl Vm {
             })
     }
 
+    /// Begin a snapshot of the VM this process runs (holding its run
+    /// lock): the new top layers are made now; [`Vm::snapshot_commit`]
+    /// switches to them with the guest paused, after the machine's disks
+    /// were flushed. Unless `disk_only`, the snapshot names a state file
+    /// (`states/snap-N.state`) the caller completes after the commit; if
+    /// it never does, the next command keeps the snapshot as a powered-off
+    /// one.
+    pub fn snapshot_begin_running(
+        &mut self,
+        name: &str,
+        description: &str,
+        disk_only: bool,
+    ) -> Result<PendingSnapshot> {
+        crate::check_name("snapshot name", name)?;
+        if description.len() > crate::MAX_DESCRIPTION {
+            return Err(VmmError::OutOfRange {
+                what: "description length",
+                value: description.len() as u64,
+                range: "at most 4096 bytes",
+            });
+        }
+        if self.config.snapshot(name).is_some() {
+            return Err(VmmError::SnapshotExists {
+                vm: self.config.name.clone(),
+                snapshot: name.to_string(),
+            });
+        }
+        match lock::running(&self.dir)? {
+            Some((pid, _)) if pid == std::process::id() => {}
+            _ => {
+                return Err(VmmError::NotRunning {
+                    name: self.config.name.clone(),
+                })
+            }
+        }
+        let states = self.states_dir()?;
+        let mut config = self.config.clone();
+        let id = config.take_id();
+        let frozen = config.current.layers.clone();
+        // The running process holds the present tops open (and locked).
+        let mut tops: Vec<String> = Vec::new();
+        for (i, layer) in frozen.iter().enumerate() {
+            let name = layer_name(i, config.take_id());
+            let made = disk::create_over_own(
+                &self.layer_path(&name),
+                config.disks[i].size,
+                &self.layer_path(layer),
+                disk::Format::Qcow2,
+            );
+            if let Err(e) = made {
+                for t in &tops {
+                    let _ = remove_if_exists(&self.layer_path(t));
+                }
+                return Err(e.into());
+            }
+            tops.push(name);
+        }
+        let state = (!disk_only).then(|| format!("snap-{id}.state"));
+        config.snapshots.push(Snapshot {
+            id,
+            name: name.to_string(),
+            parent: config.current.parent,
+            created: crate::now(),
+            power: if disk_only {
+                PowerState::Off
+            } else {
+                PowerState::Running
+            },
+            description: description.to_string(),
+            layers: frozen.clone(),
+            state: state.clone(),
+        });
+        config.current.parent = Some(id);
+        config.current.layers = tops.clone();
+        Ok(PendingSnapshot {
+            name: name.to_string(),
+            tops: tops.iter().map(|l| self.layer_path(l)).collect(),
+            frozen: frozen.iter().map(|l| self.layer_path(l)).collect(),
+            state: state.map(|s| states.join(s)),
+            states,
+            config,
+        })
+    }
+
+    /// Switch `vm.toml` to the begun snapshot: from now on the VM's disks
+    /// are its new top layers (the caller's machine must already write to
+    /// them, or write nothing until it does).
+    pub fn snapshot_commit(&mut self, pending: &PendingSnapshot) -> Result<()> {
+        self.switch(pending.config.clone())
+    }
+
+    /// Give up a begun snapshot before its commit: its new layers go.
+    pub fn snapshot_abandon(&self, pending: PendingSnapshot) {
+        for top in &pending.tops {
+            let _ = remove_if_exists(top);
+        }
+    }
+
+    /// `states/`, made if missing.
+    fn states_dir(&self) -> Result<PathBuf> {
+        let dir = self.dir.join(STATES_DIR);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Ok(()),
+                _ => Err(e),
+            })
+            .map_err(io_at(&dir))?;
+        Ok(dir)
+    }
+
     /// Go back to a snapshot: the present disks are discarded, new empty
     /// layers over the snapshot's become current, with a new generation id
     /// (the guest must not repeat what it did after the snapshot).
@@ -371,8 +529,10 @@ impl Vm {
         let tops = self.new_tops(&mut config, &snap.layers)?;
         config.current.parent = Some(snap.id);
         config.current.layers = tops;
-        // A suspended state belongs to the discarded present.
-        config.current.state = None;
+        // The present's suspended state goes with it; a running or
+        // suspended snapshot's becomes the present's, resumed at the next
+        // start (a running one's at once: the caller starts it).
+        config.current.state = snap.state.clone();
         config.vmgenid = crate::new_vmgenid()?;
         self.switch(config)?;
         Ok(snap.power)
@@ -403,13 +563,6 @@ impl Vm {
             });
         }
         let _guard = self.run_guard("stop it first")?;
-        let present_on = self.config.ancestors(self.config.current.parent);
-        if self.config.current.state.is_some() && subtree_contains(&subtree, &present_on) {
-            return Err(VmmError::Suspended {
-                name: self.config.name.clone(),
-                what: "deleting a snapshot its disks stand on would rewrite them under its saved state: resume it and stop it first",
-            });
-        }
         // Children before parents: each deletion is its own transaction.
         for id in subtree.into_iter().rev() {
             self.delete_one(id, progress)?;
@@ -422,6 +575,24 @@ impl Vm {
             return Ok(());
         };
         let mut config = self.config.clone();
+        if self.states_stand_on(id) {
+            // Merging would rewrite the disks a saved state recorded: the
+            // layers stay as backing files, the node goes.
+            for child in config.snapshots.iter_mut().filter(|s| s.parent == Some(id)) {
+                child.parent = snap.parent;
+            }
+            if config.current.parent == Some(id) {
+                config.current.parent = snap.parent;
+            }
+            config.retired_layers.extend(snap.layers.iter().cloned());
+            config.snapshots.retain(|s| s.id != id);
+            self.notes.push(format!(
+                "kept the disk layers of snapshot {:?} ({}): saved machine states stand on them",
+                snap.name,
+                snap.layers.join(", ")
+            ));
+            return self.switch(config);
+        }
         // What each of its layers stood on: the merged layers stand there.
         let mut bases = Vec::new();
         for layer in &snap.layers {
@@ -452,6 +623,18 @@ impl Vm {
         }
         config.snapshots.retain(|s| s.id != id);
         self.switch(config)
+    }
+
+    /// Whether a saved machine state (a running or suspended snapshot
+    /// below snapshot `id`, or the present's) records disks whose chain
+    /// holds `id`'s layers.
+    fn states_stand_on(&self, id: u64) -> bool {
+        let c = &self.config;
+        let below = |at: Option<u64>| c.ancestors(at).contains(&id);
+        c.snapshots
+            .iter()
+            .any(|s| s.id != id && s.state.is_some() && below(Some(s.id)))
+            || (c.current.state.is_some() && below(c.current.parent))
     }
 
     /// Rebuild each of `layers` to hold its own data and what it stood
@@ -590,9 +773,4 @@ impl Vm {
             }
         }
     }
-}
-
-/// Whether any of `ids` is among `ancestors`.
-fn subtree_contains(ids: &[u64], ancestors: &[u64]) -> bool {
-    ids.iter().any(|id| ancestors.contains(id))
 }

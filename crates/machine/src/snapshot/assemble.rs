@@ -132,6 +132,26 @@ impl Assembler {
         state: &[u8],
         disks: &[&dyn BlockDevice],
     ) -> Result<Assembled, SnapshotError> {
+        self.finish_as(state, disks, None)
+    }
+
+    /// [`Assembler::finish`] for disks opened only to be read (a bundle's
+    /// frozen layers) that the machine ran on writable: the file records
+    /// them as writable, as a save of the running machine would.
+    pub fn finish_frozen(
+        self,
+        state: &[u8],
+        disks: &[&dyn BlockDevice],
+    ) -> Result<Assembled, SnapshotError> {
+        self.finish_as(state, disks, Some(false))
+    }
+
+    fn finish_as(
+        self,
+        state: &[u8],
+        disks: &[&dyn BlockDevice],
+        read_only: Option<bool>,
+    ) -> Result<Assembled, SnapshotError> {
         let parsed: State = match postcard::take_from_bytes(state) {
             Ok((value, [])) => value,
             Ok(_) => return Err(self.bad(super::Section::State, "trailing bytes".into())),
@@ -145,7 +165,7 @@ impl Assembler {
                 "the images' or RAM's size differs from the one announced".into(),
             ));
         }
-        let records = self.disk_records(&parsed, disks)?;
+        let records = self.disk_records(&parsed, disks, read_only)?;
         let images = self.hash_region(IMAGES_OFFSET, self.images_len)?;
         let (ram, ram_end) = self.ram_record()?;
         let (file, path) = (self.file.as_file(), self.path());
@@ -169,6 +189,7 @@ impl Assembler {
         &self,
         state: &State,
         disks: &[&dyn BlockDevice],
+        read_only: Option<bool>,
     ) -> Result<Vec<DiskRecord>, SnapshotError> {
         let slots: Vec<usize> = state
             .config
@@ -196,7 +217,7 @@ impl Assembler {
                 })?;
                 Ok(DiskRecord {
                     slot,
-                    read_only: disk.read_only(),
+                    read_only: read_only.unwrap_or(disk.read_only()),
                     identity,
                 })
             })

@@ -290,7 +290,10 @@ mod tests {
         let mut message = String::new();
         for verify in [false, true] {
             LARGEST.with(|l| l.set(0));
-            let options = RestoreOptions { verify };
+            let options = RestoreOptions {
+                verify,
+                ..Default::default()
+            };
             let restored =
                 Machine::restore_snapshot_with(path, Box::new(NullOutput), vec![], &options);
             let largest = LARGEST.with(Cell::get);
@@ -319,7 +322,10 @@ mod tests {
             let path = saved(dir.path(), ram);
             let forged = forge(&path, parts(&path));
             for verify in [false, true] {
-                let options = RestoreOptions { verify };
+                let options = RestoreOptions {
+                    verify,
+                    ..Default::default()
+                };
                 Machine::restore_snapshot_with(&forged, Box::new(NullOutput), vec![], &options)
                     .unwrap();
             }

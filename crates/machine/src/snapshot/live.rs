@@ -62,6 +62,9 @@ pub struct LiveSave {
     tracker: DirtyTracker,
     round: Round,
     rounds: u32,
+    /// Disks are sent too (not for a save whose disks are kept another
+    /// way, e.g. a bundle's frozen layers: [`Machine::live_save_ram`]).
+    disks: bool,
 }
 
 impl Machine {
@@ -82,6 +85,23 @@ impl Machine {
                 skip_zero: true,
             },
             rounds: 0,
+            disks: true,
+        }
+    }
+
+    /// Start a live save of RAM only: the pieces are pages, and the disks
+    /// are left alone (their contents are saved another way, such as
+    /// switching to new overlay layers while the machine is paused).
+    pub fn live_save_ram(&mut self) -> LiveSave {
+        LiveSave {
+            tracker: self.ram.track_dirty(),
+            round: Round {
+                scan: Some(0),
+                skip_zero: true,
+                ..Round::default()
+            },
+            rounds: 0,
+            disks: false,
         }
     }
 
@@ -258,8 +278,10 @@ impl LiveSave {
     /// Stop the save: the machine no longer logs changes for it.
     pub fn cancel(self, machine: &mut Machine) {
         machine.ram.untrack_dirty(self.tracker);
-        for disk in machine.board.disks.iter_mut().flatten() {
-            disk.stop_change_log();
+        if self.disks {
+            for disk in machine.board.disks.iter_mut().flatten() {
+                disk.stop_change_log();
+            }
         }
     }
 }

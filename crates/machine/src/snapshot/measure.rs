@@ -116,7 +116,10 @@ pub fn measure(dir: &Path, spec: &MeasureSpec) -> Result<Measurement, SnapshotEr
     drop(restored);
 
     let start = Instant::now();
-    let verify = RestoreOptions { verify: true };
+    let verify = RestoreOptions {
+        verify: true,
+        ..Default::default()
+    };
     let checked = Machine::restore_snapshot_with(&path, Box::new(NullOutput), Vec::new(), &verify)?;
     let verified_restore = start.elapsed();
     drop(checked);

@@ -1,0 +1,432 @@
+//! The VM's own process: the commands its run loop answers
+//! ([`crate::VmCommand`], from the control socket) and the snapshot of the
+//! running machine.
+//!
+//! # A snapshot of a running VM
+//!
+//! Memory is copied while the guest runs (the pre-copy of
+//! [`machine::snapshot::LiveSave`], RAM only, into a new state file
+//! through [`machine::snapshot::Assembler`]), a budget per run-loop step,
+//! round after round, until what the guest dirtied since the round began
+//! is small. Then, with the guest paused (inside one step): the last
+//! dirty pages, the harts and devices, a flush of the disks, a switch of
+//! every disk to a new empty qcow2 layer over its present top (made
+//! before the pause), and `vm.toml` switched to name the snapshot and
+//! the new layers. The guest then runs on, writing only to the new
+//! layers, while the state file is completed (the identity of the frozen
+//! layers is their digest, read after the pause) and renamed into place.
+//! A process that dies before that leaves a snapshot naming a state file
+//! that does not exist: the next command keeps it as a powered-off
+//! snapshot of its disks ([`crate::Vm`]'s repair).
+
+use crate::control::{Request, VmCommand, VmReply};
+use crate::home::Home;
+use crate::vm::{PendingSnapshot, Vm};
+use machine::snapshot::{Assembler, LiveSave, Piece};
+use machine::{Input, Journal, JournalError, Machine, RunEnd, Runner};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::time::Instant;
+
+/// RAM copied per run-loop step during the pre-copy.
+const COPY_PER_STEP: usize = 8 << 20;
+/// Pause for the last round once a round is at most this large.
+const FINAL_ROUND_BYTES: u64 = 4 << 20;
+/// Pause after this many rounds whatever is left (a guest dirtying memory
+/// faster than it is copied never converges).
+const MAX_ROUNDS: u32 = 8;
+
+/// What the run loop must do after [`Commands::handle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// No command was waiting (the pause was for something else).
+    Nothing,
+    /// Commands were taken; run on.
+    Continue,
+    /// Stop the VM (flush, exit).
+    Stop,
+    /// Save the machine into the bundle and exit.
+    Suspend,
+}
+
+/// The commands of a running bundle VM's process.
+pub struct Commands {
+    home: Home,
+    name: String,
+    requests: Receiver<Request>,
+}
+
+impl Commands {
+    pub fn new(home: Home, name: &str, requests: Receiver<Request>) -> Commands {
+        Commands {
+            home,
+            name: name.to_string(),
+            requests,
+        }
+    }
+
+    /// Take the waiting commands (the run loop calls this when the runner
+    /// returned [`RunEnd::SaveRequested`]: the machine is paused at an
+    /// instruction boundary). A snapshot starts as a task on `runner`.
+    pub fn handle(&mut self, machine: &mut Machine, runner: &mut Runner) -> Handled {
+        let mut handled = Handled::Nothing;
+        loop {
+            let request = match self.requests.try_recv() {
+                Ok(r) => r,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return handled,
+            };
+            handled = Handled::Continue;
+            match request.command {
+                VmCommand::Status {} => {
+                    let _ = request.reply.send(VmReply::Status {
+                        pid: std::process::id(),
+                        icount: machine.icount(),
+                        mtime: machine.mtime(),
+                    });
+                }
+                VmCommand::Stop {} => {
+                    let _ = request.reply.send(VmReply::Accepted);
+                    return Handled::Stop;
+                }
+                VmCommand::Suspend {} => {
+                    let _ = request.reply.send(VmReply::Accepted);
+                    return Handled::Suspend;
+                }
+                VmCommand::Snapshot {
+                    name,
+                    description,
+                    disk_only,
+                } => {
+                    let reply = request.reply;
+                    match self.begin(&name, &description, disk_only) {
+                        Ok((vm, pending)) if disk_only => {
+                            let _ = reply.send(disk_only_snapshot(machine, vm, pending));
+                        }
+                        Ok((vm, pending)) => runner
+                            .add_journal(Box::new(SnapshotTask::new(machine, vm, pending, reply))),
+                        Err(message) => {
+                            let _ = reply.send(VmReply::Error { message });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn begin(
+        &self,
+        name: &str,
+        description: &str,
+        disk_only: bool,
+    ) -> Result<(Vm, PendingSnapshot), String> {
+        let mut vm = self.home.open(&self.name).map_err(|e| e.to_string())?;
+        let pending = vm
+            .snapshot_begin_running(name, description, disk_only)
+            .map_err(|e| e.to_string())?;
+        Ok((vm, pending))
+    }
+}
+
+/// Switch every disk of `machine` to the pending snapshot's new layers
+/// (flushing first) and commit the snapshot; the guest is paused
+/// throughout. On failure before any disk switched, the snapshot is
+/// abandoned and the machine untouched.
+fn switch_disks(
+    machine: &mut Machine,
+    vm: &mut Vm,
+    pending: &PendingSnapshot,
+) -> Result<(), Fatal> {
+    // Frozen, the present tops let the new layers over them open them.
+    machine
+        .set_disks_frozen(true)
+        .map_err(|e| Fatal::Before(e.to_string()))?;
+    let options = disk::OpenOptions {
+        format: disk::Format::Qcow2,
+        read_only: false,
+        backing: disk::BackingPolicy::Any,
+    };
+    let mut tops = Vec::new();
+    for top in &pending.tops {
+        match disk::open(top, &options) {
+            Ok(t) => tops.push(t),
+            Err(e) => {
+                drop(tops);
+                return Err(match machine.set_disks_frozen(false) {
+                    Ok(()) => Fatal::Before(e.to_string()),
+                    Err(thaw) => Fatal::After(format!("{e}; then {thaw}")),
+                });
+            }
+        }
+    }
+    for (i, top) in tops.into_iter().enumerate() {
+        // Dropping the old backend closes the frozen layer's writable handle.
+        machine
+            .replace_disk(i, top)
+            .map_err(|e| Fatal::After(e.to_string()))?;
+    }
+    vm.snapshot_commit(pending)
+        .map_err(|e| Fatal::After(format!("recording the snapshot: {e}")))
+}
+
+/// Why switching disks failed: before anything changed (the snapshot is
+/// given up, the guest runs on), or after (the machine's disks and the
+/// bundle disagree: the run must end).
+enum Fatal {
+    Before(String),
+    After(String),
+}
+
+fn disk_only_snapshot(machine: &mut Machine, mut vm: Vm, pending: PendingSnapshot) -> VmReply {
+    let started = Instant::now();
+    match switch_disks(machine, &mut vm, &pending) {
+        Ok(()) => VmReply::Snapshot {
+            name: pending.name.clone(),
+            icount: machine.icount(),
+            pause_us: started.elapsed().as_micros() as u64,
+            total_ms: started.elapsed().as_millis() as u64,
+            rounds: 0,
+            ram_bytes: 0,
+        },
+        Err(Fatal::Before(message)) => {
+            vm.snapshot_abandon(pending);
+            VmReply::Error { message }
+        }
+        Err(Fatal::After(message)) => VmReply::Error {
+            message: format!("{message} (the VM must be restarted)"),
+        },
+    }
+}
+
+/// A snapshot of the running machine in progress: a journal the runner
+/// calls at every step (see the module docs); it is done once the guest
+/// runs on the new layers.
+struct SnapshotTask {
+    job: Option<Job>,
+    started: Instant,
+}
+
+struct Job {
+    vm: Vm,
+    pending: PendingSnapshot,
+    save: LiveSave,
+    file: Assembler,
+    reply: Sender<VmReply>,
+    ram_bytes: u64,
+    uuid: [u8; 16],
+}
+
+impl SnapshotTask {
+    fn new(
+        machine: &mut Machine,
+        vm: Vm,
+        pending: PendingSnapshot,
+        reply: Sender<VmReply>,
+    ) -> Self {
+        let started = Instant::now();
+        let file = machine
+            .boot_image_parts()
+            .map_err(|e| e.to_string())
+            .and_then(|parts| {
+                let len = parts.iter().map(|p| p.len() as u64).sum();
+                let mut file = Assembler::new(&pending.states, len, machine.config().memory)
+                    .map_err(|e| e.to_string())?;
+                let mut at = 0;
+                for part in parts {
+                    file.images(at, part).map_err(|e| e.to_string())?;
+                    at += part.len() as u64;
+                }
+                Ok(file)
+            });
+        let file = match file {
+            Ok(f) => f,
+            Err(message) => {
+                vm.snapshot_abandon(pending);
+                let _ = reply.send(VmReply::Error { message });
+                return SnapshotTask { job: None, started };
+            }
+        };
+        let uuid = *vm.config().uuid.as_bytes();
+        SnapshotTask {
+            job: Some(Job {
+                vm,
+                pending,
+                save: machine.live_save_ram(),
+                file,
+                reply,
+                ram_bytes: 0,
+                uuid,
+            }),
+            started,
+        }
+    }
+}
+
+/// Sends pages to the state file, counting bytes.
+fn to_file<'a>(
+    file: &'a mut Assembler,
+    bytes: &'a mut u64,
+) -> impl FnMut(Piece<'_>) -> Result<(), String> + 'a {
+    move |piece| match piece {
+        Piece::Page { index, bytes: page } => {
+            *bytes += page.len() as u64;
+            file.page(index as u64, page).map_err(|e| e.to_string())
+        }
+        Piece::Disk { .. } => Err("a RAM-only save sent disk data".into()),
+    }
+}
+
+impl Job {
+    /// Copy a step's budget; `Ok(true)` when it is time for the last round.
+    fn precopy(&mut self, machine: &mut Machine) -> Result<bool, String> {
+        let mut sink = to_file(&mut self.file, &mut self.ram_bytes);
+        let complete = self
+            .save
+            .copy(machine, COPY_PER_STEP, &mut sink)
+            .map_err(|e| e.to_string())?;
+        if !complete {
+            return Ok(false);
+        }
+        let next = self.save.next_round(machine);
+        Ok(next <= FINAL_ROUND_BYTES || self.save.rounds() >= MAX_ROUNDS)
+    }
+
+    /// The pause: last pages and state, then the disks switch. The state
+    /// file is completed on a thread of its own.
+    fn finish(self, machine: &mut Machine, started: Instant) -> Result<(), JournalError> {
+        let Job {
+            mut vm,
+            pending,
+            save,
+            mut file,
+            reply,
+            mut ram_bytes,
+            uuid,
+        } = self;
+        let paused = Instant::now();
+        let rounds = save.rounds();
+        let state = {
+            let mut sink = to_file(&mut file, &mut ram_bytes);
+            save.finish(machine, Some(uuid), &mut sink)
+        };
+        let state = match state {
+            Ok(s) => s,
+            Err(e) => {
+                vm.snapshot_abandon(pending);
+                let _ = reply.send(VmReply::Error {
+                    message: e.to_string(),
+                });
+                return Ok(());
+            }
+        };
+        match switch_disks(machine, &mut vm, &pending) {
+            Ok(()) => {}
+            Err(Fatal::Before(message)) => {
+                vm.snapshot_abandon(pending);
+                let _ = reply.send(VmReply::Error { message });
+                return Ok(());
+            }
+            Err(Fatal::After(message)) => {
+                let _ = reply.send(VmReply::Error {
+                    message: message.clone(),
+                });
+                return Err(message.into());
+            }
+        }
+        let pause = paused.elapsed();
+        let icount = machine.icount();
+        std::thread::spawn(move || {
+            let result = complete_state(file, &state, &pending);
+            // The command lock is held until the state file is in place.
+            drop(vm);
+            let _ = reply.send(match result {
+                Ok(()) => VmReply::Snapshot {
+                    name: pending.name.clone(),
+                    icount,
+                    pause_us: pause.as_micros() as u64,
+                    total_ms: started.elapsed().as_millis() as u64,
+                    rounds,
+                    ram_bytes,
+                },
+                Err(message) => VmReply::Error {
+                    message: format!(
+                        "snapshot {}: writing its memory state: {message} (it is kept as a snapshot of the disks)",
+                        pending.name
+                    ),
+                },
+            });
+        });
+        Ok(())
+    }
+}
+
+/// Write the state file's last sections (with the frozen layers' identity)
+/// and put it in place durably.
+fn complete_state(file: Assembler, state: &[u8], pending: &PendingSnapshot) -> Result<(), String> {
+    let Some(target) = &pending.state else {
+        return Ok(());
+    };
+    let options = disk::OpenOptions {
+        format: disk::Format::Qcow2,
+        read_only: true,
+        backing: disk::BackingPolicy::Any,
+    };
+    let mut frozen = Vec::new();
+    for layer in &pending.frozen {
+        frozen.push(disk::open(layer, &options).map_err(|e| e.to_string())?);
+    }
+    let refs: Vec<&dyn disk::BlockDevice> = frozen.iter().map(|d| &**d).collect();
+    let done = file
+        .finish_frozen(state, &refs)
+        .map_err(|e| e.to_string())?;
+    std::fs::File::open(&*done.path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| e.to_string())?;
+    disk::crash_point("snapshot state written");
+    done.path
+        .persist(target)
+        .map_err(|e| format!("{}: {}", target.display(), e.error))?;
+    crate::durable::sync_dir(&pending.states).map_err(|e| e.to_string())?;
+    disk::crash_point("snapshot state renamed into place");
+    Ok(())
+}
+
+impl Journal for SnapshotTask {
+    fn input(&mut self, _: &Machine, _: &Input) -> Result<(), JournalError> {
+        Ok(())
+    }
+
+    fn stepped(&mut self, machine: &mut Machine) -> Result<(), JournalError> {
+        let Some(job) = &mut self.job else {
+            return Ok(());
+        };
+        match job.precopy(machine) {
+            Ok(false) => Ok(()),
+            Ok(true) => match self.job.take() {
+                Some(job) => job.finish(machine, self.started),
+                None => Ok(()),
+            },
+            Err(message) => {
+                if let Some(job) = self.job.take() {
+                    job.save.cancel(machine);
+                    job.vm.snapshot_abandon(job.pending);
+                    let _ = job.reply.send(VmReply::Error { message });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn ended(&mut self, machine: &mut Machine, _: RunEnd) -> Result<(), JournalError> {
+        if let Some(job) = self.job.take() {
+            job.save.cancel(machine);
+            job.vm.snapshot_abandon(job.pending);
+            let _ = job.reply.send(VmReply::Error {
+                message: "the VM stopped before the snapshot was taken".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn done(&self) -> bool {
+        self.job.is_none()
+    }
+}
