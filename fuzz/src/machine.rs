@@ -45,6 +45,7 @@ pub fn snapshot(data: &[u8]) {
     }
     let options = RestoreOptions {
         verify: mode & 2 != 0,
+        ..Default::default()
     };
     // No disks: a snapshot naming some is refused (DiskCount).
     if let Ok(m) = Machine::restore_snapshot_with(&path, Box::new(NullOutput), Vec::new(), &options)
@@ -93,7 +94,10 @@ pub fn assembler(data: &[u8]) {
                 let Ok(done) = a.finish(state, &[]) else {
                     return;
                 };
-                let options = RestoreOptions { verify: true };
+                let options = RestoreOptions {
+                    verify: true,
+                    ..Default::default()
+                };
                 if let Ok(m) = Machine::restore_snapshot_with(
                     &done.path,
                     Box::new(NullOutput),
