@@ -29,9 +29,16 @@ pub struct VmBenchArgs {
     /// Directory for the scratch store [default: the system's temp dir].
     #[arg(long, value_name = "DIR")]
     pub dir: Option<std::path::PathBuf>,
-    /// Skip the qemu-img baselines.
+    /// Skip the qemu-img and QEMU baselines.
     #[arg(long)]
     pub no_qemu: bool,
+    /// Skip the running VM's part (boots the pulled Debian image, and the
+    /// same under QEMU for `savevm`/`loadvm`).
+    #[arg(long)]
+    pub no_running: bool,
+    /// The running VM's memory, in MiB.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(64..=65536))]
+    pub running_memory_mib: u64,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -212,7 +219,7 @@ pub fn run(args: VmBenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         ("full clone", "convert"),
         ("snapshot delete (merge)", "commit"),
     ];
-    let rows: Vec<Row> = names
+    let mut rows: Vec<Row> = names
         .iter()
         .enumerate()
         .map(|(i, (op, q))| Row {
@@ -222,8 +229,53 @@ pub fn run(args: VmBenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             qemu_ms: with_qemu.then(|| median(theirs[i].clone())),
         })
         .collect();
+    if !args.no_running {
+        let mut live =
+            crate::bench_vm_live::lockstep_figures(&scratch, args.running_memory_mib, args.repeat)?;
+        let with_qemu = !args.no_qemu
+            && Command::new(crate::bench_guest::QEMU)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success());
+        if with_qemu {
+            crate::bench_vm_live::qemu_figures(
+                &scratch,
+                args.running_memory_mib,
+                args.repeat,
+                &mut live,
+            )?;
+        }
+        let q = |v: &Vec<f64>| with_qemu.then(|| median(v.clone()));
+        let row = |operation, ours: &Vec<f64>, qemu, theirs: Option<f64>| Row {
+            operation,
+            lockstep_ms: median(ours.clone()),
+            qemu,
+            qemu_ms: theirs,
+        };
+        rows.push(row(
+            "running snapshot: pause",
+            &live.pause,
+            "savevm",
+            q(&live.qemu_savevm),
+        ));
+        rows.push(row(
+            "running snapshot: total",
+            &live.total,
+            "savevm",
+            q(&live.qemu_savevm),
+        ));
+        rows.push(row(
+            "revert to 1st instruction",
+            &live.revert,
+            "loadvm",
+            q(&live.qemu_loadvm),
+        ));
+        rows.push(row("suspend", &live.suspend, "-", None));
+        rows.push(row("resume to 1st instruction", &live.resume, "-", None));
+    }
     if args.json {
         let out = serde_json::json!({
+            "running_memory_mib": (!args.no_running).then_some(args.running_memory_mib),
             "disk_gib": args.disk_gib,
             "data_mib": args.data_mib,
             "repeat": args.repeat,
@@ -247,11 +299,13 @@ pub fn run(args: VmBenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         );
     }
     println!(
-        "(disk {} GiB, {} MiB of data, median of {}; ratio = lockstep / qemu-img; \
-         qemu-img times include starting its process; \
-         snapshots of running VMs and suspend/resume are not built yet: \
-         `lockstep bench snapshot` measures the machine-state part)",
-        args.disk_gib, args.data_mib, args.repeat
+        "(disk {} GiB, {} MiB of data, median of {}; ratio = lockstep / peer; \
+         qemu-img times include starting its process; running rows: a {} MiB Debian guest \
+         idle at its shell, ours a kept VM (revert and resume timed from the command to \
+         the run loop answering on its control socket, process start included), QEMU's \
+         the same guest with a qcow2 disk, `savevm`/`loadvm` timed at its monitor; \
+         QEMU pauses the guest for the whole savevm)",
+        args.disk_gib, args.data_mib, args.repeat, args.running_memory_mib
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@ mod bench_net;
 mod bench_record;
 mod bench_snapshot;
 mod bench_vm;
+mod bench_vm_live;
 mod console_sock;
 mod control;
 mod disk;

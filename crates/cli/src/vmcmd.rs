@@ -801,7 +801,7 @@ fn suspend(home: &Home, a: StopArgs) -> CmdResult {
                 )
                 .into())
             }
-            RunState::Running { .. } => std::thread::sleep(Duration::from_millis(20)),
+            RunState::Running { .. } => std::thread::sleep(Duration::from_millis(5)),
         }
     }
 }
@@ -872,7 +872,7 @@ fn start_detached(home: &Home, name: &str) -> CmdResult {
             )
             .into());
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

@@ -59,7 +59,7 @@ pub(crate) fn command_lock(dir: &Path, name: &str, wait: std::time::Duration) ->
                 name: name.to_string(),
             });
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 

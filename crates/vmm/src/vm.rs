@@ -718,7 +718,7 @@ impl Vm {
             if start.elapsed() >= timeout {
                 return Ok(false);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 
