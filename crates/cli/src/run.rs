@@ -102,12 +102,9 @@ pub struct RunArgs {
     /// Run fault-tolerant: protected by the backup listening at ADDR
     /// (`lockstep ft backup`) once it has received the VM (sent while the
     /// guest runs); outputs then leave only once the backup has the log.
-    #[arg(
-        long,
-        value_name = "ADDR",
-        requires = "arbiter",
-        conflicts_with = "record"
-    )]
+    /// With `--record`, the run is both logged for the backup and
+    /// recorded (every input and step goes to both).
+    #[arg(long, value_name = "ADDR", requires = "arbiter")]
     pub ft_backup: Option<String>,
     #[command(flatten)]
     pub ft: crate::ft::FtOptions,
@@ -395,6 +392,10 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             .with_journal(Box::new(journal))
             .with_anchor(handle.primary.anchor());
         ft_vm = Some(handle);
+        if args.record.is_some() {
+            let held = machine.replace_output(Box::new(machine::NullOutput));
+            machine.replace_output(Box::new(TeeOutput::new(held, windows.clone())));
+        }
     }
     if let (Some(path), Some(setup)) = (&args.record, setup) {
         let recorder =
@@ -631,9 +632,12 @@ fn boot(args: &RunArgs, windows: &SharedWindows) -> Result<Built, Box<dyn std::e
         console: console_writer(&args.console)?,
         nics: std::mem::take(&mut nics.tx),
     });
-    let output = match args.record {
-        Some(_) => Box::new(TeeOutput::new(output, windows.clone())),
-        None => output,
+    // An FT primary holds outputs back until its backup has the log: a
+    // recording sees them as the guest emits them, so its tee goes on
+    // outside the primary's (in `run`).
+    let output = match (&args.record, &args.ft.arbiter) {
+        (Some(_), None) => Box::new(TeeOutput::new(output, windows.clone())),
+        _ => output,
     };
     let machine = Machine::with_disks(config, output, disks)?;
     Ok((machine, nics, Some(setup)))

@@ -175,6 +175,45 @@ fn failover_round(round: usize) {
 }
 
 #[test]
+fn an_ft_primary_that_also_records_keeps_its_backup_and_its_log_replays() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let arbiter = dir.path().join("arbiter");
+    let log = dir.path().join("run.log");
+    let (mut backup, addr) = start_backup(&arbiter);
+    let arbiter_arg = arbiter.to_str().expect("utf-8 temp path");
+    let log_arg = log.to_str().expect("utf-8 temp path");
+    let mut primary = boot_primary(&addr, arbiter_arg, &["--record", log_arg]);
+    primary.expect_stderr("protected by the backup");
+    backup.expect_stderr("following the primary");
+    primary.expect(PROMPT);
+    for n in 0..5 {
+        assert_eq!(
+            primary.run(&format!("echo both-$(({n}*7))")),
+            format!("both-{}", n * 7)
+        );
+    }
+    // The backup followed all along: it is at the primary's icount when
+    // the guest powers off.
+    primary.send("poweroff -f");
+    let status = primary.child.wait().expect("reap the primary");
+    assert!(status.success(), "{status}");
+    let end = backup.expect_stderr("the primary ended the run");
+    let _ = backup.child.kill();
+    let _ = backup.child.wait();
+    assert!(!end.contains("live"), "{end}");
+    // And the recording of the same run replays exactly.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .arg("replay")
+        .arg(&log)
+        .output()
+        .expect("run lockstep replay");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "replay failed: {err}");
+    assert!(err.contains("replay matched the recording"), "{err}");
+}
+
+#[test]
 fn the_backup_takes_over_a_killed_primary_with_no_gap_in_its_output() {
     let _serial = serial();
     for round in 0..rounds() {
