@@ -17,7 +17,7 @@ use ::ft::{
     Resumed, Status, SyncReport, SyncUpdate, TlsIdentity, VmShape,
 };
 use clap::{Args, Subcommand};
-use machine::{HostEvent, Machine, Pacing, RunEnd, Runner};
+use machine::{HostEvent, Machine, Pacing, Runner};
 use serde::{Deserialize, Serialize};
 use std::error::Error;
 use std::net::TcpListener;
@@ -699,7 +699,7 @@ fn run_live(
         Some(resumed),
         None,
     )?;
-    let mut runner = Runner::new(rx, Pacing::RealTime)
+    let runner = Runner::new(rx, Pacing::RealTime)
         .with_journal(Box::new(journal))
         .with_anchor(handle.primary.anchor());
     let _receivers = nics.start_receivers(&events);
@@ -708,22 +708,23 @@ fn run_live(
         Console::Stdio => run::start_console_input(events)?,
         _ => None,
     };
-    let end = loop {
-        match runner.run(&mut machine) {
-            Ok(RunEnd::SaveRequested) => {
-                eprint!("\r\nlockstep: snapshots are not available on a live FT backup\r\n")
-            }
-            other => break other,
-        }
-    };
+    // A backup gone live runs as an FT primary (unprotected until a new
+    // backup joins), in the one run loop.
+    let mut session = vmm::Session::new(machine, runner, vmm::VmState::FtBackup)?;
+    session.go_live()?;
+    let mut session = session.with_on_save(|_| {
+        eprint!("\r\nlockstep: snapshots are not available on a live FT backup\r\n")
+    });
+    let end = session.run();
+    let mut machine = session.machine;
     drop(_terminal);
     machine.flush_disks()?;
     if let Some(why) = handle.primary.fenced() {
         return Err(format!("FT primary halted: {why}").into());
     }
     match end? {
-        RunEnd::Poweroff(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))),
-        RunEnd::Stopped | RunEnd::SaveRequested => {
+        vmm::Outcome::Poweroff(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))),
+        vmm::Outcome::Stopped | vmm::Outcome::Suspend => {
             eprintln!("lockstep: stopped");
             Ok(ExitCode::SUCCESS)
         }

@@ -16,7 +16,7 @@ use guest_image::PullOptions;
 use machine::layout::VIRTIO_SLOTS;
 use machine::{
     BootImages, HostEvent, Input, InstructionsPerTick, Machine, Output, OutputEvent, Pacing,
-    RunEnd, Runner, VirtioSpec,
+    Runner, VirtioSpec,
 };
 use net::FrameTx;
 use replay::session::{SharedWindows, TeeOutput};
@@ -90,6 +90,11 @@ pub struct RunArgs {
     /// per NIC it had.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["kernel", "initrd", "firmware", "cpus", "memory", "disks", "rng_seed", "record", "instructions_per_tick"])]
     pub restore: Option<PathBuf>,
+    /// With --restore: check everything the snapshot holds before running
+    /// (boot images, every RAM chunk, the disks' written clusters re-read)
+    /// and that the rebuilt machine's state hash is the one saved.
+    #[arg(long, requires = "restore")]
+    pub verify: bool,
     /// Guest time's rate: retired instructions per tick of the 10 MHz
     /// timebase (1 to 1000). Guest time keeps up with real time at N × 10
     /// MIPS; a hart faster than that waits for real time, so N caps the
@@ -418,7 +423,12 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     {
         socket.0.serve(events.clone()).map_err(RunError::Terminal)?;
     }
-    let (_control, mut commands) = match &args.bundle {
+    let running = match ft_vm {
+        Some(_) => vmm::VmState::FtPrimary,
+        None => vmm::VmState::Running,
+    };
+    let mut session = vmm::Session::new(machine, runner, running)?;
+    let _control = match &args.bundle {
         Some(b) => {
             let path = b.home.bundle_dir(&b.name).join(vmm::CONTROL_SOCKET);
             let server = vmm::control::ControlServer::bind(&path)
@@ -427,43 +437,27 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let requests = server.serve(move || {
                 let _ = wake.send(HostEvent::Save);
             })?;
-            let commands = vmm::running::Commands::new(b.home.clone(), &b.name, requests);
-            (Some(server), Some(commands))
+            session = session.with_commands(b.home.clone(), &b.name, requests);
+            Some(server)
         }
-        None => (None, None),
+        None => {
+            let to = args.save_on_exit.clone();
+            session = session.with_on_save(move |machine| save(machine, to.as_deref()));
+            None
+        }
     };
     let _terminal = match args.console {
         Console::Stdio | Console::Log { echo: true, .. } => start_console_input(events)?,
         // No console input: the runner sees the channel closed.
         _ => None,
     };
-    let (started, first_icount) = (std::time::Instant::now(), machine.icount());
-    let end = loop {
-        match runner.run(&mut machine) {
-            Ok(RunEnd::SaveRequested) => {
-                use vmm::running::Handled;
-                let handled = match &mut commands {
-                    Some(c) => c.handle(&mut machine, &mut runner),
-                    None => Handled::Nothing,
-                };
-                match handled {
-                    // A kept VM's wake-ups are its commands'.
-                    Handled::Nothing if commands.is_some() => {}
-                    Handled::Nothing => save(&mut machine, args.save_on_exit.as_deref()),
-                    Handled::Continue => {}
-                    Handled::Stop => break Ok(RunEnd::Stopped),
-                    Handled::Suspend => match &args.suspend {
-                        Some(s) => {
-                            s.requested.store(true, std::sync::atomic::Ordering::SeqCst);
-                            break Ok(RunEnd::Stopped);
-                        }
-                        None => eprintln!("lockstep: this run cannot suspend"),
-                    },
-                }
-            }
-            other => break other,
-        }
-    };
+    let (started, first_icount) = (std::time::Instant::now(), session.machine.icount());
+    let end = session.run();
+    let vmm::Session {
+        mut machine,
+        runner,
+        ..
+    } = session;
     drop(_terminal); // restore the terminal before printing anything
     eprintln!(
         "{}",
@@ -505,9 +499,22 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if let Some(why) = ft_vm.as_ref().and_then(|vm| vm.primary.fenced()) {
         return Err(format!("FT primary halted: {why}").into());
     }
-    match end? {
-        RunEnd::Poweroff(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))),
-        RunEnd::Stopped | RunEnd::SaveRequested => {
+    let end = match end? {
+        vmm::Outcome::Suspend => match &args.suspend {
+            Some(s) => {
+                s.requested.store(true, std::sync::atomic::Ordering::SeqCst);
+                vmm::Outcome::Stopped
+            }
+            None => {
+                eprintln!("lockstep: this run cannot suspend; stopped");
+                vmm::Outcome::Stopped
+            }
+        },
+        other => other,
+    };
+    match end {
+        vmm::Outcome::Poweroff(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))),
+        vmm::Outcome::Stopped | vmm::Outcome::Suspend => {
             if let Some(s) = args
                 .suspend
                 .as_ref()
@@ -672,10 +679,15 @@ fn restore(args: &RunArgs, path: &Path) -> Result<Built, Box<dyn std::error::Err
     }));
     machine.input(Input::VmGenId(args.vmgenid.unwrap_or_else(new_vmgenid)));
     eprintln!(
-        "lockstep: restored {} at icount {} in {:.1} ms",
+        "lockstep: restored {} at icount {} in {:.1} ms{}",
         path.display(),
         machine.icount(),
-        restored_in.as_secs_f64() * 1e3
+        restored_in.as_secs_f64() * 1e3,
+        if args.verify {
+            "; verified: images, RAM and disks as saved, state hash equal to the saved one"
+        } else {
+            ""
+        }
     );
     Ok((machine, nics, None))
 }

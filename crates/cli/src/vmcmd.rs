@@ -38,6 +38,11 @@ enum VmCommand {
     Stop(StopArgs),
     /// Kill a running VM's process at once (SIGKILL; disks as at the last flush).
     Kill(Name),
+    /// Hold a running VM's guest at an instruction boundary, in memory
+    /// (its process stays; `vm unpause` lets it run on).
+    Pause(Name),
+    /// Let a paused VM's guest run on.
+    Unpause(Name),
     /// Suspend a running VM to disk: its whole machine state goes into the
     /// bundle and its process exits; `vm resume` (or `vm start`) continues
     /// it at the same instruction.
@@ -167,6 +172,10 @@ struct StartArgs {
     /// background start runs).
     #[arg(long, hide = true, conflicts_with = "attach")]
     foreground: bool,
+    /// Resuming: check the saved state entirely first (RAM, images, disks)
+    /// and that the rebuilt machine's state hash equals the saved one.
+    #[arg(long)]
+    verify: bool,
 }
 
 #[derive(Args, Debug)]
@@ -353,6 +362,21 @@ pub fn vm(args: VmArgs) -> CmdResult {
             }
         }
         VmCommand::Stop(a) => stop(&home, a),
+        VmCommand::Pause(a) | VmCommand::Unpause(a)
+            if home.run_state(&a.name)? == RunState::Off =>
+        {
+            Err(vmm::VmmError::NotRunning { name: a.name }.into())
+        }
+        VmCommand::Pause(a) => {
+            ask(&home, &a.name, &vmm::VmCommand::Pause {}, COMMAND_WAIT)?;
+            eprintln!("lockstep: paused VM {}", a.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        VmCommand::Unpause(a) => {
+            ask(&home, &a.name, &vmm::VmCommand::Unpause {}, COMMAND_WAIT)?;
+            eprintln!("lockstep: VM {} runs on", a.name);
+            Ok(ExitCode::SUCCESS)
+        }
         VmCommand::Kill(a) => {
             let vm = home.open(&a.name)?;
             say_notes(&a.name, vm.notes());
@@ -534,10 +558,15 @@ fn list(home: &Home, json: bool) -> CmdResult {
         "NAME", "STATE", "CPUS", "MEMORY", "UPTIME", "SNAPSHOTS"
     );
     for vm in vms {
+        let state = match vm.state {
+            RunState::Running { .. } => live_status(home, &vm.name, Duration::from_millis(500))
+                .map_or_else(|| vm.state.to_string(), |(s, _)| s),
+            other => other.to_string(),
+        };
         println!(
             "{:<24} {:<12} {:>4} {:>7}M {:>9} {:>9}",
             vm.name,
-            vm.state.to_string(),
+            state,
             vm.cpus,
             vm.memory >> 20,
             uptime(vm.state),
@@ -548,8 +577,17 @@ fn list(home: &Home, json: bool) -> CmdResult {
 }
 
 #[derive(Serialize)]
+struct LiveView {
+    state: String,
+    icount: u64,
+}
+
+#[derive(Serialize)]
 struct ShowView<'a> {
     state: RunState,
+    /// What the running VM's process says of itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    live: Option<LiveView>,
     dir: &'a std::path::Path,
     config: &'a vmm::VmConfig,
 }
@@ -559,9 +597,14 @@ fn show(home: &Home, name: &str, json: bool) -> CmdResult {
     say_notes(name, vm.notes());
     let c = vm.config();
     let state = vm.state()?;
+    let live = match state {
+        RunState::Running { .. } => live_status(home, name, Duration::from_secs(2)),
+        _ => None,
+    };
     if json {
         let view = ShowView {
             state,
+            live: live.map(|(state, icount)| LiveView { state, icount }),
             dir: vm.dir(),
             config: c,
         };
@@ -571,9 +614,13 @@ fn show(home: &Home, name: &str, json: bool) -> CmdResult {
     println!("name:        {}", c.name);
     println!("uuid:        {}", c.uuid);
     match state {
-        RunState::Running { pid, .. } => {
-            println!("state:       running (pid {pid}, up {})", uptime(state))
-        }
+        RunState::Running { pid, .. } => match live {
+            Some((live, icount)) => println!(
+                "state:       {live} (pid {pid}, up {}, at icount {icount})",
+                uptime(state)
+            ),
+            None => println!("state:       running (pid {pid}, up {})", uptime(state)),
+        },
         RunState::Off => println!("state:       powered off"),
         RunState::Suspended => println!("state:       suspended"),
     }
@@ -621,7 +668,7 @@ fn show(home: &Home, name: &str, json: bool) -> CmdResult {
 
 fn start(home: &Home, a: StartArgs) -> CmdResult {
     if !a.attach && !a.foreground {
-        return start_detached(home, &a.name);
+        return start_detached(home, &a.name, a.verify);
     }
     let vm = home.open(&a.name)?;
     say_notes(&a.name, vm.notes());
@@ -707,6 +754,7 @@ fn start(home: &Home, a: StartArgs) -> CmdResult {
         record: None,
         save_on_exit: None,
         restore: resume_from,
+        verify: a.verify,
         instructions_per_tick: c.instructions_per_tick,
         checkpoint_every: replay::session::CHECKPOINT_EVERY,
         ft_backup: c.ft.as_ref().map(|f| f.backup.clone()),
@@ -734,6 +782,18 @@ fn start(home: &Home, a: StartArgs) -> CmdResult {
 
 /// How long `snapshot create` waits for a running VM's snapshot.
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(600);
+/// How long other commands wait for a running VM's answer.
+const COMMAND_WAIT: Duration = Duration::from_secs(30);
+
+/// A running VM's own account of itself (state, icount), if it answers
+/// within `timeout`.
+fn live_status(home: &Home, name: &str, timeout: Duration) -> Option<(String, u64)> {
+    let path = home.bundle_dir(name).join(vmm::CONTROL_SOCKET);
+    match vmm::control::request(&path, &vmm::VmCommand::Status {}, timeout) {
+        Ok(vmm::VmReply::Status { state, icount, .. }) => Some((state, icount)),
+        _ => None,
+    }
+}
 
 /// Ask the running VM `name`'s process to do `command`; its refusal is
 /// an error.
@@ -744,7 +804,10 @@ fn ask(
     timeout: Duration,
 ) -> Result<vmm::VmReply, Box<dyn Error>> {
     let path = home.bundle_dir(name).join(vmm::CONTROL_SOCKET);
-    match vmm::control::request(&path, command, timeout)? {
+    let mut bar = progress_bar();
+    let reply = vmm::control::request_with_progress(&path, command, timeout, &mut bar)?;
+    bar("", 1, 1);
+    match reply {
         vmm::VmReply::Error { message } => Err(format!("VM {name}: {message}").into()),
         reply => Ok(reply),
     }
@@ -809,7 +872,7 @@ fn suspend(home: &Home, a: StopArgs) -> CmdResult {
 /// Start `lockstep vm start NAME --foreground` as its own process (own
 /// process group, stdio to the bundle's vm.log) and wait until it holds
 /// the VM's run lock.
-fn start_detached(home: &Home, name: &str) -> CmdResult {
+fn start_detached(home: &Home, name: &str, verify: bool) -> CmdResult {
     {
         let vm = home.open(name)?;
         say_notes(name, vm.notes());
@@ -839,6 +902,7 @@ fn start_detached(home: &Home, name: &str) -> CmdResult {
     use std::os::unix::process::CommandExt;
     let mut child = std::process::Command::new(exe)
         .args(["vm", "start", name, "--foreground"])
+        .args(verify.then_some("--verify"))
         .stdin(Stdio::null())
         .stdout(open_log()?)
         .stderr(open_log()?)
@@ -879,7 +943,15 @@ fn start_detached(home: &Home, name: &str) -> CmdResult {
 fn stop(home: &Home, a: StopArgs) -> CmdResult {
     let vm = home.open(&a.name)?;
     say_notes(&a.name, vm.notes());
-    let pid = vm.signal(rustix::process::Signal::TERM)?;
+    // Asked on its control socket (or, if it has none yet, by SIGTERM).
+    let path = vm.dir().join(vmm::CONTROL_SOCKET);
+    let pid = match vmm::control::request(&path, &vmm::VmCommand::Stop {}, COMMAND_WAIT) {
+        Ok(vmm::VmReply::Accepted) => match vm.state()? {
+            RunState::Running { pid, .. } => pid,
+            _ => 0,
+        },
+        _ => vm.signal(rustix::process::Signal::TERM)?,
+    };
     if vm.wait_stopped(Duration::from_secs(a.timeout))? {
         eprintln!("lockstep: stopped VM {} (pid {pid})", a.name);
         return Ok(ExitCode::SUCCESS);
@@ -1002,7 +1074,7 @@ pub fn snapshot(args: SnapshotArgs) -> CmdResult {
             let power = vm.snapshot_revert(&a.snapshot)?;
             drop(vm);
             if power == vmm::PowerState::Running {
-                start_detached(&home, &a.vm)?;
+                start_detached(&home, &a.vm, false)?;
             }
             eprintln!(
                 "lockstep: VM {} reverted to snapshot {} ({power}) in {:.0} ms",

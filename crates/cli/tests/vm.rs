@@ -425,12 +425,17 @@ fn suspend_then_resume_in_a_new_process_continues_the_guest() {
     assert!(show.contains("suspended"), "{show}");
 
     // Resume in a new process: the same guest, counting on.
+    // Resume in a new process, the saved state checked whole first: RAM,
+    // images and disks as saved and the rebuilt machine's state hash equal
+    // to the suspended one's (the machine-level tests show that equal
+    // states run on identically).
     let mut g = Guest::launch_env(
         &[],
-        &["vm", "resume", "s", "--attach"],
+        &["vm", "resume", "s", "--attach", "--verify"],
         &[("LOCKSTEP_HOME", h)],
     );
-    g.expect_stderr("restored");
+    let restored = g.expect_stderr("restored");
+    assert!(restored.contains("state hash equal"), "{restored}");
     g.send("");
     g.expect(PROMPT);
     let after: u64 = g.run("cat /tmp/c").parse().unwrap();
@@ -516,6 +521,18 @@ fn a_vm_with_ft_settings_starts_protected() {
     );
     g.expect_stderr("protected by the backup");
     g.expect(PROMPT);
+    let status = ok(h, &["ft", "status", "--name", "f"]);
+    assert!(status.contains("protection: protected by"), "{status}");
+    let list = ok(h, &["vm", "list"]);
+    assert!(list.contains("FT primary"), "{list}");
+    // A snapshot of the protected VM, taken on the primary: it changes
+    // nothing the guest sees (the disks move to new layers of the same
+    // contents), so the backup's replica stays exact and protection holds.
+    g.run("echo 7 >/tmp/c");
+    ok(h, &["snapshot", "create", "f", "protected"]);
+    let show = ok(h, &["snapshot", "show", "f", "protected"]);
+    assert!(show.contains("running"), "{show}");
+    assert_eq!(g.run("echo still-$((6*7))"), "still-42");
     let status = ok(h, &["ft", "status", "--name", "f"]);
     assert!(status.contains("protection: protected by"), "{status}");
     poweroff(g);

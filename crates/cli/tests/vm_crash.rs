@@ -379,3 +379,90 @@ fn every_crash_point_of_suspend_leaves_a_vm_that_resumes_or_boots() {
         check_all(&work);
     }
 }
+
+/// A snapshot of a running VM killed at each crash point of its process
+/// (new layers made, `vm.toml` switched with the guest paused, the state
+/// file written after): the next command repairs; every layer passes
+/// `qemu-img check`; the VM boots; and a snapshot that survived either
+/// comes back at its instruction (its RAM-only counter) or, if its state
+/// was never completed, is kept as a powered-off snapshot of its disks.
+#[test]
+fn every_crash_point_of_a_running_snapshot_leaves_a_working_vm() {
+    let root = tempfile::tempdir().unwrap();
+    let pristine = pristine(root.path());
+    let work = root.path().join("work");
+    let attach = |home: &Path, crash: Option<usize>| {
+        let n = crash.map(|n| n.to_string()).unwrap_or_default();
+        let mut env: Vec<(&str, &Path)> = vec![("LOCKSTEP_HOME", home)];
+        if crash.is_some() {
+            env.push(("LOCKSTEP_CRASH_AT", Path::new(&n)));
+        }
+        let mut g = Guest::launch_env(&[], &["vm", "start", "v", "--attach"], &env);
+        g.expect(PROMPT);
+        g
+    };
+    // Count the VM process's points: at start, then the snapshot's.
+    copy_store(&pristine, &work);
+    let mut g = attach(&work, Some(usize::MAX));
+    g.run("echo 4242 >/tmp/c");
+    ok(&work, &["snapshot", "create", "v", "live"]);
+    g.send("poweroff -f");
+    assert!(g.child.wait().unwrap().success());
+    let all = g.stderr_to_end();
+    let lines: Vec<&String> = all.iter().filter(|l| l.contains("crash point")).collect();
+    // The start's points (publishing the pid) come before the snapshot's
+    // first: its new layer being written.
+    let at_start = lines
+        .iter()
+        .position(|l| l.contains("image written"))
+        .unwrap_or(lines.len());
+    let points = lines.len();
+    assert!(
+        points >= at_start + 5,
+        "{points} points, {at_start} at start: {all:?}"
+    );
+    eprintln!("running snapshot: {points} crash points ({at_start} at start)");
+
+    for n in at_start + 1..=points {
+        copy_store(&pristine, &work);
+        let mut g = attach(&work, Some(n));
+        g.run("echo 4242 >/tmp/c");
+        let _ = lockstep(&work, &["snapshot", "create", "v", "live"], None);
+        let status = g.child.wait().unwrap();
+        assert!(!status.success(), "point {n}: not killed");
+        drop(g);
+        let list = ok(&work, &["snapshot", "list", "v", "--json"]);
+        check_all(&work);
+        let snaps: serde_json::Value = serde_json::from_str(&list).unwrap();
+        let live = snaps
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "live")
+            .cloned();
+        // The VM boots from its disks.
+        let mut g = attach(&work, None);
+        assert_eq!(g.run("echo up-$((6*7))"), "up-42", "point {n}");
+        g.send("poweroff -f");
+        assert!(g.child.wait().unwrap().success(), "point {n}");
+        match live.as_ref().map(|s| s["power"].as_str().unwrap_or("")) {
+            Some("running") => {
+                ok(&work, &["snapshot", "revert", "v", "live"]);
+                let mut c =
+                    Guest::launch_env(&[], &["vm", "console", "v"], &[("LOCKSTEP_HOME", &work)]);
+                c.send("");
+                c.expect(PROMPT);
+                assert_eq!(
+                    c.run("cat /tmp/c"),
+                    "4242",
+                    "point {n}: reverted without its RAM"
+                );
+                drop(c);
+                ok(&work, &["vm", "kill", "v"]);
+            }
+            Some("powered off") | Some("off") | None => {}
+            Some(other) => panic!("point {n}: snapshot power {other}"),
+        }
+        check_all(&work);
+    }
+}

@@ -38,6 +38,10 @@ pub enum VmCommand {
         #[serde(default)]
         disk_only: bool,
     },
+    /// Hold the guest at an instruction boundary (in memory; `vm pause`).
+    Pause {},
+    /// Let a paused guest run on (`vm unpause`).
+    Unpause {},
     /// Save the machine into the bundle and exit (`vm suspend`).
     Suspend {},
     /// Stop running (the disks are flushed; `vm stop`).
@@ -53,6 +57,8 @@ pub enum VmReply {
         icount: u64,
         /// Guest time in `mtime` ticks (10 MHz).
         mtime: u64,
+        /// Its [`crate::session::VmState`], as shown.
+        state: String,
     },
     Snapshot {
         name: String,
@@ -66,6 +72,13 @@ pub enum VmReply {
         rounds: u32,
         /// RAM bytes written to the state file.
         ram_bytes: u64,
+    },
+    /// Work in progress (a snapshot's RAM copy): bytes done of about
+    /// `total`; the answer follows.
+    Progress {
+        what: String,
+        done: u64,
+        total: u64,
     },
     /// The command was taken; the process acts on it and exits.
     Accepted,
@@ -180,11 +193,16 @@ fn serve_one(conn: UnixStream, commands: &Sender<Request>, wake: &(dyn Fn() + Se
         return answer(&refuse("the VM is stopping".into()));
     }
     wake();
-    match replies.recv() {
-        Ok(r) => answer(&r),
-        Err(_) => answer(&refuse(
-            "the VM stopped before it answered (see its vm.log)".into(),
-        )),
+    loop {
+        match replies.recv() {
+            Ok(r @ VmReply::Progress { .. }) => answer(&r),
+            Ok(r) => return answer(&r),
+            Err(_) => {
+                return answer(&refuse(
+                    "the VM stopped before it answered (see its vm.log)".into(),
+                ))
+            }
+        }
     }
 }
 
@@ -206,6 +224,17 @@ pub fn request(
     command: &VmCommand,
     timeout: Duration,
 ) -> Result<VmReply, ControlError> {
+    request_with_progress(path, command, timeout, &mut |_, _, _| {})
+}
+
+/// [`request`], with what the VM reports of its progress meanwhile
+/// (`progress(what, done, total)`); `timeout` applies between messages.
+pub fn request_with_progress(
+    path: &Path,
+    command: &VmCommand,
+    timeout: Duration,
+    progress: &mut dyn FnMut(&str, u64, u64),
+) -> Result<VmReply, ControlError> {
     let io = |source| ControlError::Io {
         path: path.to_path_buf(),
         source,
@@ -221,18 +250,26 @@ pub fn request(
     })?;
     line.push('\n');
     conn.write_all(line.as_bytes()).map_err(io)?;
-    let mut answer = String::new();
-    BufReader::new((&conn).take(MAX_COMMAND_BYTES))
-        .read_line(&mut answer)
-        .map_err(io)?;
-    serde_json::from_str(&answer).map_err(|e| ControlError::BadReply {
-        path: path.to_path_buf(),
-        reason: if answer.is_empty() {
-            "the connection closed without one".into()
-        } else {
-            e.to_string()
-        },
-    })
+    let mut reader = BufReader::new(&conn);
+    loop {
+        let mut answer = String::new();
+        (&mut reader)
+            .take(MAX_COMMAND_BYTES)
+            .read_line(&mut answer)
+            .map_err(io)?;
+        let reply = serde_json::from_str(&answer).map_err(|e| ControlError::BadReply {
+            path: path.to_path_buf(),
+            reason: if answer.is_empty() {
+                "the connection closed without one".into()
+            } else {
+                e.to_string()
+            },
+        })?;
+        match reply {
+            VmReply::Progress { what, done, total } => progress(&what, done, total),
+            reply => return Ok(reply),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -277,6 +314,7 @@ mod tests {
                     pid: 1,
                     icount: 42,
                     mtime: 2,
+                    state: "running".into(),
                 });
             }
         });
@@ -286,7 +324,8 @@ mod tests {
             VmReply::Status {
                 pid: 1,
                 icount: 42,
-                mtime: 2
+                mtime: 2,
+                state: "running".into(),
             }
         );
         let mut raw = UnixStream::connect(&path).unwrap();

@@ -22,7 +22,8 @@ mod durable;
 mod error;
 mod home;
 mod lock;
-pub mod running;
+mod running;
+pub mod session;
 mod vm;
 
 pub use config::{
@@ -35,6 +36,7 @@ pub use durable::{rename_noreplace, replace_file, sync_dir};
 pub use error::{Result, VmmError};
 pub use home::{CloneFrom, CreateSpec, DiskSource, Home, RunState, VmSummary};
 pub use lock::{RunGuard, COMMAND_LOCK_WAIT};
+pub use session::{Lifecycle, Outcome, Session, VmState};
 pub use vm::{PendingSnapshot, Vm, CONSOLE_LOG, VM_LOG};
 
 /// Progress of a long operation: what, bytes done, bytes in all.

@@ -1,6 +1,5 @@
-//! The VM's own process: the commands its run loop answers
-//! ([`crate::VmCommand`], from the control socket) and the snapshot of the
-//! running machine.
+//! The snapshot of a running VM, taken in the VM's own process when its
+//! run loop ([`crate::session`]) is asked for one.
 //!
 //! # A snapshot of a running VM
 //!
@@ -19,12 +18,12 @@
 //! that does not exist: the next command keeps it as a powered-off
 //! snapshot of its disks ([`crate::Vm`]'s repair).
 
-use crate::control::{Request, VmCommand, VmReply};
+use crate::control::VmReply;
 use crate::home::Home;
 use crate::vm::{PendingSnapshot, Vm};
 use machine::snapshot::{Assembler, LiveSave, Piece};
 use machine::{Input, Journal, JournalError, Machine, RunEnd, Runner};
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 /// RAM copied per run-loop step during the pre-copy.
@@ -35,95 +34,51 @@ const FINAL_ROUND_BYTES: u64 = 4 << 20;
 /// faster than it is copied never converges).
 const MAX_ROUNDS: u32 = 8;
 
-/// What the run loop must do after [`Commands::handle`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Handled {
-    /// No command was waiting (the pause was for something else).
-    Nothing,
-    /// Commands were taken; run on.
-    Continue,
-    /// Stop the VM (flush, exit).
-    Stop,
-    /// Save the machine into the bundle and exit.
-    Suspend,
-}
-
-/// The commands of a running bundle VM's process.
-pub struct Commands {
-    home: Home,
-    name: String,
-    requests: Receiver<Request>,
-}
-
-impl Commands {
-    pub fn new(home: Home, name: &str, requests: Receiver<Request>) -> Commands {
-        Commands {
-            home,
-            name: name.to_string(),
-            requests,
+/// Start a snapshot of the running machine for `reply`: a disk-only one
+/// at once (the guest paused for it), a full one as a task on `runner`.
+pub(crate) fn start_snapshot(
+    home: &Home,
+    vm_name: &str,
+    machine: &mut Machine,
+    runner: &mut Runner,
+    command: SnapshotCommand,
+    reply: Sender<VmReply>,
+    paused: bool,
+) -> Result<(), JournalError> {
+    let begun = home.open(vm_name).and_then(|mut vm| {
+        let pending =
+            vm.snapshot_begin_running(&command.name, &command.description, command.disk_only)?;
+        Ok((vm, pending))
+    });
+    match begun {
+        Ok((vm, pending)) if command.disk_only => {
+            let _ = reply.send(disk_only_snapshot(machine, vm, pending));
         }
-    }
-
-    /// Take the waiting commands (the run loop calls this when the runner
-    /// returned [`RunEnd::SaveRequested`]: the machine is paused at an
-    /// instruction boundary). A snapshot starts as a task on `runner`.
-    pub fn handle(&mut self, machine: &mut Machine, runner: &mut Runner) -> Handled {
-        let mut handled = Handled::Nothing;
-        loop {
-            let request = match self.requests.try_recv() {
-                Ok(r) => r,
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return handled,
-            };
-            handled = Handled::Continue;
-            match request.command {
-                VmCommand::Status {} => {
-                    let _ = request.reply.send(VmReply::Status {
-                        pid: std::process::id(),
-                        icount: machine.icount(),
-                        mtime: machine.mtime(),
-                    });
-                }
-                VmCommand::Stop {} => {
-                    let _ = request.reply.send(VmReply::Accepted);
-                    return Handled::Stop;
-                }
-                VmCommand::Suspend {} => {
-                    let _ = request.reply.send(VmReply::Accepted);
-                    return Handled::Suspend;
-                }
-                VmCommand::Snapshot {
-                    name,
-                    description,
-                    disk_only,
-                } => {
-                    let reply = request.reply;
-                    match self.begin(&name, &description, disk_only) {
-                        Ok((vm, pending)) if disk_only => {
-                            let _ = reply.send(disk_only_snapshot(machine, vm, pending));
-                        }
-                        Ok((vm, pending)) => runner
-                            .add_journal(Box::new(SnapshotTask::new(machine, vm, pending, reply))),
-                        Err(message) => {
-                            let _ = reply.send(VmReply::Error { message });
-                        }
-                    }
-                }
+        Ok((vm, pending)) => {
+            let mut task = SnapshotTask::new(machine, vm, pending, reply);
+            if !paused {
+                runner.add_journal(Box::new(task));
+                return Ok(());
+            }
+            // Nothing runs meanwhile: copy it all now.
+            while !task.done() {
+                task.stepped(machine)?;
             }
         }
+        Err(e) => {
+            let _ = reply.send(VmReply::Error {
+                message: e.to_string(),
+            });
+        }
     }
+    Ok(())
+}
 
-    fn begin(
-        &self,
-        name: &str,
-        description: &str,
-        disk_only: bool,
-    ) -> Result<(Vm, PendingSnapshot), String> {
-        let mut vm = self.home.open(&self.name).map_err(|e| e.to_string())?;
-        let pending = vm
-            .snapshot_begin_running(name, description, disk_only)
-            .map_err(|e| e.to_string())?;
-        Ok((vm, pending))
-    }
+/// A [`crate::VmCommand::Snapshot`]'s fields.
+pub(crate) struct SnapshotCommand {
+    pub name: String,
+    pub description: String,
+    pub disk_only: bool,
 }
 
 /// Switch every disk of `machine` to the pending snapshot's new layers
@@ -212,7 +167,12 @@ struct Job {
     reply: Sender<VmReply>,
     ram_bytes: u64,
     uuid: [u8; 16],
+    /// When progress was last reported.
+    reported: Instant,
 }
+
+/// Progress goes to the client at most this often.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl SnapshotTask {
     fn new(
@@ -254,6 +214,7 @@ impl SnapshotTask {
                 reply,
                 ram_bytes: 0,
                 uuid,
+                reported: Instant::now(),
             }),
             started,
         }
@@ -277,11 +238,21 @@ fn to_file<'a>(
 impl Job {
     /// Copy a step's budget; `Ok(true)` when it is time for the last round.
     fn precopy(&mut self, machine: &mut Machine) -> Result<bool, String> {
-        let mut sink = to_file(&mut self.file, &mut self.ram_bytes);
-        let complete = self
-            .save
-            .copy(machine, COPY_PER_STEP, &mut sink)
-            .map_err(|e| e.to_string())?;
+        let complete = {
+            let mut sink = to_file(&mut self.file, &mut self.ram_bytes);
+            self.save
+                .copy(machine, COPY_PER_STEP, &mut sink)
+                .map_err(|e| e.to_string())?
+        };
+        if self.reported.elapsed() >= PROGRESS_EVERY {
+            self.reported = Instant::now();
+            let total = machine.config().memory;
+            let _ = self.reply.send(VmReply::Progress {
+                what: format!("copying RAM (round {})", self.save.rounds()),
+                done: self.ram_bytes.min(total),
+                total,
+            });
+        }
         if !complete {
             return Ok(false);
         }
@@ -300,6 +271,7 @@ impl Job {
             reply,
             mut ram_bytes,
             uuid,
+            reported: _,
         } = self;
         let paused = Instant::now();
         let rounds = save.rounds();

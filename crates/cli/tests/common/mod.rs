@@ -135,6 +135,16 @@ impl Guest {
         }
     }
 
+    /// lockstep's messages not yet matched, up to its exit.
+    #[allow(dead_code)]
+    pub fn stderr_to_end(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Ok(line) = self.stderr_lines.recv_timeout(TIMEOUT) {
+            lines.push(line);
+        }
+        lines
+    }
+
     /// Everything the console printed until lockstep closed its stdout
     /// (it exited or was killed).
     pub fn read_to_end(&mut self) -> &str {
