@@ -127,6 +127,11 @@ pub struct BackupArgs {
     nets: Vec<(String, net::NetSpec)>,
     #[command(flatten)]
     ft: FtOptions,
+    /// How the harts execute, following and once live: `interp` or `jit`
+    /// (as `lockstep run --cpu`; the primary's choice need not match).
+    /// [default: `jit` on x86-64, else `interp`; `LOCKSTEP_CPU` overrides]
+    #[arg(long, value_enum, default_value_t = run::RunCpu::host_default(), hide_default_value = true)]
+    cpu: run::RunCpu,
 }
 
 #[derive(Args, Debug)]
@@ -577,6 +582,9 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
     };
     if vm.macs != backup.machine().nic_macs() {
         return Err("the primary's VM has other NICs than it announced".into());
+    }
+    if args.cpu == run::RunCpu::Jit && !backup.set_jit(true) {
+        eprintln!("lockstep: no translator on this host; using the interpreter");
     }
     let status = BackupStatus {
         executed: backup.executed(),

@@ -89,7 +89,7 @@ pub struct ReplayArgs {
     /// How the harts execute: `interp` or `jit` (the translator; the
     /// interpreter on other hosts). A log recorded with either replays
     /// with either.
-    #[arg(long, value_enum, default_value_t = run::RunCpu::Interp)]
+    #[arg(long, value_enum, default_value_t = run::RunCpu::host_default(), hide_default_value = true)]
     pub cpu: run::RunCpu,
 }
 

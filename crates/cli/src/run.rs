@@ -131,7 +131,8 @@ pub struct RunArgs {
     /// How the harts execute: `interp` (the interpreter) or `jit` (the
     /// translator to x86-64; the interpreter on other hosts). Not part of
     /// the machine: both compute the same, to the instruction.
-    #[arg(long, value_enum, default_value_t = RunCpu::Interp)]
+    /// [default: `jit` on x86-64, else `interp`; `LOCKSTEP_CPU` overrides]
+    #[arg(long, value_enum, default_value_t = RunCpu::host_default(), hide_default_value = true)]
     pub cpu: RunCpu,
 }
 
@@ -140,6 +141,31 @@ pub struct RunArgs {
 pub enum RunCpu {
     Interp,
     Jit,
+}
+
+impl RunCpu {
+    /// The translator where there is one (x86-64), else the interpreter;
+    /// `LOCKSTEP_CPU=interp|jit` chooses instead (e.g. to run a test suite
+    /// under each).
+    pub fn host_default() -> RunCpu {
+        match std::env::var("LOCKSTEP_CPU").as_deref() {
+            Ok("interp") => RunCpu::Interp,
+            Ok("jit") => RunCpu::Jit,
+            Ok(other) if !other.is_empty() => {
+                eprintln!("lockstep: LOCKSTEP_CPU={other:?} is neither interp nor jit; ignored");
+                Self::native()
+            }
+            _ => Self::native(),
+        }
+    }
+
+    fn native() -> RunCpu {
+        if cfg!(target_arch = "x86_64") {
+            RunCpu::Jit
+        } else {
+            RunCpu::Interp
+        }
+    }
 }
 
 /// Where and whether to suspend (see [`RunArgs::suspend`]).

@@ -770,7 +770,7 @@ fn start(home: &Home, a: StartArgs) -> CmdResult {
             home: home.clone(),
             name: c.name.clone(),
         }),
-        cpu: run::RunCpu::Interp,
+        cpu: run::RunCpu::host_default(),
     };
     let code = run::run(args)?;
     if suspend.requested.load(Ordering::SeqCst) && suspend.to.is_file() {

@@ -703,6 +703,13 @@ impl Backup {
         &self.machine
     }
 
+    /// Execute the primary's log with the translator (`true`) or the
+    /// interpreter: both compute the same, to the instruction. Whether
+    /// the translator is in use (there is none on some hosts).
+    pub fn set_jit(&mut self, on: bool) -> bool {
+        self.machine.set_jit(on)
+    }
+
     /// The disk replicas the machine runs on, in slot order.
     pub fn replicas(&self) -> &[PathBuf] {
         &self.replicas
