@@ -20,23 +20,23 @@
 //! slower is caught up by logged clock warps. So the rate must be at least
 //! the hart's speed for that speed to show in wall time.
 //!
-//! **Default: 64** (640 MIPS nominal). The first lockstep used 16 (160
-//! MIPS), which the interpreter (~116 MIPS on a tight loop, more after its
-//! speed-ups) reaches, so guest time capped it. 64 is several times what
-//! the interpreter does on any workload, so it never binds there, while a
-//! guest that runs slower than its rate is kept on real time by catch-up
-//! warps of 10 ms or more (logged inputs of a few bytes each, tens per
-//! second). A translator that passes 640 MIPS needs a higher rate; a VM
-//! whose hart is faster than its rate shows it as waits in `lockstep
-//! bench`. The default is fixed, not measured on the host, so the same
-//! command line builds the same machine on every host.
+//! **Default: 256** (2,560 MIPS nominal). The first lockstep used 16 (160
+//! MIPS), which the interpreter reached; then 64 (640 MIPS), which the
+//! translator (now the default engine on x86-64, 500 to 2,500 MIPS) passes
+//! on Linux workloads: `lockstep bench` waited 5.8 of its 17.6 s for real
+//! time at 64, 0.01 s at 256. A guest that runs slower than its rate (the
+//! interpreter, ~250 MIPS) is kept on real time by catch-up warps of 10 ms
+//! or more: logged inputs of a few bytes each, at most about a hundred a
+//! second. A VM whose hart is faster than its rate shows it as waits in
+//! `lockstep bench`. The default is fixed, not measured on the host, so
+//! the same command line builds the same machine on every host.
 
 use crate::layout::TIMEBASE_HZ;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The rate a VM gets unless it asks for another (see the module docs).
-pub const DEFAULT_INSTRUCTIONS_PER_TICK: u64 = 64;
+pub const DEFAULT_INSTRUCTIONS_PER_TICK: u64 = 256;
 /// The rate of VMs created before the rate was a setting.
 pub const LEGACY_INSTRUCTIONS_PER_TICK: u64 = 16;
 /// Largest rate accepted: 10 GIPS of guest time per real second, far above

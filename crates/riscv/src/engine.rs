@@ -69,9 +69,11 @@
 //! patches registers, immediates and labels at run time (µs per block, no
 //! IR), handles labels and relocations for block chaining, and keeps the
 //! emitted code readable next to the interpreter arm it mirrors. Register
-//! allocation is ours: the hottest guest registers (sp, ra, a0–a5, t0–t2 by
-//! static counts from the Linux boot) live in host registers inside a
-//! block and spill to the `Hart`'s `x` array at exits and helper calls.
+//! allocation is ours. *Planned, not built:* the hottest guest registers
+//! (sp, ra, a0–a5, t0–t2 by static counts from the Linux boot) living in
+//! host registers inside a block and spilling to the `Hart`'s `x` array at
+//! exits and helper calls. Today nothing is cached in host registers
+//! across instructions (`hart::jit`'s docs).
 //! An own encoder (PolkaVM's ~0.3 ms per program) is the fallback if
 //! dynasm-rs's proc-macro or its x86-64 coverage gets in the way.
 //!
@@ -109,16 +111,20 @@
 //! - *LR/SC, AMOs, FP* call the interpreter's own functions (`atomic`,
 //!   `execute_fp`: the exact soft-float), so they are bit-identical.
 //!
-//! **Checking**: `--cpu check` on `run`, `replay`, `ft backup` and `bare`
-//! (interpreter and translator in lockstep, comparing `Hart` state and the
-//! machine state hash at slice ends), proptest random programs over
-//! I/M/A/C/F/D/CSR, and a guest JIT (self-modifying code with and without
-//! fence.i, page crossing, page faults mid-block, interrupts at exact
-//! icounts) with the same results and hashes under both engines.
+//! **Checking**: `--cpu jit-check` on `bare` (translator and reference
+//! interpreter in lockstep, comparing `Hart` state at slice ends; the ISA
+//! suites run so), the machine-level determinism test (translated runs'
+//! state hashes equal the interpreter's), replays across engines, and the
+//! whole CLI suite under either engine (`LOCKSTEP_CPU`); seeded random
+//! programs against the general loop (`tests/fast_path.rs`), every
+//! operation on edge-case operands and code rewritten under a running
+//! block or behind the jump cache (`tests/jit.rs`). *Planned:* a `check`
+//! mode on `run`/`replay`/`ft backup`, random programs over A/F/D/CSR,
+//! and a Linux guest that JITs code itself.
 //!
-//! **Pacing**: a translator past 640 MIPS outruns the default clock rate
-//! (64 instructions per tick, `machine::clock`); it needs a higher rate to
-//! show its speed in wall time.
+//! **Pacing**: the default clock rate is 256 instructions per tick (2,560
+//! MIPS nominal, `machine::clock`), above what the translator reaches on
+//! Linux workloads; at the earlier 64 it waited for real time.
 
 use crate::bus::Bus;
 use crate::hart::{Exit, Hart, Irq};
