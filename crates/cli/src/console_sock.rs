@@ -7,7 +7,6 @@
 
 use machine::HostEvent;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
@@ -36,19 +35,8 @@ impl ConsoleServer {
     /// Listen at `path` (a stale socket there is replaced; anything else
     /// is refused).
     pub fn bind(path: &Path) -> io::Result<ConsoleServer> {
-        if let Ok(meta) = path.symlink_metadata() {
-            if !meta.file_type().is_socket() {
-                return Err(io::Error::other(format!(
-                    "{} exists and is not a socket",
-                    path.display()
-                )));
-            }
-            std::fs::remove_file(path)?;
-        }
-        let listener = UnixListener::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         Ok(ConsoleServer {
-            listener,
+            listener: vmm::control::bind_private(path)?,
             path: path.to_path_buf(),
             client: Arc::default(),
         })
@@ -66,7 +54,7 @@ impl ConsoleServer {
         std::thread::spawn(move || {
             for (id, conn) in (0u64..).zip(listener.incoming()) {
                 let Ok(conn) = conn else { continue };
-                if let Err(why) = crate::control::check_peer(&conn) {
+                if let Err(why) = vmm::control::check_peer(&conn) {
                     let mut conn = conn;
                     let _ = writeln!(conn, "lockstep: {why}");
                     continue;

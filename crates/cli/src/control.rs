@@ -53,7 +53,7 @@ impl ControlServer {
                     return;
                 }
                 if let Ok(mut conn) = conn {
-                    if let Err(why) = check_peer(&conn) {
+                    if let Err(why) = vmm::control::check_peer(&conn) {
                         let _ = writeln!(conn, "error: {why}");
                         continue;
                     }
@@ -175,22 +175,6 @@ fn describe_type(meta: &std::fs::Metadata) -> &'static str {
         "regular file"
     } else {
         "special file"
-    }
-}
-
-/// Only this user (or root) may command the VM: the peer's credentials
-/// as the kernel gives them (SO_PEERCRED), not what it claims.
-pub(crate) fn check_peer(conn: &UnixStream) -> Result<(), String> {
-    let cred = rustix::net::sockopt::socket_peercred(conn)
-        .map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
-    let peer = cred.uid.as_raw();
-    let me = rustix::process::getuid().as_raw();
-    if peer == me || peer == 0 {
-        Ok(())
-    } else {
-        Err(format!(
-            "uid {peer} may not control this VM (it belongs to uid {me})"
-        ))
     }
 }
 

@@ -296,6 +296,16 @@ fn every_crash_point_of_every_operation_leaves_a_working_vm() {
     assert!(boots >= ops.len());
 }
 
+/// `vm start v --attach` in `home`, killed at crash point `crash` if given.
+fn start_attached(home: &Path, crash: Option<usize>) -> Guest {
+    let n = crash.map(|n| n.to_string()).unwrap_or_default();
+    let mut env: Vec<(&str, &Path)> = vec![("LOCKSTEP_HOME", home)];
+    if crash.is_some() {
+        env.push(("LOCKSTEP_CRASH_AT", Path::new(&n)));
+    }
+    Guest::launch_env(&[], &["vm", "start", "v", "--attach"], &env)
+}
+
 /// Suspend, killed at each crash point of the VM's process (its start
 /// publishing its pid, then recording its saved state): the VM afterwards
 /// either resumes (its RAM-only counter intact) or boots afresh, and its
@@ -305,14 +315,6 @@ fn every_crash_point_of_suspend_leaves_a_vm_that_resumes_or_boots() {
     let root = tempfile::tempdir().unwrap();
     let pristine = pristine(root.path());
     let work = root.path().join("work");
-    let attach = |home: &Path, crash: Option<usize>| {
-        let n = crash.map(|n| n.to_string()).unwrap_or_default();
-        let mut env: Vec<(&str, &Path)> = vec![("LOCKSTEP_HOME", home)];
-        if crash.is_some() {
-            env.push(("LOCKSTEP_CRASH_AT", Path::new(&n)));
-        }
-        Guest::launch_env(&[], &["vm", "start", "v", "--attach"], &env)
-    };
     // Count the points of a whole start-run-suspend, and which of them
     // come before the guest runs (publishing the pid).
     copy_store(&pristine, &work);
@@ -352,7 +354,7 @@ fn every_crash_point_of_suspend_leaves_a_vm_that_resumes_or_boots() {
 
     for n in 1..=points {
         copy_store(&pristine, &work);
-        let mut g = attach(&work, Some(n));
+        let mut g = start_attached(&work, Some(n));
         if n > at_start {
             g.expect(PROMPT);
             g.run("echo 4242 >/tmp/c");
@@ -365,7 +367,7 @@ fn every_crash_point_of_suspend_leaves_a_vm_that_resumes_or_boots() {
         check_all(&work);
         // Start again: a recorded state resumes with the counter; else a
         // fresh boot.
-        let mut g = attach(&work, None);
+        let mut g = start_attached(&work, None);
         g.send("");
         g.expect(PROMPT);
         let c = g.run("cat /tmp/c 2>/dev/null || echo none");
@@ -392,12 +394,7 @@ fn every_crash_point_of_a_running_snapshot_leaves_a_working_vm() {
     let pristine = pristine(root.path());
     let work = root.path().join("work");
     let attach = |home: &Path, crash: Option<usize>| {
-        let n = crash.map(|n| n.to_string()).unwrap_or_default();
-        let mut env: Vec<(&str, &Path)> = vec![("LOCKSTEP_HOME", home)];
-        if crash.is_some() {
-            env.push(("LOCKSTEP_CRASH_AT", Path::new(&n)));
-        }
-        let mut g = Guest::launch_env(&[], &["vm", "start", "v", "--attach"], &env);
+        let mut g = start_attached(home, crash);
         g.expect(PROMPT);
         g
     };

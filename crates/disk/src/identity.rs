@@ -143,6 +143,27 @@ impl DiskIdentity {
     /// A file with the recorded path and fingerprint is trusted without
     /// reading it unless `rehash`; any other is digested and compared.
     pub fn check(&self, disk: &dyn BlockDevice, rehash: bool) -> Result<(), IdentityMismatch> {
+        self.check_with(disk, rehash, false)
+    }
+
+    /// Like [`DiskIdentity::check`], but `disk` may also be the recorded
+    /// disk with one more layer on top that holds no data yet (the new
+    /// overlay a VM bundle runs on after going back to a snapshot): it
+    /// reads exactly like the recorded disk.
+    pub fn check_allowing_new_top(
+        &self,
+        disk: &dyn BlockDevice,
+        rehash: bool,
+    ) -> Result<(), IdentityMismatch> {
+        self.check_with(disk, rehash, true)
+    }
+
+    fn check_with(
+        &self,
+        disk: &dyn BlockDevice,
+        rehash: bool,
+        new_top: bool,
+    ) -> Result<(), IdentityMismatch> {
         if disk.capacity() != self.capacity() {
             return Err(IdentityMismatch::Capacity {
                 recorded: self.capacity(),
@@ -173,7 +194,14 @@ impl DiskIdentity {
                         now: format,
                     });
                 }
-                if layers.len() != paths.len() {
+                let below = match paths.split_first() {
+                    Some((top, rest)) if new_top && rest.len() == layers.len() => {
+                        check_empty_layer(top, format)?;
+                        rest
+                    }
+                    _ => paths,
+                };
+                if layers.len() != below.len() {
                     return Err(IdentityMismatch::ChainLength {
                         recorded: layers.len(),
                         now: paths.len(),
@@ -181,7 +209,7 @@ impl DiskIdentity {
                 }
                 layers
                     .iter()
-                    .zip(paths)
+                    .zip(below)
                     .try_for_each(|(layer, path)| layer.check(path, rehash))
             }
             (recorded, now) => Err(IdentityMismatch::Kind {
@@ -192,59 +220,6 @@ impl DiskIdentity {
                 },
             }),
         }
-    }
-
-    /// Like [`DiskIdentity::check`], but `disk` may also be the recorded
-    /// disk with one more layer on top that holds no data yet (the new
-    /// overlay a VM bundle runs on after going back to a snapshot): it
-    /// reads exactly like the recorded disk.
-    pub fn check_allowing_new_top(
-        &self,
-        disk: &dyn BlockDevice,
-        rehash: bool,
-    ) -> Result<(), IdentityMismatch> {
-        let (
-            DiskIdentity::Files {
-                layers,
-                format: recorded,
-                ..
-            },
-            Contents::Files {
-                files: paths,
-                format,
-                ..
-            },
-        ) = (self, disk.contents())
-        else {
-            return self.check(disk, rehash);
-        };
-        if paths.len() != layers.len() + 1 {
-            return self.check(disk, rehash);
-        }
-        if disk.capacity() != self.capacity() {
-            return Err(IdentityMismatch::Capacity {
-                recorded: self.capacity(),
-                now: disk.capacity(),
-            });
-        }
-        if *recorded != format {
-            return Err(IdentityMismatch::Format {
-                recorded: *recorded,
-                now: format,
-            });
-        }
-        let top = &paths[0];
-        let data = crate::allocated_in_own(top, format).map_err(|e| IdentityMismatch::Io {
-            path: top.clone(),
-            source: io::Error::other(e.to_string()),
-        })?;
-        if !data.is_empty() {
-            return Err(IdentityMismatch::NewTopNotEmpty { path: top.clone() });
-        }
-        layers
-            .iter()
-            .zip(&paths[1..])
-            .try_for_each(|(layer, path)| layer.check(path, rehash))
     }
 
     pub fn capacity(&self) -> u64 {
@@ -322,6 +297,21 @@ impl FileStat {
             ino: m.ino(),
             mtime: (m.mtime(), m.mtime_nsec()),
             ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+}
+
+/// A new top layer must hold nothing yet: it then reads as what it stands on.
+fn check_empty_layer(top: &Path, format: Format) -> Result<(), IdentityMismatch> {
+    let data = crate::allocated_in_own(top, format).map_err(|e| IdentityMismatch::Io {
+        path: top.to_path_buf(),
+        source: io::Error::other(e.to_string()),
+    })?;
+    if data.is_empty() {
+        Ok(())
+    } else {
+        Err(IdentityMismatch::NewTopNotEmpty {
+            path: top.to_path_buf(),
         })
     }
 }

@@ -211,7 +211,7 @@ mod tests {
             postcard::from_bytes::<InstructionsPerTick>(&bytes).unwrap(),
             rate(64)
         );
-        assert_eq!(InstructionsPerTick::DEFAULT.nominal_mips(), 640);
+        assert_eq!(InstructionsPerTick::DEFAULT.nominal_mips(), 2560);
         assert_eq!(InstructionsPerTick::LEGACY.per_ms(), 160_000);
     }
 }

@@ -103,19 +103,8 @@ impl ControlServer {
     /// Listen at `path` (a stale socket there is replaced; anything else
     /// is refused).
     pub fn bind(path: &Path) -> io::Result<ControlServer> {
-        if let Ok(meta) = path.symlink_metadata() {
-            if !meta.file_type().is_socket() {
-                return Err(io::Error::other(format!(
-                    "{} exists and is not a socket",
-                    path.display()
-                )));
-            }
-            std::fs::remove_file(path)?;
-        }
-        let listener = UnixListener::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         Ok(ControlServer {
-            listener,
+            listener: bind_private(path)?,
             path: path.to_path_buf(),
         })
     }
@@ -141,6 +130,24 @@ impl Drop for ControlServer {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Listen on a Unix socket at `path`, mode 0600 (a stale socket there is
+/// replaced; anything else is refused): a bundle's control and console
+/// sockets.
+pub fn bind_private(path: &Path) -> io::Result<UnixListener> {
+    if let Ok(meta) = path.symlink_metadata() {
+        if !meta.file_type().is_socket() {
+            return Err(io::Error::other(format!(
+                "{} exists and is not a socket",
+                path.display()
+            )));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
 }
 
 /// Only this user (or root) may command the VM: the peer's credentials

@@ -320,6 +320,25 @@ impl Vm {
         sync_dir(&disks).map_err(io_at(&disks))
     }
 
+    /// A new snapshot's name must be valid and free, its description short.
+    fn check_new_snapshot(&self, name: &str, description: &str) -> Result<()> {
+        crate::check_name("snapshot name", name)?;
+        if description.len() > crate::MAX_DESCRIPTION {
+            return Err(VmmError::OutOfRange {
+                what: "description length",
+                value: description.len() as u64,
+                range: "at most 4096 bytes",
+            });
+        }
+        if self.config.snapshot(name).is_some() {
+            return Err(VmmError::SnapshotExists {
+                vm: self.config.name.clone(),
+                snapshot: name.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// A snapshot name not yet taken, from `base`.
     pub(crate) fn free_snapshot_name(&self, base: &str) -> String {
         let base: String = base.chars().take(crate::MAX_NAME_LEN - 4).collect();
@@ -360,20 +379,7 @@ impl Vm {
     /// Take a snapshot of the powered-off VM: its present layers freeze
     /// into the snapshot, and new empty layers over them become current.
     pub fn snapshot_create(&mut self, name: &str, description: &str) -> Result<&Snapshot> {
-        crate::check_name("snapshot name", name)?;
-        if description.len() > crate::MAX_DESCRIPTION {
-            return Err(VmmError::OutOfRange {
-                what: "description length",
-                value: description.len() as u64,
-                range: "at most 4096 bytes",
-            });
-        }
-        if self.config.snapshot(name).is_some() {
-            return Err(VmmError::SnapshotExists {
-                vm: self.config.name.clone(),
-                snapshot: name.to_string(),
-            });
-        }
+        self.check_new_snapshot(name, description)?;
         let _guard = self
             .run_guard("its process takes snapshots of it (`lockstep snapshot create` asks it)")?;
         let mut config = self.config.clone();
@@ -420,20 +426,7 @@ impl Vm {
         description: &str,
         disk_only: bool,
     ) -> Result<PendingSnapshot> {
-        crate::check_name("snapshot name", name)?;
-        if description.len() > crate::MAX_DESCRIPTION {
-            return Err(VmmError::OutOfRange {
-                what: "description length",
-                value: description.len() as u64,
-                range: "at most 4096 bytes",
-            });
-        }
-        if self.config.snapshot(name).is_some() {
-            return Err(VmmError::SnapshotExists {
-                vm: self.config.name.clone(),
-                snapshot: name.to_string(),
-            });
-        }
+        self.check_new_snapshot(name, description)?;
         match lock::running(&self.dir)? {
             Some((pid, _)) if pid == std::process::id() => {}
             _ => {
