@@ -384,3 +384,36 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lifecycle_takes_only_its_transitions() {
+        use VmState::*;
+        let mut life = Lifecycle::new();
+        assert_eq!(life.state(), Created);
+        assert!(life.go(Paused).is_err(), "nothing to pause yet");
+        life.go(FtPrimary).unwrap();
+        life.go(Paused).unwrap();
+        let twice = life.go(Paused).unwrap_err();
+        assert_eq!(
+            twice.to_string(),
+            "the VM is paused; it cannot become paused"
+        );
+        // A pause returns to what running was: here, the FT primary.
+        life.unpause().unwrap();
+        assert_eq!(life.state(), FtPrimary);
+        assert!(life.unpause().is_err(), "not paused");
+        life.go(Stopped).unwrap();
+        for to in [Created, Running, Paused, FtPrimary, FtBackup, Suspended] {
+            assert!(life.go(to).is_err(), "stopped is final, not {to}");
+        }
+        // A backup only goes live or stops.
+        assert!(Lifecycle::allowed(FtBackup, FtPrimary));
+        assert!(!Lifecycle::allowed(FtBackup, Running));
+        assert!(!Lifecycle::allowed(FtBackup, Suspended));
+        assert!(Lifecycle::allowed(Suspended, Running));
+    }
+}
