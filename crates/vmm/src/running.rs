@@ -52,7 +52,11 @@ pub(crate) fn start_snapshot(
     });
     match begun {
         Ok((vm, pending)) if command.disk_only => {
-            let _ = reply.send(disk_only_snapshot(machine, vm, pending));
+            let (answer, fatal) = disk_only_snapshot(machine, vm, pending);
+            let _ = reply.send(answer);
+            if let Some(e) = fatal {
+                return Err(e);
+            }
         }
         Ok((vm, pending)) => {
             let mut task = SnapshotTask::new(machine, vm, pending, reply);
@@ -130,24 +134,36 @@ enum Fatal {
     After(String),
 }
 
-fn disk_only_snapshot(machine: &mut Machine, mut vm: Vm, pending: PendingSnapshot) -> VmReply {
+/// A disk-only snapshot, taken at once: the answer, and the error that
+/// must end the run if the machine and the bundle no longer agree.
+fn disk_only_snapshot(
+    machine: &mut Machine,
+    mut vm: Vm,
+    pending: PendingSnapshot,
+) -> (VmReply, Option<JournalError>) {
     let started = Instant::now();
     match switch_disks(machine, &mut vm, &pending) {
-        Ok(()) => VmReply::Snapshot {
-            name: pending.name.clone(),
-            icount: machine.icount(),
-            pause_us: started.elapsed().as_micros() as u64,
-            total_ms: started.elapsed().as_millis() as u64,
-            rounds: 0,
-            ram_bytes: 0,
-        },
+        Ok(()) => (
+            VmReply::Snapshot {
+                name: pending.name.clone(),
+                icount: machine.icount(),
+                pause_us: started.elapsed().as_micros() as u64,
+                total_ms: started.elapsed().as_millis() as u64,
+                rounds: 0,
+                ram_bytes: 0,
+            },
+            None,
+        ),
         Err(Fatal::Before(message)) => {
             vm.snapshot_abandon(pending);
-            VmReply::Error { message }
+            (VmReply::Error { message }, None)
         }
-        Err(Fatal::After(message)) => VmReply::Error {
-            message: format!("{message} (the VM must be restarted)"),
-        },
+        Err(Fatal::After(message)) => (
+            VmReply::Error {
+                message: format!("{message} (the VM stops: start it again)"),
+            },
+            Some(message.into()),
+        ),
     }
 }
 
