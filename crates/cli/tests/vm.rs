@@ -215,9 +215,14 @@ fn snapshots_of_a_running_guest_come_back_at_their_instruction() {
     );
     let after2 = counter(&mut g);
     count_to(&mut g, after2 + 3);
+    // A clone of the running VM comes from a disk-only snapshot of it.
+    ok(h, &["vm", "clone", "r", "rc", "--linked"]);
+    let show = ok(h, &["snapshot", "show", "r", "clone-rc"]);
+    assert!(show.contains("powered off"), "{show}");
     let tree = ok(h, &["snapshot", "list", "r", "--tree"]);
     assert!(tree.contains("s1") && tree.contains("s2"), "{tree}");
     assert_eq!(tree.matches("running").count(), 2, "{tree}");
+    assert!(tree.contains("clone-rc"), "{tree}");
     let list = ok(h, &["snapshot", "list", "r", "--json"]);
     let snaps: serde_json::Value = serde_json::from_str(&list).unwrap();
     assert!(snaps[0]["state"].as_str().unwrap().ends_with(".state"));
@@ -266,6 +271,12 @@ fn snapshots_of_a_running_guest_come_back_at_their_instruction() {
     assert_eq!(read_mark(&mut c), "two");
     drop(c);
     ok(h, &["vm", "kill", "r"]);
+    // The clone boots from the disks the running source had.
+    ok(h, &["vm", "start", "rc"]);
+    let mut c = console(h, "rc");
+    assert_eq!(read_mark(&mut c), "two");
+    drop(c);
+    ok(h, &["vm", "kill", "rc"]);
 }
 
 #[test]
