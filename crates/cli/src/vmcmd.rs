@@ -835,7 +835,18 @@ fn say_reply(vm: &str, reply: &vmm::VmReply) {
 fn suspend(home: &Home, a: StopArgs) -> CmdResult {
     let vm = home.open(&a.name)?;
     say_notes(&a.name, vm.notes());
-    let pid = vm.signal(rustix::process::Signal::USR2)?;
+    // Asked on its control socket (or, if it has none yet, by SIGUSR2).
+    let path = vm.dir().join(vmm::CONTROL_SOCKET);
+    let pid = match vmm::control::request(&path, &vmm::VmCommand::Suspend {}, COMMAND_WAIT) {
+        Ok(vmm::VmReply::Accepted) => match vm.state()? {
+            RunState::Running { pid, .. } => pid,
+            _ => 0,
+        },
+        Ok(vmm::VmReply::Error { message }) => {
+            return Err(format!("VM {}: {message}", a.name).into())
+        }
+        _ => vm.signal(rustix::process::Signal::USR2)?,
+    };
     drop(vm); // the VM's process records its state under the command lock
     let started = Instant::now();
     let deadline = Duration::from_secs(a.timeout);
