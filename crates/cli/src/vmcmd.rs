@@ -832,21 +832,35 @@ fn say_reply(vm: &str, reply: &vmm::VmReply) {
     }
 }
 
+/// Ask the running `vm`'s process to do `command` (one that ends its run)
+/// on its control socket, or, if it has none yet, send it `signal`; its
+/// pid.
+fn ask_or_signal(
+    vm: &vmm::Vm,
+    command: &vmm::VmCommand,
+    signal: rustix::process::Signal,
+) -> Result<u32, Box<dyn Error>> {
+    let path = vm.dir().join(vmm::CONTROL_SOCKET);
+    match vmm::control::request(&path, command, COMMAND_WAIT) {
+        Ok(vmm::VmReply::Accepted) => Ok(match vm.state()? {
+            RunState::Running { pid, .. } => pid,
+            _ => 0,
+        }),
+        Ok(vmm::VmReply::Error { message }) => {
+            Err(format!("VM {}: {message}", vm.config().name).into())
+        }
+        _ => Ok(vm.signal(signal)?),
+    }
+}
+
 fn suspend(home: &Home, a: StopArgs) -> CmdResult {
     let vm = home.open(&a.name)?;
     say_notes(&a.name, vm.notes());
-    // Asked on its control socket (or, if it has none yet, by SIGUSR2).
-    let path = vm.dir().join(vmm::CONTROL_SOCKET);
-    let pid = match vmm::control::request(&path, &vmm::VmCommand::Suspend {}, COMMAND_WAIT) {
-        Ok(vmm::VmReply::Accepted) => match vm.state()? {
-            RunState::Running { pid, .. } => pid,
-            _ => 0,
-        },
-        Ok(vmm::VmReply::Error { message }) => {
-            return Err(format!("VM {}: {message}", a.name).into())
-        }
-        _ => vm.signal(rustix::process::Signal::USR2)?,
-    };
+    let pid = ask_or_signal(
+        &vm,
+        &vmm::VmCommand::Suspend {},
+        rustix::process::Signal::USR2,
+    )?;
     drop(vm); // the VM's process records its state under the command lock
     let started = Instant::now();
     let deadline = Duration::from_secs(a.timeout);
@@ -954,15 +968,7 @@ fn start_detached(home: &Home, name: &str, verify: bool) -> CmdResult {
 fn stop(home: &Home, a: StopArgs) -> CmdResult {
     let vm = home.open(&a.name)?;
     say_notes(&a.name, vm.notes());
-    // Asked on its control socket (or, if it has none yet, by SIGTERM).
-    let path = vm.dir().join(vmm::CONTROL_SOCKET);
-    let pid = match vmm::control::request(&path, &vmm::VmCommand::Stop {}, COMMAND_WAIT) {
-        Ok(vmm::VmReply::Accepted) => match vm.state()? {
-            RunState::Running { pid, .. } => pid,
-            _ => 0,
-        },
-        _ => vm.signal(rustix::process::Signal::TERM)?,
-    };
+    let pid = ask_or_signal(&vm, &vmm::VmCommand::Stop {}, rustix::process::Signal::TERM)?;
     if vm.wait_stopped(Duration::from_secs(a.timeout))? {
         eprintln!("lockstep: stopped VM {} (pid {pid})", a.name);
         return Ok(ExitCode::SUCCESS);
