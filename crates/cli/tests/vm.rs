@@ -207,6 +207,12 @@ fn snapshots_of_a_running_guest_come_back_at_their_instruction() {
         "{said}"
     );
     let after1 = counter(&mut g);
+    // Refused by the running VM, or before it is touched: one line each,
+    // the guest running on.
+    refused(h, &["snapshot", "create", "r", "s1"]);
+    refused(h, &["snapshot", "create", "r", "bad/name"]);
+    refused(h, &["snapshot", "revert", "r", "nope"]);
+    assert!(ok(h, &["vm", "list"]).contains("running"));
     write_mark(&mut g, "two");
     count_to(&mut g, after1 + 8);
     ok(
