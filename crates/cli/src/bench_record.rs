@@ -389,7 +389,7 @@ fn timed_replay(mut cmd: Command, log: &Path) -> Result<Replayed, RecordBenchErr
         .to_string();
     match out.status.code() {
         Some(0) => Ok(Replayed { wall, summary }),
-        Some(1) => Err(RecordBenchError::Diverged {
+        Some(6) => Err(RecordBenchError::Diverged {
             log: log.to_path_buf(),
             message: summary,
         }),
@@ -837,18 +837,18 @@ mod tests {
         )
         .expect("match");
         assert_eq!(ok.summary, "lockstep: replay matched: 5 instructions");
-        match timed_replay(sh("echo 'replay diverged at icount 7' >&2; exit 1"), log) {
+        match timed_replay(sh("echo 'replay diverged at icount 7' >&2; exit 6"), log) {
             Err(RecordBenchError::Diverged { message, .. }) => {
                 assert_eq!(message, "replay diverged at icount 7")
             }
             other => panic!("expected a divergence, got {other:?}"),
         }
-        match timed_replay(sh("echo 'lockstep: no such file' >&2; exit 2"), log) {
+        match timed_replay(sh("echo 'lockstep: no such file' >&2; exit 3"), log) {
             Err(RecordBenchError::ReplayFailed {
                 message, status, ..
             }) => {
                 assert_eq!(message, "lockstep: no such file");
-                assert!(status.contains('2'), "{status}");
+                assert!(status.contains('3'), "{status}");
             }
             other => panic!("expected a failure, got {other:?}"),
         }

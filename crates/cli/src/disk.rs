@@ -51,7 +51,7 @@ fn run_create(args: CreateArgs) -> Result<ExitCode, Box<dyn std::error::Error>> 
     let size = match (args.size, &args.backing) {
         (Some(size), _) => size,
         (None, Some(backing)) => ::disk::info(backing)?.virtual_size,
-        (None, None) => return Err("--size is required without --backing".into()),
+        (None, None) => return Err(crate::exit::usage("--size is required without --backing")),
     };
     let backing = match (&args.backing, args.backing_format) {
         (Some(path), Some(format)) => Some((path.as_path(), format)),

@@ -342,7 +342,7 @@ pub fn protectable(
     backup: Option<String>,
 ) -> Result<(PrimaryJournal, FtVmHandle), Box<dyn Error>> {
     let Some(arbiter) = &opts.arbiter else {
-        return Err("fault tolerance needs --arbiter PATH".into());
+        return Err(crate::exit::usage("fault tolerance needs --arbiter PATH"));
     };
     let arbiter = Arbiter::open(arbiter)?;
     let shape = VmShape {
@@ -522,14 +522,15 @@ pub fn describe_status(s: &Status) -> String {
 
 fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
     let Some(arbiter_path) = &args.ft.arbiter else {
-        return Err(
-            "lockstep ft backup needs --arbiter PATH (on storage the primary's host shares)".into(),
-        );
+        return Err(crate::exit::usage(
+            "lockstep ft backup needs --arbiter PATH (on storage the primary's host shares)",
+        ));
     };
     if args.ft.insecure_plaintext {
-        ::ft::check_loopback(&args.listen)?;
+        ::ft::check_loopback(&args.listen).map_err(|e| crate::exit::usage(e.to_string()))?;
     }
     let arbiter = Arbiter::open(arbiter_path)?;
+    let _span = tracing::info_span!("ft_backup", listen = %args.listen).entered();
     let tls = tls(&args.ft)?;
     let replica_dir = match &args.replica_dir {
         Some(dir) => dir.clone(),
@@ -573,6 +574,7 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
         );
         let started = Instant::now();
         let backup = ::ft::serve_until_ready(&listener, &arbiter, &options, &mut |what| {
+            tracing::warn!(event = "refused", why = %what, "FT backup: refused a primary");
             eprintln!("lockstep: FT backup: {what}")
         })?;
         (backup, started)
@@ -596,6 +598,14 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
     let control = ControlServer::start_backup(&control_at, status)
         .map_err(|e| eprintln!("lockstep: FT backup: no control socket: {e}"))
         .ok();
+    let _vm_span = tracing::info_span!("vm", vm = %vm.name).entered();
+    tracing::info!(
+        event = "following",
+        generation = backup.hello().generation,
+        received_ms = started.elapsed().as_millis() as u64,
+        replicas = backup.replicas().len(),
+        "FT backup: following the primary"
+    );
     eprintln!(
         "lockstep: FT backup: following the primary (arbiter generation {}; received the VM in {} ms; replicas: {})",
         backup.hello().generation,
@@ -604,6 +614,12 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
     );
     let (reason, detected) = match backup.follow()? {
         Outcome::Ended(reason) => {
+            tracing::info!(
+                event = "primary_ended",
+                reason = ?reason,
+                icount = backup.machine().icount(),
+                "FT backup: the primary ended the run"
+            );
             eprintln!(
                 "lockstep: FT backup: the primary ended the run ({reason:?}) at icount {}; done",
                 backup.machine().icount()
@@ -612,6 +628,12 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
         }
         Outcome::PrimaryLost { reason, at } => (reason, at),
     };
+    tracing::warn!(
+        event = "primary_lost",
+        why = %reason,
+        icount = backup.machine().icount(),
+        "FT backup: primary lost"
+    );
     eprintln!("lockstep: FT backup: primary lost: {reason}");
     let live_sink = RunOutput {
         console: run::console_writer(&args.console)?,
@@ -624,6 +646,15 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
         let [a, b, c, d] = ip;
         eprintln!("lockstep: FT backup: announced {a}.{b}.{c}.{d} on NIC {nic}");
     }
+    tracing::warn!(
+        event = "live",
+        icount = live.machine.icount(),
+        generation = live.generation,
+        records,
+        after_detection_ms = detected.elapsed().as_millis() as u64,
+        reemitted_bytes = live.reemitted_bytes,
+        "FT backup: live"
+    );
     eprintln!(
         "lockstep: FT backup: live at icount {} as arbiter generation {} ({} records re-executed; {} ms after detecting the failure; re-emitted {} bytes)",
         live.machine.icount(),
@@ -728,13 +759,17 @@ fn run_live(
     drop(_terminal);
     machine.flush_disks()?;
     if let Some(why) = handle.primary.fenced() {
-        return Err(format!("FT primary halted: {why}").into());
+        return Err(crate::exit::fenced(format!("FT primary halted: {why}")));
     }
     match end? {
-        vmm::Outcome::Poweroff(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))),
+        vmm::Outcome::Poweroff(code) => Ok(crate::exit::guest_poweroff(code)),
+        vmm::Outcome::Reset => {
+            eprintln!("lockstep: the guest reset (--no-reboot)");
+            Ok(crate::exit::Exit::GuestReset.into())
+        }
         vmm::Outcome::Stopped | vmm::Outcome::Suspend => {
             eprintln!("lockstep: stopped");
-            Ok(ExitCode::SUCCESS)
+            Ok(crate::exit::Exit::Stopped.into())
         }
     }
 }

@@ -14,8 +14,10 @@ mod bench_vm_live;
 mod console_sock;
 mod control;
 mod disk;
+mod exit;
 mod ft;
 mod image;
+mod logging;
 mod nics;
 mod record;
 mod run;
@@ -23,16 +25,18 @@ mod signals;
 mod vm;
 mod vmcmd;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
     name = "lockstep",
-    version,
-    about = "Deterministic RISC-V virtual machines"
+    about = "Deterministic RISC-V virtual machines",
+    after_help = exit::TABLE
 )]
 struct Cli {
+    #[command(flatten)]
+    log: logging::LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,7 +56,7 @@ enum Command {
     /// Guest images: fetch and verify Debian's riscv64 kernel, busybox and OpenSBI.
     Image(image::ImageArgs),
     /// Re-execute a run recorded with `lockstep run --record` and check that it
-    /// reproduces: exits 1 and names the first divergence if it does not.
+    /// reproduces: exits 6 and names the first divergence if it does not.
     Replay(record::ReplayArgs),
     /// VMs kept in bundles: create, list, show, start, stop, kill, delete, rename, clone.
     Vm(vmcmd::VmArgs),
@@ -60,10 +64,58 @@ enum Command {
     Snapshot(vmcmd::SnapshotArgs),
     /// Fault-tolerant VMs: backups, adding them to running VMs, status, TLS certificates.
     Ft(ft::FtArgs),
+    /// Print a shell completion script: `source <(lockstep completions bash)`.
+    Completions(CompletionsArgs),
+    /// Write a man page for every command into a directory.
+    Man(ManArgs),
+}
+
+#[derive(clap::Args)]
+struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
+}
+
+#[derive(clap::Args)]
+struct ManArgs {
+    /// Where to write `lockstep.1`, `lockstep-run.1`, `lockstep-vm-start.1`, …
+    /// (e.g. /usr/local/share/man/man1).
+    #[arg(long, value_name = "DIR")]
+    out_dir: std::path::PathBuf,
+}
+
+/// `lockstep --version`: the release, the commit, and the versions of the
+/// formats a peer or a file must share with this build.
+fn version() -> String {
+    format!(
+        "{} (commit {})\nsnapshot format {}, replay log format {}, FT protocol {}, VM bundle format {}",
+        env!("CARGO_PKG_VERSION"),
+        env!("LOCKSTEP_COMMIT"),
+        machine::snapshot::FORMAT_VERSION,
+        replay::FORMAT_VERSION,
+        ::ft::wire::PROTOCOL_VERSION,
+        vmm::FORMAT,
+    )
+}
+
+/// The command line's definition, with its version.
+fn command() -> clap::Command {
+    // Built once per process; the strings live as long as it does.
+    let version: &'static str = Box::leak(version().into_boxed_str());
+    Cli::command().version(version)
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if let Err(e) = logging::init(&cli.log) {
+        eprintln!("lockstep: {e}");
+        return exit::Exit::Usage.into();
+    }
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Bare(args) => bare::run(args),
@@ -74,12 +126,46 @@ fn main() -> ExitCode {
         Command::Ft(args) => ft::run(args),
         Command::Vm(args) => vmcmd::vm(args),
         Command::Snapshot(args) => vmcmd::snapshot(args),
+        Command::Completions(args) => {
+            clap_complete::generate(args.shell, &mut command(), "lockstep", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man(args) => write_man_pages(&args.out_dir),
     };
     match result {
         Ok(code) => code,
         Err(err) => {
+            tracing::debug!(error = ?err, "command failed");
             eprintln!("lockstep: {err}");
-            ExitCode::from(2)
+            exit::for_error(&*err).into()
         }
     }
+}
+
+/// One page for the command and one per subcommand, named as `git` names
+/// its pages (`lockstep-vm-start.1`), each written new and renamed.
+fn write_man_pages(dir: &std::path::Path) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut written = 0;
+    let mut pending = vec![(String::from("lockstep"), command())];
+    while let Some((name, cmd)) = pending.pop() {
+        let cmd = cmd.name(name.clone()).bin_name(name.replace('-', " "));
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() != "help" {
+                pending.push((format!("{name}-{}", sub.get_name()), sub.clone()));
+            }
+        }
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut page)?;
+        let path = dir.join(format!("{name}.1"));
+        vmm::replace_file(&path, &page)
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+            })
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        written += 1;
+    }
+    eprintln!("lockstep: wrote {written} man pages to {}", dir.display());
+    Ok(ExitCode::SUCCESS)
 }

@@ -132,7 +132,7 @@ pub fn replay_command(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::
         }
         Err(session::ReplayError::Diverged(d)) => {
             eprintln!("lockstep: replay diverged {d}");
-            Ok(ExitCode::from(1))
+            Ok(crate::exit::Exit::Diverged.into())
         }
         Err(e) => Err(e.into()),
     }

@@ -111,6 +111,10 @@ pub struct RunArgs {
     /// recorded (every input and step goes to both).
     #[arg(long, value_name = "ADDR", requires = "arbiter")]
     pub ft_backup: Option<String>,
+    /// End the run (exit code 4) when the guest resets, rather than
+    /// booting again.
+    #[arg(long)]
+    pub no_reboot: bool,
     #[command(flatten)]
     pub ft: crate::ft::FtOptions,
     /// The generation id to boot with (a kept VM's; else a fresh one).
@@ -393,6 +397,7 @@ pub fn parse_console(s: &str) -> Result<Console, String> {
 }
 
 pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let _span = tracing::info_span!("vm", vm = %args.name).entered();
     let windows = SharedWindows::default();
     let (mut machine, mut nics, setup) = match &args.restore {
         Some(path) => {
@@ -407,8 +412,17 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if args.cpu == RunCpu::Jit && !machine.set_jit(true) {
         eprintln!("lockstep: no translator on this host; using the interpreter");
     }
+    tracing::info!(
+        event = "start",
+        restored = args.restore.is_some(),
+        icount = machine.icount(),
+        harts = machine.config().cpus,
+        instructions_per_tick = machine.config().instructions_per_tick.get(),
+        cpu = ?args.cpu,
+        "VM starting"
+    );
     let (events, rx) = mpsc::channel();
-    let mut runner = Runner::new(rx, Pacing::RealTime);
+    let mut runner = Runner::new(rx, Pacing::RealTime).with_exit_on_reset(args.no_reboot);
     let mut ft_vm = None;
     if args.ft.arbiter.is_some() {
         let (journal, handle) = crate::ft::protectable(
@@ -485,6 +499,16 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         ..
     } = session;
     drop(_terminal); // restore the terminal before printing anything
+    match &end {
+        Ok(outcome) => tracing::info!(
+            event = "end",
+            outcome = ?outcome,
+            icount = machine.icount(),
+            ran_ms = started.elapsed().as_millis() as u64,
+            "VM run ended"
+        ),
+        Err(e) => tracing::error!(event = "end", error = %e, icount = machine.icount(), "VM run failed"),
+    }
     eprintln!(
         "{}",
         describe_speed(
@@ -523,7 +547,7 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         );
     }
     if let Some(why) = ft_vm.as_ref().and_then(|vm| vm.primary.fenced()) {
-        return Err(format!("FT primary halted: {why}").into());
+        return Err(crate::exit::fenced(format!("FT primary halted: {why}")));
     }
     let end = match end? {
         vmm::Outcome::Suspend => match &args.suspend {
@@ -539,7 +563,11 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         other => other,
     };
     match end {
-        vmm::Outcome::Poweroff(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))),
+        vmm::Outcome::Poweroff(code) => Ok(crate::exit::guest_poweroff(code)),
+        vmm::Outcome::Reset => {
+            eprintln!("lockstep: the guest reset (--no-reboot)");
+            Ok(crate::exit::Exit::GuestReset.into())
+        }
         vmm::Outcome::Stopped | vmm::Outcome::Suspend => {
             if let Some(s) = args
                 .suspend
@@ -552,7 +580,7 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     machine.icount(),
                     (info.ram_pages_stored * 4096) >> 20
                 );
-                return Ok(ExitCode::SUCCESS);
+                return Ok(crate::exit::Exit::Stopped.into());
             }
             match &args.save_on_exit {
                 Some(path) => {
@@ -565,7 +593,7 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 }
                 None => eprintln!("lockstep: stopped"),
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(crate::exit::Exit::Stopped.into())
         }
     }
 }

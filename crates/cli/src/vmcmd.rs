@@ -395,9 +395,9 @@ pub fn vm(args: VmArgs) -> CmdResult {
             say_notes(&a.name, vm.notes());
             let ft = a.ft.settings()?;
             if ft.is_none() && !a.no_ft {
-                return Err(
-                    "nothing to set: give --ft-backup ADDR --arbiter PATH, or --no-ft".into(),
-                );
+                return Err(crate::exit::usage(
+                    "nothing to set: give --ft-backup ADDR --arbiter PATH, or --no-ft",
+                ));
             }
             vm.set_ft(ft)?;
             eprintln!(
@@ -758,6 +758,7 @@ fn start(home: &Home, a: StartArgs) -> CmdResult {
         instructions_per_tick: c.instructions_per_tick,
         checkpoint_every: replay::session::CHECKPOINT_EVERY,
         ft_backup: c.ft.as_ref().map(|f| f.backup.clone()),
+        no_reboot: false,
         ft: crate::ft::FtOptions {
             arbiter: c.ft.as_ref().map(|f| f.arbiter.clone()),
             tls_dir: c.ft.as_ref().and_then(|f| f.tls_dir.clone()),

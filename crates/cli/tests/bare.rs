@@ -216,10 +216,10 @@ fn run_bare_with(args: &[&str]) -> Output {
         .expect("run lockstep bare")
 }
 
-/// One line on stderr, exit status 2 (an error, not a test failure).
+/// One line on stderr, exit status 3 (a runtime error, not a test failure).
 fn assert_one_line_error(output: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{}", describe(output));
+    assert_eq!(output.status.code(), Some(3), "{}", describe(output));
     assert_eq!(
         stderr.trim().lines().count(),
         1,

@@ -116,7 +116,7 @@ fn run_refuses_bad_disks_before_the_guest_starts() {
         let spec = format!("{},format=qcow2", disk.display());
         let out = lockstep(&["run", "--console", "none", "--disk", &spec]);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{}: {err}", disk.display());
+        assert_eq!(out.status.code(), Some(3), "{}: {err}", disk.display());
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
         assert!(
             err.contains(&named.display().to_string()),

@@ -254,7 +254,7 @@ fn a_primary_under_another_arbiter_generation_is_refused() {
     // A backup with no backend for the VM's NIC refuses it up front.
     let (mut netless, addr) = start_backup(&other);
     let refused = lockstep(&["ft", "add-backup", &addr, "--control", control]);
-    assert_eq!(refused.status.code(), Some(2));
+    assert_eq!(refused.status.code(), Some(3));
     let why = text(&refused.stderr);
     assert!(why.contains("refused") && why.contains("NIC"), "{why}");
     netless.expect_stderr("still listening");
@@ -273,13 +273,28 @@ fn a_silent_primary_is_replaced_and_then_fenced() {
     use rustix::process::{kill_process, Pid, Signal};
     let dir = tempfile::tempdir().expect("temp dir");
     let arbiter = dir.path().join("arbiter");
-    let (mut backup, addr) = start_backup(&arbiter);
-    let mut primary = boot_primary(&addr, arbiter.to_str().expect("utf-8 temp path"), &[]);
+    // The backup logs as JSON, the primary as text, both at -v (info).
+    let (mut backup, addr) = start_backup_with(&arbiter, &["-v", "--log-format", "json"]);
+    let mut primary = boot_primary(&addr, arbiter.to_str().expect("utf-8 temp path"), &["-v"]);
+    let protected = primary.expect_stderr("FT primary: protected");
+    assert_timestamped(&protected, "INFO");
+    assert!(protected.contains("rounds=") && protected.contains("pause_us="), "{protected}");
     primary.expect(PROMPT);
     start_ticking(&mut primary);
     let pid = Pid::from_raw(primary.child.id() as i32).expect("a pid");
     kill_process(pid, Signal::STOP).expect("SIGSTOP the primary");
     let stopped = Instant::now();
+    let lost = json_event(&mut backup, "primary_lost");
+    assert_eq!(lost["level"], "WARN", "{lost}");
+    let won = json_event(&mut backup, "arbiter");
+    assert_eq!(
+        (&won["arbiter"], &won["generation"], &won["previous_generation"]),
+        (&"won".into(), &1.into(), &0.into()),
+        "{won}"
+    );
+    let went_live = json_event(&mut backup, "live");
+    assert!(went_live["icount"].as_u64().is_some_and(|i| i > 0), "{went_live}");
+    assert!(went_live["reemitted_bytes"].is_u64(), "{went_live}");
     let live = backup.expect_stderr("live at icount");
     let failover = stopped.elapsed();
     assert!(
@@ -288,6 +303,13 @@ fn a_silent_primary_is_replaced_and_then_fenced() {
         "the backup went live {failover:?} after the primary fell silent: {live}"
     );
     kill_process(pid, Signal::CONT).expect("SIGCONT the primary");
+    let lost = primary.expect_stderr("event=\"backup_lost\"");
+    assert_timestamped(&lost, "ERROR");
+    assert!(
+        lost.contains("arbiter=\"lost\"") && lost.contains("generation=1"),
+        "{lost}"
+    );
+    assert_timestamped(&primary.expect_stderr("FT primary: halting"), "ERROR");
     let halted = primary.expect_stderr("halting");
     assert!(
         halted.contains("took over (arbiter generation 1)"),
@@ -296,8 +318,8 @@ fn a_silent_primary_is_replaced_and_then_fenced() {
     let status = primary.child.wait().expect("wait for the primary");
     assert_eq!(
         status.code(),
-        Some(2),
-        "a fenced primary exits with an error"
+        Some(5),
+        "a fenced primary exits 5 (fenced)"
     );
     let released = primary.read_to_end().to_string();
     let last = *ticks(&released).last().expect("ticks");
@@ -308,6 +330,38 @@ fn a_silent_primary_is_replaced_and_then_fenced() {
         "silent primary: backup live {} ms after SIGSTOP",
         failover.as_millis()
     );
+}
+
+/// A text log line: an RFC 3339 UTC timestamp, then `level`.
+fn assert_timestamped(line: &str, level: &str) {
+    let mut words = line.split_whitespace();
+    let stamp = words.next().unwrap_or_default();
+    let date_time: Vec<&str> = stamp.splitn(2, 'T').collect();
+    assert!(
+        date_time.len() == 2
+            && date_time[0].len() == 10
+            && date_time[0].split('-').all(|p| p.parse::<u32>().is_ok())
+            && stamp.ends_with('Z'),
+        "no timestamp first: {line}"
+    );
+    assert_eq!(words.next(), Some(level), "{line}");
+}
+
+/// The next JSON log line from `guest` whose `event` is `event`, parsed;
+/// every log line on the way must parse too and carry a timestamp.
+fn json_event(guest: &mut Guest, event: &str) -> serde_json::Value {
+    loop {
+        let line = guest.expect_stderr("");
+        if !line.starts_with('{') {
+            continue;
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(value["timestamp"].is_string(), "{line}");
+        if value["event"] == event {
+            return value;
+        }
+    }
 }
 
 fn lockstep(args: &[&str]) -> std::process::Output {
@@ -396,7 +450,7 @@ fn bad_backups_leave_the_primary_running_unprotected_until_a_good_one_joins() {
     let (mut stranger, addr) =
         start_backup_with(Path::new(&arbiter), &["--tls-dir", &path("tls-b")]);
     let refused = lockstep(&["ft", "add-backup", &addr, "--control", &control]);
-    assert_eq!(refused.status.code(), Some(2));
+    assert_eq!(refused.status.code(), Some(3));
     let why = text(&refused.stderr);
     assert!(why.contains("TLS"), "{why}");
     let _ = stranger.child.kill();
@@ -461,7 +515,7 @@ fn an_arbiter_that_cannot_be_written_is_refused_before_the_guest_starts() {
         "--arbiter",
         "/proc/lockstep-no-such-dir/arbiter",
     ]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     let err = text(&out.stderr);
     assert!(
         err.contains("/proc/lockstep-no-such-dir/arbiter") && err.lines().count() == 1,

@@ -176,7 +176,7 @@ fn a_tap_that_cannot_be_opened_is_a_clear_error_before_boot() {
         .args(["run", "--console", "none", "--net", "tap:lo"])
         .output()
         .expect("run lockstep");
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("--net tap:lo") && err.contains("not a"),

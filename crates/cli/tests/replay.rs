@@ -103,7 +103,7 @@ fn a_console_driven_run_replays_exactly_and_bad_logs_are_caught() {
     std::fs::write(&bad, &flipped).expect("write log");
     let out = replay(&bad);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(!err.contains("valid log"), "it must not run: {err}");
     assert!(err.contains("offset"), "names where: {err}");
 
@@ -112,7 +112,7 @@ fn a_console_driven_run_replays_exactly_and_bad_logs_are_caught() {
     std::fs::write(&cut, &bytes[..bytes.len() - 3]).expect("write log");
     let out = replay(&cut);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("truncated") || err.contains("torn"), "{err}");
 
     // A perturbed input (valid log, different typed character): the replay
@@ -160,7 +160,7 @@ fn a_console_driven_run_replays_exactly_and_bad_logs_are_caught() {
     drop(w);
     let out = replay(&perturbed);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(6), "{err}");
     let reported: u64 = err
         .split("diverged at icount ")
         .nth(1)

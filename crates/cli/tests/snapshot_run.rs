@@ -27,11 +27,11 @@ fn a_guest_saved_while_running_and_on_stop_resumes_where_it_left_off() {
     assert_eq!(g.run("echo still-running"), "still-running");
     g.run("echo later > /tmp/y");
 
-    // Stopped: saved again, exit 0.
+    // Stopped: saved again, exit 7 (stopped by the host).
     signal(&g, rustix::process::Signal::TERM);
     g.expect_stderr("stopped; saved to");
     let status = g.child.wait().expect("wait for lockstep");
-    assert!(status.success(), "{status}");
+    assert_eq!(status.code(), Some(7), "{status}");
 
     // A new process resumes the guest: its files and shell are there.
     let mut r = Guest::launch(&[], &["run", "--console", "stdio", "--restore", snap_arg]);
@@ -55,7 +55,7 @@ fn restore_refuses_a_damaged_snapshot_before_running() {
         .arg(&bad)
         .output()
         .expect("run lockstep");
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&bad.display().to_string()), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");

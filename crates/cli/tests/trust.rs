@@ -22,10 +22,10 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// A failed run: exit 2 and one line on stderr naming `needle`.
+/// A failed run: exit 3 (a runtime error) and one line on stderr naming `needle`.
 fn assert_refused(out: &Output, needle: &str) -> String {
     let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(out.status.code(), Some(3), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     assert!(err.contains(needle), "{needle:?} not in {err}");
     err
@@ -142,7 +142,7 @@ fn a_log_naming_dev_zero_is_refused() {
             .output()
             .unwrap();
         let err = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert_eq!(out.status.code(), Some(3), "{err}");
         let last = err.trim().lines().last().unwrap_or_default();
         assert!(last.contains(needle), "{needle:?} not in {err}");
         if digests {

@@ -33,11 +33,22 @@ fn ok(home: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Run `lockstep ARGS`, which must fail with one line; that line.
+/// Run `lockstep ARGS`, which must fail with one line and exit 3 (an
+/// error on the host: the VM's state forbids it); that line.
 fn refused(home: &Path, args: &[&str]) -> String {
+    refused_with(home, args, 3)
+}
+
+/// Run `lockstep ARGS`, which must fail as a usage error (exit 2) with one
+/// line; that line.
+fn misused(home: &Path, args: &[&str]) -> String {
+    refused_with(home, args, 2)
+}
+
+fn refused_with(home: &Path, args: &[&str], code: i32) -> String {
     let out = lockstep(home, args);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(2), "lockstep {args:?}: {err}");
+    assert_eq!(out.status.code(), Some(code), "lockstep {args:?}: {err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     err
 }
@@ -210,7 +221,7 @@ fn snapshots_of_a_running_guest_come_back_at_their_instruction() {
     // Refused by the running VM, or before it is touched: one line each,
     // the guest running on.
     refused(h, &["snapshot", "create", "r", "s1"]);
-    refused(h, &["snapshot", "create", "r", "bad/name"]);
+    misused(h, &["snapshot", "create", "r", "bad/name"]);
     refused(h, &["snapshot", "revert", "r", "nope"]);
     assert!(ok(h, &["vm", "list"]).contains("running"));
     write_mark(&mut g, "two");
@@ -291,7 +302,7 @@ fn detached_start_list_stop_and_refusals() {
     let h = home.path();
     create(h, "d", &[]);
     refused(h, &["vm", "create", "d"]);
-    refused(h, &["vm", "create", "../evil"]);
+    misused(h, &["vm", "create", "../evil"]);
     refused(h, &["vm", "start", "nope"]);
     ok(h, &["vm", "start", "d"]);
     let list = ok(h, &["vm", "list"]);
@@ -301,7 +312,7 @@ fn detached_start_list_stop_and_refusals() {
         again.contains("already running") && again.contains("pid"),
         "{again}"
     );
-    refused(h, &["snapshot", "create", "d", "bad/name"]);
+    misused(h, &["snapshot", "create", "d", "bad/name"]);
     refused(h, &["vm", "delete", "d"]);
     // The console goes to the bundle's console.log.
     let log = h.join("vms/d/console.log");
@@ -557,5 +568,5 @@ fn a_vm_with_ft_settings_starts_protected() {
     ok(h, &["vm", "set", "f", "--no-ft"]);
     let show = ok(h, &["vm", "show", "f"]);
     assert!(show.contains("ft:          off"), "{show}");
-    refused(h, &["vm", "set", "f"]);
+    misused(h, &["vm", "set", "f"]);
 }

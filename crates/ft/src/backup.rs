@@ -782,8 +782,26 @@ impl Backup {
             return Err(FtError::NotFollowing(why));
         }
         let generation = match self.arbiter.claim(self.hello.generation)? {
-            Claim::Won(generation) => generation,
-            Claim::Lost(generation) => return Err(FtError::LostArbiter(generation)),
+            Claim::Won(generation) => {
+                tracing::info!(
+                    event = "arbiter",
+                    arbiter = "won",
+                    generation,
+                    previous_generation = self.hello.generation,
+                    "FT backup: won the arbiter"
+                );
+                generation
+            }
+            Claim::Lost(generation) => {
+                tracing::error!(
+                    event = "arbiter",
+                    arbiter = "lost",
+                    generation,
+                    previous_generation = self.hello.generation,
+                    "FT backup: lost the arbiter; halting"
+                );
+                return Err(FtError::LostArbiter(generation));
+            }
         };
         let held = std::mem::take(&mut *lock(&self.held));
         let mut reemitted_bytes = 0;

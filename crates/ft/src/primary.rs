@@ -124,6 +124,8 @@ pub struct VmShape {
 
 struct Shared {
     config: FtConfig,
+    /// The span the primary was made in (the VM's): its threads log in it.
+    span: tracing::Span,
     /// The VM's clock rate.
     rate: machine::InstructionsPerTick,
     arbiter: Arbiter,
@@ -258,6 +260,7 @@ pub fn protectable(
     let sink = machine.replace_output(Box::new(machine::NullOutput));
     let rate = machine.config().instructions_per_tick;
     let shared = Arc::new(Shared {
+        span: tracing::Span::current(),
         rate,
         config,
         arbiter,
@@ -488,12 +491,18 @@ impl FtPrimary {
         {
             let shared = Arc::clone(s);
             let tx = tx.clone();
-            std::thread::spawn(move || send_loop(&tx, &shared, heartbeat, session));
+            std::thread::spawn(move || {
+                let _span = shared.span.clone().entered();
+                send_loop(&tx, &shared, heartbeat, session)
+            });
         }
         let shared = Arc::clone(s);
         let (ready_tx, ready) = mpsc::channel();
         let addr = addr.to_string();
-        std::thread::spawn(move || ack_loop(&tx, rx, &shared, session, &addr, &ready_tx));
+        std::thread::spawn(move || {
+            let _span = shared.span.clone().entered();
+            ack_loop(&tx, rx, &shared, session, &addr, &ready_tx)
+        });
         ready
     }
 }
@@ -618,6 +627,7 @@ fn follow_acks(
 
 fn backup_failed(shared: &Shared, failure: &str) {
     let halt = |why: String| {
+        tracing::error!(event = "fenced", why = %why, "FT primary: halting");
         eprint!("\r\nlockstep: FT primary: {why}: halting\r\n");
         let mut hold = lock(&shared.hold);
         hold.queue.clear();
@@ -634,11 +644,29 @@ fn backup_failed(shared: &Shared, failure: &str) {
             hold.state = Protection::Unprotected;
             drop(hold);
             shared.session.fetch_add(1, Ordering::AcqRel);
+            tracing::warn!(
+                event = "backup_lost",
+                why = %failure,
+                arbiter = "won",
+                generation = next,
+                previous_generation = generation,
+                "FT primary: backup lost; running unprotected"
+            );
             eprint!("\r\nlockstep: FT primary: backup lost ({failure}); won arbiter generation {next}; running unprotected\r\n");
         }
-        Ok(Claim::Lost(current)) => halt(format!(
+        Ok(Claim::Lost(current)) => {
+            tracing::error!(
+                event = "backup_lost",
+                why = %failure,
+                arbiter = "lost",
+                generation = current,
+                previous_generation = generation,
+                "FT primary: backup lost and it took over"
+            );
+            halt(format!(
             "backup lost ({failure}) and it took over (arbiter generation {current})"
-        )),
+        ))
+        }
         Err(e) => halt(format!(
             "backup lost ({failure}) and the arbiter is unusable: {e}"
         )),
@@ -699,10 +727,19 @@ impl PrimaryJournal {
             return;
         }
         self.shared.outbox_ready.notify_one();
-        let deadline = Instant::now() + self.shared.config.timeout;
+        let started = Instant::now();
+        let deadline = started + self.shared.config.timeout;
         while lagging() && Instant::now() < deadline && !lock(&self.shared.outbox).dead {
             std::thread::sleep(Duration::from_millis(1));
         }
+        tracing::debug!(
+            event = "flow_control",
+            icount,
+            max_lag,
+            backup_executed = self.shared.backup_executed.load(Ordering::Acquire),
+            waited_us = started.elapsed().as_micros() as u64,
+            "FT primary: waited for the backup to catch up"
+        );
     }
 
     /// One slice of a sync in progress; at its end, protection begins.
@@ -721,12 +758,22 @@ impl PrimaryJournal {
             Ok(None) => {}
             Ok(Some(report)) => {
                 if let Some(job) = self.sync.take() {
+                    tracing::info!(
+                        event = "protected",
+                        rounds = report.rounds,
+                        bytes = report.bytes,
+                        pause_us = report.pause.as_micros() as u64,
+                        total_ms = report.total.as_millis() as u64,
+                        icount = report.icount,
+                        "FT primary: protected"
+                    );
                     self.begin_protection(machine);
                     job.done(machine, report);
                 }
             }
             Err(why) => {
                 if let Some(job) = self.sync.take() {
+                    tracing::warn!(event = "sync_failed", why = %why, "FT primary: sending the VM failed");
                     job.fail(machine, why);
                 }
             }
@@ -816,7 +863,8 @@ impl Journal for PrimaryJournal {
     fn ended(&mut self, machine: &mut Machine, end: RunEnd) -> Result<(), JournalError> {
         let reason = match end {
             RunEnd::Poweroff(_) => StopReason::GuestPowerOff,
-            RunEnd::Stopped => StopReason::HostStop,
+            // Ending at a reset is the host's choice (`--no-reboot`).
+            RunEnd::Stopped | RunEnd::Reset => StopReason::HostStop,
             RunEnd::SaveRequested => return Ok(()),
         };
         if let Some(job) = self.sync.take() {

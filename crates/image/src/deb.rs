@@ -33,10 +33,7 @@ pub fn read_files(
 pub fn decompressor<'a>(name: &str, raw: impl Read + 'a) -> std::io::Result<Box<dyn Read + 'a>> {
     Ok(match name.rsplit_once('.').map(|(_, ext)| ext) {
         Some("xz") => Box::new(liblzma::read::XzDecoder::new_multi_decoder(raw)),
-        Some("zst") => Box::new(
-            ruzstd::decoding::StreamingDecoder::new(raw)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
-        ),
+        Some("zst") => Box::new(zstd::stream::read::Decoder::new(raw)?),
         Some("gz") => Box::new(flate2::read::MultiGzDecoder::new(raw)),
         Some("tar") | Some("ko") => Box::new(raw),
         _ => {

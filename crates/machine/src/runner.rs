@@ -155,6 +155,9 @@ pub enum RunEnd {
     Poweroff(u32),
     /// The host asked to stop ([`HostEvent::Stop`]).
     Stopped,
+    /// The guest reset the machine and the runner was told to end there
+    /// ([`Runner::with_exit_on_reset`]); the machine is already reset.
+    Reset,
     /// The host asked for a snapshot ([`HostEvent::Save`]); the machine is
     /// at an instruction boundary and the run can go on.
     SaveRequested,
@@ -208,6 +211,8 @@ pub struct Runner {
     /// FT primary's log and a recording at once).
     journals: Vec<Box<dyn Journal>>,
     stats: PacingStats,
+    /// End the run when the guest resets (`--no-reboot`).
+    exit_on_reset: bool,
 }
 
 impl Runner {
@@ -221,7 +226,15 @@ impl Runner {
             anchor: None,
             journals: Vec::new(),
             stats: PacingStats::default(),
+            exit_on_reset: false,
         }
+    }
+
+    /// End the run with [`RunEnd::Reset`] when the guest resets, rather
+    /// than booting again (QEMU's `-no-reboot`).
+    pub fn with_exit_on_reset(mut self, exit: bool) -> Self {
+        self.exit_on_reset = exit;
+        self
     }
 
     /// What pacing did so far (over every [`Runner::run`] call).
@@ -302,6 +315,9 @@ impl Runner {
                     if let Some(end) = self.idle(machine)? {
                         return self.end(machine, end);
                     }
+                }
+                Step::Reset if self.exit_on_reset => {
+                    return self.end(machine, RunEnd::Reset)
                 }
                 Step::Reset => self.anchor = Some(Instant::now()),
                 Step::Poweroff(code) => return self.end(machine, RunEnd::Poweroff(code)),

@@ -238,7 +238,8 @@ impl Journal for Recorder {
         self.append(icount, &RecordKind::Checkpoint { state_hash })?;
         let reason = match end {
             RunEnd::Poweroff(_) => StopReason::GuestPowerOff,
-            RunEnd::Stopped => StopReason::HostStop,
+            // Ending at a reset is the host's choice (`--no-reboot`).
+            RunEnd::Stopped | RunEnd::Reset => StopReason::HostStop,
             // The run goes on after a snapshot.
             RunEnd::SaveRequested => return Ok(()),
         };

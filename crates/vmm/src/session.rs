@@ -131,6 +131,8 @@ pub enum Outcome {
     Poweroff(u32),
     /// The host stopped it (a signal, `vm stop`, the terminal's quit key).
     Stopped,
+    /// The guest reset the machine and the run was set to end there.
+    Reset,
     /// A `suspend` command: the caller saves the machine and exits.
     Suspend,
 }
@@ -220,6 +222,7 @@ impl Session {
             match self.runner.run(&mut self.machine)? {
                 RunEnd::Poweroff(code) => break Outcome::Poweroff(code),
                 RunEnd::Stopped => break Outcome::Stopped,
+                RunEnd::Reset => break Outcome::Reset,
                 RunEnd::SaveRequested => {
                     if self.control.is_none() {
                         if let Some(save) = &mut self.on_save {
