@@ -13,9 +13,13 @@ fn main() {
             .map(|s| s.trim().to_string())
     };
     let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-        .is_some_and(|s| !s.is_empty());
-    let commit = if dirty { format!("{commit}-modified") } else { commit };
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    let commit = if dirty {
+        format!("{commit}-modified")
+    } else {
+        commit
+    };
     println!("cargo:rustc-env=LOCKSTEP_COMMIT={commit}");
     // Rebuild when HEAD moves (a commit, a checkout) or the index changes.
     // (A worktree keeps HEAD and its index apart, its branches in the

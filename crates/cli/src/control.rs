@@ -208,6 +208,15 @@ fn execute(command: &str, target: &Target, out: &mut UnixStream) -> Result<Strin
             let _ = writeln!(out, "{}", b.describe());
             Ok(String::new())
         }
+        (Some("status-json"), None, _, target) => {
+            let doc = match target {
+                Target::Primary(p) => crate::ft::status_doc(&p.status()),
+                Target::Backup(b) => b.doc(),
+            };
+            let json = serde_json::to_string(&doc).map_err(|e| e.to_string())?;
+            let _ = writeln!(out, "{json}");
+            Ok(String::new())
+        }
         (Some("add-backup"), Some(addr), None, Target::Primary(p)) => {
             let report = p
                 .add_backup(addr, &mut |update| {
@@ -225,7 +234,7 @@ fn execute(command: &str, target: &Target, out: &mut UnixStream) -> Result<Strin
             Err("this VM is a backup; add backups to its primary".into())
         }
         _ => Err(format!(
-            "unknown command {command:?} (expected: status, add-backup ADDR)"
+            "unknown command {command:?} (expected: status, status-json, add-backup ADDR)"
         )),
     }
 }

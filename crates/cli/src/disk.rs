@@ -38,6 +38,9 @@ pub struct CreateArgs {
 #[derive(Args, Debug)]
 pub struct InfoArgs {
     pub path: PathBuf,
+    /// Print the description as JSON (`vmm::api::DiskInfoDoc`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(args: DiskArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -73,6 +76,14 @@ fn run_create(args: CreateArgs) -> Result<ExitCode, Box<dyn std::error::Error>> 
 
 fn run_info(args: InfoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let info = ::disk::info(&args.path)?;
+    if args.json {
+        let doc = vmm::api::DiskInfoDoc {
+            schema: vmm::api::SCHEMA,
+            info,
+        };
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     eprintln!(
         "lockstep: the formats below are probed from the files' headers; a raw disk's header is its guest's to write, so pin the format when you attach a disk (--disk {},format={})",
         args.path.display(),

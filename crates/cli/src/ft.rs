@@ -46,7 +46,7 @@ enum FtCommand {
     AddBackup(AddBackupArgs),
     /// Show a VM's FT state: role, arbiter generation, backup lag, log
     /// bandwidth, outputs held, protected or not.
-    Status(ControlArgs),
+    Status(StatusArgs),
     /// Create DIR with a new certificate authority and a node certificate
     /// for `--tls-dir` (or, with --ca-from, a node certificate signed by
     /// another directory's CA: give each host its own).
@@ -145,6 +145,15 @@ pub struct ControlArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    vm: ControlArgs,
+    /// Print the status as JSON (`vmm::api::FtStatusDoc`).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct AddBackupArgs {
     /// The backup's address (`lockstep ft backup --listen`).
     addr: String,
@@ -179,8 +188,8 @@ pub fn run(args: FtArgs) -> Result<ExitCode, Box<dyn Error>> {
             control::request(&path, &format!("add-backup {}", args.addr))
         }
         FtCommand::Status(args) => {
-            let path = control_path(args.control, &args.name);
-            control::request(&path, "status")
+            let path = control_path(args.vm.control, &args.vm.name);
+            control::request(&path, if args.json { "status-json" } else { "status" })
         }
         FtCommand::TlsInit(args) => {
             let dir = match args.dir {
@@ -496,6 +505,32 @@ pub fn describe_log(s: &Status) -> String {
     )
 }
 
+/// `lockstep ft status --json` for a primary.
+pub fn status_doc(s: &Status) -> vmm::api::FtStatusDoc {
+    let (protection, backup, why) = match &s.protection {
+        Protection::Unprotected => ("unprotected", None, None),
+        Protection::Syncing { backup } => ("syncing", Some(backup.clone()), None),
+        Protection::Protected { backup } => ("protected", Some(backup.clone()), None),
+        Protection::Fenced(why) => ("fenced", None, Some(why.clone())),
+    };
+    vmm::api::FtStatusDoc {
+        schema: vmm::api::SCHEMA,
+        role: vmm::api::FtRole::Primary,
+        protection: protection.into(),
+        backup,
+        why,
+        generation: s.generation,
+        icount: s.icount,
+        lag_instructions: Some(s.lag),
+        max_lag_instructions: Some(s.max_lag),
+        held_outputs: Some(s.held_outputs as u64),
+        held_bytes: Some(s.held_bytes as u64),
+        log_bytes: Some(s.log_bytes),
+        log_seconds: Some(s.log_seconds),
+        log_instructions: Some(s.log_instructions),
+    }
+}
+
 /// `lockstep ft status` for a primary.
 pub fn describe_status(s: &Status) -> String {
     let protection = match &s.protection {
@@ -574,7 +609,7 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
         );
         let started = Instant::now();
         let backup = ::ft::serve_until_ready(&listener, &arbiter, &options, &mut |what| {
-            tracing::warn!(event = "refused", why = %what, "FT backup: refused a primary");
+            tracing::info!(event = "refused", why = %what, "FT backup: refused a primary");
             eprintln!("lockstep: FT backup: {what}")
         })?;
         (backup, started)
@@ -628,7 +663,7 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
         }
         Outcome::PrimaryLost { reason, at } => (reason, at),
     };
-    tracing::warn!(
+    tracing::info!(
         event = "primary_lost",
         why = %reason,
         icount = backup.machine().icount(),
@@ -646,7 +681,7 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
         let [a, b, c, d] = ip;
         eprintln!("lockstep: FT backup: announced {a}.{b}.{c}.{d} on NIC {nic}");
     }
-    tracing::warn!(
+    tracing::info!(
         event = "live",
         icount = live.machine.icount(),
         generation = live.generation,
@@ -708,6 +743,25 @@ pub struct BackupStatus {
 }
 
 impl BackupStatus {
+    pub fn doc(&self) -> vmm::api::FtStatusDoc {
+        vmm::api::FtStatusDoc {
+            schema: vmm::api::SCHEMA,
+            role: vmm::api::FtRole::Backup,
+            protection: "following".into(),
+            backup: None,
+            why: None,
+            generation: self.generation,
+            icount: self.executed.load(Ordering::Acquire),
+            lag_instructions: None,
+            max_lag_instructions: None,
+            held_outputs: None,
+            held_bytes: None,
+            log_bytes: None,
+            log_seconds: None,
+            log_instructions: None,
+        }
+    }
+
     pub fn describe(&self) -> String {
         format!(
             "role: backup\nprotection: following the primary\narbiter generation: {}\nicount: {}",

@@ -2,7 +2,7 @@
 //! OpenSBI firmware, and an initramfs built from Debian's busybox and kernel modules).
 
 use clap::{Args, Subcommand};
-use guest_image::{PullOptions, DEFAULT_MIRROR, DEFAULT_SUITE};
+use guest_image::{PullOptions, DEFAULT_SUITE};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -26,15 +26,19 @@ pub struct PullArgs {
     /// Cache directory [default: $LOCKSTEP_CACHE, $XDG_CACHE_HOME/lockstep or ~/.cache/lockstep].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Debian mirror to download from.
-    #[arg(long, value_name = "URL", default_value = DEFAULT_MIRROR)]
-    pub mirror: String,
+    /// Debian mirror to download from (an archive root, http or https)
+    /// [default: the first Debian archive in this host's apt sources].
+    #[arg(long, value_name = "URL", env = guest_image::MIRROR_ENV)]
+    pub mirror: Option<String>,
     /// Debian suite.
     #[arg(long, default_value = DEFAULT_SUITE)]
     pub suite: String,
     /// Print no download progress.
-    #[arg(long, short)]
-    pub quiet: bool,
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Print the image's files as JSON (`vmm::api::ImageDoc`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(args: ImageArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -47,9 +51,23 @@ fn run_pull(args: PullArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let image = guest_image::pull(&PullOptions {
         cache_dir: args.cache_dir,
         mirror: args.mirror,
-        suite: args.suite,
-        progress: !args.quiet,
+        suite: args.suite.clone(),
+        progress: !args.no_progress,
     })?;
+    if args.json {
+        let doc = vmm::api::ImageDoc {
+            schema: vmm::api::SCHEMA,
+            name: args.name,
+            suite: args.suite,
+            kernel_version: image.kernel_version,
+            kernel: image.kernel,
+            initrd: image.initrd,
+            firmware: image.firmware,
+            fw_jump: image.fw_jump,
+        };
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("kernel_version: {}", image.kernel_version);
     println!("kernel:   {}", image.kernel.display());
     println!("initrd:   {}", image.initrd.display());

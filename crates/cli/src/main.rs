@@ -18,6 +18,7 @@ mod exit;
 mod ft;
 mod image;
 mod logging;
+mod names;
 mod nics;
 mod record;
 mod run;
@@ -127,7 +128,12 @@ fn main() -> ExitCode {
         Command::Vm(args) => vmcmd::vm(args),
         Command::Snapshot(args) => vmcmd::snapshot(args),
         Command::Completions(args) => {
-            clap_complete::generate(args.shell, &mut command(), "lockstep", &mut std::io::stdout());
+            clap_complete::generate(
+                args.shell,
+                &mut command(),
+                "lockstep",
+                &mut std::io::stdout(),
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Man(args) => write_man_pages(&args.out_dir),

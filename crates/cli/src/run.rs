@@ -72,9 +72,14 @@ pub struct RunArgs {
     /// address. Repeatable.
     #[arg(long = "net", value_name = "SPEC", value_parser = parse_net)]
     pub nets: Vec<(String, net::NetSpec)>,
-    /// The VM's name. NIC addresses are derived from it unless given, so
-    /// VMs sharing a network need different names (or explicit MACs).
-    #[arg(long, value_name = "NAME", default_value = "lockstep", value_parser = parse_name)]
+    /// The VM's name, unique on this host (a running one's is refused
+    /// with its pid). NIC addresses derive from it unless given, and the
+    /// log and the FT backup carry it. [default: `vm-` and 8 random hex
+    /// digits, shown at start]
+    #[arg(long = "name", value_name = "NAME", value_parser = parse_name)]
+    pub name_arg: Option<String>,
+    /// The name the run goes by: `--name`, a kept VM's, or a new one.
+    #[arg(skip)]
     pub name: String,
     /// Record every input into a new replay log FILE (`lockstep replay FILE`
     /// re-executes the run and checks it).
@@ -397,6 +402,17 @@ pub fn parse_console(s: &str) -> Result<Console, String> {
 }
 
 pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let mut generated = false;
+    if args.name.is_empty() {
+        args.name = match args.name_arg.take() {
+            Some(name) => name,
+            None => {
+                generated = true;
+                crate::names::unique()?
+            }
+        };
+    }
+    let _claim = crate::names::claim(&args.name)?;
     let _span = tracing::info_span!("vm", vm = %args.name).entered();
     let windows = SharedWindows::default();
     let (mut machine, mut nics, setup) = match &args.restore {
@@ -411,6 +427,10 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     };
     if args.cpu == RunCpu::Jit && !machine.set_jit(true) {
         eprintln!("lockstep: no translator on this host; using the interpreter");
+    }
+    if generated {
+        // Said once the VM is built: a run that fails before says one line.
+        eprintln!("lockstep: VM name {} (choose one with --name)", args.name);
     }
     tracing::info!(
         event = "start",
@@ -507,7 +527,9 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             ran_ms = started.elapsed().as_millis() as u64,
             "VM run ended"
         ),
-        Err(e) => tracing::error!(event = "end", error = %e, icount = machine.icount(), "VM run failed"),
+        Err(e) => {
+            tracing::info!(event = "end", error = %e, icount = machine.icount(), "VM run failed")
+        }
     }
     eprintln!(
         "{}",

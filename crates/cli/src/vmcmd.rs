@@ -3,7 +3,6 @@
 
 use crate::run::{self, Console, DiskArg, RunArgs};
 use clap::{Args, Subcommand};
-use serde::Serialize;
 use std::error::Error;
 use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
@@ -550,7 +549,11 @@ fn list(home: &Home, json: bool) -> CmdResult {
         eprintln!("lockstep: {note}");
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&vms)?);
+        let doc = vmm::api::VmList {
+            schema: vmm::api::SCHEMA,
+            vms,
+        };
+        println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!(
@@ -576,22 +579,6 @@ fn list(home: &Home, json: bool) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Serialize)]
-struct LiveView {
-    state: String,
-    icount: u64,
-}
-
-#[derive(Serialize)]
-struct ShowView<'a> {
-    state: RunState,
-    /// What the running VM's process says of itself.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    live: Option<LiveView>,
-    dir: &'a std::path::Path,
-    config: &'a vmm::VmConfig,
-}
-
 fn show(home: &Home, name: &str, json: bool) -> CmdResult {
     let vm = home.open(name)?;
     say_notes(name, vm.notes());
@@ -602,11 +589,12 @@ fn show(home: &Home, name: &str, json: bool) -> CmdResult {
         _ => None,
     };
     if json {
-        let view = ShowView {
+        let view = vmm::api::VmView {
+            schema: vmm::api::SCHEMA,
             state,
-            live: live.map(|(state, icount)| LiveView { state, icount }),
-            dir: vm.dir(),
-            config: c,
+            live: live.map(|(state, icount)| vmm::api::LiveState { state, icount }),
+            dir: vm.dir().to_path_buf(),
+            config: c.clone(),
         };
         println!("{}", serde_json::to_string_pretty(&view)?);
         return Ok(ExitCode::SUCCESS);
@@ -750,6 +738,7 @@ fn start(home: &Home, a: StartArgs) -> CmdResult {
             .collect(),
         rng_seed: None,
         nets,
+        name_arg: None,
         name: c.name.clone(),
         record: None,
         save_on_exit: None,
@@ -946,7 +935,9 @@ fn start_detached(home: &Home, name: &str, verify: bool) -> CmdResult {
             return Err(format!("VM {name} did not start ({status}): {last}").into());
         }
         if let RunState::Running { pid, .. } = home.run_state(name)? {
-            if pid == child.id() {
+            // Started means it answers commands: its control socket is up.
+            let answers = live_status(home, name, Duration::from_millis(200)).is_some();
+            if pid == child.id() && answers {
                 eprintln!(
                     "lockstep: started VM {name} (pid {pid}); console in {}",
                     dir.join(vmm::CONSOLE_LOG).display()
@@ -990,29 +981,12 @@ fn stop(home: &Home, a: StopArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Serialize)]
-struct SnapView<'a> {
-    #[serde(flatten)]
-    snapshot: &'a vmm::Snapshot,
-    parent_name: Option<&'a str>,
-    current: bool,
-}
-
-fn snap_view<'a>(c: &'a vmm::VmConfig, s: &'a vmm::Snapshot) -> SnapView<'a> {
-    SnapView {
-        snapshot: s,
-        parent_name: s
-            .parent
-            .and_then(|p| c.snapshot_by_id(p))
-            .map(|p| p.name.as_str()),
-        current: c.current.parent == Some(s.id),
-    }
-}
-
 pub fn snapshot(args: SnapshotArgs) -> CmdResult {
     let home = Home::from_env()?;
     match args.command {
         SnapshotCommand::Create(a) => {
+            // A bad name is the command line's fault, running VM or not.
+            vmm::check_name("snapshot name", &a.snapshot)?;
             if let RunState::Running { .. } = home.run_state(&a.vm)? {
                 let reply = ask(
                     &home,
@@ -1043,10 +1017,17 @@ pub fn snapshot(args: SnapshotArgs) -> CmdResult {
             let vm = home.open(&a.vm)?;
             say_notes(&a.vm, vm.notes());
             let c = vm.config();
-            let view = |s| snap_view(c, s);
             if a.json {
-                let all: Vec<SnapView> = c.snapshots.iter().map(view).collect();
-                println!("{}", serde_json::to_string_pretty(&all)?);
+                let doc = vmm::api::SnapshotList {
+                    schema: vmm::api::SCHEMA,
+                    vm: c.name.clone(),
+                    snapshots: c
+                        .snapshots
+                        .iter()
+                        .map(|s| vmm::api::SnapshotView::new(c, s))
+                        .collect(),
+                };
+                println!("{}", serde_json::to_string_pretty(&doc)?);
             } else if a.tree {
                 println!("{}", c.name);
                 for line in vm.tree_lines() {
@@ -1058,14 +1039,14 @@ pub fn snapshot(args: SnapshotArgs) -> CmdResult {
                     "NAME", "CREATED", "POWER", "PARENT"
                 );
                 for s in &c.snapshots {
-                    let v = view(s);
+                    let v = vmm::api::SnapshotView::new(c, s);
                     println!(
                         "{} {:<24} {:<24} {:<12} {:<24} {}",
                         if v.current { "*" } else { " " },
                         s.name,
                         vmm::format_time(s.created),
                         s.power.to_string(),
-                        v.parent_name.unwrap_or("-"),
+                        v.parent_name.as_deref().unwrap_or("-"),
                         s.description
                     );
                 }
@@ -1133,7 +1114,12 @@ pub fn snapshot(args: SnapshotArgs) -> CmdResult {
                 .map(|x| x.name.as_str())
                 .collect();
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&snap_view(c, s))?);
+                let doc = vmm::api::SnapshotDoc {
+                    schema: vmm::api::SCHEMA,
+                    vm: c.name.clone(),
+                    snapshot: vmm::api::SnapshotView::new(c, s),
+                };
+                println!("{}", serde_json::to_string_pretty(&doc)?);
             } else {
                 println!("name:        {}", s.name);
                 println!("vm:          {}", c.name);

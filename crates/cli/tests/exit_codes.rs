@@ -109,7 +109,12 @@ fn help_lists_the_exit_codes_and_version_names_commit_and_formats() {
     }
     let version = text(&lockstep(&["--version"]).stdout);
     assert!(version.contains("(commit "), "{version}");
-    for format in ["snapshot format", "replay log format", "FT protocol", "VM bundle format"] {
+    for format in [
+        "snapshot format",
+        "replay log format",
+        "FT protocol",
+        "VM bundle format",
+    ] {
         assert!(version.contains(format), "{format}: {version}");
     }
 }
@@ -127,10 +132,16 @@ fn bash_completion_loads_and_completes_subcommands() {
         .expect("run bash");
     let said = text(&out.stdout);
     assert!(out.status.success(), "{said}{}", text(&out.stderr));
-    assert!(said.starts_with("complete ") && said.contains("lockstep"), "{said}");
+    assert!(
+        said.starts_with("complete ") && said.contains("lockstep"),
+        "{said}"
+    );
     for shell in ["zsh", "fish"] {
         let out = lockstep(&["completions", shell]);
-        assert!(out.status.success() && text(&out.stdout).contains("snapshot"), "{shell}");
+        assert!(
+            out.status.success() && text(&out.stdout).contains("snapshot"),
+            "{shell}"
+        );
     }
 }
 
@@ -159,7 +170,10 @@ fn man_pages_cover_every_command_and_render() {
             .expect("man is installed (Debian: man-db)");
         let shown = text(&out.stdout);
         assert!(out.status.success(), "{page}: {}", text(&out.stderr));
-        assert!(shown.contains("NAME") && shown.contains("SYNOPSIS"), "{page}: {shown}");
+        assert!(
+            shown.contains("NAME") && shown.contains("SYNOPSIS"),
+            "{page}: {shown}"
+        );
     }
     let run = std::fs::read_to_string(dir.path().join("lockstep-run.1")).expect("read");
     assert!(run.contains("no\\-reboot"), "run's page lists its flags");

@@ -278,22 +278,32 @@ fn a_silent_primary_is_replaced_and_then_fenced() {
     let mut primary = boot_primary(&addr, arbiter.to_str().expect("utf-8 temp path"), &["-v"]);
     let protected = primary.expect_stderr("FT primary: protected");
     assert_timestamped(&protected, "INFO");
-    assert!(protected.contains("rounds=") && protected.contains("pause_us="), "{protected}");
+    assert!(
+        protected.contains("rounds=") && protected.contains("pause_us="),
+        "{protected}"
+    );
     primary.expect(PROMPT);
     start_ticking(&mut primary);
     let pid = Pid::from_raw(primary.child.id() as i32).expect("a pid");
     kill_process(pid, Signal::STOP).expect("SIGSTOP the primary");
     let stopped = Instant::now();
     let lost = json_event(&mut backup, "primary_lost");
-    assert_eq!(lost["level"], "WARN", "{lost}");
+    assert_eq!(lost["level"], "INFO", "{lost}");
     let won = json_event(&mut backup, "arbiter");
     assert_eq!(
-        (&won["arbiter"], &won["generation"], &won["previous_generation"]),
+        (
+            &won["arbiter"],
+            &won["generation"],
+            &won["previous_generation"]
+        ),
         (&"won".into(), &1.into(), &0.into()),
         "{won}"
     );
     let went_live = json_event(&mut backup, "live");
-    assert!(went_live["icount"].as_u64().is_some_and(|i| i > 0), "{went_live}");
+    assert!(
+        went_live["icount"].as_u64().is_some_and(|i| i > 0),
+        "{went_live}"
+    );
     assert!(went_live["reemitted_bytes"].is_u64(), "{went_live}");
     let live = backup.expect_stderr("live at icount");
     let failover = stopped.elapsed();
@@ -304,23 +314,19 @@ fn a_silent_primary_is_replaced_and_then_fenced() {
     );
     kill_process(pid, Signal::CONT).expect("SIGCONT the primary");
     let lost = primary.expect_stderr("event=\"backup_lost\"");
-    assert_timestamped(&lost, "ERROR");
+    assert_timestamped(&lost, "INFO");
     assert!(
         lost.contains("arbiter=\"lost\"") && lost.contains("generation=1"),
         "{lost}"
     );
-    assert_timestamped(&primary.expect_stderr("FT primary: halting"), "ERROR");
+    assert_timestamped(&primary.expect_stderr("FT primary: halting"), "INFO");
     let halted = primary.expect_stderr("halting");
     assert!(
         halted.contains("took over (arbiter generation 1)"),
         "{halted}"
     );
     let status = primary.child.wait().expect("wait for the primary");
-    assert_eq!(
-        status.code(),
-        Some(5),
-        "a fenced primary exits 5 (fenced)"
-    );
+    assert_eq!(status.code(), Some(5), "a fenced primary exits 5 (fenced)");
     let released = primary.read_to_end().to_string();
     let last = *ticks(&released).last().expect("ticks");
     backup.expect(&format!("{TICK}{}\r\n", last + 3));
@@ -445,6 +451,18 @@ fn bad_backups_leave_the_primary_running_unprotected_until_a_good_one_joins() {
         text(&status.stdout).contains("protection: unprotected"),
         "{}",
         text(&status.stdout)
+    );
+    let status = lockstep(&["ft", "status", "--control", &control, "--json"]);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    let doc: vmm::api::FtStatusDoc =
+        serde_json::from_str(&text(&status.stdout)).expect("ft status --json");
+    assert_eq!(
+        (doc.schema, doc.role, doc.protection.as_str()),
+        (vmm::api::SCHEMA, vmm::api::FtRole::Primary, "unprotected")
+    );
+    assert!(
+        doc.icount > 0 && doc.max_lag_instructions.is_some(),
+        "{doc:?}"
     );
 
     let (mut stranger, addr) =

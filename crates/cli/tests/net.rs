@@ -140,22 +140,35 @@ fn guest_on_a_tap_pings_the_host_and_fetches_a_file_over_http() {
     assert!(status.success(), "{status}");
 }
 
+/// Two runs without `--name`: each gets a name of its own (said at
+/// start), so their derived MACs differ and they can share a segment.
 #[test]
-fn two_guests_on_one_socket_segment_ping_each_other() {
+fn two_unnamed_guests_on_one_socket_segment_ping_each_other() {
     let dir = tempfile::tempdir().expect("temp dir");
     let segment = format!("socket:{}", dir.path().join("seg").display());
-    let mut a = Guest::boot_with(
-        &[],
-        "lockstep.ip=10.78.0.1/24",
-        &["--name", "a", "--net", &segment],
-    );
-    let mut b = Guest::boot_with(
-        &[],
-        "lockstep.ip=10.78.0.2/24",
-        &["--name", "b", "--net", &segment],
-    );
+    let mut a = Guest::boot_with(&[], "lockstep.ip=10.78.0.1/24", &["--net", &segment]);
+    let mut b = Guest::boot_with(&[], "lockstep.ip=10.78.0.2/24", &["--net", &segment]);
+    let name_a = a.expect_stderr("lockstep: VM name ");
+    let name_b = b.expect_stderr("lockstep: VM name ");
+    assert_ne!(name_a, name_b);
     a.expect(common::PROMPT);
     b.expect(common::PROMPT);
+    // A third run taking a's name is refused, naming a's pid.
+    let taken = name_a
+        .split_whitespace()
+        .nth(3)
+        .expect("a name after 'VM name'")
+        .to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .args(["run", "--console", "none", "--name", &taken])
+        .output()
+        .expect("run lockstep");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("already running") && err.contains(&format!("pid {}", a.child.id())),
+        "{err}"
+    );
     let from_a = a.run("ping -c 3 -W 5 10.78.0.2");
     assert!(from_a.contains("3 packets received"), "{from_a}");
     let from_b = b.run("ping -c 3 -W 5 10.78.0.1");

@@ -241,8 +241,14 @@ fn snapshots_of_a_running_guest_come_back_at_their_instruction() {
     assert_eq!(tree.matches("running").count(), 2, "{tree}");
     assert!(tree.contains("clone-rc"), "{tree}");
     let list = ok(h, &["snapshot", "list", "r", "--json"]);
-    let snaps: serde_json::Value = serde_json::from_str(&list).unwrap();
-    assert!(snaps[0]["state"].as_str().unwrap().ends_with(".state"));
+    let snaps: vmm::api::SnapshotList = serde_json::from_str(&list).unwrap();
+    assert_eq!((snaps.schema, snaps.vm.as_str()), (vmm::api::SCHEMA, "r"));
+    let state = snaps.snapshots[0]
+        .snapshot
+        .state
+        .as_ref()
+        .expect("a state file");
+    assert!(state.ends_with(".state"), "{state}");
     // The layers stay readable by qemu-img while the VM runs.
     for entry in std::fs::read_dir(h.join("vms/r/disks")).unwrap() {
         let path = entry.unwrap().path();
@@ -439,7 +445,7 @@ fn suspend_then_resume_in_a_new_process_continues_the_guest() {
     let uptime_before: f64 = g.run("cut -d' ' -f1 /proc/uptime").parse().unwrap();
     ok(h, &["vm", "suspend", "s"]);
     let status = g.child.wait().unwrap();
-    assert!(status.success(), "{status}");
+    assert_eq!(status.code(), Some(7), "stopped by the host: {status}");
     let list = ok(h, &["vm", "list"]);
     assert!(list.contains("suspended"), "{list}");
     // What a suspended VM cannot do, and that its state is in the bundle.

@@ -431,7 +431,7 @@ fn every_crash_point_of_a_running_snapshot_leaves_a_working_vm() {
         let list = ok(&work, &["snapshot", "list", "v", "--json"]);
         check_all(&work);
         let snaps: serde_json::Value = serde_json::from_str(&list).unwrap();
-        let live = snaps
+        let live = snaps["snapshots"]
             .as_array()
             .unwrap()
             .iter()

@@ -78,7 +78,7 @@ impl Format {
 }
 
 /// One file of an image's chain.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerInfo {
     pub path: PathBuf,
     pub format: Format,
@@ -92,7 +92,7 @@ pub struct LayerInfo {
 }
 
 /// What `lockstep disk info` shows.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiskInfo {
     pub path: PathBuf,
     pub format: Format,

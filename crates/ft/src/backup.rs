@@ -793,7 +793,7 @@ impl Backup {
                 generation
             }
             Claim::Lost(generation) => {
-                tracing::error!(
+                tracing::info!(
                     event = "arbiter",
                     arbiter = "lost",
                     generation,

@@ -627,7 +627,7 @@ fn follow_acks(
 
 fn backup_failed(shared: &Shared, failure: &str) {
     let halt = |why: String| {
-        tracing::error!(event = "fenced", why = %why, "FT primary: halting");
+        tracing::info!(event = "fenced", why = %why, "FT primary: halting");
         eprint!("\r\nlockstep: FT primary: {why}: halting\r\n");
         let mut hold = lock(&shared.hold);
         hold.queue.clear();
@@ -644,7 +644,7 @@ fn backup_failed(shared: &Shared, failure: &str) {
             hold.state = Protection::Unprotected;
             drop(hold);
             shared.session.fetch_add(1, Ordering::AcqRel);
-            tracing::warn!(
+            tracing::info!(
                 event = "backup_lost",
                 why = %failure,
                 arbiter = "won",
@@ -655,7 +655,7 @@ fn backup_failed(shared: &Shared, failure: &str) {
             eprint!("\r\nlockstep: FT primary: backup lost ({failure}); won arbiter generation {next}; running unprotected\r\n");
         }
         Ok(Claim::Lost(current)) => {
-            tracing::error!(
+            tracing::info!(
                 event = "backup_lost",
                 why = %failure,
                 arbiter = "lost",
@@ -664,8 +664,8 @@ fn backup_failed(shared: &Shared, failure: &str) {
                 "FT primary: backup lost and it took over"
             );
             halt(format!(
-            "backup lost ({failure}) and it took over (arbiter generation {current})"
-        ))
+                "backup lost ({failure}) and it took over (arbiter generation {current})"
+            ))
         }
         Err(e) => halt(format!(
             "backup lost ({failure}) and the arbiter is unusable: {e}"
@@ -773,7 +773,7 @@ impl PrimaryJournal {
             }
             Err(why) => {
                 if let Some(job) = self.sync.take() {
-                    tracing::warn!(event = "sync_failed", why = %why, "FT primary: sending the VM failed");
+                    tracing::info!(event = "sync_failed", why = %why, "FT primary: sending the VM failed");
                     job.fail(machine, why);
                 }
             }

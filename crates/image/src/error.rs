@@ -5,6 +5,9 @@ use std::path::PathBuf;
 /// Everything that can go wrong while fetching, verifying, unpacking or building the guest image.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    #[error("no Debian mirror: pass --mirror URL, set LOCKSTEP_MIRROR, or add a Debian archive to this host's apt sources")]
+    NoMirror,
+
     #[error("archive unreachable: {url}: {cause}")]
     Unreachable { url: String, cause: String },
 

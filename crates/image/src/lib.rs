@@ -18,6 +18,7 @@ mod fetch;
 pub mod fuzzing;
 mod initramfs;
 mod manifest;
+mod mirror;
 mod modules;
 mod packages;
 mod pull;
@@ -27,12 +28,11 @@ mod version;
 
 pub use error::ImageError;
 pub use initramfs::DEFAULT_INIT;
+pub use mirror::{default_mirror, MIRROR_ENV};
 pub use pull::{build_initramfs, pull};
 
 use std::path::PathBuf;
 
-/// The Debian mirror used when none is given.
-pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 /// The Debian suite used when none is given.
 pub const DEFAULT_SUITE: &str = "trixie";
 /// Path inside the initramfs of the setup script (mounts, modules, DHCP, `/dev/vda` on
@@ -62,8 +62,10 @@ pub struct PullOptions {
     /// Cache root; `None`: `$LOCKSTEP_CACHE`, else `$XDG_CACHE_HOME/lockstep`, else
     /// `~/.cache/lockstep`.
     pub cache_dir: Option<PathBuf>,
-    /// Debian mirror root URL (http or https).
-    pub mirror: String,
+    /// Debian mirror root URL (http or https); `None`: [`default_mirror`]
+    /// (`LOCKSTEP_MIRROR`, else this host's apt sources), looked up only
+    /// if something must be fetched.
+    pub mirror: Option<String>,
     /// Debian suite or codename, e.g. `trixie`.
     pub suite: String,
     /// Show download progress on stderr (bars on a terminal, one line per file otherwise).
@@ -74,7 +76,7 @@ impl Default for PullOptions {
     fn default() -> Self {
         PullOptions {
             cache_dir: None,
-            mirror: DEFAULT_MIRROR.to_string(),
+            mirror: None,
             suite: DEFAULT_SUITE.to_string(),
             progress: true,
         }

@@ -23,6 +23,10 @@ const OPENSBI_DIR: &str = "usr/lib/riscv64-linux-gnu/opensbi/generic";
 /// no network.
 pub fn pull(opts: &PullOptions) -> Result<GuestImage, ImageError> {
     let store = Store::open(opts)?;
+    let mirror = || match &opts.mirror {
+        Some(url) => Ok(url.clone()),
+        None => crate::default_mirror(),
+    };
     let report = Report::new(opts.progress);
     match Manifest::load(&store.manifest_path(), &opts.suite) {
         Ok(Some(manifest)) => {
@@ -30,7 +34,7 @@ pub fn pull(opts: &PullOptions) -> Result<GuestImage, ImageError> {
                 Ok(()) => return Ok(store.image(&manifest)),
                 Err(problem) => report.line(&format!("{problem}: rebuilding")),
             }
-            let fetcher = Fetcher::new(&opts.mirror, report)?;
+            let fetcher = Fetcher::new(&mirror()?, report)?;
             let selection = [manifest.kernel, manifest.busybox, manifest.opensbi];
             match store.build(&fetcher, selection) {
                 Ok(image) => return Ok(image),
@@ -40,7 +44,7 @@ pub fn pull(opts: &PullOptions) -> Result<GuestImage, ImageError> {
         Ok(None) => {}
         Err(problem) => report.line(&format!("{problem}: ignoring the cached image")),
     }
-    let fetcher = Fetcher::new(&opts.mirror, report)?;
+    let fetcher = Fetcher::new(&mirror()?, report)?;
     let selection = resolve(&store, &fetcher, &opts.suite)?;
     store.build(&fetcher, selection)
 }

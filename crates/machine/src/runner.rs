@@ -316,9 +316,7 @@ impl Runner {
                         return self.end(machine, end);
                     }
                 }
-                Step::Reset if self.exit_on_reset => {
-                    return self.end(machine, RunEnd::Reset)
-                }
+                Step::Reset if self.exit_on_reset => return self.end(machine, RunEnd::Reset),
                 Step::Reset => self.anchor = Some(Instant::now()),
                 Step::Poweroff(code) => return self.end(machine, RunEnd::Poweroff(code)),
                 Step::TrapStorm { hart, pc, cause } => {

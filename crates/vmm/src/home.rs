@@ -12,7 +12,7 @@ use crate::error::{io_at, Result, VmmError};
 use crate::lock::{self, COMMAND_LOCK};
 use crate::vm::{Vm, CONFIG_FILE, DISKS_DIR, STATES_DIR};
 use crate::Progress;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fs::DirBuilder;
 use std::io::Read;
 use std::os::unix::fs::DirBuilderExt;
@@ -61,7 +61,7 @@ pub struct CloneFrom {
 }
 
 /// A VM as `vm list` shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmSummary {
     pub name: String,
     pub state: RunState,
@@ -71,7 +71,7 @@ pub struct VmSummary {
 }
 
 /// Whether a VM's process runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
 pub enum RunState {
     Off,

@@ -15,6 +15,7 @@
 //! The CLI (`lockstep vm …`, `lockstep snapshot …`) is a thin client of
 //! this crate; the daemon will be another.
 
+pub mod api;
 mod config;
 mod console;
 pub mod control;

@@ -1,0 +1,82 @@
+//! VM names on this host: a name for an ad-hoc run that has none, and a
+//! claim that keeps two running VMs from sharing one (their NICs' MACs,
+//! control sockets and FT replicas derive from it).
+
+use std::error::Error;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
+/// A name for a run without `--name`: `vm-` and 8 random hex digits.
+pub fn unique() -> Result<String, Box<dyn Error>> {
+    let mut bytes = [0u8; 4];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("cannot read /dev/urandom for a VM name: {e}"))?;
+    Ok(format!("vm-{:08x}", u32::from_be_bytes(bytes)))
+}
+
+/// Held for as long as the VM runs: the name is this process's. (The
+/// lock file stays when it ends: removing it could race with the next
+/// process claiming the name.)
+pub struct NameClaim {
+    _file: File,
+}
+
+/// Claim `name` on this host (a lock file beside the control sockets,
+/// holding this process's pid). A name another running process holds is
+/// refused with that process's pid.
+pub fn claim(name: &str) -> Result<NameClaim, Box<dyn Error>> {
+    let dir = crate::ft::default_control_dir();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    crate::control::check_private_dir(&dir, true)?;
+    let path = dir.join(format!("{name}.lock"));
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            let holder = if pid.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {pid})")
+            };
+            return Err(format!(
+                "a VM named {name:?} is already running on this host{holder}; give this one another --name"
+            )
+            .into());
+        }
+        Err(e) => return Err(format!("cannot lock {}: {e}", path.display()).into()),
+    }
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(NameClaim { _file: file })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unique_names_are_valid_and_differ() {
+        let a = super::unique().unwrap();
+        let b = super::unique().unwrap();
+        assert_ne!(a, b);
+        assert!(crate::vm::check_name(&a).is_ok(), "{a}");
+        assert_eq!(a.len(), 11);
+    }
+}
