@@ -139,9 +139,10 @@ pub struct ControlArgs {
     /// The VM's control socket [default: the one `--name` gives].
     #[arg(long, value_name = "PATH")]
     control: Option<PathBuf>,
-    /// The VM's name, for the default control socket.
-    #[arg(long, value_name = "NAME", default_value = "lockstep")]
-    name: String,
+    /// The VM's name (`lockstep run --name`, or the one it said at start),
+    /// for the default control socket.
+    #[arg(long, value_name = "NAME", required_unless_present = "control")]
+    name: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -184,11 +185,11 @@ pub fn run(args: FtArgs) -> Result<ExitCode, Box<dyn Error>> {
     match args.command {
         FtCommand::Backup(args) => backup(args),
         FtCommand::AddBackup(args) => {
-            let path = control_path(args.vm.control, &args.vm.name);
+            let path = control_path(args.vm.control, args.vm.name.as_deref().unwrap_or_default());
             control::request(&path, &format!("add-backup {}", args.addr))
         }
         FtCommand::Status(args) => {
-            let path = control_path(args.vm.control, &args.vm.name);
+            let path = control_path(args.vm.control, args.vm.name.as_deref().unwrap_or_default());
             control::request(&path, if args.json { "status-json" } else { "status" })
         }
         FtCommand::TlsInit(args) => {

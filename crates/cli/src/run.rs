@@ -412,7 +412,13 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
         };
     }
-    let _claim = crate::names::claim(&args.name)?;
+    // A kept VM's bundle run lock already makes it the one of its name
+    // in its home (two homes may each hold a VM "db"); an ad-hoc run
+    // claims its name on the host.
+    let _claim = match args.bundle {
+        None => Some(crate::names::claim(&args.name)?),
+        Some(_) => None,
+    };
     let _span = tracing::info_span!("vm", vm = %args.name).entered();
     let windows = SharedWindows::default();
     let (mut machine, mut nics, setup) = match &args.restore {
@@ -428,19 +434,6 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if args.cpu == RunCpu::Jit && !machine.set_jit(true) {
         eprintln!("lockstep: no translator on this host; using the interpreter");
     }
-    if generated {
-        // Said once the VM is built: a run that fails before says one line.
-        eprintln!("lockstep: VM name {} (choose one with --name)", args.name);
-    }
-    tracing::info!(
-        event = "start",
-        restored = args.restore.is_some(),
-        icount = machine.icount(),
-        harts = machine.config().cpus,
-        instructions_per_tick = machine.config().instructions_per_tick.get(),
-        cpu = ?args.cpu,
-        "VM starting"
-    );
     let (events, rx) = mpsc::channel();
     let mut runner = Runner::new(rx, Pacing::RealTime).with_exit_on_reset(args.no_reboot);
     let mut ft_vm = None;
@@ -511,6 +504,19 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         // No console input: the runner sees the channel closed.
         _ => None,
     };
+    if generated {
+        // Said once everything is set up: a run that fails before says one line.
+        eprintln!("lockstep: VM name {} (choose one with --name)", args.name);
+    }
+    tracing::info!(
+        event = "start",
+        restored = args.restore.is_some(),
+        icount = session.machine.icount(),
+        harts = session.machine.config().cpus,
+        instructions_per_tick = session.machine.config().instructions_per_tick.get(),
+        cpu = ?args.cpu,
+        "VM starting"
+    );
     let (started, first_icount) = (std::time::Instant::now(), session.machine.icount());
     let end = session.run();
     let vmm::Session {
