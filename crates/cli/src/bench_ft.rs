@@ -52,9 +52,14 @@ pub struct FtBenchArgs {
     /// Backups to add to a running primary for its pause (0: none).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub adds: u32,
-    /// Both sides' --ft-timeout: the peer is dead after MS without a message.
-    #[arg(long, value_name = "MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..))]
-    pub ft_timeout: u64,
+    /// Both sides' --ft-timeout: the peer is dead after this long without a message.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "500ms",
+        value_parser = crate::vocab::duration_at_least(std::time::Duration::from_millis(10))
+    )]
+    pub ft_timeout: humantime::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -252,7 +257,8 @@ fn run_cmd(vm: &BenchVm<'_>, extra: &[OsString]) -> Result<Command, FtBenchError
 /// Scratch paths and the timeout of the FT pairs.
 struct Pairs<'a> {
     dir: &'a Path,
-    timeout_ms: String,
+    /// `--ft-timeout` as both sides take it (`500ms`).
+    timeout: String,
 }
 
 impl Pairs<'_> {
@@ -270,9 +276,10 @@ impl Pairs<'_> {
         let mut cmd = Command::new(exe()?);
         cmd.args(["ft", "backup", "--console", console]);
         cmd.args(["--listen", "127.0.0.1:0"]);
-        cmd.args(["--ft-timeout", &self.timeout_ms]);
-        cmd.arg("--arbiter").arg(self.path(arbiter_tag, "arbiter"));
-        cmd.arg("--control").arg(self.path(tag, "backup.sock"));
+        cmd.args(["--ft-timeout", &self.timeout]);
+        cmd.arg("--ft-arbiter")
+            .arg(self.path(arbiter_tag, "arbiter"));
+        cmd.arg("--ft-control").arg(self.path(tag, "backup.sock"));
         cmd.arg("--replica-dir").arg(self.path(tag, "replicas"));
         let mut backup = Proc::spawn(&format!("the FT backup ({tag})"), cmd)?;
         let (_, line) = backup.message("listening on", REACT)?;
@@ -282,9 +289,10 @@ impl Pairs<'_> {
 
     /// `lockstep run` flags of an FT primary, protected by `backup` if given.
     fn primary_flags(&self, tag: &str, backup: Option<&str>) -> Vec<OsString> {
-        let mut flags: Vec<OsString> = vec!["--arbiter".into(), self.path(tag, "arbiter").into()];
-        flags.extend(["--control".into(), self.path(tag, "primary.sock").into()]);
-        flags.extend(["--ft-timeout".into(), self.timeout_ms.clone().into()]);
+        let mut flags: Vec<OsString> =
+            vec!["--ft-arbiter".into(), self.path(tag, "arbiter").into()];
+        flags.extend(["--ft-control".into(), self.path(tag, "primary.sock").into()]);
+        flags.extend(["--ft-timeout".into(), self.timeout.clone().into()]);
         if let Some(addr) = backup {
             flags.extend(["--ft-backup".into(), addr.into()]);
         }
@@ -375,7 +383,7 @@ pub fn run(args: FtBenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let (work_dir, tick_dir, dirty_dir) = (dir("workloads")?, dir("ticker")?, dir("dirtier")?);
     let pairs = Pairs {
         dir: scratch.path(),
-        timeout_ms: args.ft_timeout.to_string(),
+        timeout: args.ft_timeout.to_string(),
     };
     println!("{}", host_line());
     let vm = BenchVm::prepare(&guest, WORKLOADS, &work_dir)?;
@@ -386,7 +394,7 @@ pub fn run(args: FtBenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         let kills: Result<Vec<_>, _> = (1..=args.failovers)
             .map(|n| failover(&vm, &pairs, n))
             .collect();
-        print_failovers(&kills?, args.ft_timeout);
+        print_failovers(&kills?, *args.ft_timeout);
     }
     if args.adds > 0 {
         let vm = BenchVm::prepare(&guest, DIRTIER, &dirty_dir)?;
@@ -587,7 +595,8 @@ fn failover(vm: &BenchVm<'_>, pairs: &Pairs<'_>, n: u32) -> Result<Failover, FtB
     })
 }
 
-fn print_failovers(kills: &[Failover], timeout_ms: u64) {
+fn print_failovers(kills: &[Failover], timeout: std::time::Duration) {
+    let timeout_ms = timeout.as_millis();
     println!(
         "\nfailover: kill -9 of the primary at a random moment (after: since tick-20); the guest \
          prints a counter line every 10 ms; --ft-timeout {timeout_ms} ms"
@@ -657,7 +666,7 @@ fn add_one(pairs: &Pairs<'_>, sock: &Path, n: u32) -> Result<Added, FtBenchError
     let before = icount(sock)?;
     std::thread::sleep(Duration::from_secs(1));
     let start = icount(sock)?;
-    let answer = control(sock, &["add-backup", &addr])?;
+    let answer = control(sock, &["add-backup", "--ft-backup", &addr])?;
     let end = icount(sock)?;
     let rate = |(t0, i0): (Instant, f64), (t1, i1): (Instant, f64)| {
         ratio(i1 - i0, t1.duration_since(t0).as_secs_f64())

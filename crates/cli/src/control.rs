@@ -106,7 +106,7 @@ fn bind(path: &Path) -> Result<UnixListener, Box<dyn Error>> {
         Ok(_) => {
             if UnixStream::connect(path).is_ok() {
                 return Err(format!(
-                    "another VM answers on the control socket {} (give this one another --name or --control)",
+                    "another VM answers on the control socket {} (give this one another --name or --ft-control)",
                     path.display()
                 )
                 .into());
@@ -243,7 +243,7 @@ fn execute(command: &str, target: &Target, out: &mut UnixStream) -> Result<Strin
 pub fn request(path: &Path, command: &str) -> Result<ExitCode, Box<dyn Error>> {
     let mut conn = UnixStream::connect(path).map_err(|e| {
         format!(
-            "cannot reach the VM's control socket {}: {e} (is it running with --arbiter? see --control and --name)",
+            "cannot reach the VM's control socket {}: {e} (is it running with --ft-arbiter? see --control and --name)",
             path.display()
         )
     })?;

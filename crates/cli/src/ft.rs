@@ -1,13 +1,13 @@
 //! Fault tolerance from the command line (the protocol lives in the `ft`
 //! crate):
-//! - `lockstep run --arbiter PATH [--ft-backup ADDR]` runs an FT-capable
+//! - `lockstep run --ft-arbiter PATH [--ft-backup ADDR]` runs an FT-capable
 //!   VM (the primary), protected by the backup at ADDR once it has the VM;
-//! - `lockstep ft backup --listen ADDR --arbiter PATH` receives a primary's
+//! - `lockstep ft backup --listen ADDR --ft-arbiter PATH` receives a primary's
 //!   VM, follows it and goes live when it fails, then runs as a primary
 //!   itself (unprotected until a new backup is added);
 //! - `lockstep ft add-backup ADDR`, `lockstep ft status` talk to a running
 //!   VM through its control socket;
-//! - `lockstep ft tls-init DIR` makes the certificates `--tls-dir` takes.
+//! - `lockstep ft tls-init DIR` makes the certificates `--ft-tls-dir` takes.
 
 use crate::control::{self, ControlServer};
 use crate::nics;
@@ -35,9 +35,11 @@ pub struct FtArgs {
     command: FtCommand,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum FtCommand {
-    /// Wait for a primary (`lockstep run --arbiter PATH --ft-backup ADDR`),
+    /// Wait for a primary (`lockstep run --ft-arbiter PATH --ft-backup ADDR`),
     /// receive its VM, follow it, and go live with this host's console and
     /// NICs when it fails.
     Backup(BackupArgs),
@@ -48,44 +50,78 @@ enum FtCommand {
     /// bandwidth, outputs held, protected or not.
     Status(StatusArgs),
     /// Create DIR with a new certificate authority and a node certificate
-    /// for `--tls-dir` (or, with --ca-from, a node certificate signed by
+    /// for `--ft-tls-dir` (or, with --ca-from, a node certificate signed by
     /// another directory's CA: give each host its own).
     TlsInit(TlsInitArgs),
 }
 
-/// Fault-tolerance options shared by `lockstep run` and `lockstep ft backup`.
+/// Fault-tolerance options shared by `lockstep run` and `lockstep ft backup`,
+/// all under `--ft-`.
 #[derive(Args, Debug, Clone)]
 pub struct FtOptions {
     /// The arbiter file, on storage both FT hosts share. With it, the VM
     /// is FT-capable: it can be protected by a backup.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long = "ft-arbiter", value_name = "PATH", env = "LOCKSTEP_FT_ARBITER")]
     pub arbiter: Option<PathBuf>,
-    /// Declare the FT peer dead after MS milliseconds without a message.
-    #[arg(long = "ft-timeout", value_name = "MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..))]
-    pub timeout_ms: u64,
-    /// Flow control: slow the primary while its backup lags more than MS
-    /// milliseconds behind (of execution at 160 MIPS, whatever the VM's
-    /// clock rate: the bound is on the backup's catch-up time).
-    #[arg(long = "ft-max-lag", value_name = "MS", default_value_t = ::ft::DEFAULT_MAX_LAG_MS, value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_lag_ms: u64,
+    /// Declare the FT peer dead after this long without a message (at least 10ms).
+    #[arg(
+        long = "ft-timeout",
+        value_name = "DURATION",
+        default_value = "500ms",
+        value_parser = crate::vocab::duration_at_least(Duration::from_millis(10)),
+        env = "LOCKSTEP_FT_TIMEOUT"
+    )]
+    pub timeout: humantime::Duration,
+    /// Flow control: slow the primary while its backup lags more than this
+    /// behind (of execution at 160 MIPS, whatever the VM's clock rate: the
+    /// bound is on the backup's catch-up time; at least 1ms).
+    #[arg(
+        long = "ft-max-lag",
+        value_name = "DURATION",
+        default_value = "1s",
+        value_parser = crate::vocab::duration_at_least(Duration::from_millis(1)),
+        env = "LOCKSTEP_FT_MAX_LAG"
+    )]
+    pub max_lag: humantime::Duration,
     /// The log channel is mutually authenticated TLS, with this node's
     /// certificates in DIR (`lockstep ft tls-init`) [default:
     /// $XDG_DATA_HOME/lockstep/tls, else ~/.local/share/lockstep/tls,
     /// created with a CA in .../lockstep/ca on first use].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long = "ft-tls-dir", value_name = "DIR", env = "LOCKSTEP_FT_TLS_DIR")]
     pub tls_dir: Option<PathBuf>,
     /// Run the log channel as plain TCP, unauthenticated: anyone who
     /// reaches the port can talk to it. Loopback addresses only.
-    #[arg(long, conflicts_with = "tls_dir")]
+    #[arg(long = "ft-insecure-plaintext", conflicts_with = "tls_dir")]
     pub insecure_plaintext: bool,
     /// The VM's control socket (for `lockstep ft status` and `add-backup`)
     /// [default: $XDG_RUNTIME_DIR/lockstep/NAME.sock, else /tmp/lockstep-UID/NAME.sock].
-    #[arg(long, value_name = "PATH")]
+    #[arg(long = "ft-control", value_name = "PATH")]
     pub control: Option<PathBuf>,
     /// Whenever the VM is unprotected, keep trying to add the backup
     /// listening at ADDR (restores redundancy after a failover).
     #[arg(long = "ft-standby", value_name = "ADDR")]
     pub standby: Option<String>,
+    #[command(flatten)]
+    pub old: OldFtSpellings,
+}
+
+/// The FT flags' old spellings, refused with the new ones.
+#[derive(Args, Debug, Clone, Default)]
+pub struct OldFtSpellings {
+    #[arg(long = "arbiter", hide = true, value_parser = crate::vocab::renamed("--ft-arbiter"))]
+    old_arbiter: Option<String>,
+    #[arg(long = "tls-dir", hide = true, value_parser = crate::vocab::renamed("--ft-tls-dir"))]
+    old_tls_dir: Option<String>,
+    #[arg(long = "control", hide = true, value_parser = crate::vocab::renamed("--ft-control"))]
+    old_control: Option<String>,
+    #[arg(
+        long = "insecure-plaintext",
+        hide = true,
+        num_args = 0,
+        default_missing_value = "",
+        value_parser = crate::vocab::renamed("--ft-insecure-plaintext")
+    )]
+    old_insecure_plaintext: Option<String>,
 }
 
 impl Default for FtOptions {
@@ -93,12 +129,13 @@ impl Default for FtOptions {
     fn default() -> Self {
         FtOptions {
             arbiter: None,
-            timeout_ms: 500,
-            max_lag_ms: ::ft::DEFAULT_MAX_LAG_MS,
+            timeout: Duration::from_millis(500).into(),
+            max_lag: Duration::from_millis(::ft::DEFAULT_MAX_LAG_MS).into(),
             tls_dir: None,
             insecure_plaintext: false,
             control: None,
             standby: None,
+            old: OldFtSpellings::default(),
         }
     }
 }
@@ -156,8 +193,13 @@ pub struct StatusArgs {
 
 #[derive(Args, Debug)]
 pub struct AddBackupArgs {
-    /// The backup's address (`lockstep ft backup --listen`).
+    /// The backup's address (`lockstep ft backup --listen`), as `lockstep
+    /// run --ft-backup` takes it.
+    #[arg(long = "ft-backup", value_name = "ADDR")]
     addr: String,
+    /// (The address was once positional.)
+    #[arg(hide = true, value_parser = crate::vocab::renamed("--ft-backup ADDR"))]
+    old_addr: Option<String>,
     #[command(flatten)]
     vm: ControlArgs,
 }
@@ -165,7 +207,7 @@ pub struct AddBackupArgs {
 #[derive(Args, Debug)]
 pub struct TlsInitArgs {
     /// The node directory to create (ca.pem, node.pem, node.key) [default:
-    /// the default --tls-dir].
+    /// the default --ft-tls-dir].
     dir: Option<PathBuf>,
     /// The CA's directory (ca.pem, ca.key): a new CA is made there if it
     /// holds none. Keep it off the FT hosts; give every host a node
@@ -235,15 +277,17 @@ struct FtVm {
 
 fn config(opts: &FtOptions) -> FtConfig {
     FtConfig {
-        timeout: Duration::from_millis(opts.timeout_ms),
-        max_lag: opts.max_lag_ms.saturating_mul(::ft::INSTRUCTIONS_PER_MS),
+        timeout: *opts.timeout,
+        max_lag: u64::try_from(opts.max_lag.as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_mul(::ft::INSTRUCTIONS_PER_MS),
         ..FtConfig::default()
     }
 }
 
-/// The log channel's TLS identity: `--tls-dir`, or the default one,
+/// The log channel's TLS identity: `--ft-tls-dir`, or the default one,
 /// created (with a CA of its own) on first use; `None` only with
-/// `--insecure-plaintext` (which the ft crate allows on loopback only).
+/// `--ft-insecure-plaintext` (which the ft crate allows on loopback only).
 fn tls(opts: &FtOptions) -> Result<Option<TlsIdentity>, Box<dyn Error>> {
     if opts.insecure_plaintext {
         return Ok(None);
@@ -309,7 +353,7 @@ fn host_name() -> String {
     }
 }
 
-/// `--control`, or the default for the VM called `name`.
+/// `--ft-control` (`--control` for `ft status`), or the default for the VM called `name`.
 fn control_path(control: Option<PathBuf>, name: &str) -> PathBuf {
     control.unwrap_or_else(|| default_control_dir().join(format!("{name}.sock")))
 }
@@ -352,7 +396,9 @@ pub fn protectable(
     backup: Option<String>,
 ) -> Result<(PrimaryJournal, FtVmHandle), Box<dyn Error>> {
     let Some(arbiter) = &opts.arbiter else {
-        return Err(crate::exit::usage("fault tolerance needs --arbiter PATH"));
+        return Err(crate::exit::usage(
+            "fault tolerance needs --ft-arbiter PATH",
+        ));
     };
     let arbiter = Arbiter::open(arbiter)?;
     let shape = VmShape {
@@ -559,7 +605,7 @@ pub fn describe_status(s: &Status) -> String {
 fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
     let Some(arbiter_path) = &args.ft.arbiter else {
         return Err(crate::exit::usage(
-            "lockstep ft backup needs --arbiter PATH (on storage the primary's host shares)",
+            "lockstep ft backup needs --ft-arbiter PATH (on storage the primary's host shares)",
         ));
     };
     if args.ft.insecure_plaintext {

@@ -25,6 +25,7 @@ mod run;
 mod signals;
 mod vm;
 mod vmcmd;
+mod vocab;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
@@ -174,4 +175,14 @@ fn write_man_pages(dir: &std::path::Path) -> Result<ExitCode, Box<dyn std::error
     }
     eprintln!("lockstep: wrote {written} man pages to {}", dir.display());
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Clap's own consistency checks (unique ids, valid defaults, no
+    /// clashing short flags), which release builds skip at run time.
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::command().debug_assert();
+    }
 }

@@ -129,11 +129,15 @@ struct FtFlags {
     #[arg(long, value_name = "ADDR", requires = "arbiter")]
     ft_backup: Option<String>,
     /// The arbiter file, on storage both FT hosts share.
-    #[arg(long, value_name = "PATH", requires = "ft_backup")]
+    #[arg(long = "ft-arbiter", value_name = "PATH", requires = "ft_backup")]
     arbiter: Option<PathBuf>,
     /// The log channel's TLS directory [default: lockstep's].
-    #[arg(long, value_name = "DIR", requires = "ft_backup")]
+    #[arg(long = "ft-tls-dir", value_name = "DIR", requires = "ft_backup")]
     tls_dir: Option<PathBuf>,
+    #[arg(long = "arbiter", hide = true, value_parser = crate::vocab::renamed("--ft-arbiter"))]
+    old_arbiter: Option<String>,
+    #[arg(long = "tls-dir", hide = true, value_parser = crate::vocab::renamed("--ft-tls-dir"))]
+    old_tls_dir: Option<String>,
 }
 
 impl FtFlags {
@@ -181,9 +185,9 @@ struct StartArgs {
 struct StopArgs {
     /// The VM.
     name: String,
-    /// Seconds to wait for it to stop.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
-    timeout: u64,
+    /// How long to wait for it to stop.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::vocab::parse_duration)]
+    timeout: humantime::Duration,
     /// Kill it (SIGKILL) if it has not stopped within the timeout.
     #[arg(long)]
     force: bool,
@@ -395,7 +399,7 @@ pub fn vm(args: VmArgs) -> CmdResult {
             let ft = a.ft.settings()?;
             if ft.is_none() && !a.no_ft {
                 return Err(crate::exit::usage(
-                    "nothing to set: give --ft-backup ADDR --arbiter PATH, or --no-ft",
+                    "nothing to set: give --ft-backup ADDR --ft-arbiter PATH, or --no-ft",
                 ));
             }
             vm.set_ft(ft)?;
@@ -853,7 +857,7 @@ fn suspend(home: &Home, a: StopArgs) -> CmdResult {
     )?;
     drop(vm); // the VM's process records its state under the command lock
     let started = Instant::now();
-    let deadline = Duration::from_secs(a.timeout);
+    let deadline = *a.timeout;
     loop {
         match home.run_state(&a.name)? {
             RunState::Suspended => {
@@ -874,7 +878,7 @@ fn suspend(home: &Home, a: StopArgs) -> CmdResult {
             }
             RunState::Running { .. } if started.elapsed() > deadline => {
                 return Err(format!(
-                    "VM {} (pid {pid}) has not suspended in {} s",
+                    "VM {} (pid {pid}) has not suspended in {}",
                     a.name, a.timeout
                 )
                 .into())
@@ -961,13 +965,13 @@ fn stop(home: &Home, a: StopArgs) -> CmdResult {
     let vm = home.open(&a.name)?;
     say_notes(&a.name, vm.notes());
     let pid = ask_or_signal(&vm, &vmm::VmCommand::Stop {}, rustix::process::Signal::TERM)?;
-    if vm.wait_stopped(Duration::from_secs(a.timeout))? {
+    if vm.wait_stopped(*a.timeout)? {
         eprintln!("lockstep: stopped VM {} (pid {pid})", a.name);
         return Ok(ExitCode::SUCCESS);
     }
     if !a.force {
         return Err(format!(
-            "VM {} (pid {pid}) has not stopped in {} s; `lockstep vm stop --force` kills it",
+            "VM {} (pid {pid}) has not stopped in {}; `lockstep vm stop --force` kills it",
             a.name, a.timeout
         )
         .into());
@@ -975,7 +979,7 @@ fn stop(home: &Home, a: StopArgs) -> CmdResult {
     vm.signal(rustix::process::Signal::KILL)?;
     vm.wait_stopped(Duration::from_secs(10))?;
     eprintln!(
-        "lockstep: killed VM {} (pid {pid}): it had not stopped in {} s",
+        "lockstep: killed VM {} (pid {pid}): it had not stopped in {}",
         a.name, a.timeout
     );
     Ok(ExitCode::SUCCESS)

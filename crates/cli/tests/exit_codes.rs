@@ -90,6 +90,21 @@ fn usage_errors_exit_2_and_host_errors_3() {
         let err = exits(&lockstep(args), 2);
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+    // Old spellings are refused, naming the new one.
+    for (args, new) in [
+        (&["run", "--arbiter", "/tmp/a"][..], "--ft-arbiter"),
+        (&["run", "--tls-dir", "/tmp/t"], "--ft-tls-dir"),
+        (&["run", "--insecure-plaintext"], "--ft-insecure-plaintext"),
+        (
+            &["ft", "add-backup", "127.0.0.1:1", "--name", "x"],
+            "--ft-backup",
+        ),
+        (&["run", "--ft-timeout", "500"], "500ms"),
+        (&["vm", "stop", "x", "--timeout", "30"], "30s"),
+    ] {
+        let err = exits(&lockstep(args), 2);
+        assert!(err.contains(new), "{args:?}: {err}");
+    }
     for args in [
         &["run", "--console", "none", "--kernel", "/nonexistent/Image"][..],
         &["replay", "/nonexistent.log"],

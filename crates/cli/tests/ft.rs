@@ -20,7 +20,7 @@ const TIMEOUT_MS: u64 = 500;
 /// Flow control's bound on the backup's lag (ms of guest time): a backup
 /// must catch up that much before going live, so the failover bound
 /// holds even when the backup's host is busy (here: other tests).
-const MAX_LAG_MS: &str = "250";
+const MAX_LAG: &str = "250ms";
 
 /// One FT pair at a time: two VMs per test already fill this machine's
 /// two cores, and the failover bounds are about FT, not CPU contention.
@@ -53,14 +53,14 @@ fn start_backup(arbiter: &Path) -> (Guest, String) {
 }
 
 fn start_backup_with(arbiter: &Path, extra: &[&str]) -> (Guest, String) {
-    let timeout = TIMEOUT_MS.to_string();
+    let timeout = format!("{TIMEOUT_MS}ms");
     let arbiter = arbiter.to_str().expect("utf-8 temp path");
     let mut args = vec![
         "ft",
         "backup",
         "--listen",
         "127.0.0.1:0",
-        "--arbiter",
+        "--ft-arbiter",
         arbiter,
         "--console",
         "stdio",
@@ -77,15 +77,15 @@ fn start_backup_with(arbiter: &Path, extra: &[&str]) -> (Guest, String) {
 /// Boot an FT primary protected by the backup at `backup` (flow control
 /// and failure timeout as the tests assume), with `extra` flags.
 fn boot_primary(backup: &str, arbiter: &str, extra: &[&str]) -> Guest {
-    let timeout = TIMEOUT_MS.to_string();
+    let timeout = format!("{TIMEOUT_MS}ms");
     let mut args = vec![
         "--ft-max-lag",
-        MAX_LAG_MS,
+        MAX_LAG,
         "--ft-timeout",
         &timeout,
         "--ft-backup",
         backup,
-        "--arbiter",
+        "--ft-arbiter",
         arbiter,
     ];
     args.extend_from_slice(extra);
@@ -236,7 +236,7 @@ fn a_primary_under_another_arbiter_generation_is_refused() {
     let mut primary = boot_primary(
         &addr,
         other.to_str().expect("utf-8 temp path"),
-        &["--net", &net, "--control", control],
+        &["--net", &net, "--ft-control", control],
     );
     let refused = primary.expect_stderr("refused");
     assert!(refused.contains("generation 5"), "{refused}");
@@ -253,7 +253,14 @@ fn a_primary_under_another_arbiter_generation_is_refused() {
 
     // A backup with no backend for the VM's NIC refuses it up front.
     let (mut netless, addr) = start_backup(&other);
-    let refused = lockstep(&["ft", "add-backup", &addr, "--control", control]);
+    let refused = lockstep(&[
+        "ft",
+        "add-backup",
+        "--ft-backup",
+        &addr,
+        "--control",
+        control,
+    ]);
     assert_eq!(refused.status.code(), Some(3));
     let why = text(&refused.stderr);
     assert!(why.contains("refused") && why.contains("NIC"), "{why}");
@@ -431,9 +438,9 @@ fn bad_backups_leave_the_primary_running_unprotected_until_a_good_one_joins() {
         "127.0.0.1:1",
         &arbiter,
         &[
-            "--control",
+            "--ft-control",
             &control,
-            "--tls-dir",
+            "--ft-tls-dir",
             &path("tls-a"),
             "--disk",
             &disk_spec,
@@ -466,8 +473,15 @@ fn bad_backups_leave_the_primary_running_unprotected_until_a_good_one_joins() {
     );
 
     let (mut stranger, addr) =
-        start_backup_with(Path::new(&arbiter), &["--tls-dir", &path("tls-b")]);
-    let refused = lockstep(&["ft", "add-backup", &addr, "--control", &control]);
+        start_backup_with(Path::new(&arbiter), &["--ft-tls-dir", &path("tls-b")]);
+    let refused = lockstep(&[
+        "ft",
+        "add-backup",
+        "--ft-backup",
+        &addr,
+        "--control",
+        &control,
+    ]);
     assert_eq!(refused.status.code(), Some(3));
     let why = text(&refused.stderr);
     assert!(why.contains("TLS"), "{why}");
@@ -477,15 +491,22 @@ fn bad_backups_leave_the_primary_running_unprotected_until_a_good_one_joins() {
     let (mut backup, addr) = start_backup_with(
         Path::new(&arbiter),
         &[
-            "--tls-dir",
+            "--ft-tls-dir",
             &path("tls-a2"),
             "--replica-dir",
             &path("replicas"),
-            "--control",
+            "--ft-control",
             &path("backup.sock"),
         ],
     );
-    let added = lockstep(&["ft", "add-backup", &addr, "--control", &control]);
+    let added = lockstep(&[
+        "ft",
+        "add-backup",
+        "--ft-backup",
+        &addr,
+        "--control",
+        &control,
+    ]);
     let said = text(&added.stdout);
     assert!(added.status.success(), "{said}{}", text(&added.stderr));
     assert!(said.contains("protected by the backup at"), "{said}");
@@ -530,7 +551,7 @@ fn an_arbiter_that_cannot_be_written_is_refused_before_the_guest_starts() {
         "run",
         "--console",
         "none",
-        "--arbiter",
+        "--ft-arbiter",
         "/proc/lockstep-no-such-dir/arbiter",
     ]);
     assert_eq!(out.status.code(), Some(3));
@@ -576,8 +597,8 @@ fn a_backup_survives_a_stranger_and_plaintext_stays_on_loopback() {
         "backup",
         "--listen",
         "0.0.0.0:0",
-        "--insecure-plaintext",
-        "--arbiter",
+        "--ft-insecure-plaintext",
+        "--ft-arbiter",
         arbiter_arg,
     ]);
     let err = text(&out.stderr);

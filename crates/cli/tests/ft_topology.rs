@@ -358,17 +358,17 @@ impl Cluster {
     /// Flags every FT process of this cluster on `host` takes.
     fn ft_flags(&self, host: Host, control: &Path) -> Vec<String> {
         let mut flags = vec![
-            "--arbiter".to_string(),
+            "--ft-arbiter".to_string(),
             path_str(&self.arbiter()).to_string(),
             "--ft-timeout".to_string(),
-            FT_TIMEOUT_MS.to_string(),
+            format!("{FT_TIMEOUT_MS}ms"),
             "--ft-max-lag".to_string(),
-            MAX_LAG_MS.to_string(),
-            "--control".to_string(),
+            format!("{MAX_LAG_MS}ms"),
+            "--ft-control".to_string(),
             path_str(control).to_string(),
         ];
         if self.plan.tls {
-            flags.push("--tls-dir".to_string());
+            flags.push("--ft-tls-dir".to_string());
             flags.push(path_str(&self.tls_dir(host)).to_string());
         }
         flags
@@ -761,6 +761,7 @@ fn killing_the_backup_then_adding_one() {
     let (ok, out, err) = lockstep(&[
         "ft",
         "add-backup",
+        "--ft-backup",
         &addr,
         "--control",
         path_str(&primary.control),

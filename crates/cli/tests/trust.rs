@@ -210,9 +210,9 @@ fn a_control_directory_of_another_user_or_mode_is_refused() {
                 "run",
                 "--console",
                 "stdio",
-                "--arbiter",
+                "--ft-arbiter",
                 s(&arbiter),
-                "--control",
+                "--ft-control",
                 s(&sock),
             ],
         );

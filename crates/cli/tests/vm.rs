@@ -527,7 +527,7 @@ fn a_vm_with_ft_settings_starts_protected() {
             "backup",
             "--listen",
             "127.0.0.1:0",
-            "--arbiter",
+            "--ft-arbiter",
             arbiter.to_str().unwrap(),
             "--replica-dir",
             replicas.to_str().unwrap(),
@@ -541,7 +541,12 @@ fn a_vm_with_ft_settings_starts_protected() {
     create(
         h,
         "f",
-        &["--ft-backup", &addr, "--arbiter", arbiter.to_str().unwrap()],
+        &[
+            "--ft-backup",
+            &addr,
+            "--ft-arbiter",
+            arbiter.to_str().unwrap(),
+        ],
     );
     let show = ok(h, &["vm", "show", "f"]);
     assert!(

@@ -19,7 +19,7 @@ pub enum FtError {
         addr: String,
         source: link::LinkError,
     },
-    #[error("FT log channel: plain TCP to {addr} is refused: without TLS anyone who reaches the port is trusted, so --insecure-plaintext is for loopback addresses only")]
+    #[error("FT log channel: plain TCP to {addr} is refused: without TLS anyone who reaches the port is trusted, so --ft-insecure-plaintext is for loopback addresses only")]
     PlaintextNotLoopback { addr: String },
     #[error("FT: cannot add a backup: {0}")]
     Busy(String),
