@@ -93,6 +93,43 @@ pub struct JitStats {
     pub links: u64,
     pub cache_jumps: u64,
     pub retired_in_blocks: u64,
+    pub exit_epoch: u64,
+    pub exit_fetch_miss: u64,
+    pub exit_empty: u64,
+    pub exit_budget_tail: u64,
+    pub exit_trap: u64,
+    pub exit_helper: u64,
+    pub tlb_miss_fetch: u64,
+    pub tlb_miss_load: u64,
+    pub tlb_miss_store: u64,
+    pub retired_general: u64,
+    pub retired_fast: u64,
+    pub code_epoch: u64,
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+impl JitStats {
+    /// Sum of two harts' counters.
+    pub fn add(&mut self, o: &JitStats) {
+        self.tlb_miss_fetch += o.tlb_miss_fetch;
+        self.tlb_miss_load += o.tlb_miss_load;
+        self.tlb_miss_store += o.tlb_miss_store;
+        self.retired_general += o.retired_general;
+        self.retired_fast += o.retired_fast;
+        self.code_epoch = self.code_epoch.max(o.code_epoch);
+    }
+}
+
+/// The interpreter's own counters (not state: they differ between
+/// engines), reported with the translator's.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counters {
+    tlb_miss_fetch: u64,
+    tlb_miss_load: u64,
+    tlb_miss_store: u64,
+    retired_general: u64,
+    retired_fast: u64,
+    code_epoch: u64,
 }
 
 /// Privilege mode.
@@ -239,6 +276,12 @@ pub struct Hart {
     #[cfg(target_arch = "x86_64")]
     #[serde(skip)]
     jit: Option<Box<jit::Jit>>,
+    #[serde(skip)]
+    counters: Counters,
+    /// PMP decisions over a range of memory (cleared with the TLB, which
+    /// every change of the PMP CSRs flushes).
+    #[serde(skip)]
+    pmp: mmu::PmpCache,
 }
 
 impl PartialEq for Hart {
@@ -298,6 +341,8 @@ impl Hart {
             general_only: false,
             #[cfg(target_arch = "x86_64")]
             jit: None,
+            counters: Counters::default(),
+            pmp: mmu::PmpCache::default(),
         };
         h.mode_changed();
         h
@@ -339,13 +384,24 @@ impl Hart {
         }
     }
 
-    /// The translator's counters (zero when it is off).
+    /// The translator's counters (zero when it is off) and the
+    /// interpreter's (TLB misses, instructions its loops retired, RAM's
+    /// code epoch when this hart last ran).
     pub fn jit_stats(&self) -> JitStats {
+        #[allow(unused_mut)]
+        let mut s = JitStats::default();
         #[cfg(target_arch = "x86_64")]
         if let Some(j) = &self.jit {
-            return j.stats();
+            s = j.stats();
         }
-        JitStats::default()
+        let c = &self.counters;
+        s.tlb_miss_fetch = c.tlb_miss_fetch;
+        s.tlb_miss_load = c.tlb_miss_load;
+        s.tlb_miss_store = c.tlb_miss_store;
+        s.retired_general = c.retired_general;
+        s.retired_fast = c.retired_fast;
+        s.code_epoch = c.code_epoch;
+        s
     }
 
     pub fn hartid(&self) -> u64 {
@@ -472,6 +528,7 @@ impl Hart {
                 Ok(next) => {
                     pc = next;
                     self.retired += 1;
+                    self.counters.retired_general += 1;
                 }
                 Err(t) => {
                     if let Some(exit) = self.trap_in_loop(ram, bus, t, pc) {
@@ -482,6 +539,7 @@ impl Hart {
             }
         }
         self.pc = pc;
+        self.counters.code_epoch = ram.code_epoch();
         if self.waiting {
             Exit::Wfi
         } else if self.yielded {
@@ -669,6 +727,7 @@ impl Hart {
 
     fn flush_tlb(&mut self) {
         self.tlb.flush();
+        self.pmp.clear();
         self.fetch_va = FETCH_NONE;
     }
 
@@ -722,8 +781,16 @@ impl Hart {
         let ram_off = if e.tag == tag {
             (pc & !0xfff).wrapping_add(e.addend)
         } else {
-            let t = mmu::translate(&self.csrs, ram, pc, Access::Fetch, self.priv_mode)
-                .map_err(|cause| Trap { cause, tval: pc })?;
+            self.counters.tlb_miss_fetch += 1;
+            let t = mmu::translate(
+                &self.csrs,
+                &mut self.pmp,
+                ram,
+                pc,
+                Access::Fetch,
+                self.priv_mode,
+            )
+            .map_err(|cause| Trap { cause, tval: pc })?;
             let pa_page = t.pa & !0xfff;
             if !t.cacheable || !ram.contains(pa_page, 0x1000) {
                 return Ok(None);
@@ -788,8 +855,15 @@ impl Hart {
     /// One 16-bit instruction parcel through full translation.
     fn fetch_half<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, va: u64) -> Result<u32, Trap> {
         let fault = |cause| Trap { cause, tval: va };
-        let t =
-            mmu::translate(&self.csrs, ram, va, Access::Fetch, self.priv_mode).map_err(fault)?;
+        let t = mmu::translate(
+            &self.csrs,
+            &mut self.pmp,
+            ram,
+            va,
+            Access::Fetch,
+            self.priv_mode,
+        )
+        .map_err(fault)?;
         if let Some(s) = ram.slice(t.pa, 2) {
             return Ok(u16::from_le_bytes([s[0], s[1]]) as u32);
         }
@@ -872,7 +946,12 @@ impl Hart {
 
     /// Translate a data access, filling the TLB for cacheable RAM pages.
     fn translate_data(&mut self, ram: &mut Ram, va: u64, access: Access) -> Result<u64, Trap> {
-        let t = mmu::translate(&self.csrs, ram, va, access, self.data_priv_mode())
+        match access {
+            Access::Load => self.counters.tlb_miss_load += 1,
+            _ => self.counters.tlb_miss_store += 1,
+        }
+        let eff = self.data_priv_mode();
+        let t = mmu::translate(&self.csrs, &mut self.pmp, ram, va, access, eff)
             .map_err(|cause| Trap { cause, tval: va })?;
         let pa_page = t.pa & !0xfff;
         if t.cacheable && ram.contains(pa_page, 0x1000) {

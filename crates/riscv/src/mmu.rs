@@ -109,8 +109,11 @@ const PTE_D: u64 = 128;
 
 /// Translate `va` for an access at effective privilege `eff`. Err is the
 /// exception cause (page fault or access fault); tval is `va`.
+/// `pmp` caches PMP decisions (see [`PmpCache`]); it must have been
+/// cleared since the PMP CSRs last changed.
 pub fn translate(
     csrs: &Csrs,
+    pmp: &mut PmpCache,
     ram: &mut Ram,
     va: u64,
     access: Access,
@@ -120,9 +123,9 @@ pub fn translate(
     let pa = if eff == Priv::Machine || mode == csr::SATP_MODE_BARE {
         va
     } else {
-        walk(csrs, ram, va, access, eff, mode)?
+        walk(csrs, pmp, ram, va, access, eff, mode)?
     };
-    let (allowed, cacheable) = pmp_check_page(csrs, pa, access, eff);
+    let (allowed, cacheable) = pmp.check_page(csrs, pa, access, eff);
     if !allowed {
         return Err(access.access_fault());
     }
@@ -131,6 +134,7 @@ pub fn translate(
 
 fn walk(
     csrs: &Csrs,
+    pmp: &mut PmpCache,
     ram: &mut Ram,
     va: u64,
     access: Access,
@@ -150,7 +154,10 @@ fn walk(
         let vpn = (va >> (12 + 9 * level)) & 0x1ff;
         let pte_addr = table + vpn * 8;
         // PTE reads are S-mode physical accesses, subject to PMP.
-        if !pmp_check_page(csrs, pte_addr, Access::Load, Priv::Supervisor).0 {
+        if !pmp
+            .check_page(csrs, pte_addr, Access::Load, Priv::Supervisor)
+            .0
+        {
             return Err(access.access_fault());
         }
         let pte = ram.read_u64(pte_addr).ok_or(access.access_fault())?;
@@ -242,6 +249,95 @@ pub fn pmp_check_page(csrs: &Csrs, pa: u64, access: Access, eff: Priv) -> (bool,
     (eff == Priv::Machine, clean)
 }
 
+/// A range of physical memory over which [`pmp_check_page`] decides the
+/// same for every 4 KiB page inside, whatever the access and privilege:
+/// one PMP entry (or none) matches all of it and no entry before that one
+/// touches it. Looking a page up here instead of visiting the entries
+/// gives the same answer; the range is found again after every change of
+/// the PMP CSRs ([`PmpCache::clear`]). Not state: a cache, in the hart.
+///
+/// Every TLB miss checks PMP once per page-table level and once for the
+/// page itself; visiting the entries each time was half of the time of a
+/// workload whose hot pages miss the TLB (issue #15).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PmpCache {
+    /// The pages `lo..hi` (empty when `lo >= hi`: nothing cached).
+    lo: u64,
+    hi: u64,
+    /// The matching entry's configuration; `None`: no entry matches.
+    cfg: Option<u8>,
+}
+
+impl PmpCache {
+    /// Forget the range (the PMP CSRs changed).
+    pub fn clear(&mut self) {
+        *self = PmpCache::default();
+    }
+
+    /// [`pmp_check_page`], through the cached range when `pa`'s page is
+    /// inside it; otherwise the entries are visited, and the range around
+    /// `pa` becomes the cached one if there is one.
+    #[inline]
+    pub fn check_page(&mut self, csrs: &Csrs, pa: u64, access: Access, eff: Priv) -> (bool, bool) {
+        let page = pa & !0xfff;
+        if let Some(end) = page.checked_add(0x1000) {
+            if page >= self.lo && end <= self.hi {
+                let allowed = match self.cfg {
+                    Some(cfg) => pmp_allows(cfg, access, eff),
+                    None => eff == Priv::Machine,
+                };
+                return (allowed, true);
+            }
+        }
+        let r = pmp_check_page(csrs, pa, access, eff);
+        if r.1 {
+            if let Some(range) = pmp_uniform_range(csrs, pa) {
+                *self = range;
+            }
+        }
+        r
+    }
+}
+
+/// The largest range around `pa`'s page that one PMP entry (or none)
+/// matches with no entry before it touching the range: every page inside
+/// then gets `pa`'s page's decision from [`pmp_check_page`]. `None` when
+/// an entry before the matching one touches the page, the matching one
+/// does not cover all of it, or it is the last page of the address space.
+fn pmp_uniform_range(csrs: &Csrs, pa: u64) -> Option<PmpCache> {
+    let page = pa & !0xfff;
+    let page_end = page.checked_add(0x1000)?;
+    let (mut lo, mut hi) = (0u64, u64::MAX);
+    // The same visit as `pmp_check_page`'s.
+    let mode_bits = u128::from_le_bytes([0x18; PMP_ENTRIES]);
+    let mut active = u128::from_le_bytes(csrs.pmpcfg) & mode_bits;
+    while active != 0 {
+        let i = (active.trailing_zeros() / 8) as usize;
+        active &= !(0xffu128 << (8 * i));
+        let prev_top = if i == 0 { 0 } else { csrs.pmpaddr[i - 1] << 2 };
+        let Some((elo, ehi)) = pmp_range(csrs, i, prev_top) else {
+            continue;
+        };
+        if ehi <= page {
+            lo = lo.max(ehi);
+            continue;
+        }
+        if elo >= page_end {
+            hi = hi.min(elo);
+            continue;
+        }
+        if pa >= elo && pa < ehi && elo <= page && ehi >= page_end {
+            return Some(PmpCache {
+                lo: lo.max(elo),
+                hi: hi.min(ehi),
+                cfg: Some(csrs.pmpcfg[i]),
+            });
+        }
+        return None;
+    }
+    Some(PmpCache { lo, hi, cfg: None })
+}
+
 fn pmp_allows(cfg: u8, access: Access, eff: Priv) -> bool {
     if eff == Priv::Machine && cfg & csr::PMP_L == 0 {
         return true;
@@ -275,5 +371,79 @@ fn pmp_range(csrs: &Csrs, i: usize, prev_top: u64) -> Option<(u64, u64)> {
             Some((base, base.saturating_add(1u64 << size_shift)))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator (no dependency for one test).
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            self.0 >> 11
+        }
+    }
+
+    /// The cached PMP decision is always the one visiting the entries
+    /// gives, over random configurations (OFF, TOR, NA4, NAPOT entries,
+    /// overlapping, page-aligned or not) and addresses near their edges.
+    #[test]
+    fn the_pmp_cache_decides_as_the_entries_do() {
+        let mut rng = Lcg(7);
+        let accesses = [Access::Fetch, Access::Load, Access::Store];
+        let privs = [Priv::User, Priv::Supervisor, Priv::Machine];
+        let (mut hits, mut checks) = (0, 0);
+        for _ in 0..2000 {
+            let mut csrs = Csrs::reset();
+            let entries = 1 + rng.next() as usize % 6;
+            for i in 0..entries {
+                let mode = rng.next() as u8 % 4;
+                let perms = rng.next() as u8 & 7;
+                let lock = if rng.next().is_multiple_of(8) {
+                    csr::PMP_L
+                } else {
+                    0
+                };
+                csrs.pmpcfg[i] = (mode << 3) | perms | lock;
+                // Addresses in a 64 KiB window so that entries meet.
+                let addr = 0x2000_0000 + (rng.next() % 0x4000);
+                csrs.pmpaddr[i] = match rng.next() % 4 {
+                    0 => addr & !0x3ff, // page aligned (<< 2)
+                    1 => addr | 0x1ff,  // NAPOT of 4 KiB
+                    2 => (1 << 54) - 1, // everything
+                    _ => addr,
+                };
+            }
+            let mut cache = PmpCache::default();
+            for _ in 0..200 {
+                let pa = match rng.next() % 3 {
+                    0 => 0x8000_0000 + (rng.next() % 0x1_0000),
+                    1 => rng.next() << 11,
+                    _ => u64::MAX - (rng.next() % 0x2000),
+                };
+                let access = accesses[rng.next() as usize % 3];
+                let eff = privs[rng.next() as usize % 3];
+                let before = cache;
+                let page = pa & !0xfff;
+                checks += 1;
+                if page >= before.lo && page.checked_add(0x1000).is_some_and(|e| e <= before.hi) {
+                    hits += 1;
+                }
+                assert_eq!(
+                    cache.check_page(&csrs, pa, access, eff),
+                    pmp_check_page(&csrs, pa, access, eff),
+                    "pa {pa:#x}, {access:?}, {eff:?}, cache {cache:?}, pmpcfg {:?}, pmpaddr {:x?}",
+                    csrs.pmpcfg,
+                    csrs.pmpaddr
+                );
+            }
+        }
+        assert!(hits > checks / 10, "the cache was used: {hits} of {checks}");
     }
 }

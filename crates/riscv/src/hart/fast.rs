@@ -142,6 +142,7 @@ impl Hart {
                 _ => break,
             })
         }
+        self.counters.retired_fast += retired - self.retired;
         self.retired = retired;
         pc
     }

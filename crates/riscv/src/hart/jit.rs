@@ -194,6 +194,53 @@ pub struct JitStats {
     pub cache_jumps: u64,
     /// Guest instructions retired inside blocks.
     pub retired_in_blocks: u64,
+    /// Why the run loop went back to the interpreter (each a count of
+    /// returns from [`Hart::run_jit`]): the page's code changed (the code
+    /// epoch moved), the fetch TLB missed for a new page, the first
+    /// instruction is not translated (an empty block), a block did not fit
+    /// in the budget left (the fast loop ran the tail), a trap.
+    pub exit_epoch: u64,
+    pub exit_fetch_miss: u64,
+    pub exit_empty: u64,
+    pub exit_budget_tail: u64,
+    pub exit_trap: u64,
+    /// Blocks ended early by a helper (MMIO, a yield, a store to code).
+    pub exit_helper: u64,
+    /// TLB misses (slow-path translations) by kind, counted by the
+    /// interpreter whichever engine runs.
+    pub tlb_miss_fetch: u64,
+    pub tlb_miss_load: u64,
+    pub tlb_miss_store: u64,
+    /// Instructions retired by the interpreter's general and fast loops.
+    pub retired_general: u64,
+    pub retired_fast: u64,
+    /// Times decoded code was dropped (RAM's code epoch moved).
+    pub code_epoch: u64,
+}
+
+impl JitStats {
+    /// Sum of two harts' counters.
+    pub fn add(&mut self, o: &JitStats) {
+        self.blocks += o.blocks;
+        self.code_bytes += o.code_bytes;
+        self.flushes += o.flushes;
+        self.entered += o.entered;
+        self.links += o.links;
+        self.cache_jumps += o.cache_jumps;
+        self.retired_in_blocks += o.retired_in_blocks;
+        self.exit_epoch += o.exit_epoch;
+        self.exit_fetch_miss += o.exit_fetch_miss;
+        self.exit_empty += o.exit_empty;
+        self.exit_budget_tail += o.exit_budget_tail;
+        self.exit_trap += o.exit_trap;
+        self.exit_helper += o.exit_helper;
+        self.tlb_miss_fetch += o.tlb_miss_fetch;
+        self.tlb_miss_load += o.tlb_miss_load;
+        self.tlb_miss_store += o.tlb_miss_store;
+        self.retired_general += o.retired_general;
+        self.retired_fast += o.retired_fast;
+        self.code_epoch = self.code_epoch.max(o.code_epoch);
+    }
 }
 
 /// A multiplicative hash of the block keys (pc, page): they are not
@@ -1336,9 +1383,11 @@ impl Jit {
                 return JitStop::Pc(pc);
             }
             if ram.code_epoch() != hart.fetch_epoch {
+                self.stats.exit_epoch += 1;
                 return JitStop::Pc(pc);
             }
             if pc & !0xfff != hart.fetch_va && hart.enter_page(ram, pc).is_none() {
+                self.stats.exit_fetch_miss += 1;
                 return JitStop::Pc(pc);
             }
             let Some(b) = self.block(ram, pc, hart.fetch_page) else {
@@ -1358,10 +1407,12 @@ impl Jit {
                 }
             }
             if b.len == 0 {
+                self.stats.exit_empty += 1;
                 return JitStop::Pc(pc);
             }
             if u64::from(b.len) > hart.limit - hart.retired {
                 // The block does not fit: the interpreter runs the tail.
+                self.stats.exit_budget_tail += 1;
                 return JitStop::Pc(hart.run_fast(ram, pc));
             }
             ctx.status = 0;
@@ -1375,6 +1426,8 @@ impl Jit {
             ctx.ram = ram;
             ctx.bus = (bus as *mut B).cast();
             ctx.hart = hart;
+            // `retired` before the block runs (its helpers move it on).
+            let before = ctx.start;
             let x = std::ptr::addr_of_mut!(hart.x).cast::<u64>();
             // SAFETY: `b.code` is a block emitted by `translate` into the
             // arena, alive until the next flush (only `block` flushes, not
@@ -1388,11 +1441,14 @@ impl Jit {
             // `ctx.hart`, `ctx.ram` and `ctx.bus` back into those borrows
             // for their duration only.
             unsafe { (self.enter)(x, &mut ctx, b.code) };
-            let before = hart.retired;
             hart.retired = ctx.start + ctx.count;
             self.stats.entered += 1;
             self.stats.retired_in_blocks += hart.retired - before;
+            if ctx.status == 2 {
+                self.stats.exit_helper += 1;
+            }
             if ctx.status == 1 {
+                self.stats.exit_trap += 1;
                 let trap = ctx.trap.take().unwrap_or(Trap { cause: 0, tval: 0 });
                 return JitStop::Trap(trap, ctx.next_pc);
             }
