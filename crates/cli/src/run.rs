@@ -596,7 +596,7 @@ pub fn describe_translator(j: &riscv::JitStats) -> String {
          cache, {} instructions in blocks ({} in the fast loop, {} in the general loop); \
          back to the interpreter: {} code changes, {} fetch TLB misses, {} untranslated \
          instructions, {} block tails, {} traps, {} blocks ended by a helper; TLB misses: \
-         {} fetch, {} load, {} store; code epoch {}",
+         {} fetch, {} load, {} store ({} without a walk); code epoch {}",
         j.blocks,
         j.code_bytes,
         j.flushes,
@@ -615,6 +615,7 @@ pub fn describe_translator(j: &riscv::JitStats) -> String {
         j.tlb_miss_fetch,
         j.tlb_miss_load,
         j.tlb_miss_store,
+        j.walks_cached,
         j.code_epoch
     )
 }

@@ -105,6 +105,7 @@ pub struct JitStats {
     pub retired_general: u64,
     pub retired_fast: u64,
     pub code_epoch: u64,
+    pub walks_cached: u64,
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -116,6 +117,7 @@ impl JitStats {
         self.tlb_miss_store += o.tlb_miss_store;
         self.retired_general += o.retired_general;
         self.retired_fast += o.retired_fast;
+        self.walks_cached += o.walks_cached;
         self.code_epoch = self.code_epoch.max(o.code_epoch);
     }
 }
@@ -130,6 +132,7 @@ struct Counters {
     retired_general: u64,
     retired_fast: u64,
     code_epoch: u64,
+    walks_cached: u64,
 }
 
 /// Privilege mode.
@@ -282,6 +285,9 @@ pub struct Hart {
     /// every change of the PMP CSRs flushes).
     #[serde(skip)]
     pmp: mmu::PmpCache,
+    /// Recent data walks (cleared with the TLB).
+    #[serde(skip)]
+    walks: mmu::WalkCache,
 }
 
 impl PartialEq for Hart {
@@ -343,6 +349,7 @@ impl Hart {
             jit: None,
             counters: Counters::default(),
             pmp: mmu::PmpCache::default(),
+            walks: mmu::WalkCache::default(),
         };
         h.mode_changed();
         h
@@ -357,7 +364,8 @@ impl Hart {
     /// Whether [`Hart::run`] may use its fast loop (the default) or only
     /// the general one. The results are the same either way, to the
     /// instruction; the general loop alone is the reference that tests
-    /// compare the fast one with.
+    /// compare the fast one with (it also walks the page tables on every
+    /// TLB miss, without the walk cache).
     pub fn set_fast_path(&mut self, on: bool) {
         self.general_only = !on;
     }
@@ -401,6 +409,7 @@ impl Hart {
         s.retired_general = c.retired_general;
         s.retired_fast = c.retired_fast;
         s.code_epoch = c.code_epoch;
+        s.walks_cached = c.walks_cached;
         s
     }
 
@@ -728,6 +737,7 @@ impl Hart {
     fn flush_tlb(&mut self) {
         self.tlb.flush();
         self.pmp.clear();
+        self.walks.clear();
         self.fetch_va = FETCH_NONE;
     }
 
@@ -789,6 +799,7 @@ impl Hart {
                 pc,
                 Access::Fetch,
                 self.priv_mode,
+                &mut mmu::WalkTrace::default(),
             )
             .map_err(|cause| Trap { cause, tval: pc })?;
             let pa_page = t.pa & !0xfff;
@@ -862,6 +873,7 @@ impl Hart {
             va,
             Access::Fetch,
             self.priv_mode,
+            &mut mmu::WalkTrace::default(),
         )
         .map_err(fault)?;
         if let Some(s) = ram.slice(t.pa, 2) {
@@ -950,12 +962,28 @@ impl Hart {
             Access::Load => self.counters.tlb_miss_load += 1,
             _ => self.counters.tlb_miss_store += 1,
         }
+        let tag = tlb_tag(va, self.data_priv);
+        let satp = self.csrs.satp;
+        // The general loop alone is the reference: it always walks.
+        if let Some(pa_page) = (!self.general_only)
+            .then(|| self.walks.lookup(access, tag, satp, ram))
+            .flatten()
+        {
+            // What the walk would give, with nothing else to do.
+            self.counters.walks_cached += 1;
+            self.fill_tlb(access, va, pa_page, ram.base());
+            return Ok(pa_page | (va & 0xfff));
+        }
         let eff = self.data_priv_mode();
-        let t = mmu::translate(&self.csrs, &mut self.pmp, ram, va, access, eff)
+        let mut trace = mmu::WalkTrace::default();
+        let t = mmu::translate(&self.csrs, &mut self.pmp, ram, va, access, eff, &mut trace)
             .map_err(|cause| Trap { cause, tval: va })?;
         let pa_page = t.pa & !0xfff;
         if t.cacheable && ram.contains(pa_page, 0x1000) {
             self.fill_tlb(access, va, pa_page, ram.base());
+            if !self.general_only {
+                self.walks.insert(access, tag, satp, pa_page, &trace);
+            }
         }
         Ok(t.pa)
     }

@@ -110,7 +110,8 @@ const PTE_D: u64 = 128;
 /// Translate `va` for an access at effective privilege `eff`. Err is the
 /// exception cause (page fault or access fault); tval is `va`.
 /// `pmp` caches PMP decisions (see [`PmpCache`]); it must have been
-/// cleared since the PMP CSRs last changed.
+/// cleared since the PMP CSRs last changed. `trace` receives the
+/// page-table entries a walk read (none when there was no walk).
 pub fn translate(
     csrs: &Csrs,
     pmp: &mut PmpCache,
@@ -118,12 +119,14 @@ pub fn translate(
     va: u64,
     access: Access,
     eff: Priv,
+    trace: &mut WalkTrace,
 ) -> Result<Translation, u64> {
     let mode = csrs.satp >> 60;
+    trace.n = 0;
     let pa = if eff == Priv::Machine || mode == csr::SATP_MODE_BARE {
         va
     } else {
-        walk(csrs, pmp, ram, va, access, eff, mode)?
+        walk(csrs, pmp, ram, va, access, eff, mode, trace)?
     };
     let (allowed, cacheable) = pmp.check_page(csrs, pa, access, eff);
     if !allowed {
@@ -132,6 +135,7 @@ pub fn translate(
     Ok(Translation { pa, cacheable })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn walk(
     csrs: &Csrs,
     pmp: &mut PmpCache,
@@ -140,6 +144,7 @@ fn walk(
     access: Access,
     eff: Priv,
     mode: u64,
+    trace: &mut WalkTrace,
 ) -> Result<u64, u64> {
     let levels: u32 = if mode == csr::SATP_MODE_SV48 { 4 } else { 3 };
     let va_bits = 12 + 9 * levels;
@@ -170,6 +175,7 @@ fn walk(
             if level == 0 || pte & (PTE_A | PTE_D | PTE_U) != 0 {
                 return Err(access.page_fault());
             }
+            trace.push(pte_addr, pte);
             table = ppn << PAGE_SHIFT;
             continue;
         }
@@ -187,6 +193,7 @@ fn walk(
         if new != pte && !ram.write_u64(pte_addr, new) {
             return Err(access.access_fault());
         }
+        trace.push(pte_addr, new);
         let page_pa = (ppn | ((va >> 12) & low_mask)) << PAGE_SHIFT;
         return Ok(page_pa | (va & 0xfff));
     }
@@ -247,6 +254,125 @@ pub fn pmp_check_page(csrs: &Csrs, pa: u64, access: Access, eff: Priv) -> (bool,
         clean = false;
     }
     (eff == Priv::Machine, clean)
+}
+
+/// The page-table entries one walk read, in order, as they are in RAM
+/// after it (the leaf with its A/D update).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WalkTrace {
+    n: usize,
+    addr: [u64; 4],
+    pte: [u64; 4],
+}
+
+impl WalkTrace {
+    fn push(&mut self, addr: u64, pte: u64) {
+        if let (Some(a), Some(p)) = (self.addr.get_mut(self.n), self.pte.get_mut(self.n)) {
+            *a = addr;
+            *p = pte;
+            self.n += 1;
+        }
+    }
+}
+
+/// Entries of each [`WalkCache`] table.
+const WALK_CACHE: usize = 512;
+
+/// A data translation a walk made, with what the walk read.
+#[derive(Clone, Copy, Default)]
+struct WalkEntry {
+    /// The data TLB tag (page and context); 0: empty.
+    tag: u64,
+    satp: u64,
+    /// [`WalkCache::gen`] when made.
+    gen: u64,
+    pa_page: u64,
+    trace: WalkTrace,
+}
+
+/// Data translations page walks made recently, kept so that a TLB miss
+/// for one of them need not walk again — *without changing what the
+/// guest sees*: the TLB (guest-visible, as Linux clears PTE A bits
+/// without `sfence.vma`) still misses and is filled at exactly the same
+/// accesses; only the walk is shortened. An entry is used only if every
+/// page-table entry its walk read still holds the value it had after the
+/// walk (the leaf's A, and D for stores, set), under the same satp, for
+/// the same access kind and TLB context (privilege, SUM, MXR): a walk
+/// now would read the same entries, take the same path, write nothing
+/// (A/D are set), and pass the same PMP checks (every PMP change flushes
+/// the TLB, which empties this cache). Not state: a cache, in the hart.
+///
+/// Direct-mapped TLB conflicts (hot pages with equal low VPN bits, which
+/// depend on the guest's address-space layout) cost a walk per access;
+/// this keeps such a miss cheap (issue #15).
+pub struct WalkCache {
+    load: Box<[WalkEntry; WALK_CACHE]>,
+    store: Box<[WalkEntry; WALK_CACHE]>,
+    /// Entries of other generations are empty.
+    gen: u64,
+}
+
+impl Default for WalkCache {
+    fn default() -> Self {
+        WalkCache {
+            load: Box::new([WalkEntry::default(); WALK_CACHE]),
+            store: Box::new([WalkEntry::default(); WALK_CACHE]),
+            gen: 1,
+        }
+    }
+}
+
+impl WalkCache {
+    /// Forget every entry.
+    pub fn clear(&mut self) {
+        self.gen += 1;
+    }
+
+    fn slot(&mut self, access: Access, tag: u64) -> &mut WalkEntry {
+        // Other bits than the TLB's index, so that pages that conflict
+        // there do not here.
+        let i = ((tag >> 6).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 55) as usize % WALK_CACHE;
+        let table = if access == Access::Store {
+            &mut self.store
+        } else {
+            &mut self.load
+        };
+        &mut table[i]
+    }
+
+    /// The physical page of a data access to `va` with TLB tag `tag`, if a
+    /// walk made it and one now would read the same entries.
+    pub fn lookup(&mut self, access: Access, tag: u64, satp: u64, ram: &Ram) -> Option<u64> {
+        if access == Access::Fetch {
+            return None;
+        }
+        let gen = self.gen;
+        let e = *self.slot(access, tag);
+        if e.tag != tag || e.satp != satp || e.gen != gen || e.trace.n == 0 {
+            return None;
+        }
+        for k in 0..e.trace.n {
+            if ram.read_u64(e.trace.addr[k]) != Some(e.trace.pte[k]) {
+                return None;
+            }
+        }
+        Some(e.pa_page)
+    }
+
+    /// Remember a walk's translation (`trace` as [`translate`] left it).
+    pub fn insert(&mut self, access: Access, tag: u64, satp: u64, pa_page: u64, trace: &WalkTrace) {
+        if trace.n == 0 || access == Access::Fetch {
+            return;
+        }
+        let gen = self.gen;
+        *self.slot(access, tag) = WalkEntry {
+            tag,
+            satp,
+            gen,
+            pa_page,
+            trace: *trace,
+        };
+    }
 }
 
 /// A range of physical memory over which [`pmp_check_page`] decides the

@@ -216,6 +216,8 @@ pub struct JitStats {
     pub retired_fast: u64,
     /// Times decoded code was dropped (RAM's code epoch moved).
     pub code_epoch: u64,
+    /// Data TLB misses served without a walk (`mmu::WalkCache`).
+    pub walks_cached: u64,
 }
 
 impl JitStats {
@@ -239,6 +241,7 @@ impl JitStats {
         self.tlb_miss_store += o.tlb_miss_store;
         self.retired_general += o.retired_general;
         self.retired_fast += o.retired_fast;
+        self.walks_cached += o.walks_cached;
         self.code_epoch = self.code_epoch.max(o.code_epoch);
     }
 }
