@@ -988,6 +988,31 @@ impl Hart {
         Ok(t.pa)
     }
 
+    /// A TLB miss of an `n`-byte data access inside one page that the
+    /// walk cache can serve: count it and fill the TLB exactly as
+    /// [`Hart::translate_data`] would (true), for the caller to retry the
+    /// access through the TLB, where it now hits. False, with nothing
+    /// done, otherwise.
+    #[cfg(target_arch = "x86_64")]
+    pub(super) fn refill_cached(&mut self, ram: &Ram, va: u64, n: usize, store: bool) -> bool {
+        if (va & 0xfff) as usize + n > 0x1000 || self.general_only {
+            return false;
+        }
+        let access = if store { Access::Store } else { Access::Load };
+        let tag = tlb_tag(va, self.data_priv);
+        let Some(pa_page) = self.walks.lookup(access, tag, self.csrs.satp, ram) else {
+            return false;
+        };
+        if store {
+            self.counters.tlb_miss_store += 1;
+        } else {
+            self.counters.tlb_miss_load += 1;
+        }
+        self.counters.walks_cached += 1;
+        self.fill_tlb(access, va, pa_page, ram.base());
+        true
+    }
+
     #[inline(never)]
     fn load_slow<B: Bus>(
         &mut self,

@@ -211,9 +211,11 @@ impl Ram {
         self.read(pa, &mut b).then(|| u32::from_le_bytes(b))
     }
 
+    #[inline]
     pub fn read_u64(&self, pa: u64) -> Option<u64> {
-        let mut b = [0u8; 8];
-        self.read(pa, &mut b).then(|| u64::from_le_bytes(b))
+        let off = self.offset(pa, 8)?;
+        let b: [u8; 8] = self.mem.get(off..off + 8)?.try_into().ok()?;
+        Some(u64::from_le_bytes(b))
     }
 
     pub fn write_u32(&mut self, pa: u64, v: u32) -> bool {

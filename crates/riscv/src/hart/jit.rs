@@ -665,6 +665,8 @@ enum Stub {
     Slow {
         label: dynasmrt::DynamicLabel,
         done: dynasmrt::DynamicLabel,
+        /// The TLB compare, to try again after a refill.
+        retry: dynasmrt::DynamicLabel,
         store: bool,
         rs2: u8,
         pc: u64,
@@ -1023,9 +1025,17 @@ impl Emitter {
     /// rsi = rs1 + imm (the address), then the TLB compare against the
     /// table in `table` (r13 loads, r14 stores) for an `n`-byte access:
     /// jumps to `slow` on a miss, else leaves rax = the RAM offset.
-    fn tlb(&mut self, i: &Insn, n: i32, store: bool, slow: dynasmrt::DynamicLabel) {
+    fn tlb(
+        &mut self,
+        i: &Insn,
+        n: i32,
+        store: bool,
+        slow: dynasmrt::DynamicLabel,
+        retry: dynasmrt::DynamicLabel,
+    ) {
         dynasm!(self.ops
             ; .arch x64
+            ; =>retry
             ; mov rsi, QWORD [rbx + xd(i.rs1)]
             ; add rsi, i.imm
             ; mov rax, rsi
@@ -1069,7 +1079,8 @@ impl Emitter {
         };
         let slow = self.ops.new_dynamic_label();
         let done = self.ops.new_dynamic_label();
-        self.tlb(i, n, false, slow);
+        let retry = self.ops.new_dynamic_label();
+        self.tlb(i, n, false, slow, retry);
         match kind {
             0 => dynasm!(self.ops ; .arch x64 ; movsx rdx, BYTE [r12 + rax]),
             1 => dynasm!(self.ops ; .arch x64 ; movsx rdx, WORD [r12 + rax]),
@@ -1086,6 +1097,7 @@ impl Emitter {
         self.stubs.push(Stub::Slow {
             label: slow,
             done,
+            retry,
             store: false,
             rs2: 0,
             pc,
@@ -1102,8 +1114,9 @@ impl Emitter {
         };
         let slow = self.ops.new_dynamic_label();
         let done = self.ops.new_dynamic_label();
+        let retry = self.ops.new_dynamic_label();
         let code = self.ops.new_dynamic_label();
-        self.tlb(i, n, true, slow);
+        self.tlb(i, n, true, slow, retry);
         dynasm!(self.ops ; .arch x64 ; mov rdx, QWORD [rbx + xd(i.rs2)]);
         match n {
             1 => dynasm!(self.ops ; .arch x64 ; mov BYTE [r12 + rax], dl),
@@ -1130,6 +1143,7 @@ impl Emitter {
         self.stubs.push(Stub::Slow {
             label: slow,
             done,
+            retry,
             store: true,
             rs2: i.rs2 & 31,
             pc,
@@ -1148,6 +1162,7 @@ impl Emitter {
                 Stub::Slow {
                     label,
                     done,
+                    retry,
                     store,
                     rs2,
                     pc,
@@ -1166,8 +1181,12 @@ impl Emitter {
                     } else {
                         dynasm!(self.ops ; .arch x64 ; call QWORD [rbp + C_LOAD]);
                     }
+                    // 1: the helper filled the TLB from the walk cache;
+                    // the access is tried again inline (it hits now).
                     dynasm!(self.ops
                         ; .arch x64
+                        ; test eax, eax
+                        ; jnz =>retry
                         ; cmp QWORD [rbp + C_STATUS], 0
                         ; je =>done
                         ; jmp QWORD [rbp + C_EXIT]
@@ -1223,7 +1242,10 @@ alu_helpers!(
     remuw: Remuw,
 );
 
-/// A load that missed the TLB: the interpreter's `load_slow`.
+/// A load that missed the TLB: the interpreter's `load_slow`. Returns 1
+/// instead when the hart's walk cache has the translation
+/// ([`Hart::refill_cached`] filled the TLB as the slow path would): the
+/// block then tries the access again inline, where it hits.
 ///
 /// Helpers are `extern "sysv64"` and generated code has no unwind tables:
 /// a panic in one (a bug: nothing the guest does panics) aborts the
@@ -1238,13 +1260,16 @@ unsafe extern "sysv64" fn helper_load<B: Bus>(
     _rs2: u64,
     pc: u64,
     meta: u64,
-) {
+) -> u64 {
     // SAFETY: see the function's contract: `run_jit` made these pointers
     // from the `&mut` it holds and does not use those while the block runs.
     let (c, hart, ram, bus) = unsafe {
         let (h, r, b) = ((*ctx).hart, (*ctx).ram, (*ctx).bus.cast::<B>());
         (&mut *ctx, &mut *h, &mut *r, &mut *b)
     };
+    if hart.refill_cached(ram, va, load_width((meta >> 24) as u32 & 7) as usize, false) {
+        return 1;
+    }
     let k = meta & 0xff;
     let size = (meta >> 8) & 0xf;
     let rd = ((meta >> 16) & 31) as u8;
@@ -1281,9 +1306,11 @@ unsafe extern "sysv64" fn helper_load<B: Bus>(
             c.trap = Some(t);
         }
     }
+    0
 }
 
-/// A store that missed the TLB: the interpreter's `store_slow`.
+/// A store that missed the TLB: the interpreter's `store_slow`, or 1 as
+/// [`helper_load`] returns.
 ///
 /// # Safety
 /// As [`helper_load`].
@@ -1293,15 +1320,18 @@ unsafe extern "sysv64" fn helper_store<B: Bus>(
     val: u64,
     pc: u64,
     meta: u64,
-) {
+) -> u64 {
     // SAFETY: as in `helper_load`.
     let (c, hart, ram, bus) = unsafe {
         let (h, r, b) = ((*ctx).hart, (*ctx).ram, (*ctx).bus.cast::<B>());
         (&mut *ctx, &mut *h, &mut *r, &mut *b)
     };
+    let n = ((meta >> 24) & 15) as usize;
+    if hart.refill_cached(ram, va, n, true) {
+        return 1;
+    }
     let k = meta & 0xff;
     let size = (meta >> 8) & 0xf;
-    let n = ((meta >> 24) & 15) as usize;
     hart.retired = c.start + k;
     let limit = hart.limit;
     match hart.store_slow(ram, bus, va, n, val) {
@@ -1318,6 +1348,17 @@ unsafe extern "sysv64" fn helper_store<B: Bus>(
             c.next_pc = pc;
             c.trap = Some(t);
         }
+    }
+    0
+}
+
+/// Bytes of a load of kind `kind` (as in [`meta`]).
+fn load_width(kind: u32) -> u32 {
+    match kind {
+        0 | 4 => 1,
+        1 | 5 => 2,
+        3 => 8,
+        _ => 4,
     }
 }
 
