@@ -45,9 +45,14 @@
 //!   if it does not fit. A block that leaves early (a trap, a store to
 //!   code, an MMIO access that ends the slice) reports how many of its
 //!   instructions retired.
-//! - *guest registers* live in the `Hart`'s `x` array (rbx points at it);
-//!   nothing is cached in host registers across instructions, so a helper
-//!   sees and changes the same state the interpreter would.
+//! - *guest registers* live in the `Hart`'s `x` array (rbx points at it),
+//!   except that inside a block up to four of them (the ones its
+//!   instructions use at least three times, most used first) are kept in
+//!   r8-r11: loaded at the block's entry, written back at every exit
+//!   (those written since), all written back before and loaded again
+//!   after every helper call (through one routine per block for the
+//!   memory helpers), so a helper and the run loop see and change the
+//!   same state the interpreter would.
 //! - *loads and stores* hit inline in the interpreter's own TLB entries with
 //!   the same tag compare and in-page check as `load_hit`/`store_hit`; a
 //!   miss calls a helper that runs the interpreter's `load_slow`/
@@ -511,6 +516,9 @@ impl Jit {
             stubs: Vec::new(),
             page_va: pc & !0xfff,
             slots: Vec::new(),
+            host: cached_registers(&insns),
+            dirty: 0,
+            slow_calls: [None, None],
         };
         let n = insns.len();
         // The entry for jumps from other blocks: enough budget left for
@@ -524,6 +532,7 @@ impl Jit {
             ; jb =>bail
         );
         let entry = e.ops.offset().0;
+        e.reload();
         let mut ipc = pc;
         for (k, i) in insns.iter().enumerate() {
             e.insn(i, ipc, k, n);
@@ -533,6 +542,8 @@ impl Jit {
         if !ends_block(last.op) {
             e.exit_to(n as u64, ipc);
         }
+        // Nothing is loaded or written yet at the budget check.
+        e.dirty = 0;
         dynasm!(e.ops ; .arch x64 ; =>bail);
         e.exit(0, pc);
         e.stubs();
@@ -653,9 +664,55 @@ fn block_insns(ram: &Ram, pc: u64, page: usize) -> Vec<Insn> {
     out
 }
 
+const RAX: u8 = 0;
+const RCX: u8 = 1;
+const RDX: u8 = 2;
+const RSI: u8 = 6;
+const RDI: u8 = 7;
+
 /// Displacement of guest register `r` from rbx.
 fn xd(r: u8) -> i32 {
     8 * (r & 31) as i32
+}
+
+/// Host registers that hold guest registers inside a block (caller-saved:
+/// generated code writes them back and loads them again around helper
+/// calls; the scratch registers rax, rcx, rdx, rsi and rdi stay free).
+const CACHE_HOST: [u8; 4] = [8, 9, 10, 11];
+
+/// Which guest registers the block keeps in host registers: the most used
+/// ones (reads and writes, counted from the instruction fields), those
+/// used at least three times (a cached register costs a load at entry
+/// and a store at exits when written). Index: guest register; value:
+/// host register, 0 for none.
+fn cached_registers(insns: &[Insn]) -> [u8; 32] {
+    let mut uses = [0u32; 32];
+    for i in insns {
+        let (rs1, rs2) = reads(i);
+        for r in [rs1, rs2, Some(i.rd())].into_iter().flatten() {
+            uses[(r & 31) as usize] += 1;
+        }
+    }
+    uses[0] = 0;
+    let mut order: Vec<usize> = (1..32).filter(|&r| uses[r] >= 3).collect();
+    // Most used first; ties by register number (deterministic).
+    order.sort_by_key(|&r| (std::cmp::Reverse(uses[r]), r));
+    let mut host = [0u8; 32];
+    for (&r, &h) in order.iter().zip(CACHE_HOST.iter()) {
+        host[r] = h;
+    }
+    host
+}
+
+/// The source registers instruction `i` reads (for the use counts only).
+fn reads(i: &Insn) -> (Option<u8>, Option<u8>) {
+    use Op::*;
+    match i.op {
+        Lui | Auipc | Jal | Fence | FenceI => (None, None),
+        Addi | Slti | Sltiu | Xori | Ori | Andi | Slli | Srli | Srai | Addiw | Slliw | Srliw
+        | Sraiw | Jalr | Lb | Lh | Lw | Ld | Lbu | Lhu | Lwu => (Some(i.rs1), None),
+        _ => (Some(i.rs1), Some(i.rs2)),
+    }
 }
 
 /// Out-of-line code of a block, emitted after its straight-line part.
@@ -674,6 +731,7 @@ enum Stub {
     },
     /// A store hit a page with decoded code (its index in rax).
     Code {
+        dirty: u32,
         label: dynasmrt::DynamicLabel,
         count: u64,
         next: u64,
@@ -687,14 +745,80 @@ struct Emitter {
     page_va: u64,
     /// Linkable exits: (slot label, own exit label).
     slots: Vec<(dynasmrt::DynamicLabel, dynasmrt::DynamicLabel, u64)>,
+    /// Guest register -> the host register holding it in this block (0:
+    /// none, it is read and written in the `x` array).
+    host: [u8; 32],
+    /// Cached guest registers written so far on the straight-line path:
+    /// the `x` array is behind for these until they are written back.
+    dirty: u32,
+    /// The block's shared routines that call the load and store helpers
+    /// with every cached register written back before and loaded again
+    /// after (made when a slow path first needs one).
+    slow_calls: [Option<dynasmrt::DynamicLabel>; 2],
 }
 
 impl Emitter {
+    /// Host register `dst` = guest register `r`.
+    // dynasm-rs turns a dynamic register number with `.into()`.
+    #[allow(clippy::useless_conversion)]
+    fn get(&mut self, dst: u8, r: u8) {
+        let h = self.host[(r & 31) as usize];
+        if h != 0 {
+            dynasm!(self.ops ; .arch x64 ; mov Rq(dst), Rq(h));
+        } else {
+            dynasm!(self.ops ; .arch x64 ; mov Rq(dst), QWORD [rbx + xd(r)]);
+        }
+    }
+
+    /// Guest register `rd` = host register `src` (nothing for x0).
+    // dynasm-rs turns a dynamic register number with `.into()`.
+    #[allow(clippy::useless_conversion)]
+    fn put(&mut self, src: u8, rd: u8) {
+        let rd = rd & 31;
+        if rd == 0 {
+            return;
+        }
+        let h = self.host[rd as usize];
+        if h != 0 {
+            dynasm!(self.ops ; .arch x64 ; mov Rq(h), Rq(src));
+            self.dirty |= 1 << rd;
+        } else {
+            dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + xd(rd)], Rq(src));
+        }
+    }
+
+    /// Write the cached registers in `dirty` back to the `x` array.
+    // dynasm-rs turns a dynamic register number with `.into()`.
+    #[allow(clippy::useless_conversion)]
+    fn spill(&mut self, dirty: u32) {
+        for r in 1..32u8 {
+            if dirty & (1 << r) != 0 {
+                let h = self.host[r as usize];
+                dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + xd(r)], Rq(h));
+            }
+        }
+    }
+
+    /// Load every cached register from the `x` array (at entry, and after
+    /// a helper call, which may have changed them and clobbers the host
+    /// registers).
+    // dynasm-rs turns a dynamic register number with `.into()`.
+    #[allow(clippy::useless_conversion)]
+    fn reload(&mut self) {
+        for r in 1..32u8 {
+            let h = self.host[r as usize];
+            if h != 0 {
+                dynasm!(self.ops ; .arch x64 ; mov Rq(h), QWORD [rbx + xd(r)]);
+            }
+        }
+    }
+
     /// Leave the block after `count` instructions for `pc`, a target known
     /// now: on the same page, through a slot that starts out leaving
     /// (`exit`) and is later set to that block's entry, so that the jump
     /// goes straight there.
     fn exit_to(&mut self, count: u64, pc: u64) {
+        self.spill(self.dirty);
         if pc & !0xfff != self.page_va {
             dynasm!(self.ops
                 ; .arch x64
@@ -751,6 +875,7 @@ impl Emitter {
     /// has it, current, on a page the fetch TLB maps as `enter_page`
     /// requires; to the run loop otherwise.
     fn exit_dynamic(&mut self, count: u64) {
+        self.spill(self.dirty);
         let miss = self.ops.new_dynamic_label();
         dynasm!(self.ops
             ; .arch x64
@@ -800,6 +925,7 @@ impl Emitter {
 
     /// Leave the block: `count` instructions retired, continue at `pc`.
     fn exit(&mut self, count: u64, pc: u64) {
+        self.spill(self.dirty);
         dynasm!(self.ops
             ; .arch x64
             ; mov QWORD [rbp + C_COUNT], count as i32
@@ -811,9 +937,7 @@ impl Emitter {
 
     /// Store rax into rd (nothing for x0).
     fn set_rd(&mut self, rd: u8) {
-        if rd != 0 {
-            dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + xd(rd)], rax);
-        }
+        self.put(RAX, rd);
     }
 
     /// Code for instruction `k` of `n` at `pc`.
@@ -829,7 +953,9 @@ impl Emitter {
         macro_rules! rr {
             ($op:ident) => {{
                 if rd != 0 {
-                    a!(; mov rax, QWORD [rbx + xd(rs1)] ; $op rax, QWORD [rbx + xd(rs2)]);
+                    self.get(RAX, rs1);
+                    self.get(RCX, rs2);
+                    a!(; $op rax, rcx);
                     self.set_rd(rd);
                 }
             }};
@@ -837,7 +963,8 @@ impl Emitter {
         macro_rules! ri {
             ($op:ident) => {{
                 if rd != 0 {
-                    a!(; mov rax, QWORD [rbx + xd(rs1)] ; $op rax, imm);
+                    self.get(RAX, rs1);
+                    a!(; $op rax, imm);
                     self.set_rd(rd);
                 }
             }};
@@ -846,7 +973,9 @@ impl Emitter {
         macro_rules! rrw {
             ($op:ident) => {{
                 if rd != 0 {
-                    a!(; mov eax, DWORD [rbx + xd(rs1)] ; $op eax, DWORD [rbx + xd(rs2)] ; movsxd rax, eax);
+                    self.get(RAX, rs1);
+                    self.get(RCX, rs2);
+                    a!(; $op eax, ecx ; movsxd rax, eax);
                     self.set_rd(rd);
                 }
             }};
@@ -854,7 +983,9 @@ impl Emitter {
         macro_rules! shift {
             ($op:ident) => {{
                 if rd != 0 {
-                    a!(; mov rax, QWORD [rbx + xd(rs1)] ; mov rcx, QWORD [rbx + xd(rs2)] ; $op rax, cl);
+                    self.get(RAX, rs1);
+                    self.get(RCX, rs2);
+                    a!(; $op rax, cl);
                     self.set_rd(rd);
                 }
             }};
@@ -862,7 +993,9 @@ impl Emitter {
         macro_rules! shiftw {
             ($op:ident) => {{
                 if rd != 0 {
-                    a!(; mov eax, DWORD [rbx + xd(rs1)] ; mov rcx, QWORD [rbx + xd(rs2)] ; $op eax, cl ; movsxd rax, eax);
+                    self.get(RAX, rs1);
+                    self.get(RCX, rs2);
+                    a!(; $op eax, cl ; movsxd rax, eax);
                     self.set_rd(rd);
                 }
             }};
@@ -870,7 +1003,8 @@ impl Emitter {
         macro_rules! shifti {
             ($op:ident) => {{
                 if rd != 0 {
-                    a!(; mov rax, QWORD [rbx + xd(rs1)] ; $op rax, (imm & 63) as i8);
+                    self.get(RAX, rs1);
+                    a!(; $op rax, (imm & 63) as i8);
                     self.set_rd(rd);
                 }
             }};
@@ -878,7 +1012,8 @@ impl Emitter {
         macro_rules! shiftiw {
             ($op:ident) => {{
                 if rd != 0 {
-                    a!(; mov eax, DWORD [rbx + xd(rs1)] ; $op eax, (imm & 31) as i8 ; movsxd rax, eax);
+                    self.get(RAX, rs1);
+                    a!(; $op eax, (imm & 31) as i8 ; movsxd rax, eax);
                     self.set_rd(rd);
                 }
             }};
@@ -886,10 +1021,13 @@ impl Emitter {
         macro_rules! set_cc {
             ($set:ident, $rhs:expr) => {{
                 if rd != 0 {
-                    a!(; mov rax, QWORD [rbx + xd(rs1)]);
+                    self.get(RAX, rs1);
                     match $rhs {
                         Some(v) => a!(; cmp rax, v),
-                        None => a!(; cmp rax, QWORD [rbx + xd(rs2)]),
+                        None => {
+                            self.get(RCX, rs2);
+                            a!(; cmp rax, rcx)
+                        }
                     }
                     a!(; $set al ; movzx eax, al);
                     self.set_rd(rd);
@@ -899,7 +1037,10 @@ impl Emitter {
         macro_rules! branch {
             ($jcc:ident) => {{
                 let taken = self.ops.new_dynamic_label();
-                a!(; mov rax, QWORD [rbx + xd(rs1)] ; cmp rax, QWORD [rbx + xd(rs2)] ; $jcc =>taken);
+                self.get(RAX, rs1);
+                self.get(RCX, rs2);
+                // The write-backs of both exits leave the flags alone.
+                a!(; cmp rax, rcx ; $jcc =>taken);
                 self.exit_to(count, next);
                 a!(; =>taken);
                 self.exit_to(count, pc.wrapping_add(imm as i64 as u64));
@@ -915,19 +1056,15 @@ impl Emitter {
             Op::And => rr!(and),
             Op::Or => rr!(or),
             Op::Xor => rr!(xor),
-            Op::Mul => {
-                if rd != 0 {
-                    a!(; mov rax, QWORD [rbx + xd(rs1)] ; imul rax, QWORD [rbx + xd(rs2)]);
-                    self.set_rd(rd);
-                }
-            }
+            Op::Mul => rr!(imul),
             Op::Mulh | Op::Mulhu => {
                 if rd != 0 {
-                    a!(; mov rax, QWORD [rbx + xd(rs1)]);
+                    self.get(RAX, rs1);
+                    self.get(RCX, rs2);
                     if i.op == Op::Mulh {
-                        a!(; imul QWORD [rbx + xd(rs2)]);
+                        a!(; imul rcx);
                     } else {
-                        a!(; mul QWORD [rbx + xd(rs2)]);
+                        a!(; mul rcx);
                     }
                     a!(; mov rax, rdx);
                     self.set_rd(rd);
@@ -957,18 +1094,14 @@ impl Emitter {
             Op::Sra => shift!(sar),
             Op::Addiw => {
                 if rd != 0 {
-                    a!(; mov eax, DWORD [rbx + xd(rs1)] ; add eax, imm ; movsxd rax, eax);
+                    self.get(RAX, rs1);
+                    a!(; add eax, imm ; movsxd rax, eax);
                     self.set_rd(rd);
                 }
             }
             Op::Addw => rrw!(add),
             Op::Subw => rrw!(sub),
-            Op::Mulw => {
-                if rd != 0 {
-                    a!(; mov eax, DWORD [rbx + xd(rs1)] ; imul eax, DWORD [rbx + xd(rs2)] ; movsxd rax, eax);
-                    self.set_rd(rd);
-                }
-            }
+            Op::Mulw => rrw!(imul),
             Op::Slliw => shiftiw!(shl),
             Op::Srliw => shiftiw!(shr),
             Op::Sraiw => shiftiw!(sar),
@@ -985,8 +1118,8 @@ impl Emitter {
             }
             Op::Jalr => {
                 // The target first: rd may be rs1.
+                self.get(RAX, rs1);
                 a!(
-                    ; mov rax, QWORD [rbx + xd(rs1)]
                     ; add rax, imm
                     ; and rax, -2
                     ; mov QWORD [rbp + C_NEXT_PC], rax
@@ -1010,12 +1143,17 @@ impl Emitter {
                 // Operations of rs1 and rs2 through the interpreter's own
                 // definition (division and the rarer multiplications).
                 if let (Some(f), true) = (alu_helper(op), rd != 0) {
+                    self.get(RDI, rs1);
+                    self.get(RSI, rs2);
+                    // The call clobbers the cached registers: write them
+                    // back first, load them again after (the helper
+                    // changes no guest state).
+                    self.spill(self.dirty);
                     a!(
-                        ; mov rdi, QWORD [rbx + xd(rs1)]
-                        ; mov rsi, QWORD [rbx + xd(rs2)]
                         ; mov rax, QWORD f as i64
                         ; call rax
                     );
+                    self.reload();
                     self.set_rd(rd);
                 }
             }
@@ -1033,10 +1171,10 @@ impl Emitter {
         slow: dynasmrt::DynamicLabel,
         retry: dynasmrt::DynamicLabel,
     ) {
+        dynasm!(self.ops ; .arch x64 ; =>retry);
+        self.get(RSI, i.rs1);
         dynasm!(self.ops
             ; .arch x64
-            ; =>retry
-            ; mov rsi, QWORD [rbx + xd(i.rs1)]
             ; add rsi, i.imm
             ; mov rax, rsi
             ; shr rax, PAGE_SHIFT as i8
@@ -1090,9 +1228,7 @@ impl Emitter {
             5 => dynasm!(self.ops ; .arch x64 ; movzx edx, WORD [r12 + rax]),
             _ => dynasm!(self.ops ; .arch x64 ; mov edx, DWORD [r12 + rax]),
         }
-        if i.rd() != 0 {
-            dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + xd(i.rd())], rdx);
-        }
+        self.put(RDX, i.rd());
         dynasm!(self.ops ; .arch x64 ; =>done);
         self.stubs.push(Stub::Slow {
             label: slow,
@@ -1117,7 +1253,7 @@ impl Emitter {
         let retry = self.ops.new_dynamic_label();
         let code = self.ops.new_dynamic_label();
         self.tlb(i, n, true, slow, retry);
-        dynasm!(self.ops ; .arch x64 ; mov rdx, QWORD [rbx + xd(i.rs2)]);
+        self.get(RDX, i.rs2);
         match n {
             1 => dynasm!(self.ops ; .arch x64 ; mov BYTE [r12 + rax], dl),
             2 => dynasm!(self.ops ; .arch x64 ; mov WORD [r12 + rax], dx),
@@ -1150,6 +1286,7 @@ impl Emitter {
             meta: meta(k, i, n as u32),
         });
         self.stubs.push(Stub::Code {
+            dirty: self.dirty,
             label: code,
             count: k as u64 + 1,
             next: pc.wrapping_add(i.size()),
@@ -1168,18 +1305,41 @@ impl Emitter {
                     pc,
                     meta,
                 } => {
+                    dynasm!(self.ops ; .arch x64 ; =>label);
+                    self.get(RDX, rs2);
                     dynasm!(self.ops
                         ; .arch x64
-                        ; =>label
                         ; mov rdi, rbp
-                        ; mov rdx, QWORD [rbx + xd(rs2)]
                         ; mov rcx, QWORD pc as i64
-                        ; mov r8d, meta as i32
                     );
-                    if store {
-                        dynasm!(self.ops ; .arch x64 ; call QWORD [rbp + C_STORE]);
+                    if self.host == [0; 32] {
+                        dynasm!(self.ops ; .arch x64 ; mov r8d, meta as i32);
+                        if store {
+                            dynasm!(self.ops ; .arch x64 ; call QWORD [rbp + C_STORE]);
+                        } else {
+                            dynasm!(self.ops ; .arch x64 ; call QWORD [rbp + C_LOAD]);
+                        }
                     } else {
-                        dynasm!(self.ops ; .arch x64 ; call QWORD [rbp + C_LOAD]);
+                        // The helper sees (and the run loop, if the block
+                        // ends) the guest registers in the `x` array; the
+                        // call clobbers the cached ones, which are loaded
+                        // again after it (a load's helper may have
+                        // written its rd). A routine shared by the
+                        // block's slow paths does both.
+                        let k = usize::from(store);
+                        let routine = match self.slow_calls[k] {
+                            Some(l) => l,
+                            None => {
+                                let l = self.ops.new_dynamic_label();
+                                self.slow_calls[k] = Some(l);
+                                l
+                            }
+                        };
+                        dynasm!(self.ops
+                            ; .arch x64
+                            ; mov eax, meta as i32
+                            ; call =>routine
+                        );
                     }
                     // 1: the helper filled the TLB from the walk cache;
                     // the access is tried again inline (it hits now).
@@ -1192,10 +1352,18 @@ impl Emitter {
                         ; jmp QWORD [rbp + C_EXIT]
                     );
                 }
-                Stub::Code { label, count, next } => {
+                Stub::Code {
+                    dirty,
+                    label,
+                    count,
+                    next,
+                } => {
+                    dynasm!(self.ops ; .arch x64 ; =>label);
+                    // The block ends here: write back first (`exit` has
+                    // nothing left to write back, `self.dirty` is 0).
+                    self.spill(dirty);
                     dynasm!(self.ops
                         ; .arch x64
-                        ; =>label
                         ; mov rdi, rbp
                         ; mov rsi, rax
                         ; call QWORD [rbp + C_TOUCH]
@@ -1204,6 +1372,34 @@ impl Emitter {
                 }
             }
         }
+        // The shared slow-path calls: entered by `call` (rsp is 8 off the
+        // 16-byte alignment of block code), every cached register is
+        // written back (a register not written since it was loaded holds
+        // what the `x` array holds, so writing it is harmless), the
+        // helper called with its `meta` from eax, the cached registers
+        // loaded again (eax, the helper's answer, is left alone).
+        for (k, routine) in std::mem::take(&mut self.slow_calls).into_iter().enumerate() {
+            let Some(routine) = routine else {
+                continue;
+            };
+            dynasm!(self.ops ; .arch x64 ; =>routine ; sub rsp, 8);
+            self.spill(self.cached_mask());
+            dynasm!(self.ops ; .arch x64 ; mov r8d, eax);
+            if k == 1 {
+                dynasm!(self.ops ; .arch x64 ; call QWORD [rbp + C_STORE]);
+            } else {
+                dynasm!(self.ops ; .arch x64 ; call QWORD [rbp + C_LOAD]);
+            }
+            self.reload();
+            dynasm!(self.ops ; .arch x64 ; add rsp, 8 ; ret);
+        }
+    }
+
+    /// Every cached guest register.
+    fn cached_mask(&self) -> u32 {
+        (1..32)
+            .filter(|&r| self.host[r] != 0)
+            .fold(0, |m, r| m | 1 << r)
     }
 }
 
