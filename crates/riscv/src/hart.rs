@@ -771,8 +771,12 @@ impl Hart {
             return self.fetch_uncached(ram, bus, pc);
         };
         self.fetch_epoch = ram.code_epoch();
-        let page = ram.decoded[page_index].get_or_insert_with(decode::new_page);
-        self.fetch_ptr = PagePtr(&**page);
+        let Some(page) = ram.decoded_page(page_index) else {
+            // Not RAM after all (fetch_page_index checked it is).
+            self.fetch_va = FETCH_NONE;
+            return self.fetch_uncached(ram, bus, pc);
+        };
+        self.fetch_ptr = PagePtr(&*page);
         self.fetch_page = page_index;
         self.fetch_va = pc & !0xfff;
         let slot = ((pc & 0xfff) >> 1) as usize;
@@ -833,7 +837,9 @@ impl Hart {
             lo
         };
         let insn = decode::decode(raw);
-        ram.decoded[self.fetch_page].get_or_insert_with(decode::new_page)[slot] = insn;
+        if let Some(page) = ram.decoded_page(self.fetch_page) {
+            page[slot] = insn;
+        }
         Ok(insn)
     }
 

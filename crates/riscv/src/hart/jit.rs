@@ -108,8 +108,7 @@ pub(super) struct Ctx {
     tlb_store: *const TlbEntry,
     /// `data_priv | TAG_VALID`: the low bits of a data TLB tag.
     tag_bits: u64,
-    dirty: *mut u64,
-    decoded: *const usize,
+    store_check: *const u8,
     helper_load: usize,
     helper_store: usize,
     helper_touch: usize,
@@ -149,8 +148,7 @@ const C_RAM: i32 = offset_of!(Ctx, ram_bytes) as i32;
 const C_TLB_LOAD: i32 = offset_of!(Ctx, tlb_load) as i32;
 const C_TLB_STORE: i32 = offset_of!(Ctx, tlb_store) as i32;
 const C_TAG: i32 = offset_of!(Ctx, tag_bits) as i32;
-const C_DIRTY: i32 = offset_of!(Ctx, dirty) as i32;
-const C_DECODED: i32 = offset_of!(Ctx, decoded) as i32;
+const C_STORE_CHECK: i32 = offset_of!(Ctx, store_check) as i32;
 const C_LOAD: i32 = offset_of!(Ctx, helper_load) as i32;
 const C_STORE: i32 = offset_of!(Ctx, helper_store) as i32;
 const C_TOUCH: i32 = offset_of!(Ctx, helper_touch) as i32;
@@ -729,9 +727,11 @@ enum Stub {
         pc: u64,
         meta: u32,
     },
-    /// A store hit a page with decoded code (its index in rax).
+    /// A store to a page that is not marked dirty or holds decoded code
+    /// (its index in rax).
     Code {
         dirty: u32,
+        done: dynasmrt::DynamicLabel,
         label: dynasmrt::DynamicLabel,
         count: u64,
         next: u64,
@@ -1260,19 +1260,14 @@ impl Emitter {
             4 => dynasm!(self.ops ; .arch x64 ; mov DWORD [r12 + rax], edx),
             _ => dynasm!(self.ops ; .arch x64 ; mov QWORD [r12 + rax], rdx),
         }
-        // Ram::touch_page: mark the page dirty; if it holds decoded code,
-        // the stub drops it and ends the block.
+        // Ram::touch_page, unless the page is marked dirty already and
+        // holds no decoded code (RAM's store-check byte is 0): the stub
+        // marks it, and ends the block if that dropped decoded code.
         dynasm!(self.ops
             ; .arch x64
             ; shr rax, PAGE_SHIFT as i8
-            ; mov rcx, rax
-            ; shr rcx, 6
-            ; mov rsi, QWORD [rbp + C_DIRTY]
-            ; mov rdx, QWORD [rsi + rcx * 8]
-            ; bts rdx, rax
-            ; mov QWORD [rsi + rcx * 8], rdx
-            ; mov rsi, QWORD [rbp + C_DECODED]
-            ; cmp QWORD [rsi + rax * 8], 0
+            ; mov rsi, QWORD [rbp + C_STORE_CHECK]
+            ; cmp BYTE [rsi + rax], 0
             ; jne =>code
             ; =>done
         );
@@ -1287,6 +1282,7 @@ impl Emitter {
         });
         self.stubs.push(Stub::Code {
             dirty: self.dirty,
+            done,
             label: code,
             count: k as u64 + 1,
             next: pc.wrapping_add(i.size()),
@@ -1354,20 +1350,28 @@ impl Emitter {
                 }
                 Stub::Code {
                     dirty,
+                    done,
                     label,
                     count,
                     next,
                 } => {
+                    let end = self.ops.new_dynamic_label();
                     dynasm!(self.ops ; .arch x64 ; =>label);
-                    // The block ends here: write back first (`exit` has
-                    // nothing left to write back, `self.dirty` is 0).
+                    // Written back for the run loop if the block ends
+                    // (`exit` has nothing left to write back, `self.dirty`
+                    // is 0 here); the call clobbers the cached registers:
+                    // loaded again if it goes on.
                     self.spill(dirty);
                     dynasm!(self.ops
                         ; .arch x64
                         ; mov rdi, rbp
                         ; mov rsi, rax
                         ; call QWORD [rbp + C_TOUCH]
+                        ; test eax, eax
+                        ; jnz =>end
                     );
+                    self.reload();
+                    dynasm!(self.ops ; .arch x64 ; jmp =>done ; =>end);
                     self.exit(count, next);
                 }
             }
@@ -1558,14 +1562,18 @@ fn load_width(kind: u32) -> u32 {
     }
 }
 
-/// A store hit a page with decoded code: `Ram::touch_page` drops it.
+/// A store to a page whose store-check byte is set: `Ram::touch_page`
+/// marks it dirty and drops its decoded code, if any. Returns 1 if it
+/// did drop code (the block must end after the store), else 0.
 ///
 /// # Safety
 /// As [`helper_load`].
-unsafe extern "sysv64" fn helper_touch(ctx: *mut Ctx, page: u64) {
+unsafe extern "sysv64" fn helper_touch(ctx: *mut Ctx, page: u64) -> u64 {
     // SAFETY: as in `helper_load`.
     let ram = unsafe { &mut *(*ctx).ram };
+    let epoch = ram.code_epoch();
     ram.touch_page(page as usize);
+    u64::from(ram.code_epoch() != epoch)
 }
 
 impl Hart {
@@ -1595,8 +1603,7 @@ impl Jit {
             tlb_load: hart.tlb.load.as_ptr(),
             tlb_store: hart.tlb.store.as_ptr(),
             tag_bits: hart.data_priv | TAG_VALID,
-            dirty: std::ptr::null_mut(),
-            decoded: ram.decoded_ptr().cast(),
+            store_check: ram.store_check_ptr(),
             helper_load: helper_load::<B> as *const () as usize,
             helper_store: helper_store::<B> as *const () as usize,
             helper_touch: helper_touch as *const () as usize,
@@ -1662,7 +1669,6 @@ impl Jit {
             ctx.limit = hart.limit;
             ctx.epoch = ram.code_epoch();
             ctx.ram_bytes = ram.bytes_mut().as_mut_ptr();
-            ctx.dirty = ram.dirty_ptr();
             ctx.ram = ram;
             ctx.bus = (bus as *mut B).cast();
             ctx.hart = hart;
@@ -1791,6 +1797,44 @@ mod tests {
             }
             assert_eq!(results[0], results[1], "at most {max_blocks} blocks");
         }
+    }
+
+    /// Stores in translated code mark their pages dirty for every
+    /// tracker, again after each take, as the interpreter's do.
+    #[test]
+    fn translated_stores_mark_pages_dirty_after_every_take() {
+        use crate::encode::{i, s};
+        const BASE: u64 = 0x8000_0000;
+        const DATA: u64 = BASE + 0x8000;
+        // sd x5, 0(x11); addi x11, x11, 8; sd x5, 0(x12); jal x0, -12
+        let code = [
+            s(0, 5, 11, 3, 0x23),
+            i(8, 11, 0, 11, 0x13),
+            s(0, 5, 12, 3, 0x23),
+            jal(0, -12),
+        ];
+        let bytes: Vec<u8> = code.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let mut ram = Ram::new(BASE, 1 << 20).unwrap();
+        assert!(ram.write(BASE, &bytes));
+        let tracker = ram.track_dirty();
+        let mut hart = Hart::new(0);
+        hart.jit = Jit::with_limits(1 << 20, 100).map(Box::new);
+        hart.set_pc(BASE);
+        hart.set_reg(11, DATA);
+        hart.set_reg(12, DATA + 0x4000);
+        let mut taken = 0;
+        // Pages 8 to 11 (x11's), and 12 (x12's) every round.
+        for round in 0..4u64 {
+            assert!(ram.take_dirty(&tracker).is_some());
+            // 4 instructions per pass; 512 sd to x11's page per round.
+            hart.run(&mut ram, &mut NoDevices, 4 * 512);
+            let pages = ram.take_dirty(&tracker).unwrap();
+            let first = ((DATA - BASE) >> 12) as usize + round as usize;
+            assert_eq!(pages, vec![first, 12], "round {round}");
+            taken += 1;
+        }
+        assert_eq!(taken, 4);
+        assert!(hart.jit_stats().retired_in_blocks > 7_000);
     }
 
     /// Code rewritten in a loop makes stale blocks pile up until the
