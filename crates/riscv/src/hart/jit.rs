@@ -112,6 +112,7 @@ pub(super) struct Ctx {
     helper_load: usize,
     helper_store: usize,
     helper_touch: usize,
+    helper_exec: usize,
     /// 0: the block ran to its end; 1: a helper trapped (`trap`); 2: a
     /// helper ended the block after its instruction.
     status: u64,
@@ -152,6 +153,7 @@ const C_STORE_CHECK: i32 = offset_of!(Ctx, store_check) as i32;
 const C_LOAD: i32 = offset_of!(Ctx, helper_load) as i32;
 const C_STORE: i32 = offset_of!(Ctx, helper_store) as i32;
 const C_TOUCH: i32 = offset_of!(Ctx, helper_touch) as i32;
+const C_EXEC: i32 = offset_of!(Ctx, helper_exec) as i32;
 const C_STATUS: i32 = offset_of!(Ctx, status) as i32;
 const C_COUNT: i32 = offset_of!(Ctx, count) as i32;
 const C_NEXT_PC: i32 = offset_of!(Ctx, next_pc) as i32;
@@ -496,7 +498,7 @@ impl Jit {
     /// Translate the block at `pc` (on RAM page `page`); `None` when the
     /// arena is full.
     fn translate(&mut self, ram: &Ram, pc: u64, page: usize, gen: u64) -> Option<Block> {
-        let insns = block_insns(ram, pc, page);
+        let (insns, raws): (Vec<Insn>, Vec<u32>) = block_insns(ram, pc, page).into_iter().unzip();
         let mut b = Block {
             pc,
             page,
@@ -532,8 +534,12 @@ impl Jit {
         let entry = e.ops.offset().0;
         e.reload();
         let mut ipc = pc;
-        for (k, i) in insns.iter().enumerate() {
-            e.insn(i, ipc, k, n);
+        for (k, (i, &raw)) in insns.iter().zip(&raws).enumerate() {
+            if via_helper(i.op) {
+                e.exec(raw, ipc, k);
+            } else {
+                e.insn(i, ipc, k, n);
+            }
             ipc = ipc.wrapping_add(i.size());
         }
         let last = insns[n - 1];
@@ -572,10 +578,32 @@ fn ends_block(op: Op) -> bool {
     )
 }
 
+/// Atomics and floating point: run inside blocks by a helper that calls
+/// the interpreter's own `execute_rare` (the exact soft-float, the LR/SC
+/// reservation), instead of ending the block for the interpreter. They
+/// change no privilege, translation or control flow (checked after each
+/// all the same), only registers, fflags, mstatus.FS, the reservation
+/// and memory.
+fn via_helper(op: Op) -> bool {
+    let n = op as u8;
+    (n >= Op::LrW as u8 && n <= Op::AmoMaxuD as u8) || n >= Op::Flw as u8
+}
+
+// `via_helper` relies on the order of `Op`: atomics, then F and D last.
+const _: () = assert!((Op::AmoMaxuD as u8) < (Op::Flw as u8));
+const _: () = assert!((Op::FcvtDS as u8) >= (Op::Flw as u8));
+const _: () = assert!((Op::Ecall as u8) < (Op::LrW as u8));
+const _: () = assert!((Op::Csrrci as u8) < (Op::LrW as u8));
+const _: () = assert!((Op::SfenceVma as u8) < (Op::LrW as u8));
+const _: () = assert!((Op::Wfi as u8) < (Op::LrW as u8));
+const _: () = assert!((Op::Mret as u8) < (Op::LrW as u8));
+const _: () = assert!((Op::Sret as u8) < (Op::LrW as u8));
+
 /// Whether the translator emits code for `op`.
 fn translated(op: Op) -> bool {
     use Op::*;
-    ends_block(op)
+    via_helper(op)
+        || ends_block(op)
         || alu_inline(op)
         || alu_helper(op).is_some()
         || matches!(
@@ -627,7 +655,7 @@ fn alu_inline(op: Op) -> bool {
 /// The instructions of the block at `pc` on RAM page `page`, decoded from
 /// RAM's bytes (what the interpreter's decoded cache holds too: it is kept
 /// exactly coherent with RAM).
-fn block_insns(ram: &Ram, pc: u64, page: usize) -> Vec<Insn> {
+fn block_insns(ram: &Ram, pc: u64, page: usize) -> Vec<(Insn, u32)> {
     let bytes = ram.bytes();
     let base = page << PAGE_SHIFT;
     let mut off = (pc & 0xfff) as usize;
@@ -653,7 +681,7 @@ fn block_insns(ram: &Ram, pc: u64, page: usize) -> Vec<Insn> {
         if !translated(i.op) {
             break;
         }
-        out.push(i);
+        out.push((i, raw));
         off += i.size() as usize;
         if ends_block(i.op) {
             break;
@@ -932,6 +960,29 @@ impl Emitter {
             ; mov rax, QWORD pc as i64
             ; mov QWORD [rbp + C_NEXT_PC], rax
             ; jmp QWORD [rbp + C_EXIT]
+        );
+    }
+
+    /// Instruction `k` at `pc` (bits `raw`) through [`helper_exec`]: the
+    /// guest registers written back first and loaded again after (it may
+    /// read and write any); the block ends if the helper says so.
+    fn exec(&mut self, raw: u32, pc: u64, k: usize) {
+        self.spill(self.dirty);
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov rdi, rbp
+            ; mov esi, raw as i32
+            ; mov rdx, QWORD pc as i64
+            ; mov ecx, k as i32
+            ; call QWORD [rbp + C_EXEC]
+        );
+        self.reload();
+        dynasm!(self.ops
+            ; .arch x64
+            ; cmp QWORD [rbp + C_STATUS], 0
+            ; je >go_on
+            ; jmp QWORD [rbp + C_EXIT]
+            ; go_on:
         );
     }
 
@@ -1562,6 +1613,44 @@ fn load_width(kind: u32) -> u32 {
     }
 }
 
+/// Instruction `k` of the block (bits `raw`, at `pc`) by the
+/// interpreter's `execute_rare`, with `retired` at its count. A trap ends
+/// the block at it (status 1); so does, after it, a yield, a change of
+/// RAM's code, of the data TLB context or of the next pc (status 2).
+///
+/// # Safety
+/// As [`helper_load`].
+unsafe extern "sysv64" fn helper_exec<B: Bus>(ctx: *mut Ctx, raw: u64, pc: u64, k: u64) {
+    // SAFETY: as in `helper_load`.
+    let (c, hart, ram, bus) = unsafe {
+        let (h, r, b) = ((*ctx).hart, (*ctx).ram, (*ctx).bus.cast::<B>());
+        (&mut *ctx, &mut *h, &mut *r, &mut *b)
+    };
+    let i = decode::decode(raw as u32);
+    hart.retired = c.start + k;
+    let limit = hart.limit;
+    let next = pc.wrapping_add(i.size());
+    match hart.execute_rare(i, pc, ram, bus) {
+        Ok(to) => {
+            if to != next
+                || hart.limit != limit
+                || ram.code_epoch() != c.epoch
+                || hart.data_priv | TAG_VALID != c.tag_bits
+            {
+                c.status = 2;
+                c.count = k + 1;
+                c.next_pc = to;
+            }
+        }
+        Err(t) => {
+            c.status = 1;
+            c.count = k;
+            c.next_pc = pc;
+            c.trap = Some(t);
+        }
+    }
+}
+
 /// A store to a page whose store-check byte is set: `Ram::touch_page`
 /// marks it dirty and drops its decoded code, if any. Returns 1 if it
 /// did drop code (the block must end after the store), else 0.
@@ -1607,6 +1696,7 @@ impl Jit {
             helper_load: helper_load::<B> as *const () as usize,
             helper_store: helper_store::<B> as *const () as usize,
             helper_touch: helper_touch as *const () as usize,
+            helper_exec: helper_exec::<B> as *const () as usize,
             status: 0,
             count: 0,
             next_pc: 0,
