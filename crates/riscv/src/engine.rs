@@ -36,16 +36,18 @@
 //! full, direct jumps between blocks of one page (linked slots, each
 //! block's chain entry checking the budget), and `jalr` and jumps to other
 //! pages through the jump cache from generated code (fetch TLB, page and
-//! code generation checked). It runs where the fast loop would; everything else (CSRs, system,
-//! atomics, floating point, fetch-page changes that miss the TLB, block
-//! tails that do not fit the budget) is the interpreter's. Blocks are
+//! code generation checked). It runs where the fast loop would; atomics
+//! and floating point run inside blocks through a helper that calls the
+//! interpreter's `execute_rare`; everything else (CSRs, system,
+//! fetch-page changes that miss the TLB, block tails that do not fit the
+//! budget) is the interpreter's. Blocks are
 //! keyed by (pc, RAM page) rather than by physical address and privilege:
 //! the code bakes in virtual pcs and depends on nothing else (loads and
 //! stores read the data-TLB context bits at run time, and the fetch page
 //! is the interpreter's, found through the fetch TLB).
 //!
-//! Not yet: translating A/F/D or CSRs (they end
-//! blocks, and the interpreter runs them), sharing the out-of-line stubs
+//! Not yet: translating A/F/D to host code (they call the interpreter
+//! from inside blocks) or CSRs (they end blocks), sharing the out-of-line stubs
 //! (host code is ~870 bytes per block), and making it the default.
 //!
 //! Measured (this 2-core host, shared, so ±25 %): `lockstep bench mips`

@@ -10,8 +10,9 @@
 //! (pc, RAM page): the code bakes in virtual pcs (branch targets, `auipc`,
 //! link values), so the same physical page mapped at two addresses has two
 //! sets of blocks. A block ends after a branch or jump, before any
-//! instruction it does not translate (CSR, system, atomic, floating point,
-//! illegal, a 4-byte instruction straddling the page end), at the page end
+//! instruction it does not translate (CSR, system, illegal, a 4-byte
+//! instruction straddling the page end; atomics and floating point run in
+//! the block through [`helper_exec`]), at the page end
 //! and after [`MAX_BLOCK`] instructions. The interpreter runs whatever the
 //! translator leaves.
 //!
