@@ -201,7 +201,7 @@ pub struct JitStats {
     /// Guest instructions retired inside blocks.
     pub retired_in_blocks: u64,
     /// Why the run loop went back to the interpreter (each a count of
-    /// returns from [`Hart::run_jit`]): the page's code changed (the code
+    /// returns from the translator to the interpreter): the page's code changed (the code
     /// epoch moved), the fetch TLB missed for a new page, the first
     /// instruction is not translated (an empty block), a block did not fit
     /// in the budget left (the fast loop ran the tail), a trap.
