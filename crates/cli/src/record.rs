@@ -128,6 +128,9 @@ pub fn replay_command(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::
                 report.checkpoints,
                 started.elapsed().as_secs_f64()
             );
+            if args.cpu == run::RunCpu::Jit {
+                eprintln!("{}", run::describe_translator(&machine.jit_stats()));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(session::ReplayError::Diverged(d)) => {

@@ -547,19 +547,7 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         )
     );
     if args.cpu == RunCpu::Jit {
-        let j = machine.jit_stats();
-        eprintln!(
-            "lockstep: translator: {} blocks ({} bytes of host code, {} cache flushes), \
-             {} block entries from the run loop, {} direct links, {} jumps through the jump \
-             cache, {} instructions in blocks",
-            j.blocks,
-            j.code_bytes,
-            j.flushes,
-            j.entered,
-            j.links,
-            j.cache_jumps,
-            j.retired_in_blocks
-        );
+        eprintln!("{}", describe_translator(&machine.jit_stats()));
     }
     machine.flush_disks()?;
     if nics.dropped() > 0 {
@@ -651,6 +639,40 @@ pub fn describe_speed(
         ticks_s(stats.catch_up_ticks),
         stats.idle_warps,
         ticks_s(stats.idle_ticks),
+    )
+}
+
+/// The `lockstep: translator:` line printed at the end of a translated
+/// run: the code cache, where instructions retired, why the run loop went
+/// back to the interpreter, TLB misses and RAM's code epoch (issue #15).
+pub fn describe_translator(j: &riscv::JitStats) -> String {
+    format!(
+        "lockstep: translator: {} blocks ({} bytes of host code, {} cache flushes), \
+         {} block entries from the run loop, {} direct links, {} jumps through the jump \
+         cache, {} instructions in blocks ({} in the fast loop, {} in the general loop); \
+         back to the interpreter: {} code changes, {} fetch TLB misses, {} untranslated \
+         instructions, {} block tails, {} traps, {} blocks ended by a helper; TLB misses: \
+         {} fetch, {} load, {} store ({} without a walk); code epoch {}",
+        j.blocks,
+        j.code_bytes,
+        j.flushes,
+        j.entered,
+        j.links,
+        j.cache_jumps,
+        j.retired_in_blocks,
+        j.retired_fast,
+        j.retired_general,
+        j.exit_epoch,
+        j.exit_fetch_miss,
+        j.exit_empty,
+        j.exit_budget_tail,
+        j.exit_trap,
+        j.exit_helper,
+        j.tlb_miss_fetch,
+        j.tlb_miss_load,
+        j.tlb_miss_store,
+        j.walks_cached,
+        j.code_epoch
     )
 }
 

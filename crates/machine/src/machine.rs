@@ -228,13 +228,7 @@ impl Machine {
     pub fn jit_stats(&self) -> riscv::JitStats {
         let mut sum = riscv::JitStats::default();
         for s in self.harts.iter().map(Hart::jit_stats) {
-            sum.blocks += s.blocks;
-            sum.code_bytes += s.code_bytes;
-            sum.flushes += s.flushes;
-            sum.entered += s.entered;
-            sum.links += s.links;
-            sum.cache_jumps += s.cache_jumps;
-            sum.retired_in_blocks += s.retired_in_blocks;
+            sum.add(&s);
         }
         sum
     }

@@ -27,24 +27,27 @@
 //! `hart::jit` (x86-64 hosts only; [`Hart::set_jit`], `lockstep bare
 //! --cpu jit`, `lockstep run --cpu jit`, `Machine::set_jit`; off by
 //! default): basic blocks of RV64I + M and the compressed forms, guest
-//! registers in the `Hart`'s `x` array through a base register (no
-//! register caching yet), an inline TLB hit path for loads and stores
+//! registers in the `Hart`'s `x` array through a base register (the
+//! most used four of a block in host registers inside it), an inline TLB
+//! hit path for loads and stores
 //! with helpers for the slow path, exact icount charged at block entry,
 //! stores to code ending the block, translations checked against RAM's
 //! per-page code generation, a bounded code arena dropped whole when
 //! full, direct jumps between blocks of one page (linked slots, each
 //! block's chain entry checking the budget), and `jalr` and jumps to other
 //! pages through the jump cache from generated code (fetch TLB, page and
-//! code generation checked). It runs where the fast loop would; everything else (CSRs, system,
-//! atomics, floating point, fetch-page changes that miss the TLB, block
-//! tails that do not fit the budget) is the interpreter's. Blocks are
+//! code generation checked). It runs where the fast loop would; atomics
+//! and floating point run inside blocks through a helper that calls the
+//! interpreter's `execute_rare`; everything else (CSRs, system,
+//! fetch-page changes that miss the TLB, block tails that do not fit the
+//! budget) is the interpreter's. Blocks are
 //! keyed by (pc, RAM page) rather than by physical address and privilege:
 //! the code bakes in virtual pcs and depends on nothing else (loads and
 //! stores read the data-TLB context bits at run time, and the fetch page
 //! is the interpreter's, found through the fetch TLB).
 //!
-//! Not yet: register caching, translating A/F/D or CSRs (they end
-//! blocks, and the interpreter runs them), sharing the out-of-line stubs
+//! Not yet: translating A/F/D to host code (they call the interpreter
+//! from inside blocks) or CSRs (they end blocks), sharing the out-of-line stubs
 //! (host code is ~870 bytes per block), and making it the default.
 //!
 //! Measured (this 2-core host, shared, so ±25 %): `lockstep bench mips`
@@ -55,7 +58,29 @@
 //! 13.2 s against 15.1 s on 2 harts. A boot to the shell translates ~123k
 //! blocks (~108 MB of host code); 94 % of its instructions run in blocks,
 //! and the interpreter's TLB-miss path (`pmp_check_page`, ~16 % of the
-//! time) is now the largest single cost.
+//! time) was then the largest single cost.
+//!
+//! *TLB misses* (issue #15, `shell_loop_100k` taking 2.5–10.8 s): with
+//! some address-space layouts (ASLR, from the guest's entropy) hot pages
+//! conflict in the direct-mapped TLBs and a workload takes 10–40× the
+//! misses. The TLB stays as it is (guest-visible), the misses became
+//! cheap: PMP decisions cached over a uniform range (`mmu::PmpCache`),
+//! recent walks reused while every PTE they read is unchanged
+//! (`mmu::WalkCache`, exact: same fills, no A/D writes to skip), and the
+//! translator refilling the TLB from that cache and retrying the access
+//! inline. A slow recording replays in 4.5 s instead of 10.6 s (a fast
+//! one in 4.3 s); `lockstep run` prints the counters (TLB misses by kind,
+//! walks saved, returns to the interpreter by reason) on exit.
+//!
+//! Then register caching (a block's four most used guest registers in
+//! host registers) and a one-byte store check per page (instead of the
+//! dirty bitmap and the decoded slot on every store). Measured on this
+//! shared 2-core host, same runs as QEMU 7.2 TCG: `lockstep bench mips
+//! --cpu jit` 2,068–2,856 → 2,632–3,278 MIPS (ratio 0.51–0.65 →
+//! 0.61–0.82); `lockstep bench` wall ratio 1.19–1.25 → 0.81–0.90 on one
+//! hart, 1.71 → 1.03 on two (`--cpus 2`); `shell_loop_100k` 2.2–2.8 s
+//! over twelve address-space layouts (it was 2.5–10.8 s). A full bench
+//! run emits ~129 MB of host code, just under the 128 MiB arena.
 //!
 //! # The translator: the whole design
 //!
@@ -69,11 +94,11 @@
 //! patches registers, immediates and labels at run time (µs per block, no
 //! IR), handles labels and relocations for block chaining, and keeps the
 //! emitted code readable next to the interpreter arm it mirrors. Register
-//! allocation is ours. *Planned, not built:* the hottest guest registers
-//! (sp, ra, a0–a5, t0–t2 by static counts from the Linux boot) living in
-//! host registers inside a block and spilling to the `Hart`'s `x` array at
-//! exits and helper calls. Today nothing is cached in host registers
-//! across instructions (`hart::jit`'s docs).
+//! allocation is ours: per block, the four guest registers it uses most
+//! (at least three times) live in host registers r8-r11 inside it,
+//! written back to the `Hart`'s `x` array at exits and around helper
+//! calls (`hart::jit`'s docs). Not across blocks: each block loads its
+//! own set at entry.
 //! An own encoder (PolkaVM's ~0.3 ms per program) is the fallback if
 //! dynasm-rs's proc-macro or its x86-64 coverage gets in the way.
 //!

@@ -93,6 +93,46 @@ pub struct JitStats {
     pub links: u64,
     pub cache_jumps: u64,
     pub retired_in_blocks: u64,
+    pub exit_epoch: u64,
+    pub exit_fetch_miss: u64,
+    pub exit_empty: u64,
+    pub exit_budget_tail: u64,
+    pub exit_trap: u64,
+    pub exit_helper: u64,
+    pub tlb_miss_fetch: u64,
+    pub tlb_miss_load: u64,
+    pub tlb_miss_store: u64,
+    pub retired_general: u64,
+    pub retired_fast: u64,
+    pub code_epoch: u64,
+    pub walks_cached: u64,
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+impl JitStats {
+    /// Sum of two harts' counters.
+    pub fn add(&mut self, o: &JitStats) {
+        self.tlb_miss_fetch += o.tlb_miss_fetch;
+        self.tlb_miss_load += o.tlb_miss_load;
+        self.tlb_miss_store += o.tlb_miss_store;
+        self.retired_general += o.retired_general;
+        self.retired_fast += o.retired_fast;
+        self.walks_cached += o.walks_cached;
+        self.code_epoch = self.code_epoch.max(o.code_epoch);
+    }
+}
+
+/// The interpreter's own counters (not state: they differ between
+/// engines), reported with the translator's.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counters {
+    tlb_miss_fetch: u64,
+    tlb_miss_load: u64,
+    tlb_miss_store: u64,
+    retired_general: u64,
+    retired_fast: u64,
+    code_epoch: u64,
+    walks_cached: u64,
 }
 
 /// Privilege mode.
@@ -239,6 +279,15 @@ pub struct Hart {
     #[cfg(target_arch = "x86_64")]
     #[serde(skip)]
     jit: Option<Box<jit::Jit>>,
+    #[serde(skip)]
+    counters: Counters,
+    /// PMP decisions over a range of memory (cleared with the TLB, which
+    /// every change of the PMP CSRs flushes).
+    #[serde(skip)]
+    pmp: mmu::PmpCache,
+    /// Recent data walks (cleared with the TLB).
+    #[serde(skip)]
+    walks: mmu::WalkCache,
 }
 
 impl PartialEq for Hart {
@@ -298,6 +347,9 @@ impl Hart {
             general_only: false,
             #[cfg(target_arch = "x86_64")]
             jit: None,
+            counters: Counters::default(),
+            pmp: mmu::PmpCache::default(),
+            walks: mmu::WalkCache::default(),
         };
         h.mode_changed();
         h
@@ -312,7 +364,8 @@ impl Hart {
     /// Whether [`Hart::run`] may use its fast loop (the default) or only
     /// the general one. The results are the same either way, to the
     /// instruction; the general loop alone is the reference that tests
-    /// compare the fast one with.
+    /// compare the fast one with (it also walks the page tables on every
+    /// TLB miss, without the walk cache).
     pub fn set_fast_path(&mut self, on: bool) {
         self.general_only = !on;
     }
@@ -339,13 +392,25 @@ impl Hart {
         }
     }
 
-    /// The translator's counters (zero when it is off).
+    /// The translator's counters (zero when it is off) and the
+    /// interpreter's (TLB misses, instructions its loops retired, RAM's
+    /// code epoch when this hart last ran).
     pub fn jit_stats(&self) -> JitStats {
+        #[allow(unused_mut)]
+        let mut s = JitStats::default();
         #[cfg(target_arch = "x86_64")]
         if let Some(j) = &self.jit {
-            return j.stats();
+            s = j.stats();
         }
-        JitStats::default()
+        let c = &self.counters;
+        s.tlb_miss_fetch = c.tlb_miss_fetch;
+        s.tlb_miss_load = c.tlb_miss_load;
+        s.tlb_miss_store = c.tlb_miss_store;
+        s.retired_general = c.retired_general;
+        s.retired_fast = c.retired_fast;
+        s.code_epoch = c.code_epoch;
+        s.walks_cached = c.walks_cached;
+        s
     }
 
     pub fn hartid(&self) -> u64 {
@@ -472,6 +537,7 @@ impl Hart {
                 Ok(next) => {
                     pc = next;
                     self.retired += 1;
+                    self.counters.retired_general += 1;
                 }
                 Err(t) => {
                     if let Some(exit) = self.trap_in_loop(ram, bus, t, pc) {
@@ -482,6 +548,7 @@ impl Hart {
             }
         }
         self.pc = pc;
+        self.counters.code_epoch = ram.code_epoch();
         if self.waiting {
             Exit::Wfi
         } else if self.yielded {
@@ -669,6 +736,8 @@ impl Hart {
 
     fn flush_tlb(&mut self) {
         self.tlb.flush();
+        self.pmp.clear();
+        self.walks.clear();
         self.fetch_va = FETCH_NONE;
     }
 
@@ -702,8 +771,12 @@ impl Hart {
             return self.fetch_uncached(ram, bus, pc);
         };
         self.fetch_epoch = ram.code_epoch();
-        let page = ram.decoded[page_index].get_or_insert_with(decode::new_page);
-        self.fetch_ptr = PagePtr(&**page);
+        let Some(page) = ram.decoded_page(page_index) else {
+            // Not RAM after all (fetch_page_index checked it is).
+            self.fetch_va = FETCH_NONE;
+            return self.fetch_uncached(ram, bus, pc);
+        };
+        self.fetch_ptr = PagePtr(&*page);
         self.fetch_page = page_index;
         self.fetch_va = pc & !0xfff;
         let slot = ((pc & 0xfff) >> 1) as usize;
@@ -722,8 +795,17 @@ impl Hart {
         let ram_off = if e.tag == tag {
             (pc & !0xfff).wrapping_add(e.addend)
         } else {
-            let t = mmu::translate(&self.csrs, ram, pc, Access::Fetch, self.priv_mode)
-                .map_err(|cause| Trap { cause, tval: pc })?;
+            self.counters.tlb_miss_fetch += 1;
+            let t = mmu::translate(
+                &self.csrs,
+                &mut self.pmp,
+                ram,
+                pc,
+                Access::Fetch,
+                self.priv_mode,
+                &mut mmu::WalkTrace::default(),
+            )
+            .map_err(|cause| Trap { cause, tval: pc })?;
             let pa_page = t.pa & !0xfff;
             if !t.cacheable || !ram.contains(pa_page, 0x1000) {
                 return Ok(None);
@@ -755,7 +837,9 @@ impl Hart {
             lo
         };
         let insn = decode::decode(raw);
-        ram.decoded[self.fetch_page].get_or_insert_with(decode::new_page)[slot] = insn;
+        if let Some(page) = ram.decoded_page(self.fetch_page) {
+            page[slot] = insn;
+        }
         Ok(insn)
     }
 
@@ -788,8 +872,16 @@ impl Hart {
     /// One 16-bit instruction parcel through full translation.
     fn fetch_half<B: Bus>(&mut self, ram: &mut Ram, bus: &mut B, va: u64) -> Result<u32, Trap> {
         let fault = |cause| Trap { cause, tval: va };
-        let t =
-            mmu::translate(&self.csrs, ram, va, Access::Fetch, self.priv_mode).map_err(fault)?;
+        let t = mmu::translate(
+            &self.csrs,
+            &mut self.pmp,
+            ram,
+            va,
+            Access::Fetch,
+            self.priv_mode,
+            &mut mmu::WalkTrace::default(),
+        )
+        .map_err(fault)?;
         if let Some(s) = ram.slice(t.pa, 2) {
             return Ok(u16::from_le_bytes([s[0], s[1]]) as u32);
         }
@@ -872,13 +964,59 @@ impl Hart {
 
     /// Translate a data access, filling the TLB for cacheable RAM pages.
     fn translate_data(&mut self, ram: &mut Ram, va: u64, access: Access) -> Result<u64, Trap> {
-        let t = mmu::translate(&self.csrs, ram, va, access, self.data_priv_mode())
+        match access {
+            Access::Load => self.counters.tlb_miss_load += 1,
+            _ => self.counters.tlb_miss_store += 1,
+        }
+        let tag = tlb_tag(va, self.data_priv);
+        let satp = self.csrs.satp;
+        // The general loop alone is the reference: it always walks.
+        if let Some(pa_page) = (!self.general_only)
+            .then(|| self.walks.lookup(access, tag, satp, ram))
+            .flatten()
+        {
+            // What the walk would give, with nothing else to do.
+            self.counters.walks_cached += 1;
+            self.fill_tlb(access, va, pa_page, ram.base());
+            return Ok(pa_page | (va & 0xfff));
+        }
+        let eff = self.data_priv_mode();
+        let mut trace = mmu::WalkTrace::default();
+        let t = mmu::translate(&self.csrs, &mut self.pmp, ram, va, access, eff, &mut trace)
             .map_err(|cause| Trap { cause, tval: va })?;
         let pa_page = t.pa & !0xfff;
         if t.cacheable && ram.contains(pa_page, 0x1000) {
             self.fill_tlb(access, va, pa_page, ram.base());
+            if !self.general_only {
+                self.walks.insert(access, tag, satp, pa_page, &trace);
+            }
         }
         Ok(t.pa)
+    }
+
+    /// A TLB miss of an `n`-byte data access inside one page that the
+    /// walk cache can serve: count it and fill the TLB exactly as
+    /// [`Hart::translate_data`] would (true), for the caller to retry the
+    /// access through the TLB, where it now hits. False, with nothing
+    /// done, otherwise.
+    #[cfg(target_arch = "x86_64")]
+    pub(super) fn refill_cached(&mut self, ram: &Ram, va: u64, n: usize, store: bool) -> bool {
+        if (va & 0xfff) as usize + n > 0x1000 || self.general_only {
+            return false;
+        }
+        let access = if store { Access::Store } else { Access::Load };
+        let tag = tlb_tag(va, self.data_priv);
+        let Some(pa_page) = self.walks.lookup(access, tag, self.csrs.satp, ram) else {
+            return false;
+        };
+        if store {
+            self.counters.tlb_miss_store += 1;
+        } else {
+            self.counters.tlb_miss_load += 1;
+        }
+        self.counters.walks_cached += 1;
+        self.fill_tlb(access, va, pa_page, ram.base());
+        true
     }
 
     #[inline(never)]

@@ -109,33 +109,42 @@ const PTE_D: u64 = 128;
 
 /// Translate `va` for an access at effective privilege `eff`. Err is the
 /// exception cause (page fault or access fault); tval is `va`.
+/// `pmp` caches PMP decisions (see [`PmpCache`]); it must have been
+/// cleared since the PMP CSRs last changed. `trace` receives the
+/// page-table entries a walk read (none when there was no walk).
 pub fn translate(
     csrs: &Csrs,
+    pmp: &mut PmpCache,
     ram: &mut Ram,
     va: u64,
     access: Access,
     eff: Priv,
+    trace: &mut WalkTrace,
 ) -> Result<Translation, u64> {
     let mode = csrs.satp >> 60;
+    trace.n = 0;
     let pa = if eff == Priv::Machine || mode == csr::SATP_MODE_BARE {
         va
     } else {
-        walk(csrs, ram, va, access, eff, mode)?
+        walk(csrs, pmp, ram, va, access, eff, mode, trace)?
     };
-    let (allowed, cacheable) = pmp_check_page(csrs, pa, access, eff);
+    let (allowed, cacheable) = pmp.check_page(csrs, pa, access, eff);
     if !allowed {
         return Err(access.access_fault());
     }
     Ok(Translation { pa, cacheable })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn walk(
     csrs: &Csrs,
+    pmp: &mut PmpCache,
     ram: &mut Ram,
     va: u64,
     access: Access,
     eff: Priv,
     mode: u64,
+    trace: &mut WalkTrace,
 ) -> Result<u64, u64> {
     let levels: u32 = if mode == csr::SATP_MODE_SV48 { 4 } else { 3 };
     let va_bits = 12 + 9 * levels;
@@ -150,7 +159,10 @@ fn walk(
         let vpn = (va >> (12 + 9 * level)) & 0x1ff;
         let pte_addr = table + vpn * 8;
         // PTE reads are S-mode physical accesses, subject to PMP.
-        if !pmp_check_page(csrs, pte_addr, Access::Load, Priv::Supervisor).0 {
+        if !pmp
+            .check_page(csrs, pte_addr, Access::Load, Priv::Supervisor)
+            .0
+        {
             return Err(access.access_fault());
         }
         let pte = ram.read_u64(pte_addr).ok_or(access.access_fault())?;
@@ -163,6 +175,7 @@ fn walk(
             if level == 0 || pte & (PTE_A | PTE_D | PTE_U) != 0 {
                 return Err(access.page_fault());
             }
+            trace.push(pte_addr, pte);
             table = ppn << PAGE_SHIFT;
             continue;
         }
@@ -180,6 +193,7 @@ fn walk(
         if new != pte && !ram.write_u64(pte_addr, new) {
             return Err(access.access_fault());
         }
+        trace.push(pte_addr, new);
         let page_pa = (ppn | ((va >> 12) & low_mask)) << PAGE_SHIFT;
         return Ok(page_pa | (va & 0xfff));
     }
@@ -242,6 +256,214 @@ pub fn pmp_check_page(csrs: &Csrs, pa: u64, access: Access, eff: Priv) -> (bool,
     (eff == Priv::Machine, clean)
 }
 
+/// The page-table entries one walk read, in order, as they are in RAM
+/// after it (the leaf with its A/D update).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WalkTrace {
+    n: usize,
+    addr: [u64; 4],
+    pte: [u64; 4],
+}
+
+impl WalkTrace {
+    fn push(&mut self, addr: u64, pte: u64) {
+        if let (Some(a), Some(p)) = (self.addr.get_mut(self.n), self.pte.get_mut(self.n)) {
+            *a = addr;
+            *p = pte;
+            self.n += 1;
+        }
+    }
+}
+
+/// Entries of each [`WalkCache`] table.
+const WALK_CACHE: usize = 512;
+
+/// A data translation a walk made, with what the walk read.
+#[derive(Clone, Copy, Default)]
+struct WalkEntry {
+    /// The data TLB tag (page and context); 0: empty.
+    tag: u64,
+    satp: u64,
+    /// [`WalkCache::gen`] when made.
+    gen: u64,
+    pa_page: u64,
+    trace: WalkTrace,
+}
+
+/// Data translations page walks made recently, kept so that a TLB miss
+/// for one of them need not walk again — *without changing what the
+/// guest sees*: the TLB (guest-visible, as Linux clears PTE A bits
+/// without `sfence.vma`) still misses and is filled at exactly the same
+/// accesses; only the walk is shortened. An entry is used only if every
+/// page-table entry its walk read still holds the value it had after the
+/// walk (the leaf's A, and D for stores, set), under the same satp, for
+/// the same access kind and TLB context (privilege, SUM, MXR): a walk
+/// now would read the same entries, take the same path, write nothing
+/// (A/D are set), and pass the same PMP checks (every PMP change flushes
+/// the TLB, which empties this cache). Not state: a cache, in the hart.
+///
+/// Direct-mapped TLB conflicts (hot pages with equal low VPN bits, which
+/// depend on the guest's address-space layout) cost a walk per access;
+/// this keeps such a miss cheap (issue #15).
+pub struct WalkCache {
+    load: Box<[WalkEntry; WALK_CACHE]>,
+    store: Box<[WalkEntry; WALK_CACHE]>,
+    /// Entries of other generations are empty.
+    gen: u64,
+}
+
+impl Default for WalkCache {
+    fn default() -> Self {
+        WalkCache {
+            load: Box::new([WalkEntry::default(); WALK_CACHE]),
+            store: Box::new([WalkEntry::default(); WALK_CACHE]),
+            gen: 1,
+        }
+    }
+}
+
+impl WalkCache {
+    /// Forget every entry.
+    pub fn clear(&mut self) {
+        self.gen += 1;
+    }
+
+    fn slot(&mut self, access: Access, tag: u64) -> &mut WalkEntry {
+        // Other bits than the TLB's index, so that pages that conflict
+        // there do not here.
+        let i = ((tag >> 6).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 55) as usize % WALK_CACHE;
+        let table = if access == Access::Store {
+            &mut self.store
+        } else {
+            &mut self.load
+        };
+        &mut table[i]
+    }
+
+    /// The physical page of a data access to `va` with TLB tag `tag`, if a
+    /// walk made it and one now would read the same entries.
+    pub fn lookup(&mut self, access: Access, tag: u64, satp: u64, ram: &Ram) -> Option<u64> {
+        if access == Access::Fetch {
+            return None;
+        }
+        let gen = self.gen;
+        let e = *self.slot(access, tag);
+        if e.tag != tag || e.satp != satp || e.gen != gen || e.trace.n == 0 {
+            return None;
+        }
+        for k in 0..e.trace.n {
+            if ram.read_u64(e.trace.addr[k]) != Some(e.trace.pte[k]) {
+                return None;
+            }
+        }
+        Some(e.pa_page)
+    }
+
+    /// Remember a walk's translation (`trace` as [`translate`] left it).
+    pub fn insert(&mut self, access: Access, tag: u64, satp: u64, pa_page: u64, trace: &WalkTrace) {
+        if trace.n == 0 || access == Access::Fetch {
+            return;
+        }
+        let gen = self.gen;
+        *self.slot(access, tag) = WalkEntry {
+            tag,
+            satp,
+            gen,
+            pa_page,
+            trace: *trace,
+        };
+    }
+}
+
+/// A range of physical memory over which [`pmp_check_page`] decides the
+/// same for every 4 KiB page inside, whatever the access and privilege:
+/// one PMP entry (or none) matches all of it and no entry before that one
+/// touches it. Looking a page up here instead of visiting the entries
+/// gives the same answer; the range is found again after every change of
+/// the PMP CSRs ([`PmpCache::clear`]). Not state: a cache, in the hart.
+///
+/// Every TLB miss checks PMP once per page-table level and once for the
+/// page itself; visiting the entries each time was half of the time of a
+/// workload whose hot pages miss the TLB (issue #15).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PmpCache {
+    /// The pages `lo..hi` (empty when `lo >= hi`: nothing cached).
+    lo: u64,
+    hi: u64,
+    /// The matching entry's configuration; `None`: no entry matches.
+    cfg: Option<u8>,
+}
+
+impl PmpCache {
+    /// Forget the range (the PMP CSRs changed).
+    pub fn clear(&mut self) {
+        *self = PmpCache::default();
+    }
+
+    /// [`pmp_check_page`], through the cached range when `pa`'s page is
+    /// inside it; otherwise the entries are visited, and the range around
+    /// `pa` becomes the cached one if there is one.
+    #[inline]
+    pub fn check_page(&mut self, csrs: &Csrs, pa: u64, access: Access, eff: Priv) -> (bool, bool) {
+        let page = pa & !0xfff;
+        if let Some(end) = page.checked_add(0x1000) {
+            if page >= self.lo && end <= self.hi {
+                let allowed = match self.cfg {
+                    Some(cfg) => pmp_allows(cfg, access, eff),
+                    None => eff == Priv::Machine,
+                };
+                return (allowed, true);
+            }
+        }
+        let r = pmp_check_page(csrs, pa, access, eff);
+        if r.1 {
+            if let Some(range) = pmp_uniform_range(csrs, pa) {
+                *self = range;
+            }
+        }
+        r
+    }
+}
+
+/// The largest range around `pa`'s page that one PMP entry (or none)
+/// matches with no entry before it touching the range: every page inside
+/// then gets `pa`'s page's decision from [`pmp_check_page`]. `None` when
+/// an entry before the matching one touches the page, the matching one
+/// does not cover all of it, or it is the last page of the address space.
+fn pmp_uniform_range(csrs: &Csrs, pa: u64) -> Option<PmpCache> {
+    let page = pa & !0xfff;
+    let page_end = page.checked_add(0x1000)?;
+    let (mut lo, mut hi) = (0u64, u64::MAX);
+    // The same visit as `pmp_check_page`'s.
+    let mode_bits = u128::from_le_bytes([0x18; PMP_ENTRIES]);
+    let mut active = u128::from_le_bytes(csrs.pmpcfg) & mode_bits;
+    while active != 0 {
+        let i = (active.trailing_zeros() / 8) as usize;
+        active &= !(0xffu128 << (8 * i));
+        let prev_top = if i == 0 { 0 } else { csrs.pmpaddr[i - 1] << 2 };
+        let Some((elo, ehi)) = pmp_range(csrs, i, prev_top) else {
+            continue;
+        };
+        if ehi <= page {
+            lo = lo.max(ehi);
+            continue;
+        }
+        if elo >= page_end {
+            hi = hi.min(elo);
+            continue;
+        }
+        if pa >= elo && pa < ehi && elo <= page && ehi >= page_end {
+            return Some(PmpCache {
+                lo: lo.max(elo),
+                hi: hi.min(ehi),
+                cfg: Some(csrs.pmpcfg[i]),
+            });
+        }
+        return None;
+    }
+    Some(PmpCache { lo, hi, cfg: None })
+}
+
 fn pmp_allows(cfg: u8, access: Access, eff: Priv) -> bool {
     if eff == Priv::Machine && cfg & csr::PMP_L == 0 {
         return true;
@@ -275,5 +497,79 @@ fn pmp_range(csrs: &Csrs, i: usize, prev_top: u64) -> Option<(u64, u64)> {
             Some((base, base.saturating_add(1u64 << size_shift)))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator (no dependency for one test).
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            self.0 >> 11
+        }
+    }
+
+    /// The cached PMP decision is always the one visiting the entries
+    /// gives, over random configurations (OFF, TOR, NA4, NAPOT entries,
+    /// overlapping, page-aligned or not) and addresses near their edges.
+    #[test]
+    fn the_pmp_cache_decides_as_the_entries_do() {
+        let mut rng = Lcg(7);
+        let accesses = [Access::Fetch, Access::Load, Access::Store];
+        let privs = [Priv::User, Priv::Supervisor, Priv::Machine];
+        let (mut hits, mut checks) = (0, 0);
+        for _ in 0..2000 {
+            let mut csrs = Csrs::reset();
+            let entries = 1 + rng.next() as usize % 6;
+            for i in 0..entries {
+                let mode = rng.next() as u8 % 4;
+                let perms = rng.next() as u8 & 7;
+                let lock = if rng.next().is_multiple_of(8) {
+                    csr::PMP_L
+                } else {
+                    0
+                };
+                csrs.pmpcfg[i] = (mode << 3) | perms | lock;
+                // Addresses in a 64 KiB window so that entries meet.
+                let addr = 0x2000_0000 + (rng.next() % 0x4000);
+                csrs.pmpaddr[i] = match rng.next() % 4 {
+                    0 => addr & !0x3ff, // page aligned (<< 2)
+                    1 => addr | 0x1ff,  // NAPOT of 4 KiB
+                    2 => (1 << 54) - 1, // everything
+                    _ => addr,
+                };
+            }
+            let mut cache = PmpCache::default();
+            for _ in 0..200 {
+                let pa = match rng.next() % 3 {
+                    0 => 0x8000_0000 + (rng.next() % 0x1_0000),
+                    1 => rng.next() << 11,
+                    _ => u64::MAX - (rng.next() % 0x2000),
+                };
+                let access = accesses[rng.next() as usize % 3];
+                let eff = privs[rng.next() as usize % 3];
+                let before = cache;
+                let page = pa & !0xfff;
+                checks += 1;
+                if page >= before.lo && page.checked_add(0x1000).is_some_and(|e| e <= before.hi) {
+                    hits += 1;
+                }
+                assert_eq!(
+                    cache.check_page(&csrs, pa, access, eff),
+                    pmp_check_page(&csrs, pa, access, eff),
+                    "pa {pa:#x}, {access:?}, {eff:?}, cache {cache:?}, pmpcfg {:?}, pmpaddr {:x?}",
+                    csrs.pmpcfg,
+                    csrs.pmpaddr
+                );
+            }
+        }
+        assert!(hits > checks / 10, "the cache was used: {hits} of {checks}");
     }
 }

@@ -74,6 +74,11 @@ pub struct Ram {
     /// translations of the page (`hart::jit`) can tell whether they are
     /// still current without knowing what happened to other pages.
     code_gen: Vec<u64>,
+    /// Per page: 0 when a store to it needs nothing beyond writing the
+    /// bytes (its dirty bit is set and it has no decoded code), else 1:
+    /// the store must go through [`Ram::touch_page`]. Generated code
+    /// checks this one byte instead of the bitmap and the decoded slot.
+    store_check: Vec<u8>,
 }
 
 impl Ram {
@@ -138,6 +143,7 @@ impl Ram {
             decoded: (0..pages).map(|_| None).collect(),
             code_epoch: 0,
             code_gen: vec![0; pages],
+            store_check: vec![1; pages],
         }
     }
 
@@ -211,9 +217,11 @@ impl Ram {
         self.read(pa, &mut b).then(|| u32::from_le_bytes(b))
     }
 
+    #[inline]
     pub fn read_u64(&self, pa: u64) -> Option<u64> {
-        let mut b = [0u8; 8];
-        self.read(pa, &mut b).then(|| u64::from_le_bytes(b))
+        let off = self.offset(pa, 8)?;
+        let b: [u8; 8] = self.mem.get(off..off + 8)?.try_into().ok()?;
+        Some(u64::from_le_bytes(b))
     }
 
     pub fn write_u32(&mut self, pa: u64, v: u32) -> bool {
@@ -279,6 +287,17 @@ impl Ram {
                 for bitmap in self.trackers.iter_mut().flatten() {
                     bitmap[w] |= bits;
                 }
+                // Clean again: the next store must mark them.
+                let mut b = bits;
+                while b != 0 {
+                    if let Some(c) = self
+                        .store_check
+                        .get_mut(w * 64 + b.trailing_zeros() as usize)
+                    {
+                        *c = 1;
+                    }
+                    b &= b - 1;
+                }
             }
         }
     }
@@ -288,6 +307,24 @@ impl Ram {
         self.decoded.iter_mut().for_each(|p| *p = None);
         self.code_gen.iter_mut().for_each(|g| *g += 1);
         self.code_epoch += 1;
+        for (page, c) in self.store_check.iter_mut().enumerate() {
+            let dirty = self.dirty[page >> 6] & (1 << (page & 63)) != 0;
+            *c = u8::from(!dirty);
+        }
+    }
+
+    /// The decoded instructions of page `index`, made (empty) if there are
+    /// none yet; `None` for a page outside RAM.
+    #[inline]
+    pub(crate) fn decoded_page(&mut self, index: usize) -> Option<&mut DecodedPage> {
+        let slot = self.decoded.get_mut(index)?;
+        if slot.is_none() {
+            // Stores to it must drop the code again.
+            if let Some(c) = self.store_check.get_mut(index) {
+                *c = 1;
+            }
+        }
+        Some(&mut **slot.get_or_insert_with(crate::decode::new_page))
     }
 
     #[inline(always)]
@@ -316,6 +353,7 @@ impl Ram {
                 self.code_epoch += 1;
                 self.code_gen[page] += 1;
             }
+            self.store_check[page] = 0;
         }
     }
 
@@ -337,17 +375,11 @@ impl Ram {
         self.id
     }
 
-    /// The shared dirty bitmap (one bit per page), for generated code that
-    /// marks pages written as [`Ram::touch_page`] does.
-    pub(crate) fn dirty_ptr(&mut self) -> *mut u64 {
-        self.dirty.as_mut_ptr()
-    }
-
-    /// The decoded-page slots, one pointer-sized word per page (`None` is
-    /// null), for generated code that checks whether a written page holds
-    /// code.
-    pub(crate) fn decoded_ptr(&self) -> *const Option<Box<DecodedPage>> {
-        self.decoded.as_ptr()
+    /// One byte per page, 0 when a store needs nothing but the write
+    /// (see the field), for generated code that calls
+    /// [`Ram::touch_page`] otherwise.
+    pub(crate) fn store_check_ptr(&self) -> *const u8 {
+        self.store_check.as_ptr()
     }
 
     #[inline(always)]
@@ -407,6 +439,32 @@ mod tests {
             err(!0xfff, PAGE_SIZE),
             RamError::BeyondFile { .. }
         ));
+    }
+
+    /// The store-check byte is 0 only while the page's dirty bit is set
+    /// and it holds no decoded code, whatever happens in between.
+    #[test]
+    fn the_store_check_byte_follows_the_dirty_bit_and_the_code() {
+        let mut ram = Ram::new(0x1000, 4 * PAGE_SIZE).unwrap();
+        let tracker = ram.track_dirty();
+        let check = |ram: &Ram, page: usize| ram.store_check[page];
+        assert_eq!(check(&ram, 1), 1, "clean at first");
+        ram.write_u32(0x1000 + PAGE_SIZE, 1);
+        assert_eq!(check(&ram, 1), 0, "written: dirty, no code");
+        assert_eq!(ram.take_dirty(&tracker), Some(vec![1]));
+        assert_eq!(check(&ram, 1), 1, "taken: clean again");
+        ram.write_u32(0x1000 + PAGE_SIZE, 2);
+        assert_eq!(check(&ram, 1), 0);
+        assert!(ram.decoded_page(1).is_some());
+        assert_eq!(check(&ram, 1), 1, "code on it");
+        ram.write_u32(0x1000 + PAGE_SIZE, 3);
+        assert!(ram.decoded[1].is_none(), "the write dropped the code");
+        assert_eq!(check(&ram, 1), 0);
+        assert!(ram.decoded_page(1).is_some());
+        assert!(ram.decoded_page(2).is_some());
+        ram.flush_decoded();
+        assert_eq!((check(&ram, 1), check(&ram, 2)), (0, 1), "by the dirty bit");
+        assert!(ram.decoded_page(9).is_none(), "outside RAM");
     }
 
     #[test]

@@ -443,3 +443,89 @@ fn code_rewritten_in_a_loop_runs_as_rewritten() {
     );
     assert_eq!(run(true), general);
 }
+
+/// Page-table entries rewritten without `sfence.vma` behind pages that
+/// conflict in the TLB (A and D cleared, the frame changed): the fast
+/// loop and the translator (which keep recent walks, `mmu::WalkCache`)
+/// must see each change exactly when the general loop (which always
+/// walks) does, set the same A/D bits and compute the same.
+#[test]
+fn rewritten_page_tables_behind_conflicting_pages_are_walked_again() {
+    const V: u64 = 1;
+    const RW: u64 = 2 | 4;
+    const RWX: u64 = 2 | 4 | 8;
+    const AD: u64 = 64 | 128;
+    let l0 = ROOT + 0x2000;
+    // X: one TLB index with DATA (256 pages on), frame DATA + 0x2000, no
+    // A/D yet. P: the last-level table itself, so that the program can
+    // rewrite DATA's entry (at P + 64).
+    let x_va = DATA + 0x10_0000;
+    let p_va = BASE + 0x10_1000;
+    let ld = |rd, off, rs1| i(off, rs1, 3, rd, 0x03);
+    let sd = |rs2, off, rs1| s(off, rs2, rs1, 3, 0x23);
+    let xori = |rd, rs1, imm| i(imm, rs1, 4, rd, 0x13);
+    let body = [
+        ld(5, 0, 20),
+        sd(5, 16, 20),
+        ld(6, 0, 21), // evicts DATA from both data TLBs
+        sd(6, 16, 21),
+        ld(7, 64, 22),
+        xori(7, 7, 64), // A
+        sd(7, 64, 22),
+        ld(8, 0, 20),
+        ld(6, 0, 21),
+        ld(7, 64, 22),
+        xori(7, 7, 128), // D
+        sd(7, 64, 22),
+        sd(8, 24, 20),
+        ld(6, 0, 21),
+        sd(6, 8, 21),
+        ld(7, 64, 22),
+        xori(7, 7, 1024), // the frame: DATA's page or the next
+        sd(7, 64, 22),
+        ld(8, 0, 20),
+        r(0, 8, 9, 0, 9, 0x33), // add x9, x9, x8
+        sd(9, 32, 20),
+        i(1, 24, 0, 24, 0x13), // addi x24, x24, 1
+    ];
+    let mut code = body.to_vec();
+    code.push(jal(0, -4 * body.len() as i32));
+    for mode in [Mode::Fast, Mode::Jit] {
+        let setup = |mode| {
+            let (mut hart, mut ram) = machine_with(&code, 5, mode, true);
+            let vpn0 = |va: u64| (va >> 12) & 511;
+            assert!(ram.write_u64(
+                l0 + 8 * vpn0(x_va),
+                (((DATA + 0x2000) >> 12) << 10) | V | RWX
+            ));
+            assert!(ram.write_u64(l0 + 8 * vpn0(p_va), ((l0 >> 12) << 10) | V | RW | AD));
+            hart.set_reg(20, DATA);
+            hart.set_reg(21, x_va);
+            hart.set_reg(22, p_va);
+            hart.set_reg(24, 0);
+            (hart, ram)
+        };
+        let (mut a, mut a_ram) = setup(mode);
+        let (mut g, mut g_ram) = setup(Mode::General);
+        let mut slices = Rng(17);
+        for slice in 0..300 {
+            let budget = 1 + slices.below(500);
+            let ea = a.run(&mut a_ram, &mut NoDevices, budget);
+            let eg = g.run(&mut g_ram, &mut NoDevices, budget);
+            assert_eq!(seen(ea, &a), seen(eg, &g), "{mode:?}, slice {slice}");
+            assert_eq!(a, g, "{mode:?}, slice {slice}: state");
+            assert!(
+                a_ram.as_slice() == g_ram.as_slice(),
+                "{mode:?}, slice {slice}: RAM"
+            );
+        }
+        assert_eq!(g.csrs().satp >> 60, 8, "Sv39 on");
+        assert!(g.reg(24) > 2000, "the loop ran: {} passes", g.reg(24));
+        assert_eq!(g.csrs().mcause, 0, "no trap was taken");
+        assert!(
+            a.jit_stats().walks_cached > 1000,
+            "{mode:?}: walks were cached: {:?}",
+            a.jit_stats()
+        );
+    }
+}

@@ -23,7 +23,7 @@
 //! instruction boundaries, retired counts and state are the same.
 
 use super::{Hart, PagePtr};
-use crate::decode::{self, DecodedPage, Insn, Op};
+use crate::decode::{DecodedPage, Insn, Op};
 use crate::mmu::{tlb_index, tlb_tag};
 use crate::ram::{Ram, PAGE_SHIFT};
 
@@ -142,6 +142,7 @@ impl Hart {
                 _ => break,
             })
         }
+        self.counters.retired_fast += retired - self.retired;
         self.retired = retired;
         pc
     }
@@ -157,11 +158,8 @@ impl Hart {
             return None;
         }
         let index = ((pc & !0xfff).wrapping_add(e.addend) >> PAGE_SHIFT) as usize;
-        let decoded = ram
-            .decoded
-            .get_mut(index)?
-            .get_or_insert_with(decode::new_page);
-        let ptr: *const DecodedPage = &**decoded;
+        let decoded = ram.decoded_page(index)?;
+        let ptr: *const DecodedPage = &*decoded;
         self.fetch_ptr = PagePtr(ptr);
         self.fetch_page = index;
         self.fetch_va = pc & !0xfff;

@@ -10,8 +10,9 @@
 //! (pc, RAM page): the code bakes in virtual pcs (branch targets, `auipc`,
 //! link values), so the same physical page mapped at two addresses has two
 //! sets of blocks. A block ends after a branch or jump, before any
-//! instruction it does not translate (CSR, system, atomic, floating point,
-//! illegal, a 4-byte instruction straddling the page end), at the page end
+//! instruction it does not translate (CSR, system, illegal, a 4-byte
+//! instruction straddling the page end; atomics and floating point run in
+//! the block through [`helper_exec`]), at the page end
 //! and after [`MAX_BLOCK`] instructions. The interpreter runs whatever the
 //! translator leaves.
 //!
@@ -45,9 +46,14 @@
 //!   if it does not fit. A block that leaves early (a trap, a store to
 //!   code, an MMIO access that ends the slice) reports how many of its
 //!   instructions retired.
-//! - *guest registers* live in the `Hart`'s `x` array (rbx points at it);
-//!   nothing is cached in host registers across instructions, so a helper
-//!   sees and changes the same state the interpreter would.
+//! - *guest registers* live in the `Hart`'s `x` array (rbx points at it),
+//!   except that inside a block up to four of them (the ones its
+//!   instructions use at least three times, most used first) are kept in
+//!   r8-r11: loaded at the block's entry, written back at every exit
+//!   (those written since), all written back before and loaded again
+//!   after every helper call (through one routine per block for the
+//!   memory helpers), so a helper and the run loop see and change the
+//!   same state the interpreter would.
 //! - *loads and stores* hit inline in the interpreter's own TLB entries with
 //!   the same tag compare and in-page check as `load_hit`/`store_hit`; a
 //!   miss calls a helper that runs the interpreter's `load_slow`/
@@ -103,11 +109,11 @@ pub(super) struct Ctx {
     tlb_store: *const TlbEntry,
     /// `data_priv | TAG_VALID`: the low bits of a data TLB tag.
     tag_bits: u64,
-    dirty: *mut u64,
-    decoded: *const usize,
+    store_check: *const u8,
     helper_load: usize,
     helper_store: usize,
     helper_touch: usize,
+    helper_exec: usize,
     /// 0: the block ran to its end; 1: a helper trapped (`trap`); 2: a
     /// helper ended the block after its instruction.
     status: u64,
@@ -144,11 +150,11 @@ const C_RAM: i32 = offset_of!(Ctx, ram_bytes) as i32;
 const C_TLB_LOAD: i32 = offset_of!(Ctx, tlb_load) as i32;
 const C_TLB_STORE: i32 = offset_of!(Ctx, tlb_store) as i32;
 const C_TAG: i32 = offset_of!(Ctx, tag_bits) as i32;
-const C_DIRTY: i32 = offset_of!(Ctx, dirty) as i32;
-const C_DECODED: i32 = offset_of!(Ctx, decoded) as i32;
+const C_STORE_CHECK: i32 = offset_of!(Ctx, store_check) as i32;
 const C_LOAD: i32 = offset_of!(Ctx, helper_load) as i32;
 const C_STORE: i32 = offset_of!(Ctx, helper_store) as i32;
 const C_TOUCH: i32 = offset_of!(Ctx, helper_touch) as i32;
+const C_EXEC: i32 = offset_of!(Ctx, helper_exec) as i32;
 const C_STATUS: i32 = offset_of!(Ctx, status) as i32;
 const C_COUNT: i32 = offset_of!(Ctx, count) as i32;
 const C_NEXT_PC: i32 = offset_of!(Ctx, next_pc) as i32;
@@ -194,6 +200,56 @@ pub struct JitStats {
     pub cache_jumps: u64,
     /// Guest instructions retired inside blocks.
     pub retired_in_blocks: u64,
+    /// Why the run loop went back to the interpreter (each a count of
+    /// returns from the translator to the interpreter): the page's code changed (the code
+    /// epoch moved), the fetch TLB missed for a new page, the first
+    /// instruction is not translated (an empty block), a block did not fit
+    /// in the budget left (the fast loop ran the tail), a trap.
+    pub exit_epoch: u64,
+    pub exit_fetch_miss: u64,
+    pub exit_empty: u64,
+    pub exit_budget_tail: u64,
+    pub exit_trap: u64,
+    /// Blocks ended early by a helper (MMIO, a yield, a store to code).
+    pub exit_helper: u64,
+    /// TLB misses (slow-path translations) by kind, counted by the
+    /// interpreter whichever engine runs.
+    pub tlb_miss_fetch: u64,
+    pub tlb_miss_load: u64,
+    pub tlb_miss_store: u64,
+    /// Instructions retired by the interpreter's general and fast loops.
+    pub retired_general: u64,
+    pub retired_fast: u64,
+    /// Times decoded code was dropped (RAM's code epoch moved).
+    pub code_epoch: u64,
+    /// Data TLB misses served without a walk (`mmu::WalkCache`).
+    pub walks_cached: u64,
+}
+
+impl JitStats {
+    /// Sum of two harts' counters.
+    pub fn add(&mut self, o: &JitStats) {
+        self.blocks += o.blocks;
+        self.code_bytes += o.code_bytes;
+        self.flushes += o.flushes;
+        self.entered += o.entered;
+        self.links += o.links;
+        self.cache_jumps += o.cache_jumps;
+        self.retired_in_blocks += o.retired_in_blocks;
+        self.exit_epoch += o.exit_epoch;
+        self.exit_fetch_miss += o.exit_fetch_miss;
+        self.exit_empty += o.exit_empty;
+        self.exit_budget_tail += o.exit_budget_tail;
+        self.exit_trap += o.exit_trap;
+        self.exit_helper += o.exit_helper;
+        self.tlb_miss_fetch += o.tlb_miss_fetch;
+        self.tlb_miss_load += o.tlb_miss_load;
+        self.tlb_miss_store += o.tlb_miss_store;
+        self.retired_general += o.retired_general;
+        self.retired_fast += o.retired_fast;
+        self.walks_cached += o.walks_cached;
+        self.code_epoch = self.code_epoch.max(o.code_epoch);
+    }
 }
 
 /// A multiplicative hash of the block keys (pc, page): they are not
@@ -443,7 +499,7 @@ impl Jit {
     /// Translate the block at `pc` (on RAM page `page`); `None` when the
     /// arena is full.
     fn translate(&mut self, ram: &Ram, pc: u64, page: usize, gen: u64) -> Option<Block> {
-        let insns = block_insns(ram, pc, page);
+        let (insns, raws): (Vec<Insn>, Vec<u32>) = block_insns(ram, pc, page).into_iter().unzip();
         let mut b = Block {
             pc,
             page,
@@ -461,6 +517,9 @@ impl Jit {
             stubs: Vec::new(),
             page_va: pc & !0xfff,
             slots: Vec::new(),
+            host: cached_registers(&insns),
+            dirty: 0,
+            slow_calls: [None, None],
         };
         let n = insns.len();
         // The entry for jumps from other blocks: enough budget left for
@@ -474,15 +533,22 @@ impl Jit {
             ; jb =>bail
         );
         let entry = e.ops.offset().0;
+        e.reload();
         let mut ipc = pc;
-        for (k, i) in insns.iter().enumerate() {
-            e.insn(i, ipc, k, n);
+        for (k, (i, &raw)) in insns.iter().zip(&raws).enumerate() {
+            if via_helper(i.op) {
+                e.exec(raw, ipc, k);
+            } else {
+                e.insn(i, ipc, k, n);
+            }
             ipc = ipc.wrapping_add(i.size());
         }
         let last = insns[n - 1];
         if !ends_block(last.op) {
             e.exit_to(n as u64, ipc);
         }
+        // Nothing is loaded or written yet at the budget check.
+        e.dirty = 0;
         dynasm!(e.ops ; .arch x64 ; =>bail);
         e.exit(0, pc);
         e.stubs();
@@ -513,10 +579,32 @@ fn ends_block(op: Op) -> bool {
     )
 }
 
+/// Atomics and floating point: run inside blocks by a helper that calls
+/// the interpreter's own `execute_rare` (the exact soft-float, the LR/SC
+/// reservation), instead of ending the block for the interpreter. They
+/// change no privilege, translation or control flow (checked after each
+/// all the same), only registers, fflags, mstatus.FS, the reservation
+/// and memory.
+fn via_helper(op: Op) -> bool {
+    let n = op as u8;
+    (n >= Op::LrW as u8 && n <= Op::AmoMaxuD as u8) || n >= Op::Flw as u8
+}
+
+// `via_helper` relies on the order of `Op`: atomics, then F and D last.
+const _: () = assert!((Op::AmoMaxuD as u8) < (Op::Flw as u8));
+const _: () = assert!((Op::FcvtDS as u8) >= (Op::Flw as u8));
+const _: () = assert!((Op::Ecall as u8) < (Op::LrW as u8));
+const _: () = assert!((Op::Csrrci as u8) < (Op::LrW as u8));
+const _: () = assert!((Op::SfenceVma as u8) < (Op::LrW as u8));
+const _: () = assert!((Op::Wfi as u8) < (Op::LrW as u8));
+const _: () = assert!((Op::Mret as u8) < (Op::LrW as u8));
+const _: () = assert!((Op::Sret as u8) < (Op::LrW as u8));
+
 /// Whether the translator emits code for `op`.
 fn translated(op: Op) -> bool {
     use Op::*;
-    ends_block(op)
+    via_helper(op)
+        || ends_block(op)
         || alu_inline(op)
         || alu_helper(op).is_some()
         || matches!(
@@ -568,7 +656,7 @@ fn alu_inline(op: Op) -> bool {
 /// The instructions of the block at `pc` on RAM page `page`, decoded from
 /// RAM's bytes (what the interpreter's decoded cache holds too: it is kept
 /// exactly coherent with RAM).
-fn block_insns(ram: &Ram, pc: u64, page: usize) -> Vec<Insn> {
+fn block_insns(ram: &Ram, pc: u64, page: usize) -> Vec<(Insn, u32)> {
     let bytes = ram.bytes();
     let base = page << PAGE_SHIFT;
     let mut off = (pc & 0xfff) as usize;
@@ -594,7 +682,7 @@ fn block_insns(ram: &Ram, pc: u64, page: usize) -> Vec<Insn> {
         if !translated(i.op) {
             break;
         }
-        out.push(i);
+        out.push((i, raw));
         off += i.size() as usize;
         if ends_block(i.op) {
             break;
@@ -603,9 +691,55 @@ fn block_insns(ram: &Ram, pc: u64, page: usize) -> Vec<Insn> {
     out
 }
 
+const RAX: u8 = 0;
+const RCX: u8 = 1;
+const RDX: u8 = 2;
+const RSI: u8 = 6;
+const RDI: u8 = 7;
+
 /// Displacement of guest register `r` from rbx.
 fn xd(r: u8) -> i32 {
     8 * (r & 31) as i32
+}
+
+/// Host registers that hold guest registers inside a block (caller-saved:
+/// generated code writes them back and loads them again around helper
+/// calls; the scratch registers rax, rcx, rdx, rsi and rdi stay free).
+const CACHE_HOST: [u8; 4] = [8, 9, 10, 11];
+
+/// Which guest registers the block keeps in host registers: the most used
+/// ones (reads and writes, counted from the instruction fields), those
+/// used at least three times (a cached register costs a load at entry
+/// and a store at exits when written). Index: guest register; value:
+/// host register, 0 for none.
+fn cached_registers(insns: &[Insn]) -> [u8; 32] {
+    let mut uses = [0u32; 32];
+    for i in insns {
+        let (rs1, rs2) = reads(i);
+        for r in [rs1, rs2, Some(i.rd())].into_iter().flatten() {
+            uses[(r & 31) as usize] += 1;
+        }
+    }
+    uses[0] = 0;
+    let mut order: Vec<usize> = (1..32).filter(|&r| uses[r] >= 3).collect();
+    // Most used first; ties by register number (deterministic).
+    order.sort_by_key(|&r| (std::cmp::Reverse(uses[r]), r));
+    let mut host = [0u8; 32];
+    for (&r, &h) in order.iter().zip(CACHE_HOST.iter()) {
+        host[r] = h;
+    }
+    host
+}
+
+/// The source registers instruction `i` reads (for the use counts only).
+fn reads(i: &Insn) -> (Option<u8>, Option<u8>) {
+    use Op::*;
+    match i.op {
+        Lui | Auipc | Jal | Fence | FenceI => (None, None),
+        Addi | Slti | Sltiu | Xori | Ori | Andi | Slli | Srli | Srai | Addiw | Slliw | Srliw
+        | Sraiw | Jalr | Lb | Lh | Lw | Ld | Lbu | Lhu | Lwu => (Some(i.rs1), None),
+        _ => (Some(i.rs1), Some(i.rs2)),
+    }
 }
 
 /// Out-of-line code of a block, emitted after its straight-line part.
@@ -615,13 +749,18 @@ enum Stub {
     Slow {
         label: dynasmrt::DynamicLabel,
         done: dynasmrt::DynamicLabel,
+        /// The TLB compare, to try again after a refill.
+        retry: dynasmrt::DynamicLabel,
         store: bool,
         rs2: u8,
         pc: u64,
         meta: u32,
     },
-    /// A store hit a page with decoded code (its index in rax).
+    /// A store to a page that is not marked dirty or holds decoded code
+    /// (its index in rax).
     Code {
+        dirty: u32,
+        done: dynasmrt::DynamicLabel,
         label: dynasmrt::DynamicLabel,
         count: u64,
         next: u64,
@@ -635,14 +774,80 @@ struct Emitter {
     page_va: u64,
     /// Linkable exits: (slot label, own exit label).
     slots: Vec<(dynasmrt::DynamicLabel, dynasmrt::DynamicLabel, u64)>,
+    /// Guest register -> the host register holding it in this block (0:
+    /// none, it is read and written in the `x` array).
+    host: [u8; 32],
+    /// Cached guest registers written so far on the straight-line path:
+    /// the `x` array is behind for these until they are written back.
+    dirty: u32,
+    /// The block's shared routines that call the load and store helpers
+    /// with every cached register written back before and loaded again
+    /// after (made when a slow path first needs one).
+    slow_calls: [Option<dynasmrt::DynamicLabel>; 2],
 }
 
 impl Emitter {
+    /// Host register `dst` = guest register `r`.
+    // dynasm-rs turns a dynamic register number with `.into()`.
+    #[allow(clippy::useless_conversion)]
+    fn get(&mut self, dst: u8, r: u8) {
+        let h = self.host[(r & 31) as usize];
+        if h != 0 {
+            dynasm!(self.ops ; .arch x64 ; mov Rq(dst), Rq(h));
+        } else {
+            dynasm!(self.ops ; .arch x64 ; mov Rq(dst), QWORD [rbx + xd(r)]);
+        }
+    }
+
+    /// Guest register `rd` = host register `src` (nothing for x0).
+    // dynasm-rs turns a dynamic register number with `.into()`.
+    #[allow(clippy::useless_conversion)]
+    fn put(&mut self, src: u8, rd: u8) {
+        let rd = rd & 31;
+        if rd == 0 {
+            return;
+        }
+        let h = self.host[rd as usize];
+        if h != 0 {
+            dynasm!(self.ops ; .arch x64 ; mov Rq(h), Rq(src));
+            self.dirty |= 1 << rd;
+        } else {
+            dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + xd(rd)], Rq(src));
+        }
+    }
+
+    /// Write the cached registers in `dirty` back to the `x` array.
+    // dynasm-rs turns a dynamic register number with `.into()`.
+    #[allow(clippy::useless_conversion)]
+    fn spill(&mut self, dirty: u32) {
+        for r in 1..32u8 {
+            if dirty & (1 << r) != 0 {
+                let h = self.host[r as usize];
+                dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + xd(r)], Rq(h));
+            }
+        }
+    }
+
+    /// Load every cached register from the `x` array (at entry, and after
+    /// a helper call, which may have changed them and clobbers the host
+    /// registers).
+    // dynasm-rs turns a dynamic register number with `.into()`.
+    #[allow(clippy::useless_conversion)]
+    fn reload(&mut self) {
+        for r in 1..32u8 {
+            let h = self.host[r as usize];
+            if h != 0 {
+                dynasm!(self.ops ; .arch x64 ; mov Rq(h), QWORD [rbx + xd(r)]);
+            }
+        }
+    }
+
     /// Leave the block after `count` instructions for `pc`, a target known
     /// now: on the same page, through a slot that starts out leaving
     /// (`exit`) and is later set to that block's entry, so that the jump
     /// goes straight there.
     fn exit_to(&mut self, count: u64, pc: u64) {
+        self.spill(self.dirty);
         if pc & !0xfff != self.page_va {
             dynasm!(self.ops
                 ; .arch x64
@@ -699,6 +904,7 @@ impl Emitter {
     /// has it, current, on a page the fetch TLB maps as `enter_page`
     /// requires; to the run loop otherwise.
     fn exit_dynamic(&mut self, count: u64) {
+        self.spill(self.dirty);
         let miss = self.ops.new_dynamic_label();
         dynasm!(self.ops
             ; .arch x64
@@ -748,6 +954,7 @@ impl Emitter {
 
     /// Leave the block: `count` instructions retired, continue at `pc`.
     fn exit(&mut self, count: u64, pc: u64) {
+        self.spill(self.dirty);
         dynasm!(self.ops
             ; .arch x64
             ; mov QWORD [rbp + C_COUNT], count as i32
@@ -757,11 +964,32 @@ impl Emitter {
         );
     }
 
+    /// Instruction `k` at `pc` (bits `raw`) through [`helper_exec`]: the
+    /// guest registers written back first and loaded again after (it may
+    /// read and write any); the block ends if the helper says so.
+    fn exec(&mut self, raw: u32, pc: u64, k: usize) {
+        self.spill(self.dirty);
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov rdi, rbp
+            ; mov esi, raw as i32
+            ; mov rdx, QWORD pc as i64
+            ; mov ecx, k as i32
+            ; call QWORD [rbp + C_EXEC]
+        );
+        self.reload();
+        dynasm!(self.ops
+            ; .arch x64
+            ; cmp QWORD [rbp + C_STATUS], 0
+            ; je >go_on
+            ; jmp QWORD [rbp + C_EXIT]
+            ; go_on:
+        );
+    }
+
     /// Store rax into rd (nothing for x0).
     fn set_rd(&mut self, rd: u8) {
-        if rd != 0 {
-            dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + xd(rd)], rax);
-        }
+        self.put(RAX, rd);
     }
 
     /// Code for instruction `k` of `n` at `pc`.
@@ -777,7 +1005,9 @@ impl Emitter {
         macro_rules! rr {
             ($op:ident) => {{
                 if rd != 0 {
-                    a!(; mov rax, QWORD [rbx + xd(rs1)] ; $op rax, QWORD [rbx + xd(rs2)]);
+                    self.get(RAX, rs1);
+                    self.get(RCX, rs2);
+                    a!(; $op rax, rcx);
                     self.set_rd(rd);
                 }
             }};
@@ -785,7 +1015,8 @@ impl Emitter {
         macro_rules! ri {
             ($op:ident) => {{
                 if rd != 0 {
-                    a!(; mov rax, QWORD [rbx + xd(rs1)] ; $op rax, imm);
+                    self.get(RAX, rs1);
+                    a!(; $op rax, imm);
                     self.set_rd(rd);
                 }
             }};
@@ -794,7 +1025,9 @@ impl Emitter {
         macro_rules! rrw {
             ($op:ident) => {{
                 if rd != 0 {
-                    a!(; mov eax, DWORD [rbx + xd(rs1)] ; $op eax, DWORD [rbx + xd(rs2)] ; movsxd rax, eax);
+                    self.get(RAX, rs1);
+                    self.get(RCX, rs2);
+                    a!(; $op eax, ecx ; movsxd rax, eax);
                     self.set_rd(rd);
                 }
             }};
@@ -802,7 +1035,9 @@ impl Emitter {
         macro_rules! shift {
             ($op:ident) => {{
                 if rd != 0 {
-                    a!(; mov rax, QWORD [rbx + xd(rs1)] ; mov rcx, QWORD [rbx + xd(rs2)] ; $op rax, cl);
+                    self.get(RAX, rs1);
+                    self.get(RCX, rs2);
+                    a!(; $op rax, cl);
                     self.set_rd(rd);
                 }
             }};
@@ -810,7 +1045,9 @@ impl Emitter {
         macro_rules! shiftw {
             ($op:ident) => {{
                 if rd != 0 {
-                    a!(; mov eax, DWORD [rbx + xd(rs1)] ; mov rcx, QWORD [rbx + xd(rs2)] ; $op eax, cl ; movsxd rax, eax);
+                    self.get(RAX, rs1);
+                    self.get(RCX, rs2);
+                    a!(; $op eax, cl ; movsxd rax, eax);
                     self.set_rd(rd);
                 }
             }};
@@ -818,7 +1055,8 @@ impl Emitter {
         macro_rules! shifti {
             ($op:ident) => {{
                 if rd != 0 {
-                    a!(; mov rax, QWORD [rbx + xd(rs1)] ; $op rax, (imm & 63) as i8);
+                    self.get(RAX, rs1);
+                    a!(; $op rax, (imm & 63) as i8);
                     self.set_rd(rd);
                 }
             }};
@@ -826,7 +1064,8 @@ impl Emitter {
         macro_rules! shiftiw {
             ($op:ident) => {{
                 if rd != 0 {
-                    a!(; mov eax, DWORD [rbx + xd(rs1)] ; $op eax, (imm & 31) as i8 ; movsxd rax, eax);
+                    self.get(RAX, rs1);
+                    a!(; $op eax, (imm & 31) as i8 ; movsxd rax, eax);
                     self.set_rd(rd);
                 }
             }};
@@ -834,10 +1073,13 @@ impl Emitter {
         macro_rules! set_cc {
             ($set:ident, $rhs:expr) => {{
                 if rd != 0 {
-                    a!(; mov rax, QWORD [rbx + xd(rs1)]);
+                    self.get(RAX, rs1);
                     match $rhs {
                         Some(v) => a!(; cmp rax, v),
-                        None => a!(; cmp rax, QWORD [rbx + xd(rs2)]),
+                        None => {
+                            self.get(RCX, rs2);
+                            a!(; cmp rax, rcx)
+                        }
                     }
                     a!(; $set al ; movzx eax, al);
                     self.set_rd(rd);
@@ -847,7 +1089,10 @@ impl Emitter {
         macro_rules! branch {
             ($jcc:ident) => {{
                 let taken = self.ops.new_dynamic_label();
-                a!(; mov rax, QWORD [rbx + xd(rs1)] ; cmp rax, QWORD [rbx + xd(rs2)] ; $jcc =>taken);
+                self.get(RAX, rs1);
+                self.get(RCX, rs2);
+                // The write-backs of both exits leave the flags alone.
+                a!(; cmp rax, rcx ; $jcc =>taken);
                 self.exit_to(count, next);
                 a!(; =>taken);
                 self.exit_to(count, pc.wrapping_add(imm as i64 as u64));
@@ -863,19 +1108,15 @@ impl Emitter {
             Op::And => rr!(and),
             Op::Or => rr!(or),
             Op::Xor => rr!(xor),
-            Op::Mul => {
-                if rd != 0 {
-                    a!(; mov rax, QWORD [rbx + xd(rs1)] ; imul rax, QWORD [rbx + xd(rs2)]);
-                    self.set_rd(rd);
-                }
-            }
+            Op::Mul => rr!(imul),
             Op::Mulh | Op::Mulhu => {
                 if rd != 0 {
-                    a!(; mov rax, QWORD [rbx + xd(rs1)]);
+                    self.get(RAX, rs1);
+                    self.get(RCX, rs2);
                     if i.op == Op::Mulh {
-                        a!(; imul QWORD [rbx + xd(rs2)]);
+                        a!(; imul rcx);
                     } else {
-                        a!(; mul QWORD [rbx + xd(rs2)]);
+                        a!(; mul rcx);
                     }
                     a!(; mov rax, rdx);
                     self.set_rd(rd);
@@ -905,18 +1146,14 @@ impl Emitter {
             Op::Sra => shift!(sar),
             Op::Addiw => {
                 if rd != 0 {
-                    a!(; mov eax, DWORD [rbx + xd(rs1)] ; add eax, imm ; movsxd rax, eax);
+                    self.get(RAX, rs1);
+                    a!(; add eax, imm ; movsxd rax, eax);
                     self.set_rd(rd);
                 }
             }
             Op::Addw => rrw!(add),
             Op::Subw => rrw!(sub),
-            Op::Mulw => {
-                if rd != 0 {
-                    a!(; mov eax, DWORD [rbx + xd(rs1)] ; imul eax, DWORD [rbx + xd(rs2)] ; movsxd rax, eax);
-                    self.set_rd(rd);
-                }
-            }
+            Op::Mulw => rrw!(imul),
             Op::Slliw => shiftiw!(shl),
             Op::Srliw => shiftiw!(shr),
             Op::Sraiw => shiftiw!(sar),
@@ -933,8 +1170,8 @@ impl Emitter {
             }
             Op::Jalr => {
                 // The target first: rd may be rs1.
+                self.get(RAX, rs1);
                 a!(
-                    ; mov rax, QWORD [rbx + xd(rs1)]
                     ; add rax, imm
                     ; and rax, -2
                     ; mov QWORD [rbp + C_NEXT_PC], rax
@@ -958,12 +1195,17 @@ impl Emitter {
                 // Operations of rs1 and rs2 through the interpreter's own
                 // definition (division and the rarer multiplications).
                 if let (Some(f), true) = (alu_helper(op), rd != 0) {
+                    self.get(RDI, rs1);
+                    self.get(RSI, rs2);
+                    // The call clobbers the cached registers: write them
+                    // back first, load them again after (the helper
+                    // changes no guest state).
+                    self.spill(self.dirty);
                     a!(
-                        ; mov rdi, QWORD [rbx + xd(rs1)]
-                        ; mov rsi, QWORD [rbx + xd(rs2)]
                         ; mov rax, QWORD f as i64
                         ; call rax
                     );
+                    self.reload();
                     self.set_rd(rd);
                 }
             }
@@ -973,10 +1215,18 @@ impl Emitter {
     /// rsi = rs1 + imm (the address), then the TLB compare against the
     /// table in `table` (r13 loads, r14 stores) for an `n`-byte access:
     /// jumps to `slow` on a miss, else leaves rax = the RAM offset.
-    fn tlb(&mut self, i: &Insn, n: i32, store: bool, slow: dynasmrt::DynamicLabel) {
+    fn tlb(
+        &mut self,
+        i: &Insn,
+        n: i32,
+        store: bool,
+        slow: dynasmrt::DynamicLabel,
+        retry: dynasmrt::DynamicLabel,
+    ) {
+        dynasm!(self.ops ; .arch x64 ; =>retry);
+        self.get(RSI, i.rs1);
         dynasm!(self.ops
             ; .arch x64
-            ; mov rsi, QWORD [rbx + xd(i.rs1)]
             ; add rsi, i.imm
             ; mov rax, rsi
             ; shr rax, PAGE_SHIFT as i8
@@ -1019,7 +1269,8 @@ impl Emitter {
         };
         let slow = self.ops.new_dynamic_label();
         let done = self.ops.new_dynamic_label();
-        self.tlb(i, n, false, slow);
+        let retry = self.ops.new_dynamic_label();
+        self.tlb(i, n, false, slow, retry);
         match kind {
             0 => dynasm!(self.ops ; .arch x64 ; movsx rdx, BYTE [r12 + rax]),
             1 => dynasm!(self.ops ; .arch x64 ; movsx rdx, WORD [r12 + rax]),
@@ -1029,13 +1280,12 @@ impl Emitter {
             5 => dynasm!(self.ops ; .arch x64 ; movzx edx, WORD [r12 + rax]),
             _ => dynasm!(self.ops ; .arch x64 ; mov edx, DWORD [r12 + rax]),
         }
-        if i.rd() != 0 {
-            dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + xd(i.rd())], rdx);
-        }
+        self.put(RDX, i.rd());
         dynasm!(self.ops ; .arch x64 ; =>done);
         self.stubs.push(Stub::Slow {
             label: slow,
             done,
+            retry,
             store: false,
             rs2: 0,
             pc,
@@ -1052,40 +1302,39 @@ impl Emitter {
         };
         let slow = self.ops.new_dynamic_label();
         let done = self.ops.new_dynamic_label();
+        let retry = self.ops.new_dynamic_label();
         let code = self.ops.new_dynamic_label();
-        self.tlb(i, n, true, slow);
-        dynasm!(self.ops ; .arch x64 ; mov rdx, QWORD [rbx + xd(i.rs2)]);
+        self.tlb(i, n, true, slow, retry);
+        self.get(RDX, i.rs2);
         match n {
             1 => dynasm!(self.ops ; .arch x64 ; mov BYTE [r12 + rax], dl),
             2 => dynasm!(self.ops ; .arch x64 ; mov WORD [r12 + rax], dx),
             4 => dynasm!(self.ops ; .arch x64 ; mov DWORD [r12 + rax], edx),
             _ => dynasm!(self.ops ; .arch x64 ; mov QWORD [r12 + rax], rdx),
         }
-        // Ram::touch_page: mark the page dirty; if it holds decoded code,
-        // the stub drops it and ends the block.
+        // Ram::touch_page, unless the page is marked dirty already and
+        // holds no decoded code (RAM's store-check byte is 0): the stub
+        // marks it, and ends the block if that dropped decoded code.
         dynasm!(self.ops
             ; .arch x64
             ; shr rax, PAGE_SHIFT as i8
-            ; mov rcx, rax
-            ; shr rcx, 6
-            ; mov rsi, QWORD [rbp + C_DIRTY]
-            ; mov rdx, QWORD [rsi + rcx * 8]
-            ; bts rdx, rax
-            ; mov QWORD [rsi + rcx * 8], rdx
-            ; mov rsi, QWORD [rbp + C_DECODED]
-            ; cmp QWORD [rsi + rax * 8], 0
+            ; mov rsi, QWORD [rbp + C_STORE_CHECK]
+            ; cmp BYTE [rsi + rax], 0
             ; jne =>code
             ; =>done
         );
         self.stubs.push(Stub::Slow {
             label: slow,
             done,
+            retry,
             store: true,
             rs2: i.rs2 & 31,
             pc,
             meta: meta(k, i, n as u32),
         });
         self.stubs.push(Stub::Code {
+            dirty: self.dirty,
+            done,
             label: code,
             count: k as u64 + 1,
             next: pc.wrapping_add(i.size()),
@@ -1098,43 +1347,115 @@ impl Emitter {
                 Stub::Slow {
                     label,
                     done,
+                    retry,
                     store,
                     rs2,
                     pc,
                     meta,
                 } => {
+                    dynasm!(self.ops ; .arch x64 ; =>label);
+                    self.get(RDX, rs2);
                     dynasm!(self.ops
                         ; .arch x64
-                        ; =>label
                         ; mov rdi, rbp
-                        ; mov rdx, QWORD [rbx + xd(rs2)]
                         ; mov rcx, QWORD pc as i64
-                        ; mov r8d, meta as i32
                     );
-                    if store {
-                        dynasm!(self.ops ; .arch x64 ; call QWORD [rbp + C_STORE]);
+                    if self.host == [0; 32] {
+                        dynasm!(self.ops ; .arch x64 ; mov r8d, meta as i32);
+                        if store {
+                            dynasm!(self.ops ; .arch x64 ; call QWORD [rbp + C_STORE]);
+                        } else {
+                            dynasm!(self.ops ; .arch x64 ; call QWORD [rbp + C_LOAD]);
+                        }
                     } else {
-                        dynasm!(self.ops ; .arch x64 ; call QWORD [rbp + C_LOAD]);
+                        // The helper sees (and the run loop, if the block
+                        // ends) the guest registers in the `x` array; the
+                        // call clobbers the cached ones, which are loaded
+                        // again after it (a load's helper may have
+                        // written its rd). A routine shared by the
+                        // block's slow paths does both.
+                        let k = usize::from(store);
+                        let routine = match self.slow_calls[k] {
+                            Some(l) => l,
+                            None => {
+                                let l = self.ops.new_dynamic_label();
+                                self.slow_calls[k] = Some(l);
+                                l
+                            }
+                        };
+                        dynasm!(self.ops
+                            ; .arch x64
+                            ; mov eax, meta as i32
+                            ; call =>routine
+                        );
                     }
+                    // 1: the helper filled the TLB from the walk cache;
+                    // the access is tried again inline (it hits now).
                     dynasm!(self.ops
                         ; .arch x64
+                        ; test eax, eax
+                        ; jnz =>retry
                         ; cmp QWORD [rbp + C_STATUS], 0
                         ; je =>done
                         ; jmp QWORD [rbp + C_EXIT]
                     );
                 }
-                Stub::Code { label, count, next } => {
+                Stub::Code {
+                    dirty,
+                    done,
+                    label,
+                    count,
+                    next,
+                } => {
+                    let end = self.ops.new_dynamic_label();
+                    dynasm!(self.ops ; .arch x64 ; =>label);
+                    // Written back for the run loop if the block ends
+                    // (`exit` has nothing left to write back, `self.dirty`
+                    // is 0 here); the call clobbers the cached registers:
+                    // loaded again if it goes on.
+                    self.spill(dirty);
                     dynasm!(self.ops
                         ; .arch x64
-                        ; =>label
                         ; mov rdi, rbp
                         ; mov rsi, rax
                         ; call QWORD [rbp + C_TOUCH]
+                        ; test eax, eax
+                        ; jnz =>end
                     );
+                    self.reload();
+                    dynasm!(self.ops ; .arch x64 ; jmp =>done ; =>end);
                     self.exit(count, next);
                 }
             }
         }
+        // The shared slow-path calls: entered by `call` (rsp is 8 off the
+        // 16-byte alignment of block code), every cached register is
+        // written back (a register not written since it was loaded holds
+        // what the `x` array holds, so writing it is harmless), the
+        // helper called with its `meta` from eax, the cached registers
+        // loaded again (eax, the helper's answer, is left alone).
+        for (k, routine) in std::mem::take(&mut self.slow_calls).into_iter().enumerate() {
+            let Some(routine) = routine else {
+                continue;
+            };
+            dynasm!(self.ops ; .arch x64 ; =>routine ; sub rsp, 8);
+            self.spill(self.cached_mask());
+            dynasm!(self.ops ; .arch x64 ; mov r8d, eax);
+            if k == 1 {
+                dynasm!(self.ops ; .arch x64 ; call QWORD [rbp + C_STORE]);
+            } else {
+                dynasm!(self.ops ; .arch x64 ; call QWORD [rbp + C_LOAD]);
+            }
+            self.reload();
+            dynasm!(self.ops ; .arch x64 ; add rsp, 8 ; ret);
+        }
+    }
+
+    /// Every cached guest register.
+    fn cached_mask(&self) -> u32 {
+        (1..32)
+            .filter(|&r| self.host[r] != 0)
+            .fold(0, |m, r| m | 1 << r)
     }
 }
 
@@ -1173,7 +1494,10 @@ alu_helpers!(
     remuw: Remuw,
 );
 
-/// A load that missed the TLB: the interpreter's `load_slow`.
+/// A load that missed the TLB: the interpreter's `load_slow`. Returns 1
+/// instead when the hart's walk cache has the translation
+/// ([`Hart::refill_cached`] filled the TLB as the slow path would): the
+/// block then tries the access again inline, where it hits.
 ///
 /// Helpers are `extern "sysv64"` and generated code has no unwind tables:
 /// a panic in one (a bug: nothing the guest does panics) aborts the
@@ -1188,13 +1512,16 @@ unsafe extern "sysv64" fn helper_load<B: Bus>(
     _rs2: u64,
     pc: u64,
     meta: u64,
-) {
+) -> u64 {
     // SAFETY: see the function's contract: `run_jit` made these pointers
     // from the `&mut` it holds and does not use those while the block runs.
     let (c, hart, ram, bus) = unsafe {
         let (h, r, b) = ((*ctx).hart, (*ctx).ram, (*ctx).bus.cast::<B>());
         (&mut *ctx, &mut *h, &mut *r, &mut *b)
     };
+    if hart.refill_cached(ram, va, load_width((meta >> 24) as u32 & 7) as usize, false) {
+        return 1;
+    }
     let k = meta & 0xff;
     let size = (meta >> 8) & 0xf;
     let rd = ((meta >> 16) & 31) as u8;
@@ -1231,9 +1558,11 @@ unsafe extern "sysv64" fn helper_load<B: Bus>(
             c.trap = Some(t);
         }
     }
+    0
 }
 
-/// A store that missed the TLB: the interpreter's `store_slow`.
+/// A store that missed the TLB: the interpreter's `store_slow`, or 1 as
+/// [`helper_load`] returns.
 ///
 /// # Safety
 /// As [`helper_load`].
@@ -1243,15 +1572,18 @@ unsafe extern "sysv64" fn helper_store<B: Bus>(
     val: u64,
     pc: u64,
     meta: u64,
-) {
+) -> u64 {
     // SAFETY: as in `helper_load`.
     let (c, hart, ram, bus) = unsafe {
         let (h, r, b) = ((*ctx).hart, (*ctx).ram, (*ctx).bus.cast::<B>());
         (&mut *ctx, &mut *h, &mut *r, &mut *b)
     };
+    let n = ((meta >> 24) & 15) as usize;
+    if hart.refill_cached(ram, va, n, true) {
+        return 1;
+    }
     let k = meta & 0xff;
     let size = (meta >> 8) & 0xf;
-    let n = ((meta >> 24) & 15) as usize;
     hart.retired = c.start + k;
     let limit = hart.limit;
     match hart.store_slow(ram, bus, va, n, val) {
@@ -1269,16 +1601,69 @@ unsafe extern "sysv64" fn helper_store<B: Bus>(
             c.trap = Some(t);
         }
     }
+    0
 }
 
-/// A store hit a page with decoded code: `Ram::touch_page` drops it.
+/// Bytes of a load of kind `kind` (as in [`meta`]).
+fn load_width(kind: u32) -> u32 {
+    match kind {
+        0 | 4 => 1,
+        1 | 5 => 2,
+        3 => 8,
+        _ => 4,
+    }
+}
+
+/// Instruction `k` of the block (bits `raw`, at `pc`) by the
+/// interpreter's `execute_rare`, with `retired` at its count. A trap ends
+/// the block at it (status 1); so does, after it, a yield, a change of
+/// RAM's code, of the data TLB context or of the next pc (status 2).
 ///
 /// # Safety
 /// As [`helper_load`].
-unsafe extern "sysv64" fn helper_touch(ctx: *mut Ctx, page: u64) {
+unsafe extern "sysv64" fn helper_exec<B: Bus>(ctx: *mut Ctx, raw: u64, pc: u64, k: u64) {
+    // SAFETY: as in `helper_load`.
+    let (c, hart, ram, bus) = unsafe {
+        let (h, r, b) = ((*ctx).hart, (*ctx).ram, (*ctx).bus.cast::<B>());
+        (&mut *ctx, &mut *h, &mut *r, &mut *b)
+    };
+    let i = decode::decode(raw as u32);
+    hart.retired = c.start + k;
+    let limit = hart.limit;
+    let next = pc.wrapping_add(i.size());
+    match hart.execute_rare(i, pc, ram, bus) {
+        Ok(to) => {
+            if to != next
+                || hart.limit != limit
+                || ram.code_epoch() != c.epoch
+                || hart.data_priv | TAG_VALID != c.tag_bits
+            {
+                c.status = 2;
+                c.count = k + 1;
+                c.next_pc = to;
+            }
+        }
+        Err(t) => {
+            c.status = 1;
+            c.count = k;
+            c.next_pc = pc;
+            c.trap = Some(t);
+        }
+    }
+}
+
+/// A store to a page whose store-check byte is set: `Ram::touch_page`
+/// marks it dirty and drops its decoded code, if any. Returns 1 if it
+/// did drop code (the block must end after the store), else 0.
+///
+/// # Safety
+/// As [`helper_load`].
+unsafe extern "sysv64" fn helper_touch(ctx: *mut Ctx, page: u64) -> u64 {
     // SAFETY: as in `helper_load`.
     let ram = unsafe { &mut *(*ctx).ram };
+    let epoch = ram.code_epoch();
     ram.touch_page(page as usize);
+    u64::from(ram.code_epoch() != epoch)
 }
 
 impl Hart {
@@ -1308,11 +1693,11 @@ impl Jit {
             tlb_load: hart.tlb.load.as_ptr(),
             tlb_store: hart.tlb.store.as_ptr(),
             tag_bits: hart.data_priv | TAG_VALID,
-            dirty: std::ptr::null_mut(),
-            decoded: ram.decoded_ptr().cast(),
+            store_check: ram.store_check_ptr(),
             helper_load: helper_load::<B> as *const () as usize,
             helper_store: helper_store::<B> as *const () as usize,
             helper_touch: helper_touch as *const () as usize,
+            helper_exec: helper_exec::<B> as *const () as usize,
             status: 0,
             count: 0,
             next_pc: 0,
@@ -1336,9 +1721,11 @@ impl Jit {
                 return JitStop::Pc(pc);
             }
             if ram.code_epoch() != hart.fetch_epoch {
+                self.stats.exit_epoch += 1;
                 return JitStop::Pc(pc);
             }
             if pc & !0xfff != hart.fetch_va && hart.enter_page(ram, pc).is_none() {
+                self.stats.exit_fetch_miss += 1;
                 return JitStop::Pc(pc);
             }
             let Some(b) = self.block(ram, pc, hart.fetch_page) else {
@@ -1358,10 +1745,12 @@ impl Jit {
                 }
             }
             if b.len == 0 {
+                self.stats.exit_empty += 1;
                 return JitStop::Pc(pc);
             }
             if u64::from(b.len) > hart.limit - hart.retired {
                 // The block does not fit: the interpreter runs the tail.
+                self.stats.exit_budget_tail += 1;
                 return JitStop::Pc(hart.run_fast(ram, pc));
             }
             ctx.status = 0;
@@ -1371,10 +1760,11 @@ impl Jit {
             ctx.limit = hart.limit;
             ctx.epoch = ram.code_epoch();
             ctx.ram_bytes = ram.bytes_mut().as_mut_ptr();
-            ctx.dirty = ram.dirty_ptr();
             ctx.ram = ram;
             ctx.bus = (bus as *mut B).cast();
             ctx.hart = hart;
+            // `retired` before the block runs (its helpers move it on).
+            let before = ctx.start;
             let x = std::ptr::addr_of_mut!(hart.x).cast::<u64>();
             // SAFETY: `b.code` is a block emitted by `translate` into the
             // arena, alive until the next flush (only `block` flushes, not
@@ -1388,11 +1778,14 @@ impl Jit {
             // `ctx.hart`, `ctx.ram` and `ctx.bus` back into those borrows
             // for their duration only.
             unsafe { (self.enter)(x, &mut ctx, b.code) };
-            let before = hart.retired;
             hart.retired = ctx.start + ctx.count;
             self.stats.entered += 1;
             self.stats.retired_in_blocks += hart.retired - before;
+            if ctx.status == 2 {
+                self.stats.exit_helper += 1;
+            }
             if ctx.status == 1 {
+                self.stats.exit_trap += 1;
                 let trap = ctx.trap.take().unwrap_or(Trap { cause: 0, tval: 0 });
                 return JitStop::Trap(trap, ctx.next_pc);
             }
@@ -1495,6 +1888,44 @@ mod tests {
             }
             assert_eq!(results[0], results[1], "at most {max_blocks} blocks");
         }
+    }
+
+    /// Stores in translated code mark their pages dirty for every
+    /// tracker, again after each take, as the interpreter's do.
+    #[test]
+    fn translated_stores_mark_pages_dirty_after_every_take() {
+        use crate::encode::{i, s};
+        const BASE: u64 = 0x8000_0000;
+        const DATA: u64 = BASE + 0x8000;
+        // sd x5, 0(x11); addi x11, x11, 8; sd x5, 0(x12); jal x0, -12
+        let code = [
+            s(0, 5, 11, 3, 0x23),
+            i(8, 11, 0, 11, 0x13),
+            s(0, 5, 12, 3, 0x23),
+            jal(0, -12),
+        ];
+        let bytes: Vec<u8> = code.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let mut ram = Ram::new(BASE, 1 << 20).unwrap();
+        assert!(ram.write(BASE, &bytes));
+        let tracker = ram.track_dirty();
+        let mut hart = Hart::new(0);
+        hart.jit = Jit::with_limits(1 << 20, 100).map(Box::new);
+        hart.set_pc(BASE);
+        hart.set_reg(11, DATA);
+        hart.set_reg(12, DATA + 0x4000);
+        let mut taken = 0;
+        // Pages 8 to 11 (x11's), and 12 (x12's) every round.
+        for round in 0..4u64 {
+            assert!(ram.take_dirty(&tracker).is_some());
+            // 4 instructions per pass; 512 sd to x11's page per round.
+            hart.run(&mut ram, &mut NoDevices, 4 * 512);
+            let pages = ram.take_dirty(&tracker).unwrap();
+            let first = ((DATA - BASE) >> 12) as usize + round as usize;
+            assert_eq!(pages, vec![first, 12], "round {round}");
+            taken += 1;
+        }
+        assert_eq!(taken, 4);
+        assert!(hart.jit_stats().retired_in_blocks > 7_000);
     }
 
     /// Code rewritten in a loop makes stale blocks pile up until the
