@@ -78,49 +78,8 @@ mod fast;
 mod fp;
 #[cfg(target_arch = "x86_64")]
 mod jit;
-#[cfg(target_arch = "x86_64")]
-pub use jit::JitStats;
-
-/// Counters of the translator's code cache (the translator exists on
-/// x86-64 hosts only; elsewhere these stay zero).
-#[cfg(not(target_arch = "x86_64"))]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct JitStats {
-    pub blocks: u64,
-    pub code_bytes: u64,
-    pub flushes: u64,
-    pub entered: u64,
-    pub links: u64,
-    pub cache_jumps: u64,
-    pub retired_in_blocks: u64,
-    pub exit_epoch: u64,
-    pub exit_fetch_miss: u64,
-    pub exit_empty: u64,
-    pub exit_budget_tail: u64,
-    pub exit_trap: u64,
-    pub exit_helper: u64,
-    pub tlb_miss_fetch: u64,
-    pub tlb_miss_load: u64,
-    pub tlb_miss_store: u64,
-    pub retired_general: u64,
-    pub retired_fast: u64,
-    pub code_epoch: u64,
-    pub walks_cached: u64,
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-impl JitStats {
-    /// Sum of two harts' counters.
-    pub fn add(&mut self, o: &JitStats) {
-        self.tlb_miss_fetch += o.tlb_miss_fetch;
-        self.tlb_miss_load += o.tlb_miss_load;
-        self.tlb_miss_store += o.tlb_miss_store;
-        self.retired_general += o.retired_general;
-        self.retired_fast += o.retired_fast;
-        self.walks_cached += o.walks_cached;
-        self.code_epoch = self.code_epoch.max(o.code_epoch);
-    }
-}
+mod stats;
+pub use stats::JitStats;
 
 /// The interpreter's own counters (not state: they differ between
 /// engines), reported with the translator's.
