@@ -223,6 +223,26 @@ fn check_leaf_permissions(pte: u64, mstatus: u64, access: Access, eff: Priv) -> 
     }
 }
 
+/// The PMP entries that can match, in priority order, each with its
+/// address range `[lo, hi)`. Entries whose mode is OFF match nothing and
+/// are skipped (a TOR entry's bottom is still the previous entry's
+/// address, whatever that entry's mode); so are empty ranges.
+fn pmp_active_ranges(csrs: &Csrs) -> impl Iterator<Item = (usize, u64, u64)> + '_ {
+    let mode_bits = u128::from_le_bytes([0x18; PMP_ENTRIES]);
+    let mut active = u128::from_le_bytes(csrs.pmpcfg) & mode_bits;
+    std::iter::from_fn(move || {
+        while active != 0 {
+            let i = (active.trailing_zeros() / 8) as usize;
+            active &= !(0xffu128 << (8 * i));
+            let prev_top = if i == 0 { 0 } else { csrs.pmpaddr[i - 1] << 2 };
+            if let Some((lo, hi)) = pmp_range(csrs, i, prev_top) {
+                return Some((i, lo, hi));
+            }
+        }
+        None
+    })
+}
+
 /// PMP decision for an access at `pa`. Returns (allowed, cacheable): the
 /// second is true when every byte of the 4 KiB page around `pa` would get the
 /// same decision, so the page may be cached in the TLB.
@@ -232,18 +252,7 @@ pub fn pmp_check_page(csrs: &Csrs, pa: u64, access: Access, eff: Priv) -> (bool,
     // ranges end far below, so no comparison changes).
     let page_end = page.saturating_add(0x1000);
     let mut clean = true;
-    // Entries whose mode is OFF match nothing: visit only the others, in
-    // order (a TOR entry's bottom is the previous entry's address,
-    // whatever that entry's mode).
-    let mode_bits = u128::from_le_bytes([0x18; PMP_ENTRIES]);
-    let mut active = u128::from_le_bytes(csrs.pmpcfg) & mode_bits;
-    while active != 0 {
-        let i = (active.trailing_zeros() / 8) as usize;
-        active &= !(0xffu128 << (8 * i));
-        let prev_top = if i == 0 { 0 } else { csrs.pmpaddr[i - 1] << 2 };
-        let Some((lo, hi)) = pmp_range(csrs, i, prev_top) else {
-            continue;
-        };
+    for (i, lo, hi) in pmp_active_ranges(csrs) {
         if hi <= page || lo >= page_end {
             continue;
         }
@@ -435,15 +444,7 @@ fn pmp_uniform_range(csrs: &Csrs, pa: u64) -> Option<PmpCache> {
     let page_end = page.checked_add(0x1000)?;
     let (mut lo, mut hi) = (0u64, u64::MAX);
     // The same visit as `pmp_check_page`'s.
-    let mode_bits = u128::from_le_bytes([0x18; PMP_ENTRIES]);
-    let mut active = u128::from_le_bytes(csrs.pmpcfg) & mode_bits;
-    while active != 0 {
-        let i = (active.trailing_zeros() / 8) as usize;
-        active &= !(0xffu128 << (8 * i));
-        let prev_top = if i == 0 { 0 } else { csrs.pmpaddr[i - 1] << 2 };
-        let Some((elo, ehi)) = pmp_range(csrs, i, prev_top) else {
-            continue;
-        };
+    for (i, elo, ehi) in pmp_active_ranges(csrs) {
         if ehi <= page {
             lo = lo.max(ehi);
             continue;
