@@ -108,7 +108,28 @@ fn command() -> clap::Command {
     Cli::command().version(version)
 }
 
+/// A reader that went away (`lockstep vm show X | head`) ends a report
+/// quietly, as it ends `cat`, instead of with a panic: Rust ignores
+/// SIGPIPE, so `println!` panics on the broken pipe. (The signal stays
+/// ignored: a VM's process writes to sockets whose peers may go.)
+fn quiet_on_broken_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_stdout();
     let matches = command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
@@ -129,13 +150,13 @@ fn main() -> ExitCode {
         Command::Vm(args) => vmcmd::vm(args),
         Command::Snapshot(args) => vmcmd::snapshot(args),
         Command::Completions(args) => {
-            clap_complete::generate(
-                args.shell,
-                &mut command(),
-                "lockstep",
-                &mut std::io::stdout(),
-            );
-            Ok(ExitCode::SUCCESS)
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut command(), "lockstep", &mut script);
+            use std::io::Write;
+            match std::io::stdout().write_all(&script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(ExitCode::SUCCESS),
+            }
         }
         Command::Man(args) => write_man_pages(&args.out_dir),
     };

@@ -193,3 +193,28 @@ fn man_pages_cover_every_command_and_render() {
     let run = std::fs::read_to_string(dir.path().join("lockstep-run.1")).expect("read");
     assert!(run.contains("no\\-reboot"), "run's page lists its flags");
 }
+
+/// `lockstep … | head`: a reader that is gone ends the output quietly
+/// (exit 0), not with a panic.
+#[test]
+fn a_reader_that_went_away_ends_a_report_quietly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let image = dir.path().join("d.qcow2");
+    let image = image.to_str().expect("utf-8");
+    exits(&lockstep(&["disk", "create", image, "--size", "1M"]), 0);
+    for args in [
+        &["disk", "info", image, "--json"][..],
+        &["completions", "bash"],
+    ] {
+        let (read, write) = rustix::pipe::pipe().expect("a pipe");
+        drop(read);
+        let out = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+            .args(args)
+            .stdout(std::process::Stdio::from(write))
+            .output()
+            .expect("run lockstep");
+        let err = text(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+}
