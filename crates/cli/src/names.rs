@@ -3,9 +3,9 @@
 //! control sockets and FT replicas derive from it).
 
 use std::error::Error;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 
 /// A name for a run without `--name`: `vm-` and 8 random hex digits.
 pub fn unique() -> Result<String, Box<dyn Error>> {
@@ -35,33 +35,21 @@ pub fn claim(name: &str) -> Result<NameClaim, Box<dyn Error>> {
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     crate::control::check_private_dir(&dir, true)?;
     let path = dir.join(format!("{name}.lock"));
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => {}
-        Err(rustix::io::Errno::WOULDBLOCK) => {
-            let mut pid = String::new();
-            let _ = file.read_to_string(&mut pid);
-            let pid = pid.trim();
-            let holder = if pid.is_empty() {
-                String::new()
-            } else {
-                format!(" (pid {pid})")
-            };
-            return Err(format!(
-                "a VM named {name:?} is already running on this host{holder}; give this one another --name"
-            )
-            .into());
-        }
-        Err(e) => return Err(format!("cannot lock {}: {e}", path.display()).into()),
-    }
+    // The same lock a kept VM's bundle uses for its run lock.
+    let Some(mut file) = vmm::try_lock(&path, true)? else {
+        let mut pid = String::new();
+        let _ = std::fs::File::open(&path).and_then(|mut f| f.read_to_string(&mut pid));
+        let pid = pid.trim();
+        let holder = if pid.is_empty() {
+            String::new()
+        } else {
+            format!(" (pid {pid})")
+        };
+        return Err(format!(
+            "a VM named {name:?} is already running on this host{holder}; give this one another --name"
+        )
+        .into());
+    };
     file.set_len(0)
         .and_then(|()| file.rewind())
         .and_then(|()| writeln!(file, "{}", std::process::id()))

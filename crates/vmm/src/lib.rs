@@ -36,7 +36,7 @@ pub use control::{VmCommand, VmReply, CONTROL_SOCKET};
 pub use durable::{rename_noreplace, replace_file, sync_dir};
 pub use error::{Result, VmmError};
 pub use home::{CloneFrom, CreateSpec, DiskSource, Home, RunState, VmSummary};
-pub use lock::{RunGuard, COMMAND_LOCK_WAIT};
+pub use lock::{try_lock, RunGuard, COMMAND_LOCK_WAIT};
 pub use session::{Lifecycle, Outcome, Session, VmState};
 pub use vm::{PendingSnapshot, Vm, CONSOLE_LOG, VM_LOG};
 

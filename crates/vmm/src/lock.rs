@@ -24,8 +24,9 @@ fn open_lock_file(path: &Path) -> Result<File> {
         .map_err(io_at(path))
 }
 
-/// Try to take `path`'s lock; `Ok(None)` if someone holds it.
-pub(crate) fn try_lock(path: &Path, exclusive: bool) -> Result<Option<File>> {
+/// Try to take `path`'s lock (a 0600 file, never through a link);
+/// `Ok(None)` if someone holds it.
+pub fn try_lock(path: &Path, exclusive: bool) -> Result<Option<File>> {
     let file = open_lock_file(path)?;
     let op = if exclusive {
         FlockOperation::NonBlockingLockExclusive
