@@ -24,9 +24,11 @@ pub struct BareArgs {
     /// Stop with an error after this many retired instructions.
     #[arg(long, default_value_t = 1_000_000_000)]
     pub max_instructions: u64,
-    /// Guest RAM size in MiB (at 0x8000_0000).
-    #[arg(long, default_value_t = 256)]
+    /// Guest RAM at 0x8000_0000 (whole MiB).
+    #[arg(long = "memory", value_name = "SIZE", default_value = "256M", value_parser = crate::vocab::size_in::<u64>(1 << 20, 1..=65536))]
     pub memory_mib: u64,
+    #[arg(long = "memory-mib", hide = true, value_parser = crate::vocab::renamed("--memory 256M"))]
+    old_memory_mib: Option<String>,
     /// How to execute: `interp` (the interpreter), `reference` (its general
     /// loop alone, without the fast loop), `jit` (the translator to x86-64;
     /// the interpreter on other hosts), `check` (interpreter and reference

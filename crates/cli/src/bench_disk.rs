@@ -18,9 +18,11 @@ const GUEST_SCRIPT: &str = include_str!("bench_disk.sh");
 
 #[derive(Args, Debug)]
 pub struct DiskBenchArgs {
-    /// MiB written, then read, on each scratch disk.
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    /// Written, then read, on each scratch disk (whole MiB, up to 64G).
+    #[arg(long = "size", value_name = "SIZE", default_value = "256M", value_parser = crate::vocab::size_in::<u32>(1 << 20, 1..=65536))]
     pub size_mib: u32,
+    #[arg(long = "size-mib", hide = true, value_parser = crate::vocab::renamed("--size 256M"))]
+    old_size_mib: Option<String>,
     /// Scratch disk formats to measure, comma-separated.
     #[arg(
         long = "format",
@@ -141,7 +143,8 @@ fn lockstep_disk_flags(disks: &[(DiskFormat, PathBuf)]) -> Vec<OsString> {
     disks
         .iter()
         .flat_map(|(format, path)| {
-            let mut spec = path.clone().into_os_string();
+            let mut spec = OsString::from("path=");
+            spec.push(path);
             spec.push(format!(",format={}", format.name()));
             [OsString::from("--disk"), spec]
         })
@@ -356,9 +359,9 @@ mod tests {
             lockstep_disk_flags(&disks),
             [
                 "--disk",
-                "/t/a,b.raw,format=raw",
+                "path=/t/a,b.raw,format=raw",
                 "--disk",
-                "/t/c.qcow2,format=qcow2"
+                "path=/t/c.qcow2,format=qcow2"
             ]
             .map(OsString::from)
         );

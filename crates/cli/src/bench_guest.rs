@@ -23,9 +23,11 @@ pub struct GuestBenchArgs {
     /// Harts for both VMs.
     #[arg(long, default_value_t = 1)]
     pub cpus: u32,
-    /// Memory for both VMs, in MiB.
-    #[arg(long, default_value_t = 512)]
+    /// Memory for both VMs (whole MiB).
+    #[arg(long = "memory", value_name = "SIZE", default_value = "512M", value_parser = crate::vocab::size_in::<u32>(1 << 20, 16..=65536))]
     pub memory_mib: u32,
+    #[arg(long = "memory-mib", hide = true, value_parser = crate::vocab::renamed("--memory 512M"))]
+    pub old_memory_mib: Option<String>,
     /// Skip the QEMU baseline even if QEMU is installed.
     #[arg(long)]
     pub no_qemu: bool,

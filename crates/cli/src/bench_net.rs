@@ -50,9 +50,11 @@ const SOCKET_TIMEOUT: Duration = Duration::from_millis(500);
 
 #[derive(Args, Debug)]
 pub struct NetBenchArgs {
-    /// MiB sent in each direction.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    /// Sent in each direction (whole MiB, up to 4G).
+    #[arg(long = "size", value_name = "SIZE", default_value = "64M", value_parser = crate::vocab::size_in::<u32>(1 << 20, 1..=4096))]
     pub size_mib: u32,
+    #[arg(long = "size-mib", hide = true, value_parser = crate::vocab::renamed("--size 64M"))]
+    old_size_mib: Option<String>,
     #[command(flatten)]
     pub vm: GuestBenchArgs,
 }
@@ -143,7 +145,7 @@ fn kernel_ip_arg() -> String {
 }
 
 fn lockstep_net_flags(tap: &str, mac: &str) -> Vec<OsString> {
-    vec!["--net".into(), format!("tap:{tap},mac={mac}").into()]
+    vec!["--net".into(), format!("tap={tap},mac={mac}").into()]
 }
 
 fn qemu_net_flags(tap: &str, mac: &str) -> Vec<OsString> {
@@ -591,7 +593,7 @@ mod tests {
         };
         assert_eq!(
             text(lockstep_net_flags("t0", GUEST_MAC)),
-            ["--net", "tap:t0,mac=02:4c:53:00:00:02"]
+            ["--net", "tap=t0,mac=02:4c:53:00:00:02"]
         );
         assert_eq!(
             text(qemu_net_flags("t0", GUEST_MAC)),
@@ -602,7 +604,7 @@ mod tests {
                 "virtio-net-device,netdev=n0,mac=02:4c:53:00:00:02"
             ]
         );
-        let spec: net::NetSpec = format!("tap:{TAP},mac={GUEST_MAC}").parse().expect("valid");
+        let spec: net::NetSpec = format!("tap={TAP},mac={GUEST_MAC}").parse().expect("valid");
         assert_eq!(spec.mac.map(|m| m.octets()), Some([2, 0x4c, 0x53, 0, 0, 2]));
     }
 

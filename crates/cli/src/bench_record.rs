@@ -883,8 +883,8 @@ mod tests {
             "1000",
             "--no-replay",
             "--no-qemu",
-            "--memory-mib",
-            "256",
+            "--memory",
+            "256M",
         ])
         .expect("parses") else {
             panic!("not the record bench");
@@ -903,13 +903,7 @@ mod tests {
         assert!(parse(&["record", "--checkpoint-every", "0"]).is_err());
 
         let BenchKind::Snapshot(s) = parse(&[
-            "snapshot",
-            "--memory-mib",
-            "1024",
-            "--ram",
-            "zstd",
-            "--images-mib",
-            "0",
+            "snapshot", "--memory", "1G", "--ram", "zstd", "--images", "0M",
         ])
         .expect("parses") else {
             panic!("not the snapshot bench");
@@ -923,6 +917,25 @@ mod tests {
         assert_eq!(s.ram.len(), 2);
         assert!(parse(&["snapshot", "--ram", "lz4"]).is_err());
         assert!(parse(&["snapshot", "--cpus", "5"]).is_err());
+        // Sizes carry units; the MiB-counting flags of earlier versions
+        // are refused naming the new spelling.
+        assert!(parse(&["snapshot", "--memory", "1024"]).is_err());
+        for (old, new) in [
+            (["snapshot", "--memory-mib", "1"], "--memory 512M"),
+            (["snapshot", "--touched-mib", "1"], "--touched 128M"),
+            (["record", "--memory-mib", "1"], "--memory 512M"),
+            (["disk", "--size-mib", "1"], "--size 256M"),
+            (["net", "--size-mib", "1"], "--size 64M"),
+            (["vm", "--disk-gib", "1"], "--disk-size 2G"),
+        ] {
+            let err = parse(&old).expect_err("refused").to_string();
+            assert!(err.contains(new), "{old:?}: {err}");
+        }
+        let BenchKind::Vm(v) = parse(&["vm", "--disk-size", "3G", "--data", "1G"]).expect("parses")
+        else {
+            panic!("not the vm bench");
+        };
+        assert_eq!((v.disk_gib, v.data_mib), (3, 1024));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! `machine::snapshot::measure`.
 //!
 //! The machine measured is synthetic but sized like the real guest: its RAM
-//! (`--memory-mib`) has `--touched-mib` of non-zero pages spread over all of
+//! (`--memory`) has `--touched` of non-zero pages spread over all of
 //! it, and its boot images (which every snapshot carries and every restore
 //! reads and checks) are as large as the pulled Debian kernel, initramfs and
 //! firmware together. Its firmware is a one-instruction loop, so the first
@@ -18,21 +18,35 @@ use std::process::ExitCode;
 /// zstd level for `--ram zstd` (the snapshot tests' choice too).
 const ZSTD_LEVEL: i32 = 3;
 
+/// The MiB-counting spellings of earlier versions, refused with the new.
+#[derive(Args, Debug)]
+struct OldSnapshotSizes {
+    #[arg(long = "memory-mib", hide = true, value_parser = crate::vocab::renamed("--memory 512M"))]
+    old_memory_mib: Option<String>,
+    #[arg(long = "touched-mib", hide = true, value_parser = crate::vocab::renamed("--touched 128M"))]
+    old_touched_mib: Option<String>,
+    #[arg(long = "images-mib", hide = true, value_parser = crate::vocab::renamed("--images 40M"))]
+    old_images_mib: Option<String>,
+}
+
 #[derive(Args, Debug)]
 pub struct SnapshotBenchArgs {
-    /// Guest memory, in MiB.
-    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    /// Guest memory (whole MiB).
+    #[arg(long = "memory", value_name = "SIZE", default_value = "512M", value_parser = crate::vocab::size_in::<u32>(1 << 20, 1..=65536))]
     pub memory_mib: u32,
     /// Harts.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=4))]
     pub cpus: u8,
-    /// MiB of RAM filled with data before the save, spread over all of RAM.
-    #[arg(long, default_value_t = 128)]
+    /// RAM filled with data before the save, spread over all of RAM
+    /// (whole MiB).
+    #[arg(long = "touched", value_name = "SIZE", default_value = "128M", value_parser = crate::vocab::size_in::<u32>(1 << 20, 0..=65536))]
     pub touched_mib: u32,
-    /// MiB of boot images in the snapshot [default: the size of the pulled
-    /// Debian kernel, initramfs and firmware].
-    #[arg(long)]
+    /// Boot images in the snapshot (whole MiB, below 2G) [default: the size
+    /// of the pulled Debian kernel, initramfs and firmware].
+    #[arg(long = "images", value_name = "SIZE", value_parser = crate::vocab::size_in::<u32>(1 << 20, 0..=2047))]
     pub images_mib: Option<u32>,
+    #[command(flatten)]
+    old: OldSnapshotSizes,
     /// RAM encodings to measure, comma-separated.
     #[arg(long = "ram", value_enum, value_delimiter = ',', default_values_t = [RamKind::Sparse, RamKind::Zstd])]
     pub ram: Vec<RamKind>,
@@ -80,7 +94,7 @@ pub enum SnapshotBenchError {
         ram: String,
         source: machine::snapshot::SnapshotError,
     },
-    #[error("the boot images are {bytes} bytes; use --images-mib below 2048")]
+    #[error("the boot images are {bytes} bytes; use --images below 2G")]
     ImagesTooLarge { bytes: u64 },
 }
 

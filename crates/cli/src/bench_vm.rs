@@ -1,6 +1,6 @@
 //! `lockstep bench vm`: how long the bundle operations of a powered-off VM
 //! take (`crates/vmm`: snapshot create, revert, delete with a merge, linked
-//! and full clone) on a disk of `--disk-gib` holding `--data-mib` of data,
+//! and full clone) on a disk of `--disk-size` holding `--data` of data,
 //! beside what `qemu-img` takes for the nearest equivalents on the same
 //! data in the same run: an internal snapshot (`snapshot -c`), applying it
 //! (`snapshot -a`), an overlay (`create -b`, a linked clone), a copy
@@ -15,13 +15,24 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 use vmm::{Boot, CloneFrom, CreateSpec, DiskSource, Home};
 
+/// The spellings of earlier versions, refused with the new.
+#[derive(Args, Debug)]
+struct OldVmSizes {
+    #[arg(long = "disk-gib", hide = true, value_parser = crate::vocab::renamed("--disk-size 2G"))]
+    old_disk_gib: Option<String>,
+    #[arg(long = "data-mib", hide = true, value_parser = crate::vocab::renamed("--data 256M"))]
+    old_data_mib: Option<String>,
+    #[arg(long = "running-memory-mib", hide = true, value_parser = crate::vocab::renamed("--running-memory 512M"))]
+    old_running_memory_mib: Option<String>,
+}
+
 #[derive(Args, Debug)]
 pub struct VmBenchArgs {
-    /// The VM's disk size, in GiB.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    /// The VM's disk size (whole GiB, up to 1T).
+    #[arg(long = "disk-size", value_name = "SIZE", default_value = "2G", value_parser = crate::vocab::size_in::<u64>(1 << 30, 1..=1024))]
     pub disk_gib: u64,
-    /// MiB of data on the disk (1 MiB every so often, spread over the disk).
-    #[arg(long, default_value_t = 256)]
+    /// Data on the disk (whole MiB: 1 MiB every so often, spread over the disk).
+    #[arg(long = "data", value_name = "SIZE", default_value = "256M", value_parser = crate::vocab::size_in::<u64>(1 << 20, 0..=1 << 20))]
     pub data_mib: u64,
     /// Measurements per operation (the median is shown).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
@@ -36,9 +47,11 @@ pub struct VmBenchArgs {
     /// same under QEMU for `savevm`/`loadvm`).
     #[arg(long)]
     pub no_running: bool,
-    /// The running VM's memory, in MiB.
-    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(64..=65536))]
+    /// The running VM's memory (whole MiB).
+    #[arg(long = "running-memory", value_name = "SIZE", default_value = "512M", value_parser = crate::vocab::size_in::<u64>(1 << 20, 64..=65536))]
     pub running_memory_mib: u64,
+    #[command(flatten)]
+    old: OldVmSizes,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -1,5 +1,5 @@
 //! `lockstep bench vm`'s running part: a kept VM booted from the pulled
-//! Debian image (`--running-memory-mib`, idle at its shell), snapshotted
+//! Debian image (`--running-memory`, idle at its shell), snapshotted
 //! while it runs (guest pause and total), reverted to the first executed
 //! instruction, suspended and resumed; beside it, the same guest under
 //! QEMU TCG on a qcow2 disk, whose `savevm` (the guest paused throughout)
@@ -250,7 +250,7 @@ pub fn qemu_figures(
         ))
         .args(["-device", "virtio-blk-device,drive=d0"])
         .arg("-serial")
-        .arg(format!("file:{}", console.display()))
+        .arg(format!("file={}", console.display()))
         .arg("-monitor")
         .arg(format!("unix:{},server=on,wait=off", mon.display()))
         .stdin(Stdio::null())

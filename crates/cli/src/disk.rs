@@ -85,7 +85,7 @@ fn run_info(args: InfoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!(
-        "lockstep: the formats below are probed from the files' headers; a raw disk's header is its guest's to write, so pin the format when you attach a disk (--disk {},format={})",
+        "lockstep: the formats below are probed from the files' headers; a raw disk's header is its guest's to write, so pin the format when you attach a disk (--disk path={},format={})",
         args.path.display(),
         info.format
     );
@@ -124,7 +124,7 @@ fn exact(bytes: u64) -> String {
 }
 
 /// "64 MiB"; exact units only, else one decimal.
-fn human(bytes: u64) -> String {
+pub(crate) fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
     let Some(i) = (0..UNITS.len())
         .rev()

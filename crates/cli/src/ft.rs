@@ -151,7 +151,7 @@ pub struct BackupArgs {
     /// else ~/.local/share/lockstep/replicas].
     #[arg(long, value_name = "DIR")]
     replica_dir: Option<PathBuf>,
-    /// Where the guest's console goes once live: stdio, none or file:PATH.
+    /// Where the guest's console goes once live: stdio, none or file=PATH.
     #[arg(long, value_name = "WHERE", default_value = "stdio", value_parser = run::parse_console)]
     console: Console,
     /// The most disk a primary's VM may take here for its replicas, e.g.

@@ -83,7 +83,7 @@ pub fn start(
 pub struct ReplayArgs {
     /// A log written by `lockstep run --record`.
     pub log: PathBuf,
-    /// Where the replayed guest's console goes: none, stdio or file:PATH.
+    /// Where the replayed guest's console goes: none, stdio or file=PATH.
     #[arg(long, value_name = "WHERE", default_value = "none", value_parser = run::parse_console)]
     pub console: Console,
     /// How the harts execute: `interp` or `jit` (the translator; the

@@ -11,6 +11,7 @@
 
 use crate::nics::{self, NicError};
 use crate::vm::{ImagePaths, VmSetup};
+use crate::vocab;
 use clap::Args;
 use guest_image::PullOptions;
 use machine::layout::VIRTIO_SLOTS;
@@ -53,23 +54,23 @@ pub struct RunArgs {
     /// Guest RAM, e.g. 512M or 1G.
     #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_memory)]
     pub memory: u64,
-    /// Where the guest's serial console goes: stdio, none or file:PATH.
+    /// Where the guest's serial console goes: stdio, none or file=PATH.
     #[arg(long, value_name = "WHERE", default_value = "stdio", value_parser = parse_console)]
     pub console: Console,
-    /// A disk image as the next virtio disk (vda, vdb, …). `,format=raw`
-    /// or `,format=qcow2` pins its format (never guessed from the file:
-    /// without it the file is raw, and one with an image header is
-    /// refused); `,ro` makes it read-only; `,backing=any` lets a qcow2
-    /// chain follow absolute or `..` backing names. Repeatable.
-    #[arg(long = "disk", value_name = "PATH[,format=F][,ro][,backing=any]", value_parser = parse_disk)]
+    /// A disk image as the next virtio disk (vda, vdb, …), as key=value
+    /// fields: `path=PATH`; `format=raw` or `format=qcow2` pins its format
+    /// (never guessed from the file: without it the file is raw, and one
+    /// with an image header is refused); `readonly=on`; `backing=any` lets
+    /// a qcow2 chain follow absolute or `..` backing names. Repeatable.
+    #[arg(long = "disk", value_name = "path=PATH[,format=F][,readonly=on][,backing=any]", value_parser = parse_disk)]
     pub disks: Vec<DiskArg>,
     /// Seed of the virtio-rng entropy stream, 64 hex digits [default: fresh random bytes].
     #[arg(long, value_name = "HEX", value_parser = parse_seed)]
     pub rng_seed: Option<Seed>,
-    /// A network interface (eth0, eth1, …): `tap:NAME` (a Linux TAP device;
-    /// needs root or CAP_NET_ADMIN) or `socket:DIR` (a shared segment: VMs
-    /// naming the same directory are on one hub); `,mac=MAC` sets its
-    /// address. Repeatable.
+    /// A network interface (eth0, eth1, …), as key=value fields: `tap=NAME`
+    /// (a Linux TAP device; needs root or CAP_NET_ADMIN) or `socket=DIR` (a
+    /// shared segment: VMs naming the same directory are on one hub);
+    /// `mac=MAC` sets its address. Repeatable.
     #[arg(long = "net", value_name = "SPEC", value_parser = parse_net)]
     pub nets: Vec<(String, net::NetSpec)>,
     /// The VM's name, unique on this host (a running one's is refused
@@ -284,7 +285,7 @@ pub enum RunError {
     /// The disk crate's errors name the image file.
     #[error("cannot open disk: {0}")]
     Disk(disk::DiskError),
-    #[error("{path} has a {found} header: say which format it is with --disk {path},format={found} (or format=raw if it is a raw disk a guest wrote that header into); lockstep never guesses a format", path = .path.display())]
+    #[error("{path} has a {found} header: say which format it is with --disk path={path},format={found} (or format=raw if it is a raw disk a guest wrote that header into); lockstep never guesses a format", path = .path.display())]
     UnpinnedFormat { path: PathBuf, found: disk::Format },
     #[error("cannot read /dev/urandom for the RNG seed: {0}")]
     Entropy(std::io::Error),
@@ -322,39 +323,51 @@ fn parse_rate(s: &str) -> Result<u64, String> {
         .map_err(|e| e.to_string())
 }
 
-/// `PATH` followed by options `,ro`, `,format=raw|qcow2`, `,backing=any`
-/// (taken from the right, so a path may hold commas).
-fn parse_disk(s: &str) -> Result<DiskArg, String> {
+/// `path=PATH[,format=raw|qcow2][,readonly=on|off][,backing=any|contained]`.
+pub(crate) fn parse_disk(s: &str) -> Result<DiskArg, String> {
+    let first = s.split(',').next().unwrap_or_default();
+    if !first.contains('=') && !first.is_empty() {
+        let new = format!("path={s}").replace(",ro", ",readonly=on");
+        return Err(format!(
+            "invalid disk '{s}': the PATH[,ro] form is gone; write '{new}'"
+        ));
+    }
     let mut arg = DiskArg {
         path: PathBuf::new(),
         read_only: false,
         format: None,
         backing: disk::BackingPolicy::Contained,
     };
-    let mut path = s;
-    while let Some((head, option)) = path.rsplit_once(',') {
-        match option.split_once('=') {
-            None if option == "ro" => arg.read_only = true,
-            Some(("format", f)) => {
-                arg.format = Some(f.parse().map_err(|e| format!("invalid disk '{s}': {e}"))?)
+    let what = "disk";
+    for (key, value) in vocab::fields(what, s, &["path", "format", "readonly", "backing"])? {
+        match key {
+            "path" => arg.path = PathBuf::from(value),
+            "format" => {
+                arg.format = Some(
+                    value
+                        .parse()
+                        .map_err(|e| format!("invalid disk '{s}': {e}"))?,
+                )
             }
-            Some(("backing", "any")) => arg.backing = disk::BackingPolicy::Any,
-            Some(("backing", "contained")) => arg.backing = disk::BackingPolicy::Contained,
-            Some(("backing", other)) => {
-                return Err(format!(
-                    "invalid disk '{s}': backing={other}: expected any or contained"
-                ))
+            "readonly" => arg.read_only = vocab::on_off(what, key, value)?,
+            _ => {
+                arg.backing = match value {
+                    "any" => disk::BackingPolicy::Any,
+                    "contained" => disk::BackingPolicy::Contained,
+                    other => {
+                        return Err(format!(
+                            "invalid disk '{s}': backing={other}: expected any or contained"
+                        ))
+                    }
+                }
             }
-            _ => break,
         }
-        path = head;
     }
-    if path.is_empty() {
+    if arg.path.as_os_str().is_empty() {
         return Err(format!(
-            "invalid disk '{s}': expected PATH[,format=raw|qcow2][,ro][,backing=any]"
+            "invalid disk '{s}': expected path=PATH[,format=raw|qcow2][,readonly=on][,backing=any]"
         ));
     }
-    arg.path = PathBuf::from(path);
     Ok(arg)
 }
 
@@ -388,14 +401,18 @@ pub(crate) fn parse_net(s: &str) -> Result<(String, net::NetSpec), String> {
         .map_err(|e| format!("invalid network '{s}': {e}"))
 }
 
+/// `stdio`, `none` or `file=PATH`.
 pub fn parse_console(s: &str) -> Result<Console, String> {
     match s {
         "stdio" => Ok(Console::Stdio),
         "none" => Ok(Console::None),
-        _ => match s.strip_prefix("file:") {
-            Some(path) if !path.is_empty() => Ok(Console::File(PathBuf::from(path))),
+        _ => match (s.strip_prefix("file="), s.strip_prefix("file:")) {
+            (Some(path), _) if !path.is_empty() => Ok(Console::File(PathBuf::from(path))),
+            (_, Some(path)) if !path.is_empty() => Err(format!(
+                "invalid console '{s}': the file:PATH form is gone; write 'file={path}'"
+            )),
             _ => Err(format!(
-                "invalid console '{s}': expected stdio, none or file:PATH"
+                "invalid console '{s}': expected stdio, none or file=PATH"
             )),
         },
     }
@@ -1189,7 +1206,7 @@ mod tests {
     #[test]
     fn disks() {
         assert_eq!(
-            parse_disk("/a/b.qcow2"),
+            parse_disk("path=/a/b.qcow2"),
             Ok(DiskArg {
                 path: "/a/b.qcow2".into(),
                 read_only: false,
@@ -1198,16 +1215,16 @@ mod tests {
             })
         );
         assert_eq!(
-            parse_disk("x,y.img,ro"),
+            parse_disk("readonly=on,path=x.img"),
             Ok(DiskArg {
-                path: "x,y.img".into(),
+                path: "x.img".into(),
                 read_only: true,
                 format: None,
                 backing: disk::BackingPolicy::Contained,
             })
         );
         assert_eq!(
-            parse_disk("a.qcow2,format=qcow2,ro,backing=any"),
+            parse_disk("path=a.qcow2,format=qcow2,readonly=on,backing=any"),
             Ok(DiskArg {
                 path: "a.qcow2".into(),
                 read_only: true,
@@ -1215,15 +1232,21 @@ mod tests {
                 backing: disk::BackingPolicy::Any,
             })
         );
-        assert!(parse_disk("a,format=vmdk")
-            .unwrap_err()
-            .contains("unknown disk format 'vmdk'"));
-        assert!(parse_disk("a,backing=up")
-            .unwrap_err()
-            .contains("backing=up"));
-        assert!(parse_disk(",ro").is_err());
-        assert!(parse_disk(",format=raw").is_err());
-        assert!(parse_disk("").is_err());
+        for (bad, says) in [
+            ("path=a,format=vmdk", "unknown disk format 'vmdk'"),
+            ("path=a,backing=up", "backing=up"),
+            ("path=a,readonly=yes", "readonly=on or readonly=off"),
+            ("path=a,ro", "'ro' is not key=value"),
+            ("readonly=on", "expected path=PATH"),
+            ("path=", "expected path=PATH"),
+            ("", "is not key=value"),
+            // The old form, refused naming the new.
+            ("a.img,ro", "write 'path=a.img,readonly=on'"),
+            ("a.qcow2,format=qcow2", "write 'path=a.qcow2,format=qcow2'"),
+        ] {
+            let err = parse_disk(bad).unwrap_err();
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
     }
 
     #[test]
@@ -1263,10 +1286,13 @@ mod tests {
         assert_eq!(parse_console("stdio"), Ok(Console::Stdio));
         assert_eq!(parse_console("none"), Ok(Console::None));
         assert_eq!(
-            parse_console("file:/tmp/x.log"),
+            parse_console("file=/tmp/x.log"),
             Ok(Console::File("/tmp/x.log".into()))
         );
-        assert!(parse_console("file:").is_err());
+        assert!(parse_console("file=").is_err());
+        assert!(parse_console("file:/tmp/x.log")
+            .unwrap_err()
+            .contains("write 'file=/tmp/x.log'"));
         assert!(parse_console("tcp:1").is_err());
     }
 

@@ -95,11 +95,12 @@ struct CreateArgs {
     /// An empty disk of SIZE (e.g. 8G). Repeatable; disks come in the order given.
     #[arg(long = "disk-size", value_name = "SIZE", value_parser = parse_size)]
     disk_sizes: Vec<u64>,
-    /// An existing image, copied into the VM (`PATH,format=raw|qcow2`: the
-    /// format is never guessed). Repeatable; after the --disk-size disks.
-    #[arg(long = "disk", value_name = "PATH,format=F")]
+    /// An existing image, copied into the VM (`path=PATH,format=raw|qcow2`:
+    /// the format is never guessed; `backing=any` as on `run`). Repeatable;
+    /// after the --disk-size disks.
+    #[arg(long = "disk", value_name = "path=PATH,format=F")]
     disks: Vec<String>,
-    /// A NIC: `socket:DIR` or `tap:NAME`, optionally `,mac=MAC` [default MAC: random, locally administered].
+    /// A NIC: `socket=DIR` or `tap=NAME`, optionally `,mac=MAC` [default MAC: random, locally administered].
     #[arg(long = "net", value_name = "SPEC")]
     nets: Vec<String>,
     /// Linux kernel [default: the pulled Debian image's].
@@ -479,12 +480,20 @@ fn create(home: &Home, a: CreateArgs) -> CmdResult {
     };
     let mut disks: Vec<DiskSource> = a.disk_sizes.iter().map(|&s| DiskSource::Empty(s)).collect();
     for d in &a.disks {
-        let (path, format) = d
-            .rsplit_once(",format=")
-            .ok_or_else(|| format!("--disk {d}: say the image's format: {d},format=raw|qcow2 (lockstep never guesses one)"))?;
+        let arg = run::parse_disk(d)?;
+        let format = arg.format.ok_or_else(|| {
+            format!("--disk {d}: say the image's format: {d},format=raw|qcow2 (lockstep never guesses one)")
+        })?;
+        if arg.read_only {
+            return Err(format!(
+                "--disk {d}: readonly= does not apply: vm create copies the image into the VM"
+            )
+            .into());
+        }
         disks.push(DiskSource::Import {
-            path: PathBuf::from(path),
-            format: format.parse().map_err(|e| format!("--disk {d}: {e}"))?,
+            path: arg.path,
+            format,
+            backing: arg.backing,
         });
     }
     if disks.is_empty() {
@@ -492,12 +501,9 @@ fn create(home: &Home, a: CreateArgs) -> CmdResult {
     }
     let mut nics = Vec::new();
     for spec in &a.nets {
-        run::parse_net(spec)?;
-        let (net, mac) = match spec.rsplit_once(",mac=") {
-            Some((net, mac)) => (net.to_string(), Some(mac.parse()?)),
-            None => (spec.clone(), None),
-        };
-        nics.push((net, mac));
+        let (_, mut spec) = run::parse_net(spec)?;
+        let mac = spec.mac.take().map(|m| vmm::Mac(m.octets()));
+        nics.push((spec.to_string(), mac));
     }
     machine::InstructionsPerTick::new(a.instructions_per_tick)?;
     let spec = CreateSpec {

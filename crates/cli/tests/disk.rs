@@ -113,7 +113,7 @@ fn run_refuses_bad_disks_before_the_guest_starts() {
     ]));
     std::fs::remove_file(&base).unwrap();
     for (disk, named) in [(&missing, &missing), (&corrupt, &corrupt), (&over, &base)] {
-        let spec = format!("{},format=qcow2", disk.display());
+        let spec = format!("path={},format=qcow2", disk.display());
         let out = lockstep(&["run", "--console", "none", "--disk", &spec]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{}: {err}", disk.display());

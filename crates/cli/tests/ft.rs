@@ -230,7 +230,7 @@ fn a_primary_under_another_arbiter_generation_is_refused() {
     std::fs::write(&other, "lockstep-ft-generation 5\n").expect("write arbiter");
     let segment = dir.path().join("segment");
     std::fs::create_dir(&segment).expect("segment dir");
-    let net = format!("socket:{}", segment.display());
+    let net = format!("socket={}", segment.display());
     let control = dir.path().join("primary.sock");
     let control = control.to_str().expect("utf-8 temp path");
     let mut primary = boot_primary(
@@ -432,7 +432,7 @@ fn bad_backups_leave_the_primary_running_unprotected_until_a_good_one_joins() {
     let mut disk: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
     disk[..header.len()].copy_from_slice(&header);
     std::fs::write(path("disk.raw"), &disk).expect("write the disk");
-    let disk_spec = format!("{},format=raw", path("disk.raw"));
+    let disk_spec = format!("path={},format=raw", path("disk.raw"));
     let (arbiter, control) = (path("arbiter"), path("primary.sock"));
     let mut primary = boot_primary(
         "127.0.0.1:1",

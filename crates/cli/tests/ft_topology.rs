@@ -405,7 +405,7 @@ impl Cluster {
                 "--listen",
                 &host.log_addr(),
                 "--net",
-                &format!("tap:{}", host.tap()),
+                &format!("tap={}", host.tap()),
                 "--console",
                 "stdio",
                 "--replica-dir",
@@ -444,7 +444,7 @@ impl Cluster {
                 "--append",
                 &append,
                 "--net",
-                &format!("tap:{}", host.tap()),
+                &format!("tap={}", host.tap()),
                 protect,
                 &host.other().log_addr(),
             ]

@@ -121,7 +121,7 @@ fn guest_on_a_tap_pings_the_host_and_fetches_a_file_over_http() {
     ns.serve_http(body);
     let prefix = ["ip", "netns", "exec", &ns.0];
     let append = format!("lockstep.ip={GUEST_IP}/24");
-    let mut g = Guest::boot_with(&prefix, &append, &["--net", "tap:lstap0"]);
+    let mut g = Guest::boot_with(&prefix, &append, &["--net", "tap=lstap0"]);
     g.expect(common::PROMPT);
 
     let ping = g.run(&format!("ping -c 3 -W 5 {HOST_IP}"));
@@ -145,7 +145,7 @@ fn guest_on_a_tap_pings_the_host_and_fetches_a_file_over_http() {
 #[test]
 fn two_unnamed_guests_on_one_socket_segment_ping_each_other() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let segment = format!("socket:{}", dir.path().join("seg").display());
+    let segment = format!("socket={}", dir.path().join("seg").display());
     let mut a = Guest::boot_with(&[], "lockstep.ip=10.78.0.1/24", &["--net", &segment]);
     let mut b = Guest::boot_with(&[], "lockstep.ip=10.78.0.2/24", &["--net", &segment]);
     let name_a = a.expect_stderr("lockstep: VM name ");
@@ -186,13 +186,13 @@ fn two_unnamed_guests_on_one_socket_segment_ping_each_other() {
 #[test]
 fn a_tap_that_cannot_be_opened_is_a_clear_error_before_boot() {
     let out = Command::new(env!("CARGO_BIN_EXE_lockstep"))
-        .args(["run", "--console", "none", "--net", "tap:lo"])
+        .args(["run", "--console", "none", "--net", "tap=lo"])
         .output()
         .expect("run lockstep");
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("--net tap:lo") && err.contains("not a"),
+        err.contains("--net tap=lo") && err.contains("not a"),
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");

@@ -99,7 +99,7 @@ fn assert_file(raw: &Path, file: &str, expected: &[u8]) {
 
 /// A guest on `disk`, at its shell prompt.
 fn boot_with(disk: &Path) -> Guest {
-    let spec = format!("{},format=qcow2", path_str(disk));
+    let spec = format!("path={},format=qcow2", path_str(disk));
     let mut g = Guest::boot(&["--disk", &spec]);
     g.expect("lockstep guest ready");
     g.expect(PROMPT);

@@ -196,7 +196,7 @@ fn a_two_hart_run_replays_exactly() {
 #[test]
 fn a_run_receiving_pings_over_a_socket_segment_replays_exactly() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let segment = format!("socket:{}", dir.path().join("seg").display());
+    let segment = format!("socket={}", dir.path().join("seg").display());
     let log = dir.path().join("pinged.log");
     let log_arg = log.to_str().expect("utf-8 temp path");
     let mut a = Guest::boot_with(

@@ -62,14 +62,15 @@ fn forged_raw_disk(dir: &Path, len: usize) -> (PathBuf, PathBuf) {
 fn a_qcow2_header_in_a_raw_disk_exposes_no_host_file() {
     let dir = tempfile::tempdir().unwrap();
     let (disk, _secret) = forged_raw_disk(dir.path(), 4 << 20);
-    let unpinned = lockstep(&["run", "--console", "none", "--disk", s(&disk)]);
+    let unpinned_spec = format!("path={}", s(&disk));
+    let unpinned = lockstep(&["run", "--console", "none", "--disk", &unpinned_spec]);
     let err = assert_refused(&unpinned, "format=");
     assert!(
         err.contains(s(&disk)) && err.contains("qcow2 header"),
         "{err}"
     );
 
-    let spec = format!("{},format=raw", s(&disk));
+    let spec = format!("path={},format=raw", s(&disk));
     let mut g = Guest::boot(&["--disk", &spec]);
     g.expect("lockstep guest ready");
     g.expect(PROMPT);
@@ -232,7 +233,7 @@ fn a_symlinked_console_path_is_refused() {
     std::fs::write(&target, b"keep me").unwrap();
     let link = dir.path().join("console.log");
     std::os::unix::fs::symlink(&target, &link).unwrap();
-    let out = lockstep(&["run", "--console", &format!("file:{}", s(&link))]);
+    let out = lockstep(&["run", "--console", &format!("file={}", s(&link))]);
     let err = assert_refused(&out, "console.log");
     assert!(err.contains("symbolic link"), "{err}");
     assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
@@ -244,7 +245,7 @@ fn a_symlinked_console_path_is_refused() {
         &[
             "run",
             "--console",
-            &format!("file:{}", s(&fresh)),
+            &format!("file={}", s(&fresh)),
             "--memory",
             "64M",
         ],
@@ -274,7 +275,7 @@ fn a_discard_heavy_replay_stays_bounded() {
     let pristine = dir.path().join("pristine.qcow2");
     std::fs::copy(&disk, &pristine).unwrap();
     let log = dir.path().join("discard.log");
-    let disk_arg = format!("{},format=qcow2", s(&disk));
+    let disk_arg = format!("path={},format=qcow2", s(&disk));
     let mut g = Guest::boot(&["--disk", &disk_arg, "--record", s(&log)]);
     g.expect(PROMPT);
     assert_eq!(g.run("blkdiscard /dev/vda && echo discarded"), "discarded");

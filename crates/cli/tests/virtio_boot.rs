@@ -51,13 +51,14 @@ fn exercise_virtio(cpus: u32) {
     ro[..MARKER.len()].copy_from_slice(MARKER.as_bytes());
     std::fs::write(&vdb, &ro).expect("write the read-only image");
     let seed = "42".repeat(32);
-    let vdb_arg = format!("{},ro", vdb.display());
+    let vda_arg = format!("path={}", vda.display());
+    let vdb_arg = format!("path={},readonly=on", vdb.display());
     let cpus_arg = cpus.to_string();
     let mut g = Guest::boot(&[
         "--cpus",
         &cpus_arg,
         "--disk",
-        vda.to_str().unwrap(),
+        &vda_arg,
         "--disk",
         &vdb_arg,
         "--rng-seed",
@@ -141,12 +142,23 @@ fn bad_disk_and_seed_arguments_are_errors() {
     let missing = dir.join("missing.img");
     let out = Command::new(env!("CARGO_BIN_EXE_lockstep"))
         .args(["run", "--console", "none", "--disk"])
-        .arg(&missing)
+        .arg(format!("path={}", missing.display()))
         .output()
         .expect("run lockstep");
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("missing.img"), "{stderr}");
+
+    // The PATH[,ro] form of earlier versions: a usage error naming the new one.
+    let out = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .args(["run", "--console", "none", "--disk"])
+        .arg(format!("{},ro", missing.display()))
+        .output()
+        .expect("run lockstep");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let new = format!("write 'path={},readonly=on'", missing.display());
+    assert!(stderr.contains(&new), "{stderr}");
 
     let out = Command::new(env!("CARGO_BIN_EXE_lockstep"))
         .args(["run", "--console", "none", "--rng-seed", "xyz"])

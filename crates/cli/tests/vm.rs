@@ -360,7 +360,7 @@ fn full_and_linked_clones_run_beside_their_source_and_ping() {
     let h = home.path();
     let seg = home.path().join("segment");
     std::fs::create_dir(&seg).unwrap();
-    let net = format!("socket:{}", seg.display());
+    let net = format!("socket={}", seg.display());
     create(h, "src", &["--net", &net]);
     ok(h, &["snapshot", "create", "src", "base"]);
     ok(h, &["vm", "clone", "src", "full"]);

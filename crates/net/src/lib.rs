@@ -4,8 +4,8 @@
 //! through a [`FrameRx`], both obtained from [`open`] for a [`NetSpec`]
 //! (the `--net` command-line value):
 //!
-//! * `tap:NAME` — a Linux TAP interface ([`tap`]);
-//! * `socket:PATH` — a shared segment: every NIC naming the same directory
+//! * `tap=NAME` — a Linux TAP interface ([`tap`]);
+//! * `socket=DIR` — a shared segment: every NIC naming the same directory
 //!   is on one hub ([`segment`]); no privileges needed, meant for tests.
 //!
 //! Frames are plain Ethernet frames: no virtio-net header, no offloads.

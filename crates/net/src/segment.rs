@@ -1,4 +1,4 @@
-//! The `socket:PATH` backend: a shared Ethernet segment without a switch
+//! The `socket=DIR` backend: a shared Ethernet segment without a switch
 //! process, for tests and for VMs on one host.
 //!
 //! PATH is a directory (created if missing). Each NIC's port is a Unix

@@ -12,14 +12,25 @@ pub const MAX_TAP_NAME_LEN: usize = 15;
 /// What is wrong with a `--net` value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
-    /// No `KIND:` prefix.
-    #[error("bad --net value '{0}': expected tap:NAME[,mac=MAC] or socket:PATH[,mac=MAC]")]
+    /// A field that is not `key=value`.
+    #[error("bad --net value '{0}': expected tap=NAME or socket=DIR, then [,mac=MAC]")]
     Syntax(String),
-    /// A kind other than `tap` or `socket`.
-    #[error("bad --net value: unknown backend kind '{0}' (expected 'tap' or 'socket')")]
-    UnknownKind(String),
-    /// `tap:` or `socket:` with nothing after it.
-    #[error("bad --net value: empty {0} after '{1}:'")]
+    /// The `tap:NAME` / `socket:DIR` form of earlier versions.
+    #[error("bad --net value '{old}': the KIND:TARGET form is gone; write '{new}'")]
+    OldForm {
+        /// The value as given.
+        old: String,
+        /// The same NIC in today's form.
+        new: String,
+    },
+    /// A key other than `tap`, `socket` or `mac`.
+    #[error("bad --net value: unknown key '{0}' (expected tap=, socket= or mac=)")]
+    UnknownKey(String),
+    /// No backend key, or two of them.
+    #[error("bad --net value: give exactly one of tap=NAME or socket=DIR")]
+    Backend,
+    /// `tap=` or `socket=` with nothing after it.
+    #[error("bad --net value: empty {0} after '{1}='")]
     Empty(&'static str, &'static str),
     /// A TAP name the kernel would refuse.
     #[error("bad --net value: TAP name '{name}' {problem}")]
@@ -29,9 +40,6 @@ pub enum SpecError {
         /// What the kernel would object to.
         problem: &'static str,
     },
-    /// An option other than `mac=`.
-    #[error("bad --net value: unknown option '{0}' (the only option is mac=MAC)")]
-    UnknownOption(String),
     /// `mac=` given twice.
     #[error("bad --net value: mac= given more than once")]
     DuplicateMac,
@@ -56,9 +64,11 @@ pub enum Backend {
     },
 }
 
-/// A parsed `--net` value: `tap:NAME[,mac=MAC]` or `socket:PATH[,mac=MAC]`.
+/// A parsed `--net` value, a list of `key=value` fields as Cloud
+/// Hypervisor's device options are: `tap=NAME[,mac=MAC]` or
+/// `socket=DIR[,mac=MAC]`, in any order.
 ///
-/// PATH cannot contain `,` (it separates options).
+/// DIR cannot contain `,` (it separates fields).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetSpec {
     /// Where the NIC's frames go.
@@ -71,31 +81,65 @@ impl FromStr for NetSpec {
     type Err = SpecError;
 
     fn from_str(s: &str) -> Result<NetSpec, SpecError> {
-        let (kind, rest) = s
-            .split_once(':')
-            .ok_or_else(|| SpecError::Syntax(s.to_string()))?;
-        let mut fields = rest.split(',');
-        let target = fields.next().unwrap_or_default();
-        let backend = match kind {
-            "tap" => Backend::Tap {
-                name: check_tap_name(target)?.to_string(),
-            },
-            "socket" if target.is_empty() => return Err(SpecError::Empty("path", "socket")),
-            "socket" => Backend::Socket {
-                path: PathBuf::from(target),
-            },
-            other => return Err(SpecError::UnknownKind(other.to_string())),
-        };
+        if let Some(new) = modern_form(s) {
+            return Err(SpecError::OldForm {
+                old: s.to_string(),
+                new,
+            });
+        }
+        let mut backend = None;
         let mut mac = None;
-        for option in fields {
-            match option.split_once('=') {
-                Some(("mac", _)) if mac.is_some() => return Err(SpecError::DuplicateMac),
-                Some(("mac", value)) => mac = Some(value.parse()?),
-                _ => return Err(SpecError::UnknownOption(option.to_string())),
+        for field in s.split(',') {
+            let (key, value) = field
+                .split_once('=')
+                .ok_or_else(|| SpecError::Syntax(s.to_string()))?;
+            let next = match key {
+                "tap" => Backend::Tap {
+                    name: check_tap_name(value)?.to_string(),
+                },
+                "socket" if value.is_empty() => return Err(SpecError::Empty("path", "socket")),
+                "socket" => Backend::Socket {
+                    path: PathBuf::from(value),
+                },
+                "mac" if mac.is_some() => return Err(SpecError::DuplicateMac),
+                "mac" => {
+                    mac = Some(value.parse()?);
+                    continue;
+                }
+                other => return Err(SpecError::UnknownKey(other.to_string())),
+            };
+            if backend.replace(next).is_some() {
+                return Err(SpecError::Backend);
             }
         }
+        let backend = backend.ok_or(SpecError::Backend)?;
         Ok(NetSpec { backend, mac })
     }
+}
+
+impl NetSpec {
+    /// Reads a value in today's form or in the `tap:NAME[,mac=MAC]` /
+    /// `socket:DIR[,mac=MAC]` form of earlier versions (VM bundles
+    /// written by them hold it).
+    pub fn parse_either(s: &str) -> Result<NetSpec, SpecError> {
+        match modern_form(s) {
+            Some(new) => new.parse(),
+            None => s.parse(),
+        }
+    }
+}
+
+/// `tap:NAME…` / `socket:DIR…` rewritten as `tap=NAME…` / `socket=DIR…`;
+/// `None` for anything else.
+fn modern_form(s: &str) -> Option<String> {
+    let (kind, rest) = s.split_once(':')?;
+    let first = s.split(',').next().unwrap_or_default();
+    // `mac=52:54:…` holds colons too; only a colon before any `=` in the
+    // first field is the old separator.
+    if first.contains('=') || !matches!(kind, "tap" | "socket") {
+        return None;
+    }
+    Some(format!("{kind}={rest}"))
 }
 
 /// Applies the kernel's rules for interface names (`dev_valid_name`), plus
@@ -124,8 +168,8 @@ fn check_tap_name(name: &str) -> Result<&str, SpecError> {
 impl fmt::Display for NetSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.backend {
-            Backend::Tap { name } => write!(f, "tap:{name}")?,
-            Backend::Socket { path } => write!(f, "socket:{}", path.display())?,
+            Backend::Tap { name } => write!(f, "tap={name}")?,
+            Backend::Socket { path } => write!(f, "socket={}", path.display())?,
         }
         match self.mac {
             Some(mac) => write!(f, ",mac={mac}"),
@@ -148,7 +192,7 @@ mod tests {
 
     #[test]
     fn parses_tap_and_socket() {
-        let spec = parse("tap:tap0").unwrap();
+        let spec = parse("tap=tap0").unwrap();
         assert_eq!(
             spec,
             NetSpec {
@@ -156,7 +200,7 @@ mod tests {
                 mac: None
             }
         );
-        let spec = parse("socket:/tmp/seg one,mac=52-54-00-00-00-01").unwrap();
+        let spec = parse("socket=/tmp/seg one,mac=52-54-00-00-00-01").unwrap();
         assert_eq!(
             spec.backend,
             Backend::Socket {
@@ -166,18 +210,46 @@ mod tests {
         assert_eq!(spec.mac, Some("52:54:00:00:00:01".parse().unwrap()));
         assert_eq!(
             spec.to_string(),
-            "socket:/tmp/seg one,mac=52:54:00:00:00:01"
+            "socket=/tmp/seg one,mac=52:54:00:00:00:01"
         );
         assert_eq!(
-            parse("tap:abcdefghijklmno").unwrap().backend,
+            parse("tap=abcdefghijklmno").unwrap().backend,
             tap("abcdefghijklmno")
+        );
+        // Fields in any order.
+        assert_eq!(
+            parse("mac=52:54:00:00:00:01,tap=t0").unwrap(),
+            parse("tap=t0,mac=52:54:00:00:00:01").unwrap()
         );
     }
 
     #[test]
     fn display_round_trips() {
-        for text in ["tap:vm0", "tap:vm0,mac=52:54:00:aa:bb:cc", "socket:seg"] {
+        for text in ["tap=vm0", "tap=vm0,mac=52:54:00:aa:bb:cc", "socket=seg"] {
             assert_eq!(parse(text).unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
+    fn the_old_form_is_refused_naming_the_new_and_read_by_parse_either() {
+        for (old, new) in [
+            ("tap:vm0", "tap=vm0"),
+            (
+                "socket:/s,mac=52:54:00:00:00:01",
+                "socket=/s,mac=52:54:00:00:00:01",
+            ),
+        ] {
+            let err = parse(old).unwrap_err();
+            assert_eq!(
+                err,
+                SpecError::OldForm {
+                    old: old.into(),
+                    new: new.into()
+                }
+            );
+            assert!(err.to_string().contains(&format!("write '{new}'")), "{err}");
+            assert_eq!(NetSpec::parse_either(old).unwrap(), parse(new).unwrap());
+            assert_eq!(NetSpec::parse_either(new).unwrap(), parse(new).unwrap());
         }
     }
 
@@ -187,30 +259,36 @@ mod tests {
             (
                 "tap0",
                 SpecError::Syntax("tap0".into()),
-                "expected tap:NAME",
+                "expected tap=NAME",
             ),
             (
-                "vde:x",
-                SpecError::UnknownKind("vde".into()),
-                "unknown backend kind 'vde'",
+                "vde=x",
+                SpecError::UnknownKey("vde".into()),
+                "unknown key 'vde'",
             ),
             (
-                "tap:",
+                "tap=",
                 SpecError::Empty("name", "tap"),
-                "empty name after 'tap:'",
+                "empty name after 'tap='",
             ),
             (
-                "tap:,mac=52:54:00:00:00:01",
+                "tap=,mac=52:54:00:00:00:01",
                 SpecError::Empty("name", "tap"),
                 "empty name",
             ),
             (
-                "socket:",
+                "socket=",
                 SpecError::Empty("path", "socket"),
-                "empty path after 'socket:'",
+                "empty path after 'socket='",
             ),
             (
-                "tap:abcdefghijklmnop",
+                "mac=52:54:00:00:00:01",
+                SpecError::Backend,
+                "exactly one of",
+            ),
+            ("tap=a,socket=/b", SpecError::Backend, "exactly one of"),
+            (
+                "tap=abcdefghijklmnop",
                 SpecError::TapName {
                     name: "abcdefghijklmnop".into(),
                     problem: "is longer than 15 bytes",
@@ -218,7 +296,7 @@ mod tests {
                 "TAP name 'abcdefghijklmnop' is longer than 15 bytes",
             ),
             (
-                "tap:a b",
+                "tap=a b",
                 SpecError::TapName {
                     name: "a b".into(),
                     problem: "contains '/', ':', '%', NUL or whitespace",
@@ -226,7 +304,7 @@ mod tests {
                 "'a b' contains",
             ),
             (
-                "tap:tap%d",
+                "tap=tap%d",
                 SpecError::TapName {
                     name: "tap%d".into(),
                     problem: "contains '/', ':', '%', NUL or whitespace",
@@ -234,7 +312,7 @@ mod tests {
                 "'tap%d'",
             ),
             (
-                "tap:..",
+                "tap=..",
                 SpecError::TapName {
                     name: "..".into(),
                     problem: "is not allowed",
@@ -242,32 +320,32 @@ mod tests {
                 "'..' is not allowed",
             ),
             (
-                "tap:t0,queues=2",
-                SpecError::UnknownOption("queues=2".into()),
-                "unknown option 'queues=2'",
+                "tap=t0,queues=2",
+                SpecError::UnknownKey("queues".into()),
+                "unknown key 'queues'",
             ),
             (
-                "tap:t0,",
-                SpecError::UnknownOption("".into()),
-                "unknown option ''",
+                "tap=t0,",
+                SpecError::Syntax("tap=t0,".into()),
+                "expected tap=NAME",
             ),
             (
-                "tap:t0,mac",
-                SpecError::UnknownOption("mac".into()),
-                "unknown option 'mac'",
+                "tap=t0,mac",
+                SpecError::Syntax("tap=t0,mac".into()),
+                "expected tap=NAME",
             ),
             (
-                "tap:t0,mac=52:54:00:00:00:01,mac=52:54:00:00:00:02",
+                "tap=t0,mac=52:54:00:00:00:01,mac=52:54:00:00:00:02",
                 SpecError::DuplicateMac,
                 "more than once",
             ),
             (
-                "tap:t0,mac=ff:ff:ff:ff:ff:ff",
+                "tap=t0,mac=ff:ff:ff:ff:ff:ff",
                 SpecError::Mac(MacParseError::Multicast("ff:ff:ff:ff:ff:ff".into())),
                 "multicast",
             ),
             (
-                "socket:/s,mac=52:54:00",
+                "socket=/s,mac=52:54:00",
                 SpecError::Mac(MacParseError::Syntax("52:54:00".into())),
                 "bad MAC address '52:54:00'",
             ),

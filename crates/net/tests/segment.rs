@@ -158,7 +158,7 @@ fn sending_to_a_peer_that_does_not_read_never_blocks() {
 fn open_parses_a_socket_spec_and_creates_the_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("new/segment");
-    let spec: NetSpec = format!("socket:{}", dir.display()).parse().unwrap();
+    let spec: NetSpec = format!("socket={}", dir.display()).parse().unwrap();
     let (mut a_tx, _a_rx) = net::open(&spec, mac(1)).unwrap();
     let (_b_tx, mut b_rx) = net::open(&spec, mac(2)).unwrap();
     a_tx.send(b"via open").unwrap();

@@ -111,7 +111,7 @@ fn arp_reply(from_mac: MacAddr, from_ip: Ipv4Addr, to_mac: &[u8], to_ip: Ipv4Add
 fn arp_and_ip_flow_both_ways_through_a_tap() {
     let ns = NetNs::new();
     let guest_mac = MacAddr::derive(b"tap test guest", 0);
-    let spec: NetSpec = "tap:lstap0".parse().unwrap();
+    let spec: NetSpec = "tap=lstap0".parse().unwrap();
     let (mut tx, mut rx) = ns.enter(|| net::open(&spec, guest_mac)).unwrap();
     ns.ip(&["link", "set", "lstap0", "up"]);
     ns.ip(&["addr", "add", "10.99.0.1/24", "dev", "lstap0"]);
@@ -220,7 +220,7 @@ fn an_interface_that_is_not_a_tap_is_refused() {
     assert!(err.to_string().starts_with("TAP lo: "), "{err}");
 
     ns.ip(&["tuntap", "add", "dev", "lstun0", "mode", "tun"]);
-    let spec: NetSpec = "tap:lstun0".parse().unwrap();
+    let spec: NetSpec = "tap=lstun0".parse().unwrap();
     let err = ns
         .enter(|| net::open(&spec, MacAddr::derive(b"x", 0)))
         .map(|_| ())
@@ -256,6 +256,6 @@ fn creating_a_tap_without_cap_net_admin_is_refused() {
 
 #[test]
 fn a_bad_tap_spec_is_refused_before_any_syscall() {
-    let err = "tap:much-too-long-name".parse::<NetSpec>().unwrap_err();
+    let err = "tap=much-too-long-name".parse::<NetSpec>().unwrap_err();
     assert!(err.to_string().contains("longer than 15 bytes"), "{err}");
 }

@@ -92,7 +92,9 @@ pub struct DiskConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NicConfig {
-    /// Where it attaches, as `--net` takes it (`socket:DIR`, `tap:NAME`).
+    /// Where it attaches, as `--net` takes it without `mac=` (`socket=DIR`,
+    /// `tap=NAME`; `socket:DIR`/`tap:NAME` from earlier versions are read
+    /// as these).
     pub net: String,
     pub mac: Mac,
 }
@@ -342,8 +344,15 @@ impl VmConfig {
             }
             _ => return Err(bad("no valid `format` number".into())),
         }
-        let config: VmConfig = toml::from_str(text).map_err(|e| bad(one_line(&e)))?;
+        let mut config: VmConfig = toml::from_str(text).map_err(|e| bad(one_line(&e)))?;
         config.check().map_err(bad)?;
+        // Bundles written before device specs became key=value lists hold
+        // `socket:DIR` / `tap:NAME`: read as today's form.
+        for nic in &mut config.nics {
+            if let Ok(spec) = net::NetSpec::parse_either(&nic.net) {
+                nic.net = spec.to_string();
+            }
+        }
         Ok(config)
     }
 
@@ -390,6 +399,16 @@ impl VmConfig {
                 self.disks.len(),
                 self.nics.len()
             ));
+        }
+        for (i, nic) in self.nics.iter().enumerate() {
+            let spec = net::NetSpec::parse_either(&nic.net)
+                .map_err(|e| format!("nic {i} (eth{i}): {e}"))?;
+            if spec.mac.is_some() {
+                return Err(format!(
+                    "nic {i} (eth{i}): net = '{}' holds a MAC: it goes in `mac`",
+                    nic.net
+                ));
+            }
         }
         if self.snapshots.len() > MAX_SNAPSHOTS {
             return Err(format!("more than {MAX_SNAPSHOTS} snapshots"));

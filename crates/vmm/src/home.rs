@@ -46,8 +46,13 @@ pub struct CreateSpec {
 pub enum DiskSource {
     /// A fresh empty disk of this many bytes.
     Empty(u64),
-    /// A copy of an existing image (flattened into the bundle).
-    Import { path: PathBuf, format: disk::Format },
+    /// A copy of an existing image (flattened into the bundle), in the
+    /// format the user pinned, following backing files as `backing` allows.
+    Import {
+        path: PathBuf,
+        format: disk::Format,
+        backing: disk::BackingPolicy,
+    },
 }
 
 /// What a clone is made from.
@@ -292,8 +297,16 @@ impl Home {
                     disk::create(&layer, *size, None)?;
                     *size
                 }
-                DiskSource::Import { path, format } => {
-                    let options = disk::OpenOptions::new(*format, true);
+                DiskSource::Import {
+                    path,
+                    format,
+                    backing,
+                } => {
+                    let options = disk::OpenOptions {
+                        format: *format,
+                        read_only: true,
+                        backing: *backing,
+                    };
                     let what = format!("importing {}", path.display());
                     let stats = disk::copy(path, &options, &layer, None, &mut |d, t| {
                         progress(&what, d, t)

@@ -60,7 +60,7 @@ impl Store {
             boot: self.boot.clone(),
             disks,
             nics: (0..nics)
-                .map(|_| ("socket:/tmp/seg".into(), None))
+                .map(|_| ("socket=/tmp/seg".into(), None))
                 .collect(),
             ft: None,
         }
@@ -205,6 +205,11 @@ fn bad_bundle_files_are_refused_plainly() {
         ),
         ("cpus", good.replace("cpus = 1", "cpus = 99")),
         ("unknown field", format!("{good}\nsurprise = true\n")),
+        ("bad nic", good.replace("socket=/tmp/seg", "vde=/tmp/seg")),
+        (
+            "mac in net",
+            good.replace("socket=/tmp/seg", "socket=/tmp/seg,mac=52:54:00:00:00:01"),
+        ),
     ];
     for (what, text) in cases {
         std::fs::write(&toml, &text).unwrap();
@@ -222,6 +227,11 @@ fn bad_bundle_files_are_refused_plainly() {
     }
     std::fs::write(&toml, &good).unwrap();
     s.home.open("vm").unwrap();
+    // A bundle of an earlier version holds `socket:DIR`: read as today's form.
+    assert!(good.contains("net = \"socket=/tmp/seg\""), "{good}");
+    std::fs::write(&toml, good.replace("socket=/tmp/seg", "socket:/tmp/seg")).unwrap();
+    let vm = s.home.open("vm").unwrap();
+    assert_eq!(vm.config().nics[0].net, "socket=/tmp/seg");
 }
 
 #[test]
@@ -439,6 +449,7 @@ fn import_copies_an_image() {
         vec![DiskSource::Import {
             path: raw.clone(),
             format: disk::Format::Raw,
+            backing: disk::BackingPolicy::Contained,
         }],
         0,
     );
