@@ -628,6 +628,8 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
         None => free_space_less_margin(&replica_dir)?,
     };
     let accept = |hello: &::ft::Hello| -> Result<(), String> {
+        // A primary accepted before whose transfer failed: its claim goes.
+        opened.borrow_mut().take();
         let vm: FtVm = serde_json::from_slice(&hello.setup)
             .map_err(|e| format!("the primary's VM description is not valid: {e}"))?;
         // The name ends up in socket paths on this host.
@@ -635,8 +637,11 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
         if vm.macs.len() > machine::layout::VIRTIO_SLOTS {
             return Err(format!("the primary's VM has {} NICs", vm.macs.len()));
         }
+        // One backup of a VM per host: two would share its control
+        // socket's name and its replicas.
+        let claim = crate::names::claim_backup(&vm.name).map_err(|e| e.to_string())?;
         let nics = nics::open_for(&args.nets, &vm.macs).map_err(|e| format!("backup host: {e}"))?;
-        *opened.borrow_mut() = Some((vm, nics));
+        *opened.borrow_mut() = Some((vm, nics, claim));
         Ok(())
     };
     let options = BackupOptions {
@@ -661,7 +666,7 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
         })?;
         (backup, started)
     };
-    let Some((vm, mut nics)) = opened.take() else {
+    let Some((vm, mut nics, claim)) = opened.take() else {
         return Err("the primary's VM was accepted without its NICs".into());
     };
     if vm.macs != backup.machine().nic_macs() {
@@ -746,6 +751,8 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
         live.reemitted_bytes
     );
     drop(control);
+    // Live, this process is the VM: a new backup of it may run here.
+    drop(claim);
     let generation = live.generation;
     run_live(
         live.machine,

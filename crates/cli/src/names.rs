@@ -27,6 +27,24 @@ pub struct NameClaim {
 /// holding this process's pid). A name another running process holds is
 /// refused with that process's pid.
 pub fn claim(name: &str) -> Result<NameClaim, Box<dyn Error>> {
+    claim_as(name, |holder| {
+        format!(
+            "a VM named {name:?} is already running on this host{holder}; give this one another --name"
+        )
+    })
+}
+
+/// An FT backup's claim on the VM it receives (`NAME-backup`: its control
+/// socket's name too): a second backup of one VM on this host is refused
+/// with the first one's pid.
+pub fn claim_backup(name: &str) -> Result<NameClaim, Box<dyn Error>> {
+    claim_as(&format!("{name}-backup"), |holder| {
+        format!("a backup of the VM {name:?} already runs on this host{holder}")
+    })
+}
+
+/// [`claim`], saying `refusal(" (pid N)")` when the name is held.
+fn claim_as(name: &str, refusal: impl FnOnce(&str) -> String) -> Result<NameClaim, Box<dyn Error>> {
     let dir = crate::ft::default_control_dir();
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -45,10 +63,7 @@ pub fn claim(name: &str) -> Result<NameClaim, Box<dyn Error>> {
         } else {
             format!(" (pid {pid})")
         };
-        return Err(format!(
-            "a VM named {name:?} is already running on this host{holder}; give this one another --name"
-        )
-        .into());
+        return Err(refusal(&holder).into());
     };
     file.set_len(0)
         .and_then(|()| file.rewind())

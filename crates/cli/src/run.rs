@@ -83,7 +83,8 @@ pub struct RunArgs {
     #[arg(skip)]
     pub name: String,
     /// Record every input into a new replay log FILE (`lockstep replay FILE`
-    /// re-executes the run and checks it).
+    /// re-executes the run and checks it). A log starts at boot: not with
+    /// `--restore`.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
     /// Save a snapshot of the whole machine to FILE when the run is stopped

@@ -221,6 +221,80 @@ fn the_backup_takes_over_a_killed_primary_with_no_gap_in_its_output() {
     }
 }
 
+/// Two hosts' VMs of one name, protected by two backups on one host: the
+/// second backup refuses its primary (they would share a control socket),
+/// naming the first's pid; each VM's replicas sit in their own directory.
+#[test]
+fn a_second_backup_of_one_vm_on_a_host_is_refused_with_the_first_ones_pid() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let replicas = dir.path().join("replicas");
+    let replicas_arg = replicas.to_str().expect("utf-8 temp path");
+    let timeout = format!("{TIMEOUT_MS}ms");
+    let mut primaries = Vec::new();
+    let mut backups = Vec::new();
+    for host in ["host-1", "host-2"] {
+        // Each primary's "host": its own runtime directory (name claims
+        // and control sockets); the backups share this one's.
+        let runtime = dir.path().join(host);
+        std::fs::create_dir(&runtime).expect("runtime dir");
+        let arbiter = dir.path().join(format!("{host}-arbiter"));
+        let arbiter_arg = arbiter.to_str().expect("utf-8 temp path");
+        let (backup, addr) = start_backup_with(&arbiter, &["--replica-dir", replicas_arg]);
+        let args = [
+            "run",
+            "--memory",
+            "512M",
+            "--console",
+            "stdio",
+            "--append",
+            "console=ttyS0 quiet",
+            "--name",
+            "twin",
+            "--ft-timeout",
+            &timeout,
+            "--ft-backup",
+            &addr,
+            "--ft-arbiter",
+            arbiter_arg,
+        ];
+        let mut primary = Guest::launch_env(&[], &args, &[("XDG_RUNTIME_DIR", &runtime)]);
+        let mut backup = backup;
+        if backups.is_empty() {
+            primary.expect_stderr("protected by the backup");
+            backup.expect_stderr("following the primary");
+        }
+        primaries.push(primary);
+        backups.push(backup);
+    }
+    let first = backups[0].child.id();
+    let refused = backups[1].expect_stderr("already runs on this host");
+    assert!(
+        refused.contains("a backup of the VM \"twin\"")
+            && refused.contains(&format!("(pid {first})")),
+        "{refused}"
+    );
+    // The primary it refused runs on, unprotected, and says why.
+    let said = primaries[1].expect_stderr("already runs on this host");
+    assert!(said.contains(&format!("(pid {first})")), "{said}");
+    // The first backup's replicas: in a directory named by the VM's uuid.
+    let dirs: Vec<_> = std::fs::read_dir(&replicas)
+        .expect("replica dir")
+        .filter_map(Result::ok)
+        .collect();
+    assert_eq!(dirs.len(), 1, "one VM's replica directory");
+    assert_eq!(
+        dirs[0].file_name().len(),
+        32,
+        "a uuid: {:?}",
+        dirs[0].file_name()
+    );
+    for mut g in primaries.into_iter().chain(backups) {
+        let _ = g.child.kill();
+        let _ = g.child.wait();
+    }
+}
+
 #[test]
 fn a_primary_under_another_arbiter_generation_is_refused() {
     let _serial = serial();
@@ -522,8 +596,12 @@ fn bad_backups_leave_the_primary_running_unprotected_until_a_good_one_joins() {
     let backup_status =
         text(&lockstep(&["ft", "status", "--control", &path("backup.sock")]).stdout);
     assert!(backup_status.contains("role: backup"), "{backup_status}");
+    // Each VM's replicas in a directory of its own, named by its uuid.
     let replicas: Vec<_> = std::fs::read_dir(path("replicas"))
         .expect("replica dir")
+        .filter_map(Result::ok)
+        .filter_map(|vm| std::fs::read_dir(vm.path()).ok())
+        .flatten()
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().ends_with("-disk0.raw"))
         .collect();

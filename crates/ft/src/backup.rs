@@ -19,7 +19,7 @@ use replay::{Control, Decoded, Decoder, Record, RecordKind, StopReason};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::net::TcpListener;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
@@ -338,9 +338,22 @@ impl Receiving {
 
     /// New replica files for the primary's disks and a snapshot to fill.
     fn prepare(hello: &Hello, dir: &Path) -> Result<Receiving, String> {
-        let assembler = Assembler::new(dir, hello.images_len, hello.memory)
-            .map_err(|e| format!("cannot receive the VM here: {e}"))?;
+        // Each VM's replicas in a directory of its own (its uuid), so that
+        // backups of different VMs sharing `dir` never meet.
         let uuid: String = hello.vm_uuid.iter().map(|b| format!("{b:02x}")).collect();
+        let dir = dir.join(&uuid);
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+        }
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(format!("{} is not a directory", dir.display())),
+            Err(e) => return Err(format!("cannot look at {}: {e}", dir.display())),
+        }
+        let assembler = Assembler::new(&dir, hello.images_len, hello.memory)
+            .map_err(|e| format!("cannot receive the VM here: {e}"))?;
         let mut replicas = Vec::new();
         for (n, &shape) in hello.disks.iter().enumerate() {
             let path = dir.join(format!("{uuid}-disk{n}.raw"));
