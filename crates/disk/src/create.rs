@@ -8,8 +8,7 @@ use imago::file::File as ImagoFile;
 use imago::qcow2::Qcow2;
 use imago::FormatCreateBuilder;
 use std::ffi::OsStr;
-use std::fs::{File, Permissions};
-use std::os::unix::fs::PermissionsExt;
+use std::fs::File;
 use std::path::{Component, Path, PathBuf};
 
 /// qcow2 cluster size of new images (qemu-img's default).
@@ -81,45 +80,23 @@ pub(crate) fn write_new<T>(
     path: &Path,
     build: impl FnOnce(&File, &Path) -> Result<T, DiskError>,
 ) -> Result<T, DiskError> {
-    let dir = parent_dir(path);
-    let io_err = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| DiskError::Io { path: p, source }
-    };
     let name = path.file_name().unwrap_or(OsStr::new("disk"));
-    let mut prefix = OsStr::new(".").to_os_string();
-    prefix.push(name);
-    prefix.push(".");
-    let tmp = tempfile::Builder::new()
-        .prefix(&prefix)
-        .suffix(".tmp")
-        .permissions(Permissions::from_mode(0o666)) // less the umask
-        .tempfile_in(&dir)
-        .map_err(io_err(&dir))?;
-
-    let built = build(tmp.as_file(), tmp.path())?;
-    crate::crash_point("image written");
-    tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
-    crate::crash_point("image synced");
-    tmp.persist_noclobber(path).map_err(|e| {
-        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-            DiskError::Exists {
-                path: path.to_path_buf(),
-            }
-        } else {
-            DiskError::Io {
-                path: path.to_path_buf(),
-                source: e.error,
-            }
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let options = durable::Options {
+        mode: 0o666, // less the umask
+        prefix: &prefix,
+        suffix: ".tmp",
+        replace: false,
+        crash_points: true,
+        what: "image",
+    };
+    durable::write_with(path, &options, |file, tmp| build(file, tmp)).map_err(|e| match e {
+        durable::Error::Fill(e) => e,
+        durable::Error::Exists { path } => DiskError::Exists { path },
+        durable::Error::Create { dir: path, source } | durable::Error::Io { path, source, .. } => {
+            DiskError::Io { path, source }
         }
-    })?;
-    crate::crash_point("image linked");
-    // The new directory entry must survive a crash too.
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(&dir))?;
-    crate::crash_point("image directory synced");
-    Ok(built)
+    })
 }
 
 pub(crate) fn check_size(size: u64) -> Result<(), DiskError> {

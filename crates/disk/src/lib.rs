@@ -15,7 +15,6 @@
 //! its files as the new backing (deleting a snapshot's layer).
 
 mod copy;
-mod crash;
 mod create;
 mod identity;
 mod image;
@@ -25,8 +24,8 @@ mod runs;
 mod size;
 
 pub use copy::{allocated, allocated_in_own, copy, CopyStats, COPY_CHUNK};
-pub use crash::crash_point;
 pub use create::{create, create_over_own, CLUSTER_SIZE, MAX_VIRTUAL_SIZE};
+pub use durable::crash_point;
 pub use identity::{
     digest_file, Contents, DiskIdentity, FileIdentity, FileStat, IdentityMismatch, DIGEST_CHUNK,
 };

@@ -11,7 +11,6 @@
 use crate::FtError;
 use rustix::fs::{flock, FlockOperation};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -98,33 +97,34 @@ impl Arbiter {
     }
 
     fn write(&self, generation: u64) -> Result<(), FtError> {
-        let tmp = with_suffix(&self.path, &format!(".new-{}", std::process::id()));
-        // A new file of this process's own (a stale one from a dead
-        // process of the same pid goes first), never through a link.
-        match std::fs::remove_file(&tmp) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(self.error("cannot remove a stale new version", e))
-            }
-            _ => {}
-        }
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|source| self.error("cannot create a new version", source))?;
-        file.write_all(format!("{PREFIX}{generation}\n").as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|source| self.error("cannot write a new version", source))?;
-        std::fs::rename(&tmp, &self.path)
-            .map_err(|source| self.error("cannot replace it", source))?;
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
+        // A new file of this process's own (0600, a random name: two
+        // writers never share one), fsynced, renamed over the arbiter,
+        // the directory fsynced.
+        let name = self
+            .path
+            .file_name()
+            .map(|n| format!(".{}.new-", n.to_string_lossy()))
+            .unwrap_or_else(|| ".arbiter.new-".into());
+        let options = durable::Options {
+            prefix: &name,
+            ..durable::Options::default()
         };
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|source| self.error("cannot sync its directory", source))
+        durable::write(
+            &self.path,
+            &options,
+            format!("{PREFIX}{generation}\n").as_bytes(),
+        )
+        .map_err(|e| match e {
+            durable::Error::Fill(source) => self.error("cannot write a new version", source),
+            durable::Error::Create { source, .. } => {
+                self.error("cannot create a new version", source)
+            }
+            durable::Error::Io { step, source, .. } => self.error(step, source),
+            durable::Error::Exists { .. } => self.error(
+                "cannot replace it",
+                std::io::ErrorKind::AlreadyExists.into(),
+            ),
+        })
     }
 
     fn error(&self, what: &'static str, source: std::io::Error) -> FtError {

@@ -52,41 +52,33 @@ pub fn atomic_write_with(
     dest: &Path,
     fill: impl FnOnce(&mut File) -> Result<(), ImageError>,
 ) -> Result<(), ImageError> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
+    let dir = durable::parent(dest);
     let not_writable = |cause| ImageError::CacheNotWritable {
         path: dir.to_path_buf(),
         cause,
     };
     std::fs::create_dir_all(dir).map_err(not_writable)?;
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".partial-");
-    // Cached files are plain data anyone may read, like files made with the default umask.
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
-    let mut tmp = builder.tempfile_in(dir).map_err(not_writable)?;
-    fill(tmp.as_file_mut())?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(ImageError::io(tmp.path()))?;
-    tmp.persist(dest)
-        .map_err(|e| ImageError::io(dest)(e.error))?;
-    sync_dir(dir)
+    let options = durable::Options {
+        prefix: ".partial-",
+        // Cached files are plain data anyone may read, like files made
+        // with the default umask.
+        mode: 0o644,
+        ..durable::Options::default()
+    };
+    durable::write_with(dest, &options, |file, _| fill(file)).map_err(|e| match e {
+        durable::Error::Fill(e) => e,
+        durable::Error::Create { source, .. } => not_writable(source),
+        durable::Error::Io { path, source, .. } => ImageError::io(&path)(source),
+        durable::Error::Exists { path } => {
+            ImageError::io(&path)(std::io::ErrorKind::AlreadyExists.into())
+        }
+    })
 }
 
 pub fn atomic_write(dest: &Path, bytes: &[u8]) -> Result<(), ImageError> {
     atomic_write_with(dest, |file| {
         file.write_all(bytes).map_err(ImageError::io(dest))
     })
-}
-
-/// Makes a rename durable. Windows cannot open directories; there it is skipped.
-fn sync_dir(dir: &Path) -> Result<(), ImageError> {
-    if cfg!(unix) {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(ImageError::io(dir))?;
-    }
-    Ok(())
 }
 
 pub fn sha256_bytes(bytes: &[u8]) -> String {

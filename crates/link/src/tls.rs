@@ -13,9 +13,8 @@ use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{AlertDescription, CertificateError, ClientConfig, RootCertStore, ServerConfig};
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -282,7 +281,6 @@ pub fn tls_init(init: &TlsInit<'_>) -> Result<bool, LinkError> {
         make_dir(init.ca_dir)?;
         write_new(&ca_key_path, ca_key.serialize_pem().as_bytes(), 0o600)?;
         write_new(&ca_pem_path, ca_pem.as_bytes(), 0o644)?;
-        sync_dir(init.ca_dir)?;
     }
     make_dir(dir)?;
     write_new(&dir.join("ca.pem"), ca_pem.as_bytes(), 0o644)?;
@@ -292,7 +290,6 @@ pub fn tls_init(init: &TlsInit<'_>) -> Result<bool, LinkError> {
         0o600,
     )?;
     write_new(&dir.join("node.pem"), node_pem.as_bytes(), 0o644)?;
-    sync_dir(dir)?;
     Ok(new_ca)
 }
 
@@ -305,12 +302,6 @@ fn make_dir(dir: &Path) -> Result<(), LinkError> {
         .mode(0o700)
         .create(dir)
         .map_err(LinkError::io(format!("creating {}", dir.display())))
-}
-
-fn sync_dir(dir: &Path) -> Result<(), LinkError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(LinkError::io(format!("syncing {}", dir.display())))
 }
 
 /// The CA's identity. It is the same for every CA this crate makes, so a
@@ -374,23 +365,18 @@ fn verify_issued(ca_pem: &str, node_pem: &str, src: &Path) -> Result<(), LinkErr
     })
 }
 
-/// Writes a file that must not exist yet: new temporary file, fsync, rename.
+/// Writes a file that must not exist yet, crash-safely (`durable`: new
+/// temporary file, fsync, link, fsync the directory).
 fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), LinkError> {
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = PathBuf::from(tmp_name);
-    // A leftover from an interrupted run; if removing fails, creating fails.
-    let _ = fs::remove_file(&tmp);
-    let context = format!("writing {}", path.display());
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .and_then(|mut file| {
-            file.write_all(contents)?;
-            file.sync_all()
-        })
-        .and_then(|()| fs::rename(&tmp, path))
-        .map_err(LinkError::io(context))
+    let options = durable::Options {
+        mode,
+        replace: false,
+        ..durable::Options::default()
+    };
+    durable::write(path, &options, contents).map_err(|e| match e {
+        durable::Error::Exists { path } => {
+            LinkError::bad_file(path, "already exists; refusing to overwrite it")
+        }
+        e => LinkError::io(format!("writing {}", path.display()))(e.into_io()),
+    })
 }

@@ -663,33 +663,32 @@ impl Machine {
             path: path.to_path_buf(),
             source,
         };
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
+        let new_file = durable::Options {
+            prefix: ".snapshot-",
+            ..durable::Options::default()
         };
-        let tmp = tempfile::Builder::new()
-            .prefix(".snapshot-")
-            .tempfile_in(dir)
-            .map_err(io)?;
-        let file = tmp.as_file();
-
-        let images = write_images(file, &self.config.images).map_err(io)?;
-        let ram_offset = (images.offset + images.len).next_multiple_of(RAM_ALIGN);
-        let (ram, ram_end) = write_ram(file, &self.ram, ram_offset, options.ram).map_err(io)?;
-        let state = self.state_out(options.vm_uuid, state_hash, disk_clusters);
-        let state = write_postcard(file, ram_end, &state, path)?;
-        let disks = write_postcard(file, state.offset + state.len, &disks, path)?;
-        let index = Index {
-            images,
-            state,
-            disks,
-            ram,
-        };
-        let index = write_postcard(file, disks.offset + disks.len, &index, path)?;
-        file.write_all_at(&encode_preamble(&index), 0).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        tmp.persist(path).map_err(|e| io(e.error))?;
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        durable::write_with(path, &new_file, |file, _| {
+            let file: &File = file;
+            let images = write_images(file, &self.config.images).map_err(io)?;
+            let ram_offset = (images.offset + images.len).next_multiple_of(RAM_ALIGN);
+            let (ram, ram_end) = write_ram(file, &self.ram, ram_offset, options.ram).map_err(io)?;
+            let state = self.state_out(options.vm_uuid, state_hash, disk_clusters);
+            let state = write_postcard(file, ram_end, &state, path)?;
+            let disks = write_postcard(file, state.offset + state.len, &disks, path)?;
+            let index = Index {
+                images,
+                state,
+                disks,
+                ram,
+            };
+            let index = write_postcard(file, disks.offset + disks.len, &index, path)?;
+            file.write_all_at(&encode_preamble(&index), 0).map_err(io)
+        })
+        .map_err(|e| match e {
+            durable::Error::Fill(e) => e,
+            durable::Error::Create { source, .. } | durable::Error::Io { source, .. } => io(source),
+            durable::Error::Exists { .. } => io(std::io::ErrorKind::AlreadyExists.into()),
+        })?;
         read_info(path)
     }
 

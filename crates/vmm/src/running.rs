@@ -365,16 +365,13 @@ fn complete_state(file: Assembler, state: &[u8], pending: &PendingSnapshot) -> R
     let done = file
         .finish_frozen(state, &refs)
         .map_err(|e| e.to_string())?;
-    std::fs::File::open(&*done.path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| e.to_string())?;
-    disk::crash_point("snapshot state written");
-    done.path
-        .persist(target)
-        .map_err(|e| format!("{}: {}", target.display(), e.error))?;
-    crate::durable::sync_dir(&pending.states).map_err(|e| e.to_string())?;
-    disk::crash_point("snapshot state renamed into place");
-    Ok(())
+    let options = durable::Options {
+        crash_points: true,
+        what: "snapshot state",
+        ..durable::Options::default()
+    };
+    durable::place::<std::convert::Infallible>(done.path, target, &options)
+        .map_err(|e| e.to_string())
 }
 
 impl Journal for SnapshotTask {
