@@ -135,10 +135,10 @@ impl Arbiter {
         }
     }
 
-    fn bad(&self, problem: &str) -> FtError {
+    fn bad(&self, problem: &'static str) -> FtError {
         FtError::ArbiterContent {
             path: self.path.clone(),
-            problem: problem.to_string(),
+            problem,
         }
     }
 }

@@ -9,7 +9,7 @@
 use crate::arbiter::{Arbiter, Claim};
 use crate::channel::{self, Got, Sender};
 use crate::wire::{self, DiskShape, Hello, Message, PAGE_ENTRY};
-use crate::{garp, FtConfig, FtError};
+use crate::{garp, FtConfig, FtError, HandshakeError, ProtocolError, RestoreError, SyncError};
 use disk::BlockDevice;
 use link::TlsIdentity;
 use machine::snapshot::{Assembler, RestoreOptions};
@@ -163,7 +163,7 @@ pub fn serve_until_ready(
     if options.tls.is_none() {
         let local = listener
             .local_addr()
-            .map_err(|e| FtError::Handshake(format!("the listening socket has no address: {e}")))?;
+            .map_err(HandshakeError::NoLocalAddress)?;
         channel::check_loopback(&local.to_string())?;
     }
     loop {
@@ -191,10 +191,11 @@ pub fn serve(
     let hello = match rx.expect(HANDSHAKE_TIMEOUT, "Hello")? {
         Message::Hello(hello) => hello,
         other => {
-            return Err(FtError::Handshake(format!(
-                "refused {peer}: expected the primary's Hello, got {}",
-                other.describe()
-            )))
+            return Err(HandshakeError::NotHello {
+                peer: peer.to_string(),
+                got: other.describe(),
+            }
+            .into())
         }
     };
     let prepared = check_hello(&hello, arbiter, options)
@@ -215,10 +216,11 @@ pub fn serve(
                 refusal.public.clone()
             };
             tx.send_last(&Message::Welcome(Err(told)));
-            return Err(FtError::Handshake(format!(
-                "refused the primary at {peer}: {}",
-                refusal.detail
-            )));
+            return Err(HandshakeError::RefusedPrimary {
+                peer: peer.to_string(),
+                reason: refusal.detail,
+            }
+            .into());
         }
     };
     let files = receiving.files();
@@ -263,18 +265,18 @@ fn receive_and_restore(
             if machine.icount() == start_icount {
                 Ok((machine, replicas))
             } else {
-                Err(format!(
-                    "the state is at icount {}, the primary said {start_icount}",
-                    machine.icount()
-                ))
+                Err(RestoreError::Icount {
+                    got: machine.icount(),
+                    announced: start_icount,
+                })
             }
         });
     let (machine, replicas) = match restored {
         Ok(done) => done,
         Err(reason) => {
-            tx.send_last(&Message::Ready(Err(reason.clone())));
+            tx.send_last(&Message::Ready(Err(reason.to_string())));
             tx.close();
-            return Err(FtError::Sync(reason));
+            return Err(SyncError::Restore(reason).into());
         }
     };
     tx.send(&Message::Ready(Ok(())))?;
@@ -398,30 +400,21 @@ impl Receiving {
             let message = match rx.recv(heartbeat)? {
                 Got::Message(m) => m,
                 Got::Nothing if last_heard.elapsed() < silence => continue,
-                Got::Nothing => {
-                    return Err(FtError::Sync(format!(
-                        "no word from the primary for {} s while receiving the VM",
-                        silence.as_secs()
-                    )))
-                }
-                Got::Closed => {
-                    return Err(FtError::Sync(
-                        "the primary closed the connection while sending the VM".into(),
-                    ))
-                }
+                Got::Nothing => return Err(SyncError::PrimarySilent { within: silence }.into()),
+                Got::Closed => return Err(SyncError::PrimaryClosed.into()),
             };
             last_heard = Instant::now();
             match message {
                 Message::Images { offset, bytes } => self
                     .assembler
                     .images(offset, &bytes)
-                    .map_err(|e| FtError::Protocol(e.to_string()))?,
+                    .map_err(ProtocolError::Assembly)?,
                 Message::Pages(entries) => {
                     for entry in entries.chunks_exact(PAGE_ENTRY) {
                         let index = u32::from_le_bytes([entry[0], entry[1], entry[2], entry[3]]);
                         self.assembler
                             .page(u64::from(index), &entry[4..])
-                            .map_err(|e| FtError::Protocol(e.to_string()))?;
+                            .map_err(ProtocolError::Assembly)?;
                     }
                 }
                 Message::Disk {
@@ -431,10 +424,11 @@ impl Receiving {
                 } => self.write_disk(usize::from(disk), offset, &bytes)?,
                 Message::State { icount, state } => return Ok((icount, state)),
                 other => {
-                    return Err(FtError::Protocol(format!(
-                        "{} while receiving the VM",
-                        other.describe()
-                    )))
+                    return Err(ProtocolError::Unexpected {
+                        got: other.describe(),
+                        during: "receiving the VM",
+                    }
+                    .into())
                 }
             }
         }
@@ -442,21 +436,24 @@ impl Receiving {
 
     fn write_disk(&self, disk: usize, offset: u64, bytes: &[u8]) -> Result<(), FtError> {
         let Some(replica) = self.replicas.get(disk) else {
-            return Err(FtError::Protocol(format!(
-                "data for disk {disk} of {}",
-                self.replicas.len()
-            )));
+            return Err(ProtocolError::NoSuchDisk {
+                disk,
+                disks: self.replicas.len(),
+            }
+            .into());
         };
         let capacity = replica.shape.capacity;
         if offset
             .checked_add(bytes.len() as u64)
             .is_none_or(|end| end > capacity)
         {
-            return Err(FtError::Protocol(format!(
-                "{} bytes at {offset} on disk {disk} of {} bytes",
-                bytes.len(),
-                capacity
-            )));
+            return Err(ProtocolError::DiskRange {
+                disk,
+                offset,
+                len: bytes.len(),
+                capacity,
+            }
+            .into());
         }
         replica
             .file
@@ -475,45 +472,41 @@ impl Receiving {
         state: &[u8],
         held: Arc<Mutex<HeldOutputs>>,
         windows: SharedWindows,
-    ) -> Result<(Machine, Vec<PathBuf>), String> {
+    ) -> Result<(Machine, Vec<PathBuf>), RestoreError> {
         let mut disks: Vec<Box<dyn BlockDevice>> = Vec::new();
         for r in &self.replicas {
             r.file
                 .sync_all()
-                .map_err(|e| format!("syncing the disk replica {}: {e}", r.path.display()))?;
+                .map_err(|source| RestoreError::SyncReplica {
+                    path: r.path.clone(),
+                    source,
+                })?;
             // Replicas are raw files this side created: opened as raw,
             // never probed (the guest's bytes may look like any header).
             let options = disk::OpenOptions::new(disk::Format::Raw, r.shape.read_only);
-            disks.push(disk::open(&r.path, &options).map_err(|e| e.to_string())?);
+            disks.push(disk::open(&r.path, &options)?);
         }
         let refs: Vec<&dyn BlockDevice> = disks.iter().map(|d| &**d).collect();
-        let assembled = self
-            .assembler
-            .finish(state, &refs)
-            .map_err(|e| e.to_string())?;
+        let assembled = self.assembler.finish(state, &refs)?;
         let options = RestoreOptions::default();
         let mut machine = Machine::restore_snapshot_with(
             &assembled.path,
             Box::new(machine::NullOutput),
             disks,
             &options,
-        )
-        .map_err(|e| format!("the machine received does not restore: {e}"))?;
+        )?;
         let rate = machine.config().instructions_per_tick;
         if rate != self.rate {
-            return Err(format!(
-                "the machine received runs at {rate} instructions per tick, the Hello announced {}",
-                self.rate
-            ));
+            return Err(RestoreError::Rate {
+                got: rate.get(),
+                announced: self.rate.get(),
+            });
         }
         // End to end: every RAM page, register and device as the primary
         // hashed them.
-        let hash = machine.state_hash().map_err(|e| e.to_string())?;
+        let hash = machine.state_hash()?;
         if hash != assembled.state_hash {
-            return Err(
-                "the machine received does not hash like the primary's (damaged in transfer)"
-                    .into(),
-            );
+            return Err(RestoreError::HashMismatch);
         }
         let macs = machine.nic_macs();
         machine.replace_output(Box::new(TeeOutput::new(
@@ -670,10 +663,10 @@ fn decode_batch(decoder: &mut Decoder, mut frames: &[u8]) -> Result<Vec<Record>,
                 frames = &frames[len..];
             }
             Decoded::Incomplete { .. } => {
-                return Err(FtError::Protocol(format!(
-                    "a batch ends inside a frame (LSN {})",
-                    decoder.next_lsn()
-                )))
+                return Err(ProtocolError::SplitFrame {
+                    lsn: decoder.next_lsn(),
+                }
+                .into())
             }
         }
     }
@@ -745,7 +738,7 @@ impl Backup {
     /// runs on unprotected, and refuses to go live.
     pub fn follow(&mut self) -> Result<Outcome, FtError> {
         if let Some(why) = &self.failed {
-            return Err(FtError::NotFollowing(why.clone()));
+            return Err(FtError::NotFollowing { since: why.clone() });
         }
         let result = self.follow_log();
         if let Err(e) = &result {
@@ -792,7 +785,7 @@ impl Backup {
     /// machine's sink. Losing the arbiter is an error: the caller halts.
     pub fn go_live(mut self, mut live: Box<dyn Output>) -> Result<Live, FtError> {
         if let Some(why) = self.failed {
-            return Err(FtError::NotFollowing(why));
+            return Err(FtError::NotFollowing { since: why });
         }
         let generation = match self.arbiter.claim(self.hello.generation)? {
             Claim::Won(generation) => {

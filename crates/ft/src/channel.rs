@@ -2,7 +2,7 @@
 //! optional mutually authenticated TLS).
 
 use crate::wire::{link_config, Message};
-use crate::FtError;
+use crate::{FtError, HandshakeError};
 use link::{LinkReceiver, LinkSender, LinkStats, Received, TlsIdentity};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -77,22 +77,23 @@ impl Receiver {
 
     /// One message within `timeout`, for handshakes: silence or a close
     /// is an error naming `expected`.
-    pub fn expect(&mut self, timeout: Duration, expected: &str) -> Result<Message, FtError> {
+    pub fn expect(
+        &mut self,
+        timeout: Duration,
+        expected: &'static str,
+    ) -> Result<Message, FtError> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.recv(left.min(Duration::from_millis(200)))? {
                 Got::Message(m) => return Ok(m),
-                Got::Closed => {
-                    return Err(FtError::Handshake(format!(
-                        "the peer closed the connection while this side waited for {expected}"
-                    )))
-                }
+                Got::Closed => return Err(HandshakeError::Closed { expected }.into()),
                 Got::Nothing if left.is_zero() => {
-                    return Err(FtError::Handshake(format!(
-                        "no {expected} from the peer within {} s",
-                        timeout.as_secs()
-                    )))
+                    return Err(HandshakeError::Silent {
+                        expected,
+                        within: timeout,
+                    }
+                    .into())
                 }
                 Got::Nothing => {}
             }

@@ -1,17 +1,19 @@
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Everything that can go wrong on either side of an FT pair. Each message
-/// is one line naming what failed.
+/// is one line naming what failed; each kind is its own variant with the
+/// fields a caller (the CLI, a control plane) acts on.
 #[derive(Debug, thiserror::Error)]
 pub enum FtError {
     #[error("FT log channel: bad message from the peer: {0}")]
-    Protocol(String),
+    Protocol(#[from] ProtocolError),
     #[error("FT log channel: bad log frame from the primary: {0}")]
     Frame(#[from] replay::ReadError),
     #[error("FT log channel: {0}")]
     Encode(#[from] replay::WriteError),
     #[error("FT handshake: {0}")]
-    Handshake(String),
+    Handshake(#[from] HandshakeError),
     #[error("FT log channel: {0}")]
     Link(#[from] link::LinkError),
     #[error("FT: cannot reach the backup at {addr}: {source}")]
@@ -22,16 +24,18 @@ pub enum FtError {
     #[error("FT log channel: plain TCP to {addr} is refused: without TLS anyone who reaches the port is trusted, so --ft-insecure-plaintext is for loopback addresses only")]
     PlaintextNotLoopback { addr: String },
     #[error("FT: cannot add a backup: {0}")]
-    Busy(String),
+    Busy(#[from] BusyError),
     #[error("FT sync: {0}")]
-    Sync(String),
+    Sync(#[from] SyncError),
     #[error("FT backup: disk replica {}: {source}", path.display())]
     Replica {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("FT handshake: the backup refused: {0}")]
-    Refused(String),
+    /// The backup's Welcome said no; `reason` is its own words (sent to
+    /// an authenticated peer only).
+    #[error("FT handshake: the backup at {backup} refused: {reason}")]
+    Refused { backup: String, reason: String },
     #[error("FT arbiter {}: {what}: {source}", path.display())]
     Arbiter {
         path: PathBuf,
@@ -39,13 +43,130 @@ pub enum FtError {
         source: std::io::Error,
     },
     #[error("FT arbiter {}: {problem}", path.display())]
-    ArbiterContent { path: PathBuf, problem: String },
+    ArbiterContent {
+        path: PathBuf,
+        problem: &'static str,
+    },
     #[error("FT: lost the arbiter: the other side already claimed generation {0}; halting")]
     LostArbiter(u64),
     #[error("FT backup: {0}")]
     Machine(#[from] machine::MachineError),
     #[error("FT backup diverged from the primary {0}; it stopped following (the primary runs on unprotected)")]
     Diverged(#[from] replay::session::Divergence),
-    #[error("FT backup: no longer following the primary ({0}); it must not go live")]
-    NotFollowing(String),
+    /// An earlier error ended following; `since` is what it said.
+    #[error("FT backup: no longer following the primary ({since}); it must not go live")]
+    NotFollowing { since: String },
+}
+
+/// A message from the peer that is not one this side can take.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("unknown message kind {0:#04x}")]
+    UnknownKind(u8),
+    #[error("{message}: message too short")]
+    Short { message: &'static str },
+    #[error("{message}: trailing bytes")]
+    Trailing { message: &'static str },
+    #[error("{message}: unknown status {status}")]
+    Status { message: &'static str, status: u8 },
+    #[error("Pages: {len} bytes is not a whole number of {entry}-byte pages")]
+    Pages { len: usize, entry: usize },
+    #[error("Hello: the lockstep version is not UTF-8")]
+    VersionNotUtf8,
+    #[error("Hello: {0}")]
+    Rate(#[from] machine::clock::BadRate),
+    #[error("Hello: read-only flag {0}")]
+    ReadOnlyFlag(u8),
+    #[error("{got} while {during}")]
+    Unexpected {
+        got: &'static str,
+        during: &'static str,
+    },
+    #[error("data for disk {disk} of {disks}")]
+    NoSuchDisk { disk: usize, disks: usize },
+    #[error("{len} bytes at {offset} on disk {disk} of {capacity} bytes")]
+    DiskRange {
+        disk: usize,
+        offset: u64,
+        len: usize,
+        capacity: u64,
+    },
+    #[error("a batch ends inside a frame (LSN {lsn})")]
+    SplitFrame { lsn: u64 },
+    #[error("the VM's snapshot: {0}")]
+    Assembly(#[from] machine::snapshot::SnapshotError),
+}
+
+/// The handshake that starts an FT session did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("the peer closed the connection while this side waited for {expected}")]
+    Closed { expected: &'static str },
+    #[error("no {expected} from the peer within {} s", within.as_secs())]
+    Silent {
+        expected: &'static str,
+        within: Duration,
+    },
+    #[error("the listening socket has no address: {0}")]
+    NoLocalAddress(#[source] std::io::Error),
+    #[error("refused {peer}: expected the primary's Hello, got {got}")]
+    NotHello { peer: String, got: &'static str },
+    #[error("expected the backup's Welcome, got {got}")]
+    NotWelcome { got: &'static str },
+    /// This side refused the primary (its reason was sent to it).
+    #[error("refused the primary at {peer}: {reason}")]
+    RefusedPrimary { peer: String, reason: String },
+}
+
+/// A primary cannot take a new backup now.
+#[derive(Debug, thiserror::Error)]
+pub enum BusyError {
+    #[error("already sending the VM to {backup}")]
+    Syncing { backup: String },
+    #[error("already protected by {backup}")]
+    Protected { backup: String },
+    #[error("halted: {why}")]
+    Fenced { why: String },
+}
+
+/// Sending the VM to a backup failed (either side).
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The backup's Ready said no, in its own words.
+    #[error("the backup could not take the VM: {reason}")]
+    BackupNotReady { reason: String },
+    #[error("the backup did not say it was ready")]
+    NoReady,
+    #[error("the VM stopped during the sync")]
+    VmStopped,
+    #[error("no word from the primary for {} s while receiving the VM", within.as_secs())]
+    PrimarySilent { within: Duration },
+    #[error("the primary closed the connection while sending the VM")]
+    PrimaryClosed,
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+}
+
+/// The backup could not rebuild the VM it received.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("syncing the disk replica {}: {source}", path.display())]
+    SyncReplica {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("opening a disk replica: {0}")]
+    Replica(#[from] disk::DiskError),
+    #[error("the machine received does not restore: {0}")]
+    Snapshot(#[from] machine::snapshot::SnapshotError),
+    #[error(
+        "the machine received runs at {got} instructions per tick, the Hello announced {announced}"
+    )]
+    Rate { got: u64, announced: u64 },
+    #[error("the machine received cannot be hashed: {0}")]
+    Hash(#[from] machine::MachineError),
+    #[error("the machine received does not hash like the primary's (damaged in transfer)")]
+    HashMismatch,
+    #[error("the state is at icount {got}, the primary said {announced}")]
+    Icount { got: u64, announced: u64 },
 }

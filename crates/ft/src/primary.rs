@@ -20,7 +20,7 @@ use crate::arbiter::{Arbiter, Claim};
 use crate::channel::{self, Got, Receiver, Sender};
 use crate::sync::{SyncJob, SyncReport, SyncRequest, SyncUpdate};
 use crate::wire::{DiskShape, Hello, Message, MAX_BATCH};
-use crate::{FtConfig, FtError};
+use crate::{BusyError, FtConfig, FtError, HandshakeError, SyncError};
 use link::TlsIdentity;
 use machine::{HostEvent, Journal, JournalError, Machine, Output, OutputEvent, RunEnd};
 use replay::session::{log_input, OutputWindows, SharedWindows, TeeOutput};
@@ -378,12 +378,20 @@ impl FtPrimary {
             match &hold.state {
                 Protection::Unprotected => {}
                 Protection::Syncing { backup } => {
-                    return Err(FtError::Busy(format!("already sending the VM to {backup}")))
+                    return Err(BusyError::Syncing {
+                        backup: backup.clone(),
+                    }
+                    .into())
                 }
                 Protection::Protected { backup } => {
-                    return Err(FtError::Busy(format!("already protected by {backup}")))
+                    return Err(BusyError::Protected {
+                        backup: backup.clone(),
+                    }
+                    .into())
                 }
-                Protection::Fenced(why) => return Err(FtError::Busy(format!("halted: {why}"))),
+                Protection::Fenced(why) => {
+                    return Err(BusyError::Fenced { why: why.clone() }.into())
+                }
             }
             hold.state = Protection::Syncing {
                 backup: addr.to_string(),
@@ -426,12 +434,17 @@ impl FtPrimary {
         tx.send(&Message::Hello(hello))?;
         match rx.expect(HANDSHAKE_TIMEOUT, "Welcome")? {
             Message::Welcome(Ok(())) => {}
-            Message::Welcome(Err(reason)) => return Err(FtError::Refused(reason)),
+            Message::Welcome(Err(reason)) => {
+                return Err(FtError::Refused {
+                    backup: addr.to_string(),
+                    reason,
+                })
+            }
             other => {
-                return Err(FtError::Handshake(format!(
-                    "expected the backup's Welcome, got {}",
-                    other.describe()
-                )))
+                return Err(HandshakeError::NotWelcome {
+                    got: other.describe(),
+                }
+                .into())
             }
         }
         let (updates, updated) = mpsc::channel();
@@ -450,21 +463,21 @@ impl FtPrimary {
                 Ok(SyncUpdate::Done(report)) => break report,
                 Ok(SyncUpdate::Failed(why)) => {
                     tx.close();
-                    return Err(FtError::Sync(why));
+                    return Err(SyncError::BackupNotReady { reason: why }.into());
                 }
                 Ok(update) => progress(&update),
                 Err(RecvTimeoutError::Timeout) => wake(),
                 Err(RecvTimeoutError::Disconnected) => {
                     tx.close();
-                    return Err(FtError::Sync("the VM stopped during the sync".into()));
+                    return Err(SyncError::VmStopped.into());
                 }
             }
         };
         let ready = self.follow_backup(tx, rx, addr);
         match ready.recv_timeout(HANDSHAKE_TIMEOUT) {
             Ok(Ok(())) => Ok(report),
-            Ok(Err(why)) => Err(FtError::Sync(why)),
-            Err(_) => Err(FtError::Sync("the backup did not say it was ready".into())),
+            Ok(Err(why)) => Err(SyncError::BackupNotReady { reason: why }.into()),
+            Err(_) => Err(SyncError::NoReady.into()),
         }
     }
 

@@ -3,7 +3,7 @@
 //! decoded here comes from the network and is checked; a bad message is
 //! an error, never a panic.
 
-use crate::FtError;
+use crate::{FtError, ProtocolError};
 
 /// First 8 bytes each side sends (after the TLS handshake, if any).
 pub const MAGIC: [u8; 8] = *b"LSTPFT\0\0";
@@ -221,10 +221,11 @@ impl Message {
             },
             kind::PAGES => {
                 if p.0.is_empty() || p.0.len() % PAGE_ENTRY != 0 {
-                    return Err(bad(&format!(
-                        "Pages: {} bytes is not a whole number of {PAGE_ENTRY}-byte pages",
-                        p.0.len()
-                    )));
+                    return Err(ProtocolError::Pages {
+                        len: p.0.len(),
+                        entry: PAGE_ENTRY,
+                    }
+                    .into());
                 }
                 Message::Pages(p.rest())
             }
@@ -257,7 +258,7 @@ impl Message {
                 p.end("Alive")?;
                 Message::Alive
             }
-            other => return Err(bad(&format!("unknown message kind {other:#04x}"))),
+            other => return Err(ProtocolError::UnknownKind(other).into()),
         };
         Ok(message)
     }
@@ -283,7 +284,7 @@ fn decode_hello(p: &mut Fields<'_>) -> Result<Hello, FtError> {
     let what = "Hello";
     let len = usize::from(p.u8(what)?);
     let lockstep_version = String::from_utf8(p.take(len, what)?.to_vec())
-        .map_err(|_| bad("Hello: the lockstep version is not UTF-8"))?;
+        .map_err(|_| ProtocolError::VersionNotUtf8)?;
     let generation = p.u64(what)?;
     let anchor_unix_ns = p.u64(what)?;
     let mut vm_uuid = [0u8; 16];
@@ -291,7 +292,7 @@ fn decode_hello(p: &mut Fields<'_>) -> Result<Hello, FtError> {
     let images_len = p.u64(what)?;
     let memory = p.u64(what)?;
     let instructions_per_tick =
-        machine::InstructionsPerTick::new(p.u64(what)?).map_err(|e| bad(&format!("Hello: {e}")))?;
+        machine::InstructionsPerTick::new(p.u64(what)?).map_err(ProtocolError::Rate)?;
     let count = p.u8(what)?;
     let mut disks = Vec::new();
     for _ in 0..count {
@@ -299,7 +300,7 @@ fn decode_hello(p: &mut Fields<'_>) -> Result<Hello, FtError> {
         let read_only = match p.u8(what)? {
             0 => false,
             1 => true,
-            other => return Err(bad(&format!("Hello: read-only flag {other}"))),
+            other => return Err(ProtocolError::ReadOnlyFlag(other).into()),
         };
         disks.push(DiskShape {
             capacity,
@@ -319,28 +320,24 @@ fn decode_hello(p: &mut Fields<'_>) -> Result<Hello, FtError> {
     })
 }
 
-fn bad(problem: &str) -> FtError {
-    FtError::Protocol(problem.to_string())
-}
-
 /// A cursor over a payload.
 struct Fields<'a>(&'a [u8]);
 
 impl<'a> Fields<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], FtError> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], FtError> {
         if self.0.len() < n {
-            return Err(bad(&format!("{what}: message too short")));
+            return Err(ProtocolError::Short { message: what }.into());
         }
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
         Ok(head)
     }
 
-    fn u8(&mut self, what: &str) -> Result<u8, FtError> {
+    fn u8(&mut self, what: &'static str) -> Result<u8, FtError> {
         Ok(self.take(1, what)?[0])
     }
 
-    fn u64(&mut self, what: &str) -> Result<u64, FtError> {
+    fn u64(&mut self, what: &'static str) -> Result<u64, FtError> {
         let mut bytes = [0u8; 8];
         bytes.copy_from_slice(self.take(8, what)?);
         Ok(u64::from_le_bytes(bytes))
@@ -350,22 +347,26 @@ impl<'a> Fields<'a> {
         std::mem::take(&mut self.0).to_vec()
     }
 
-    fn end(&self, what: &str) -> Result<(), FtError> {
+    fn end(&self, what: &'static str) -> Result<(), FtError> {
         if self.0.is_empty() {
             Ok(())
         } else {
-            Err(bad(&format!("{what}: trailing bytes")))
+            Err(ProtocolError::Trailing { message: what }.into())
         }
     }
 
-    fn result(&mut self, what: &str) -> Result<Result<(), String>, FtError> {
+    fn result(&mut self, what: &'static str) -> Result<Result<(), String>, FtError> {
         match self.u8(what)? {
             0 => {
                 self.end(what)?;
                 Ok(Ok(()))
             }
             1 => Ok(Err(String::from_utf8_lossy(self.0).into_owned())),
-            other => Err(bad(&format!("{what}: unknown status {other}"))),
+            other => Err(ProtocolError::Status {
+                message: what,
+                status: other,
+            }
+            .into()),
         }
     }
 }
@@ -482,5 +483,21 @@ mod tests {
         let (kind, _) = Message::Ready(Ok(())).encode();
         let err = Message::decode(kind, &[4]).unwrap_err();
         assert!(err.to_string().contains("Ready: unknown status 4"), "{err}");
+        // Each kind is a typed variant a caller can match on.
+        assert!(matches!(
+            err,
+            FtError::Protocol(ProtocolError::Status {
+                message: "Ready",
+                status: 4
+            })
+        ));
+        assert!(matches!(
+            Message::decode(0x77, &[]),
+            Err(FtError::Protocol(ProtocolError::UnknownKind(0x77)))
+        ));
+        assert!(matches!(
+            Message::decode(kind, &[]),
+            Err(FtError::Protocol(ProtocolError::Short { message: "Ready" }))
+        ));
     }
 }

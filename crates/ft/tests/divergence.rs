@@ -329,7 +329,7 @@ fn an_output_window_the_backup_did_not_produce_is_a_divergence() {
     );
     assert!(closed, "the primary sees the backup gone");
     match backup.go_live(Box::new(NullOutput)) {
-        Err(FtError::NotFollowing(_)) => {}
+        Err(FtError::NotFollowing { .. }) => {}
         Err(other) => panic!("refused for the wrong reason: {other}"),
         Ok(_) => panic!("a diverged backup must not go live"),
     }
