@@ -13,7 +13,7 @@ use disk::{BlockDevice, MemDisk};
 use ft::wire::Message;
 use ft::{DiskShape, Hello};
 use machine::snapshot::{Piece, RamEncoding, SaveOptions};
-use machine::tracked_disk::TrackedDisk;
+use machine::TrackedDisk;
 use machine::{BootImages, Machine, MachineConfig, NullOutput, VirtioSpec};
 use replay::{
     Control, Encoder, Header, HostCommand, Input, LogWriter, OutputChannel, OutputHash, Record,

@@ -6,8 +6,8 @@ use crate::Cursor;
 use disk::{BlockDevice, MemDisk};
 use machine::layout::RAM_BASE;
 use machine::snapshot::{self, Assembler, RestoreOptions};
-use machine::tracked_disk::{ClusterRecord, TrackedDisk};
-use machine::virtio::{DeviceIo, VirtioMmio};
+use machine::{ClusterRecord, TrackedDisk};
+use machine::{DeviceIo, VirtioMmio};
 use machine::{BootImages, Machine, MachineConfig, NullOutput};
 use riscv::Ram;
 
@@ -283,7 +283,7 @@ pub fn loader(data: &[u8]) {
     let kernel = c.bytes(len).to_vec();
     let initrd_len = c.u16();
     let initrd = (initrd_len != 0xffff).then(|| c.bytes(usize::from(initrd_len)).to_vec());
-    if let Ok(placed) = machine::loader::place(&firmware, &kernel, initrd.as_deref(), memory) {
+    if let Ok(placed) = machine::place(&firmware, &kernel, initrd.as_deref(), memory) {
         for s in &placed.segments {
             let len = (s.data.len() as u64).max(s.mem_size);
             assert!(

@@ -2,7 +2,7 @@
 //! a CLINT and the HTIF `tohost`/`fromhost` convention of riscv-tests.
 
 use clap::Args;
-use machine::devices::clint::Clint;
+use machine::Clint;
 use object::{Object, ObjectSegment, ObjectSymbol};
 use riscv::{Bus, BusFault, Exit, Hart, Irq, Ram};
 use std::io::Write;

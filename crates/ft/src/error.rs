@@ -74,7 +74,7 @@ pub enum ProtocolError {
     #[error("Hello: the lockstep version is not UTF-8")]
     VersionNotUtf8,
     #[error("Hello: {0}")]
-    Rate(#[from] machine::clock::BadRate),
+    Rate(#[from] machine::BadRate),
     #[error("Hello: read-only flag {0}")]
     ReadOnlyFlag(u8),
     #[error("{got} while {during}")]

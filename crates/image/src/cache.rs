@@ -1,6 +1,5 @@
 //! The on-disk cache: where it is, crash-safe writes into it, and checksums of what it holds.
 
-use crate::fetch::hex;
 use crate::ImageError;
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -79,6 +78,11 @@ pub fn atomic_write(dest: &Path, bytes: &[u8]) -> Result<(), ImageError> {
     atomic_write_with(dest, |file| {
         file.write_all(bytes).map_err(ImageError::io(dest))
     })
+}
+
+/// Lower-case hexadecimal, two digits a byte.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn sha256_bytes(bytes: &[u8]) -> String {

@@ -1,7 +1,7 @@
 //! HTTP downloads from the mirror: checked against an expected size and SHA-256 while they
 //! stream into a temp file, which is fsynced and renamed into place only when it matches.
 
-use crate::cache::{atomic_write_with, sha256_file};
+use crate::cache::{atomic_write_with, hex, sha256_file};
 use crate::release::FileSum;
 use crate::ImageError;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -207,10 +207,6 @@ fn size_mismatch(url: &str, expected: u64, got: u64) -> ImageError {
         expected,
         got,
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

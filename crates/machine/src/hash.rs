@@ -20,7 +20,6 @@
 //!
 //! [`Machine::state_hash`]: crate::Machine::state_hash
 
-use crate::machine::{Machine, MachineError};
 use riscv::ram::{DirtyTracker, PAGE_SIZE};
 use riscv::Ram;
 use std::sync::OnceLock;
@@ -29,32 +28,6 @@ use std::sync::OnceLock;
 pub const CHUNK_PAGES: usize = 512;
 const PAGE: usize = PAGE_SIZE as usize;
 type Hash = [u8; 32];
-
-/// [`Machine::state_hash`]: the serialised small state, then the RAM
-/// digest, then each disk's digest with its virtio slot.
-pub(crate) fn state_hash(m: &mut Machine) -> Result<Hash, MachineError> {
-    let mut hasher = blake3::Hasher::new();
-    let small = (
-        &m.harts,
-        &m.board.devices,
-        &m.board.clock,
-        m.icount,
-        m.current,
-        m.turn_retired,
-    );
-    hasher.update(&postcard::to_stdvec(&small)?);
-    hasher.update(&m.ram_hasher.digest(&mut m.ram));
-    for (slot, disk) in m.board.disks.iter_mut().enumerate() {
-        if let Some(disk) = disk {
-            let digest = disk
-                .digest()
-                .map_err(|source| MachineError::DiskHash { slot, source })?;
-            hasher.update(&(slot as u64).to_le_bytes());
-            hasher.update(&digest);
-        }
-    }
-    Ok(hasher.finalize().into())
-}
 
 /// The RAM digest of `bytes` (whole pages), computed from scratch.
 pub fn ram_digest(bytes: &[u8]) -> Hash {
@@ -206,6 +179,7 @@ fn top_hash(size: u64, chunks: &[Hash]) -> Hash {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Machine;
     use proptest::prelude::*;
 
     const BASE: u64 = 0x8000_0000;

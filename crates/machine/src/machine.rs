@@ -11,7 +11,7 @@ use crate::board::{Board, Devices};
 use crate::clock::{Clock, InstructionsPerTick};
 use crate::devices::Finish;
 use crate::fdt::{self, FdtConfig};
-use crate::hash::{self, RamHasher};
+use crate::hash::RamHasher;
 use crate::images::{CorruptImages, ImageBytes};
 use crate::io::{Input, Output};
 use crate::layout::{MAX_HARTS, RAM_BASE, VIRTIO_SLOTS, VMGENID_IRQ};
@@ -514,7 +514,29 @@ impl Machine {
     /// the result depends on the state alone, not on when it was called
     /// before. See [`crate::hash`].
     pub fn state_hash(&mut self) -> Result<[u8; 32], MachineError> {
-        hash::state_hash(self)
+        // The serialised small state, then the RAM digest, then each
+        // disk's digest with its virtio slot.
+        let mut hasher = blake3::Hasher::new();
+        let small = (
+            &self.harts,
+            &self.board.devices,
+            &self.board.clock,
+            self.icount,
+            self.current,
+            self.turn_retired,
+        );
+        hasher.update(&postcard::to_stdvec(&small)?);
+        hasher.update(&self.ram_hasher.digest(&mut self.ram));
+        for (slot, disk) in self.board.disks.iter_mut().enumerate() {
+            if let Some(disk) = disk {
+                let digest = disk
+                    .digest()
+                    .map_err(|source| MachineError::DiskHash { slot, source })?;
+                hasher.update(&(slot as u64).to_le_bytes());
+                hasher.update(&digest);
+            }
+        }
+        Ok(hasher.finalize().into())
     }
 
     /// Hash up to `pages` RAM pages ahead of the next [`Machine::state_hash`]

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use machine::runner::{HostEvent, Pacing, RunEnd, Runner};
+use machine::{HostEvent, Pacing, RunEnd, Runner};
 use machine::Input;
 use machine::{InstructionsPerTick, Machine, MachineError, Step, DEFAULT_INSTRUCTIONS_PER_TICK};
 use std::sync::mpsc;

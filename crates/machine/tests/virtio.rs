@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use disk::MemDisk;
-use machine::virtio::slot_base;
+use machine::slot_base;
 use machine::{Machine, MachineError, Step, VirtioSpec};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;

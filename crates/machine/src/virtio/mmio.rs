@@ -36,6 +36,7 @@ pub const QUEUE_DRIVER_LOW: u64 = 0x090;
 pub const QUEUE_DRIVER_HIGH: u64 = 0x094;
 pub const QUEUE_DEVICE_LOW: u64 = 0x0a0;
 pub const QUEUE_DEVICE_HIGH: u64 = 0x0a4;
+#[cfg_attr(not(test), allow(dead_code))] // the tests drive the device with it
 pub const SHM_SEL: u64 = 0x0ac;
 pub const SHM_LEN_LOW: u64 = 0x0b0;
 pub const SHM_LEN_HIGH: u64 = 0x0b4;
@@ -46,7 +47,9 @@ pub const CONFIG_GENERATION: u64 = 0x0fc;
 pub const CONFIG: u64 = 0x100;
 
 /// Device status bits (virtio 1.2 §2.1).
+#[cfg_attr(not(test), allow(dead_code))] // the tests drive the device with it
 pub const STATUS_ACKNOWLEDGE: u32 = 1;
+#[cfg_attr(not(test), allow(dead_code))] // the tests drive the device with it
 pub const STATUS_DRIVER: u32 = 2;
 pub const STATUS_DRIVER_OK: u32 = 4;
 pub const STATUS_FEATURES_OK: u32 = 8;
