@@ -12,10 +12,10 @@
 //! The backup runs on this host too and takes a core from the primary, so
 //! the core count and load average are printed with the figures.
 
-use crate::bench_guest::{
+use crate::guest::{
     parse_bench_lines, ratio, BenchError, BenchVm, GuestBenchArgs, RunResult, Scratch, WORKLOADS,
 };
-use crate::bench_record::{format_bit_rate, median, workload_table};
+use crate::record::{format_bit_rate, median, workload_table};
 use clap::Args;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
@@ -57,7 +57,7 @@ pub struct FtBenchArgs {
         long,
         value_name = "DURATION",
         default_value = "500ms",
-        value_parser = crate::vocab::duration_at_least(std::time::Duration::from_millis(10))
+        value_parser = vocab::duration_at_least(std::time::Duration::from_millis(10))
     )]
     pub ft_timeout: humantime::Duration,
 }

@@ -10,7 +10,7 @@
 //! from accepting the connection to the guest's acknowledgement, a further
 //! connection it makes once it has read everything up to the host's FIN.
 
-use crate::bench_guest::{ratio, BenchError, BenchVm, GuestBenchArgs, RunResult, Scratch};
+use crate::guest::{ratio, BenchError, BenchVm, GuestBenchArgs, RunResult, Scratch};
 use clap::Args;
 use std::ffi::OsString;
 use std::fmt;
@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// `/init` of the benchmark initramfs; the `@…@` placeholders are filled in.
-const GUEST_SCRIPT: &str = include_str!("bench_net.sh");
+const GUEST_SCRIPT: &str = include_str!("net.sh");
 
 /// Addresses that exist only inside the benchmark's namespaces.
 const HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 79, 0, 1);
@@ -51,9 +51,9 @@ const SOCKET_TIMEOUT: Duration = Duration::from_millis(500);
 #[derive(Args, Debug)]
 pub struct NetBenchArgs {
     /// Sent in each direction (whole MiB, up to 4G).
-    #[arg(long = "size", value_name = "SIZE", default_value = "64M", value_parser = crate::vocab::size_in::<u32>(1 << 20, 1..=4096))]
+    #[arg(long = "size", value_name = "SIZE", default_value = "64M", value_parser = vocab::size_in::<u32>(1 << 20, 1..=4096))]
     pub size_mib: u32,
-    #[arg(long = "size-mib", hide = true, value_parser = crate::vocab::renamed("--size 64M"))]
+    #[arg(long = "size-mib", hide = true, value_parser = vocab::renamed("--size 64M"))]
     old_size_mib: Option<String>,
     #[command(flatten)]
     pub vm: GuestBenchArgs,

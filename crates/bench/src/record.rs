@@ -16,10 +16,7 @@
 //! `/proc/uptime` at `BENCH done` is printed next to it as a cross-check; it
 //! is a little smaller (it starts after firmware and early kernel boot).
 
-use crate::bench_guest::{
-    ratio, BenchError, BenchVm, GuestBenchArgs, RunResult, Scratch, WORKLOADS,
-};
-use crate::vm::SetupRate;
+use crate::guest::{ratio, BenchError, BenchVm, GuestBenchArgs, RunResult, Scratch, WORKLOADS};
 use clap::Args;
 use machine::layout::TIMEBASE_HZ;
 use replay::Control;
@@ -67,6 +64,13 @@ pub enum RecordBenchError {
         status: String,
         message: String,
     },
+}
+
+/// The part of the VM setup a log starts with (`lockstep run`'s `VmSetup`,
+/// as JSON) that this benchmark reads: the clock rate.
+#[derive(serde::Deserialize)]
+struct SetupRate {
+    instructions_per_tick: machine::InstructionsPerTick,
 }
 
 /// Count and encoded size of one kind of record.
@@ -622,7 +626,7 @@ fn json_doc(rounds: &[Round], replayed: Option<&Replayed>) -> serde_json::Value 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench_guest::parse_bench_lines;
+    use crate::guest::parse_bench_lines;
     use replay::{Control, Header, LogWriter, OutputChannel, OutputHash, StopReason};
 
     /// A log like a short recording: setup, two warps, an output window,
@@ -862,10 +866,10 @@ mod tests {
 
     #[derive(clap::Subcommand, Debug)]
     enum TestCommand {
-        Bench(crate::bench::BenchArgs),
+        Bench(crate::BenchArgs),
     }
 
-    fn parse(args: &[&str]) -> Result<crate::bench::BenchKind, clap::Error> {
+    fn parse(args: &[&str]) -> Result<crate::BenchKind, clap::Error> {
         use clap::Parser;
         let cli = Cli::try_parse_from(["lockstep", "bench"].iter().chain(args))?;
         let TestCommand::Bench(bench) = cli.command;
@@ -874,7 +878,7 @@ mod tests {
 
     #[test]
     fn record_and_snapshot_options_parse() {
-        use crate::bench::BenchKind;
+        use crate::BenchKind;
         let BenchKind::Record(r) = parse(&[
             "record",
             "--repeat",
@@ -909,7 +913,7 @@ mod tests {
             panic!("not the snapshot bench");
         };
         assert_eq!((s.memory_mib, s.images_mib, s.repeat), (1024, Some(0), 3));
-        assert_eq!(s.ram, [crate::bench_snapshot::RamKind::Zstd]);
+        assert_eq!(s.ram, [crate::snapshot::RamKind::Zstd]);
         let BenchKind::Snapshot(s) = parse(&["snapshot"]).expect("parses") else {
             panic!("not the snapshot bench");
         };

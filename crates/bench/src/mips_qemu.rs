@@ -10,8 +10,8 @@
 //! run is made twice and the faster kept, so one hiccup of a shared host
 //! does not count.
 
-use crate::bench::{mips_program_with, LoopExit, LOOP_LEN};
-use crate::bench_guest::{Scratch, QEMU};
+use crate::guest::{Scratch, QEMU};
+use crate::{mips_program_with, LoopExit, LOOP_LEN};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,7 +35,7 @@ pub enum QemuMipsError {
     #[error("the 1-iteration run took longer than the full one; the host is too busy to measure")]
     Noise,
     #[error(transparent)]
-    Scratch(#[from] crate::bench_guest::BenchError),
+    Scratch(#[from] crate::guest::BenchError),
 }
 
 /// One measurement of the loop under QEMU.

@@ -9,7 +9,7 @@
 //! firmware together. Its firmware is a one-instruction loop, so the first
 //! slice after restore touches only one page of RAM.
 
-use crate::bench_guest::{BenchError, Scratch};
+use crate::guest::{BenchError, Scratch};
 use clap::{Args, ValueEnum};
 use machine::snapshot::{measure, MeasureSpec, Measurement, RamEncoding};
 use std::path::PathBuf;
@@ -21,29 +21,29 @@ const ZSTD_LEVEL: i32 = 3;
 /// The MiB-counting spellings of earlier versions, refused with the new.
 #[derive(Args, Debug)]
 struct OldSnapshotSizes {
-    #[arg(long = "memory-mib", hide = true, value_parser = crate::vocab::renamed("--memory 512M"))]
+    #[arg(long = "memory-mib", hide = true, value_parser = vocab::renamed("--memory 512M"))]
     old_memory_mib: Option<String>,
-    #[arg(long = "touched-mib", hide = true, value_parser = crate::vocab::renamed("--touched 128M"))]
+    #[arg(long = "touched-mib", hide = true, value_parser = vocab::renamed("--touched 128M"))]
     old_touched_mib: Option<String>,
-    #[arg(long = "images-mib", hide = true, value_parser = crate::vocab::renamed("--images 40M"))]
+    #[arg(long = "images-mib", hide = true, value_parser = vocab::renamed("--images 40M"))]
     old_images_mib: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct SnapshotBenchArgs {
     /// Guest memory (whole MiB).
-    #[arg(long = "memory", value_name = "SIZE", default_value = "512M", value_parser = crate::vocab::size_in::<u32>(1 << 20, 1..=65536))]
+    #[arg(long = "memory", value_name = "SIZE", default_value = "512M", value_parser = vocab::size_in::<u32>(1 << 20, 1..=65536))]
     pub memory_mib: u32,
     /// Harts.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=4))]
     pub cpus: u8,
     /// RAM filled with data before the save, spread over all of RAM
     /// (whole MiB).
-    #[arg(long = "touched", value_name = "SIZE", default_value = "128M", value_parser = crate::vocab::size_in::<u32>(1 << 20, 0..=65536))]
+    #[arg(long = "touched", value_name = "SIZE", default_value = "128M", value_parser = vocab::size_in::<u32>(1 << 20, 0..=65536))]
     pub touched_mib: u32,
     /// Boot images in the snapshot (whole MiB, below 2G) [default: the size
     /// of the pulled Debian kernel, initramfs and firmware].
-    #[arg(long = "images", value_name = "SIZE", value_parser = crate::vocab::size_in::<u32>(1 << 20, 0..=2047))]
+    #[arg(long = "images", value_name = "SIZE", value_parser = vocab::size_in::<u32>(1 << 20, 0..=2047))]
     pub images_mib: Option<u32>,
     #[command(flatten)]
     old: OldSnapshotSizes,
@@ -236,7 +236,7 @@ pub fn table(rows: &[Row]) -> String {
     for name in names {
         let of = |f: fn(&Row) -> f64| {
             let v: Vec<f64> = rows.iter().filter(|r| r.ram == name).map(f).collect();
-            crate::bench_record::median(&v)
+            crate::record::median(&v)
         };
         out += &format!(
             "{name}: median save {:.1} ms, restore to first step {:.3} ms\n",

@@ -7,7 +7,7 @@
 //! (`convert`, a full clone) and a commit of an overlay into its base (a
 //! merge).
 
-use crate::bench_guest::Scratch;
+use crate::guest::Scratch;
 use clap::Args;
 use serde::Serialize;
 use std::path::Path;
@@ -18,21 +18,21 @@ use vmm::{Boot, CloneFrom, CreateSpec, DiskSource, Home};
 /// The spellings of earlier versions, refused with the new.
 #[derive(Args, Debug)]
 struct OldVmSizes {
-    #[arg(long = "disk-gib", hide = true, value_parser = crate::vocab::renamed("--disk-size 2G"))]
+    #[arg(long = "disk-gib", hide = true, value_parser = vocab::renamed("--disk-size 2G"))]
     old_disk_gib: Option<String>,
-    #[arg(long = "data-mib", hide = true, value_parser = crate::vocab::renamed("--data 256M"))]
+    #[arg(long = "data-mib", hide = true, value_parser = vocab::renamed("--data 256M"))]
     old_data_mib: Option<String>,
-    #[arg(long = "running-memory-mib", hide = true, value_parser = crate::vocab::renamed("--running-memory 512M"))]
+    #[arg(long = "running-memory-mib", hide = true, value_parser = vocab::renamed("--running-memory 512M"))]
     old_running_memory_mib: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct VmBenchArgs {
     /// The VM's disk size (whole GiB, up to 1T).
-    #[arg(long = "disk-size", value_name = "SIZE", default_value = "2G", value_parser = crate::vocab::size_in::<u64>(1 << 30, 1..=1024))]
+    #[arg(long = "disk-size", value_name = "SIZE", default_value = "2G", value_parser = vocab::size_in::<u64>(1 << 30, 1..=1024))]
     pub disk_gib: u64,
     /// Data on the disk (whole MiB: 1 MiB every so often, spread over the disk).
-    #[arg(long = "data", value_name = "SIZE", default_value = "256M", value_parser = crate::vocab::size_in::<u64>(1 << 20, 0..=1 << 20))]
+    #[arg(long = "data", value_name = "SIZE", default_value = "256M", value_parser = vocab::size_in::<u64>(1 << 20, 0..=1 << 20))]
     pub data_mib: u64,
     /// Measurements per operation (the median is shown).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
@@ -48,7 +48,7 @@ pub struct VmBenchArgs {
     #[arg(long)]
     pub no_running: bool,
     /// The running VM's memory (whole MiB).
-    #[arg(long = "running-memory", value_name = "SIZE", default_value = "512M", value_parser = crate::vocab::size_in::<u64>(1 << 20, 64..=65536))]
+    #[arg(long = "running-memory", value_name = "SIZE", default_value = "512M", value_parser = vocab::size_in::<u64>(1 << 20, 64..=65536))]
     pub running_memory_mib: u64,
     #[command(flatten)]
     old: OldVmSizes,
@@ -244,14 +244,14 @@ pub fn run(args: VmBenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         .collect();
     if !args.no_running {
         let mut live =
-            crate::bench_vm_live::lockstep_figures(&scratch, args.running_memory_mib, args.repeat)?;
+            crate::vm_live::lockstep_figures(&scratch, args.running_memory_mib, args.repeat)?;
         let with_qemu = !args.no_qemu
-            && Command::new(crate::bench_guest::QEMU)
+            && Command::new(crate::guest::QEMU)
                 .arg("--version")
                 .output()
                 .is_ok_and(|o| o.status.success());
         if with_qemu {
-            crate::bench_vm_live::qemu_figures(
+            crate::vm_live::qemu_figures(
                 &scratch,
                 args.running_memory_mib,
                 args.repeat,

@@ -7,21 +7,21 @@
 //! slower than real time (catch-up warps, DESIGN §3), so the figures are
 //! real-time rates on both sides.
 
-use crate::bench_guest::{ratio, BenchError, BenchVm, GuestBenchArgs, RunResult, Scratch};
+use crate::guest::{ratio, BenchError, BenchVm, GuestBenchArgs, RunResult, Scratch};
 use clap::{Args, ValueEnum};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// `/init` of the benchmark initramfs; `@MIB@` and `@DISKS@` are filled in.
-const GUEST_SCRIPT: &str = include_str!("bench_disk.sh");
+const GUEST_SCRIPT: &str = include_str!("disk.sh");
 
 #[derive(Args, Debug)]
 pub struct DiskBenchArgs {
     /// Written, then read, on each scratch disk (whole MiB, up to 64G).
-    #[arg(long = "size", value_name = "SIZE", default_value = "256M", value_parser = crate::vocab::size_in::<u32>(1 << 20, 1..=65536))]
+    #[arg(long = "size", value_name = "SIZE", default_value = "256M", value_parser = vocab::size_in::<u32>(1 << 20, 1..=65536))]
     pub size_mib: u32,
-    #[arg(long = "size-mib", hide = true, value_parser = crate::vocab::renamed("--size 256M"))]
+    #[arg(long = "size-mib", hide = true, value_parser = vocab::renamed("--size 256M"))]
     old_size_mib: Option<String>,
     /// Scratch disk formats to measure, comma-separated.
     #[arg(
@@ -283,7 +283,7 @@ fn print_json(size_mib: u32, ours: &Measured, qemu: Option<&Measured>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench_guest::parse_bench_lines;
+    use crate::guest::parse_bench_lines;
 
     const BOTH: [DiskFormat; 2] = [DiskFormat::Raw, DiskFormat::Qcow2];
 

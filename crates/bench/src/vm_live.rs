@@ -5,7 +5,7 @@
 //! QEMU TCG on a qcow2 disk, whose `savevm` (the guest paused throughout)
 //! and `loadvm` its monitor times.
 
-use crate::bench_guest::{Scratch, QEMU};
+use crate::guest::{Scratch, QEMU};
 use std::io::{BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};

@@ -24,9 +24,9 @@ pub struct GuestBenchArgs {
     #[arg(long, default_value_t = 1)]
     pub cpus: u32,
     /// Memory for both VMs (whole MiB).
-    #[arg(long = "memory", value_name = "SIZE", default_value = "512M", value_parser = crate::vocab::size_in::<u32>(1 << 20, 16..=65536))]
+    #[arg(long = "memory", value_name = "SIZE", default_value = "512M", value_parser = vocab::size_in::<u32>(1 << 20, 16..=65536))]
     pub memory_mib: u32,
-    #[arg(long = "memory-mib", hide = true, value_parser = crate::vocab::renamed("--memory 512M"))]
+    #[arg(long = "memory-mib", hide = true, value_parser = vocab::renamed("--memory 512M"))]
     pub old_memory_mib: Option<String>,
     /// Skip the QEMU baseline even if QEMU is installed.
     #[arg(long)]
@@ -266,7 +266,7 @@ fn timed(what: &str, mut cmd: Command, required: &[String]) -> Result<RunResult,
     r.wall = wall;
     r.speed = String::from_utf8_lossy(&out.stderr)
         .lines()
-        .find_map(crate::run::parse_speed);
+        .find_map(parse_speed);
     let missing: Vec<&str> = required
         .iter()
         .map(String::as_str)
@@ -284,6 +284,16 @@ fn timed(what: &str, mut cmd: Command, required: &[String]) -> Result<RunResult,
         });
     }
     Ok(r)
+}
+
+/// The MIPS and the wait for real time of the `lockstep: speed:` line
+/// `lockstep run` prints on stderr at its end (the CLI's `describe_speed`;
+/// its tests check the two agree).
+pub fn parse_speed(line: &str) -> Option<(f64, f64)> {
+    let rest = line.strip_prefix("lockstep: speed: ")?;
+    let mips = rest.split_once(" s (")?.1.split_once(" MIPS")?.0;
+    let waited = rest.split_once(": waited ")?.1.split_once(" s ")?.0;
+    Some((mips.parse().ok()?, waited.parse().ok()?))
 }
 
 pub fn parse_bench_lines(text: &str) -> RunResult {
