@@ -8,6 +8,7 @@
 //! real-time rates on both sides.
 
 use crate::guest::{ratio, BenchError, BenchVm, GuestBenchArgs, RunResult, Scratch};
+use crate::table::rate_table;
 use clap::{Args, ValueEnum};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -231,22 +232,18 @@ fn print_table(size_mib: u32, ours: &Measured, qemu: Option<&Measured>) {
         "{size_mib} MiB per disk, dd bs=1M with O_DIRECT (writes end with fsync); \
          ratio = lockstep / qemu throughput"
     );
-    println!(
-        "{:<14} {:>17} {:>13} {:>8}",
-        "test", "lockstep (MiB/s)", "qemu (MiB/s)", "ratio"
+    print!(
+        "{}",
+        rate_table(
+            "test",
+            ours.rates
+                .iter()
+                .map(|r| (r.name.replace('_', " "), r.mib_per_s)),
+            qemu.map(|q| q.rates.iter().map(|r| r.mib_per_s).collect()),
+            ours.wall,
+            qemu.map(|q| q.wall)
+        )
     );
-    for (i, ours_rate) in ours.rates.iter().enumerate() {
-        let name = ours_rate.name.replace('_', " ");
-        let a = ours_rate.mib_per_s;
-        match qemu.map(|q| q.rates[i].mib_per_s) {
-            Some(b) => println!("{name:<14} {a:>17.1} {b:>13.1} {:>8.2}", ratio(a, b)),
-            None => println!("{name:<14} {a:>17.1} {:>13} {:>8}", "-", "-"),
-        }
-    }
-    match qemu {
-        Some(q) => println!("{:<14} {:>17.1} {:>13.1}", "wall (s)", ours.wall, q.wall),
-        None => println!("{:<14} {:>17.1}", "wall (s)", ours.wall),
-    }
 }
 
 fn print_json(size_mib: u32, ours: &Measured, qemu: Option<&Measured>) {

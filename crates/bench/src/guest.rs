@@ -5,6 +5,8 @@
 //! The pieces here (scratch directory, initramfs, the two VM launchers and
 //! the `BENCH <name> <value>` protocol) are shared with `lockstep bench disk`.
 
+use crate::qemu;
+use crate::table::{num, Col, Table};
 use clap::Args;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -15,7 +17,6 @@ use std::time::Instant;
 /// The project's copy of `../shared/bench/guest-workloads.sh`.
 pub const WORKLOADS: &str = include_str!("../../../bench/guest-workloads.sh");
 const APPEND: &str = "console=ttyS0 panic=-1 quiet";
-pub const QEMU: &str = "qemu-system-riscv64";
 
 /// Options shared by the guest benchmarks.
 #[derive(Args, Debug, Default)]
@@ -149,19 +150,7 @@ impl<'a> BenchVm<'a> {
 
     /// Whether to run the QEMU baseline; says why not when it is missing.
     pub fn wants_qemu(&self) -> bool {
-        if self.args.no_qemu {
-            return false;
-        }
-        let installed = Command::new(QEMU)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !installed {
-            eprintln!("bench: {QEMU} is not installed (Debian: qemu-system-misc); no baseline");
-        }
-        installed
+        qemu::wanted(self.args.no_qemu)
     }
 
     /// Boot under `lockstep run` with `extra` flags; `required` BENCH names
@@ -201,21 +190,16 @@ impl<'a> BenchVm<'a> {
         extra: &[OsString],
         required: &[String],
     ) -> Result<RunResult, BenchError> {
-        let mut cmd = Command::new(QEMU);
-        cmd.args(["-machine", "virt", "-nographic", "-no-reboot"])
-            .arg("-m")
-            .arg(self.args.memory_mib.to_string())
-            .arg("-smp")
-            .arg(self.args.cpus.to_string())
-            .arg("-bios")
-            .arg(&self.image.firmware)
-            .arg("-kernel")
-            .arg(&self.image.kernel)
-            .arg("-initrd")
-            .arg(&self.initrd)
-            .arg("-append")
-            .arg(&self.append)
-            .args(extra);
+        let mut cmd = qemu::virt(u64::from(self.args.memory_mib), self.args.cpus);
+        qemu::boot_linux(
+            &mut cmd,
+            &self.image.firmware,
+            &self.image.kernel,
+            &self.initrd,
+            &self.append,
+        )
+        .arg("-nographic")
+        .args(extra);
         timed("QEMU", cmd, required)
     }
 }
@@ -315,29 +299,27 @@ pub fn parse_bench_lines(text: &str) -> RunResult {
 }
 
 fn print_table(ours: &RunResult, qemu: Option<&RunResult>) {
-    println!(
-        "{:<18} {:>14} {:>14} {:>8}",
-        "workload", "lockstep (s)", "qemu (s)", "ratio"
-    );
+    let mut t = Table::new([Col::left(18), Col::right(14), Col::right(14), Col::right(8)]);
+    t.row(["workload", "lockstep (s)", "qemu (s)", "ratio"]);
     for name in &ours.order {
         let a = ours.guest[name];
         match qemu.and_then(|q| q.guest.get(name)) {
-            Some(b) => println!("{name:<18} {a:>14.3} {b:>14.3} {:>8.2}", ratio(a, *b)),
-            None => println!("{name:<18} {a:>14.3} {:>14} {:>8}", "-", "-"),
-        }
+            Some(&b) => t.row([name, &num(a, 3), &num(b, 3), &num(ratio(a, b), 2)]),
+            None => t.row([name, &num(a, 3), "-", "-"]),
+        };
     }
     match qemu {
-        Some(q) => {
-            println!(
-                "{:<18} {:>14.3} {:>14.3} {:>8.2}",
-                "wall",
-                ours.wall,
-                q.wall,
-                ratio(ours.wall, q.wall)
-            );
-            println!("ratio {:.2}", ratio(ours.wall, q.wall));
-        }
-        None => println!("{:<18} {:>14.3}", "wall", ours.wall),
+        Some(q) => t.row([
+            "wall",
+            &num(ours.wall, 3),
+            &num(q.wall, 3),
+            &num(ratio(ours.wall, q.wall), 2),
+        ]),
+        None => t.row(["wall", &num(ours.wall, 3)]),
+    };
+    print!("{t}");
+    if let Some(q) = qemu {
+        println!("ratio {:.2}", ratio(ours.wall, q.wall));
     }
     if let Some((mips, waited)) = ours.speed {
         println!("lockstep speed {mips:.1} MIPS; waited {waited:.3} s for real time (clock rate)");

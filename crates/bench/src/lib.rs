@@ -19,8 +19,10 @@ mod ft;
 mod guest;
 mod mips_qemu;
 mod net;
+mod qemu;
 mod record;
 mod snapshot;
+mod table;
 mod vm;
 mod vm_live;
 
@@ -223,13 +225,7 @@ fn mips(
             stats.blocks, stats.code_bytes, stats.retired_in_blocks, retired
         );
     }
-    if no_qemu || !crate::mips_qemu::available() {
-        if !no_qemu {
-            eprintln!(
-                "bench: {} is not installed (Debian: qemu-system-misc); no baseline",
-                crate::guest::QEMU
-            );
-        }
+    if !qemu::wanted(no_qemu) {
         return Ok(ExitCode::SUCCESS);
     }
     let q = crate::mips_qemu::measure(iterations)?;

@@ -11,6 +11,7 @@
 //! connection it makes once it has read everything up to the host's FIN.
 
 use crate::guest::{ratio, BenchError, BenchVm, GuestBenchArgs, RunResult, Scratch};
+use crate::table::rate_table;
 use clap::Args;
 use std::ffi::OsString;
 use std::fmt;
@@ -517,22 +518,14 @@ fn table(size_mib: u32, ours: &Measured, qemu: Option<&Measured>) -> String {
         "{size_mib} MiB each way over TCP through a TAP (virtio-net), timed on the host; \
          ratio = lockstep / qemu throughput\n"
     );
-    t += &format!(
-        "{:<14} {:>17} {:>13} {:>8}\n",
-        "direction", "lockstep (MiB/s)", "qemu (MiB/s)", "ratio"
-    );
-    for dir in Direction::BOTH {
-        let a = ours.get(dir).mib_per_s();
-        let name = dir.to_string();
-        t += &match qemu.map(|q| q.get(dir).mib_per_s()) {
-            Some(b) => format!("{name:<14} {a:>17.1} {b:>13.1} {:>8.2}\n", ratio(a, b)),
-            None => format!("{name:<14} {a:>17.1} {:>13} {:>8}\n", "-", "-"),
-        };
-    }
-    t += &match qemu {
-        Some(q) => format!("{:<14} {:>17.1} {:>13.1}\n", "wall (s)", ours.wall, q.wall),
-        None => format!("{:<14} {:>17.1}\n", "wall (s)", ours.wall),
-    };
+    t += &rate_table(
+        "direction",
+        Direction::BOTH.map(|d| (d.to_string(), ours.get(d).mib_per_s())),
+        qemu.map(|q| Direction::BOTH.map(|d| q.get(d).mib_per_s()).to_vec()),
+        ours.wall,
+        qemu.map(|q| q.wall),
+    )
+    .to_string();
     t
 }
 

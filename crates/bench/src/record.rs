@@ -17,6 +17,7 @@
 //! is a little smaller (it starts after firmware and early kernel boot).
 
 use crate::guest::{ratio, BenchError, BenchVm, GuestBenchArgs, RunResult, Scratch, WORKLOADS};
+use crate::table::{num, Col, Table};
 use clap::Args;
 use machine::layout::TIMEBASE_HZ;
 use replay::Control;
@@ -445,37 +446,35 @@ pub fn format_kinds(kinds: &BTreeMap<&'static str, KindStats>) -> String {
 /// plain and recorded, then the wall and CPU time of each run.
 pub fn round_table(plain: &Measured, record: &Measured) -> String {
     let (cpu_a, cpu_b) = (plain.cpu, record.cpu);
-    let mut out = workload_table(&plain.run, &record.run, "record (s)");
-    out += &format!(
-        "{:<18} {cpu_a:>12.3} {cpu_b:>12.3} {:>8.3}\n",
-        "cpu (user+sys)",
-        ratio(cpu_b, cpu_a)
-    );
-    out
+    let mut t = workload_table(&plain.run, &record.run, "record (s)");
+    t.row([
+        "cpu (user+sys)".to_string(),
+        num(cpu_a, 3),
+        num(cpu_b, 3),
+        num(ratio(cpu_b, cpu_a), 3),
+    ]);
+    t.to_string()
 }
 
 /// Each workload's time plainly and in the `other` mode (`label`, its
 /// column), their ratio, and the wall times: a row per line.
-pub fn workload_table(plain: &RunResult, other: &RunResult, label: &str) -> String {
-    let mut out = format!(
-        "{:<18} {:>12} {:>12} {:>8}\n",
-        "workload", "plain (s)", label, "ratio"
-    );
+pub fn workload_table(plain: &RunResult, other: &RunResult, label: &str) -> Table {
+    let mut t = Table::new([Col::left(18), Col::right(12), Col::right(12), Col::right(8)]);
+    t.row(["workload", "plain (s)", label, "ratio"]);
     for name in &plain.order {
         let a = plain.guest[name];
         match other.guest.get(name) {
-            Some(&b) => out += &format!("{name:<18} {a:>12.3} {b:>12.3} {:>8.3}\n", ratio(b, a)),
-            None => out += &format!("{name:<18} {a:>12.3} {:>12} {:>8}\n", "-", "-"),
-        }
+            Some(&b) => t.row([name, &num(a, 3), &num(b, 3), &num(ratio(b, a), 3)]),
+            None => t.row([name, &num(a, 3), "-", "-"]),
+        };
     }
-    out += &format!(
-        "{:<18} {:>12.3} {:>12.3} {:>8.3}\n",
-        "wall",
-        plain.wall,
-        other.wall,
-        ratio(other.wall, plain.wall)
-    );
-    out
+    t.row([
+        "wall".to_string(),
+        num(plain.wall, 3),
+        num(other.wall, 3),
+        num(ratio(other.wall, plain.wall), 3),
+    ]);
+    t
 }
 
 /// What the log of one round holds, as lines of text.

@@ -10,6 +10,7 @@
 //! slice after restore touches only one page of RAM.
 
 use crate::guest::{BenchError, Scratch};
+use crate::table::{num, Col, Table};
 use clap::{Args, ValueEnum};
 use machine::snapshot::{measure, MeasureSpec, Measurement, RamEncoding};
 use std::path::PathBuf;
@@ -206,8 +207,17 @@ fn pulled_image_bytes() -> Result<u64, BenchError> {
 
 /// The measurements, one line each, then the median per encoding.
 pub fn table(rows: &[Row]) -> String {
-    let mut out = format!(
-        "{:<8} {:>10} {:>10} {:>10} {:>12} {:>16} {:>14} {:>13}\n",
+    let mut t = Table::new([
+        Col::left(8),
+        Col::right(10),
+        Col::right(10),
+        Col::right(10),
+        Col::right(12),
+        Col::right(16),
+        Col::right(14),
+        Col::right(13),
+    ]);
+    t.row([
         "ram",
         "save (ms)",
         "file (MiB)",
@@ -215,22 +225,22 @@ pub fn table(rows: &[Row]) -> String {
         "restore (ms)",
         "to 1st step (ms)",
         "1st reset (ms)",
-        "verified (ms)"
-    );
+        "verified (ms)",
+    ]);
     let mib = |b: u64| b as f64 / f64::from(1 << 20);
     for r in rows {
-        out += &format!(
-            "{:<8} {:>10.1} {:>10.1} {:>10.1} {:>12.3} {:>16.3} {:>14.1} {:>13.1}\n",
-            r.ram,
-            r.save_ms,
-            mib(r.file_bytes),
-            mib(r.allocated_bytes),
-            r.restore_ms,
-            r.first_step_ms,
-            r.first_reset_ms,
-            r.verified_ms
-        );
+        t.row([
+            r.ram.clone(),
+            num(r.save_ms, 1),
+            num(mib(r.file_bytes), 1),
+            num(mib(r.allocated_bytes), 1),
+            num(r.restore_ms, 3),
+            num(r.first_step_ms, 3),
+            num(r.first_reset_ms, 1),
+            num(r.verified_ms, 1),
+        ]);
     }
+    let mut out = t.to_string();
     let mut names: Vec<&str> = rows.iter().map(|r| r.ram.as_str()).collect();
     names.dedup();
     for name in names {

@@ -8,6 +8,7 @@
 //! merge).
 
 use crate::guest::Scratch;
+use crate::table::{num, Col, Table};
 use clap::Args;
 use serde::Serialize;
 use std::path::Path;
@@ -245,11 +246,7 @@ pub fn run(args: VmBenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if !args.no_running {
         let mut live =
             crate::vm_live::lockstep_figures(&scratch, args.running_memory_mib, args.repeat)?;
-        let with_qemu = !args.no_qemu
-            && Command::new(crate::guest::QEMU)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success());
+        let with_qemu = !args.no_qemu && crate::qemu::installed();
         if with_qemu {
             crate::vm_live::qemu_figures(
                 &scratch,
@@ -297,20 +294,34 @@ pub fn run(args: VmBenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:<26} {:>12}   {:<14} {:>12} {:>8}",
-        "operation", "lockstep ms", "qemu-img", "qemu-img ms", "ratio"
-    );
+    let mut t = Table::new([
+        Col::left(26),
+        Col::right(12),
+        Col::left(14).gap(3),
+        Col::right(12),
+        Col::right(8),
+    ]);
+    t.row([
+        "operation",
+        "lockstep ms",
+        "qemu-img",
+        "qemu-img ms",
+        "ratio",
+    ]);
     for r in &rows {
         let (q, ratio) = match r.qemu_ms {
-            Some(q) => (format!("{q:.1}"), format!("{:.2}", r.lockstep_ms / q)),
+            Some(q) => (num(q, 1), num(r.lockstep_ms / q, 2)),
             None => ("-".into(), "-".into()),
         };
-        println!(
-            "{:<26} {:>12.1}   {:<14} {:>12} {:>8}",
-            r.operation, r.lockstep_ms, r.qemu, q, ratio
-        );
+        t.row([
+            r.operation.to_string(),
+            num(r.lockstep_ms, 1),
+            r.qemu.to_string(),
+            q,
+            ratio,
+        ]);
     }
+    print!("{t}");
     println!(
         "(disk {} GiB, {} MiB of data, median of {}; ratio = lockstep / peer; \
          qemu-img times include starting its process; running rows: a {} MiB Debian guest \
