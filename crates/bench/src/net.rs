@@ -632,7 +632,11 @@ mod tests {
             return 0;
         };
         let mut got = Vec::new();
-        source.read_to_end(&mut got).expect("receive");
+        // A connection the host's kernel queued before the host closed the
+        // listener is reset, not refused: nothing served either way.
+        if source.read_to_end(&mut got).is_err() {
+            return 0;
+        }
         TcpStream::connect((LOOPBACK, ports.ack)).expect("acknowledge");
         got.len()
     }
