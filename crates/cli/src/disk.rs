@@ -4,6 +4,7 @@
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use vocab::human;
 
 #[derive(Args, Debug)]
 pub struct DiskArgs {
@@ -120,23 +121,6 @@ fn exact(bytes: u64) -> String {
         h
     } else {
         format!("{h} ({bytes} bytes)")
-    }
-}
-
-/// "64 MiB"; exact units only, else one decimal.
-pub(crate) fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    let Some(i) = (0..UNITS.len())
-        .rev()
-        .find(|&i| bytes >= 1 << (10 * (i + 1)))
-    else {
-        return format!("{bytes} bytes");
-    };
-    let unit = 1u64 << (10 * (i + 1));
-    if bytes.is_multiple_of(unit) {
-        format!("{} {}", bytes / unit, UNITS[i])
-    } else {
-        format!("{:.1} {}", bytes as f64 / unit as f64, UNITS[i])
     }
 }
 

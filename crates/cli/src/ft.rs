@@ -68,7 +68,7 @@ pub struct FtOptions {
         long = "ft-timeout",
         value_name = "DURATION",
         default_value = "500ms",
-        value_parser = crate::vocab::duration_at_least(Duration::from_millis(10)),
+        value_parser = vocab::duration_at_least(Duration::from_millis(10)),
         env = "LOCKSTEP_FT_TIMEOUT"
     )]
     pub timeout: humantime::Duration,
@@ -79,7 +79,7 @@ pub struct FtOptions {
         long = "ft-max-lag",
         value_name = "DURATION",
         default_value = "1s",
-        value_parser = crate::vocab::duration_at_least(Duration::from_millis(1)),
+        value_parser = vocab::duration_at_least(Duration::from_millis(1)),
         env = "LOCKSTEP_FT_MAX_LAG"
     )]
     pub max_lag: humantime::Duration,
@@ -108,18 +108,18 @@ pub struct FtOptions {
 /// The FT flags' old spellings, refused with the new ones.
 #[derive(Args, Debug, Clone, Default)]
 pub struct OldFtSpellings {
-    #[arg(long = "arbiter", hide = true, value_parser = crate::vocab::renamed("--ft-arbiter"))]
+    #[arg(long = "arbiter", hide = true, value_parser = vocab::renamed("--ft-arbiter"))]
     old_arbiter: Option<String>,
-    #[arg(long = "tls-dir", hide = true, value_parser = crate::vocab::renamed("--ft-tls-dir"))]
+    #[arg(long = "tls-dir", hide = true, value_parser = vocab::renamed("--ft-tls-dir"))]
     old_tls_dir: Option<String>,
-    #[arg(long = "control", hide = true, value_parser = crate::vocab::renamed("--ft-control"))]
+    #[arg(long = "control", hide = true, value_parser = vocab::renamed("--ft-control"))]
     old_control: Option<String>,
     #[arg(
         long = "insecure-plaintext",
         hide = true,
         num_args = 0,
         default_missing_value = "",
-        value_parser = crate::vocab::renamed("--ft-insecure-plaintext")
+        value_parser = vocab::renamed("--ft-insecure-plaintext")
     )]
     old_insecure_plaintext: Option<String>,
 }
@@ -198,7 +198,7 @@ pub struct AddBackupArgs {
     #[arg(long = "ft-backup", value_name = "ADDR")]
     addr: String,
     /// (The address was once positional.)
-    #[arg(hide = true, value_parser = crate::vocab::renamed("--ft-backup ADDR"))]
+    #[arg(hide = true, value_parser = vocab::renamed("--ft-backup ADDR"))]
     old_addr: Option<String>,
     #[command(flatten)]
     vm: ControlArgs,

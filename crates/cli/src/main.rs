@@ -1,16 +1,6 @@
 //! `lockstep`: run deterministic RISC-V virtual machines.
 
 mod bare;
-mod bench;
-mod bench_disk;
-mod bench_ft;
-mod bench_guest;
-mod bench_mips_qemu;
-mod bench_net;
-mod bench_record;
-mod bench_snapshot;
-mod bench_vm;
-mod bench_vm_live;
 mod console_sock;
 mod control;
 mod disk;
@@ -25,7 +15,6 @@ mod run;
 mod signals;
 mod vm;
 mod vmcmd;
-mod vocab;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;

@@ -11,7 +11,6 @@
 
 use crate::nics::{self, NicError};
 use crate::vm::{ImagePaths, VmSetup};
-use crate::vocab;
 use clap::Args;
 use guest_image::PullOptions;
 use machine::layout::VIRTIO_SLOTS;
@@ -633,7 +632,7 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
 }
 
 /// The run's speed and what pacing did, as one line (`lockstep bench`
-/// reads it: [`parse_speed`]).
+/// reads it: [`bench::parse_speed`]).
 pub fn describe_speed(
     instructions: u64,
     host: std::time::Duration,
@@ -692,14 +691,6 @@ pub fn describe_translator(j: &riscv::JitStats) -> String {
         j.walks_cached,
         j.code_epoch
     )
-}
-
-/// The MIPS and the wait for real time of a [`describe_speed`] line.
-pub fn parse_speed(line: &str) -> Option<(f64, f64)> {
-    let rest = line.strip_prefix("lockstep: speed: ")?;
-    let mips = rest.split_once(" s (")?.1.split_once(" MIPS")?.0;
-    let waited = rest.split_once(": waited ")?.1.split_once(" s ")?.0;
-    Some((mips.parse().ok()?, waited.parse().ok()?))
 }
 
 /// Save while running (Ctrl-A s, SIGUSR1); a failure is reported and the
@@ -1182,8 +1173,8 @@ mod tests {
             line.contains("3 catch-up warps (0.045 s), 2 idle skips (1.000 s)"),
             "{line}"
         );
-        assert_eq!(parse_speed(&line), Some((200.0, 1.25)));
-        assert_eq!(parse_speed("lockstep: stopped"), None);
+        assert_eq!(bench::parse_speed(&line), Some((200.0, 1.25)));
+        assert_eq!(bench::parse_speed("lockstep: stopped"), None);
     }
 
     #[test]

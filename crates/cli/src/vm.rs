@@ -61,12 +61,6 @@ pub struct VmSetup {
     pub instructions_per_tick: InstructionsPerTick,
 }
 
-/// The part of a setup that [`crate::bench_record`] reads from a log.
-#[derive(Deserialize)]
-pub struct SetupRate {
-    pub instructions_per_tick: InstructionsPerTick,
-}
-
 impl std::fmt::Debug for VmSetup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The RNG seed is a VM secret.

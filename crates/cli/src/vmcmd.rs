@@ -135,9 +135,9 @@ struct FtFlags {
     /// The log channel's TLS directory [default: lockstep's].
     #[arg(long = "ft-tls-dir", value_name = "DIR", requires = "ft_backup")]
     tls_dir: Option<PathBuf>,
-    #[arg(long = "arbiter", hide = true, value_parser = crate::vocab::renamed("--ft-arbiter"))]
+    #[arg(long = "arbiter", hide = true, value_parser = vocab::renamed("--ft-arbiter"))]
     old_arbiter: Option<String>,
-    #[arg(long = "tls-dir", hide = true, value_parser = crate::vocab::renamed("--ft-tls-dir"))]
+    #[arg(long = "tls-dir", hide = true, value_parser = vocab::renamed("--ft-tls-dir"))]
     old_tls_dir: Option<String>,
 }
 
@@ -187,7 +187,7 @@ struct StopArgs {
     /// The VM.
     name: String,
     /// How long to wait for it to stop.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::vocab::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = vocab::parse_duration)]
     timeout: humantime::Duration,
     /// Kill it (SIGKILL) if it has not stopped within the timeout.
     #[arg(long)]

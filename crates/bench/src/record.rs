@@ -16,10 +16,8 @@
 //! `/proc/uptime` at `BENCH done` is printed next to it as a cross-check; it
 //! is a little smaller (it starts after firmware and early kernel boot).
 
-use crate::bench_guest::{
-    ratio, BenchError, BenchVm, GuestBenchArgs, RunResult, Scratch, WORKLOADS,
-};
-use crate::vm::SetupRate;
+use crate::guest::{ratio, BenchError, BenchVm, GuestBenchArgs, RunResult, Scratch, WORKLOADS};
+use crate::table::{num, Col, Table};
 use clap::Args;
 use machine::layout::TIMEBASE_HZ;
 use replay::Control;
@@ -67,6 +65,13 @@ pub enum RecordBenchError {
         status: String,
         message: String,
     },
+}
+
+/// The part of the VM setup a log starts with (`lockstep run`'s `VmSetup`,
+/// as JSON) that this benchmark reads: the clock rate.
+#[derive(serde::Deserialize)]
+struct SetupRate {
+    instructions_per_tick: machine::InstructionsPerTick,
 }
 
 /// Count and encoded size of one kind of record.
@@ -441,37 +446,35 @@ pub fn format_kinds(kinds: &BTreeMap<&'static str, KindStats>) -> String {
 /// plain and recorded, then the wall and CPU time of each run.
 pub fn round_table(plain: &Measured, record: &Measured) -> String {
     let (cpu_a, cpu_b) = (plain.cpu, record.cpu);
-    let mut out = workload_table(&plain.run, &record.run, "record (s)");
-    out += &format!(
-        "{:<18} {cpu_a:>12.3} {cpu_b:>12.3} {:>8.3}\n",
-        "cpu (user+sys)",
-        ratio(cpu_b, cpu_a)
-    );
-    out
+    let mut t = workload_table(&plain.run, &record.run, "record (s)");
+    t.row([
+        "cpu (user+sys)".to_string(),
+        num(cpu_a, 3),
+        num(cpu_b, 3),
+        num(ratio(cpu_b, cpu_a), 3),
+    ]);
+    t.to_string()
 }
 
 /// Each workload's time plainly and in the `other` mode (`label`, its
 /// column), their ratio, and the wall times: a row per line.
-pub fn workload_table(plain: &RunResult, other: &RunResult, label: &str) -> String {
-    let mut out = format!(
-        "{:<18} {:>12} {:>12} {:>8}\n",
-        "workload", "plain (s)", label, "ratio"
-    );
+pub fn workload_table(plain: &RunResult, other: &RunResult, label: &str) -> Table {
+    let mut t = Table::new([Col::left(18), Col::right(12), Col::right(12), Col::right(8)]);
+    t.row(["workload", "plain (s)", label, "ratio"]);
     for name in &plain.order {
         let a = plain.guest[name];
         match other.guest.get(name) {
-            Some(&b) => out += &format!("{name:<18} {a:>12.3} {b:>12.3} {:>8.3}\n", ratio(b, a)),
-            None => out += &format!("{name:<18} {a:>12.3} {:>12} {:>8}\n", "-", "-"),
-        }
+            Some(&b) => t.row([name, &num(a, 3), &num(b, 3), &num(ratio(b, a), 3)]),
+            None => t.row([name, &num(a, 3), "-", "-"]),
+        };
     }
-    out += &format!(
-        "{:<18} {:>12.3} {:>12.3} {:>8.3}\n",
-        "wall",
-        plain.wall,
-        other.wall,
-        ratio(other.wall, plain.wall)
-    );
-    out
+    t.row([
+        "wall".to_string(),
+        num(plain.wall, 3),
+        num(other.wall, 3),
+        num(ratio(other.wall, plain.wall), 3),
+    ]);
+    t
 }
 
 /// What the log of one round holds, as lines of text.
@@ -622,7 +625,7 @@ fn json_doc(rounds: &[Round], replayed: Option<&Replayed>) -> serde_json::Value 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench_guest::parse_bench_lines;
+    use crate::guest::parse_bench_lines;
     use replay::{Control, Header, LogWriter, OutputChannel, OutputHash, StopReason};
 
     /// A log like a short recording: setup, two warps, an output window,
@@ -862,10 +865,10 @@ mod tests {
 
     #[derive(clap::Subcommand, Debug)]
     enum TestCommand {
-        Bench(crate::bench::BenchArgs),
+        Bench(crate::BenchArgs),
     }
 
-    fn parse(args: &[&str]) -> Result<crate::bench::BenchKind, clap::Error> {
+    fn parse(args: &[&str]) -> Result<crate::BenchKind, clap::Error> {
         use clap::Parser;
         let cli = Cli::try_parse_from(["lockstep", "bench"].iter().chain(args))?;
         let TestCommand::Bench(bench) = cli.command;
@@ -874,7 +877,7 @@ mod tests {
 
     #[test]
     fn record_and_snapshot_options_parse() {
-        use crate::bench::BenchKind;
+        use crate::BenchKind;
         let BenchKind::Record(r) = parse(&[
             "record",
             "--repeat",
@@ -909,7 +912,7 @@ mod tests {
             panic!("not the snapshot bench");
         };
         assert_eq!((s.memory_mib, s.images_mib, s.repeat), (1024, Some(0), 3));
-        assert_eq!(s.ram, [crate::bench_snapshot::RamKind::Zstd]);
+        assert_eq!(s.ram, [crate::snapshot::RamKind::Zstd]);
         let BenchKind::Snapshot(s) = parse(&["snapshot"]).expect("parses") else {
             panic!("not the snapshot bench");
         };

@@ -7,7 +7,8 @@
 //! (`convert`, a full clone) and a commit of an overlay into its base (a
 //! merge).
 
-use crate::bench_guest::Scratch;
+use crate::guest::Scratch;
+use crate::table::{num, Col, Table};
 use clap::Args;
 use serde::Serialize;
 use std::path::Path;
@@ -18,21 +19,21 @@ use vmm::{Boot, CloneFrom, CreateSpec, DiskSource, Home};
 /// The spellings of earlier versions, refused with the new.
 #[derive(Args, Debug)]
 struct OldVmSizes {
-    #[arg(long = "disk-gib", hide = true, value_parser = crate::vocab::renamed("--disk-size 2G"))]
+    #[arg(long = "disk-gib", hide = true, value_parser = vocab::renamed("--disk-size 2G"))]
     old_disk_gib: Option<String>,
-    #[arg(long = "data-mib", hide = true, value_parser = crate::vocab::renamed("--data 256M"))]
+    #[arg(long = "data-mib", hide = true, value_parser = vocab::renamed("--data 256M"))]
     old_data_mib: Option<String>,
-    #[arg(long = "running-memory-mib", hide = true, value_parser = crate::vocab::renamed("--running-memory 512M"))]
+    #[arg(long = "running-memory-mib", hide = true, value_parser = vocab::renamed("--running-memory 512M"))]
     old_running_memory_mib: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct VmBenchArgs {
     /// The VM's disk size (whole GiB, up to 1T).
-    #[arg(long = "disk-size", value_name = "SIZE", default_value = "2G", value_parser = crate::vocab::size_in::<u64>(1 << 30, 1..=1024))]
+    #[arg(long = "disk-size", value_name = "SIZE", default_value = "2G", value_parser = vocab::size_in::<u64>(1 << 30, 1..=1024))]
     pub disk_gib: u64,
     /// Data on the disk (whole MiB: 1 MiB every so often, spread over the disk).
-    #[arg(long = "data", value_name = "SIZE", default_value = "256M", value_parser = crate::vocab::size_in::<u64>(1 << 20, 0..=1 << 20))]
+    #[arg(long = "data", value_name = "SIZE", default_value = "256M", value_parser = vocab::size_in::<u64>(1 << 20, 0..=1 << 20))]
     pub data_mib: u64,
     /// Measurements per operation (the median is shown).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
@@ -48,7 +49,7 @@ pub struct VmBenchArgs {
     #[arg(long)]
     pub no_running: bool,
     /// The running VM's memory (whole MiB).
-    #[arg(long = "running-memory", value_name = "SIZE", default_value = "512M", value_parser = crate::vocab::size_in::<u64>(1 << 20, 64..=65536))]
+    #[arg(long = "running-memory", value_name = "SIZE", default_value = "512M", value_parser = vocab::size_in::<u64>(1 << 20, 64..=65536))]
     pub running_memory_mib: u64,
     #[command(flatten)]
     old: OldVmSizes,
@@ -244,14 +245,10 @@ pub fn run(args: VmBenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         .collect();
     if !args.no_running {
         let mut live =
-            crate::bench_vm_live::lockstep_figures(&scratch, args.running_memory_mib, args.repeat)?;
-        let with_qemu = !args.no_qemu
-            && Command::new(crate::bench_guest::QEMU)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success());
+            crate::vm_live::lockstep_figures(&scratch, args.running_memory_mib, args.repeat)?;
+        let with_qemu = !args.no_qemu && crate::qemu::installed();
         if with_qemu {
-            crate::bench_vm_live::qemu_figures(
+            crate::vm_live::qemu_figures(
                 &scratch,
                 args.running_memory_mib,
                 args.repeat,
@@ -297,20 +294,34 @@ pub fn run(args: VmBenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:<26} {:>12}   {:<14} {:>12} {:>8}",
-        "operation", "lockstep ms", "qemu-img", "qemu-img ms", "ratio"
-    );
+    let mut t = Table::new([
+        Col::left(26),
+        Col::right(12),
+        Col::left(14).gap(3),
+        Col::right(12),
+        Col::right(8),
+    ]);
+    t.row([
+        "operation",
+        "lockstep ms",
+        "qemu-img",
+        "qemu-img ms",
+        "ratio",
+    ]);
     for r in &rows {
         let (q, ratio) = match r.qemu_ms {
-            Some(q) => (format!("{q:.1}"), format!("{:.2}", r.lockstep_ms / q)),
+            Some(q) => (num(q, 1), num(r.lockstep_ms / q, 2)),
             None => ("-".into(), "-".into()),
         };
-        println!(
-            "{:<26} {:>12.1}   {:<14} {:>12} {:>8}",
-            r.operation, r.lockstep_ms, r.qemu, q, ratio
-        );
+        t.row([
+            r.operation.to_string(),
+            num(r.lockstep_ms, 1),
+            r.qemu.to_string(),
+            q,
+            ratio,
+        ]);
     }
+    print!("{t}");
     println!(
         "(disk {} GiB, {} MiB of data, median of {}; ratio = lockstep / peer; \
          qemu-img times include starting its process; running rows: a {} MiB Debian guest \

@@ -7,21 +7,22 @@
 //! slower than real time (catch-up warps, DESIGN §3), so the figures are
 //! real-time rates on both sides.
 
-use crate::bench_guest::{ratio, BenchError, BenchVm, GuestBenchArgs, RunResult, Scratch};
+use crate::guest::{ratio, BenchError, BenchVm, GuestBenchArgs, RunResult, Scratch};
+use crate::table::rate_table;
 use clap::{Args, ValueEnum};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// `/init` of the benchmark initramfs; `@MIB@` and `@DISKS@` are filled in.
-const GUEST_SCRIPT: &str = include_str!("bench_disk.sh");
+const GUEST_SCRIPT: &str = include_str!("disk.sh");
 
 #[derive(Args, Debug)]
 pub struct DiskBenchArgs {
     /// Written, then read, on each scratch disk (whole MiB, up to 64G).
-    #[arg(long = "size", value_name = "SIZE", default_value = "256M", value_parser = crate::vocab::size_in::<u32>(1 << 20, 1..=65536))]
+    #[arg(long = "size", value_name = "SIZE", default_value = "256M", value_parser = vocab::size_in::<u32>(1 << 20, 1..=65536))]
     pub size_mib: u32,
-    #[arg(long = "size-mib", hide = true, value_parser = crate::vocab::renamed("--size 256M"))]
+    #[arg(long = "size-mib", hide = true, value_parser = vocab::renamed("--size 256M"))]
     old_size_mib: Option<String>,
     /// Scratch disk formats to measure, comma-separated.
     #[arg(
@@ -231,22 +232,18 @@ fn print_table(size_mib: u32, ours: &Measured, qemu: Option<&Measured>) {
         "{size_mib} MiB per disk, dd bs=1M with O_DIRECT (writes end with fsync); \
          ratio = lockstep / qemu throughput"
     );
-    println!(
-        "{:<14} {:>17} {:>13} {:>8}",
-        "test", "lockstep (MiB/s)", "qemu (MiB/s)", "ratio"
+    print!(
+        "{}",
+        rate_table(
+            "test",
+            ours.rates
+                .iter()
+                .map(|r| (r.name.replace('_', " "), r.mib_per_s)),
+            qemu.map(|q| q.rates.iter().map(|r| r.mib_per_s).collect()),
+            ours.wall,
+            qemu.map(|q| q.wall)
+        )
     );
-    for (i, ours_rate) in ours.rates.iter().enumerate() {
-        let name = ours_rate.name.replace('_', " ");
-        let a = ours_rate.mib_per_s;
-        match qemu.map(|q| q.rates[i].mib_per_s) {
-            Some(b) => println!("{name:<14} {a:>17.1} {b:>13.1} {:>8.2}", ratio(a, b)),
-            None => println!("{name:<14} {a:>17.1} {:>13} {:>8}", "-", "-"),
-        }
-    }
-    match qemu {
-        Some(q) => println!("{:<14} {:>17.1} {:>13.1}", "wall (s)", ours.wall, q.wall),
-        None => println!("{:<14} {:>17.1}", "wall (s)", ours.wall),
-    }
 }
 
 fn print_json(size_mib: u32, ours: &Measured, qemu: Option<&Measured>) {
@@ -283,7 +280,7 @@ fn print_json(size_mib: u32, ours: &Measured, qemu: Option<&Measured>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench_guest::parse_bench_lines;
+    use crate::guest::parse_bench_lines;
 
     const BOTH: [DiskFormat; 2] = [DiskFormat::Raw, DiskFormat::Qcow2];
 

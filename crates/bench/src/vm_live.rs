@@ -5,7 +5,8 @@
 //! QEMU TCG on a qcow2 disk, whose `savevm` (the guest paused throughout)
 //! and `loadvm` its monitor times.
 
-use crate::bench_guest::{Scratch, QEMU};
+use crate::guest::Scratch;
+use crate::qemu::{self, QEMU};
 use std::io::{BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -231,33 +232,30 @@ pub fn qemu_figures(
     let console = dir.join("console.txt");
     let mon = dir.join("monitor.sock");
     eprintln!("bench: booting the same guest under QEMU …");
-    let child = Command::new(QEMU)
-        .args(["-machine", "virt", "-display", "none", "-no-reboot"])
-        .arg("-m")
-        .arg(memory_mib.to_string())
-        .arg("-bios")
-        .arg(&image.firmware)
-        .arg("-kernel")
-        .arg(&image.kernel)
-        .arg("-initrd")
-        .arg(&image.initrd)
-        .arg("-append")
-        .arg("console=ttyS0 quiet")
-        .arg("-drive")
-        .arg(format!(
-            "file={},format=qcow2,if=none,id=d0",
-            disk.display()
-        ))
-        .args(["-device", "virtio-blk-device,drive=d0"])
-        .arg("-serial")
-        .arg(format!("file={}", console.display()))
-        .arg("-monitor")
-        .arg(format!("unix:{},server=on,wait=off", mon.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("{QEMU}: {e}"))?;
+    let mut cmd = qemu::virt(memory_mib, 1);
+    let child = qemu::boot_linux(
+        &mut cmd,
+        &image.firmware,
+        &image.kernel,
+        &image.initrd,
+        "console=ttyS0 quiet",
+    )
+    .args(["-display", "none"])
+    .arg("-drive")
+    .arg(format!(
+        "file={},format=qcow2,if=none,id=d0",
+        disk.display()
+    ))
+    .args(["-device", "virtio-blk-device,drive=d0"])
+    .arg("-serial")
+    .arg(format!("file={}", console.display()))
+    .arg("-monitor")
+    .arg(format!("unix:{},server=on,wait=off", mon.display()))
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .map_err(|e| format!("{QEMU}: {e}"))?;
     let _qemu = Qemu(child);
     wait_for_text(&console, READY, "QEMU")?;
     let mut m = Monitor::connect(&mon)?;

@@ -9,7 +9,8 @@
 //! firmware together. Its firmware is a one-instruction loop, so the first
 //! slice after restore touches only one page of RAM.
 
-use crate::bench_guest::{BenchError, Scratch};
+use crate::guest::{BenchError, Scratch};
+use crate::table::{num, Col, Table};
 use clap::{Args, ValueEnum};
 use machine::snapshot::{measure, MeasureSpec, Measurement, RamEncoding};
 use std::path::PathBuf;
@@ -21,29 +22,29 @@ const ZSTD_LEVEL: i32 = 3;
 /// The MiB-counting spellings of earlier versions, refused with the new.
 #[derive(Args, Debug)]
 struct OldSnapshotSizes {
-    #[arg(long = "memory-mib", hide = true, value_parser = crate::vocab::renamed("--memory 512M"))]
+    #[arg(long = "memory-mib", hide = true, value_parser = vocab::renamed("--memory 512M"))]
     old_memory_mib: Option<String>,
-    #[arg(long = "touched-mib", hide = true, value_parser = crate::vocab::renamed("--touched 128M"))]
+    #[arg(long = "touched-mib", hide = true, value_parser = vocab::renamed("--touched 128M"))]
     old_touched_mib: Option<String>,
-    #[arg(long = "images-mib", hide = true, value_parser = crate::vocab::renamed("--images 40M"))]
+    #[arg(long = "images-mib", hide = true, value_parser = vocab::renamed("--images 40M"))]
     old_images_mib: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct SnapshotBenchArgs {
     /// Guest memory (whole MiB).
-    #[arg(long = "memory", value_name = "SIZE", default_value = "512M", value_parser = crate::vocab::size_in::<u32>(1 << 20, 1..=65536))]
+    #[arg(long = "memory", value_name = "SIZE", default_value = "512M", value_parser = vocab::size_in::<u32>(1 << 20, 1..=65536))]
     pub memory_mib: u32,
     /// Harts.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=4))]
     pub cpus: u8,
     /// RAM filled with data before the save, spread over all of RAM
     /// (whole MiB).
-    #[arg(long = "touched", value_name = "SIZE", default_value = "128M", value_parser = crate::vocab::size_in::<u32>(1 << 20, 0..=65536))]
+    #[arg(long = "touched", value_name = "SIZE", default_value = "128M", value_parser = vocab::size_in::<u32>(1 << 20, 0..=65536))]
     pub touched_mib: u32,
     /// Boot images in the snapshot (whole MiB, below 2G) [default: the size
     /// of the pulled Debian kernel, initramfs and firmware].
-    #[arg(long = "images", value_name = "SIZE", value_parser = crate::vocab::size_in::<u32>(1 << 20, 0..=2047))]
+    #[arg(long = "images", value_name = "SIZE", value_parser = vocab::size_in::<u32>(1 << 20, 0..=2047))]
     pub images_mib: Option<u32>,
     #[command(flatten)]
     old: OldSnapshotSizes,
@@ -206,8 +207,17 @@ fn pulled_image_bytes() -> Result<u64, BenchError> {
 
 /// The measurements, one line each, then the median per encoding.
 pub fn table(rows: &[Row]) -> String {
-    let mut out = format!(
-        "{:<8} {:>10} {:>10} {:>10} {:>12} {:>16} {:>14} {:>13}\n",
+    let mut t = Table::new([
+        Col::left(8),
+        Col::right(10),
+        Col::right(10),
+        Col::right(10),
+        Col::right(12),
+        Col::right(16),
+        Col::right(14),
+        Col::right(13),
+    ]);
+    t.row([
         "ram",
         "save (ms)",
         "file (MiB)",
@@ -215,28 +225,28 @@ pub fn table(rows: &[Row]) -> String {
         "restore (ms)",
         "to 1st step (ms)",
         "1st reset (ms)",
-        "verified (ms)"
-    );
+        "verified (ms)",
+    ]);
     let mib = |b: u64| b as f64 / f64::from(1 << 20);
     for r in rows {
-        out += &format!(
-            "{:<8} {:>10.1} {:>10.1} {:>10.1} {:>12.3} {:>16.3} {:>14.1} {:>13.1}\n",
-            r.ram,
-            r.save_ms,
-            mib(r.file_bytes),
-            mib(r.allocated_bytes),
-            r.restore_ms,
-            r.first_step_ms,
-            r.first_reset_ms,
-            r.verified_ms
-        );
+        t.row([
+            r.ram.clone(),
+            num(r.save_ms, 1),
+            num(mib(r.file_bytes), 1),
+            num(mib(r.allocated_bytes), 1),
+            num(r.restore_ms, 3),
+            num(r.first_step_ms, 3),
+            num(r.first_reset_ms, 1),
+            num(r.verified_ms, 1),
+        ]);
     }
+    let mut out = t.to_string();
     let mut names: Vec<&str> = rows.iter().map(|r| r.ram.as_str()).collect();
     names.dedup();
     for name in names {
         let of = |f: fn(&Row) -> f64| {
             let v: Vec<f64> = rows.iter().filter(|r| r.ram == name).map(f).collect();
-            crate::bench_record::median(&v)
+            crate::record::median(&v)
         };
         out += &format!(
             "{name}: median save {:.1} ms, restore to first step {:.3} ms\n",

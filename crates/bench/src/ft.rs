@@ -12,10 +12,11 @@
 //! The backup runs on this host too and takes a core from the primary, so
 //! the core count and load average are printed with the figures.
 
-use crate::bench_guest::{
+use crate::guest::{
     parse_bench_lines, ratio, BenchError, BenchVm, GuestBenchArgs, RunResult, Scratch, WORKLOADS,
 };
-use crate::bench_record::{format_bit_rate, median, workload_table};
+use crate::record::{format_bit_rate, median, workload_table};
+use crate::table::{num, Col, Table};
 use clap::Args;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
@@ -57,7 +58,7 @@ pub struct FtBenchArgs {
         long,
         value_name = "DURATION",
         default_value = "500ms",
-        value_parser = crate::vocab::duration_at_least(std::time::Duration::from_millis(10))
+        value_parser = vocab::duration_at_least(std::time::Duration::from_millis(10))
     )]
     pub ft_timeout: humantime::Duration,
 }
@@ -601,31 +602,41 @@ fn print_failovers(kills: &[Failover], timeout: std::time::Duration) {
         "\nfailover: kill -9 of the primary at a random moment (after: since tick-20); the guest \
          prints a counter line every 10 ms; --ft-timeout {timeout_ms} ms"
     );
-    println!(
-        "{:<5} {:>10} {:>9} {:>9} {:>13} {:>10} {:>15}  why the backup saw the primary lost",
+    let mut t = Table::new([
+        Col::left(5),
+        Col::right(10),
+        Col::right(9),
+        Col::right(9),
+        Col::right(13),
+        Col::right(10),
+        Col::right(15),
+        Col::text().gap(2),
+    ]);
+    t.row([
         "kill",
         "after (ms)",
         "lost (ms)",
         "live (ms)",
         "new line (ms)",
         "re-emitted",
-        "released -> new"
-    );
+        "released -> new",
+        "why the backup saw the primary lost",
+    ]);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     for (i, k) in kills.iter().enumerate() {
         let field = |key| number_after(&k.live_line, key).map_or("-".into(), |v| v.to_string());
-        let ticks = format!("{} -> {}", k.ticks.0, k.ticks.1);
-        println!(
-            "{:<5} {:>10.0} {:>9.0} {:>9.0} {:>13.0} {:>10} {ticks:>15}  {}",
-            i + 1,
-            ms(k.delay),
-            ms(k.lost.0),
-            ms(k.live),
-            ms(k.first_new),
+        t.row([
+            (i + 1).to_string(),
+            num(ms(k.delay), 0),
+            num(ms(k.lost.0), 0),
+            num(ms(k.live), 0),
+            num(ms(k.first_new), 0),
             field("re-emitted "),
-            k.lost.1
-        );
+            format!("{} -> {}", k.ticks.0, k.ticks.1),
+            k.lost.1.clone(),
+        ]);
     }
+    print!("{t}");
     let median_ms =
         |f: fn(&Failover) -> Duration| median(&kills.iter().map(|k| ms(f(k))).collect::<Vec<_>>());
     println!(
@@ -738,17 +749,37 @@ fn print_adds(adds: &[Added]) {
         "\nadding a backup to a running primary whose guest rewrites a 64 MiB tmpfs file in a loop \
          (guest speed: its instructions per second during the sync / in the second before)"
     );
-    println!(
-        "{:<5} {:>11} {:>7} {:>11} {:>11} {:>12}  MiB changed during each round",
-        "add", "paused (ms)", "rounds", "sent (MiB)", "total (ms)", "guest speed"
-    );
+    let mut t = Table::new([
+        Col::left(5),
+        Col::right(11),
+        Col::right(7),
+        Col::right(11),
+        Col::right(11),
+        Col::right(12),
+        Col::text().gap(2),
+    ]);
+    t.row([
+        "add",
+        "paused (ms)",
+        "rounds",
+        "sent (MiB)",
+        "total (ms)",
+        "guest speed",
+        "MiB changed during each round",
+    ]);
     for (i, a) in adds.iter().enumerate() {
         let (n, s) = (i + 1, &a.sync);
-        println!(
-            "{n:<5} {:>11.1} {:>7} {:>11.1} {:>11} {:>12.2}  {}",
-            s.paused_ms, s.rounds, s.mib, s.total_ms, a.speed, a.changed
-        );
+        t.row([
+            n.to_string(),
+            num(s.paused_ms, 1),
+            s.rounds.to_string(),
+            num(s.mib, 1),
+            s.total_ms.to_string(),
+            num(a.speed, 2),
+            a.changed.to_string(),
+        ]);
     }
+    print!("{t}");
     let paused: Vec<f64> = adds.iter().map(|a| a.sync.paused_ms).collect();
     println!("median guest pause: {:.1} ms", median(&paused));
 }

@@ -10,10 +10,11 @@
 //! run is made twice and the faster kept, so one hiccup of a shared host
 //! does not count.
 
-use crate::bench::{mips_program_with, LoopExit, LOOP_LEN};
-use crate::bench_guest::{Scratch, QEMU};
+use crate::guest::Scratch;
+use crate::qemu::{self, QEMU};
+use crate::{mips_program_with, LoopExit, LOOP_LEN};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Longest a QEMU run may take before it is taken for a hang.
@@ -35,7 +36,7 @@ pub enum QemuMipsError {
     #[error("the 1-iteration run took longer than the full one; the host is too busy to measure")]
     Noise,
     #[error(transparent)]
-    Scratch(#[from] crate::bench_guest::BenchError),
+    Scratch(#[from] crate::guest::BenchError),
 }
 
 /// One measurement of the loop under QEMU.
@@ -47,16 +48,6 @@ pub struct QemuMips {
     pub loop_secs: f64,
     pub wall_secs: f64,
     pub startup_secs: f64,
-}
-
-/// Whether QEMU is installed.
-pub fn available() -> bool {
-    Command::new(QEMU)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// Time the loop of `iterations` passes under QEMU TCG.
@@ -106,10 +97,10 @@ fn run_once(program: &Path) -> Result<f64, QemuMipsError> {
     let mut loader = std::ffi::OsString::from("loader,addr=0x80000000,force-raw=on,file=");
     loader.push(program);
     let started = Instant::now();
-    let mut child = Command::new(QEMU)
-        .args(["-machine", "virt", "-bios", "none", "-m", "64", "-smp", "1"])
+    let mut child = qemu::virt(64, 1)
+        .args(["-bios", "none"])
         .args(["-display", "none", "-serial", "none", "-monitor", "none"])
-        .args(["-no-reboot", "-device"])
+        .arg("-device")
         .arg(loader)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -1,6 +1,34 @@
 //! `lockstep bench`: measurements that print figures (never pass/fail).
+//!
+//! This crate owns every benchmark of lockstep — the guest workloads, disk
+//! and network throughput, the cost of recording, snapshots, fault
+//! tolerance, VM bundles and the interpreter's MIPS — each beside QEMU
+//! where QEMU has an equivalent: their flags (clap [`Args`] the `lockstep`
+//! command embeds as its `bench` subcommand), the guest scripts, the runs
+//! of `lockstep` and QEMU, and the tables and JSON they print.
+//!
+//! It must not know the `lockstep` command's internals: it starts
+//! `lockstep run`, `replay`, `vm` and `ft` as child processes of the
+//! running executable ([`std::env::current_exe`]), so it works only inside
+//! the `lockstep` binary, and reads their output (BENCH lines, the
+//! `lockstep: speed:` line, logs and bundles) as any client would. The
+//! dependencies point down: the CLI uses this crate, never the reverse.
 
-use crate::bare::{self, Outcome, Program, RAM_BASE};
+mod disk;
+mod ft;
+mod guest;
+mod mips_qemu;
+mod net;
+mod qemu;
+mod record;
+mod snapshot;
+mod table;
+mod vm;
+mod vm_live;
+
+pub use guest::parse_speed;
+
+use bare::{Outcome, Program, RAM_BASE};
 use clap::{Args, Subcommand};
 use riscv::encode::*;
 use riscv::{Hart, Ram};
@@ -14,7 +42,7 @@ pub struct BenchArgs {
     #[command(subcommand)]
     pub what: Option<BenchKind>,
     #[command(flatten)]
-    pub guest: crate::bench_guest::GuestBenchArgs,
+    pub guest: crate::guest::GuestBenchArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -35,21 +63,21 @@ pub enum BenchKind {
     },
     /// Sequential write and read throughput of fresh raw and qcow2 scratch disks, under
     /// lockstep and QEMU TCG.
-    Disk(crate::bench_disk::DiskBenchArgs),
+    Disk(crate::disk::DiskBenchArgs),
     /// Guest <-> host TCP throughput over a TAP, under lockstep and QEMU TCG (needs root).
-    Net(crate::bench_net::NetBenchArgs),
+    Net(crate::net::NetBenchArgs),
     /// The cost of recording: the guest workloads plainly and with --record
     /// (wall ratio, log size, bits per guest second), then a replay of the log.
-    Record(crate::bench_record::RecordBenchArgs),
+    Record(crate::record::RecordBenchArgs),
     /// Snapshot save and restore-to-first-instruction times.
-    Snapshot(crate::bench_snapshot::SnapshotBenchArgs),
+    Snapshot(crate::snapshot::SnapshotBenchArgs),
     /// The cost and speed of fault tolerance: the guest workloads plainly and
     /// as an FT primary with a backup (wall ratio, log bandwidth), failover
     /// time after kill -9 of the primary, guest pause when a backup is added.
-    Ft(crate::bench_ft::FtBenchArgs),
+    Ft(crate::ft::FtBenchArgs),
     /// Bundle operations of a kept VM (snapshot create/revert/delete, linked
     /// and full clone) beside qemu-img's nearest equivalents.
-    Vm(crate::bench_vm::VmBenchArgs),
+    Vm(crate::vm::VmBenchArgs),
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -59,13 +87,13 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             no_qemu,
             cpu,
         }) => mips(instructions, no_qemu, cpu),
-        Some(BenchKind::Disk(args)) => crate::bench_disk::run(args),
-        Some(BenchKind::Net(args)) => crate::bench_net::run(args),
-        Some(BenchKind::Record(args)) => crate::bench_record::run(args),
-        Some(BenchKind::Snapshot(args)) => crate::bench_snapshot::run(args),
-        Some(BenchKind::Ft(args)) => crate::bench_ft::run(args),
-        Some(BenchKind::Vm(args)) => crate::bench_vm::run(args),
-        None => crate::bench_guest::run(args.guest),
+        Some(BenchKind::Disk(args)) => crate::disk::run(args),
+        Some(BenchKind::Net(args)) => crate::net::run(args),
+        Some(BenchKind::Record(args)) => crate::record::run(args),
+        Some(BenchKind::Snapshot(args)) => crate::snapshot::run(args),
+        Some(BenchKind::Ft(args)) => crate::ft::run(args),
+        Some(BenchKind::Vm(args)) => crate::vm::run(args),
+        None => crate::guest::run(args.guest),
     }
 }
 
@@ -197,16 +225,10 @@ fn mips(
             stats.blocks, stats.code_bytes, stats.retired_in_blocks, retired
         );
     }
-    if no_qemu || !crate::bench_mips_qemu::available() {
-        if !no_qemu {
-            eprintln!(
-                "bench: {} is not installed (Debian: qemu-system-misc); no baseline",
-                crate::bench_guest::QEMU
-            );
-        }
+    if !qemu::wanted(no_qemu) {
         return Ok(ExitCode::SUCCESS);
     }
-    let q = crate::bench_mips_qemu::measure(iterations)?;
+    let q = crate::mips_qemu::measure(iterations)?;
     let qemu = q.instructions as f64 / q.loop_secs / 1e6;
     println!(
         "qemu TCG: {} instructions in {:.3} s ({:.3} s wall, {:.3} s of it QEMU's start and exit, measured with a 1-iteration run)",

@@ -1,6 +1,12 @@
-//! One flag vocabulary: durations always with units (`500ms`, `2s`),
-//! sizes always with units (`512M`), FT settings under `--ft-`, and old
-//! spellings refused with a message naming the new one.
+//! One flag vocabulary, shared by the `lockstep` command and its
+//! benchmarks (`lockstep-bench`): durations always with units (`500ms`,
+//! `2s`), sizes always with units (`512M`) and shown in binary units
+//! ([`human`]), device specs as `key=value` lists, and old spellings refused
+//! with a message naming the new one.
+//!
+//! It owns the words of flags and their messages (clap value parsers,
+//! returning `String` as clap's `value_parser` takes them), nothing else: no
+//! clap types, no VM, no files.
 
 use std::time::Duration;
 
@@ -46,7 +52,7 @@ where
             return Err(format!("'{s}' has no unit: give one, e.g. {s}M or {s}G"));
         }
         let bytes = ::disk::parse_size(s).map_err(|e| format!("invalid size: {e}"))?;
-        let name = crate::disk::human;
+        let name = human;
         if !bytes.is_multiple_of(unit) {
             return Err(format!("{s} is not a whole number of {}", name(unit)));
         }
@@ -111,9 +117,34 @@ pub fn renamed(
     move |_| Err(format!("renamed: give it as {new}"))
 }
 
+/// "64 MiB"; exact units only, else one decimal.
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    let Some(i) = (0..UNITS.len())
+        .rev()
+        .find(|&i| bytes >= 1 << (10 * (i + 1)))
+    else {
+        return format!("{bytes} bytes");
+    };
+    let unit = 1u64 << (10 * (i + 1));
+    if bytes.is_multiple_of(unit) {
+        format!("{} {}", bytes / unit, UNITS[i])
+    } else {
+        format!("{:.1} {}", bytes as f64 / unit as f64, UNITS[i])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_show_in_binary_units() {
+        assert_eq!(human(512), "512 bytes");
+        assert_eq!(human(64 << 20), "64 MiB");
+        assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(10 << 30), "10 GiB");
+    }
 
     #[test]
     fn durations_need_units() {

@@ -5,6 +5,8 @@
 //! The pieces here (scratch directory, initramfs, the two VM launchers and
 //! the `BENCH <name> <value>` protocol) are shared with `lockstep bench disk`.
 
+use crate::qemu;
+use crate::table::{num, Col, Table};
 use clap::Args;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -15,7 +17,6 @@ use std::time::Instant;
 /// The project's copy of `../shared/bench/guest-workloads.sh`.
 pub const WORKLOADS: &str = include_str!("../../../bench/guest-workloads.sh");
 const APPEND: &str = "console=ttyS0 panic=-1 quiet";
-pub const QEMU: &str = "qemu-system-riscv64";
 
 /// Options shared by the guest benchmarks.
 #[derive(Args, Debug, Default)]
@@ -24,9 +25,9 @@ pub struct GuestBenchArgs {
     #[arg(long, default_value_t = 1)]
     pub cpus: u32,
     /// Memory for both VMs (whole MiB).
-    #[arg(long = "memory", value_name = "SIZE", default_value = "512M", value_parser = crate::vocab::size_in::<u32>(1 << 20, 16..=65536))]
+    #[arg(long = "memory", value_name = "SIZE", default_value = "512M", value_parser = vocab::size_in::<u32>(1 << 20, 16..=65536))]
     pub memory_mib: u32,
-    #[arg(long = "memory-mib", hide = true, value_parser = crate::vocab::renamed("--memory 512M"))]
+    #[arg(long = "memory-mib", hide = true, value_parser = vocab::renamed("--memory 512M"))]
     pub old_memory_mib: Option<String>,
     /// Skip the QEMU baseline even if QEMU is installed.
     #[arg(long)]
@@ -149,19 +150,7 @@ impl<'a> BenchVm<'a> {
 
     /// Whether to run the QEMU baseline; says why not when it is missing.
     pub fn wants_qemu(&self) -> bool {
-        if self.args.no_qemu {
-            return false;
-        }
-        let installed = Command::new(QEMU)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !installed {
-            eprintln!("bench: {QEMU} is not installed (Debian: qemu-system-misc); no baseline");
-        }
-        installed
+        qemu::wanted(self.args.no_qemu)
     }
 
     /// Boot under `lockstep run` with `extra` flags; `required` BENCH names
@@ -201,21 +190,16 @@ impl<'a> BenchVm<'a> {
         extra: &[OsString],
         required: &[String],
     ) -> Result<RunResult, BenchError> {
-        let mut cmd = Command::new(QEMU);
-        cmd.args(["-machine", "virt", "-nographic", "-no-reboot"])
-            .arg("-m")
-            .arg(self.args.memory_mib.to_string())
-            .arg("-smp")
-            .arg(self.args.cpus.to_string())
-            .arg("-bios")
-            .arg(&self.image.firmware)
-            .arg("-kernel")
-            .arg(&self.image.kernel)
-            .arg("-initrd")
-            .arg(&self.initrd)
-            .arg("-append")
-            .arg(&self.append)
-            .args(extra);
+        let mut cmd = qemu::virt(u64::from(self.args.memory_mib), self.args.cpus);
+        qemu::boot_linux(
+            &mut cmd,
+            &self.image.firmware,
+            &self.image.kernel,
+            &self.initrd,
+            &self.append,
+        )
+        .arg("-nographic")
+        .args(extra);
         timed("QEMU", cmd, required)
     }
 }
@@ -266,7 +250,7 @@ fn timed(what: &str, mut cmd: Command, required: &[String]) -> Result<RunResult,
     r.wall = wall;
     r.speed = String::from_utf8_lossy(&out.stderr)
         .lines()
-        .find_map(crate::run::parse_speed);
+        .find_map(parse_speed);
     let missing: Vec<&str> = required
         .iter()
         .map(String::as_str)
@@ -284,6 +268,16 @@ fn timed(what: &str, mut cmd: Command, required: &[String]) -> Result<RunResult,
         });
     }
     Ok(r)
+}
+
+/// The MIPS and the wait for real time of the `lockstep: speed:` line
+/// `lockstep run` prints on stderr at its end (the CLI's `describe_speed`;
+/// its tests check the two agree).
+pub fn parse_speed(line: &str) -> Option<(f64, f64)> {
+    let rest = line.strip_prefix("lockstep: speed: ")?;
+    let mips = rest.split_once(" s (")?.1.split_once(" MIPS")?.0;
+    let waited = rest.split_once(": waited ")?.1.split_once(" s ")?.0;
+    Some((mips.parse().ok()?, waited.parse().ok()?))
 }
 
 pub fn parse_bench_lines(text: &str) -> RunResult {
@@ -305,29 +299,27 @@ pub fn parse_bench_lines(text: &str) -> RunResult {
 }
 
 fn print_table(ours: &RunResult, qemu: Option<&RunResult>) {
-    println!(
-        "{:<18} {:>14} {:>14} {:>8}",
-        "workload", "lockstep (s)", "qemu (s)", "ratio"
-    );
+    let mut t = Table::new([Col::left(18), Col::right(14), Col::right(14), Col::right(8)]);
+    t.row(["workload", "lockstep (s)", "qemu (s)", "ratio"]);
     for name in &ours.order {
         let a = ours.guest[name];
         match qemu.and_then(|q| q.guest.get(name)) {
-            Some(b) => println!("{name:<18} {a:>14.3} {b:>14.3} {:>8.2}", ratio(a, *b)),
-            None => println!("{name:<18} {a:>14.3} {:>14} {:>8}", "-", "-"),
-        }
+            Some(&b) => t.row([name, &num(a, 3), &num(b, 3), &num(ratio(a, b), 2)]),
+            None => t.row([name, &num(a, 3), "-", "-"]),
+        };
     }
     match qemu {
-        Some(q) => {
-            println!(
-                "{:<18} {:>14.3} {:>14.3} {:>8.2}",
-                "wall",
-                ours.wall,
-                q.wall,
-                ratio(ours.wall, q.wall)
-            );
-            println!("ratio {:.2}", ratio(ours.wall, q.wall));
-        }
-        None => println!("{:<18} {:>14.3}", "wall", ours.wall),
+        Some(q) => t.row([
+            "wall",
+            &num(ours.wall, 3),
+            &num(q.wall, 3),
+            &num(ratio(ours.wall, q.wall), 2),
+        ]),
+        None => t.row(["wall", &num(ours.wall, 3)]),
+    };
+    print!("{t}");
+    if let Some(q) = qemu {
+        println!("ratio {:.2}", ratio(ours.wall, q.wall));
     }
     if let Some((mips, waited)) = ours.speed {
         println!("lockstep speed {mips:.1} MIPS; waited {waited:.3} s for real time (clock rate)");
