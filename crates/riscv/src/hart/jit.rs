@@ -89,6 +89,8 @@ pub const MAX_BLOCK: usize = 64;
 /// written). A Debian boot to a shell emits ~180 MB over its run, much of
 /// it for code run once; 128 MiB holds its working set.
 const ARENA_SIZE: usize = 128 << 20;
+// Blocks reach the shared routines at the arena's start with rel32.
+const _: () = assert!(ARENA_SIZE < 1 << 31);
 /// Most blocks before everything is dropped.
 const MAX_BLOCKS: usize = 1 << 18;
 /// Direct-mapped cache in front of the block table.
@@ -101,8 +103,6 @@ const _: () = assert!(TLB_SIZE == 256);
 /// read by generated code at fixed offsets.
 #[repr(C)]
 pub(super) struct Ctx {
-    /// Address of the exit trampoline.
-    exit: usize,
     /// Host address of RAM's first byte.
     ram_bytes: *mut u8,
     tlb_load: *const TlbEntry,
@@ -137,6 +137,10 @@ pub(super) struct Ctx {
     code_gen: *const u64,
     /// Jumps made through the jump cache (counted by generated code).
     cache_jumps: u64,
+    /// The stack pointer of block code (set by the entry trampoline): a
+    /// shared routine that ends the block from inside a call returns to
+    /// it before the exit trampoline.
+    rsp: u64,
     // Read by the helpers only.
     epoch: u64,
     hart: *mut Hart,
@@ -145,7 +149,6 @@ pub(super) struct Ctx {
     trap: Option<Trap>,
 }
 
-const C_EXIT: i32 = offset_of!(Ctx, exit) as i32;
 const C_RAM: i32 = offset_of!(Ctx, ram_bytes) as i32;
 const C_TLB_LOAD: i32 = offset_of!(Ctx, tlb_load) as i32;
 const C_TLB_STORE: i32 = offset_of!(Ctx, tlb_store) as i32;
@@ -166,6 +169,7 @@ const C_FETCH_TAG: i32 = offset_of!(Ctx, fetch_tag) as i32;
 const C_JCACHE: i32 = offset_of!(Ctx, jcache) as i32;
 const C_CODE_GEN: i32 = offset_of!(Ctx, code_gen) as i32;
 const C_CACHE_JUMPS: i32 = offset_of!(Ctx, cache_jumps) as i32;
+const C_RSP: i32 = offset_of!(Ctx, rsp) as i32;
 const B_PC: i32 = offset_of!(Block, pc) as i32;
 const B_PAGE: i32 = offset_of!(Block, page) as i32;
 const B_GEN: i32 = offset_of!(Block, gen) as i32;
@@ -287,6 +291,31 @@ const EMPTY: Block = Block {
     chain: std::ptr::null(),
 };
 
+/// Addresses of the routines all blocks share (at the start of the
+/// arena, kept on a flush).
+#[derive(Clone, Copy)]
+struct Globals {
+    /// Leave the block: continue at rax, rcx of its instructions retired.
+    exit: usize,
+    /// Go on at rax through the jump cache (or leave).
+    lookup: usize,
+    /// The first target of every slot: leave, asking the run loop to
+    /// link the slot in rax.
+    slot: usize,
+    /// Called to run a helper: load, store, touch, exec ([`Helper`]).
+    helpers: [usize; 4],
+}
+
+/// The shared routines that call a helper (index into
+/// [`Globals::helpers`]).
+#[derive(Clone, Copy)]
+enum Helper {
+    Load = 0,
+    Store = 1,
+    Touch = 2,
+    Exec = 3,
+}
+
 type EnterFn = unsafe extern "sysv64" fn(x: *mut u64, ctx: *mut Ctx, code: *const u8);
 
 /// The translator's code cache, one per hart.
@@ -295,7 +324,7 @@ pub struct Jit {
     /// Bytes of trampolines at the start of the arena (kept on a flush).
     trampolines: usize,
     enter: EnterFn,
-    exit: usize,
+    glob: Globals,
     blocks: Vec<Block>,
     map: HashMap<(u64, usize), u32, BuildHasherDefault<KeyHasher>>,
     /// Blocks by pc, direct-mapped (one memory access on a hit); an empty
@@ -324,6 +353,8 @@ impl Jit {
     fn with_limits(arena: usize, max_blocks: usize) -> Option<Jit> {
         let mut arena = Arena::new(arena)?;
         let mut ops = VecAssembler::<X64Relocation>::new(arena.next_addr());
+        let [exit, g_exit, g_bail, g_lookup, g_slot, g_load, g_store, g_touch, g_exec] =
+            [(); 9].map(|_| ops.new_dynamic_label());
         dynasm!(ops
             ; .arch x64
             ; push rbx
@@ -335,15 +366,13 @@ impl Jit {
             ; sub rsp, 8
             ; mov rbx, rdi
             ; mov rbp, rsi
+            ; mov QWORD [rbp + C_RSP], rsp
             ; mov r12, QWORD [rbp + C_RAM]
             ; mov r13, QWORD [rbp + C_TLB_LOAD]
             ; mov r14, QWORD [rbp + C_TLB_STORE]
             ; mov r15, QWORD [rbp + C_TAG]
             ; jmp rdx
-        );
-        let exit_off = ops.offset().0;
-        dynasm!(ops
-            ; .arch x64
+            ; =>exit
             ; add rsp, 8
             ; pop r15
             ; pop r14
@@ -352,17 +381,145 @@ impl Jit {
             ; pop rbp
             ; pop rbx
             ; ret
+            // Leave the block: continue at rax, ecx of its instructions
+            // retired.
+            ; .align 16
+            ; =>g_exit
+            ; mov QWORD [rbp + C_NEXT_PC], rax
+            ; mov QWORD [rbp + C_COUNT], rcx
+            ; jmp =>exit
+            // Leave from inside a shared routine (a helper set `status`,
+            // `count` and `next_pc`, or `count` and `next_pc`).
+            ; .align 16
+            ; =>g_bail
+            ; mov rsp, QWORD [rbp + C_RSP]
+            ; jmp =>exit
+            // A linkable exit not linked yet: rax is its slot, followed
+            // by the target pc; `start` already counts the block.
+            ; .align 16
+            ; =>g_slot
+            ; mov QWORD [rbp + C_LINK], rax
+            ; mov rax, QWORD [rax + 8]
+            ; mov QWORD [rbp + C_NEXT_PC], rax
+            ; mov QWORD [rbp + C_COUNT], 0
+            ; jmp =>exit
+            // Go on at the pc in rax (`start` already counts the block):
+            // straight into its block if the jump cache has it, current,
+            // on a page the fetch TLB maps as `enter_page` requires; to
+            // the run loop otherwise.
+            ; .align 16
+            ; =>g_lookup
+            // The fetch TLB entry of the target's page: a hit, as in
+            // `enter_page`, gives its RAM page (rcx).
+            ; mov rcx, rax
+            ; shr rcx, PAGE_SHIFT as i8
+            ; movzx edx, cl
+            ; shl edx, 4
+            ; shl rcx, 6
+            ; or rcx, QWORD [rbp + C_FETCH_TAG]
+            ; mov rsi, QWORD [rbp + C_TLB_FETCH]
+            ; cmp rcx, QWORD [rsi + rdx]
+            ; jne >miss
+            ; mov rcx, rax
+            ; and rcx, -0x1000
+            ; add rcx, QWORD [rsi + rdx + 8]
+            ; shr rcx, PAGE_SHIFT as i8
+            // The jump cache's block for the target: same pc, same page,
+            // the page's code unchanged since, not empty.
+            ; mov rdx, rax
+            ; shr rdx, 1
+            ; and edx, (JCACHE - 1) as i32
+            ; imul edx, edx, 48
+            ; add rdx, QWORD [rbp + C_JCACHE]
+            ; cmp rax, QWORD [rdx + B_PC]
+            ; jne >miss
+            ; cmp rcx, QWORD [rdx + B_PAGE]
+            ; jne >miss
+            ; mov rsi, QWORD [rbp + C_CODE_GEN]
+            ; mov rsi, QWORD [rsi + rcx * 8]
+            ; cmp rsi, QWORD [rdx + B_GEN]
+            ; jne >miss
+            ; mov rsi, QWORD [rdx + B_CHAIN]
+            ; test rsi, rsi
+            ; jz >miss
+            ; add QWORD [rbp + C_CACHE_JUMPS], 1
+            ; jmp rsi
+            ; miss:
+            ; mov QWORD [rbp + C_NEXT_PC], rax
+            ; mov QWORD [rbp + C_COUNT], 0
+            ; jmp =>exit
+            // The memory helpers, called from block code (with every
+            // cached guest register written back): eax = meta, rsi = the
+            // address, rdx = the value to store, rcx = pc. They return the
+            // helper's answer in eax, or end the block.
+            ; .align 16
+            ; =>g_load
+            ; sub rsp, 8
+            ; mov r8d, eax
+            ; mov rdi, rbp
+            ; call QWORD [rbp + C_LOAD]
+            ; cmp QWORD [rbp + C_STATUS], 0
+            ; jne =>g_bail
+            ; add rsp, 8
+            ; ret
+            ; .align 16
+            ; =>g_store
+            ; sub rsp, 8
+            ; mov r8d, eax
+            ; mov rdi, rbp
+            ; call QWORD [rbp + C_STORE]
+            ; cmp QWORD [rbp + C_STATUS], 0
+            ; jne =>g_bail
+            ; add rsp, 8
+            ; ret
+            // A store to a page whose store-check byte is set: rsi = the
+            // RAM page, ecx = the instructions retired and rdx the pc
+            // after the store, if it ends the block.
+            ; .align 16
+            ; =>g_touch
+            ; sub rsp, 8
+            ; mov rdi, rbp
+            ; call QWORD [rbp + C_TOUCH]
+            ; test eax, eax
+            ; jnz =>g_bail
+            ; add rsp, 8
+            ; ret
+            // An instruction through the interpreter: esi = its bits,
+            // rdx = its pc, ecx = its index in the block.
+            ; .align 16
+            ; =>g_exec
+            ; sub rsp, 8
+            ; mov rdi, rbp
+            ; call QWORD [rbp + C_EXEC]
+            ; cmp QWORD [rbp + C_STATUS], 0
+            ; jne =>g_bail
+            ; add rsp, 8
+            ; ret
         );
+        let at = |l: dynasmrt::DynamicLabel, ops: &VecAssembler<X64Relocation>| {
+            ops.labels().resolve_dynamic(l).ok().map(|o| o.0)
+        };
+        let offs =
+            [g_exit, g_lookup, g_slot, g_load, g_store, g_touch, g_exec].map(|l| at(l, &ops));
         let code = ops.finalize().ok()?;
-        let enter_ptr = arena.push(&code)?;
+        let enter_ptr = arena.push(&code)? as usize;
+        let [g_exit, g_lookup, g_slot, g_load, g_store, g_touch, g_exec] =
+            offs.map(|o| o.map(|o| enter_ptr + o));
+        let glob = Globals {
+            exit: g_exit?,
+            lookup: g_lookup?,
+            slot: g_slot?,
+            helpers: [g_load?, g_store?, g_touch?, g_exec?],
+        };
         // SAFETY: `enter_ptr` is the start of the trampoline just written,
         // which follows the SysV calling convention for this signature: it
         // saves every callee-saved register it uses and returns through
         // the exit trampoline after the block it jumps to.
-        let enter: EnterFn = unsafe { std::mem::transmute::<*const u8, EnterFn>(enter_ptr) };
+        let enter: EnterFn =
+            unsafe { std::mem::transmute::<*const u8, EnterFn>(enter_ptr as *const u8) };
         Some(Jit {
             trampolines: arena.used,
-            exit: enter_ptr as usize + exit_off,
+            glob,
             arena,
             enter,
             blocks: Vec::new(),
@@ -448,19 +605,27 @@ impl Jit {
             slots: Vec::new(),
             host: cached_registers(&insns),
             dirty: 0,
-            slow_calls: [None, None],
+            g: self.glob,
+            wrappers: [None; 4],
+            base,
+            bad: false,
         };
         let n = insns.len();
         // The entry for jumps from other blocks: enough budget left for
-        // this whole block, or back to the run loop.
-        let bail = e.ops.new_dynamic_label();
+        // this whole block, or back to the run loop (nothing is loaded or
+        // written yet).
+        let g_exit = self.glob.exit;
         dynasm!(e.ops
             ; .arch x64
             ; mov rax, QWORD [rbp + C_LIMIT]
             ; sub rax, QWORD [rbp + C_START]
             ; cmp rax, n as i32
-            ; jb =>bail
+            ; jae >body
         );
+        e.mov_imm(RAX, pc);
+        dynasm!(e.ops ; .arch x64 ; xor ecx, ecx);
+        e.rel32(0xe9, g_exit);
+        dynasm!(e.ops ; .arch x64 ; body:);
         let entry = e.ops.offset().0;
         e.reload();
         let mut ipc = pc;
@@ -476,17 +641,16 @@ impl Jit {
         if !ends_block(last.op) {
             e.exit_to(n as u64, ipc);
         }
-        // Nothing is loaded or written yet at the budget check.
-        e.dirty = 0;
-        dynasm!(e.ops ; .arch x64 ; =>bail);
-        e.exit(0, pc);
         e.stubs();
-        let slots = e.slots(base);
+        let slots = e.slots();
+        if e.bad {
+            return None;
+        }
         let mut code = e.ops.finalize().ok()?;
-        // Each slot starts out jumping to its own exit.
-        for (slot, exit) in slots {
+        // Each slot starts out leaving for the run loop, which links it.
+        for slot in slots {
             code.get_mut(slot..slot + 8)?
-                .copy_from_slice(&(base + exit).to_le_bytes());
+                .copy_from_slice(&(self.glob.slot as u64).to_le_bytes());
         }
         let at = self.arena.push(&code)?;
         if at as usize != base {
@@ -686,9 +850,8 @@ enum Stub {
         meta: u32,
     },
     /// A store to a page that is not marked dirty or holds decoded code
-    /// (its index in rax).
+    /// (its index in rsi).
     Code {
-        dirty: u32,
         done: dynasmrt::DynamicLabel,
         label: dynasmrt::DynamicLabel,
         count: u64,
@@ -701,21 +864,53 @@ struct Emitter {
     stubs: Vec<Stub>,
     /// The virtual page of the block (targets on it can be linked).
     page_va: u64,
-    /// Linkable exits: (slot label, own exit label).
-    slots: Vec<(dynasmrt::DynamicLabel, dynasmrt::DynamicLabel, u64)>,
+    /// Linkable exits: (slot label, target pc).
+    slots: Vec<(dynasmrt::DynamicLabel, u64)>,
     /// Guest register -> the host register holding it in this block (0:
     /// none, it is read and written in the `x` array).
     host: [u8; 32],
     /// Cached guest registers written so far on the straight-line path:
     /// the `x` array is behind for these until they are written back.
     dirty: u32,
-    /// The block's shared routines that call the load and store helpers
-    /// with every cached register written back before and loaded again
-    /// after (made when a slow path first needs one).
-    slow_calls: [Option<dynasmrt::DynamicLabel>; 2],
+    /// The shared routines.
+    g: Globals,
+    /// The block's own routines that call a shared helper routine with
+    /// every cached register written back before and loaded again after
+    /// (made when first needed; only if the block caches registers).
+    wrappers: [Option<dynasmrt::DynamicLabel>; 4],
+    /// Address the code will be copied to.
+    base: usize,
+    /// A shared routine was out of reach (cannot happen: the arena is
+    /// smaller than 2 GiB); the block is not used.
+    bad: bool,
 }
 
 impl Emitter {
+    /// A `jmp` (0xe9) or `call` (0xe8) to `target`, a shared routine at
+    /// the start of the arena (within ±2 GiB: the arena is smaller).
+    fn rel32(&mut self, opcode: u8, target: usize) {
+        let after = self.base + self.ops.offset().0 + 5;
+        let rel = (target as i64).wrapping_sub(after as i64);
+        self.ops.push(opcode);
+        self.ops.push_i32(rel as i32);
+        if i32::try_from(rel).is_err() {
+            self.bad = true;
+        }
+    }
+
+    /// Host register `dst` = `v`, in the shortest encoding.
+    // dynasm-rs turns a dynamic register number with `.into()`.
+    #[allow(clippy::useless_conversion)]
+    fn mov_imm(&mut self, dst: u8, v: u64) {
+        if v <= u64::from(u32::MAX) {
+            dynasm!(self.ops ; .arch x64 ; mov Rd(dst), DWORD v as u32 as i32);
+        } else if v as i64 == i64::from(v as i32) {
+            dynasm!(self.ops ; .arch x64 ; mov Rq(dst), DWORD v as i32);
+        } else {
+            dynasm!(self.ops ; .arch x64 ; mov Rq(dst), QWORD v as i64);
+        }
+    }
+
     /// Host register `dst` = guest register `r`.
     // dynasm-rs turns a dynamic register number with `.into()`.
     #[allow(clippy::useless_conversion)]
@@ -745,6 +940,26 @@ impl Emitter {
         }
     }
 
+    /// Guest register `rd` = `v` (nothing for x0).
+    // dynasm-rs turns a dynamic register number with `.into()`.
+    #[allow(clippy::useless_conversion)]
+    fn put_imm(&mut self, rd: u8, v: u64) {
+        let rd = rd & 31;
+        if rd == 0 {
+            return;
+        }
+        let h = self.host[rd as usize];
+        if h != 0 {
+            self.mov_imm(h, v);
+            self.dirty |= 1 << rd;
+        } else if v as i64 == i64::from(v as i32) {
+            dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + xd(rd)], v as i32);
+        } else {
+            self.mov_imm(RAX, v);
+            self.put(RAX, rd);
+        }
+    }
+
     /// Write the cached registers in `dirty` back to the `x` array.
     // dynasm-rs turns a dynamic register number with `.into()`.
     #[allow(clippy::useless_conversion)]
@@ -771,157 +986,92 @@ impl Emitter {
         }
     }
 
+    /// Call the shared routine of helper `h` (its arguments set up): with
+    /// every cached register written back before and loaded again after,
+    /// through the block's wrapper when it caches any. The routine ends
+    /// the block if the helper says so.
+    fn call_helper(&mut self, h: Helper) {
+        if self.host == [0; 32] {
+            let target = self.g.helpers[h as usize];
+            self.rel32(0xe8, target);
+            return;
+        }
+        let label = match self.wrappers[h as usize] {
+            Some(l) => l,
+            None => {
+                let l = self.ops.new_dynamic_label();
+                self.wrappers[h as usize] = Some(l);
+                l
+            }
+        };
+        dynasm!(self.ops ; .arch x64 ; call =>label);
+    }
+
     /// Leave the block after `count` instructions for `pc`, a target known
     /// now: on the same page, through a slot that starts out leaving
-    /// (`exit`) and is later set to that block's entry, so that the jump
-    /// goes straight there.
+    /// (the shared `slot` routine, with the slot's address) and is later
+    /// set to that block's chain entry, so that the jump goes straight
+    /// there; on another page, through the jump cache.
     fn exit_to(&mut self, count: u64, pc: u64) {
         self.spill(self.dirty);
+        dynasm!(self.ops ; .arch x64 ; add QWORD [rbp + C_START], count as i32);
         if pc & !0xfff != self.page_va {
-            dynasm!(self.ops
-                ; .arch x64
-                ; mov rax, QWORD pc as i64
-                ; mov QWORD [rbp + C_NEXT_PC], rax
-            );
-            self.exit_dynamic(count);
+            self.mov_imm(RAX, pc);
+            let lookup = self.g.lookup;
+            self.rel32(0xe9, lookup);
             return;
         }
         let slot = self.ops.new_dynamic_label();
-        let own = self.ops.new_dynamic_label();
         dynasm!(self.ops
             ; .arch x64
-            ; add QWORD [rbp + C_START], count as i32
-            ; jmp QWORD [=>slot]
+            ; lea rax, [=>slot]
+            ; jmp QWORD [rax]
         );
-        self.slots.push((slot, own, pc));
+        self.slots.push((slot, pc));
     }
 
-    /// The slots and their own exits, after the code; returns (slot
-    /// offset, exit offset) pairs for the initial slot values.
-    fn slots(&mut self, _base: usize) -> Vec<(usize, usize)> {
+    /// The slots, each followed by its target pc, after the code; returns
+    /// their offsets (for their first value).
+    fn slots(&mut self) -> Vec<usize> {
         let mut placed = Vec::new();
-        for (slot, own, pc) in std::mem::take(&mut self.slots) {
-            dynasm!(self.ops
-                ; .arch x64
-                ; =>own
-                ; lea rax, [=>slot]
-                ; mov QWORD [rbp + C_LINK], rax
-            );
-            // `start` already counts this block.
-            self.exit(0, pc);
+        for (slot, pc) in std::mem::take(&mut self.slots) {
             dynasm!(self.ops
                 ; .arch x64
                 ; .align 8
                 ; =>slot
                 ; .u64 0
+                ; .u64 pc
             );
-            placed.push((slot, own));
+            placed.push(slot);
         }
         placed
             .into_iter()
-            .filter_map(|(slot, own)| {
-                let labels = self.ops.labels();
-                let s = labels.resolve_dynamic(slot).ok()?.0;
-                let o = labels.resolve_dynamic(own).ok()?.0;
-                Some((s, o))
-            })
+            .filter_map(|slot| Some(self.ops.labels().resolve_dynamic(slot).ok()?.0))
             .collect()
     }
 
-    /// Leave the block after `count` instructions for the pc in
-    /// `Ctx::next_pc` (and rax): straight into its block if the jump cache
-    /// has it, current, on a page the fetch TLB maps as `enter_page`
-    /// requires; to the run loop otherwise.
+    /// Leave the block after `count` instructions for the pc in rax:
+    /// through the jump cache (the shared `lookup` routine).
     fn exit_dynamic(&mut self, count: u64) {
         self.spill(self.dirty);
-        let miss = self.ops.new_dynamic_label();
-        dynasm!(self.ops
-            ; .arch x64
-            ; add QWORD [rbp + C_START], count as i32
-            // The fetch TLB entry of the target's page: a hit, as in
-            // `enter_page`, gives its RAM page (rcx).
-            ; mov rcx, rax
-            ; shr rcx, PAGE_SHIFT as i8
-            ; mov edx, ecx
-            ; and edx, (TLB_SIZE - 1) as i32
-            ; shl edx, 4
-            ; shl rcx, 6
-            ; or rcx, QWORD [rbp + C_FETCH_TAG]
-            ; mov rsi, QWORD [rbp + C_TLB_FETCH]
-            ; cmp rcx, QWORD [rsi + rdx]
-            ; jne =>miss
-            ; mov rcx, rax
-            ; and rcx, -0x1000
-            ; add rcx, QWORD [rsi + rdx + 8]
-            ; shr rcx, PAGE_SHIFT as i8
-            // The jump cache's block for the target: same pc, same page,
-            // the page's code unchanged since, not empty.
-            ; mov rdx, rax
-            ; shr rdx, 1
-            ; and edx, (JCACHE - 1) as i32
-            ; imul edx, edx, 48
-            ; add rdx, QWORD [rbp + C_JCACHE]
-            ; cmp rax, QWORD [rdx + B_PC]
-            ; jne =>miss
-            ; cmp rcx, QWORD [rdx + B_PAGE]
-            ; jne =>miss
-            ; mov rsi, QWORD [rbp + C_CODE_GEN]
-            ; mov rsi, QWORD [rsi + rcx * 8]
-            ; cmp rsi, QWORD [rdx + B_GEN]
-            ; jne =>miss
-            ; mov rsi, QWORD [rdx + B_CHAIN]
-            ; test rsi, rsi
-            ; jz =>miss
-            ; add QWORD [rbp + C_CACHE_JUMPS], 1
-            ; jmp rsi
-            ; =>miss
-            // `start` already counts this block.
-            ; mov QWORD [rbp + C_COUNT], 0
-            ; jmp QWORD [rbp + C_EXIT]
-        );
-    }
-
-    /// Leave the block: `count` instructions retired, continue at `pc`.
-    fn exit(&mut self, count: u64, pc: u64) {
-        self.spill(self.dirty);
-        dynasm!(self.ops
-            ; .arch x64
-            ; mov QWORD [rbp + C_COUNT], count as i32
-            ; mov rax, QWORD pc as i64
-            ; mov QWORD [rbp + C_NEXT_PC], rax
-            ; jmp QWORD [rbp + C_EXIT]
-        );
+        let lookup = self.g.lookup;
+        dynasm!(self.ops ; .arch x64 ; add QWORD [rbp + C_START], count as i32);
+        self.rel32(0xe9, lookup);
     }
 
     /// Instruction `k` at `pc` (bits `raw`) through [`helper_exec`]: the
     /// guest registers written back first and loaded again after (it may
     /// read and write any); the block ends if the helper says so.
     fn exec(&mut self, raw: u32, pc: u64, k: usize) {
-        self.spill(self.dirty);
-        dynasm!(self.ops
-            ; .arch x64
-            ; mov rdi, rbp
-            ; mov esi, raw as i32
-            ; mov rdx, QWORD pc as i64
-            ; mov ecx, k as i32
-            ; call QWORD [rbp + C_EXEC]
-        );
-        self.reload();
-        dynasm!(self.ops
-            ; .arch x64
-            ; cmp QWORD [rbp + C_STATUS], 0
-            ; je >go_on
-            ; jmp QWORD [rbp + C_EXIT]
-            ; go_on:
-        );
-    }
-
-    /// Store rax into rd (nothing for x0).
-    fn set_rd(&mut self, rd: u8) {
-        self.put(RAX, rd);
+        dynasm!(self.ops ; .arch x64 ; mov esi, raw as i32);
+        self.mov_imm(RDX, pc);
+        dynasm!(self.ops ; .arch x64 ; mov ecx, k as i32);
+        self.call_helper(Helper::Exec);
     }
 
     /// Code for instruction `k` of `n` at `pc`.
+    // dynasm-rs turns a dynamic register number with `.into()`.
+    #[allow(clippy::useless_conversion)]
     fn insn(&mut self, i: &Insn, pc: u64, k: usize, n: usize) {
         let (rd, rs1, rs2) = (i.rd(), i.rs1 & 31, i.rs2 & 31);
         let imm = i.imm;
@@ -930,23 +1080,47 @@ impl Emitter {
         macro_rules! a {
             ($($t:tt)*) => { dynasm!(self.ops ; .arch x64 $($t)*) };
         }
-        // rax = rs1 (op) rs2, as 64-bit.
+        // rd = rs1 (op) rs2, as 64-bit; in place when rd is rs1.
         macro_rules! rr {
             ($op:ident) => {{
                 if rd != 0 {
-                    self.get(RAX, rs1);
-                    self.get(RCX, rs2);
-                    a!(; $op rax, rcx);
-                    self.set_rd(rd);
+                    let h = self.host[rd as usize];
+                    if rd == rs1 && h != 0 {
+                        if self.host[rs2 as usize] != 0 {
+                            let s = self.host[rs2 as usize];
+                            a!(; $op Rq(h), Rq(s));
+                        } else {
+                            a!(; $op Rq(h), QWORD [rbx + xd(rs2)]);
+                        }
+                        self.dirty |= 1 << rd;
+                    } else {
+                        self.get(RAX, rs1);
+                        if self.host[rs2 as usize] != 0 {
+                            let s = self.host[rs2 as usize];
+                            a!(; $op rax, Rq(s));
+                        } else {
+                            a!(; $op rax, QWORD [rbx + xd(rs2)]);
+                        }
+                        self.set_rd(rd);
+                    }
                 }
             }};
         }
+        // rd = rs1 (op) imm; in place when rd is rs1.
         macro_rules! ri {
             ($op:ident) => {{
                 if rd != 0 {
-                    self.get(RAX, rs1);
-                    a!(; $op rax, imm);
-                    self.set_rd(rd);
+                    let h = self.host[rd as usize];
+                    if rd == rs1 && h != 0 {
+                        a!(; $op Rq(h), imm);
+                        self.dirty |= 1 << rd;
+                    } else if rd == rs1 {
+                        a!(; $op QWORD [rbx + xd(rd)], imm);
+                    } else {
+                        self.get(RAX, rs1);
+                        a!(; $op rax, imm);
+                        self.set_rd(rd);
+                    }
                 }
             }};
         }
@@ -955,8 +1129,13 @@ impl Emitter {
             ($op:ident) => {{
                 if rd != 0 {
                     self.get(RAX, rs1);
-                    self.get(RCX, rs2);
-                    a!(; $op eax, ecx ; movsxd rax, eax);
+                    if self.host[rs2 as usize] != 0 {
+                        let s = self.host[rs2 as usize];
+                        a!(; $op eax, Rd(s));
+                    } else {
+                        a!(; $op eax, DWORD [rbx + xd(rs2)]);
+                    }
+                    a!(; movsxd rax, eax);
                     self.set_rd(rd);
                 }
             }};
@@ -984,9 +1163,15 @@ impl Emitter {
         macro_rules! shifti {
             ($op:ident) => {{
                 if rd != 0 {
-                    self.get(RAX, rs1);
-                    a!(; $op rax, (imm & 63) as i8);
-                    self.set_rd(rd);
+                    let h = self.host[rd as usize];
+                    if rd == rs1 && h != 0 {
+                        a!(; $op Rq(h), (imm & 63) as i8);
+                        self.dirty |= 1 << rd;
+                    } else {
+                        self.get(RAX, rs1);
+                        a!(; $op rax, (imm & 63) as i8);
+                        self.set_rd(rd);
+                    }
                 }
             }};
         }
@@ -1019,15 +1204,31 @@ impl Emitter {
             ($jcc:ident) => {{
                 let taken = self.ops.new_dynamic_label();
                 self.get(RAX, rs1);
-                self.get(RCX, rs2);
+                if self.host[rs2 as usize] != 0 {
+                    let s = self.host[rs2 as usize];
+                    a!(; cmp rax, Rq(s));
+                } else {
+                    a!(; cmp rax, QWORD [rbx + xd(rs2)]);
+                }
                 // The write-backs of both exits leave the flags alone.
-                a!(; cmp rax, rcx ; $jcc =>taken);
+                a!(; $jcc =>taken);
                 self.exit_to(count, next);
                 a!(; =>taken);
                 self.exit_to(count, pc.wrapping_add(imm as i64 as u64));
             }};
         }
         match i.op {
+            Op::Addi if rs1 == 0 => self.put_imm(rd, imm as i64 as u64),
+            Op::Addi if imm == 0 && rd != 0 => {
+                let (h, s) = (self.host[rd as usize], self.host[rs1 as usize]);
+                if h != 0 && s != 0 {
+                    a!(; mov Rq(h), Rq(s));
+                    self.dirty |= 1 << rd;
+                } else {
+                    self.get(RAX, rs1);
+                    self.set_rd(rd);
+                }
+            }
             Op::Addi => ri!(add),
             Op::Andi => ri!(and),
             Op::Ori => ri!(or),
@@ -1037,7 +1238,14 @@ impl Emitter {
             Op::And => rr!(and),
             Op::Or => rr!(or),
             Op::Xor => rr!(xor),
-            Op::Mul => rr!(imul),
+            Op::Mul => {
+                if rd != 0 {
+                    self.get(RAX, rs1);
+                    self.get(RCX, rs2);
+                    a!(; imul rax, rcx);
+                    self.set_rd(rd);
+                }
+            }
             Op::Mulh | Op::Mulhu => {
                 if rd != 0 {
                     self.get(RAX, rs1);
@@ -1051,18 +1259,8 @@ impl Emitter {
                     self.set_rd(rd);
                 }
             }
-            Op::Lui => {
-                if rd != 0 {
-                    a!(; mov rax, QWORD imm as i64);
-                    self.set_rd(rd);
-                }
-            }
-            Op::Auipc => {
-                if rd != 0 {
-                    a!(; mov rax, QWORD pc.wrapping_add(imm as i64 as u64) as i64);
-                    self.set_rd(rd);
-                }
-            }
+            Op::Lui => self.put_imm(rd, imm as i64 as u64),
+            Op::Auipc => self.put_imm(rd, pc.wrapping_add(imm as i64 as u64)),
             Op::Slti => set_cc!(setl, Some(imm)),
             Op::Sltiu => set_cc!(setb, Some(imm)),
             Op::Slt => set_cc!(setl, None::<i32>),
@@ -1082,7 +1280,14 @@ impl Emitter {
             }
             Op::Addw => rrw!(add),
             Op::Subw => rrw!(sub),
-            Op::Mulw => rrw!(imul),
+            Op::Mulw => {
+                if rd != 0 {
+                    self.get(RAX, rs1);
+                    self.get(RCX, rs2);
+                    a!(; imul eax, ecx ; movsxd rax, eax);
+                    self.set_rd(rd);
+                }
+            }
             Op::Slliw => shiftiw!(shl),
             Op::Srliw => shiftiw!(shr),
             Op::Sraiw => shiftiw!(sar),
@@ -1091,10 +1296,7 @@ impl Emitter {
             Op::Sraw => shiftw!(sar),
             Op::Fence | Op::FenceI => {}
             Op::Jal => {
-                if rd != 0 {
-                    a!(; mov rax, QWORD next as i64);
-                    self.set_rd(rd);
-                }
+                self.put_imm(rd, next);
                 self.exit_to(count, pc.wrapping_add(imm as i64 as u64));
             }
             Op::Jalr => {
@@ -1103,13 +1305,11 @@ impl Emitter {
                 a!(
                     ; add rax, imm
                     ; and rax, -2
-                    ; mov QWORD [rbp + C_NEXT_PC], rax
                 );
                 if rd != 0 {
-                    a!(; mov rax, QWORD next as i64);
-                    self.set_rd(rd);
+                    self.mov_imm(RCX, next);
+                    self.put(RCX, rd);
                 }
-                a!(; mov rax, QWORD [rbp + C_NEXT_PC]);
                 self.exit_dynamic(count);
             }
             Op::Beq => branch!(je),
@@ -1141,9 +1341,17 @@ impl Emitter {
         }
     }
 
-    /// rsi = rs1 + imm (the address), then the TLB compare against the
-    /// table in `table` (r13 loads, r14 stores) for an `n`-byte access:
-    /// jumps to `slow` on a miss, else leaves rax = the RAM offset.
+    /// Store rax into rd (nothing for x0).
+    fn set_rd(&mut self, rd: u8) {
+        self.put(RAX, rd);
+    }
+
+    /// rsi = rs1 + imm (the address), then the TLB compare for an
+    /// `n`-byte access against the load (r13) or store (r14) table: jumps
+    /// to `slow` on a miss, else leaves rsi = the RAM offset. The tag is
+    /// computed from the access's last byte and the index from its first,
+    /// so an access that crosses the page end misses (as `load_hit`'s
+    /// in-page check makes it), with one compare.
     fn tlb(
         &mut self,
         i: &Insn,
@@ -1154,35 +1362,37 @@ impl Emitter {
     ) {
         dynasm!(self.ops ; .arch x64 ; =>retry);
         self.get(RSI, i.rs1);
-        dynasm!(self.ops
-            ; .arch x64
-            ; add rsi, i.imm
-            ; mov rax, rsi
-            ; shr rax, PAGE_SHIFT as i8
-            ; mov ecx, eax
-            ; and ecx, (TLB_SIZE - 1) as i32
-            ; shl ecx, 4
-            ; shl rax, 6
-            ; or rax, r15
-        );
-        if store {
-            dynasm!(self.ops ; .arch x64 ; cmp rax, QWORD [r14 + rcx] ; jne =>slow);
-        } else {
-            dynasm!(self.ops ; .arch x64 ; cmp rax, QWORD [r13 + rcx] ; jne =>slow);
+        if i.imm != 0 {
+            dynasm!(self.ops ; .arch x64 ; add rsi, i.imm);
         }
         if n > 1 {
+            dynasm!(self.ops ; .arch x64 ; lea rcx, [rsi + n - 1]);
+        } else {
+            dynasm!(self.ops ; .arch x64 ; mov rcx, rsi);
+        }
+        dynasm!(self.ops
+            ; .arch x64
+            ; shr rcx, PAGE_SHIFT as i8
+            ; shl rcx, 6
+            ; or rcx, r15
+            ; mov eax, esi
+            ; shr eax, (PAGE_SHIFT - 4) as i8
+            ; and eax, ((TLB_SIZE - 1) << 4) as i32
+        );
+        if store {
             dynasm!(self.ops
                 ; .arch x64
-                ; mov eax, esi
-                ; and eax, 0xfff
-                ; cmp eax, 0x1000 - n
-                ; ja =>slow
+                ; cmp rcx, QWORD [r14 + rax]
+                ; jne =>slow
+                ; add rsi, QWORD [r14 + rax + 8]
             );
-        }
-        if store {
-            dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [r14 + rcx + 8] ; add rax, rsi);
         } else {
-            dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [r13 + rcx + 8] ; add rax, rsi);
+            dynasm!(self.ops
+                ; .arch x64
+                ; cmp rcx, QWORD [r13 + rax]
+                ; jne =>slow
+                ; add rsi, QWORD [r13 + rax + 8]
+            );
         }
     }
 
@@ -1201,13 +1411,13 @@ impl Emitter {
         let retry = self.ops.new_dynamic_label();
         self.tlb(i, n, false, slow, retry);
         match kind {
-            0 => dynasm!(self.ops ; .arch x64 ; movsx rdx, BYTE [r12 + rax]),
-            1 => dynasm!(self.ops ; .arch x64 ; movsx rdx, WORD [r12 + rax]),
-            2 => dynasm!(self.ops ; .arch x64 ; movsxd rdx, DWORD [r12 + rax]),
-            3 => dynasm!(self.ops ; .arch x64 ; mov rdx, QWORD [r12 + rax]),
-            4 => dynasm!(self.ops ; .arch x64 ; movzx edx, BYTE [r12 + rax]),
-            5 => dynasm!(self.ops ; .arch x64 ; movzx edx, WORD [r12 + rax]),
-            _ => dynasm!(self.ops ; .arch x64 ; mov edx, DWORD [r12 + rax]),
+            0 => dynasm!(self.ops ; .arch x64 ; movsx rdx, BYTE [r12 + rsi]),
+            1 => dynasm!(self.ops ; .arch x64 ; movsx rdx, WORD [r12 + rsi]),
+            2 => dynasm!(self.ops ; .arch x64 ; movsxd rdx, DWORD [r12 + rsi]),
+            3 => dynasm!(self.ops ; .arch x64 ; mov rdx, QWORD [r12 + rsi]),
+            4 => dynasm!(self.ops ; .arch x64 ; movzx edx, BYTE [r12 + rsi]),
+            5 => dynasm!(self.ops ; .arch x64 ; movzx edx, WORD [r12 + rsi]),
+            _ => dynasm!(self.ops ; .arch x64 ; mov edx, DWORD [r12 + rsi]),
         }
         self.put(RDX, i.rd());
         dynasm!(self.ops ; .arch x64 ; =>done);
@@ -1236,19 +1446,19 @@ impl Emitter {
         self.tlb(i, n, true, slow, retry);
         self.get(RDX, i.rs2);
         match n {
-            1 => dynasm!(self.ops ; .arch x64 ; mov BYTE [r12 + rax], dl),
-            2 => dynasm!(self.ops ; .arch x64 ; mov WORD [r12 + rax], dx),
-            4 => dynasm!(self.ops ; .arch x64 ; mov DWORD [r12 + rax], edx),
-            _ => dynasm!(self.ops ; .arch x64 ; mov QWORD [r12 + rax], rdx),
+            1 => dynasm!(self.ops ; .arch x64 ; mov BYTE [r12 + rsi], dl),
+            2 => dynasm!(self.ops ; .arch x64 ; mov WORD [r12 + rsi], dx),
+            4 => dynasm!(self.ops ; .arch x64 ; mov DWORD [r12 + rsi], edx),
+            _ => dynasm!(self.ops ; .arch x64 ; mov QWORD [r12 + rsi], rdx),
         }
         // Ram::touch_page, unless the page is marked dirty already and
         // holds no decoded code (RAM's store-check byte is 0): the stub
         // marks it, and ends the block if that dropped decoded code.
         dynasm!(self.ops
             ; .arch x64
-            ; shr rax, PAGE_SHIFT as i8
-            ; mov rsi, QWORD [rbp + C_STORE_CHECK]
-            ; cmp BYTE [rsi + rax], 0
+            ; shr rsi, PAGE_SHIFT as i8
+            ; mov rax, QWORD [rbp + C_STORE_CHECK]
+            ; cmp BYTE [rax + rsi], 0
             ; jne =>code
             ; =>done
         );
@@ -1262,7 +1472,6 @@ impl Emitter {
             meta: meta(k, i, n as u32),
         });
         self.stubs.push(Stub::Code {
-            dirty: self.dirty,
             done,
             label: code,
             count: k as u64 + 1,
@@ -1282,99 +1491,58 @@ impl Emitter {
                     pc,
                     meta,
                 } => {
+                    // The helper sees (and the run loop, if the block
+                    // ends) the guest registers in the `x` array; it
+                    // returns 1 when it filled the TLB from the walk
+                    // cache: the access is tried again inline (it hits
+                    // now).
                     dynasm!(self.ops ; .arch x64 ; =>label);
-                    self.get(RDX, rs2);
-                    dynasm!(self.ops
-                        ; .arch x64
-                        ; mov rdi, rbp
-                        ; mov rcx, QWORD pc as i64
-                    );
-                    if self.host == [0; 32] {
-                        dynasm!(self.ops ; .arch x64 ; mov r8d, meta as i32);
-                        if store {
-                            dynasm!(self.ops ; .arch x64 ; call QWORD [rbp + C_STORE]);
-                        } else {
-                            dynasm!(self.ops ; .arch x64 ; call QWORD [rbp + C_LOAD]);
-                        }
-                    } else {
-                        // The helper sees (and the run loop, if the block
-                        // ends) the guest registers in the `x` array; the
-                        // call clobbers the cached ones, which are loaded
-                        // again after it (a load's helper may have
-                        // written its rd). A routine shared by the
-                        // block's slow paths does both.
-                        let k = usize::from(store);
-                        let routine = match self.slow_calls[k] {
-                            Some(l) => l,
-                            None => {
-                                let l = self.ops.new_dynamic_label();
-                                self.slow_calls[k] = Some(l);
-                                l
-                            }
-                        };
-                        dynasm!(self.ops
-                            ; .arch x64
-                            ; mov eax, meta as i32
-                            ; call =>routine
-                        );
+                    if store {
+                        self.get(RDX, rs2);
                     }
-                    // 1: the helper filled the TLB from the walk cache;
-                    // the access is tried again inline (it hits now).
+                    self.mov_imm(RCX, pc);
+                    dynasm!(self.ops ; .arch x64 ; mov eax, meta as i32);
+                    self.call_helper(if store { Helper::Store } else { Helper::Load });
                     dynasm!(self.ops
                         ; .arch x64
                         ; test eax, eax
                         ; jnz =>retry
-                        ; cmp QWORD [rbp + C_STATUS], 0
-                        ; je =>done
-                        ; jmp QWORD [rbp + C_EXIT]
+                        ; jmp =>done
                     );
                 }
                 Stub::Code {
-                    dirty,
                     done,
                     label,
                     count,
                     next,
                 } => {
-                    let end = self.ops.new_dynamic_label();
-                    dynasm!(self.ops ; .arch x64 ; =>label);
-                    // Written back for the run loop if the block ends
-                    // (`exit` has nothing left to write back, `self.dirty`
-                    // is 0 here); the call clobbers the cached registers:
-                    // loaded again if it goes on.
-                    self.spill(dirty);
+                    // The helper ends the block after the store (with
+                    // `count` and `next`) if that dropped decoded code.
                     dynasm!(self.ops
                         ; .arch x64
-                        ; mov rdi, rbp
-                        ; mov rsi, rax
-                        ; call QWORD [rbp + C_TOUCH]
-                        ; test eax, eax
-                        ; jnz =>end
+                        ; =>label
+                        ; mov ecx, count as i32
                     );
-                    self.reload();
-                    dynasm!(self.ops ; .arch x64 ; jmp =>done ; =>end);
-                    self.exit(count, next);
+                    self.mov_imm(RDX, next);
+                    self.call_helper(Helper::Touch);
+                    dynasm!(self.ops ; .arch x64 ; jmp =>done);
                 }
             }
         }
-        // The shared slow-path calls: entered by `call` (rsp is 8 off the
-        // 16-byte alignment of block code), every cached register is
-        // written back (a register not written since it was loaded holds
-        // what the `x` array holds, so writing it is harmless), the
-        // helper called with its `meta` from eax, the cached registers
+        // The wrappers: entered by `call` (rsp is 8 off the 16-byte
+        // alignment of block code), every cached register is written back
+        // (a register not written since it was loaded holds what the `x`
+        // array holds, so writing it is harmless), the shared routine
+        // called (its arguments are left alone), the cached registers
         // loaded again (eax, the helper's answer, is left alone).
-        for (k, routine) in std::mem::take(&mut self.slow_calls).into_iter().enumerate() {
-            let Some(routine) = routine else {
+        for (k, wrapper) in std::mem::take(&mut self.wrappers).into_iter().enumerate() {
+            let Some(wrapper) = wrapper else {
                 continue;
             };
-            dynasm!(self.ops ; .arch x64 ; =>routine ; sub rsp, 8);
+            let target = self.g.helpers[k];
+            dynasm!(self.ops ; .arch x64 ; =>wrapper ; sub rsp, 8);
             self.spill(self.cached_mask());
-            dynasm!(self.ops ; .arch x64 ; mov r8d, eax);
-            if k == 1 {
-                dynasm!(self.ops ; .arch x64 ; call QWORD [rbp + C_STORE]);
-            } else {
-                dynasm!(self.ops ; .arch x64 ; call QWORD [rbp + C_LOAD]);
-            }
+            self.rel32(0xe8, target);
             self.reload();
             dynasm!(self.ops ; .arch x64 ; add rsp, 8 ; ret);
         }
@@ -1582,17 +1750,23 @@ unsafe extern "sysv64" fn helper_exec<B: Bus>(ctx: *mut Ctx, raw: u64, pc: u64, 
 }
 
 /// A store to a page whose store-check byte is set: `Ram::touch_page`
-/// marks it dirty and drops its decoded code, if any. Returns 1 if it
-/// did drop code (the block must end after the store), else 0.
+/// marks it dirty and drops its decoded code, if any. If it did drop code,
+/// the block must end after the store (`count` instructions retired, on
+/// at `next`): returns 1, else 0.
 ///
 /// # Safety
 /// As [`helper_load`].
-unsafe extern "sysv64" fn helper_touch(ctx: *mut Ctx, page: u64) -> u64 {
+unsafe extern "sysv64" fn helper_touch(ctx: *mut Ctx, page: u64, next: u64, count: u64) -> u64 {
     // SAFETY: as in `helper_load`.
-    let ram = unsafe { &mut *(*ctx).ram };
+    let (c, ram) = unsafe { (&mut *ctx, &mut *(*ctx).ram) };
     let epoch = ram.code_epoch();
     ram.touch_page(page as usize);
-    u64::from(ram.code_epoch() != epoch)
+    if ram.code_epoch() == epoch {
+        return 0;
+    }
+    c.count = count;
+    c.next_pc = next;
+    1
 }
 
 impl Hart {
@@ -1617,7 +1791,6 @@ impl Jit {
             self.ram_id = Some(ram.id());
         }
         let mut ctx = Ctx {
-            exit: self.exit,
             ram_bytes: std::ptr::null_mut(),
             tlb_load: hart.tlb.load.as_ptr(),
             tlb_store: hart.tlb.store.as_ptr(),
@@ -1638,6 +1811,7 @@ impl Jit {
             jcache: self.jcache.as_ptr(),
             code_gen: ram.code_gen_ptr(),
             cache_jumps: 0,
+            rsp: 0,
             epoch: 0,
             hart: std::ptr::null_mut(),
             ram: std::ptr::null_mut(),
