@@ -364,13 +364,14 @@ impl Jit {
             ; push r14
             ; push r15
             ; sub rsp, 8
-            ; mov rbx, rdi
+            // rbx points 128 bytes into the `x` array (`xd`).
+            ; lea rbx, [rdi + X_BIAS]
             ; mov rbp, rsi
             ; mov QWORD [rbp + C_RSP], rsp
             ; mov r12, QWORD [rbp + C_RAM]
-            ; mov r13, QWORD [rbp + C_TLB_LOAD]
-            ; mov r14, QWORD [rbp + C_TLB_STORE]
-            ; mov r15, QWORD [rbp + C_TAG]
+            ; mov r13, QWORD [rbp + C_TAG]
+            ; mov r14, QWORD [rbp + C_TLB_LOAD]
+            ; mov r15, QWORD [rbp + C_TLB_STORE]
             ; jmp rdx
             ; =>exit
             ; add rsp, 8
@@ -450,8 +451,8 @@ impl Jit {
             ; jmp =>exit
             // The memory helpers, called from block code (with every
             // cached guest register written back): eax = meta, rsi = the
-            // address, rdx = the value to store, rcx = pc. They return the
-            // helper's answer in eax, or end the block.
+            // address, rcx = the block's pc. They return, or end the
+            // block.
             ; .align 16
             ; =>g_load
             ; sub rsp, 8
@@ -473,11 +474,11 @@ impl Jit {
             ; add rsp, 8
             ; ret
             // A store to a page whose store-check byte is set: rsi = the
-            // RAM page, ecx = the instructions retired and rdx the pc
-            // after the store, if it ends the block.
+            // RAM page, eax = meta, rcx = the block's pc.
             ; .align 16
             ; =>g_touch
             ; sub rsp, 8
+            ; mov r8d, eax
             ; mov rdi, rbp
             ; call QWORD [rbp + C_TOUCH]
             ; test eax, eax
@@ -608,6 +609,7 @@ impl Jit {
             g: self.glob,
             wrappers: [None; 4],
             base,
+            block_pc: pc,
             bad: false,
         };
         let n = insns.len();
@@ -790,9 +792,13 @@ const RDX: u8 = 2;
 const RSI: u8 = 6;
 const RDI: u8 = 7;
 
+/// Where rbx points into the `x` array: every register is within a
+/// signed byte of it (shorter instructions than from `x[0]`).
+const X_BIAS: i32 = 128;
+
 /// Displacement of guest register `r` from rbx.
 fn xd(r: u8) -> i32 {
-    8 * (r & 31) as i32
+    8 * (r & 31) as i32 - X_BIAS
 }
 
 /// Host registers that hold guest registers inside a block (caller-saved:
@@ -835,28 +841,16 @@ fn reads(i: &Insn) -> (Option<u8>, Option<u8>) {
     }
 }
 
-/// Out-of-line code of a block, emitted after its straight-line part.
-enum Stub {
-    /// A load or store that missed the TLB: call the helper with the
-    /// address in rsi.
-    Slow {
-        label: dynasmrt::DynamicLabel,
-        done: dynasmrt::DynamicLabel,
-        /// The TLB compare, to try again after a refill.
-        retry: dynasmrt::DynamicLabel,
-        store: bool,
-        rs2: u8,
-        pc: u64,
-        meta: u32,
-    },
-    /// A store to a page that is not marked dirty or holds decoded code
-    /// (its index in rsi).
-    Code {
-        done: dynasmrt::DynamicLabel,
-        label: dynasmrt::DynamicLabel,
-        count: u64,
-        next: u64,
-    },
+/// Out-of-line code of a block, emitted after its straight-line part: a
+/// load or store that missed the TLB (the address in rsi), or a store to
+/// a page that is not marked dirty or holds decoded code (its index in
+/// rsi). Calls the helper through the block's routine for it, with the
+/// instruction's [`meta`] in eax, and goes on at `done`.
+struct Stub {
+    label: dynasmrt::DynamicLabel,
+    done: dynasmrt::DynamicLabel,
+    helper: Helper,
+    meta: u32,
 }
 
 struct Emitter {
@@ -880,6 +874,8 @@ struct Emitter {
     wrappers: [Option<dynasmrt::DynamicLabel>; 4],
     /// Address the code will be copied to.
     base: usize,
+    /// The guest pc of the block's first instruction.
+    block_pc: u64,
     /// A shared routine was out of reach (cannot happen: the arena is
     /// smaller than 2 GiB); the block is not used.
     bad: bool,
@@ -991,7 +987,7 @@ impl Emitter {
     /// through the block's wrapper when it caches any. The routine ends
     /// the block if the helper says so.
     fn call_helper(&mut self, h: Helper) {
-        if self.host == [0; 32] {
+        if self.host == [0; 32] && matches!(h, Helper::Exec) {
             let target = self.g.helpers[h as usize];
             self.rel32(0xe8, target);
             return;
@@ -1008,13 +1004,26 @@ impl Emitter {
     }
 
     /// Leave the block after `count` instructions for `pc`, a target known
-    /// now: on the same page, through a slot that starts out leaving
-    /// (the shared `slot` routine, with the slot's address) and is later
-    /// set to that block's chain entry, so that the jump goes straight
-    /// there; on another page, through the jump cache.
+    /// now ([`Emitter::leave`], [`Emitter::go`]).
     fn exit_to(&mut self, count: u64, pc: u64) {
+        self.leave(count);
+        self.go(pc);
+    }
+
+    /// What every way out of the block does first: write back the cached
+    /// registers written, count the block's `count` instructions in
+    /// `start` (flags change; rax is left alone).
+    fn leave(&mut self, count: u64) {
         self.spill(self.dirty);
         dynasm!(self.ops ; .arch x64 ; add QWORD [rbp + C_START], count as i32);
+    }
+
+    /// Go on at `pc` after [`Emitter::leave`]: on the same page, through a
+    /// slot that starts out leaving (the shared `slot` routine, with the
+    /// slot's address) and is later set to that block's chain entry, so
+    /// that the jump goes straight there; on another page, through the
+    /// jump cache.
+    fn go(&mut self, pc: u64) {
         if pc & !0xfff != self.page_va {
             self.mov_imm(RAX, pc);
             let lookup = self.g.lookup;
@@ -1203,6 +1212,8 @@ impl Emitter {
         macro_rules! branch {
             ($jcc:ident) => {{
                 let taken = self.ops.new_dynamic_label();
+                // Both ways leave the same way first.
+                self.leave(count);
                 self.get(RAX, rs1);
                 if self.host[rs2 as usize] != 0 {
                     let s = self.host[rs2 as usize];
@@ -1210,11 +1221,10 @@ impl Emitter {
                 } else {
                     a!(; cmp rax, QWORD [rbx + xd(rs2)]);
                 }
-                // The write-backs of both exits leave the flags alone.
                 a!(; $jcc =>taken);
-                self.exit_to(count, next);
+                self.go(next);
                 a!(; =>taken);
-                self.exit_to(count, pc.wrapping_add(imm as i64 as u64));
+                self.go(pc.wrapping_add(imm as i64 as u64));
             }};
         }
         match i.op {
@@ -1347,20 +1357,12 @@ impl Emitter {
     }
 
     /// rsi = rs1 + imm (the address), then the TLB compare for an
-    /// `n`-byte access against the load (r13) or store (r14) table: jumps
+    /// `n`-byte access against the load (r14) or store (r15) table: jumps
     /// to `slow` on a miss, else leaves rsi = the RAM offset. The tag is
     /// computed from the access's last byte and the index from its first,
     /// so an access that crosses the page end misses (as `load_hit`'s
     /// in-page check makes it), with one compare.
-    fn tlb(
-        &mut self,
-        i: &Insn,
-        n: i32,
-        store: bool,
-        slow: dynasmrt::DynamicLabel,
-        retry: dynasmrt::DynamicLabel,
-    ) {
-        dynasm!(self.ops ; .arch x64 ; =>retry);
+    fn tlb(&mut self, i: &Insn, n: i32, store: bool, slow: dynasmrt::DynamicLabel) {
         self.get(RSI, i.rs1);
         if i.imm != 0 {
             dynasm!(self.ops ; .arch x64 ; add rsi, i.imm);
@@ -1374,7 +1376,7 @@ impl Emitter {
             ; .arch x64
             ; shr rcx, PAGE_SHIFT as i8
             ; shl rcx, 6
-            ; or rcx, r15
+            ; or rcx, r13
             ; mov eax, esi
             ; shr eax, (PAGE_SHIFT - 4) as i8
             ; and eax, ((TLB_SIZE - 1) << 4) as i32
@@ -1382,16 +1384,16 @@ impl Emitter {
         if store {
             dynasm!(self.ops
                 ; .arch x64
-                ; cmp rcx, QWORD [r14 + rax]
+                ; cmp rcx, QWORD [r15 + rax]
                 ; jne =>slow
-                ; add rsi, QWORD [r14 + rax + 8]
+                ; add rsi, QWORD [r15 + rax + 8]
             );
         } else {
             dynasm!(self.ops
                 ; .arch x64
-                ; cmp rcx, QWORD [r13 + rax]
+                ; cmp rcx, QWORD [r14 + rax]
                 ; jne =>slow
-                ; add rsi, QWORD [r13 + rax + 8]
+                ; add rsi, QWORD [r14 + rax + 8]
             );
         }
     }
@@ -1408,8 +1410,7 @@ impl Emitter {
         };
         let slow = self.ops.new_dynamic_label();
         let done = self.ops.new_dynamic_label();
-        let retry = self.ops.new_dynamic_label();
-        self.tlb(i, n, false, slow, retry);
+        self.tlb(i, n, false, slow);
         match kind {
             0 => dynasm!(self.ops ; .arch x64 ; movsx rdx, BYTE [r12 + rsi]),
             1 => dynasm!(self.ops ; .arch x64 ; movsx rdx, WORD [r12 + rsi]),
@@ -1421,14 +1422,11 @@ impl Emitter {
         }
         self.put(RDX, i.rd());
         dynasm!(self.ops ; .arch x64 ; =>done);
-        self.stubs.push(Stub::Slow {
+        self.stubs.push(Stub {
             label: slow,
             done,
-            retry,
-            store: false,
-            rs2: 0,
-            pc,
-            meta: meta(k, i, kind),
+            helper: Helper::Load,
+            meta: meta(k, i, i.rd(), kind, pc.wrapping_sub(self.block_pc)),
         });
     }
 
@@ -1441,9 +1439,8 @@ impl Emitter {
         };
         let slow = self.ops.new_dynamic_label();
         let done = self.ops.new_dynamic_label();
-        let retry = self.ops.new_dynamic_label();
         let code = self.ops.new_dynamic_label();
-        self.tlb(i, n, true, slow, retry);
+        self.tlb(i, n, true, slow);
         self.get(RDX, i.rs2);
         match n {
             1 => dynasm!(self.ops ; .arch x64 ; mov BYTE [r12 + rsi], dl),
@@ -1462,89 +1459,65 @@ impl Emitter {
             ; jne =>code
             ; =>done
         );
-        self.stubs.push(Stub::Slow {
+        let m = meta(k, i, i.rs2, n as u32, pc.wrapping_sub(self.block_pc));
+        self.stubs.push(Stub {
             label: slow,
             done,
-            retry,
-            store: true,
-            rs2: i.rs2 & 31,
-            pc,
-            meta: meta(k, i, n as u32),
+            helper: Helper::Store,
+            meta: m,
         });
-        self.stubs.push(Stub::Code {
-            done,
+        self.stubs.push(Stub {
             label: code,
-            count: k as u64 + 1,
-            next: pc.wrapping_add(i.size()),
+            done,
+            helper: Helper::Touch,
+            meta: m,
         });
     }
 
     fn stubs(&mut self) {
-        for stub in std::mem::take(&mut self.stubs) {
-            match stub {
-                Stub::Slow {
-                    label,
-                    done,
-                    retry,
-                    store,
-                    rs2,
-                    pc,
-                    meta,
-                } => {
-                    // The helper sees (and the run loop, if the block
-                    // ends) the guest registers in the `x` array; it
-                    // returns 1 when it filled the TLB from the walk
-                    // cache: the access is tried again inline (it hits
-                    // now).
-                    dynasm!(self.ops ; .arch x64 ; =>label);
-                    if store {
-                        self.get(RDX, rs2);
-                    }
-                    self.mov_imm(RCX, pc);
-                    dynasm!(self.ops ; .arch x64 ; mov eax, meta as i32);
-                    self.call_helper(if store { Helper::Store } else { Helper::Load });
-                    dynasm!(self.ops
-                        ; .arch x64
-                        ; test eax, eax
-                        ; jnz =>retry
-                        ; jmp =>done
-                    );
-                }
-                Stub::Code {
-                    done,
-                    label,
-                    count,
-                    next,
-                } => {
-                    // The helper ends the block after the store (with
-                    // `count` and `next`) if that dropped decoded code.
-                    dynasm!(self.ops
-                        ; .arch x64
-                        ; =>label
-                        ; mov ecx, count as i32
-                    );
-                    self.mov_imm(RDX, next);
-                    self.call_helper(Helper::Touch);
-                    dynasm!(self.ops ; .arch x64 ; jmp =>done);
-                }
-            }
+        for Stub {
+            label,
+            done,
+            helper,
+            meta,
+        } in std::mem::take(&mut self.stubs)
+        {
+            // The helper sees (and the run loop, if the block ends) the
+            // guest registers in the `x` array.
+            dynasm!(self.ops ; .arch x64 ; =>label ; mov eax, meta as i32);
+            self.call_helper(helper);
+            dynasm!(self.ops ; .arch x64 ; jmp =>done);
         }
-        // The wrappers: entered by `call` (rsp is 8 off the 16-byte
-        // alignment of block code), every cached register is written back
-        // (a register not written since it was loaded holds what the `x`
-        // array holds, so writing it is harmless), the shared routine
-        // called (its arguments are left alone), the cached registers
-        // loaded again (eax, the helper's answer, is left alone).
+        // The block's routines: entered by `call` (rsp is 8 off the
+        // 16-byte alignment of block code); every cached register is
+        // written back (a register not written since it was loaded holds
+        // what the `x` array holds, so writing it is harmless), rcx set to
+        // the block's pc for the memory helpers, the shared routine called
+        // (its other arguments are left alone), the cached registers
+        // loaded again. Without cached registers, a jump to the shared
+        // routine after setting rcx.
+        let cached = self.cached_mask();
         for (k, wrapper) in std::mem::take(&mut self.wrappers).into_iter().enumerate() {
             let Some(wrapper) = wrapper else {
                 continue;
             };
             let target = self.g.helpers[k];
-            dynasm!(self.ops ; .arch x64 ; =>wrapper ; sub rsp, 8);
-            self.spill(self.cached_mask());
-            self.rel32(0xe8, target);
-            self.reload();
-            dynasm!(self.ops ; .arch x64 ; add rsp, 8 ; ret);
+            let pc = k != Helper::Exec as usize;
+            dynasm!(self.ops ; .arch x64 ; =>wrapper);
+            if cached != 0 {
+                dynasm!(self.ops ; .arch x64 ; sub rsp, 8);
+                self.spill(cached);
+            }
+            if pc {
+                self.mov_imm(RCX, self.block_pc);
+            }
+            if cached != 0 {
+                self.rel32(0xe8, target);
+                self.reload();
+                dynasm!(self.ops ; .arch x64 ; add rsp, 8 ; ret);
+            } else {
+                self.rel32(0xe9, target);
+            }
         }
     }
 
@@ -1556,10 +1529,26 @@ impl Emitter {
     }
 }
 
-/// What a memory helper needs to know of instruction `k`: its index, its
-/// length, rd and the access kind (load kind 0..6, or store width).
-fn meta(k: usize, i: &Insn, kind: u32) -> u32 {
-    (k as u32 & 0xff) | ((i.size() as u32) << 8) | ((i.rd() as u32) << 16) | (kind << 24)
+/// What a memory helper needs to know of instruction `k` at `off` bytes
+/// into its block: its index, its length, its register (rd of a load, rs2
+/// of a store) and the access kind (load kind 0..6, or store width).
+fn meta(k: usize, i: &Insn, reg: u8, kind: u32, off: u64) -> u32 {
+    (k as u32 & 0xff)
+        | ((i.size() as u32) << 8)
+        | (u32::from(reg & 31) << 12)
+        | ((kind & 15) << 17)
+        | ((off as u32 & 0x7ff) << 21)
+}
+
+/// [`meta`] taken apart: (index, length, register, kind, pc).
+fn unmeta(meta: u64, block_pc: u64) -> (u64, u64, u8, u32, u64) {
+    (
+        meta & 0xff,
+        (meta >> 8) & 15,
+        ((meta >> 12) & 31) as u8,
+        ((meta >> 17) & 15) as u32,
+        block_pc.wrapping_add((meta >> 21) & 0x7ff),
+    )
 }
 
 macro_rules! alu_helpers {
@@ -1591,10 +1580,12 @@ alu_helpers!(
     remuw: Remuw,
 );
 
-/// A load that missed the TLB: the interpreter's `load_slow`. Returns 1
-/// instead when the hart's walk cache has the translation
-/// ([`Hart::refill_cached`] filled the TLB as the slow path would): the
-/// block then tries the access again inline, where it hits.
+/// A load that missed the TLB: the interpreter's `load_slow`; or, when
+/// the hart's walk cache has the translation ([`Hart::refill_cached`]
+/// filled the TLB as the slow path would), the hit path the block's own
+/// code would take on a retry (`load_hit`, the same entry and bytes).
+/// `block_pc` and `meta` say which instruction it is ([`unmeta`]); the
+/// value goes to the `x` array.
 ///
 /// Helpers are `extern "sysv64"` and generated code has no unwind tables:
 /// a panic in one (a bug: nothing the guest does panics) aborts the
@@ -1606,23 +1597,18 @@ alu_helpers!(
 unsafe extern "sysv64" fn helper_load<B: Bus>(
     ctx: *mut Ctx,
     va: u64,
-    _rs2: u64,
-    pc: u64,
+    _unused: u64,
+    block_pc: u64,
     meta: u64,
-) -> u64 {
+) {
     // SAFETY: see the function's contract: `run_jit` made these pointers
     // from the `&mut` it holds and does not use those while the block runs.
     let (c, hart, ram, bus) = unsafe {
         let (h, r, b) = ((*ctx).hart, (*ctx).ram, (*ctx).bus.cast::<B>());
         (&mut *ctx, &mut *h, &mut *r, &mut *b)
     };
-    if hart.refill_cached(ram, va, load_width((meta >> 24) as u32 & 7) as usize, false) {
-        return 1;
-    }
-    let k = meta & 0xff;
-    let size = (meta >> 8) & 0xf;
-    let rd = ((meta >> 16) & 31) as u8;
-    let (n, signed) = match (meta >> 24) & 7 {
+    let (k, size, rd, kind, pc) = unmeta(meta, block_pc);
+    let (n, signed) = match kind {
         0 => (1, true),
         1 => (2, true),
         2 => (4, true),
@@ -1633,7 +1619,21 @@ unsafe extern "sysv64" fn helper_load<B: Bus>(
     };
     hart.retired = c.start + k;
     let limit = hart.limit;
-    match hart.load_slow(ram, bus, va, n) {
+    let hit = if hart.refill_cached(ram, va, n, false) {
+        match n {
+            1 => hart.load_hit::<1>(ram, va),
+            2 => hart.load_hit::<2>(ram, va),
+            4 => hart.load_hit::<4>(ram, va),
+            _ => hart.load_hit::<8>(ram, va),
+        }
+    } else {
+        None
+    };
+    let v = match hit {
+        Some(v) => Ok(v),
+        None => hart.load_slow(ram, bus, va, n),
+    };
+    match v {
         Ok(v) => {
             let v = match (n, signed) {
                 (1, true) => v as i8 as u64,
@@ -1655,35 +1655,44 @@ unsafe extern "sysv64" fn helper_load<B: Bus>(
             c.trap = Some(t);
         }
     }
-    0
 }
 
-/// A store that missed the TLB: the interpreter's `store_slow`, or 1 as
-/// [`helper_load`] returns.
+/// A store that missed the TLB: the interpreter's `store_slow`, or its
+/// hit path after a refill as [`helper_load`]; the value is the `x`
+/// array's rs2.
 ///
 /// # Safety
 /// As [`helper_load`].
 unsafe extern "sysv64" fn helper_store<B: Bus>(
     ctx: *mut Ctx,
     va: u64,
-    val: u64,
-    pc: u64,
+    _unused: u64,
+    block_pc: u64,
     meta: u64,
-) -> u64 {
+) {
     // SAFETY: as in `helper_load`.
     let (c, hart, ram, bus) = unsafe {
         let (h, r, b) = ((*ctx).hart, (*ctx).ram, (*ctx).bus.cast::<B>());
         (&mut *ctx, &mut *h, &mut *r, &mut *b)
     };
-    let n = ((meta >> 24) & 15) as usize;
-    if hart.refill_cached(ram, va, n, true) {
-        return 1;
-    }
-    let k = meta & 0xff;
-    let size = (meta >> 8) & 0xf;
+    let (k, size, rs2, n, pc) = unmeta(meta, block_pc);
+    let n = n as usize;
+    let val = hart.x[rs2 as usize];
     hart.retired = c.start + k;
     let limit = hart.limit;
-    match hart.store_slow(ram, bus, va, n, val) {
+    let hit = hart.refill_cached(ram, va, n, true)
+        && match n {
+            1 => hart.store_hit::<1>(ram, va, val),
+            2 => hart.store_hit::<2>(ram, va, val),
+            4 => hart.store_hit::<4>(ram, va, val),
+            _ => hart.store_hit::<8>(ram, va, val),
+        };
+    let r = if hit {
+        Ok(())
+    } else {
+        hart.store_slow(ram, bus, va, n, val)
+    };
+    match r {
         Ok(()) => {
             if hart.limit != limit || ram.code_epoch() != c.epoch {
                 c.status = 2;
@@ -1697,17 +1706,6 @@ unsafe extern "sysv64" fn helper_store<B: Bus>(
             c.next_pc = pc;
             c.trap = Some(t);
         }
-    }
-    0
-}
-
-/// Bytes of a load of kind `kind` (as in [`meta`]).
-fn load_width(kind: u32) -> u32 {
-    match kind {
-        0 | 4 => 1,
-        1 | 5 => 2,
-        3 => 8,
-        _ => 4,
     }
 }
 
@@ -1751,12 +1749,18 @@ unsafe extern "sysv64" fn helper_exec<B: Bus>(ctx: *mut Ctx, raw: u64, pc: u64, 
 
 /// A store to a page whose store-check byte is set: `Ram::touch_page`
 /// marks it dirty and drops its decoded code, if any. If it did drop code,
-/// the block must end after the store (`count` instructions retired, on
-/// at `next`): returns 1, else 0.
+/// the block must end after the store (the instruction `block_pc` and
+/// `meta` name, as [`helper_load`]'s): returns 1, else 0.
 ///
 /// # Safety
 /// As [`helper_load`].
-unsafe extern "sysv64" fn helper_touch(ctx: *mut Ctx, page: u64, next: u64, count: u64) -> u64 {
+unsafe extern "sysv64" fn helper_touch(
+    ctx: *mut Ctx,
+    page: u64,
+    _unused: u64,
+    block_pc: u64,
+    meta: u64,
+) -> u64 {
     // SAFETY: as in `helper_load`.
     let (c, ram) = unsafe { (&mut *ctx, &mut *(*ctx).ram) };
     let epoch = ram.code_epoch();
@@ -1764,8 +1768,9 @@ unsafe extern "sysv64" fn helper_touch(ctx: *mut Ctx, page: u64, next: u64, coun
     if ram.code_epoch() == epoch {
         return 0;
     }
-    c.count = count;
-    c.next_pc = next;
+    let (k, size, _, _, pc) = unmeta(meta, block_pc);
+    c.count = k + 1;
+    c.next_pc = pc.wrapping_add(size);
     1
 }
 
