@@ -170,6 +170,9 @@ const C_JCACHE: i32 = offset_of!(Ctx, jcache) as i32;
 const C_CODE_GEN: i32 = offset_of!(Ctx, code_gen) as i32;
 const C_CACHE_JUMPS: i32 = offset_of!(Ctx, cache_jumps) as i32;
 const C_RSP: i32 = offset_of!(Ctx, rsp) as i32;
+// Block code reaches these with 8-bit displacements.
+const _: () = assert!(C_START < 128 && C_LIMIT < 128 && C_STORE_CHECK < 128);
+const _: () = assert!(MAX_BLOCK < 128);
 const B_PC: i32 = offset_of!(Block, pc) as i32;
 const B_PAGE: i32 = offset_of!(Block, page) as i32;
 const B_GEN: i32 = offset_of!(Block, gen) as i32;
@@ -619,11 +622,12 @@ impl Jit {
         let g_exit = self.glob.exit;
         dynasm!(e.ops
             ; .arch x64
-            ; mov rax, QWORD [rbp + C_LIMIT]
-            ; sub rax, QWORD [rbp + C_START]
-            ; cmp rax, n as i32
-            ; jae >body
+            ; mov rax, QWORD [BYTE rbp + C_LIMIT as i8]
+            ; sub rax, QWORD [BYTE rbp + C_START as i8]
         );
+        // cmp rax, n (imm8)
+        e.ops.extend([0x48, 0x83, 0xf8, n as u8]);
+        dynasm!(e.ops ; .arch x64 ; jae BYTE >body);
         e.mov_imm(RAX, pc);
         dynasm!(e.ops ; .arch x64 ; xor ecx, ecx);
         e.rel32(0xe9, g_exit);
@@ -797,8 +801,8 @@ const RDI: u8 = 7;
 const X_BIAS: i32 = 128;
 
 /// Displacement of guest register `r` from rbx.
-fn xd(r: u8) -> i32 {
-    8 * (r & 31) as i32 - X_BIAS
+fn xd(r: u8) -> i8 {
+    (8 * (r & 31) as i32 - X_BIAS) as i8
 }
 
 /// Host registers that hold guest registers inside a block (caller-saved:
@@ -915,7 +919,7 @@ impl Emitter {
         if h != 0 {
             dynasm!(self.ops ; .arch x64 ; mov Rq(dst), Rq(h));
         } else {
-            dynasm!(self.ops ; .arch x64 ; mov Rq(dst), QWORD [rbx + xd(r)]);
+            dynasm!(self.ops ; .arch x64 ; mov Rq(dst), QWORD [BYTE rbx + xd(r)]);
         }
     }
 
@@ -932,7 +936,7 @@ impl Emitter {
             dynasm!(self.ops ; .arch x64 ; mov Rq(h), Rq(src));
             self.dirty |= 1 << rd;
         } else {
-            dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + xd(rd)], Rq(src));
+            dynasm!(self.ops ; .arch x64 ; mov QWORD [BYTE rbx + xd(rd)], Rq(src));
         }
     }
 
@@ -949,7 +953,7 @@ impl Emitter {
             self.mov_imm(h, v);
             self.dirty |= 1 << rd;
         } else if v as i64 == i64::from(v as i32) {
-            dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + xd(rd)], v as i32);
+            dynasm!(self.ops ; .arch x64 ; mov QWORD [BYTE rbx + xd(rd)], v as i32);
         } else {
             self.mov_imm(RAX, v);
             self.put(RAX, rd);
@@ -963,7 +967,7 @@ impl Emitter {
         for r in 1..32u8 {
             if dirty & (1 << r) != 0 {
                 let h = self.host[r as usize];
-                dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + xd(r)], Rq(h));
+                dynasm!(self.ops ; .arch x64 ; mov QWORD [BYTE rbx + xd(r)], Rq(h));
             }
         }
     }
@@ -977,7 +981,7 @@ impl Emitter {
         for r in 1..32u8 {
             let h = self.host[r as usize];
             if h != 0 {
-                dynasm!(self.ops ; .arch x64 ; mov Rq(h), QWORD [rbx + xd(r)]);
+                dynasm!(self.ops ; .arch x64 ; mov Rq(h), QWORD [BYTE rbx + xd(r)]);
             }
         }
     }
@@ -1010,12 +1014,19 @@ impl Emitter {
         self.go(pc);
     }
 
+    /// `start` += `count` (at most [`MAX_BLOCK`]).
+    fn add_start(&mut self, count: u64) {
+        // add qword [rbp + C_START], imm8
+        self.ops
+            .extend([0x48, 0x83, 0x45, C_START as u8, count as u8]);
+    }
+
     /// What every way out of the block does first: write back the cached
     /// registers written, count the block's `count` instructions in
     /// `start` (flags change; rax is left alone).
     fn leave(&mut self, count: u64) {
         self.spill(self.dirty);
-        dynasm!(self.ops ; .arch x64 ; add QWORD [rbp + C_START], count as i32);
+        self.add_start(count);
     }
 
     /// Go on at `pc` after [`Emitter::leave`]: on the same page, through a
@@ -1064,7 +1075,7 @@ impl Emitter {
     fn exit_dynamic(&mut self, count: u64) {
         self.spill(self.dirty);
         let lookup = self.g.lookup;
-        dynasm!(self.ops ; .arch x64 ; add QWORD [rbp + C_START], count as i32);
+        self.add_start(count);
         self.rel32(0xe9, lookup);
     }
 
@@ -1099,7 +1110,7 @@ impl Emitter {
                             let s = self.host[rs2 as usize];
                             a!(; $op Rq(h), Rq(s));
                         } else {
-                            a!(; $op Rq(h), QWORD [rbx + xd(rs2)]);
+                            a!(; $op Rq(h), QWORD [BYTE rbx + xd(rs2)]);
                         }
                         self.dirty |= 1 << rd;
                     } else {
@@ -1108,7 +1119,7 @@ impl Emitter {
                             let s = self.host[rs2 as usize];
                             a!(; $op rax, Rq(s));
                         } else {
-                            a!(; $op rax, QWORD [rbx + xd(rs2)]);
+                            a!(; $op rax, QWORD [BYTE rbx + xd(rs2)]);
                         }
                         self.set_rd(rd);
                     }
@@ -1120,14 +1131,19 @@ impl Emitter {
             ($op:ident) => {{
                 if rd != 0 {
                     let h = self.host[rd as usize];
-                    if rd == rs1 && h != 0 {
-                        a!(; $op Rq(h), imm);
+                    let dst = if rd == rs1 && h != 0 {
                         self.dirty |= 1 << rd;
-                    } else if rd == rs1 {
-                        a!(; $op QWORD [rbx + xd(rd)], imm);
+                        h
                     } else {
                         self.get(RAX, rs1);
-                        a!(; $op rax, imm);
+                        RAX
+                    };
+                    if let Ok(imm) = i8::try_from(imm) {
+                        a!(; $op Rq(dst), BYTE imm);
+                    } else {
+                        a!(; $op Rq(dst), imm);
+                    }
+                    if dst == RAX {
                         self.set_rd(rd);
                     }
                 }
@@ -1142,7 +1158,7 @@ impl Emitter {
                         let s = self.host[rs2 as usize];
                         a!(; $op eax, Rd(s));
                     } else {
-                        a!(; $op eax, DWORD [rbx + xd(rs2)]);
+                        a!(; $op eax, DWORD [BYTE rbx + xd(rs2)]);
                     }
                     a!(; movsxd rax, eax);
                     self.set_rd(rd);
@@ -1198,7 +1214,11 @@ impl Emitter {
                 if rd != 0 {
                     self.get(RAX, rs1);
                     match $rhs {
-                        Some(v) => a!(; cmp rax, v),
+                        Some(v) => match i8::try_from(v) {
+                            // cmp rax, imm8
+                            Ok(v) => self.ops.extend([0x48, 0x83, 0xf8, v as u8]),
+                            Err(_) => a!(; cmp rax, v),
+                        },
                         None => {
                             self.get(RCX, rs2);
                             a!(; cmp rax, rcx)
@@ -1219,9 +1239,10 @@ impl Emitter {
                     let s = self.host[rs2 as usize];
                     a!(; cmp rax, Rq(s));
                 } else {
-                    a!(; cmp rax, QWORD [rbx + xd(rs2)]);
+                    a!(; cmp rax, QWORD [BYTE rbx + xd(rs2)]);
                 }
-                a!(; $jcc =>taken);
+                // Over one `go` (at most 15 bytes).
+                a!(; $jcc BYTE =>taken);
                 self.go(next);
                 a!(; =>taken);
                 self.go(pc.wrapping_add(imm as i64 as u64));
@@ -1284,7 +1305,12 @@ impl Emitter {
             Op::Addiw => {
                 if rd != 0 {
                     self.get(RAX, rs1);
-                    a!(; add eax, imm ; movsxd rax, eax);
+                    if let Ok(imm) = i8::try_from(imm) {
+                        a!(; add eax, BYTE imm);
+                    } else {
+                        a!(; add eax, imm);
+                    }
+                    a!(; movsxd rax, eax);
                     self.set_rd(rd);
                 }
             }
@@ -1365,10 +1391,14 @@ impl Emitter {
     fn tlb(&mut self, i: &Insn, n: i32, store: bool, slow: dynasmrt::DynamicLabel) {
         self.get(RSI, i.rs1);
         if i.imm != 0 {
-            dynasm!(self.ops ; .arch x64 ; add rsi, i.imm);
+            if let Ok(imm) = i8::try_from(i.imm) {
+                dynasm!(self.ops ; .arch x64 ; add rsi, BYTE imm);
+            } else {
+                dynasm!(self.ops ; .arch x64 ; add rsi, i.imm);
+            }
         }
         if n > 1 {
-            dynasm!(self.ops ; .arch x64 ; lea rcx, [rsi + n - 1]);
+            dynasm!(self.ops ; .arch x64 ; lea rcx, [BYTE rsi + (n - 1) as i8]);
         } else {
             dynasm!(self.ops ; .arch x64 ; mov rcx, rsi);
         }
@@ -1454,7 +1484,7 @@ impl Emitter {
         dynasm!(self.ops
             ; .arch x64
             ; shr rsi, PAGE_SHIFT as i8
-            ; mov rax, QWORD [rbp + C_STORE_CHECK]
+            ; mov rax, QWORD [BYTE rbp + C_STORE_CHECK as i8]
             ; cmp BYTE [rax + rsi], 0
             ; jne =>code
             ; =>done
