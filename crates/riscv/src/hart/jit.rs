@@ -171,7 +171,7 @@ const C_CODE_GEN: i32 = offset_of!(Ctx, code_gen) as i32;
 const C_CACHE_JUMPS: i32 = offset_of!(Ctx, cache_jumps) as i32;
 const C_RSP: i32 = offset_of!(Ctx, rsp) as i32;
 // Block code reaches these with 8-bit displacements.
-const _: () = assert!(C_START < 128 && C_LIMIT < 128 && C_STORE_CHECK < 128);
+const _: () = assert!(C_START < 128 && C_LIMIT < 128 && C_STORE_CHECK < 128 && C_TAG < 128);
 const _: () = assert!(MAX_BLOCK < 128);
 const B_PC: i32 = offset_of!(Block, pc) as i32;
 const B_PAGE: i32 = offset_of!(Block, page) as i32;
@@ -372,7 +372,6 @@ impl Jit {
             ; mov rbp, rsi
             ; mov QWORD [rbp + C_RSP], rsp
             ; mov r12, QWORD [rbp + C_RAM]
-            ; mov r13, QWORD [rbp + C_TAG]
             ; mov r14, QWORD [rbp + C_TLB_LOAD]
             ; mov r15, QWORD [rbp + C_TLB_STORE]
             ; jmp rdx
@@ -613,6 +612,8 @@ impl Jit {
             wrappers: [None; 4],
             base,
             block_pc: pc,
+            rax_holds: None,
+            carry: None,
             bad: false,
         };
         let n = insns.len();
@@ -636,7 +637,9 @@ impl Jit {
         e.reload();
         let mut ipc = pc;
         for (k, (i, &raw)) in insns.iter().zip(&raws).enumerate() {
+            e.carry = e.rax_holds.take();
             if via_helper(i.op) {
+                e.carry = None;
                 e.exec(raw, ipc, k);
             } else {
                 e.insn(i, ipc, k, n);
@@ -805,10 +808,12 @@ fn xd(r: u8) -> i8 {
     (8 * (r & 31) as i32 - X_BIAS) as i8
 }
 
-/// Host registers that hold guest registers inside a block (caller-saved:
-/// generated code writes them back and loads them again around helper
-/// calls; the scratch registers rax, rcx, rdx, rsi and rdi stay free).
-const CACHE_HOST: [u8; 4] = [8, 9, 10, 11];
+/// Host registers that hold guest registers inside a block (generated
+/// code writes them back and loads them again around helper calls, which
+/// may change any guest register; the scratch registers rax, rcx, rdx and
+/// rsi stay free; rdi is a helper's first argument only after the
+/// write-back).
+const CACHE_HOST: [u8; 6] = [8, 9, 10, 11, 7, 13];
 
 /// Which guest registers the block keeps in host registers: the most used
 /// ones (reads and writes, counted from the instruction fields), those
@@ -880,6 +885,13 @@ struct Emitter {
     base: usize,
     /// The guest pc of the block's first instruction.
     block_pc: u64,
+    /// The guest register the last instruction left in rax (an uncached
+    /// one it wrote last), for the next instruction's first read.
+    rax_holds: Option<u8>,
+    /// What `rax_holds` said when this instruction began, until its first
+    /// read of a register (which is emitted before anything else writes
+    /// rax).
+    carry: Option<u8>,
     /// A shared routine was out of reach (cannot happen: the arena is
     /// smaller than 2 GiB); the block is not used.
     bad: bool,
@@ -915,6 +927,16 @@ impl Emitter {
     // dynasm-rs turns a dynamic register number with `.into()`.
     #[allow(clippy::useless_conversion)]
     fn get(&mut self, dst: u8, r: u8) {
+        // The instruction's first read may find the register in rax,
+        // where the one before computed it.
+        if let Some(c) = self.carry.take() {
+            if c == r & 31 {
+                if dst != RAX {
+                    dynasm!(self.ops ; .arch x64 ; mov Rq(dst), rax);
+                }
+                return;
+            }
+        }
         let h = self.host[(r & 31) as usize];
         if h != 0 {
             dynasm!(self.ops ; .arch x64 ; mov Rq(dst), Rq(h));
@@ -1360,12 +1382,13 @@ impl Emitter {
                 // Operations of rs1 and rs2 through the interpreter's own
                 // definition (division and the rarer multiplications).
                 if let (Some(f), true) = (alu_helper(op), rd != 0) {
-                    self.get(RDI, rs1);
-                    self.get(RSI, rs2);
                     // The call clobbers the cached registers: write them
                     // back first, load them again after (the helper
-                    // changes no guest state).
+                    // changes no guest state). rsi first: rdi may hold
+                    // rs2.
                     self.spill(self.dirty);
+                    self.get(RSI, rs2);
+                    self.get(RDI, rs1);
                     a!(
                         ; mov rax, QWORD f as i64
                         ; call rax
@@ -1377,9 +1400,14 @@ impl Emitter {
         }
     }
 
-    /// Store rax into rd (nothing for x0).
+    /// Store rax into rd (nothing for x0), the last thing an instruction
+    /// does: rax still holds rd for the next instruction's first read
+    /// ([`Emitter::get`]).
     fn set_rd(&mut self, rd: u8) {
         self.put(RAX, rd);
+        if rd & 31 != 0 && self.host[(rd & 31) as usize] == 0 {
+            self.rax_holds = Some(rd & 31);
+        }
     }
 
     /// rsi = rs1 + imm (the address), then the TLB compare for an
@@ -1406,7 +1434,7 @@ impl Emitter {
             ; .arch x64
             ; shr rcx, PAGE_SHIFT as i8
             ; shl rcx, 6
-            ; or rcx, r13
+            ; or rcx, QWORD [BYTE rbp + C_TAG as i8]
             ; mov eax, esi
             ; shr eax, (PAGE_SHIFT - 4) as i8
             ; and eax, ((TLB_SIZE - 1) << 4) as i32
