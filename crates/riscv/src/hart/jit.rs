@@ -601,8 +601,10 @@ impl Jit {
             return Some(b);
         }
         let base = self.arena.next_addr().next_multiple_of(16);
+        let mut ops = VecAssembler::new(base);
+        let head = ops.new_dynamic_label();
         let mut e = Emitter {
-            ops: VecAssembler::new(base),
+            ops,
             stubs: Vec::new(),
             page_va: pc & !0xfff,
             slots: Vec::new(),
@@ -615,6 +617,7 @@ impl Jit {
             rax_holds: None,
             carry: None,
             bad: false,
+            head,
         };
         let n = insns.len();
         // The entry for jumps from other blocks: enough budget left for
@@ -635,6 +638,7 @@ impl Jit {
         dynasm!(e.ops ; .arch x64 ; body:);
         let entry = e.ops.offset().0;
         e.reload();
+        dynasm!(e.ops ; .arch x64 ; =>head);
         let mut ipc = pc;
         for (k, (i, &raw)) in insns.iter().zip(&raws).enumerate() {
             e.carry = e.rax_holds.take();
@@ -888,6 +892,8 @@ struct Emitter {
     /// The guest register the last instruction left in rax (an uncached
     /// one it wrote last), for the next instruction's first read.
     rax_holds: Option<u8>,
+    /// The block's first instruction, after the entry's register loads.
+    head: dynasmrt::DynamicLabel,
     /// What `rax_holds` said when this instruction began, until its first
     /// read of a register (which is emitted before anything else writes
     /// rax).
@@ -1034,6 +1040,30 @@ impl Emitter {
     fn exit_to(&mut self, count: u64, pc: u64) {
         self.leave(count);
         self.go(pc);
+    }
+
+    /// Back to the block's first instruction after its last (a branch to
+    /// itself; `start` already counts the pass just made): straight to
+    /// the code after the entry's register loads if the budget left
+    /// holds another pass (every register the block writes is in its
+    /// host register or the `x` array, as at the end of the first pass),
+    /// else out to the run loop with them written back. Exact as a jump
+    /// through the chain entry.
+    fn loop_back(&mut self, n: u64) {
+        let head = self.head;
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov rax, QWORD [BYTE rbp + C_LIMIT as i8]
+            ; sub rax, QWORD [BYTE rbp + C_START as i8]
+        );
+        // cmp rax, n (imm8)
+        self.ops.extend([0x48, 0x83, 0xf8, n as u8]);
+        dynasm!(self.ops ; .arch x64 ; jae =>head);
+        self.spill(self.dirty);
+        self.mov_imm(RAX, self.block_pc);
+        dynasm!(self.ops ; .arch x64 ; xor ecx, ecx);
+        let g_exit = self.g.exit;
+        self.rel32(0xe9, g_exit);
     }
 
     /// `start` += `count` (at most [`MAX_BLOCK`]).
@@ -1254,8 +1284,13 @@ impl Emitter {
         macro_rules! branch {
             ($jcc:ident) => {{
                 let taken = self.ops.new_dynamic_label();
-                // Both ways leave the same way first.
-                self.leave(count);
+                let target = pc.wrapping_add(imm as i64 as u64);
+                if target == self.block_pc {
+                    self.add_start(count);
+                } else {
+                    // Both ways leave the same way first.
+                    self.leave(count);
+                }
                 self.get(RAX, rs1);
                 if self.host[rs2 as usize] != 0 {
                     let s = self.host[rs2 as usize];
@@ -1263,11 +1298,22 @@ impl Emitter {
                 } else {
                     a!(; cmp rax, QWORD [BYTE rbx + xd(rs2)]);
                 }
-                // Over one `go` (at most 15 bytes).
-                a!(; $jcc BYTE =>taken);
-                self.go(next);
-                a!(; =>taken);
-                self.go(pc.wrapping_add(imm as i64 as u64));
+                if target == self.block_pc {
+                    // A loop in one block: the taken side goes on in
+                    // it, registers still in host registers, if the
+                    // budget allows another pass.
+                    a!(; $jcc =>taken);
+                    self.spill(self.dirty);
+                    self.go(next);
+                    a!(; =>taken);
+                    self.loop_back(count);
+                } else {
+                    // Over one `go` (at most 15 bytes).
+                    a!(; $jcc BYTE =>taken);
+                    self.go(next);
+                    a!(; =>taken);
+                    self.go(target);
+                }
             }};
         }
         match i.op {
@@ -1383,10 +1429,12 @@ impl Emitter {
                 // definition (division and the rarer multiplications).
                 if let (Some(f), true) = (alu_helper(op), rd != 0) {
                     // The call clobbers the cached registers: write them
-                    // back first, load them again after (the helper
+                    // back first (all of them: in a block that loops, one
+                    // written later in the block may be ahead of the `x`
+                    // array too), load them again after (the helper
                     // changes no guest state). rsi first: rdi may hold
                     // rs2.
-                    self.spill(self.dirty);
+                    self.spill(self.cached_mask());
                     self.get(RSI, rs2);
                     self.get(RDI, rs1);
                     a!(
