@@ -570,12 +570,15 @@ impl Jit {
             self.flush();
             self.stats.flushes += 1;
         }
+        // Timed for the counters only (what translating costs the run).
+        let started = std::time::Instant::now();
         let mut b = self.translate(ram, pc, page, gen);
         if b.is_none() {
             self.flush();
             self.stats.flushes += 1;
             b = self.translate(ram, pc, page, gen);
         }
+        self.stats.translate_ns += started.elapsed().as_nanos() as u64;
         let b = b?;
         let i = self.blocks.len() as u32;
         self.blocks.push(b);
@@ -920,10 +923,20 @@ impl Emitter {
     // dynasm-rs turns a dynamic register number with `.into()`.
     #[allow(clippy::useless_conversion)]
     fn mov_imm(&mut self, dst: u8, v: u64) {
+        // Encoded here: dynasm-rs adds an empty REX prefix for a register
+        // chosen at run time.
+        let rex_b = u8::from(dst >= 8);
         if v <= u64::from(u32::MAX) {
-            dynasm!(self.ops ; .arch x64 ; mov Rd(dst), DWORD v as u32 as i32);
+            // mov r32, imm32 (zero-extends)
+            if rex_b != 0 {
+                self.ops.push(0x41);
+            }
+            self.ops.push(0xb8 + (dst & 7));
+            self.ops.push_u32(v as u32);
         } else if v as i64 == i64::from(v as i32) {
-            dynasm!(self.ops ; .arch x64 ; mov Rq(dst), DWORD v as i32);
+            // mov r64, imm32 (sign-extends)
+            self.ops.extend([0x48 | rex_b, 0xc7, 0xc0 + (dst & 7)]);
+            self.ops.push_u32(v as u32);
         } else {
             dynasm!(self.ops ; .arch x64 ; mov Rq(dst), QWORD v as i64);
         }
