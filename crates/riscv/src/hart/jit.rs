@@ -217,26 +217,49 @@ struct Arena {
     ptr: *mut u8,
     size: usize,
     used: usize,
+    /// The whole mapping (`ptr` is its first 2 MiB boundary).
+    map: *mut libc::c_void,
+    map_len: usize,
 }
+
+/// Huge-page size the arena is aligned to.
+const HUGE: usize = 2 << 20;
 
 impl Arena {
     fn new(size: usize) -> Option<Arena> {
+        let map_len = size + HUGE;
         // SAFETY: an anonymous private mapping, no address hint; the result
         // is checked before use and unmapped only in `drop`.
-        let ptr = unsafe {
+        let map = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                size,
+                map_len,
                 libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 -1,
                 0,
             )
         };
-        (ptr != libc::MAP_FAILED).then_some(Arena {
-            ptr: ptr.cast(),
+        if map == libc::MAP_FAILED {
+            return None;
+        }
+        let skip = (map as usize).next_multiple_of(HUGE) - map as usize;
+        // SAFETY: `skip < HUGE`, so `[ptr, ptr + size)` is inside the
+        // mapping.
+        let ptr = unsafe { map.cast::<u8>().add(skip) };
+        // Huge pages where the host allows them (THP in `madvise` mode):
+        // far fewer page faults as code is written and fewer iTLB misses
+        // running it. Advice only: failure changes nothing.
+        // SAFETY: advice on a range inside the mapping just made.
+        unsafe {
+            libc::madvise(ptr.cast(), size, libc::MADV_HUGEPAGE);
+        }
+        Some(Arena {
+            ptr,
             size,
             used: 0,
+            map,
+            map_len,
         })
     }
 
@@ -265,7 +288,7 @@ impl Drop for Arena {
         // SAFETY: the mapping made in `new`, unmapped once; no code runs in
         // it any more (blocks run only inside `run_jit`, which borrows it).
         unsafe {
-            libc::munmap(self.ptr.cast(), self.size);
+            libc::munmap(self.map, self.map_len);
         }
     }
 }
@@ -604,7 +627,9 @@ impl Jit {
             return Some(b);
         }
         let base = self.arena.next_addr().next_multiple_of(16);
-        let mut ops = VecAssembler::new(base);
+        // Room for a typical block up front (growing the buffers showed
+        // in profiles of a boot).
+        let mut ops = VecAssembler::new_with_capacity(base, 2048, 4, 0, 64, 4, 64);
         let head = ops.new_dynamic_label();
         let mut e = Emitter {
             ops,
