@@ -20,14 +20,20 @@
 //!
 //! A block that ends by going to a pc known at translation time on its own
 //! page (a branch either way, `jal`, running into the next instruction)
-//! does so through a slot: an 8-byte cell that first points at an exit to
-//! the run loop, which records the slot; once the run loop has found the
-//! target block it points the slot at that block's chain entry, so the
-//! next time the jump goes straight there. Both blocks are on one page, so
+//! does so through a slot (`lea rax, [slot]; jmp [rax]`): an 8-byte cell,
+//! followed by the target pc, that first points at the shared `slot`
+//! routine, which leaves for the run loop with the slot's address; once
+//! the run loop has found the target block it points the slot at that
+//! block's chain entry, so the next time the jump goes straight there. A
+//! branch back to its own block's first instruction (a loop in one block)
+//! does not leave: it checks the budget for another pass and jumps back
+//! to the code after the entry's register loads, the cached registers
+//! still in host registers. Both blocks are on one page, so
 //! they become stale together (a page's code changing invalidates both);
 //! a flush drops the slots with the code (a slot is linked only if no
 //! flush came between). `jalr` and targets on other pages look the next
-//! block up in the jump cache from generated code: the fetch TLB must hit
+//! block up in the jump cache from generated code (the shared `lookup`
+//! routine): the fetch TLB must hit
 //! for the target's page with the current privilege (what `enter_page`
 //! requires, so the fetch is as allowed as the interpreter's), giving the
 //! RAM page; the cached block must have that pc and page, its page's code
@@ -46,19 +52,27 @@
 //!   if it does not fit. A block that leaves early (a trap, a store to
 //!   code, an MMIO access that ends the slice) reports how many of its
 //!   instructions retired.
-//! - *guest registers* live in the `Hart`'s `x` array (rbx points at it),
-//!   except that inside a block up to four of them (the ones its
+//! - *guest registers* live in the `Hart`'s `x` array (rbx points 128
+//!   bytes into it, so every register is an 8-bit displacement away),
+//!   except that inside a block up to six of them (the ones its
 //!   instructions use at least three times, most used first) are kept in
-//!   r8-r11: loaded at the block's entry, written back at every exit
-//!   (those written since), all written back before and loaded again
-//!   after every helper call (through one routine per block for the
-//!   memory helpers), so a helper and the run loop see and change the
-//!   same state the interpreter would.
+//!   r8-r11, rdi and r13: loaded at the block's entry, written back at
+//!   every exit (those written in the block), all written back before and
+//!   loaded again after every helper call (through one routine per block
+//!   and helper), so a helper and the run loop see and change the same
+//!   state the interpreter would. An ALU result stays in rax for the next
+//!   instruction's first read.
 //! - *loads and stores* hit inline in the interpreter's own TLB entries with
-//!   the same tag compare and in-page check as `load_hit`/`store_hit`; a
-//!   miss calls a helper that runs the interpreter's `load_slow`/
-//!   `store_slow` with `retired` set to the instruction's count (MMIO sees
-//!   the same time). A trap there ends the block with the faulting pc and
+//!   the same tag compare and in-page check as `load_hit`/`store_hit` (one
+//!   compare: the tag of the access's last byte against the entry of its
+//!   first, which differ exactly when it crosses the page end); a miss
+//!   calls a helper that refills the TLB from the walk cache and finishes
+//!   the access as `load_hit`/`store_hit`, or runs the interpreter's
+//!   `load_slow`/`store_slow`, with `retired` set to the instruction's
+//!   count (MMIO sees the same time). A miss costs the block one `mov
+//!   eax, meta; call; jmp` (the instruction's index, length, register,
+//!   kind and offset in one word; the block's routine adds its pc). A
+//!   trap there ends the block with the faulting pc and
 //!   the count before it, and the run loop takes it exactly as the general
 //!   loop would; a helper that changed the code epoch or asked for a yield
 //!   ends the block after its instruction.
@@ -67,9 +81,12 @@
 //!   (dropping that code and moving the code epoch) and ends the block
 //!   after the store, as the fast loop does. A translation records its
 //!   page's `code_gen`; it is used only while that is unchanged.
-//! - *code cache*: one fixed arena; when it or the block table is full,
-//!   every translation is dropped and translating starts again, so a guest
-//!   that rewrites code in a loop cannot grow it.
+//! - *code cache*: one fixed arena (2 MiB aligned, huge pages advised),
+//!   starting with the routines every block shares (entry and exit, the
+//!   jump-cache lookup, the unlinked-slot exit, the helper calls), which
+//!   stay; when it or the block table is full, every translation is
+//!   dropped and translating starts again, so a guest that rewrites code
+//!   in a loop cannot grow it.
 
 use super::{Hart, JitStats, Trap};
 use crate::bus::Bus;
@@ -86,8 +103,8 @@ use std::mem::offset_of;
 pub const MAX_BLOCK: usize = 64;
 /// Bytes of host code before everything is dropped and translated anew
 /// (address space reserved up front; host memory is used only as code is
-/// written). A Debian boot to a shell emits ~180 MB over its run, much of
-/// it for code run once; 128 MiB holds its working set.
+/// written). A boot to init emits ~49 MB (~450 bytes a block), a whole
+/// `lockstep bench` run ~60 MB: no flush.
 const ARENA_SIZE: usize = 128 << 20;
 // Blocks reach the shared routines at the arena's start with rel32.
 const _: () = assert!(ARENA_SIZE < 1 << 31);
