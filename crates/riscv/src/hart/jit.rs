@@ -268,6 +268,7 @@ impl Arena {
         // far fewer page faults as code is written and fewer iTLB misses
         // running it. Advice only: failure changes nothing.
         // SAFETY: advice on a range inside the mapping just made.
+        #[cfg(target_os = "linux")]
         unsafe {
             libc::madvise(ptr.cast(), size, libc::MADV_HUGEPAGE);
         }
