@@ -104,8 +104,9 @@
 //! at a load average of 6 on this 2-core host; goal < 10 %; 3 % of a
 //! whole bench run's replay). Measured on this shared 2-core host (load
 //! average 3.5–6 from other work), QEMU 7.2 TCG in the same runs:
-//! `lockstep bench mips --cpu jit` 3,200 → 3,460–4,720 MIPS, ratio
-//! 0.78–1.04 (QEMU 4,260–4,560); `lockstep bench` wall ratio 0.68–0.83 on
+//! `lockstep bench mips --cpu jit` 3,200 → 3,460–4,600 MIPS, ratio
+//! 0.78–1.16 over six runs, median 0.94 (QEMU 3,790–4,440 in the same
+//! runs); `lockstep bench` wall ratio 0.68–0.83 on
 //! one hart (was 0.81–0.92), 0.38 on two (QEMU's two vCPUs suffer most
 //! from the load); `lockstep bench record --repeat 2` record/plain 1.107
 //! and 0.973 (median 1.040); `lockstep bench ft --repeat 2` FT/plain
