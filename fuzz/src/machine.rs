@@ -6,9 +6,9 @@ use crate::Cursor;
 use disk::{BlockDevice, MemDisk};
 use machine::layout::RAM_BASE;
 use machine::snapshot::{self, Assembler, RestoreOptions};
+use machine::{BootImages, Machine, MachineConfig, NullOutput};
 use machine::{ClusterRecord, TrackedDisk};
 use machine::{DeviceIo, VirtioMmio};
-use machine::{BootImages, Machine, MachineConfig, NullOutput};
 use riscv::Ram;
 
 /// Largest guest RAM the harnesses restore: a verified restore hashes all

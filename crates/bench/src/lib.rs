@@ -221,8 +221,12 @@ fn mips(
     let stats = hart.jit_stats();
     if stats.blocks > 0 {
         println!(
-            "translator: {} blocks, {} bytes of host code, {} of {} instructions in blocks",
-            stats.blocks, stats.code_bytes, stats.retired_in_blocks, retired
+            "translator: {} blocks, {} bytes of host code, {} of {} instructions in blocks, {:.3} ms translating",
+            stats.blocks,
+            stats.code_bytes,
+            stats.retired_in_blocks,
+            retired,
+            stats.translate_ns as f64 / 1e6
         );
     }
     if !qemu::wanted(no_qemu) {

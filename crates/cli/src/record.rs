@@ -129,7 +129,10 @@ pub fn replay_command(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::
                 started.elapsed().as_secs_f64()
             );
             if args.cpu == run::RunCpu::Jit {
-                eprintln!("{}", run::describe_translator(&machine.jit_stats()));
+                eprintln!(
+                    "{}",
+                    run::describe_translator(&machine.jit_stats(), started.elapsed())
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

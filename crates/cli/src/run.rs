@@ -554,17 +554,18 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             tracing::info!(event = "end", error = %e, icount = machine.icount(), "VM run failed")
         }
     }
+    let run_time = started.elapsed();
     eprintln!(
         "{}",
         describe_speed(
             machine.icount() - first_icount,
-            started.elapsed(),
+            run_time,
             machine.config().instructions_per_tick,
             &runner.stats()
         )
     );
     if args.cpu == RunCpu::Jit {
-        eprintln!("{}", describe_translator(&machine.jit_stats()));
+        eprintln!("{}", describe_translator(&machine.jit_stats(), run_time));
     }
     machine.flush_disks()?;
     if nics.dropped() > 0 {
@@ -662,9 +663,16 @@ pub fn describe_speed(
 /// The `lockstep: translator:` line printed at the end of a translated
 /// run: the code cache, where instructions retired, why the run loop went
 /// back to the interpreter, TLB misses and RAM's code epoch (issue #15).
-pub fn describe_translator(j: &riscv::JitStats) -> String {
+pub fn describe_translator(j: &riscv::JitStats, run: std::time::Duration) -> String {
+    let translating = j.translate_ns as f64 / 1e9;
+    let share = if run.as_secs_f64() > 0.0 {
+        100.0 * translating / run.as_secs_f64()
+    } else {
+        0.0
+    };
     format!(
-        "lockstep: translator: {} blocks ({} bytes of host code, {} cache flushes), \
+        "lockstep: translator: {} blocks ({} bytes of host code, {} per block, {} cache flushes; \
+         translating took {translating:.3} s, {share:.1} % of the run), \
          {} block entries from the run loop, {} direct links, {} jumps through the jump \
          cache, {} instructions in blocks ({} in the fast loop, {} in the general loop); \
          back to the interpreter: {} code changes, {} fetch TLB misses, {} untranslated \
@@ -672,6 +680,7 @@ pub fn describe_translator(j: &riscv::JitStats) -> String {
          {} fetch, {} load, {} store ({} without a walk); code epoch {}",
         j.blocks,
         j.code_bytes,
+        j.code_bytes.checked_div(j.blocks).unwrap_or(0),
         j.flushes,
         j.entered,
         j.links,

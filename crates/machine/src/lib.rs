@@ -40,15 +40,15 @@ pub use clock::{
     BadRate, InstructionsPerTick, DEFAULT_INSTRUCTIONS_PER_TICK, LEGACY_INSTRUCTIONS_PER_TICK,
     MAX_INSTRUCTIONS_PER_TICK,
 };
+pub use devices::clint::Clint;
+pub use hash::{ram_digest, RamHasher, CHUNK_PAGES};
 pub use images::{CorruptImages, ImageBytes};
 pub use io::{CaptureOutput, Input, NullOutput, Output, OutputEvent};
+pub use loader::{place, Placement, Segment};
 pub use machine::{BootImages, Machine, MachineConfig, MachineError, Step, MAX_MEMORY, QUANTUM};
 pub use runner::{
     Credit, CreditPool, HostEvent, Journal, JournalError, Pacing, PacingStats, RunEnd, RunError,
     Runner, NS_PER_TICK,
 };
-pub use devices::clint::Clint;
-pub use hash::{ram_digest, RamHasher, CHUNK_PAGES};
-pub use loader::{place, Placement, Segment};
 pub use tracked_disk::{ClusterRecord, TrackedDisk};
 pub use virtio::{slot_base, DeviceIo, VirtioMmio, VirtioSpec};

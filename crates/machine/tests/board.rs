@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use machine::{HostEvent, Pacing, RunEnd, Runner};
 use machine::Input;
+use machine::{HostEvent, Pacing, RunEnd, Runner};
 use machine::{InstructionsPerTick, Machine, MachineError, Step, DEFAULT_INSTRUCTIONS_PER_TICK};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};

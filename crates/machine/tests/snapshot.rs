@@ -7,10 +7,10 @@ mod common;
 
 use common::*;
 use disk::{BlockDevice, Contents, IdentityMismatch, MemDisk};
+use machine::slot_base;
 use machine::snapshot::{
     self, RamEncoding, RestoreOptions, SaveOptions, Section, SnapshotError, SnapshotInfo,
 };
-use machine::slot_base;
 use machine::{Input, Machine, MachineConfig, MachineError, Step, VirtioSpec};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};

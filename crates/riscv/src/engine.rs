@@ -26,9 +26,9 @@
 //!
 //! `hart::jit` (x86-64 hosts only; [`Hart::set_jit`], `lockstep bare
 //! --cpu jit`, `lockstep run --cpu jit`, `Machine::set_jit`; off by
-//! default): basic blocks of RV64I + M and the compressed forms, guest
+//! default then, the default since): basic blocks of RV64I + M and the compressed forms, guest
 //! registers in the `Hart`'s `x` array through a base register (the
-//! most used four of a block in host registers inside it), an inline TLB
+//! most used four of a block in host registers inside it; six now), an inline TLB
 //! hit path for loads and stores
 //! with helpers for the slow path, exact icount charged at block entry,
 //! stores to code ending the block, translations checked against RAM's
@@ -47,8 +47,8 @@
 //! is the interpreter's, found through the fetch TLB).
 //!
 //! Not yet: translating A/F/D to host code (they call the interpreter
-//! from inside blocks) or CSRs (they end blocks), sharing the out-of-line stubs
-//! (host code is ~870 bytes per block), and making it the default.
+//! from inside blocks) or CSRs (they end blocks). It is the default on
+//! x86-64 hosts (`--cpu jit`).
 //!
 //! Measured (this 2-core host, shared, so ±25 %): `lockstep bench mips`
 //! 1,850–2,490 MIPS translated, 257–317 interpreted, 2,900–4,600 for
@@ -82,6 +82,38 @@
 //! over twelve address-space layouts (it was 2.5–10.8 s). A full bench
 //! run emits ~129 MB of host code, just under the 128 MiB arena.
 //!
+//! *Smaller code, same exactness* (issue #15, branch `jit-s4`): every
+//! block ended with its own copies of the exit paths (~970 bytes of host
+//! code per block, a full `lockstep bench` run 129 MB against the 128 MiB
+//! arena). Now the exits, the jump-cache lookup and the helper calls are
+//! routines at the start of the arena that all blocks share; a TLB miss
+//! costs a block `mov eax, meta; call; jmp` (the block's own routine
+//! writes back its cached registers and adds its pc; a walk-cache refill
+//! finishes the access in the helper instead of retrying inline); one
+//! compare covers the tag and the page-end check; displacements and
+//! immediates take 8 bits where they fit (rbx points into the middle of
+//! the `x` array). Blocks keep up to six guest registers in host
+//! registers, an ALU result feeds the next instruction from rax, and a
+//! block that branches to itself loops without leaving (budget checked
+//! per pass). The arena is 2 MiB aligned with huge pages advised. Host
+//! code per block 973 → 450 bytes: a full `lockstep bench` run 129.5 →
+//! 59.9 MB (133k blocks, no flush), a boot to init 106.5 → 49.1 MB
+//! (108.8k blocks). The translator line of `lockstep run` now also says
+//! bytes per block and the host time spent translating and its share of
+//! the run (on a boot to init 0.20–0.38 s, 11–14 % of the run, measured
+//! at a load average of 6 on this 2-core host; goal < 10 %; 3 % of a
+//! whole bench run's replay). Measured on this shared 2-core host (load
+//! average 3.5–6 from other work), QEMU 7.2 TCG in the same runs:
+//! `lockstep bench mips --cpu jit` 3,200 → 3,460–4,600 MIPS, ratio
+//! 0.78–1.16 over six runs, median 0.94 (QEMU 3,790–4,440 in the same
+//! runs); `lockstep bench` wall ratio 0.68–0.83 on
+//! one hart (was 0.81–0.92), 0.38 on two (QEMU's two vCPUs suffer most
+//! from the load); `lockstep bench record --repeat 2` record/plain 1.107
+//! and 0.973 (median 1.040); `lockstep bench ft --repeat 2` FT/plain
+//! 1.224 and 1.329 (median 1.276: the goal of 1.05 is not met on this
+//! loaded host, where the backup competes with the primary for the two
+//! cores).
+//!
 //! # The translator: the whole design
 //!
 //! **Code generator: dynasm-rs**, with iced-x86 as a test-only
@@ -94,11 +126,12 @@
 //! patches registers, immediates and labels at run time (µs per block, no
 //! IR), handles labels and relocations for block chaining, and keeps the
 //! emitted code readable next to the interpreter arm it mirrors. Register
-//! allocation is ours: per block, the four guest registers it uses most
-//! (at least three times) live in host registers r8-r11 inside it,
+//! allocation is ours: per block, the six guest registers it uses most
+//! (at least three times) live in host registers r8-r11, rdi and r13
+//! inside it,
 //! written back to the `Hart`'s `x` array at exits and around helper
 //! calls (`hart::jit`'s docs). Not across blocks: each block loads its
-//! own set at entry.
+//! own set at entry (a block that loops to itself keeps them).
 //! An own encoder (PolkaVM's ~0.3 ms per program) is the fallback if
 //! dynasm-rs's proc-macro or its x86-64 coverage gets in the way.
 //!
@@ -143,9 +176,11 @@
 //! whole CLI suite under either engine (`LOCKSTEP_CPU`); seeded random
 //! programs against the general loop (`tests/fast_path.rs`), every
 //! operation on edge-case operands and code rewritten under a running
-//! block or behind the jump cache (`tests/jit.rs`). *Planned:* a `check`
-//! mode on `run`/`replay`/`ft backup`, random programs over A/F/D/CSR,
-//! and a Linux guest that JITs code itself.
+//! block or behind the jump cache (`tests/jit.rs`), random programs with
+//! atomics and floating point mixed in, with and without paging
+//! (`tests/fast_path.rs`). *Planned:* a `check` mode on
+//! `run`/`replay`/`ft backup`, random CSR programs, and a Linux guest
+//! that JITs code itself.
 //!
 //! **Pacing**: the default clock rate is 256 instructions per tick (2,560
 //! MIPS nominal, `machine::clock`), above what the translator reaches on

@@ -139,6 +139,72 @@ fn program(seed: u64) -> Vec<u32> {
     (0..WORDS).map(|at| instruction(&mut g, at)).collect()
 }
 
+/// An atomic (LR/SC, AMO; word or doubleword, random aq/rl) on x10's
+/// data (aligned), x17's (4 bytes before a page: misaligned for
+/// doublewords) or x19's (anywhere: faults), or a floating-point
+/// instruction (loads and stores through x10, arithmetic with random
+/// rounding modes, invalid ones included, conversions both ways, moves,
+/// compares, classes, fused multiply-adds).
+fn afd_instruction(g: &mut Rng) -> u32 {
+    let (rd, rs1, rs2) = (g.reg(), g.reg(), g.reg());
+    let (fd, fs1, fs2, fs3) = (
+        g.below(32) as u32,
+        g.below(32) as u32,
+        g.below(32) as u32,
+        g.below(32) as u32,
+    );
+    let d = g.below(2) as u32; // 0: single, 1: double
+    let rm = [0, 1, 2, 3, 4, 7, 7, 5][g.below(8) as usize];
+    match g.below(12) {
+        0..=2 => {
+            let f5 = [
+                0x00, 0x01, 0x02, 0x03, 0x04, 0x08, 0x0c, 0x10, 0x14, 0x18, 0x1c,
+            ][g.below(11) as usize];
+            let base = [10, 10, 10, 17, 19][g.below(5) as usize];
+            let rs2 = if f5 == 0x02 { 0 } else { rs2 };
+            r((f5 << 2) | g.below(4) as u32, rs2, base, 2 + d, rd, 0x2f)
+        }
+        3 => i(g.below(256) as i32 & !3, 10, 2 + d, fd, 0x07),
+        4 => s(g.below(256) as i32 & !3, fs2, 10, 2 + d, 0x27),
+        5..=7 => {
+            let f7 = [0x00, 0x04, 0x08, 0x0c][g.below(4) as usize] | d;
+            r(f7, fs2, fs1, rm, fd, 0x53)
+        }
+        8 => match g.below(6) {
+            0 => r(0x2c | d, 0, fs1, rm, fd, 0x53), // fsqrt
+            1 => r(0x10 | d, fs2, fs1, g.below(3) as u32, fd, 0x53), // fsgnj*
+            2 => r(0x14 | d, fs2, fs1, g.below(2) as u32, fd, 0x53), // fmin/fmax
+            3 => r(0x20 | (1 - d), d ^ 1, fs1, rm, fd, 0x53), // fcvt.s.d / fcvt.d.s
+            4 => r(0x50 | d, fs2, fs1, g.below(3) as u32, rd, 0x53), // fle/flt/feq
+            _ => r(0x70 | d, 0, fs1, g.below(2) as u32, rd, 0x53), // fmv.x / fclass
+        },
+        9 => r(0x60 | d, g.below(4) as u32, fs1, rm, rd, 0x53), // fcvt.{w,wu,l,lu}
+        10 => match g.below(2) {
+            0 => r(0x68 | d, g.below(4) as u32, rs1, rm, fd, 0x53), // fcvt from int
+            _ => r(0x78 | d, 0, rs1, 0, fd, 0x53),                  // fmv.{w,d}.x
+        },
+        _ => {
+            let op = [0x43, 0x47, 0x4b, 0x4f][g.below(4) as usize];
+            (fs3 << 27) | (d << 25) | (fs2 << 20) | (fs1 << 15) | (rm << 12) | (fd << 7) | op
+        }
+    }
+}
+
+/// A program of the usual instructions with atomics and floating point
+/// mixed in (about one in three).
+fn afd_program(seed: u64) -> Vec<u32> {
+    let mut g = Rng(seed | 1);
+    (0..WORDS)
+        .map(|at| {
+            if g.below(3) == 0 {
+                afd_instruction(&mut g)
+            } else {
+                instruction(&mut g, at)
+            }
+        })
+        .collect()
+}
+
 /// How a hart executes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Mode {
@@ -208,7 +274,9 @@ fn machine_with(code: &[u32], seed: u64, mode: Mode, paged: bool) -> (Hart, Ram)
         i(32, 30, 1, 30, 0x13),   // slli x30, x30, 32
         i(32, 30, 5, 30, 0x13),   // srli x30, x30, 32
         i(0x305, 30, 1, 0, 0x73), // csrw mtvec, x30
-        jal(0, (CODE - (BASE + 20)) as i32),
+        lui(30, 2),               // mstatus.FS = Initial (0x2000):
+        i(0x300, 30, 2, 0, 0x73), // csrs mstatus, x30
+        jal(0, (CODE - (BASE + 28)) as i32),
     ];
     assert!(ram.write(BASE, &words(&prologue)));
     if paged {
@@ -251,7 +319,7 @@ fn machine_with(code: &[u32], seed: u64, mode: Mode, paged: bool) -> (Hart, Ram)
         p.push(i(60, 30, 1, 30, 0x13)); // slli x30, x30, 60
         p.push(r(0, 29, 30, 6, 30, 0x33)); // or x30, x30, x29
         p.push(i(0x180, 30, 1, 0, 0x73)); // csrw satp, x30
-        p.extend(li(30, 0x800)); // mstatus.MPP = S
+        p.extend(li(30, 0x2800)); // mstatus.MPP = S, FS = Initial
         p.push(i(0x300, 30, 1, 0, 0x73)); // csrw mstatus, x30
         p.extend(li(30, CODE));
         p.push(i(0x341, 30, 1, 0, 0x73)); // csrw mepc, x30
@@ -396,6 +464,53 @@ fn the_translator_computes_what_the_general_loop_computes_under_sv39() {
         );
     }
     assert!(faults > 10, "page faults were taken: {faults} programs");
+}
+
+/// Atomics and floating point (run inside blocks through the
+/// interpreter's `execute_rare`, with registers cached around the call)
+/// among the usual instructions, with and without paging: the whole
+/// architectural state (FP registers, fcsr, the reservation, mstatus.FS)
+/// after every slice, RAM at the end.
+#[test]
+fn the_translator_computes_what_the_general_loop_computes_with_atomics_and_fp() {
+    let (mut in_blocks, mut fp_dirty) = (0u64, 0u64);
+    for seed in 1..=120u64 {
+        let paged = seed % 2 == 0;
+        let code = afd_program(seed);
+        let (mut jit, mut jit_ram) = machine_with(&code, seed, Mode::Jit, paged);
+        let (mut general, mut general_ram) = machine_with(&code, seed, Mode::General, paged);
+        let mut slices = Rng(seed.wrapping_add(13));
+        for slice in 0..150 {
+            let budget = 1 + slices.below(3000);
+            let a = jit.run(&mut jit_ram, &mut NoDevices, budget);
+            let b = general.run(&mut general_ram, &mut NoDevices, budget);
+            assert_eq!(
+                seen(a, &jit),
+                seen(b, &general),
+                "program {seed}, slice {slice} (budget {budget})"
+            );
+            assert_eq!(jit, general, "program {seed}, slice {slice}: state");
+            if matches!(a, Exit::TrapStorm { .. }) {
+                break;
+            }
+        }
+        assert!(
+            jit_ram.as_slice() == general_ram.as_slice(),
+            "program {seed}: RAM differs"
+        );
+        in_blocks += jit.jit_stats().retired_in_blocks;
+        // mstatus.FS = Dirty: floating point really ran.
+        if (general.csrs().mstatus >> 13) & 3 == 3 {
+            fp_dirty += 1;
+        }
+    }
+    if cfg!(target_arch = "x86_64") {
+        assert!(
+            in_blocks > 300_000,
+            "translated code ran: {in_blocks} instructions"
+        );
+    }
+    assert!(fp_dirty > 60, "floating point ran in {fp_dirty} programs");
 }
 
 #[test]

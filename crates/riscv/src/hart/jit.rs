@@ -20,14 +20,20 @@
 //!
 //! A block that ends by going to a pc known at translation time on its own
 //! page (a branch either way, `jal`, running into the next instruction)
-//! does so through a slot: an 8-byte cell that first points at an exit to
-//! the run loop, which records the slot; once the run loop has found the
-//! target block it points the slot at that block's chain entry, so the
-//! next time the jump goes straight there. Both blocks are on one page, so
+//! does so through a slot (`lea rax, [slot]; jmp [rax]`): an 8-byte cell,
+//! followed by the target pc, that first points at the shared `slot`
+//! routine, which leaves for the run loop with the slot's address; once
+//! the run loop has found the target block it points the slot at that
+//! block's chain entry, so the next time the jump goes straight there. A
+//! branch back to its own block's first instruction (a loop in one block)
+//! does not leave: it checks the budget for another pass and jumps back
+//! to the code after the entry's register loads, the cached registers
+//! still in host registers. Both blocks are on one page, so
 //! they become stale together (a page's code changing invalidates both);
 //! a flush drops the slots with the code (a slot is linked only if no
 //! flush came between). `jalr` and targets on other pages look the next
-//! block up in the jump cache from generated code: the fetch TLB must hit
+//! block up in the jump cache from generated code (the shared `lookup`
+//! routine): the fetch TLB must hit
 //! for the target's page with the current privilege (what `enter_page`
 //! requires, so the fetch is as allowed as the interpreter's), giving the
 //! RAM page; the cached block must have that pc and page, its page's code
@@ -46,19 +52,27 @@
 //!   if it does not fit. A block that leaves early (a trap, a store to
 //!   code, an MMIO access that ends the slice) reports how many of its
 //!   instructions retired.
-//! - *guest registers* live in the `Hart`'s `x` array (rbx points at it),
-//!   except that inside a block up to four of them (the ones its
+//! - *guest registers* live in the `Hart`'s `x` array (rbx points 128
+//!   bytes into it, so every register is an 8-bit displacement away),
+//!   except that inside a block up to six of them (the ones its
 //!   instructions use at least three times, most used first) are kept in
-//!   r8-r11: loaded at the block's entry, written back at every exit
-//!   (those written since), all written back before and loaded again
-//!   after every helper call (through one routine per block for the
-//!   memory helpers), so a helper and the run loop see and change the
-//!   same state the interpreter would.
+//!   r8-r11, rdi and r13: loaded at the block's entry, written back at
+//!   every exit (those written in the block), all written back before and
+//!   loaded again after every helper call (through one routine per block
+//!   and helper), so a helper and the run loop see and change the same
+//!   state the interpreter would. An ALU result stays in rax for the next
+//!   instruction's first read.
 //! - *loads and stores* hit inline in the interpreter's own TLB entries with
-//!   the same tag compare and in-page check as `load_hit`/`store_hit`; a
-//!   miss calls a helper that runs the interpreter's `load_slow`/
-//!   `store_slow` with `retired` set to the instruction's count (MMIO sees
-//!   the same time). A trap there ends the block with the faulting pc and
+//!   the same tag compare and in-page check as `load_hit`/`store_hit` (one
+//!   compare: the tag of the access's last byte against the entry of its
+//!   first, which differ exactly when it crosses the page end); a miss
+//!   calls a helper that refills the TLB from the walk cache and finishes
+//!   the access as `load_hit`/`store_hit`, or runs the interpreter's
+//!   `load_slow`/`store_slow`, with `retired` set to the instruction's
+//!   count (MMIO sees the same time). A miss costs the block one `mov
+//!   eax, meta; call; jmp` (the instruction's index, length, register,
+//!   kind and offset in one word; the block's routine adds its pc). A
+//!   trap there ends the block with the faulting pc and
 //!   the count before it, and the run loop takes it exactly as the general
 //!   loop would; a helper that changed the code epoch or asked for a yield
 //!   ends the block after its instruction.
@@ -67,9 +81,12 @@
 //!   (dropping that code and moving the code epoch) and ends the block
 //!   after the store, as the fast loop does. A translation records its
 //!   page's `code_gen`; it is used only while that is unchanged.
-//! - *code cache*: one fixed arena; when it or the block table is full,
-//!   every translation is dropped and translating starts again, so a guest
-//!   that rewrites code in a loop cannot grow it.
+//! - *code cache*: one fixed arena (2 MiB aligned, huge pages advised),
+//!   starting with the routines every block shares (entry and exit, the
+//!   jump-cache lookup, the unlinked-slot exit, the helper calls), which
+//!   stay; when it or the block table is full, every translation is
+//!   dropped and translating starts again, so a guest that rewrites code
+//!   in a loop cannot grow it.
 
 use super::{Hart, JitStats, Trap};
 use crate::bus::Bus;
@@ -86,9 +103,11 @@ use std::mem::offset_of;
 pub const MAX_BLOCK: usize = 64;
 /// Bytes of host code before everything is dropped and translated anew
 /// (address space reserved up front; host memory is used only as code is
-/// written). A Debian boot to a shell emits ~180 MB over its run, much of
-/// it for code run once; 128 MiB holds its working set.
+/// written). A boot to init emits ~49 MB (~450 bytes a block), a whole
+/// `lockstep bench` run ~60 MB: no flush.
 const ARENA_SIZE: usize = 128 << 20;
+// Blocks reach the shared routines at the arena's start with rel32.
+const _: () = assert!(ARENA_SIZE < 1 << 31);
 /// Most blocks before everything is dropped.
 const MAX_BLOCKS: usize = 1 << 18;
 /// Direct-mapped cache in front of the block table.
@@ -101,8 +120,6 @@ const _: () = assert!(TLB_SIZE == 256);
 /// read by generated code at fixed offsets.
 #[repr(C)]
 pub(super) struct Ctx {
-    /// Address of the exit trampoline.
-    exit: usize,
     /// Host address of RAM's first byte.
     ram_bytes: *mut u8,
     tlb_load: *const TlbEntry,
@@ -137,6 +154,10 @@ pub(super) struct Ctx {
     code_gen: *const u64,
     /// Jumps made through the jump cache (counted by generated code).
     cache_jumps: u64,
+    /// The stack pointer of block code (set by the entry trampoline): a
+    /// shared routine that ends the block from inside a call returns to
+    /// it before the exit trampoline.
+    rsp: u64,
     // Read by the helpers only.
     epoch: u64,
     hart: *mut Hart,
@@ -145,7 +166,6 @@ pub(super) struct Ctx {
     trap: Option<Trap>,
 }
 
-const C_EXIT: i32 = offset_of!(Ctx, exit) as i32;
 const C_RAM: i32 = offset_of!(Ctx, ram_bytes) as i32;
 const C_TLB_LOAD: i32 = offset_of!(Ctx, tlb_load) as i32;
 const C_TLB_STORE: i32 = offset_of!(Ctx, tlb_store) as i32;
@@ -166,6 +186,10 @@ const C_FETCH_TAG: i32 = offset_of!(Ctx, fetch_tag) as i32;
 const C_JCACHE: i32 = offset_of!(Ctx, jcache) as i32;
 const C_CODE_GEN: i32 = offset_of!(Ctx, code_gen) as i32;
 const C_CACHE_JUMPS: i32 = offset_of!(Ctx, cache_jumps) as i32;
+const C_RSP: i32 = offset_of!(Ctx, rsp) as i32;
+// Block code reaches these with 8-bit displacements.
+const _: () = assert!(C_START < 128 && C_LIMIT < 128 && C_STORE_CHECK < 128 && C_TAG < 128);
+const _: () = assert!(MAX_BLOCK < 128);
 const B_PC: i32 = offset_of!(Block, pc) as i32;
 const B_PAGE: i32 = offset_of!(Block, page) as i32;
 const B_GEN: i32 = offset_of!(Block, gen) as i32;
@@ -210,26 +234,50 @@ struct Arena {
     ptr: *mut u8,
     size: usize,
     used: usize,
+    /// The whole mapping (`ptr` is its first 2 MiB boundary).
+    map: *mut libc::c_void,
+    map_len: usize,
 }
+
+/// Huge-page size the arena is aligned to.
+const HUGE: usize = 2 << 20;
 
 impl Arena {
     fn new(size: usize) -> Option<Arena> {
+        let map_len = size + HUGE;
         // SAFETY: an anonymous private mapping, no address hint; the result
         // is checked before use and unmapped only in `drop`.
-        let ptr = unsafe {
+        let map = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                size,
+                map_len,
                 libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 -1,
                 0,
             )
         };
-        (ptr != libc::MAP_FAILED).then_some(Arena {
-            ptr: ptr.cast(),
+        if map == libc::MAP_FAILED {
+            return None;
+        }
+        let skip = (map as usize).next_multiple_of(HUGE) - map as usize;
+        // SAFETY: `skip < HUGE`, so `[ptr, ptr + size)` is inside the
+        // mapping.
+        let ptr = unsafe { map.cast::<u8>().add(skip) };
+        // Huge pages where the host allows them (THP in `madvise` mode):
+        // far fewer page faults as code is written and fewer iTLB misses
+        // running it. Advice only: failure changes nothing.
+        // SAFETY: advice on a range inside the mapping just made.
+        #[cfg(target_os = "linux")]
+        unsafe {
+            libc::madvise(ptr.cast(), size, libc::MADV_HUGEPAGE);
+        }
+        Some(Arena {
+            ptr,
             size,
             used: 0,
+            map,
+            map_len,
         })
     }
 
@@ -258,7 +306,7 @@ impl Drop for Arena {
         // SAFETY: the mapping made in `new`, unmapped once; no code runs in
         // it any more (blocks run only inside `run_jit`, which borrows it).
         unsafe {
-            libc::munmap(self.ptr.cast(), self.size);
+            libc::munmap(self.map, self.map_len);
         }
     }
 }
@@ -287,6 +335,31 @@ const EMPTY: Block = Block {
     chain: std::ptr::null(),
 };
 
+/// Addresses of the routines all blocks share (at the start of the
+/// arena, kept on a flush).
+#[derive(Clone, Copy)]
+struct Globals {
+    /// Leave the block: continue at rax, rcx of its instructions retired.
+    exit: usize,
+    /// Go on at rax through the jump cache (or leave).
+    lookup: usize,
+    /// The first target of every slot: leave, asking the run loop to
+    /// link the slot in rax.
+    slot: usize,
+    /// Called to run a helper: load, store, touch, exec ([`Helper`]).
+    helpers: [usize; 4],
+}
+
+/// The shared routines that call a helper (index into
+/// [`Globals::helpers`]).
+#[derive(Clone, Copy)]
+enum Helper {
+    Load = 0,
+    Store = 1,
+    Touch = 2,
+    Exec = 3,
+}
+
 type EnterFn = unsafe extern "sysv64" fn(x: *mut u64, ctx: *mut Ctx, code: *const u8);
 
 /// The translator's code cache, one per hart.
@@ -295,7 +368,7 @@ pub struct Jit {
     /// Bytes of trampolines at the start of the arena (kept on a flush).
     trampolines: usize,
     enter: EnterFn,
-    exit: usize,
+    glob: Globals,
     blocks: Vec<Block>,
     map: HashMap<(u64, usize), u32, BuildHasherDefault<KeyHasher>>,
     /// Blocks by pc, direct-mapped (one memory access on a hit); an empty
@@ -324,6 +397,8 @@ impl Jit {
     fn with_limits(arena: usize, max_blocks: usize) -> Option<Jit> {
         let mut arena = Arena::new(arena)?;
         let mut ops = VecAssembler::<X64Relocation>::new(arena.next_addr());
+        let [exit, g_exit, g_bail, g_lookup, g_slot, g_load, g_store, g_touch, g_exec] =
+            [(); 9].map(|_| ops.new_dynamic_label());
         dynasm!(ops
             ; .arch x64
             ; push rbx
@@ -333,17 +408,15 @@ impl Jit {
             ; push r14
             ; push r15
             ; sub rsp, 8
-            ; mov rbx, rdi
+            // rbx points 128 bytes into the `x` array (`xd`).
+            ; lea rbx, [rdi + X_BIAS]
             ; mov rbp, rsi
+            ; mov QWORD [rbp + C_RSP], rsp
             ; mov r12, QWORD [rbp + C_RAM]
-            ; mov r13, QWORD [rbp + C_TLB_LOAD]
-            ; mov r14, QWORD [rbp + C_TLB_STORE]
-            ; mov r15, QWORD [rbp + C_TAG]
+            ; mov r14, QWORD [rbp + C_TLB_LOAD]
+            ; mov r15, QWORD [rbp + C_TLB_STORE]
             ; jmp rdx
-        );
-        let exit_off = ops.offset().0;
-        dynasm!(ops
-            ; .arch x64
+            ; =>exit
             ; add rsp, 8
             ; pop r15
             ; pop r14
@@ -352,17 +425,145 @@ impl Jit {
             ; pop rbp
             ; pop rbx
             ; ret
+            // Leave the block: continue at rax, ecx of its instructions
+            // retired.
+            ; .align 16
+            ; =>g_exit
+            ; mov QWORD [rbp + C_NEXT_PC], rax
+            ; mov QWORD [rbp + C_COUNT], rcx
+            ; jmp =>exit
+            // Leave from inside a shared routine (a helper set `status`,
+            // `count` and `next_pc`, or `count` and `next_pc`).
+            ; .align 16
+            ; =>g_bail
+            ; mov rsp, QWORD [rbp + C_RSP]
+            ; jmp =>exit
+            // A linkable exit not linked yet: rax is its slot, followed
+            // by the target pc; `start` already counts the block.
+            ; .align 16
+            ; =>g_slot
+            ; mov QWORD [rbp + C_LINK], rax
+            ; mov rax, QWORD [rax + 8]
+            ; mov QWORD [rbp + C_NEXT_PC], rax
+            ; mov QWORD [rbp + C_COUNT], 0
+            ; jmp =>exit
+            // Go on at the pc in rax (`start` already counts the block):
+            // straight into its block if the jump cache has it, current,
+            // on a page the fetch TLB maps as `enter_page` requires; to
+            // the run loop otherwise.
+            ; .align 16
+            ; =>g_lookup
+            // The fetch TLB entry of the target's page: a hit, as in
+            // `enter_page`, gives its RAM page (rcx).
+            ; mov rcx, rax
+            ; shr rcx, PAGE_SHIFT as i8
+            ; movzx edx, cl
+            ; shl edx, 4
+            ; shl rcx, 6
+            ; or rcx, QWORD [rbp + C_FETCH_TAG]
+            ; mov rsi, QWORD [rbp + C_TLB_FETCH]
+            ; cmp rcx, QWORD [rsi + rdx]
+            ; jne >miss
+            ; mov rcx, rax
+            ; and rcx, -0x1000
+            ; add rcx, QWORD [rsi + rdx + 8]
+            ; shr rcx, PAGE_SHIFT as i8
+            // The jump cache's block for the target: same pc, same page,
+            // the page's code unchanged since, not empty.
+            ; mov rdx, rax
+            ; shr rdx, 1
+            ; and edx, (JCACHE - 1) as i32
+            ; imul edx, edx, 48
+            ; add rdx, QWORD [rbp + C_JCACHE]
+            ; cmp rax, QWORD [rdx + B_PC]
+            ; jne >miss
+            ; cmp rcx, QWORD [rdx + B_PAGE]
+            ; jne >miss
+            ; mov rsi, QWORD [rbp + C_CODE_GEN]
+            ; mov rsi, QWORD [rsi + rcx * 8]
+            ; cmp rsi, QWORD [rdx + B_GEN]
+            ; jne >miss
+            ; mov rsi, QWORD [rdx + B_CHAIN]
+            ; test rsi, rsi
+            ; jz >miss
+            ; add QWORD [rbp + C_CACHE_JUMPS], 1
+            ; jmp rsi
+            ; miss:
+            ; mov QWORD [rbp + C_NEXT_PC], rax
+            ; mov QWORD [rbp + C_COUNT], 0
+            ; jmp =>exit
+            // The memory helpers, called from block code (with every
+            // cached guest register written back): eax = meta, rsi = the
+            // address, rcx = the block's pc. They return, or end the
+            // block.
+            ; .align 16
+            ; =>g_load
+            ; sub rsp, 8
+            ; mov r8d, eax
+            ; mov rdi, rbp
+            ; call QWORD [rbp + C_LOAD]
+            ; cmp QWORD [rbp + C_STATUS], 0
+            ; jne =>g_bail
+            ; add rsp, 8
+            ; ret
+            ; .align 16
+            ; =>g_store
+            ; sub rsp, 8
+            ; mov r8d, eax
+            ; mov rdi, rbp
+            ; call QWORD [rbp + C_STORE]
+            ; cmp QWORD [rbp + C_STATUS], 0
+            ; jne =>g_bail
+            ; add rsp, 8
+            ; ret
+            // A store to a page whose store-check byte is set: rsi = the
+            // RAM page, eax = meta, rcx = the block's pc.
+            ; .align 16
+            ; =>g_touch
+            ; sub rsp, 8
+            ; mov r8d, eax
+            ; mov rdi, rbp
+            ; call QWORD [rbp + C_TOUCH]
+            ; test eax, eax
+            ; jnz =>g_bail
+            ; add rsp, 8
+            ; ret
+            // An instruction through the interpreter: esi = its bits,
+            // rdx = its pc, ecx = its index in the block.
+            ; .align 16
+            ; =>g_exec
+            ; sub rsp, 8
+            ; mov rdi, rbp
+            ; call QWORD [rbp + C_EXEC]
+            ; cmp QWORD [rbp + C_STATUS], 0
+            ; jne =>g_bail
+            ; add rsp, 8
+            ; ret
         );
+        let at = |l: dynasmrt::DynamicLabel, ops: &VecAssembler<X64Relocation>| {
+            ops.labels().resolve_dynamic(l).ok().map(|o| o.0)
+        };
+        let offs =
+            [g_exit, g_lookup, g_slot, g_load, g_store, g_touch, g_exec].map(|l| at(l, &ops));
         let code = ops.finalize().ok()?;
-        let enter_ptr = arena.push(&code)?;
+        let enter_ptr = arena.push(&code)? as usize;
+        let [g_exit, g_lookup, g_slot, g_load, g_store, g_touch, g_exec] =
+            offs.map(|o| o.map(|o| enter_ptr + o));
+        let glob = Globals {
+            exit: g_exit?,
+            lookup: g_lookup?,
+            slot: g_slot?,
+            helpers: [g_load?, g_store?, g_touch?, g_exec?],
+        };
         // SAFETY: `enter_ptr` is the start of the trampoline just written,
         // which follows the SysV calling convention for this signature: it
         // saves every callee-saved register it uses and returns through
         // the exit trampoline after the block it jumps to.
-        let enter: EnterFn = unsafe { std::mem::transmute::<*const u8, EnterFn>(enter_ptr) };
+        let enter: EnterFn =
+            unsafe { std::mem::transmute::<*const u8, EnterFn>(enter_ptr as *const u8) };
         Some(Jit {
             trampolines: arena.used,
-            exit: enter_ptr as usize + exit_off,
+            glob,
             arena,
             enter,
             blocks: Vec::new(),
@@ -410,12 +611,15 @@ impl Jit {
             self.flush();
             self.stats.flushes += 1;
         }
+        // Timed for the counters only (what translating costs the run).
+        let started = std::time::Instant::now();
         let mut b = self.translate(ram, pc, page, gen);
         if b.is_none() {
             self.flush();
             self.stats.flushes += 1;
             b = self.translate(ram, pc, page, gen);
         }
+        self.stats.translate_ns += started.elapsed().as_nanos() as u64;
         let b = b?;
         let i = self.blocks.len() as u32;
         self.blocks.push(b);
@@ -441,31 +645,51 @@ impl Jit {
             return Some(b);
         }
         let base = self.arena.next_addr().next_multiple_of(16);
+        // Room for a typical block up front (growing the buffers showed
+        // in profiles of a boot).
+        let mut ops = VecAssembler::new_with_capacity(base, 2048, 4, 0, 64, 4, 64);
+        let head = ops.new_dynamic_label();
         let mut e = Emitter {
-            ops: VecAssembler::new(base),
+            ops,
             stubs: Vec::new(),
             page_va: pc & !0xfff,
             slots: Vec::new(),
             host: cached_registers(&insns),
             dirty: 0,
-            slow_calls: [None, None],
+            g: self.glob,
+            wrappers: [None; 4],
+            base,
+            block_pc: pc,
+            rax_holds: None,
+            carry: None,
+            bad: false,
+            head,
         };
         let n = insns.len();
         // The entry for jumps from other blocks: enough budget left for
-        // this whole block, or back to the run loop.
-        let bail = e.ops.new_dynamic_label();
+        // this whole block, or back to the run loop (nothing is loaded or
+        // written yet).
+        let g_exit = self.glob.exit;
         dynasm!(e.ops
             ; .arch x64
-            ; mov rax, QWORD [rbp + C_LIMIT]
-            ; sub rax, QWORD [rbp + C_START]
-            ; cmp rax, n as i32
-            ; jb =>bail
+            ; mov rax, QWORD [BYTE rbp + C_LIMIT as i8]
+            ; sub rax, QWORD [BYTE rbp + C_START as i8]
         );
+        // cmp rax, n (imm8)
+        e.ops.extend([0x48, 0x83, 0xf8, n as u8]);
+        dynasm!(e.ops ; .arch x64 ; jae BYTE >body);
+        e.mov_imm(RAX, pc);
+        dynasm!(e.ops ; .arch x64 ; xor ecx, ecx);
+        e.rel32(0xe9, g_exit);
+        dynasm!(e.ops ; .arch x64 ; body:);
         let entry = e.ops.offset().0;
         e.reload();
+        dynasm!(e.ops ; .arch x64 ; =>head);
         let mut ipc = pc;
         for (k, (i, &raw)) in insns.iter().zip(&raws).enumerate() {
+            e.carry = e.rax_holds.take();
             if via_helper(i.op) {
+                e.carry = None;
                 e.exec(raw, ipc, k);
             } else {
                 e.insn(i, ipc, k, n);
@@ -476,17 +700,16 @@ impl Jit {
         if !ends_block(last.op) {
             e.exit_to(n as u64, ipc);
         }
-        // Nothing is loaded or written yet at the budget check.
-        e.dirty = 0;
-        dynasm!(e.ops ; .arch x64 ; =>bail);
-        e.exit(0, pc);
         e.stubs();
-        let slots = e.slots(base);
+        let slots = e.slots();
+        if e.bad {
+            return None;
+        }
         let mut code = e.ops.finalize().ok()?;
-        // Each slot starts out jumping to its own exit.
-        for (slot, exit) in slots {
+        // Each slot starts out leaving for the run loop, which links it.
+        for slot in slots {
             code.get_mut(slot..slot + 8)?
-                .copy_from_slice(&(base + exit).to_le_bytes());
+                .copy_from_slice(&(self.glob.slot as u64).to_le_bytes());
         }
         let at = self.arena.push(&code)?;
         if at as usize != base {
@@ -626,15 +849,21 @@ const RDX: u8 = 2;
 const RSI: u8 = 6;
 const RDI: u8 = 7;
 
+/// Where rbx points into the `x` array: every register is within a
+/// signed byte of it (shorter instructions than from `x[0]`).
+const X_BIAS: i32 = 128;
+
 /// Displacement of guest register `r` from rbx.
-fn xd(r: u8) -> i32 {
-    8 * (r & 31) as i32
+fn xd(r: u8) -> i8 {
+    (8 * (r & 31) as i32 - X_BIAS) as i8
 }
 
-/// Host registers that hold guest registers inside a block (caller-saved:
-/// generated code writes them back and loads them again around helper
-/// calls; the scratch registers rax, rcx, rdx, rsi and rdi stay free).
-const CACHE_HOST: [u8; 4] = [8, 9, 10, 11];
+/// Host registers that hold guest registers inside a block (generated
+/// code writes them back and loads them again around helper calls, which
+/// may change any guest register; the scratch registers rax, rcx, rdx and
+/// rsi stay free; rdi is a helper's first argument only after the
+/// write-back).
+const CACHE_HOST: [u8; 6] = [8, 9, 10, 11, 7, 13];
 
 /// Which guest registers the block keeps in host registers: the most used
 /// ones (reads and writes, counted from the instruction fields), those
@@ -671,29 +900,16 @@ fn reads(i: &Insn) -> (Option<u8>, Option<u8>) {
     }
 }
 
-/// Out-of-line code of a block, emitted after its straight-line part.
-enum Stub {
-    /// A load or store that missed the TLB: call the helper with the
-    /// address in rsi.
-    Slow {
-        label: dynasmrt::DynamicLabel,
-        done: dynasmrt::DynamicLabel,
-        /// The TLB compare, to try again after a refill.
-        retry: dynasmrt::DynamicLabel,
-        store: bool,
-        rs2: u8,
-        pc: u64,
-        meta: u32,
-    },
-    /// A store to a page that is not marked dirty or holds decoded code
-    /// (its index in rax).
-    Code {
-        dirty: u32,
-        done: dynasmrt::DynamicLabel,
-        label: dynasmrt::DynamicLabel,
-        count: u64,
-        next: u64,
-    },
+/// Out-of-line code of a block, emitted after its straight-line part: a
+/// load or store that missed the TLB (the address in rsi), or a store to
+/// a page that is not marked dirty or holds decoded code (its index in
+/// rsi). Calls the helper through the block's routine for it, with the
+/// instruction's [`meta`] in eax, and goes on at `done`.
+struct Stub {
+    label: dynasmrt::DynamicLabel,
+    done: dynasmrt::DynamicLabel,
+    helper: Helper,
+    meta: u32,
 }
 
 struct Emitter {
@@ -701,30 +917,93 @@ struct Emitter {
     stubs: Vec<Stub>,
     /// The virtual page of the block (targets on it can be linked).
     page_va: u64,
-    /// Linkable exits: (slot label, own exit label).
-    slots: Vec<(dynasmrt::DynamicLabel, dynasmrt::DynamicLabel, u64)>,
+    /// Linkable exits: (slot label, target pc).
+    slots: Vec<(dynasmrt::DynamicLabel, u64)>,
     /// Guest register -> the host register holding it in this block (0:
     /// none, it is read and written in the `x` array).
     host: [u8; 32],
     /// Cached guest registers written so far on the straight-line path:
     /// the `x` array is behind for these until they are written back.
     dirty: u32,
-    /// The block's shared routines that call the load and store helpers
-    /// with every cached register written back before and loaded again
-    /// after (made when a slow path first needs one).
-    slow_calls: [Option<dynasmrt::DynamicLabel>; 2],
+    /// The shared routines.
+    g: Globals,
+    /// The block's own routines that call a shared helper routine with
+    /// every cached register written back before and loaded again after
+    /// (made when first needed; only if the block caches registers).
+    wrappers: [Option<dynasmrt::DynamicLabel>; 4],
+    /// Address the code will be copied to.
+    base: usize,
+    /// The guest pc of the block's first instruction.
+    block_pc: u64,
+    /// The guest register the last instruction left in rax (an uncached
+    /// one it wrote last), for the next instruction's first read.
+    rax_holds: Option<u8>,
+    /// The block's first instruction, after the entry's register loads.
+    head: dynasmrt::DynamicLabel,
+    /// What `rax_holds` said when this instruction began, until its first
+    /// read of a register (which is emitted before anything else writes
+    /// rax).
+    carry: Option<u8>,
+    /// A shared routine was out of reach (cannot happen: the arena is
+    /// smaller than 2 GiB); the block is not used.
+    bad: bool,
 }
 
 impl Emitter {
+    /// A `jmp` (0xe9) or `call` (0xe8) to `target`, a shared routine at
+    /// the start of the arena (within ±2 GiB: the arena is smaller).
+    fn rel32(&mut self, opcode: u8, target: usize) {
+        let after = self.base + self.ops.offset().0 + 5;
+        let rel = (target as i64).wrapping_sub(after as i64);
+        self.ops.push(opcode);
+        self.ops.push_i32(rel as i32);
+        if i32::try_from(rel).is_err() {
+            self.bad = true;
+        }
+    }
+
+    /// Host register `dst` = `v`, in the shortest encoding.
+    // dynasm-rs turns a dynamic register number with `.into()`.
+    #[allow(clippy::useless_conversion)]
+    fn mov_imm(&mut self, dst: u8, v: u64) {
+        // Encoded here: dynasm-rs adds an empty REX prefix for a register
+        // chosen at run time.
+        let rex_b = u8::from(dst >= 8);
+        if v <= u64::from(u32::MAX) {
+            // mov r32, imm32 (zero-extends)
+            if rex_b != 0 {
+                self.ops.push(0x41);
+            }
+            self.ops.push(0xb8 + (dst & 7));
+            self.ops.push_u32(v as u32);
+        } else if v as i64 == i64::from(v as i32) {
+            // mov r64, imm32 (sign-extends)
+            self.ops.extend([0x48 | rex_b, 0xc7, 0xc0 + (dst & 7)]);
+            self.ops.push_u32(v as u32);
+        } else {
+            dynasm!(self.ops ; .arch x64 ; mov Rq(dst), QWORD v as i64);
+        }
+    }
+
     /// Host register `dst` = guest register `r`.
     // dynasm-rs turns a dynamic register number with `.into()`.
     #[allow(clippy::useless_conversion)]
     fn get(&mut self, dst: u8, r: u8) {
+        // The instruction's first read may find the register in rax,
+        // where the one before computed it.
+        if let Some(c) = self.carry.take() {
+            if c == r & 31 {
+                if dst != RAX {
+                    dynasm!(self.ops ; .arch x64 ; mov Rq(dst), rax);
+                }
+                return;
+            }
+        }
         let h = self.host[(r & 31) as usize];
         if h != 0 {
             dynasm!(self.ops ; .arch x64 ; mov Rq(dst), Rq(h));
         } else {
-            dynasm!(self.ops ; .arch x64 ; mov Rq(dst), QWORD [rbx + xd(r)]);
+            dynasm!(self.ops ; .arch x64 ; mov Rq(dst), QWORD [BYTE rbx + xd(r)]);
         }
     }
 
@@ -741,7 +1020,27 @@ impl Emitter {
             dynasm!(self.ops ; .arch x64 ; mov Rq(h), Rq(src));
             self.dirty |= 1 << rd;
         } else {
-            dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + xd(rd)], Rq(src));
+            dynasm!(self.ops ; .arch x64 ; mov QWORD [BYTE rbx + xd(rd)], Rq(src));
+        }
+    }
+
+    /// Guest register `rd` = `v` (nothing for x0).
+    // dynasm-rs turns a dynamic register number with `.into()`.
+    #[allow(clippy::useless_conversion)]
+    fn put_imm(&mut self, rd: u8, v: u64) {
+        let rd = rd & 31;
+        if rd == 0 {
+            return;
+        }
+        let h = self.host[rd as usize];
+        if h != 0 {
+            self.mov_imm(h, v);
+            self.dirty |= 1 << rd;
+        } else if v as i64 == i64::from(v as i32) {
+            dynasm!(self.ops ; .arch x64 ; mov QWORD [BYTE rbx + xd(rd)], v as i32);
+        } else {
+            self.mov_imm(RAX, v);
+            self.put(RAX, rd);
         }
     }
 
@@ -752,7 +1051,7 @@ impl Emitter {
         for r in 1..32u8 {
             if dirty & (1 << r) != 0 {
                 let h = self.host[r as usize];
-                dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + xd(r)], Rq(h));
+                dynasm!(self.ops ; .arch x64 ; mov QWORD [BYTE rbx + xd(r)], Rq(h));
             }
         }
     }
@@ -766,162 +1065,141 @@ impl Emitter {
         for r in 1..32u8 {
             let h = self.host[r as usize];
             if h != 0 {
-                dynasm!(self.ops ; .arch x64 ; mov Rq(h), QWORD [rbx + xd(r)]);
+                dynasm!(self.ops ; .arch x64 ; mov Rq(h), QWORD [BYTE rbx + xd(r)]);
             }
         }
     }
 
+    /// Call the shared routine of helper `h` (its arguments set up): with
+    /// every cached register written back before and loaded again after,
+    /// through the block's wrapper when it caches any. The routine ends
+    /// the block if the helper says so.
+    fn call_helper(&mut self, h: Helper) {
+        if self.host == [0; 32] && matches!(h, Helper::Exec) {
+            let target = self.g.helpers[h as usize];
+            self.rel32(0xe8, target);
+            return;
+        }
+        let label = match self.wrappers[h as usize] {
+            Some(l) => l,
+            None => {
+                let l = self.ops.new_dynamic_label();
+                self.wrappers[h as usize] = Some(l);
+                l
+            }
+        };
+        dynasm!(self.ops ; .arch x64 ; call =>label);
+    }
+
     /// Leave the block after `count` instructions for `pc`, a target known
-    /// now: on the same page, through a slot that starts out leaving
-    /// (`exit`) and is later set to that block's entry, so that the jump
-    /// goes straight there.
+    /// now ([`Emitter::leave`], [`Emitter::go`]).
     fn exit_to(&mut self, count: u64, pc: u64) {
+        self.leave(count);
+        self.go(pc);
+    }
+
+    /// Back to the block's first instruction after its last (a branch to
+    /// itself; `start` already counts the pass just made): straight to
+    /// the code after the entry's register loads if the budget left
+    /// holds another pass (every register the block writes is in its
+    /// host register or the `x` array, as at the end of the first pass),
+    /// else out to the run loop with them written back. Exact as a jump
+    /// through the chain entry.
+    fn loop_back(&mut self, n: u64) {
+        let head = self.head;
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov rax, QWORD [BYTE rbp + C_LIMIT as i8]
+            ; sub rax, QWORD [BYTE rbp + C_START as i8]
+        );
+        // cmp rax, n (imm8)
+        self.ops.extend([0x48, 0x83, 0xf8, n as u8]);
+        dynasm!(self.ops ; .arch x64 ; jae =>head);
         self.spill(self.dirty);
+        self.mov_imm(RAX, self.block_pc);
+        dynasm!(self.ops ; .arch x64 ; xor ecx, ecx);
+        let g_exit = self.g.exit;
+        self.rel32(0xe9, g_exit);
+    }
+
+    /// `start` += `count` (at most [`MAX_BLOCK`]).
+    fn add_start(&mut self, count: u64) {
+        // add qword [rbp + C_START], imm8
+        self.ops
+            .extend([0x48, 0x83, 0x45, C_START as u8, count as u8]);
+    }
+
+    /// What every way out of the block does first: write back the cached
+    /// registers written, count the block's `count` instructions in
+    /// `start` (flags change; rax is left alone).
+    fn leave(&mut self, count: u64) {
+        self.spill(self.dirty);
+        self.add_start(count);
+    }
+
+    /// Go on at `pc` after [`Emitter::leave`]: on the same page, through a
+    /// slot that starts out leaving (the shared `slot` routine, with the
+    /// slot's address) and is later set to that block's chain entry, so
+    /// that the jump goes straight there; on another page, through the
+    /// jump cache.
+    fn go(&mut self, pc: u64) {
         if pc & !0xfff != self.page_va {
-            dynasm!(self.ops
-                ; .arch x64
-                ; mov rax, QWORD pc as i64
-                ; mov QWORD [rbp + C_NEXT_PC], rax
-            );
-            self.exit_dynamic(count);
+            self.mov_imm(RAX, pc);
+            let lookup = self.g.lookup;
+            self.rel32(0xe9, lookup);
             return;
         }
         let slot = self.ops.new_dynamic_label();
-        let own = self.ops.new_dynamic_label();
         dynasm!(self.ops
             ; .arch x64
-            ; add QWORD [rbp + C_START], count as i32
-            ; jmp QWORD [=>slot]
+            ; lea rax, [=>slot]
+            ; jmp QWORD [rax]
         );
-        self.slots.push((slot, own, pc));
+        self.slots.push((slot, pc));
     }
 
-    /// The slots and their own exits, after the code; returns (slot
-    /// offset, exit offset) pairs for the initial slot values.
-    fn slots(&mut self, _base: usize) -> Vec<(usize, usize)> {
+    /// The slots, each followed by its target pc, after the code; returns
+    /// their offsets (for their first value).
+    fn slots(&mut self) -> Vec<usize> {
         let mut placed = Vec::new();
-        for (slot, own, pc) in std::mem::take(&mut self.slots) {
-            dynasm!(self.ops
-                ; .arch x64
-                ; =>own
-                ; lea rax, [=>slot]
-                ; mov QWORD [rbp + C_LINK], rax
-            );
-            // `start` already counts this block.
-            self.exit(0, pc);
+        for (slot, pc) in std::mem::take(&mut self.slots) {
             dynasm!(self.ops
                 ; .arch x64
                 ; .align 8
                 ; =>slot
                 ; .u64 0
+                ; .u64 pc
             );
-            placed.push((slot, own));
+            placed.push(slot);
         }
         placed
             .into_iter()
-            .filter_map(|(slot, own)| {
-                let labels = self.ops.labels();
-                let s = labels.resolve_dynamic(slot).ok()?.0;
-                let o = labels.resolve_dynamic(own).ok()?.0;
-                Some((s, o))
-            })
+            .filter_map(|slot| Some(self.ops.labels().resolve_dynamic(slot).ok()?.0))
             .collect()
     }
 
-    /// Leave the block after `count` instructions for the pc in
-    /// `Ctx::next_pc` (and rax): straight into its block if the jump cache
-    /// has it, current, on a page the fetch TLB maps as `enter_page`
-    /// requires; to the run loop otherwise.
+    /// Leave the block after `count` instructions for the pc in rax:
+    /// through the jump cache (the shared `lookup` routine).
     fn exit_dynamic(&mut self, count: u64) {
         self.spill(self.dirty);
-        let miss = self.ops.new_dynamic_label();
-        dynasm!(self.ops
-            ; .arch x64
-            ; add QWORD [rbp + C_START], count as i32
-            // The fetch TLB entry of the target's page: a hit, as in
-            // `enter_page`, gives its RAM page (rcx).
-            ; mov rcx, rax
-            ; shr rcx, PAGE_SHIFT as i8
-            ; mov edx, ecx
-            ; and edx, (TLB_SIZE - 1) as i32
-            ; shl edx, 4
-            ; shl rcx, 6
-            ; or rcx, QWORD [rbp + C_FETCH_TAG]
-            ; mov rsi, QWORD [rbp + C_TLB_FETCH]
-            ; cmp rcx, QWORD [rsi + rdx]
-            ; jne =>miss
-            ; mov rcx, rax
-            ; and rcx, -0x1000
-            ; add rcx, QWORD [rsi + rdx + 8]
-            ; shr rcx, PAGE_SHIFT as i8
-            // The jump cache's block for the target: same pc, same page,
-            // the page's code unchanged since, not empty.
-            ; mov rdx, rax
-            ; shr rdx, 1
-            ; and edx, (JCACHE - 1) as i32
-            ; imul edx, edx, 48
-            ; add rdx, QWORD [rbp + C_JCACHE]
-            ; cmp rax, QWORD [rdx + B_PC]
-            ; jne =>miss
-            ; cmp rcx, QWORD [rdx + B_PAGE]
-            ; jne =>miss
-            ; mov rsi, QWORD [rbp + C_CODE_GEN]
-            ; mov rsi, QWORD [rsi + rcx * 8]
-            ; cmp rsi, QWORD [rdx + B_GEN]
-            ; jne =>miss
-            ; mov rsi, QWORD [rdx + B_CHAIN]
-            ; test rsi, rsi
-            ; jz =>miss
-            ; add QWORD [rbp + C_CACHE_JUMPS], 1
-            ; jmp rsi
-            ; =>miss
-            // `start` already counts this block.
-            ; mov QWORD [rbp + C_COUNT], 0
-            ; jmp QWORD [rbp + C_EXIT]
-        );
-    }
-
-    /// Leave the block: `count` instructions retired, continue at `pc`.
-    fn exit(&mut self, count: u64, pc: u64) {
-        self.spill(self.dirty);
-        dynasm!(self.ops
-            ; .arch x64
-            ; mov QWORD [rbp + C_COUNT], count as i32
-            ; mov rax, QWORD pc as i64
-            ; mov QWORD [rbp + C_NEXT_PC], rax
-            ; jmp QWORD [rbp + C_EXIT]
-        );
+        let lookup = self.g.lookup;
+        self.add_start(count);
+        self.rel32(0xe9, lookup);
     }
 
     /// Instruction `k` at `pc` (bits `raw`) through [`helper_exec`]: the
     /// guest registers written back first and loaded again after (it may
     /// read and write any); the block ends if the helper says so.
     fn exec(&mut self, raw: u32, pc: u64, k: usize) {
-        self.spill(self.dirty);
-        dynasm!(self.ops
-            ; .arch x64
-            ; mov rdi, rbp
-            ; mov esi, raw as i32
-            ; mov rdx, QWORD pc as i64
-            ; mov ecx, k as i32
-            ; call QWORD [rbp + C_EXEC]
-        );
-        self.reload();
-        dynasm!(self.ops
-            ; .arch x64
-            ; cmp QWORD [rbp + C_STATUS], 0
-            ; je >go_on
-            ; jmp QWORD [rbp + C_EXIT]
-            ; go_on:
-        );
-    }
-
-    /// Store rax into rd (nothing for x0).
-    fn set_rd(&mut self, rd: u8) {
-        self.put(RAX, rd);
+        dynasm!(self.ops ; .arch x64 ; mov esi, raw as i32);
+        self.mov_imm(RDX, pc);
+        dynasm!(self.ops ; .arch x64 ; mov ecx, k as i32);
+        self.call_helper(Helper::Exec);
     }
 
     /// Code for instruction `k` of `n` at `pc`.
+    // dynasm-rs turns a dynamic register number with `.into()`.
+    #[allow(clippy::useless_conversion)]
     fn insn(&mut self, i: &Insn, pc: u64, k: usize, n: usize) {
         let (rd, rs1, rs2) = (i.rd(), i.rs1 & 31, i.rs2 & 31);
         let imm = i.imm;
@@ -930,23 +1208,52 @@ impl Emitter {
         macro_rules! a {
             ($($t:tt)*) => { dynasm!(self.ops ; .arch x64 $($t)*) };
         }
-        // rax = rs1 (op) rs2, as 64-bit.
+        // rd = rs1 (op) rs2, as 64-bit; in place when rd is rs1.
         macro_rules! rr {
             ($op:ident) => {{
                 if rd != 0 {
-                    self.get(RAX, rs1);
-                    self.get(RCX, rs2);
-                    a!(; $op rax, rcx);
-                    self.set_rd(rd);
+                    let h = self.host[rd as usize];
+                    if rd == rs1 && h != 0 {
+                        if self.host[rs2 as usize] != 0 {
+                            let s = self.host[rs2 as usize];
+                            a!(; $op Rq(h), Rq(s));
+                        } else {
+                            a!(; $op Rq(h), QWORD [BYTE rbx + xd(rs2)]);
+                        }
+                        self.dirty |= 1 << rd;
+                    } else {
+                        self.get(RAX, rs1);
+                        if self.host[rs2 as usize] != 0 {
+                            let s = self.host[rs2 as usize];
+                            a!(; $op rax, Rq(s));
+                        } else {
+                            a!(; $op rax, QWORD [BYTE rbx + xd(rs2)]);
+                        }
+                        self.set_rd(rd);
+                    }
                 }
             }};
         }
+        // rd = rs1 (op) imm; in place when rd is rs1.
         macro_rules! ri {
             ($op:ident) => {{
                 if rd != 0 {
-                    self.get(RAX, rs1);
-                    a!(; $op rax, imm);
-                    self.set_rd(rd);
+                    let h = self.host[rd as usize];
+                    let dst = if rd == rs1 && h != 0 {
+                        self.dirty |= 1 << rd;
+                        h
+                    } else {
+                        self.get(RAX, rs1);
+                        RAX
+                    };
+                    if let Ok(imm) = i8::try_from(imm) {
+                        a!(; $op Rq(dst), BYTE imm);
+                    } else {
+                        a!(; $op Rq(dst), imm);
+                    }
+                    if dst == RAX {
+                        self.set_rd(rd);
+                    }
                 }
             }};
         }
@@ -955,8 +1262,13 @@ impl Emitter {
             ($op:ident) => {{
                 if rd != 0 {
                     self.get(RAX, rs1);
-                    self.get(RCX, rs2);
-                    a!(; $op eax, ecx ; movsxd rax, eax);
+                    if self.host[rs2 as usize] != 0 {
+                        let s = self.host[rs2 as usize];
+                        a!(; $op eax, Rd(s));
+                    } else {
+                        a!(; $op eax, DWORD [BYTE rbx + xd(rs2)]);
+                    }
+                    a!(; movsxd rax, eax);
                     self.set_rd(rd);
                 }
             }};
@@ -984,9 +1296,15 @@ impl Emitter {
         macro_rules! shifti {
             ($op:ident) => {{
                 if rd != 0 {
-                    self.get(RAX, rs1);
-                    a!(; $op rax, (imm & 63) as i8);
-                    self.set_rd(rd);
+                    let h = self.host[rd as usize];
+                    if rd == rs1 && h != 0 {
+                        a!(; $op Rq(h), (imm & 63) as i8);
+                        self.dirty |= 1 << rd;
+                    } else {
+                        self.get(RAX, rs1);
+                        a!(; $op rax, (imm & 63) as i8);
+                        self.set_rd(rd);
+                    }
                 }
             }};
         }
@@ -1004,7 +1322,11 @@ impl Emitter {
                 if rd != 0 {
                     self.get(RAX, rs1);
                     match $rhs {
-                        Some(v) => a!(; cmp rax, v),
+                        Some(v) => match i8::try_from(v) {
+                            // cmp rax, imm8
+                            Ok(v) => self.ops.extend([0x48, 0x83, 0xf8, v as u8]),
+                            Err(_) => a!(; cmp rax, v),
+                        },
                         None => {
                             self.get(RCX, rs2);
                             a!(; cmp rax, rcx)
@@ -1018,16 +1340,50 @@ impl Emitter {
         macro_rules! branch {
             ($jcc:ident) => {{
                 let taken = self.ops.new_dynamic_label();
+                let target = pc.wrapping_add(imm as i64 as u64);
+                if target == self.block_pc {
+                    self.add_start(count);
+                } else {
+                    // Both ways leave the same way first.
+                    self.leave(count);
+                }
                 self.get(RAX, rs1);
-                self.get(RCX, rs2);
-                // The write-backs of both exits leave the flags alone.
-                a!(; cmp rax, rcx ; $jcc =>taken);
-                self.exit_to(count, next);
-                a!(; =>taken);
-                self.exit_to(count, pc.wrapping_add(imm as i64 as u64));
+                if self.host[rs2 as usize] != 0 {
+                    let s = self.host[rs2 as usize];
+                    a!(; cmp rax, Rq(s));
+                } else {
+                    a!(; cmp rax, QWORD [BYTE rbx + xd(rs2)]);
+                }
+                if target == self.block_pc {
+                    // A loop in one block: the taken side goes on in
+                    // it, registers still in host registers, if the
+                    // budget allows another pass.
+                    a!(; $jcc =>taken);
+                    self.spill(self.dirty);
+                    self.go(next);
+                    a!(; =>taken);
+                    self.loop_back(count);
+                } else {
+                    // Over one `go` (at most 15 bytes).
+                    a!(; $jcc BYTE =>taken);
+                    self.go(next);
+                    a!(; =>taken);
+                    self.go(target);
+                }
             }};
         }
         match i.op {
+            Op::Addi if rs1 == 0 => self.put_imm(rd, imm as i64 as u64),
+            Op::Addi if imm == 0 && rd != 0 => {
+                let (h, s) = (self.host[rd as usize], self.host[rs1 as usize]);
+                if h != 0 && s != 0 {
+                    a!(; mov Rq(h), Rq(s));
+                    self.dirty |= 1 << rd;
+                } else {
+                    self.get(RAX, rs1);
+                    self.set_rd(rd);
+                }
+            }
             Op::Addi => ri!(add),
             Op::Andi => ri!(and),
             Op::Ori => ri!(or),
@@ -1037,7 +1393,14 @@ impl Emitter {
             Op::And => rr!(and),
             Op::Or => rr!(or),
             Op::Xor => rr!(xor),
-            Op::Mul => rr!(imul),
+            Op::Mul => {
+                if rd != 0 {
+                    self.get(RAX, rs1);
+                    self.get(RCX, rs2);
+                    a!(; imul rax, rcx);
+                    self.set_rd(rd);
+                }
+            }
             Op::Mulh | Op::Mulhu => {
                 if rd != 0 {
                     self.get(RAX, rs1);
@@ -1051,18 +1414,8 @@ impl Emitter {
                     self.set_rd(rd);
                 }
             }
-            Op::Lui => {
-                if rd != 0 {
-                    a!(; mov rax, QWORD imm as i64);
-                    self.set_rd(rd);
-                }
-            }
-            Op::Auipc => {
-                if rd != 0 {
-                    a!(; mov rax, QWORD pc.wrapping_add(imm as i64 as u64) as i64);
-                    self.set_rd(rd);
-                }
-            }
+            Op::Lui => self.put_imm(rd, imm as i64 as u64),
+            Op::Auipc => self.put_imm(rd, pc.wrapping_add(imm as i64 as u64)),
             Op::Slti => set_cc!(setl, Some(imm)),
             Op::Sltiu => set_cc!(setb, Some(imm)),
             Op::Slt => set_cc!(setl, None::<i32>),
@@ -1076,13 +1429,25 @@ impl Emitter {
             Op::Addiw => {
                 if rd != 0 {
                     self.get(RAX, rs1);
-                    a!(; add eax, imm ; movsxd rax, eax);
+                    if let Ok(imm) = i8::try_from(imm) {
+                        a!(; add eax, BYTE imm);
+                    } else {
+                        a!(; add eax, imm);
+                    }
+                    a!(; movsxd rax, eax);
                     self.set_rd(rd);
                 }
             }
             Op::Addw => rrw!(add),
             Op::Subw => rrw!(sub),
-            Op::Mulw => rrw!(imul),
+            Op::Mulw => {
+                if rd != 0 {
+                    self.get(RAX, rs1);
+                    self.get(RCX, rs2);
+                    a!(; imul eax, ecx ; movsxd rax, eax);
+                    self.set_rd(rd);
+                }
+            }
             Op::Slliw => shiftiw!(shl),
             Op::Srliw => shiftiw!(shr),
             Op::Sraiw => shiftiw!(sar),
@@ -1091,10 +1456,7 @@ impl Emitter {
             Op::Sraw => shiftw!(sar),
             Op::Fence | Op::FenceI => {}
             Op::Jal => {
-                if rd != 0 {
-                    a!(; mov rax, QWORD next as i64);
-                    self.set_rd(rd);
-                }
+                self.put_imm(rd, next);
                 self.exit_to(count, pc.wrapping_add(imm as i64 as u64));
             }
             Op::Jalr => {
@@ -1103,13 +1465,11 @@ impl Emitter {
                 a!(
                     ; add rax, imm
                     ; and rax, -2
-                    ; mov QWORD [rbp + C_NEXT_PC], rax
                 );
                 if rd != 0 {
-                    a!(; mov rax, QWORD next as i64);
-                    self.set_rd(rd);
+                    self.mov_imm(RCX, next);
+                    self.put(RCX, rd);
                 }
-                a!(; mov rax, QWORD [rbp + C_NEXT_PC]);
                 self.exit_dynamic(count);
             }
             Op::Beq => branch!(je),
@@ -1124,12 +1484,15 @@ impl Emitter {
                 // Operations of rs1 and rs2 through the interpreter's own
                 // definition (division and the rarer multiplications).
                 if let (Some(f), true) = (alu_helper(op), rd != 0) {
-                    self.get(RDI, rs1);
-                    self.get(RSI, rs2);
                     // The call clobbers the cached registers: write them
-                    // back first, load them again after (the helper
-                    // changes no guest state).
-                    self.spill(self.dirty);
+                    // back first (all of them: in a block that loops, one
+                    // written later in the block may be ahead of the `x`
+                    // array too), load them again after (the helper
+                    // changes no guest state). rsi first: rdi may hold
+                    // rs2.
+                    self.spill(self.cached_mask());
+                    self.get(RSI, rs2);
+                    self.get(RDI, rs1);
                     a!(
                         ; mov rax, QWORD f as i64
                         ; call rax
@@ -1141,48 +1504,59 @@ impl Emitter {
         }
     }
 
-    /// rsi = rs1 + imm (the address), then the TLB compare against the
-    /// table in `table` (r13 loads, r14 stores) for an `n`-byte access:
-    /// jumps to `slow` on a miss, else leaves rax = the RAM offset.
-    fn tlb(
-        &mut self,
-        i: &Insn,
-        n: i32,
-        store: bool,
-        slow: dynasmrt::DynamicLabel,
-        retry: dynasmrt::DynamicLabel,
-    ) {
-        dynasm!(self.ops ; .arch x64 ; =>retry);
+    /// Store rax into rd (nothing for x0), the last thing an instruction
+    /// does: rax still holds rd for the next instruction's first read
+    /// ([`Emitter::get`]).
+    fn set_rd(&mut self, rd: u8) {
+        self.put(RAX, rd);
+        if rd & 31 != 0 && self.host[(rd & 31) as usize] == 0 {
+            self.rax_holds = Some(rd & 31);
+        }
+    }
+
+    /// rsi = rs1 + imm (the address), then the TLB compare for an
+    /// `n`-byte access against the load (r14) or store (r15) table: jumps
+    /// to `slow` on a miss, else leaves rsi = the RAM offset. The tag is
+    /// computed from the access's last byte and the index from its first,
+    /// so an access that crosses the page end misses (as `load_hit`'s
+    /// in-page check makes it), with one compare.
+    fn tlb(&mut self, i: &Insn, n: i32, store: bool, slow: dynasmrt::DynamicLabel) {
         self.get(RSI, i.rs1);
-        dynasm!(self.ops
-            ; .arch x64
-            ; add rsi, i.imm
-            ; mov rax, rsi
-            ; shr rax, PAGE_SHIFT as i8
-            ; mov ecx, eax
-            ; and ecx, (TLB_SIZE - 1) as i32
-            ; shl ecx, 4
-            ; shl rax, 6
-            ; or rax, r15
-        );
-        if store {
-            dynasm!(self.ops ; .arch x64 ; cmp rax, QWORD [r14 + rcx] ; jne =>slow);
-        } else {
-            dynasm!(self.ops ; .arch x64 ; cmp rax, QWORD [r13 + rcx] ; jne =>slow);
+        if i.imm != 0 {
+            if let Ok(imm) = i8::try_from(i.imm) {
+                dynasm!(self.ops ; .arch x64 ; add rsi, BYTE imm);
+            } else {
+                dynasm!(self.ops ; .arch x64 ; add rsi, i.imm);
+            }
         }
         if n > 1 {
+            dynasm!(self.ops ; .arch x64 ; lea rcx, [BYTE rsi + (n - 1) as i8]);
+        } else {
+            dynasm!(self.ops ; .arch x64 ; mov rcx, rsi);
+        }
+        dynasm!(self.ops
+            ; .arch x64
+            ; shr rcx, PAGE_SHIFT as i8
+            ; shl rcx, 6
+            ; or rcx, QWORD [BYTE rbp + C_TAG as i8]
+            ; mov eax, esi
+            ; shr eax, (PAGE_SHIFT - 4) as i8
+            ; and eax, ((TLB_SIZE - 1) << 4) as i32
+        );
+        if store {
             dynasm!(self.ops
                 ; .arch x64
-                ; mov eax, esi
-                ; and eax, 0xfff
-                ; cmp eax, 0x1000 - n
-                ; ja =>slow
+                ; cmp rcx, QWORD [r15 + rax]
+                ; jne =>slow
+                ; add rsi, QWORD [r15 + rax + 8]
             );
-        }
-        if store {
-            dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [r14 + rcx + 8] ; add rax, rsi);
         } else {
-            dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [r13 + rcx + 8] ; add rax, rsi);
+            dynasm!(self.ops
+                ; .arch x64
+                ; cmp rcx, QWORD [r14 + rax]
+                ; jne =>slow
+                ; add rsi, QWORD [r14 + rax + 8]
+            );
         }
     }
 
@@ -1198,27 +1572,23 @@ impl Emitter {
         };
         let slow = self.ops.new_dynamic_label();
         let done = self.ops.new_dynamic_label();
-        let retry = self.ops.new_dynamic_label();
-        self.tlb(i, n, false, slow, retry);
+        self.tlb(i, n, false, slow);
         match kind {
-            0 => dynasm!(self.ops ; .arch x64 ; movsx rdx, BYTE [r12 + rax]),
-            1 => dynasm!(self.ops ; .arch x64 ; movsx rdx, WORD [r12 + rax]),
-            2 => dynasm!(self.ops ; .arch x64 ; movsxd rdx, DWORD [r12 + rax]),
-            3 => dynasm!(self.ops ; .arch x64 ; mov rdx, QWORD [r12 + rax]),
-            4 => dynasm!(self.ops ; .arch x64 ; movzx edx, BYTE [r12 + rax]),
-            5 => dynasm!(self.ops ; .arch x64 ; movzx edx, WORD [r12 + rax]),
-            _ => dynasm!(self.ops ; .arch x64 ; mov edx, DWORD [r12 + rax]),
+            0 => dynasm!(self.ops ; .arch x64 ; movsx rdx, BYTE [r12 + rsi]),
+            1 => dynasm!(self.ops ; .arch x64 ; movsx rdx, WORD [r12 + rsi]),
+            2 => dynasm!(self.ops ; .arch x64 ; movsxd rdx, DWORD [r12 + rsi]),
+            3 => dynasm!(self.ops ; .arch x64 ; mov rdx, QWORD [r12 + rsi]),
+            4 => dynasm!(self.ops ; .arch x64 ; movzx edx, BYTE [r12 + rsi]),
+            5 => dynasm!(self.ops ; .arch x64 ; movzx edx, WORD [r12 + rsi]),
+            _ => dynasm!(self.ops ; .arch x64 ; mov edx, DWORD [r12 + rsi]),
         }
         self.put(RDX, i.rd());
         dynasm!(self.ops ; .arch x64 ; =>done);
-        self.stubs.push(Stub::Slow {
+        self.stubs.push(Stub {
             label: slow,
             done,
-            retry,
-            store: false,
-            rs2: 0,
-            pc,
-            meta: meta(k, i, kind),
+            helper: Helper::Load,
+            meta: meta(k, i, i.rd(), kind, pc.wrapping_sub(self.block_pc)),
         });
     }
 
@@ -1231,152 +1601,85 @@ impl Emitter {
         };
         let slow = self.ops.new_dynamic_label();
         let done = self.ops.new_dynamic_label();
-        let retry = self.ops.new_dynamic_label();
         let code = self.ops.new_dynamic_label();
-        self.tlb(i, n, true, slow, retry);
+        self.tlb(i, n, true, slow);
         self.get(RDX, i.rs2);
         match n {
-            1 => dynasm!(self.ops ; .arch x64 ; mov BYTE [r12 + rax], dl),
-            2 => dynasm!(self.ops ; .arch x64 ; mov WORD [r12 + rax], dx),
-            4 => dynasm!(self.ops ; .arch x64 ; mov DWORD [r12 + rax], edx),
-            _ => dynasm!(self.ops ; .arch x64 ; mov QWORD [r12 + rax], rdx),
+            1 => dynasm!(self.ops ; .arch x64 ; mov BYTE [r12 + rsi], dl),
+            2 => dynasm!(self.ops ; .arch x64 ; mov WORD [r12 + rsi], dx),
+            4 => dynasm!(self.ops ; .arch x64 ; mov DWORD [r12 + rsi], edx),
+            _ => dynasm!(self.ops ; .arch x64 ; mov QWORD [r12 + rsi], rdx),
         }
         // Ram::touch_page, unless the page is marked dirty already and
         // holds no decoded code (RAM's store-check byte is 0): the stub
         // marks it, and ends the block if that dropped decoded code.
         dynasm!(self.ops
             ; .arch x64
-            ; shr rax, PAGE_SHIFT as i8
-            ; mov rsi, QWORD [rbp + C_STORE_CHECK]
-            ; cmp BYTE [rsi + rax], 0
+            ; shr rsi, PAGE_SHIFT as i8
+            ; mov rax, QWORD [BYTE rbp + C_STORE_CHECK as i8]
+            ; cmp BYTE [rax + rsi], 0
             ; jne =>code
             ; =>done
         );
-        self.stubs.push(Stub::Slow {
+        let m = meta(k, i, i.rs2, n as u32, pc.wrapping_sub(self.block_pc));
+        self.stubs.push(Stub {
             label: slow,
             done,
-            retry,
-            store: true,
-            rs2: i.rs2 & 31,
-            pc,
-            meta: meta(k, i, n as u32),
+            helper: Helper::Store,
+            meta: m,
         });
-        self.stubs.push(Stub::Code {
-            dirty: self.dirty,
-            done,
+        self.stubs.push(Stub {
             label: code,
-            count: k as u64 + 1,
-            next: pc.wrapping_add(i.size()),
+            done,
+            helper: Helper::Touch,
+            meta: m,
         });
     }
 
     fn stubs(&mut self) {
-        for stub in std::mem::take(&mut self.stubs) {
-            match stub {
-                Stub::Slow {
-                    label,
-                    done,
-                    retry,
-                    store,
-                    rs2,
-                    pc,
-                    meta,
-                } => {
-                    dynasm!(self.ops ; .arch x64 ; =>label);
-                    self.get(RDX, rs2);
-                    dynasm!(self.ops
-                        ; .arch x64
-                        ; mov rdi, rbp
-                        ; mov rcx, QWORD pc as i64
-                    );
-                    if self.host == [0; 32] {
-                        dynasm!(self.ops ; .arch x64 ; mov r8d, meta as i32);
-                        if store {
-                            dynasm!(self.ops ; .arch x64 ; call QWORD [rbp + C_STORE]);
-                        } else {
-                            dynasm!(self.ops ; .arch x64 ; call QWORD [rbp + C_LOAD]);
-                        }
-                    } else {
-                        // The helper sees (and the run loop, if the block
-                        // ends) the guest registers in the `x` array; the
-                        // call clobbers the cached ones, which are loaded
-                        // again after it (a load's helper may have
-                        // written its rd). A routine shared by the
-                        // block's slow paths does both.
-                        let k = usize::from(store);
-                        let routine = match self.slow_calls[k] {
-                            Some(l) => l,
-                            None => {
-                                let l = self.ops.new_dynamic_label();
-                                self.slow_calls[k] = Some(l);
-                                l
-                            }
-                        };
-                        dynasm!(self.ops
-                            ; .arch x64
-                            ; mov eax, meta as i32
-                            ; call =>routine
-                        );
-                    }
-                    // 1: the helper filled the TLB from the walk cache;
-                    // the access is tried again inline (it hits now).
-                    dynasm!(self.ops
-                        ; .arch x64
-                        ; test eax, eax
-                        ; jnz =>retry
-                        ; cmp QWORD [rbp + C_STATUS], 0
-                        ; je =>done
-                        ; jmp QWORD [rbp + C_EXIT]
-                    );
-                }
-                Stub::Code {
-                    dirty,
-                    done,
-                    label,
-                    count,
-                    next,
-                } => {
-                    let end = self.ops.new_dynamic_label();
-                    dynasm!(self.ops ; .arch x64 ; =>label);
-                    // Written back for the run loop if the block ends
-                    // (`exit` has nothing left to write back, `self.dirty`
-                    // is 0 here); the call clobbers the cached registers:
-                    // loaded again if it goes on.
-                    self.spill(dirty);
-                    dynasm!(self.ops
-                        ; .arch x64
-                        ; mov rdi, rbp
-                        ; mov rsi, rax
-                        ; call QWORD [rbp + C_TOUCH]
-                        ; test eax, eax
-                        ; jnz =>end
-                    );
-                    self.reload();
-                    dynasm!(self.ops ; .arch x64 ; jmp =>done ; =>end);
-                    self.exit(count, next);
-                }
-            }
+        for Stub {
+            label,
+            done,
+            helper,
+            meta,
+        } in std::mem::take(&mut self.stubs)
+        {
+            // The helper sees (and the run loop, if the block ends) the
+            // guest registers in the `x` array.
+            dynasm!(self.ops ; .arch x64 ; =>label ; mov eax, meta as i32);
+            self.call_helper(helper);
+            dynasm!(self.ops ; .arch x64 ; jmp =>done);
         }
-        // The shared slow-path calls: entered by `call` (rsp is 8 off the
-        // 16-byte alignment of block code), every cached register is
+        // The block's routines: entered by `call` (rsp is 8 off the
+        // 16-byte alignment of block code); every cached register is
         // written back (a register not written since it was loaded holds
-        // what the `x` array holds, so writing it is harmless), the
-        // helper called with its `meta` from eax, the cached registers
-        // loaded again (eax, the helper's answer, is left alone).
-        for (k, routine) in std::mem::take(&mut self.slow_calls).into_iter().enumerate() {
-            let Some(routine) = routine else {
+        // what the `x` array holds, so writing it is harmless), rcx set to
+        // the block's pc for the memory helpers, the shared routine called
+        // (its other arguments are left alone), the cached registers
+        // loaded again. Without cached registers, a jump to the shared
+        // routine after setting rcx.
+        let cached = self.cached_mask();
+        for (k, wrapper) in std::mem::take(&mut self.wrappers).into_iter().enumerate() {
+            let Some(wrapper) = wrapper else {
                 continue;
             };
-            dynasm!(self.ops ; .arch x64 ; =>routine ; sub rsp, 8);
-            self.spill(self.cached_mask());
-            dynasm!(self.ops ; .arch x64 ; mov r8d, eax);
-            if k == 1 {
-                dynasm!(self.ops ; .arch x64 ; call QWORD [rbp + C_STORE]);
-            } else {
-                dynasm!(self.ops ; .arch x64 ; call QWORD [rbp + C_LOAD]);
+            let target = self.g.helpers[k];
+            let pc = k != Helper::Exec as usize;
+            dynasm!(self.ops ; .arch x64 ; =>wrapper);
+            if cached != 0 {
+                dynasm!(self.ops ; .arch x64 ; sub rsp, 8);
+                self.spill(cached);
             }
-            self.reload();
-            dynasm!(self.ops ; .arch x64 ; add rsp, 8 ; ret);
+            if pc {
+                self.mov_imm(RCX, self.block_pc);
+            }
+            if cached != 0 {
+                self.rel32(0xe8, target);
+                self.reload();
+                dynasm!(self.ops ; .arch x64 ; add rsp, 8 ; ret);
+            } else {
+                self.rel32(0xe9, target);
+            }
         }
     }
 
@@ -1388,10 +1691,26 @@ impl Emitter {
     }
 }
 
-/// What a memory helper needs to know of instruction `k`: its index, its
-/// length, rd and the access kind (load kind 0..6, or store width).
-fn meta(k: usize, i: &Insn, kind: u32) -> u32 {
-    (k as u32 & 0xff) | ((i.size() as u32) << 8) | ((i.rd() as u32) << 16) | (kind << 24)
+/// What a memory helper needs to know of instruction `k` at `off` bytes
+/// into its block: its index, its length, its register (rd of a load, rs2
+/// of a store) and the access kind (load kind 0..6, or store width).
+fn meta(k: usize, i: &Insn, reg: u8, kind: u32, off: u64) -> u32 {
+    (k as u32 & 0xff)
+        | ((i.size() as u32) << 8)
+        | (u32::from(reg & 31) << 12)
+        | ((kind & 15) << 17)
+        | ((off as u32 & 0x7ff) << 21)
+}
+
+/// [`meta`] taken apart: (index, length, register, kind, pc).
+fn unmeta(meta: u64, block_pc: u64) -> (u64, u64, u8, u32, u64) {
+    (
+        meta & 0xff,
+        (meta >> 8) & 15,
+        ((meta >> 12) & 31) as u8,
+        ((meta >> 17) & 15) as u32,
+        block_pc.wrapping_add((meta >> 21) & 0x7ff),
+    )
 }
 
 macro_rules! alu_helpers {
@@ -1423,10 +1742,12 @@ alu_helpers!(
     remuw: Remuw,
 );
 
-/// A load that missed the TLB: the interpreter's `load_slow`. Returns 1
-/// instead when the hart's walk cache has the translation
-/// ([`Hart::refill_cached`] filled the TLB as the slow path would): the
-/// block then tries the access again inline, where it hits.
+/// A load that missed the TLB: the interpreter's `load_slow`; or, when
+/// the hart's walk cache has the translation ([`Hart::refill_cached`]
+/// filled the TLB as the slow path would), the hit path the block's own
+/// code would take on a retry (`load_hit`, the same entry and bytes).
+/// `block_pc` and `meta` say which instruction it is ([`unmeta`]); the
+/// value goes to the `x` array.
 ///
 /// Helpers are `extern "sysv64"` and generated code has no unwind tables:
 /// a panic in one (a bug: nothing the guest does panics) aborts the
@@ -1438,23 +1759,18 @@ alu_helpers!(
 unsafe extern "sysv64" fn helper_load<B: Bus>(
     ctx: *mut Ctx,
     va: u64,
-    _rs2: u64,
-    pc: u64,
+    _unused: u64,
+    block_pc: u64,
     meta: u64,
-) -> u64 {
+) {
     // SAFETY: see the function's contract: `run_jit` made these pointers
     // from the `&mut` it holds and does not use those while the block runs.
     let (c, hart, ram, bus) = unsafe {
         let (h, r, b) = ((*ctx).hart, (*ctx).ram, (*ctx).bus.cast::<B>());
         (&mut *ctx, &mut *h, &mut *r, &mut *b)
     };
-    if hart.refill_cached(ram, va, load_width((meta >> 24) as u32 & 7) as usize, false) {
-        return 1;
-    }
-    let k = meta & 0xff;
-    let size = (meta >> 8) & 0xf;
-    let rd = ((meta >> 16) & 31) as u8;
-    let (n, signed) = match (meta >> 24) & 7 {
+    let (k, size, rd, kind, pc) = unmeta(meta, block_pc);
+    let (n, signed) = match kind {
         0 => (1, true),
         1 => (2, true),
         2 => (4, true),
@@ -1465,7 +1781,21 @@ unsafe extern "sysv64" fn helper_load<B: Bus>(
     };
     hart.retired = c.start + k;
     let limit = hart.limit;
-    match hart.load_slow(ram, bus, va, n) {
+    let hit = if hart.refill_cached(ram, va, n, false) {
+        match n {
+            1 => hart.load_hit::<1>(ram, va),
+            2 => hart.load_hit::<2>(ram, va),
+            4 => hart.load_hit::<4>(ram, va),
+            _ => hart.load_hit::<8>(ram, va),
+        }
+    } else {
+        None
+    };
+    let v = match hit {
+        Some(v) => Ok(v),
+        None => hart.load_slow(ram, bus, va, n),
+    };
+    match v {
         Ok(v) => {
             let v = match (n, signed) {
                 (1, true) => v as i8 as u64,
@@ -1487,35 +1817,44 @@ unsafe extern "sysv64" fn helper_load<B: Bus>(
             c.trap = Some(t);
         }
     }
-    0
 }
 
-/// A store that missed the TLB: the interpreter's `store_slow`, or 1 as
-/// [`helper_load`] returns.
+/// A store that missed the TLB: the interpreter's `store_slow`, or its
+/// hit path after a refill as [`helper_load`]; the value is the `x`
+/// array's rs2.
 ///
 /// # Safety
 /// As [`helper_load`].
 unsafe extern "sysv64" fn helper_store<B: Bus>(
     ctx: *mut Ctx,
     va: u64,
-    val: u64,
-    pc: u64,
+    _unused: u64,
+    block_pc: u64,
     meta: u64,
-) -> u64 {
+) {
     // SAFETY: as in `helper_load`.
     let (c, hart, ram, bus) = unsafe {
         let (h, r, b) = ((*ctx).hart, (*ctx).ram, (*ctx).bus.cast::<B>());
         (&mut *ctx, &mut *h, &mut *r, &mut *b)
     };
-    let n = ((meta >> 24) & 15) as usize;
-    if hart.refill_cached(ram, va, n, true) {
-        return 1;
-    }
-    let k = meta & 0xff;
-    let size = (meta >> 8) & 0xf;
+    let (k, size, rs2, n, pc) = unmeta(meta, block_pc);
+    let n = n as usize;
+    let val = hart.x[rs2 as usize];
     hart.retired = c.start + k;
     let limit = hart.limit;
-    match hart.store_slow(ram, bus, va, n, val) {
+    let hit = hart.refill_cached(ram, va, n, true)
+        && match n {
+            1 => hart.store_hit::<1>(ram, va, val),
+            2 => hart.store_hit::<2>(ram, va, val),
+            4 => hart.store_hit::<4>(ram, va, val),
+            _ => hart.store_hit::<8>(ram, va, val),
+        };
+    let r = if hit {
+        Ok(())
+    } else {
+        hart.store_slow(ram, bus, va, n, val)
+    };
+    match r {
         Ok(()) => {
             if hart.limit != limit || ram.code_epoch() != c.epoch {
                 c.status = 2;
@@ -1529,17 +1868,6 @@ unsafe extern "sysv64" fn helper_store<B: Bus>(
             c.next_pc = pc;
             c.trap = Some(t);
         }
-    }
-    0
-}
-
-/// Bytes of a load of kind `kind` (as in [`meta`]).
-fn load_width(kind: u32) -> u32 {
-    match kind {
-        0 | 4 => 1,
-        1 | 5 => 2,
-        3 => 8,
-        _ => 4,
     }
 }
 
@@ -1582,17 +1910,30 @@ unsafe extern "sysv64" fn helper_exec<B: Bus>(ctx: *mut Ctx, raw: u64, pc: u64, 
 }
 
 /// A store to a page whose store-check byte is set: `Ram::touch_page`
-/// marks it dirty and drops its decoded code, if any. Returns 1 if it
-/// did drop code (the block must end after the store), else 0.
+/// marks it dirty and drops its decoded code, if any. If it did drop code,
+/// the block must end after the store (the instruction `block_pc` and
+/// `meta` name, as [`helper_load`]'s): returns 1, else 0.
 ///
 /// # Safety
 /// As [`helper_load`].
-unsafe extern "sysv64" fn helper_touch(ctx: *mut Ctx, page: u64) -> u64 {
+unsafe extern "sysv64" fn helper_touch(
+    ctx: *mut Ctx,
+    page: u64,
+    _unused: u64,
+    block_pc: u64,
+    meta: u64,
+) -> u64 {
     // SAFETY: as in `helper_load`.
-    let ram = unsafe { &mut *(*ctx).ram };
+    let (c, ram) = unsafe { (&mut *ctx, &mut *(*ctx).ram) };
     let epoch = ram.code_epoch();
     ram.touch_page(page as usize);
-    u64::from(ram.code_epoch() != epoch)
+    if ram.code_epoch() == epoch {
+        return 0;
+    }
+    let (k, size, _, _, pc) = unmeta(meta, block_pc);
+    c.count = k + 1;
+    c.next_pc = pc.wrapping_add(size);
+    1
 }
 
 impl Hart {
@@ -1617,7 +1958,6 @@ impl Jit {
             self.ram_id = Some(ram.id());
         }
         let mut ctx = Ctx {
-            exit: self.exit,
             ram_bytes: std::ptr::null_mut(),
             tlb_load: hart.tlb.load.as_ptr(),
             tlb_store: hart.tlb.store.as_ptr(),
@@ -1638,6 +1978,7 @@ impl Jit {
             jcache: self.jcache.as_ptr(),
             code_gen: ram.code_gen_ptr(),
             cache_jumps: 0,
+            rsp: 0,
             epoch: 0,
             hart: std::ptr::null_mut(),
             ram: std::ptr::null_mut(),

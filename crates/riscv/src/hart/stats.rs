@@ -9,6 +9,9 @@ pub struct JitStats {
     pub blocks: u64,
     /// Bytes of host code emitted.
     pub code_bytes: u64,
+    /// Host time spent translating, in nanoseconds (a measurement for the
+    /// counters only: nothing the guest sees depends on it).
+    pub translate_ns: u64,
     /// Times the whole cache was dropped because it was full.
     pub flushes: u64,
     /// Blocks entered from the run loop.
@@ -51,6 +54,7 @@ impl JitStats {
     pub fn add(&mut self, o: &JitStats) {
         self.blocks += o.blocks;
         self.code_bytes += o.code_bytes;
+        self.translate_ns += o.translate_ns;
         self.flushes += o.flushes;
         self.entered += o.entered;
         self.links += o.links;
