@@ -3,6 +3,24 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Privilege mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Priv {
+    User = 0,
+    Supervisor = 1,
+    Machine = 3,
+}
+
+impl Priv {
+    pub(crate) fn from_bits(b: u64) -> Priv {
+        match b & 3 {
+            0 => Priv::User,
+            1 => Priv::Supervisor,
+            _ => Priv::Machine,
+        }
+    }
+}
+
 // mstatus fields.
 pub const MSTATUS_SIE: u64 = 1 << 1;
 pub const MSTATUS_MIE: u64 = 1 << 3;

@@ -1,6 +1,7 @@
 //! The hart: architectural state, the run loop, and instruction execution.
 
 use crate::bus::Bus;
+pub use crate::csr::Priv;
 use crate::csr::{self, Csrs};
 use crate::decode::{self, DecodedPage, Insn, Op};
 use crate::mmu::{self, tlb_index, tlb_tag, Access, Tlb, TlbEntry};
@@ -92,24 +93,6 @@ struct Counters {
     retired_fast: u64,
     code_epoch: u64,
     walks_cached: u64,
-}
-
-/// Privilege mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Priv {
-    User = 0,
-    Supervisor = 1,
-    Machine = 3,
-}
-
-impl Priv {
-    fn from_bits(b: u64) -> Priv {
-        match b & 3 {
-            0 => Priv::User,
-            1 => Priv::Supervisor,
-            _ => Priv::Machine,
-        }
-    }
 }
 
 /// Interrupt lines driven by the board.

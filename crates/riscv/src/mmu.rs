@@ -2,8 +2,7 @@
 //! checks, and the software TLB that makes a RAM access one tag compare and
 //! one add.
 
-use crate::csr::{self, Csrs, PMP_ENTRIES};
-use crate::hart::Priv;
+use crate::csr::{self, Csrs, Priv, PMP_ENTRIES};
 use crate::ram::{Ram, PAGE_SHIFT};
 
 /// Kind of access, which picks the TLB and the fault causes.
