@@ -327,7 +327,12 @@ fn parse_rate(s: &str) -> Result<u64, String> {
 pub(crate) fn parse_disk(s: &str) -> Result<DiskArg, String> {
     let first = s.split(',').next().unwrap_or_default();
     if !first.contains('=') && !first.is_empty() {
-        let new = format!("path={s}").replace(",ro", ",readonly=on");
+        // Only a whole `ro` field is the old flag (a path may hold ",ro").
+        let fields: Vec<&str> = s
+            .split(',')
+            .map(|f| if f == "ro" { "readonly=on" } else { f })
+            .collect();
+        let new = format!("path={}", fields.join(","));
         return Err(format!(
             "invalid disk '{s}': the PATH[,ro] form is gone; write '{new}'"
         ));

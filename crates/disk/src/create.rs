@@ -117,10 +117,7 @@ pub(crate) fn check_size(size: u64) -> Result<(), DiskError> {
 
 /// The directory a new file goes in ("." for a bare file name).
 pub(crate) fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
+    durable::parent(path).to_path_buf()
 }
 
 /// A backing file as the new header records it.

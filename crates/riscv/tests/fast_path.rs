@@ -348,6 +348,42 @@ fn seen(exit: Exit, h: &Hart) -> Seen {
     }
 }
 
+/// Runs `a` and `b` (each with its RAM) over the same random slices
+/// (`count` of them, budgets drawn from `seed + salt`), comparing exits
+/// and registers after each slice, and the whole `Hart` too when
+/// `whole_state`; RAM at the end (`ram_differs` names what).
+fn run_side_by_side(
+    seed: u64,
+    salt: u64,
+    count: usize,
+    (a, a_ram): (&mut Hart, &mut Ram),
+    (b, b_ram): (&mut Hart, &mut Ram),
+    whole_state: bool,
+    ram_differs: &str,
+) {
+    let mut slices = Rng(seed.wrapping_add(salt));
+    for slice in 0..count {
+        let budget = 1 + slices.below(3000);
+        let x = a.run(a_ram, &mut NoDevices, budget);
+        let y = b.run(b_ram, &mut NoDevices, budget);
+        assert_eq!(
+            seen(x, a),
+            seen(y, b),
+            "program {seed}, slice {slice} (budget {budget})"
+        );
+        if whole_state {
+            assert_eq!(*a, *b, "program {seed}, slice {slice}: state");
+        }
+        if matches!(x, Exit::TrapStorm { .. }) {
+            break;
+        }
+    }
+    assert!(
+        a_ram.as_slice() == b_ram.as_slice(),
+        "program {seed}: {ram_differs}"
+    );
+}
+
 #[test]
 fn the_fast_loop_computes_what_the_general_loop_computes() {
     let mut fast_share = 0u64;
@@ -355,23 +391,14 @@ fn the_fast_loop_computes_what_the_general_loop_computes() {
         let code = program(seed);
         let (mut fast, mut fast_ram) = machine(&code, seed, true);
         let (mut general, mut general_ram) = machine(&code, seed, false);
-        let mut slices = Rng(seed.wrapping_add(7));
-        for slice in 0..60 {
-            let budget = 1 + slices.below(3000);
-            let a = fast.run(&mut fast_ram, &mut NoDevices, budget);
-            let b = general.run(&mut general_ram, &mut NoDevices, budget);
-            assert_eq!(
-                seen(a, &fast),
-                seen(b, &general),
-                "program {seed}, slice {slice} (budget {budget})"
-            );
-            if matches!(a, Exit::TrapStorm { .. }) {
-                break;
-            }
-        }
-        assert!(
-            fast_ram.as_slice() == general_ram.as_slice(),
-            "program {seed}: RAM differs"
+        run_side_by_side(
+            seed,
+            7,
+            60,
+            (&mut fast, &mut fast_ram),
+            (&mut general, &mut general_ram),
+            false,
+            "RAM differs",
         );
         fast_share += fast.instret();
     }
@@ -388,24 +415,14 @@ fn the_translator_computes_what_the_general_loop_computes() {
         let code = program(seed);
         let (mut jit, mut jit_ram) = machine_in(&code, seed, Mode::Jit);
         let (mut general, mut general_ram) = machine_in(&code, seed, Mode::General);
-        let mut slices = Rng(seed.wrapping_add(7));
-        for slice in 0..150 {
-            let budget = 1 + slices.below(3000);
-            let a = jit.run(&mut jit_ram, &mut NoDevices, budget);
-            let b = general.run(&mut general_ram, &mut NoDevices, budget);
-            assert_eq!(
-                seen(a, &jit),
-                seen(b, &general),
-                "program {seed}, slice {slice} (budget {budget})"
-            );
-            assert_eq!(jit, general, "program {seed}, slice {slice}: state");
-            if matches!(a, Exit::TrapStorm { .. }) {
-                break;
-            }
-        }
-        assert!(
-            jit_ram.as_slice() == general_ram.as_slice(),
-            "program {seed}: RAM differs"
+        run_side_by_side(
+            seed,
+            7,
+            150,
+            (&mut jit, &mut jit_ram),
+            (&mut general, &mut general_ram),
+            true,
+            "RAM differs",
         );
         in_blocks += jit.jit_stats().retired_in_blocks;
         links += jit.jit_stats().links;
@@ -432,24 +449,14 @@ fn the_translator_computes_what_the_general_loop_computes_under_sv39() {
         let code = program(seed);
         let (mut jit, mut jit_ram) = machine_with(&code, seed, Mode::Jit, true);
         let (mut general, mut general_ram) = machine_with(&code, seed, Mode::General, true);
-        let mut slices = Rng(seed.wrapping_add(11));
-        for slice in 0..150 {
-            let budget = 1 + slices.below(3000);
-            let a = jit.run(&mut jit_ram, &mut NoDevices, budget);
-            let b = general.run(&mut general_ram, &mut NoDevices, budget);
-            assert_eq!(
-                seen(a, &jit),
-                seen(b, &general),
-                "program {seed}, slice {slice} (budget {budget})"
-            );
-            assert_eq!(jit, general, "program {seed}, slice {slice}: state");
-            if matches!(a, Exit::TrapStorm { .. }) {
-                break;
-            }
-        }
-        assert!(
-            jit_ram.as_slice() == general_ram.as_slice(),
-            "program {seed}: RAM differs (page tables included)"
+        run_side_by_side(
+            seed,
+            11,
+            150,
+            (&mut jit, &mut jit_ram),
+            (&mut general, &mut general_ram),
+            true,
+            "RAM differs (page tables included)",
         );
         assert_ne!(jit.csrs().satp, 0, "program {seed}: paging on");
         in_blocks += jit.jit_stats().retired_in_blocks;
@@ -479,24 +486,14 @@ fn the_translator_computes_what_the_general_loop_computes_with_atomics_and_fp() 
         let code = afd_program(seed);
         let (mut jit, mut jit_ram) = machine_with(&code, seed, Mode::Jit, paged);
         let (mut general, mut general_ram) = machine_with(&code, seed, Mode::General, paged);
-        let mut slices = Rng(seed.wrapping_add(13));
-        for slice in 0..150 {
-            let budget = 1 + slices.below(3000);
-            let a = jit.run(&mut jit_ram, &mut NoDevices, budget);
-            let b = general.run(&mut general_ram, &mut NoDevices, budget);
-            assert_eq!(
-                seen(a, &jit),
-                seen(b, &general),
-                "program {seed}, slice {slice} (budget {budget})"
-            );
-            assert_eq!(jit, general, "program {seed}, slice {slice}: state");
-            if matches!(a, Exit::TrapStorm { .. }) {
-                break;
-            }
-        }
-        assert!(
-            jit_ram.as_slice() == general_ram.as_slice(),
-            "program {seed}: RAM differs"
+        run_side_by_side(
+            seed,
+            13,
+            150,
+            (&mut jit, &mut jit_ram),
+            (&mut general, &mut general_ram),
+            true,
+            "RAM differs",
         );
         in_blocks += jit.jit_stats().retired_in_blocks;
         // mstatus.FS = Dirty: floating point really ran.
