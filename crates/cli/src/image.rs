@@ -16,6 +16,18 @@ pub struct ImageArgs {
 pub enum ImageCommand {
     /// Download (or reuse from the cache) and verify the guest image, then print its paths.
     Pull(PullArgs),
+    /// The images pulled into the cache: name, suite, kernel version, files.
+    List(ListArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Cache directory [default: $LOCKSTEP_CACHE, $XDG_CACHE_HOME/lockstep or ~/.cache/lockstep].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Print the list as JSON (`vmm::api::ImageList`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -44,7 +56,55 @@ pub struct PullArgs {
 pub fn run(args: ImageArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match args.command {
         ImageCommand::Pull(pull) => run_pull(pull),
+        ImageCommand::List(list) => run_list(list),
     }
+}
+
+/// The API document of one pulled image.
+fn doc(name: &str, suite: &str, image: guest_image::GuestImage) -> vmm::api::ImageDoc {
+    vmm::api::ImageDoc {
+        schema: vmm::api::SCHEMA,
+        name: name.to_string(),
+        suite: suite.to_string(),
+        kernel_version: image.kernel_version,
+        kernel: image.kernel,
+        initrd: image.initrd,
+        firmware: image.firmware,
+        fw_jump: image.fw_jump,
+    }
+}
+
+fn run_list(args: ListArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let images: Vec<_> = guest_image::list(args.cache_dir.as_deref())?
+        .into_iter()
+        .map(|(suite, image)| doc("debian", &suite, image))
+        .collect();
+    if args.json {
+        let list = vmm::api::ImageList {
+            schema: vmm::api::SCHEMA,
+            images,
+        };
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if images.is_empty() {
+        eprintln!("lockstep: no image pulled yet (lockstep image pull)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<8} {:<10} {:<28} KERNEL",
+        "NAME", "SUITE", "KERNEL VERSION"
+    );
+    for i in &images {
+        println!(
+            "{:<8} {:<10} {:<28} {}",
+            i.name,
+            i.suite,
+            i.kernel_version,
+            i.kernel.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_pull(args: PullArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -55,16 +115,7 @@ fn run_pull(args: PullArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         progress: !args.no_progress,
     })?;
     if args.json {
-        let doc = vmm::api::ImageDoc {
-            schema: vmm::api::SCHEMA,
-            name: args.name,
-            suite: args.suite,
-            kernel_version: image.kernel_version,
-            kernel: image.kernel,
-            initrd: image.initrd,
-            firmware: image.firmware,
-            fw_jump: image.fw_jump,
-        };
+        let doc = doc(&args.name, &args.suite, image);
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
     }

@@ -139,6 +139,15 @@ fn disk_info_and_image_documents_parse_into_their_types() {
         "{}",
         image.kernel_version
     );
+    // `image list` holds the image just pulled, as the same document.
+    let list: vmm::api::ImageList = parse(d, &["image", "list", "--json"]);
+    assert_eq!(list.schema, vmm::api::SCHEMA);
+    assert!(list.images.contains(&image), "{list:?}");
+    // An empty cache lists nothing.
+    let empty = d.join("empty-cache");
+    let list: vmm::api::ImageList =
+        parse(d, &["image", "list", "--json", "--cache-dir", &s(&empty)]);
+    assert!(list.images.is_empty(), "{list:?}");
 }
 
 #[test]

@@ -29,7 +29,7 @@ mod version;
 pub use error::ImageError;
 pub use initramfs::DEFAULT_INIT;
 pub use mirror::{default_mirror, MIRROR_ENV};
-pub use pull::{build_initramfs, pull};
+pub use pull::{build_initramfs, list, pull};
 
 use std::path::PathBuf;
 

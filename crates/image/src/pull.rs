@@ -49,6 +49,36 @@ pub fn pull(opts: &PullOptions) -> Result<GuestImage, ImageError> {
     store.build(&fetcher, selection)
 }
 
+/// The images pulled into the cache (`cache_dir`, or the default cache),
+/// one per suite, by suite name: those whose manifest reads as this
+/// version writes it. Output files are not re-hashed (`pull` does that);
+/// a suite whose manifest is missing, older or damaged is left out.
+/// An absent cache lists nothing.
+pub fn list(cache_dir: Option<&Path>) -> Result<Vec<(String, GuestImage)>, ImageError> {
+    let debian = cache_root(cache_dir)?.join("debian");
+    let entries = match std::fs::read_dir(&debian) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(ImageError::io(&debian)(e)),
+    };
+    let mut images = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(ImageError::io(&debian))?;
+        let Some(suite) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let store = Store {
+            dir: entry.path().join(ARCH),
+            suite,
+        };
+        if let Ok(Some(manifest)) = Manifest::load(&store.manifest_path(), &store.suite) {
+            images.push((store.suite.clone(), store.image(&manifest)));
+        }
+    }
+    images.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(images)
+}
+
 /// Writes to `out` the initramfs of `image` with `init_script` as `/init`: the same busybox,
 /// modules and setup script (`. /etc/lockstep/setup.sh` does what the default `/init` does
 /// before its shell).

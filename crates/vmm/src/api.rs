@@ -107,6 +107,13 @@ pub struct ImageDoc {
     pub fw_jump: PathBuf,
 }
 
+/// `lockstep image list --json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageList {
+    pub schema: u32,
+    pub images: Vec<ImageDoc>,
+}
+
 /// `lockstep ft status --json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FtStatusDoc {
