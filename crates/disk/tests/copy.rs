@@ -9,6 +9,16 @@ use disk::{
 
 mod common;
 use common::{create, open};
+
+/// One test at a time in this binary: a `qemu-img` forked by one test
+/// thread holds, until it execs, every file lock the process holds, so a
+/// parallel test's image open could see `Locked` (as in crates/vmm's tests).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 mod qemu;
 use qemu::*;
 
@@ -171,6 +181,7 @@ impl Chain {
 
 #[test]
 fn allocated_is_what_each_layer_holds() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     let c = Chain::build(dir.path());
     for (path, expected) in [
@@ -239,6 +250,7 @@ fn allocated_is_what_each_layer_holds() {
 
 #[test]
 fn flattened_copy_is_identical_and_standalone() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     let c = Chain::build(dir.path());
     let before: Vec<_> = [&c.parent, &c.snap, &c.child]
@@ -286,6 +298,7 @@ fn flattened_copy_is_identical_and_standalone() {
 
 #[test]
 fn merged_copy_holds_the_layers_above_its_base() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     let c = Chain::build(dir.path());
     std::fs::create_dir(dir.path().join("vm")).unwrap();
@@ -354,6 +367,7 @@ fn merged_copy_holds_the_layers_above_its_base() {
 
 #[test]
 fn merge_over_a_shorter_middle_layer_keeps_its_zeroes() {
+    let _serial = serial();
     // child (8 MiB) -> snap (4 MiB) -> parent (8 MiB, all data): past the
     // snapshot's end the child reads zeroes, not the parent's data.
     let dir = TempDir::new().unwrap();
@@ -401,6 +415,7 @@ fn merge_over_a_shorter_middle_layer_keeps_its_zeroes() {
 
 #[test]
 fn a_base_outside_the_chain_is_refused() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     let c = Chain::build(dir.path());
     let other = dir.path().join("other.qcow2");
@@ -443,6 +458,7 @@ fn a_base_outside_the_chain_is_refused() {
 
 #[test]
 fn copy_refuses_an_existing_destination() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     let c = Chain::build(dir.path());
     let dst = dir.path().join("taken.qcow2");
@@ -461,6 +477,7 @@ fn copy_refuses_an_existing_destination() {
 
 #[test]
 fn a_copy_that_fails_midway_leaves_no_file() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     let c = Chain::build(dir.path());
     let dst = dir.path().join("clone.qcow2");
@@ -486,6 +503,7 @@ fn a_copy_that_fails_midway_leaves_no_file() {
 
 #[test]
 fn qemu_made_chains_and_raw_files_copy_too() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     // A raw disk with a hole of zeroes, compressed into a qcow2 base by
     // QEMU, under an overlay with 4 KiB clusters that QEMU wrote.
@@ -570,6 +588,7 @@ fn qemu_made_chains_and_raw_files_copy_too() {
 
 #[test]
 fn a_mostly_empty_large_disk_copies_only_its_data() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     let size = 2048 * MIB;
     let img = dir.path().join("big.qcow2");

@@ -6,6 +6,16 @@ use disk::{info, BlockDevice, DiskError, Format, MemDisk};
 
 mod common;
 use common::{create, open};
+
+/// One test at a time in this binary: a `qemu-img` forked by one test
+/// thread holds, until it execs, every file lock the process holds, so a
+/// parallel test's image open could see `Locked` (as in crates/vmm's tests).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 mod qemu;
 use qemu::*;
 
@@ -48,6 +58,7 @@ fn model_of(data: Vec<u8>) -> MemDisk {
 
 #[test]
 fn created_image_passes_qemu_check_and_info() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     let img = dir.path().join("disk.qcow2");
     create(&img, 64 * MIB, None).unwrap();
@@ -69,6 +80,7 @@ fn created_image_passes_qemu_check_and_info() {
 
 #[test]
 fn created_overlays_record_backing_name_and_format() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     let base_raw = dir.path().join("base.raw");
     raw_file(&base_raw, 1, 4 * MIB);
@@ -94,6 +106,7 @@ fn created_overlays_record_backing_name_and_format() {
 
 #[test]
 fn data_written_through_block_device_reads_back_in_qemu() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     let img = dir.path().join("disk.qcow2");
     create(&img, 8 * MIB, None).unwrap();
@@ -112,6 +125,7 @@ fn data_written_through_block_device_reads_back_in_qemu() {
 
 #[test]
 fn flush_leaves_a_consistent_image_while_still_open() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     let img = dir.path().join("disk.qcow2");
     create(&img, 4 * MIB, None).unwrap();
@@ -131,6 +145,7 @@ fn flush_leaves_a_consistent_image_while_still_open() {
 
 #[test]
 fn qemu_made_overlay_reads_backing_and_writes_only_the_overlay() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     let base_raw = dir.path().join("base.raw");
     let base_data = raw_file(&base_raw, 3, 8 * MIB);
@@ -176,6 +191,7 @@ fn qemu_made_overlay_reads_backing_and_writes_only_the_overlay() {
 
 #[test]
 fn qemu_made_images_of_other_shapes_work() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     // qcow2 v2, small clusters, on a raw backing file.
     let base = dir.path().join("base.img");
@@ -213,6 +229,7 @@ fn qemu_made_images_of_other_shapes_work() {
 
 #[test]
 fn discard_and_write_zeroes_hide_backing_data() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     let base = dir.path().join("base.raw");
     let base_data = raw_file(&base, 9, 2 * MIB);
@@ -244,6 +261,7 @@ fn discard_and_write_zeroes_hide_backing_data() {
 
 #[test]
 fn raw_images_are_read_and_written_in_place() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     let img = dir.path().join("disk.img");
     let mut model = model_of(raw_file(&img, 11, 4 * MIB));
@@ -263,6 +281,7 @@ fn raw_images_are_read_and_written_in_place() {
 
 #[test]
 fn read_only_open_rejects_writes() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     let img = dir.path().join("disk.qcow2");
     create(&img, MIB, None).unwrap();
@@ -286,6 +305,7 @@ fn read_only_open_rejects_writes() {
 
 #[test]
 fn a_writer_excludes_other_opens() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     let base = dir.path().join("base.qcow2");
     create(&base, MIB, None).unwrap();
@@ -317,6 +337,7 @@ fn a_writer_excludes_other_opens() {
 
 #[test]
 fn info_describes_the_chain() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     let raw = dir.path().join("a.raw");
     raw_file(&raw, 2, MIB);
@@ -355,6 +376,7 @@ fn info_describes_the_chain() {
 
 #[test]
 fn create_refuses_to_overwrite() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     let img = dir.path().join("taken.img");
     std::fs::write(&img, b"precious").unwrap();
@@ -394,6 +416,7 @@ fn open_err(path: &Path, name: &str) -> DiskError {
 
 #[test]
 fn bad_inputs_give_errors_naming_the_file() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     let d = dir.path();
 
@@ -493,6 +516,7 @@ fn bad_inputs_give_errors_naming_the_file() {
 
 #[test]
 fn missing_backing_file_is_named() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     let base = dir.path().join("base.qcow2");
     create(&base, MIB, None).unwrap();
@@ -516,6 +540,7 @@ fn missing_backing_file_is_named() {
 
 #[test]
 fn backing_loops_are_refused() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     let a = dir.path().join("a.qcow2");
     let b = dir.path().join("b.qcow2");
@@ -542,6 +567,7 @@ fn backing_loops_are_refused() {
 
 #[test]
 fn replicas_given_the_same_requests_stay_byte_identical() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     let base = dir.path().join("base.raw");
     raw_file(&base, 4, 4 * MIB);
@@ -574,6 +600,7 @@ fn replicas_given_the_same_requests_stay_byte_identical() {
 /// names unless the user allows any.
 #[test]
 fn pinned_formats_and_backing_names() {
+    let _serial = serial();
     let dir = TempDir::new().unwrap();
     let d = dir.path();
     let secret = d.join("host-secret");
