@@ -88,6 +88,14 @@ pub fn for_error(err: &(dyn std::error::Error + 'static)) -> Exit {
     ) || matches!(
         err.downcast_ref::<crate::run::RunError>(),
         Some(crate::run::RunError::TooManyDevices { .. })
+    ) || matches!(
+        err.downcast_ref::<net::NetworkError>(),
+        Some(
+            net::NetworkError::BadName { .. }
+                | net::NetworkError::BadSubnet { .. }
+                | net::NetworkError::BadForward { .. }
+                | net::NetworkError::Invalid { .. }
+        )
     );
     if usage {
         Exit::Usage

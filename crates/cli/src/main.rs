@@ -9,6 +9,7 @@ mod ft;
 mod image;
 mod logging;
 mod names;
+mod netcmd;
 mod nics;
 mod record;
 mod run;
@@ -53,6 +54,8 @@ enum Command {
     Vm(vmcmd::VmArgs),
     /// Snapshot trees of kept VMs: create, list, revert, delete, show.
     Snapshot(vmcmd::SnapshotArgs),
+    /// Virtual networks: nat, hostonly, bridged and internal switches, VXLAN.
+    Net(netcmd::NetArgs),
     /// Fault-tolerant VMs: backups, adding them to running VMs, status, TLS certificates.
     Ft(ft::FtArgs),
     /// Print a shell completion script: `source <(lockstep completions bash)`.
@@ -138,6 +141,7 @@ fn main() -> ExitCode {
         Command::Ft(args) => ft::run(args),
         Command::Vm(args) => vmcmd::vm(args),
         Command::Snapshot(args) => vmcmd::snapshot(args),
+        Command::Net(args) => netcmd::run(args),
         Command::Completions(args) => {
             let mut script = Vec::new();
             clap_complete::generate(args.shell, &mut command(), "lockstep", &mut script);

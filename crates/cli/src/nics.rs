@@ -46,6 +46,8 @@ pub enum NicError {
     },
     #[error("the VM has {vm} NICs but {given} --net given (one per NIC)")]
     Count { vm: usize, given: usize },
+    #[error("--net {spec}: {source}")]
+    Home { spec: String, source: vmm::VmmError },
 }
 
 /// Open every `--net` backend. NIC n's MAC is the spec's or one derived
@@ -95,8 +97,15 @@ fn open_with_macs(specs: &[(String, NetSpec)], macs: &[MacAddr]) -> Result<Nics,
         stop: Arc::new(AtomicBool::new(false)),
         dropped: Arc::default(),
     };
+    let mut access = None;
     for ((text, spec), &mac) in specs.iter().zip(macs) {
-        let (tx, rx) = net::open(spec, mac).map_err(|source| NicError::Open {
+        if matches!(spec.backend, net::Backend::Network { .. }) && access.is_none() {
+            access = Some(crate::netcmd::access().map_err(|source| NicError::Home {
+                spec: text.clone(),
+                source,
+            })?);
+        }
+        let (tx, rx) = net::open(spec, mac, access.as_ref()).map_err(|source| NicError::Open {
             spec: text.clone(),
             source,
         })?;

@@ -4,6 +4,8 @@
 //! through a [`FrameRx`], both obtained from [`open`] for a [`NetSpec`]
 //! (the `--net` command-line value):
 //!
+//! * `network=NAME` — a port on a named network's switch ([`port`],
+//!   [`switch`], [`network`]);
 //! * `tap=NAME` — a Linux TAP interface ([`tap`]);
 //! * `socket=DIR` — a shared segment: every NIC naming the same directory
 //!   is on one hub ([`segment`]); no privileges needed, meant for tests.
@@ -13,8 +15,11 @@
 //! the guest as input events (DESIGN §3), so host timing never reaches it.
 
 pub mod mac;
+pub mod network;
+pub mod port;
 pub mod segment;
 pub mod spec;
+pub mod switch;
 pub mod tap;
 
 use std::io;
@@ -24,6 +29,8 @@ use std::time::Duration;
 use rustix::event::{PollFd, PollFlags, Timespec};
 
 pub use mac::{MacAddr, MacParseError};
+pub use network::{Mode, NetworkConfig, NetworkError, Networks, Subnet};
+pub use port::{NetworkAccess, PortError};
 pub use segment::SegmentError;
 pub use spec::{Backend, NetSpec, SpecError};
 pub use tap::TapError;
@@ -57,6 +64,9 @@ pub enum NetError {
     /// The socket segment backend failed.
     #[error(transparent)]
     Segment(#[from] SegmentError),
+    /// Joining a named network failed.
+    #[error(transparent)]
+    Port(#[from] PortError),
 }
 
 /// The two halves of an opened backend.
@@ -65,9 +75,20 @@ pub type FramePair = (Box<dyn FrameTx>, Box<dyn FrameRx>);
 /// Opens the backend `spec` names for a NIC whose address is `mac`.
 ///
 /// `mac` is the guest NIC's address (the spec's, or a derived one); the
-/// socket segment names the NIC's port after it, TAP does not need it.
-pub fn open(spec: &NetSpec, mac: MacAddr) -> Result<FramePair, NetError> {
+/// socket segment and the network switch name the NIC's port after it,
+/// TAP does not need it. `networks` lets NICs join named networks; without
+/// it `network=` is refused.
+pub fn open(
+    spec: &NetSpec,
+    mac: MacAddr,
+    networks: Option<&NetworkAccess>,
+) -> Result<FramePair, NetError> {
     match &spec.backend {
+        Backend::Network { name } => {
+            let access = networks.ok_or_else(|| PortError::Unsupported(name.clone()))?;
+            let (tx, rx) = port::open(access, name, mac)?;
+            Ok((Box::new(tx), Box::new(rx)))
+        }
         Backend::Tap { name } => {
             let (tx, rx) = tap::open(name)?;
             Ok((Box::new(tx), Box::new(rx)))

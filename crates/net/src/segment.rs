@@ -117,7 +117,11 @@ fn io_error(dir: &Path, what: &'static str) -> impl FnOnce(io::Error) -> Segment
 }
 
 /// Binds the port's socket at `path`, taking over a stale one.
-fn bind_port(dir: &Path, path: &Path, mac: MacAddr) -> Result<UnixDatagram, SegmentError> {
+pub(crate) fn bind_port(
+    dir: &Path,
+    path: &Path,
+    mac: MacAddr,
+) -> Result<UnixDatagram, SegmentError> {
     let _lock = lock_dir(dir).map_err(io_error(dir, "locking the directory"))?;
     match port_state(path).map_err(io_error(dir, "checking an existing port"))? {
         PortState::Absent => {}
@@ -142,7 +146,7 @@ fn bind_port(dir: &Path, path: &Path, mac: MacAddr) -> Result<UnixDatagram, Segm
 }
 
 /// `52-54-00-12-34-56.sock`: no ':' in file names, which some tools mind.
-fn port_file_name(mac: MacAddr) -> String {
+pub(crate) fn port_file_name(mac: MacAddr) -> String {
     format!("{}{PORT_SUFFIX}", mac.to_string().replace(':', "-"))
 }
 

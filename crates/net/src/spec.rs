@@ -13,7 +13,9 @@ pub const MAX_TAP_NAME_LEN: usize = 15;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
     /// A field that is not `key=value`.
-    #[error("bad --net value '{0}': expected tap=NAME or socket=DIR, then [,mac=MAC]")]
+    #[error(
+        "bad --net value '{0}': expected network=NAME, tap=NAME or socket=DIR, then [,mac=MAC]"
+    )]
     Syntax(String),
     /// The `tap:NAME` / `socket:DIR` form of earlier versions.
     #[error("bad --net value '{old}': the KIND:TARGET form is gone; write '{new}'")]
@@ -23,15 +25,18 @@ pub enum SpecError {
         /// The same NIC in today's form.
         new: String,
     },
-    /// A key other than `tap`, `socket` or `mac`.
-    #[error("bad --net value: unknown key '{0}' (expected tap=, socket= or mac=)")]
+    /// A key other than `network`, `tap`, `socket` or `mac`.
+    #[error("bad --net value: unknown key '{0}' (expected network=, tap=, socket= or mac=)")]
     UnknownKey(String),
     /// No backend key, or two of them.
-    #[error("bad --net value: give exactly one of tap=NAME or socket=DIR")]
+    #[error("bad --net value: give exactly one of network=NAME, tap=NAME or socket=DIR")]
     Backend,
     /// `tap=` or `socket=` with nothing after it.
     #[error("bad --net value: empty {0} after '{1}='")]
     Empty(&'static str, &'static str),
+    /// A network name that cannot be one.
+    #[error("bad --net value: {0}")]
+    NetworkName(String),
     /// A TAP name the kernel would refuse.
     #[error("bad --net value: TAP name '{name}' {problem}")]
     TapName {
@@ -57,6 +62,11 @@ pub enum Backend {
         /// Interface name, at most [`MAX_TAP_NAME_LEN`] bytes.
         name: String,
     },
+    /// A named network's switch (`lockstep net create`).
+    Network {
+        /// The network's name.
+        name: String,
+    },
     /// A shared segment: every NIC naming the same directory is on one hub.
     Socket {
         /// The segment's directory (created if missing).
@@ -65,8 +75,8 @@ pub enum Backend {
 }
 
 /// A parsed `--net` value, a list of `key=value` fields as Cloud
-/// Hypervisor's device options are: `tap=NAME[,mac=MAC]` or
-/// `socket=DIR[,mac=MAC]`, in any order.
+/// Hypervisor's device options are: `network=NAME[,mac=MAC]`,
+/// `tap=NAME[,mac=MAC]` or `socket=DIR[,mac=MAC]`, in any order.
 ///
 /// DIR cannot contain `,` (it separates fields).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +104,13 @@ impl FromStr for NetSpec {
                 .split_once('=')
                 .ok_or_else(|| SpecError::Syntax(s.to_string()))?;
             let next = match key {
+                "network" => {
+                    crate::network::check_name(value)
+                        .map_err(|e| SpecError::NetworkName(e.to_string()))?;
+                    Backend::Network {
+                        name: value.to_string(),
+                    }
+                }
                 "tap" => Backend::Tap {
                     name: check_tap_name(value)?.to_string(),
                 },
@@ -136,7 +153,7 @@ fn modern_form(s: &str) -> Option<String> {
     let first = s.split(',').next().unwrap_or_default();
     // `mac=52:54:…` holds colons too; only a colon before any `=` in the
     // first field is the old separator.
-    if first.contains('=') || !matches!(kind, "tap" | "socket") {
+    if first.contains('=') || !matches!(kind, "tap" | "socket" | "network") {
         return None;
     }
     Some(format!("{kind}={rest}"))
@@ -169,6 +186,7 @@ impl fmt::Display for NetSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.backend {
             Backend::Tap { name } => write!(f, "tap={name}")?,
+            Backend::Network { name } => write!(f, "network={name}")?,
             Backend::Socket { path } => write!(f, "socket={}", path.display())?,
         }
         match self.mac {
@@ -259,7 +277,7 @@ mod tests {
             (
                 "tap0",
                 SpecError::Syntax("tap0".into()),
-                "expected tap=NAME",
+                "expected network=NAME, tap=NAME",
             ),
             (
                 "vde=x",
@@ -327,12 +345,12 @@ mod tests {
             (
                 "tap=t0,",
                 SpecError::Syntax("tap=t0,".into()),
-                "expected tap=NAME",
+                "expected network=NAME, tap=NAME",
             ),
             (
                 "tap=t0,mac",
                 SpecError::Syntax("tap=t0,mac".into()),
-                "expected tap=NAME",
+                "expected network=NAME, tap=NAME",
             ),
             (
                 "tap=t0,mac=52:54:00:00:00:01,mac=52:54:00:00:00:02",

@@ -58,6 +58,13 @@ pub struct TapRx(Arc<File>);
 /// Opens (or creates) the TAP interface `name`. Both halves share one
 /// file descriptor; the interface is released when both are dropped.
 pub fn open(name: &str) -> Result<(TapTx, TapRx), TapError> {
+    let file = Arc::new(open_file(name)?);
+    Ok((TapTx(Arc::clone(&file)), TapRx(file)))
+}
+
+/// Opens (or creates) the TAP interface `name` as one non-blocking file
+/// (for an event loop such as the switch's).
+pub fn open_file(name: &str) -> Result<File, TapError> {
     let flags = OFlags::RDWR | OFlags::CLOEXEC | OFlags::NONBLOCK;
     let fd = rustix::fs::open(TUN_PATH, flags, Mode::empty()).map_err(|errno| match errno {
         Errno::NOENT | Errno::NXIO | Errno::NODEV => TapError::NoTunDevice(name.to_string()),
@@ -69,8 +76,7 @@ pub fn open(name: &str) -> Result<(TapTx, TapRx), TapError> {
         Errno::INVAL => TapError::NotTap(name.to_string()),
         errno => permission_or(errno, name, "TUNSETIFF"),
     })?;
-    let file = Arc::new(file);
-    Ok((TapTx(Arc::clone(&file)), TapRx(file)))
+    Ok(file)
 }
 
 fn permission_or(errno: Errno, name: &str, what: &'static str) -> TapError {

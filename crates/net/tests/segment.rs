@@ -159,12 +159,12 @@ fn open_parses_a_socket_spec_and_creates_the_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("new/segment");
     let spec: NetSpec = format!("socket={}", dir.display()).parse().unwrap();
-    let (mut a_tx, _a_rx) = net::open(&spec, mac(1)).unwrap();
-    let (_b_tx, mut b_rx) = net::open(&spec, mac(2)).unwrap();
+    let (mut a_tx, _a_rx) = net::open(&spec, mac(1), None).unwrap();
+    let (_b_tx, mut b_rx) = net::open(&spec, mac(2), None).unwrap();
     a_tx.send(b"via open").unwrap();
     assert_eq!(recv(&mut *b_rx, WAIT).as_deref(), Some(&b"via open"[..]));
 
-    let err = net::open(&spec, mac(2)).map(|_| ()).unwrap_err();
+    let err = net::open(&spec, mac(2), None).map(|_| ()).unwrap_err();
     assert!(matches!(
         err,
         NetError::Segment(SegmentError::DuplicateMac { .. })

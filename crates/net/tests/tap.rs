@@ -112,7 +112,7 @@ fn arp_and_ip_flow_both_ways_through_a_tap() {
     let ns = NetNs::new();
     let guest_mac = MacAddr::derive(b"tap test guest", 0);
     let spec: NetSpec = "tap=lstap0".parse().unwrap();
-    let (mut tx, mut rx) = ns.enter(|| net::open(&spec, guest_mac)).unwrap();
+    let (mut tx, mut rx) = ns.enter(|| net::open(&spec, guest_mac, None)).unwrap();
     ns.ip(&["link", "set", "lstap0", "up"]);
     ns.ip(&["addr", "add", "10.99.0.1/24", "dev", "lstap0"]);
 
@@ -222,7 +222,7 @@ fn an_interface_that_is_not_a_tap_is_refused() {
     ns.ip(&["tuntap", "add", "dev", "lstun0", "mode", "tun"]);
     let spec: NetSpec = "tap=lstun0".parse().unwrap();
     let err = ns
-        .enter(|| net::open(&spec, MacAddr::derive(b"x", 0)))
+        .enter(|| net::open(&spec, MacAddr::derive(b"x", 0), None))
         .map(|_| ())
         .unwrap_err();
     assert!(matches!(err, NetError::Tap(TapError::NotTap(_))), "{err:?}");
