@@ -17,6 +17,8 @@ needed=(
   "cpio cpio"
   "e2fsprogs mkfs.ext4"
   "iproute2 ip"
+  "iputils-ping ping"
+  "util-linux setpriv"
   "man-db man"
   "qemu-system-misc qemu-system-riscv64"
   "qemu-utils qemu-img"

@@ -18,6 +18,7 @@ pub mod mac;
 pub mod network;
 pub mod port;
 pub mod segment;
+mod seqpacket;
 pub mod spec;
 pub mod switch;
 pub mod tap;

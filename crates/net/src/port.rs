@@ -2,14 +2,14 @@
 //! (see [`crate::switch`]), the switch started on demand.
 
 use std::io;
-use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::network::{NetworkError, Networks};
-use crate::segment::{bind_port, port_file_name};
-use crate::switch::{RunDir, SwitchError, KEEPALIVE};
+use crate::seqpacket;
+use crate::switch::{RunDir, SwitchError};
 use crate::{wait_readable, FrameRx, FrameTx, MacAddr};
 
 /// How long a VM waits for a switch it started to answer.
@@ -29,9 +29,6 @@ pub enum PortError {
     /// The switch.
     #[error(transparent)]
     Switch(#[from] SwitchError),
-    /// The port's socket.
-    #[error(transparent)]
-    Segment(#[from] crate::SegmentError),
     /// The switch did not come up.
     #[error("network {name}: its switch did not start within {secs} s (see {log})")]
     NoSwitch {
@@ -75,22 +72,31 @@ impl std::fmt::Debug for NetworkAccess {
     }
 }
 
+/// The first message on a port's connection: this magic, then the NIC's
+/// MAC address.
+pub const HELLO_MAGIC: &[u8; 14] = b"lockstep-port\x01";
+
 struct Shared {
-    socket: UnixDatagram,
-    switch: PathBuf,
+    /// The connection; replaced when the switch went away and another was
+    /// started.
+    link: Mutex<Arc<OwnedFd>>,
+    mac: MacAddr,
     name: String,
     access: NetworkAccess,
+}
+
+impl Shared {
+    fn link(&self) -> Arc<OwnedFd> {
+        let guard = self.link.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(&guard)
+    }
 }
 
 /// The transmit half of a port.
 pub struct PortTx(Arc<Shared>);
 
-/// The receive half; its socket file is removed on drop.
-pub struct PortRx {
-    shared: Arc<Shared>,
-    path: PathBuf,
-    last_keepalive: Instant,
-}
+/// The receive half.
+pub struct PortRx(Arc<Shared>);
 
 /// Joins network `name` with a port for `mac`, starting its switch if
 /// none runs.
@@ -100,81 +106,69 @@ pub fn open(
     mac: MacAddr,
 ) -> Result<(PortTx, PortRx), PortError> {
     access.networks.get(name)?;
-    let run = RunDir::of(&access.networks, name);
-    run.ensure(name)?;
-    let ports = run.ports_dir();
-    let path = ports.join(port_file_name(mac));
-    let socket = bind_port(&ports, &path, mac)?;
+    RunDir::of(&access.networks, name).ensure(name)?;
+    let link = join(access, name, mac)?;
     let shared = Arc::new(Shared {
-        socket,
-        switch: run.switch_socket(),
+        link: Mutex::new(Arc::new(link)),
+        mac,
         name: name.to_string(),
         access: access.clone(),
     });
-    let rx = PortRx {
-        shared: Arc::clone(&shared),
-        path,
-        last_keepalive: Instant::now(),
-    };
-    rx.shared
-        .socket
-        .set_nonblocking(true)
-        .map_err(|source| SwitchError::Io {
-            name: name.to_string(),
-            what: "configuring the port socket",
-            source,
-        })?;
-    join(&shared)?;
-    Ok((PortTx(shared), rx))
+    Ok((PortTx(Arc::clone(&shared)), PortRx(shared)))
 }
 
-/// Says hello to the switch, starting it first if none answers.
-fn join(shared: &Shared) -> Result<(), PortError> {
-    let run = RunDir::of(&shared.access.networks, &shared.name);
-    let _lock = run.lock("spawn.lock", &shared.name)?;
-    if hello(shared).is_ok() {
-        return Ok(());
-    }
-    (shared.access.launch)(&shared.name).map_err(|source| PortError::Launch {
-        name: shared.name.clone(),
+/// Connects to the switch, starting it first if none answers, and says
+/// which NIC this is.
+fn join(access: &NetworkAccess, name: &str, mac: MacAddr) -> Result<OwnedFd, PortError> {
+    let run = RunDir::of(&access.networks, name);
+    let socket = run.switch_socket();
+    let _lock = run.lock("spawn.lock", name)?;
+    let link = match seqpacket::connect(&socket) {
+        Ok(link) => link,
+        Err(_) => {
+            (access.launch)(name).map_err(|source| PortError::Launch {
+                name: name.to_string(),
+                source,
+            })?;
+            let deadline = Instant::now() + SWITCH_START;
+            loop {
+                if let Ok(link) = seqpacket::connect(&socket) {
+                    break link;
+                }
+                if Instant::now() >= deadline {
+                    return Err(PortError::NoSwitch {
+                        name: name.to_string(),
+                        secs: SWITCH_START.as_secs(),
+                        log: run.log(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    let mut hello = HELLO_MAGIC.to_vec();
+    hello.extend_from_slice(&mac.octets());
+    seqpacket::send(&link, &hello).map_err(|source| SwitchError::Io {
+        name: name.to_string(),
+        what: "greeting the switch",
         source,
     })?;
-    let deadline = Instant::now() + SWITCH_START;
-    while Instant::now() < deadline {
-        if hello(shared).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Err(PortError::NoSwitch {
-        name: shared.name.clone(),
-        secs: SWITCH_START.as_secs(),
-        log: run.log(),
-    })
-}
-
-fn hello(shared: &Shared) -> io::Result<()> {
-    match shared.socket.send_to(&[], &shared.switch) {
-        Ok(_) => Ok(()),
-        // A full switch queue still means a live switch.
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-        Err(e) => Err(e),
-    }
+    Ok(link)
 }
 
 impl FrameTx for PortTx {
-    /// Sends `frame` to the switch. A full switch queue loses the frame,
-    /// as a congested link would; a switch that went away is restarted by
-    /// the receive half's next keepalive.
+    /// Sends `frame` to the switch. A full queue loses the frame, as a
+    /// congested link would; so does a switch that went away (the receive
+    /// half reconnects).
     fn send(&mut self, frame: &[u8]) -> io::Result<()> {
-        match self.0.socket.send_to(frame, &self.0.switch) {
+        match seqpacket::send(&*self.0.link(), frame) {
             Ok(_) => Ok(()),
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::NotFound
-                        | io::ErrorKind::ConnectionRefused
+                    io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::NotConnected
                 ) =>
             {
                 Ok(())
@@ -186,36 +180,26 @@ impl FrameTx for PortTx {
 
 impl FrameRx for PortRx {
     fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
-        if self.last_keepalive.elapsed() >= KEEPALIVE {
-            self.last_keepalive = Instant::now();
-            if hello(&self.shared).is_err() {
-                // The switch is gone (it crashed, or exited as we joined):
-                // start another.
-                if let Err(e) = join(&self.shared) {
-                    tracing::warn!(network = %self.shared.name, error = %e, "cannot rejoin the network");
-                }
-            }
-        }
-        let wait = timeout.min(KEEPALIVE);
-        if !wait_readable(&self.shared.socket, wait)? {
+        let link = self.0.link();
+        if !wait_readable(&*link, timeout)? {
             return Ok(None);
         }
-        match self.shared.socket.recv_from(buf) {
-            Ok((len, from)) => {
-                // Only the switch speaks to a port.
-                if from.as_pathname() != Some(Path::new(&self.shared.switch)) {
-                    return Ok(None);
+        match seqpacket::recv(&*link, buf) {
+            Ok(Some(0)) | Err(_) => {
+                // The switch went away (it crashed, or exited just as we
+                // joined): start another and join it.
+                match join(&self.0.access, &self.0.name, self.0.mac) {
+                    Ok(new) => {
+                        *self.0.link.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
+                    }
+                    Err(e) => {
+                        tracing::warn!(network = %self.0.name, error = %e, "cannot rejoin the network");
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
                 }
-                Ok(Some(len))
+                Ok(None)
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
+            Ok(len) => Ok(len),
         }
-    }
-}
-
-impl Drop for PortRx {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }

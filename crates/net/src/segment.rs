@@ -146,7 +146,7 @@ pub(crate) fn bind_port(
 }
 
 /// `52-54-00-12-34-56.sock`: no ':' in file names, which some tools mind.
-pub(crate) fn port_file_name(mac: MacAddr) -> String {
+fn port_file_name(mac: MacAddr) -> String {
     format!("{}{PORT_SUFFIX}", mac.to_string().replace(':', "-"))
 }
 

@@ -641,6 +641,9 @@ impl Nat {
             tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
         );
         s.set_nagle_enabled(false);
+        // Slow start and backing off on loss, so that a burst does not
+        // overrun the guest's NIC queue.
+        s.set_congestion_control(tcp::CongestionControl::Cubic);
         s
     }
 

@@ -3,9 +3,9 @@
 //! and gone a few seconds after the last), an L2 learning switch whose
 //! ports are
 //!
-//! * VMs: Unix datagram sockets `NAME.run/ports/<mac>.sock`, each sending
-//!   frames to the switch's `NAME.run/switch.sock` (an empty datagram is a
-//!   keepalive; a port silent for [`PORT_TIMEOUT`] is dropped);
+//! * VMs: one `SOCK_SEQPACKET` connection each to `NAME.run/switch.sock`
+//!   (a message is a frame; the first says which NIC, see
+//!   [`crate::port::HELLO_MAGIC`]; a closed connection is a port gone);
 //! * the gateway at `.2` ([`gateway`]): DHCP, and on `nat` the user-mode
 //!   NAT with port forwards;
 //! * a host TAP (`hostonly`: holding `.1`; `bridged`: enslaved to the
@@ -30,28 +30,24 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mio::net::{UdpSocket, UnixDatagram, UnixListener};
+use mio::net::{UdpSocket, UnixListener};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use rustix::fs::FlockOperation;
 use serde::{Deserialize, Serialize};
 
 use crate::network::{Mode, NetworkConfig, NetworkError, Networks};
+use crate::seqpacket;
 use gateway::{Gateway, GatewayCounters, GatewayError};
 use table::{well_formed, Counters, MacEntry, PortId, Table, Verdict};
 
-/// A VM port that sent nothing (not even a keepalive) for this long is
-/// dropped.
-pub const PORT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often a VM port sends a keepalive.
-pub const KEEPALIVE: Duration = Duration::from_secs(1);
 /// At most this many ports per switch.
 pub const MAX_PORTS: usize = 256;
 /// Largest frame the switch carries (a 64 KiB packet plus headers).
@@ -61,7 +57,9 @@ const MAX_QUEUE: usize = 4096;
 /// Socket buffers of the switch's datagram socket.
 const SOCKET_BUFFER: usize = 4 << 20;
 
-const SWITCH_TOKEN: Token = Token(0);
+const LISTEN_TOKEN: Token = Token(0);
+/// VM port `id` is `Token(PORT_TOKEN_BASE + id)`.
+const PORT_TOKEN_BASE: usize = 1 << 16;
 const CONTROL_TOKEN: Token = Token(1);
 const TAP_TOKEN: Token = Token(2);
 const VXLAN_TOKEN: Token = Token(3);
@@ -291,11 +289,6 @@ impl RunDir {
         self.dir.join("control.sock")
     }
 
-    /// Where VM ports bind.
-    pub fn ports_dir(&self) -> PathBuf {
-        self.dir.join("ports")
-    }
-
     /// The on-demand switch's log.
     pub fn log(&self) -> PathBuf {
         self.dir.join("switch.log")
@@ -306,7 +299,7 @@ impl RunDir {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(self.ports_dir())
+            .create(&self.dir)
             .map_err(io_err(name, "creating the run directory"))
     }
 
@@ -327,9 +320,16 @@ impl RunDir {
 }
 
 enum PortKind {
-    Vm { path: PathBuf, last_seen: Instant },
+    /// A VM NIC; its MAC once it said hello.
+    Vm {
+        link: OwnedFd,
+        mac: Option<[u8; 6]>,
+    },
     Gateway,
-    Tap { file: File, name: String },
+    Tap {
+        file: File,
+        name: String,
+    },
     Vxlan,
 }
 
@@ -352,9 +352,9 @@ struct Switch {
     registry: mio::Registry,
     config: NetworkConfig,
     run: RunDir,
-    socket: UnixDatagram,
+    listener: OwnedFd,
     ports: BTreeMap<PortId, Port>,
-    vm_ports: BTreeMap<PathBuf, PortId>,
+    vm_ports: usize,
     next_port: PortId,
     table: Table,
     gateway: Option<(PortId, Gateway)>,
@@ -442,11 +442,14 @@ pub fn serve(
     let _ = fs::remove_file(&control_path);
     let mut poll = Poll::new().map_err(io_err(name, "creating the event loop"))?;
     let registry = poll.registry();
-    let mut socket =
-        UnixDatagram::bind(&switch_path).map_err(io_err(name, "binding the switch socket"))?;
-    set_buffers(&socket);
+    let listener =
+        seqpacket::listen(&switch_path).map_err(io_err(name, "binding the switch socket"))?;
     registry
-        .register(&mut socket, SWITCH_TOKEN, Interest::READABLE)
+        .register(
+            &mut SourceFd(&listener.as_raw_fd()),
+            LISTEN_TOKEN,
+            Interest::READABLE,
+        )
         .map_err(io_err(name, "registering"))?;
     let mut control =
         UnixListener::bind(&control_path).map_err(io_err(name, "binding the control socket"))?;
@@ -462,9 +465,9 @@ pub fn serve(
             .map_err(io_err(name, "creating the event loop"))?,
         config: config.clone(),
         run: run.clone(),
-        socket,
+        listener,
         ports: BTreeMap::new(),
-        vm_ports: BTreeMap::new(),
+        vm_ports: 0,
         next_port: 1,
         table: Table::default(),
         gateway: None,
@@ -561,10 +564,13 @@ pub fn serve(
         let now = Instant::now();
         for event in events.iter() {
             match event.token() {
-                SWITCH_TOKEN => switch.read_vm_ports(&mut buf, now),
+                LISTEN_TOKEN => switch.accept_ports(),
                 CONTROL_TOKEN => switch.answer_control(&control, now),
                 TAP_TOKEN => switch.read_tap(&mut buf),
                 VXLAN_TOKEN => switch.read_vxlan(&mut buf, now),
+                Token(t) if (PORT_TOKEN_BASE..gateway::TOKEN_BASE).contains(&t) => {
+                    switch.read_port(t - PORT_TOKEN_BASE, &mut buf)
+                }
                 token => {
                     if let Some((_, gw)) = &mut switch.gateway {
                         gw.ready(token, poll.registry(), now);
@@ -578,7 +584,7 @@ pub fn serve(
             last_housekeeping = now;
             switch.housekeeping(now);
         }
-        if !switch.vm_ports.is_empty() {
+        if switch.vm_ports > 0 {
             last_vm = now;
         }
         if switch.stop {
@@ -613,12 +619,44 @@ impl Switch {
 
     fn remove_port(&mut self, id: PortId) {
         if let Some(port) = self.ports.remove(&id) {
-            if let PortKind::Vm { path, .. } = port.kind {
-                self.vm_ports.remove(&path);
-                tracing::info!(network = %self.name, port = id, path = %path.display(), "VM port left");
+            if let PortKind::Vm { link, mac } = port.kind {
+                let _ = self.registry.deregister(&mut SourceFd(&link.as_raw_fd()));
+                self.vm_ports -= 1;
+                let mac = mac.map_or("-".into(), table::format_mac);
+                tracing::info!(network = %self.name, port = id, %mac, "VM port left");
             }
         }
         self.table.forget_port(id);
+    }
+
+    /// Takes every waiting connection as a VM port (this user's only).
+    fn accept_ports(&mut self) {
+        loop {
+            let link = match seqpacket::accept(&self.listener) {
+                Ok(Some(link)) => link,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(network = %self.name, error = %e, "accepting a port");
+                    return;
+                }
+            };
+            let uid = rustix::process::geteuid().as_raw();
+            if seqpacket::peer_uid(&link).ok() != Some(uid) || self.ports.len() >= MAX_PORTS {
+                continue;
+            }
+            let id = self.next_port;
+            let token = Token(PORT_TOKEN_BASE + id);
+            if id >= gateway::TOKEN_BASE - PORT_TOKEN_BASE
+                || self
+                    .registry
+                    .register(&mut SourceFd(&link.as_raw_fd()), token, Interest::READABLE)
+                    .is_err()
+            {
+                continue;
+            }
+            self.add_port(PortKind::Vm { link, mac: None });
+            self.vm_ports += 1;
+        }
     }
 
     /// Takes a frame into the switch from port `from`.
@@ -674,11 +712,9 @@ impl Switch {
             return;
         };
         let sent = match &port.kind {
-            PortKind::Vm { path, .. } => match self.socket.send_to(frame, path) {
-                Ok(_) => Ok(true),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
-                Err(e) => Err(e),
-            },
+            // Not yet introduced: nothing for it.
+            PortKind::Vm { mac: None, .. } => Ok(false),
+            PortKind::Vm { link, .. } => seqpacket::send(link, frame),
             PortKind::Tap { file, .. } => match (&*file).write(frame) {
                 Ok(_) => Ok(true),
                 // Down, or its queue is full: the frame is lost.
@@ -708,49 +744,48 @@ impl Switch {
         }
     }
 
-    fn read_vm_ports(&mut self, buf: &mut [u8], now: Instant) {
+    /// Reads what VM port `id` sent: its hello first, then frames.
+    fn read_port(&mut self, id: PortId, buf: &mut [u8]) {
         loop {
-            let (len, addr) = match self.socket.recv_from(buf) {
-                Ok(x) => x,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(_) => return,
-            };
-            let Some(path) = addr.as_pathname().map(Path::to_path_buf) else {
-                continue;
-            };
-            // Only sockets in our ports directory are ports.
-            if path.parent() != Some(self.run.ports_dir().as_path()) {
-                continue;
-            }
-            let id = match self.vm_ports.get(&path) {
-                Some(id) => *id,
-                None => {
-                    if self.ports.len() >= MAX_PORTS {
-                        continue;
-                    }
-                    let id = self.add_port(PortKind::Vm {
-                        path: path.clone(),
-                        last_seen: now,
-                    });
-                    tracing::info!(network = %self.name, port = id, path = %path.display(), "VM port joined");
-                    self.vm_ports.insert(path, id);
-                    id
-                }
-            };
-            if let Some(Port {
-                kind: PortKind::Vm { last_seen, .. },
-                ..
+            let Some(Port {
+                kind: PortKind::Vm { link, mac },
+                counters,
             }) = self.ports.get_mut(&id)
-            {
-                *last_seen = now;
-            }
-            if len > 0 {
-                self.enqueue(id, buf[..len].to_vec());
-                if self.queue.len() >= 64 {
-                    self.process();
+            else {
+                return;
+            };
+            let len = match seqpacket::recv(&*link, buf) {
+                Ok(None) => break,
+                Ok(Some(0)) | Err(_) => {
+                    self.remove_port(id);
+                    break;
                 }
+                Ok(Some(len)) => len,
+            };
+            let message = &buf[..len];
+            if mac.is_none() {
+                match message.strip_prefix(&crate::port::HELLO_MAGIC[..]) {
+                    Some(m) if m.len() == 6 => {
+                        let mut octets = [0u8; 6];
+                        octets.copy_from_slice(m);
+                        *mac = Some(octets);
+                        tracing::info!(network = %self.name, port = id, mac = %table::format_mac(octets), "VM port joined");
+                    }
+                    _ => {
+                        // Not a lockstep port.
+                        counters.rx_malformed += 1;
+                        self.remove_port(id);
+                        break;
+                    }
+                }
+                continue;
+            }
+            self.enqueue(id, message.to_vec());
+            if self.queue.len() >= 64 {
+                self.process();
             }
         }
+        self.process();
     }
 
     fn read_tap(&mut self, buf: &mut [u8]) {
@@ -803,21 +838,6 @@ impl Switch {
 
     fn housekeeping(&mut self, now: Instant) {
         self.table.expire(now);
-        let silent: Vec<PortId> = self
-            .ports
-            .iter()
-            .filter_map(|(id, p)| match &p.kind {
-                PortKind::Vm { last_seen, .. }
-                    if now.saturating_duration_since(*last_seen) > PORT_TIMEOUT =>
-                {
-                    Some(*id)
-                }
-                _ => None,
-            })
-            .collect();
-        for id in silent {
-            self.remove_port(id);
-        }
     }
 
     fn status(&self, now: Instant) -> SwitchStatus {
@@ -826,14 +846,7 @@ impl Switch {
             .iter()
             .map(|(id, p)| {
                 let (kind, name) = match &p.kind {
-                    PortKind::Vm { path, .. } => (
-                        "vm",
-                        path.file_name()
-                            .and_then(|n| n.to_str())
-                            .and_then(|n| n.strip_suffix(".sock"))
-                            .unwrap_or("?")
-                            .replace('-', ":"),
-                    ),
+                    PortKind::Vm { mac, .. } => ("vm", mac.map_or("-".into(), table::format_mac)),
                     PortKind::Gateway => (
                         "gateway",
                         self.config
@@ -922,8 +935,9 @@ impl Switch {
     /// one after this one is gone.
     fn try_exit(&mut self, buf: &mut [u8]) -> Result<bool, SwitchError> {
         let _lock = self.run.lock("spawn.lock", &self.name)?;
-        self.read_vm_ports(buf, Instant::now());
-        if !self.vm_ports.is_empty() {
+        let _ = buf;
+        self.accept_ports();
+        if self.vm_ports > 0 {
             return Ok(false);
         }
         let _ = fs::remove_file(self.run.switch_socket());
