@@ -46,6 +46,12 @@ pub enum ImageError {
     #[error("no cache dir: set $XDG_CACHE_HOME, $HOME or LOCKSTEP_CACHE, or pass --cache-dir")]
     NoCacheDir,
 
+    #[error("{tool} failed: {detail}")]
+    Tool { tool: String, detail: String },
+
+    #[error("configure stage failed: {detail} (guest console log: {})", log.display())]
+    Configure { log: PathBuf, detail: String },
+
     #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
