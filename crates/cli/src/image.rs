@@ -122,10 +122,26 @@ fn run_list(args: ListArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         .into_iter()
         .map(|(suite, image)| doc("debian", &suite, image))
         .collect();
+    let mut disks = Vec::new();
+    for suite in images.iter().map(|i| i.suite.clone()) {
+        for d in guest_image::rootfs::list(args.cache_dir.as_deref(), &suite)? {
+            disks.push(vmm::api::DiskImageDoc {
+                name: d.name,
+                suite: d.suite,
+                variant: d.variant,
+                path: d.path,
+                sha256: d.sha256,
+                host_sha256: d.host_sha256,
+                packages: d.packages.len(),
+                disk_size: d.disk_size,
+            });
+        }
+    }
     if args.json {
         let list = vmm::api::ImageList {
             schema: vmm::api::SCHEMA,
             images,
+            disks,
         };
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(ExitCode::SUCCESS);
@@ -146,6 +162,24 @@ fn run_list(args: ListArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             i.kernel_version,
             i.kernel.display()
         );
+    }
+    if !disks.is_empty() {
+        println!();
+        println!(
+            "{:<24} {:<10} {:>8} {:>8} {:<16} PATH",
+            "DISK IMAGE", "SUITE", "PACKAGES", "SIZE", "SHA256"
+        );
+        for d in &disks {
+            println!(
+                "{:<24} {:<10} {:>8} {:>8} {:<16} {}",
+                d.name,
+                d.suite,
+                d.packages,
+                vocab::human(d.disk_size),
+                &d.sha256[..d.sha256.len().min(16)],
+                d.path.display()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -206,9 +240,11 @@ fn run_build(args: BuildArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     );
     if !args.host_only {
         println!(
-            "boot it:     lockstep run --disk path={},format=qcow2,readonly=on --append \"console=ttyS0 root=/dev/vda\"",
+            "boot it:     lockstep disk create vm.qcow2 --size {}M --backing {} --backing-format qcow2",
+            image.disk_size >> 20,
             image.path.display()
         );
+        println!("             lockstep run --memory 1G --disk path=vm.qcow2,format=qcow2,backing=any --append \"console=ttyS0 quiet root=/dev/vda rw\"");
     }
     Ok(ExitCode::SUCCESS)
 }

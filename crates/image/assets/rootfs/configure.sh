@@ -36,7 +36,9 @@ ldconfig
 step "first-boot settings"
 # SSH host keys: made per VM at first boot by openssh-server's sshd-keygen.service.
 rm -f /etc/ssh/ssh_host_*
-: >/etc/machine-id
+# "uninitialized": the next boot is a first boot (ConditionFirstBoot), which makes a new
+# machine id and, by openssh-server's sshd-keygen.service, the SSH host keys.
+echo uninitialized >/etc/machine-id
 rm -f /var/lib/dbus/machine-id
 passwd -d root >>"$log" 2>&1 || step "warning: passwd -d root failed"
 systemctl enable systemd-networkd.service >>"$log" 2>&1 ||

@@ -86,6 +86,8 @@ pub struct RootfsImage {
 #[derive(Debug, Serialize, Deserialize)]
 struct Manifest {
     format: u32,
+    /// [`recipe`] of the build: another one (new scripts, another size) builds again.
+    recipe: String,
     image: RootfsImage,
 }
 
@@ -106,7 +108,7 @@ pub fn build(
     let name = image_name(opts);
     let manifest_path = dir.join(format!("{name}.json"));
     if !opts.rebuild && !opts.host_only {
-        if let Some(image) = cached(&manifest_path)? {
+        if let Some(image) = cached(&manifest_path, &recipe(opts.size))? {
             report.line(&format!("{name}: cached, verified"));
             return Ok(image);
         }
@@ -138,6 +140,10 @@ pub fn build(
     }
 
     let work = dir.join(format!("work-{name}"));
+    if opts.host_only && work.exists() {
+        // A reproducibility check builds from scratch, never from an earlier build's output.
+        std::fs::remove_dir_all(&work).map_err(ImageError::io(&work))?;
+    }
     let key = host_key(&set, opts.size);
     let started = Instant::now();
     let host = host_part(&set, &debs, &work, opts.size, &key, report)?;
@@ -180,6 +186,7 @@ pub fn build(
     image.file_size = file_size(&final_path)?;
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
+        recipe: recipe(opts.size),
         image: image.clone(),
     };
     let json =
@@ -250,25 +257,35 @@ fn read_manifest(path: &Path) -> Result<Option<Manifest>, ImageError> {
     Ok((manifest.format == MANIFEST_FORMAT).then_some(manifest))
 }
 
-/// The cached image if its manifest reads and the image file matches it.
-fn cached(manifest: &Path) -> Result<Option<RootfsImage>, ImageError> {
+/// The cached image if its manifest reads, has this `recipe` and the image file matches it.
+fn cached(manifest: &Path, recipe: &str) -> Result<Option<RootfsImage>, ImageError> {
     let Ok(Some(m)) = read_manifest(manifest) else {
         return Ok(None);
     };
+    if m.recipe != recipe {
+        return Ok(None);
+    }
     match sha256_file(&m.image.path) {
         Ok(sum) if sum == m.image.sha256 => Ok(Some(m.image)),
         _ => Ok(None),
     }
 }
 
-/// What the host part's output depends on: recipe, size, and every package's checksum.
-fn host_key(set: &[Package], size: u64) -> String {
+/// How an image of `size` bytes is made besides its packages: this version's scripts.
+fn recipe(size: u64) -> String {
     let mut text = format!("recipe {RECIPE} size {size}\n");
-    for p in set {
-        text.push_str(&format!("{} {} {}\n", p.name, p.version, p.sha256));
+    for part in [CONFIGURE_SCRIPT, CONFIGURE_INIT, DHCP_NETWORK] {
+        text.push_str(&format!("{}\n", sha256_bytes(part)));
     }
-    text.push_str(&String::from_utf8_lossy(CONFIGURE_SCRIPT));
-    text.push_str(&String::from_utf8_lossy(DHCP_NETWORK));
+    sha256_bytes(text.as_bytes())
+}
+
+/// What the host part's output depends on: the recipe and every package's checksum.
+fn host_key(set: &[Package], size: u64) -> String {
+    let mut text = recipe(size);
+    for p in set {
+        text.push_str(&format!("\n{} {} {}", p.name, p.version, p.sha256));
+    }
     sha256_bytes(text.as_bytes())
 }
 
