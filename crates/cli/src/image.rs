@@ -249,6 +249,21 @@ fn run_build(args: BuildArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The cached Debian root file system of `variant` (built first if needed, with progress):
+/// its path, for `vm create --image`.
+pub fn build_debian(variant: &str) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    use guest_image::rootfs::{self, RootfsOptions};
+    let opts = RootfsOptions {
+        pull: PullOptions::default(),
+        variant: variant.parse()?,
+        packages: Vec::new(),
+        size: 4 << 30,
+        rebuild: false,
+        host_only: false,
+    };
+    Ok(rootfs::build(&opts, &mut configure_boot)?.path)
+}
+
 /// The configure stage's boot: this binary's own `lockstep run`, console to the job's log.
 fn configure_boot(job: &guest_image::rootfs::ConfigureJob) -> Result<(), guest_image::ImageError> {
     let fail = |detail: String| guest_image::ImageError::Configure {

@@ -112,9 +112,15 @@ struct CreateArgs {
     /// OpenSBI firmware [default: the pulled Debian image's].
     #[arg(long, value_name = "PATH")]
     firmware: Option<PathBuf>,
-    /// Kernel command line.
-    #[arg(long, value_name = "ARGS", default_value = run::DEFAULT_APPEND)]
-    append: String,
+    /// Kernel command line [default: `console=ttyS0`; with --image also `quiet root=/dev/vda
+    /// rw systemd.hostname=NAME`].
+    #[arg(long, value_name = "ARGS")]
+    append: Option<String>,
+    /// Boot a Debian root file system built by `lockstep image build debian` (built now
+    /// if not cached): `debian` (minbase) or `debian-standard`. It is copied in as the first
+    /// disk (vda); the kernel is the pulled image's.
+    #[arg(long, value_name = "IMAGE", value_parser = ["debian", "debian-minbase", "debian-standard"])]
+    image: Option<String>,
     /// Guest time's rate: retired instructions per 10 MHz tick (1 to 1000).
     #[arg(long, value_name = "N", default_value_t = machine::DEFAULT_INSTRUCTIONS_PER_TICK)]
     instructions_per_tick: u64,
@@ -478,7 +484,29 @@ fn create(home: &Home, a: CreateArgs) -> CmdResult {
             )
         }
     };
-    let mut disks: Vec<DiskSource> = a.disk_sizes.iter().map(|&s| DiskSource::Empty(s)).collect();
+    let mut disks: Vec<DiskSource> = Vec::new();
+    let mut append = a.append.clone();
+    if let Some(image) = &a.image {
+        let variant = if image == "debian-standard" {
+            "standard"
+        } else {
+            "minbase"
+        };
+        let root = crate::image::build_debian(variant)?;
+        disks.push(DiskSource::Import {
+            path: root,
+            format: ::disk::Format::Qcow2,
+            backing: ::disk::BackingPolicy::default(),
+        });
+        append.get_or_insert_with(|| {
+            format!(
+                "{} quiet root=/dev/vda rw systemd.hostname={}",
+                run::DEFAULT_APPEND,
+                a.name
+            )
+        });
+    }
+    disks.extend(a.disk_sizes.iter().map(|&s| DiskSource::Empty(s)));
     for d in &a.disks {
         let arg = run::parse_disk(d)?;
         let format = arg.format.ok_or_else(|| {
@@ -510,7 +538,7 @@ fn create(home: &Home, a: CreateArgs) -> CmdResult {
         name: a.name.clone(),
         cpus: a.cpus,
         memory: a.memory,
-        append: a.append,
+        append: append.unwrap_or_else(|| run::DEFAULT_APPEND.to_string()),
         instructions_per_tick: a.instructions_per_tick,
         boot: vmm::Boot {
             kernel: absolute(kernel)?,

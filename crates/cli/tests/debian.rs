@@ -346,3 +346,36 @@ fn a_full_disk_fails_clearly_and_caches_nothing() {
     let work = rootfs.join("work-debian-minbase");
     assert!(!work.join("staging").exists(), "staging tree left behind");
 }
+
+#[test]
+fn vm_create_with_the_debian_image_boots_to_login_with_its_name() {
+    let _cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let home = tempfile::tempdir().unwrap();
+    let created = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .args([
+            "vm", "create", "deb1", "--image", "debian", "--memory", "1G",
+        ])
+        .env("LOCKSTEP_HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let mut g = Guest::launch_env(
+        &[],
+        &["vm", "start", "deb1", "--attach"],
+        &[("LOCKSTEP_HOME", home.path())],
+    );
+    // systemd.hostname= on the kernel command line: the host name is the VM's.
+    g.expect("deb1 login:");
+    g.send("root");
+    g.expect("# ");
+    assert_eq!(shell(&mut g, "hostname"), "deb1");
+    let state = shell(&mut g, "systemctl is-system-running --wait");
+    assert_eq!(state, "running");
+    g.send("systemctl poweroff");
+    let status = g.child.wait().expect("wait for lockstep");
+    assert!(status.success(), "after systemctl poweroff: {status}");
+}
