@@ -22,7 +22,7 @@ pub struct VmArgs {
 #[derive(Subcommand, Debug)]
 enum VmCommand {
     /// Create a VM (default: the pulled Debian image and one empty 8 GiB disk).
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List the VMs: name, state, CPUs, memory, uptime, snapshots.
     List(ListArgs),
     /// Show everything about a VM: uuid, disks and their files, NICs and MACs, snapshots.
@@ -355,7 +355,7 @@ fn progress_bar() -> impl FnMut(&str, u64, u64) {
 pub fn vm(args: VmArgs) -> CmdResult {
     let home = Home::from_env()?;
     match args.command {
-        VmCommand::Create(a) => create(&home, a),
+        VmCommand::Create(a) => create(&home, *a),
         VmCommand::List(a) => list(&home, a.json),
         VmCommand::Show(a) => show(&home, &a.name, a.json),
         VmCommand::Start(a) | VmCommand::Resume(a) => start(&home, a),
