@@ -121,6 +121,10 @@ struct CreateArgs {
     /// disk (vda); the kernel is the pulled image's.
     #[arg(long, value_name = "IMAGE", value_parser = ["debian", "debian-minbase", "debian-standard"])]
     image: Option<String>,
+    /// With --image: an SSH public key file whose keys root accepts (handed to systemd as the
+    /// `ssh.authorized_keys.root` credential on the kernel command line).
+    #[arg(long, value_name = "FILE", requires = "image")]
+    ssh_key: Option<PathBuf>,
     /// Guest time's rate: retired instructions per 10 MHz tick (1 to 1000).
     #[arg(long, value_name = "N", default_value_t = machine::DEFAULT_INSTRUCTIONS_PER_TICK)]
     instructions_per_tick: u64,
@@ -498,13 +502,16 @@ fn create(home: &Home, a: CreateArgs) -> CmdResult {
             format: ::disk::Format::Qcow2,
             backing: ::disk::BackingPolicy::default(),
         });
-        append.get_or_insert_with(|| {
+        let line = append.get_or_insert_with(|| {
             format!(
                 "{} quiet root=/dev/vda rw systemd.hostname={}",
                 run::DEFAULT_APPEND,
                 a.name
             )
         });
+        if let Some(file) = &a.ssh_key {
+            line.push_str(&ssh_key_credential(file)?);
+        }
     }
     disks.extend(a.disk_sizes.iter().map(|&s| DiskSource::Empty(s)));
     for d in &a.disks {
@@ -561,6 +568,55 @@ fn create(home: &Home, a: CreateArgs) -> CmdResult {
         home.bundle_dir(&config.name).display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// ` systemd.set_credential_binary=ssh.authorized_keys.root:BASE64` for the public keys in
+/// `file`: systemd-tmpfiles writes them to /root/.ssh/authorized_keys at boot.
+fn ssh_key_credential(file: &std::path::Path) -> Result<String, Box<dyn Error>> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| format!("--ssh-key {}: {e}", file.display()))?;
+    let keys: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let looks_public =
+        |k: &&str| k.starts_with("ssh-") || k.starts_with("ecdsa-") || k.starts_with("sk-");
+    if keys.is_empty() || !keys.iter().all(looks_public) {
+        return Err(format!(
+            "--ssh-key {}: not an OpenSSH public key file (lines like 'ssh-ed25519 AAAA… comment')",
+            file.display()
+        )
+        .into());
+    }
+    let mut bytes = keys.join("\n").into_bytes();
+    bytes.push(b'\n');
+    Ok(format!(
+        " systemd.set_credential_binary=ssh.authorized_keys.root:{}",
+        base64(&bytes)
+    ))
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 fn absolute(p: PathBuf) -> Result<PathBuf, Box<dyn Error>> {
@@ -1184,4 +1240,42 @@ pub fn snapshot(args: SnapshotArgs) -> CmdResult {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        let cases = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (plain, encoded) in cases {
+            assert_eq!(base64(plain.as_bytes()), encoded, "{plain}");
+        }
+    }
+
+    #[test]
+    fn ssh_key_files_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("id.pub");
+        std::fs::write(&good, "# mine\nssh-ed25519 AAAAC3Nza me@host\n").unwrap();
+        let arg = ssh_key_credential(&good).unwrap();
+        let want = base64(b"ssh-ed25519 AAAAC3Nza me@host\n");
+        assert_eq!(
+            arg,
+            format!(" systemd.set_credential_binary=ssh.authorized_keys.root:{want}")
+        );
+        let private = dir.path().join("id");
+        std::fs::write(&private, "-----BEGIN OPENSSH PRIVATE KEY-----\n").unwrap();
+        let err = ssh_key_credential(&private).unwrap_err().to_string();
+        assert!(err.contains("not an OpenSSH public key"), "{err}");
+    }
 }

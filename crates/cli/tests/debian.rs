@@ -348,13 +348,25 @@ fn a_full_disk_fails_clearly_and_caches_nothing() {
 }
 
 #[test]
-fn vm_create_with_the_debian_image_boots_to_login_with_its_name() {
+fn vm_create_with_the_debian_image_boots_to_login_with_its_name_and_key() {
     let _cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let home = tempfile::tempdir().unwrap();
+    let key =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0lockstep0test0key0000000000000000000000 t@host";
+    let key_file = home.path().join("id.pub");
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
     let created = Command::new(env!("CARGO_BIN_EXE_lockstep"))
         .args([
-            "vm", "create", "deb1", "--image", "debian", "--memory", "1G",
+            "vm",
+            "create",
+            "deb1",
+            "--image",
+            "debian",
+            "--memory",
+            "1G",
+            "--ssh-key",
         ])
+        .arg(&key_file)
         .env("LOCKSTEP_HOME", home.path())
         .output()
         .unwrap();
@@ -373,6 +385,8 @@ fn vm_create_with_the_debian_image_boots_to_login_with_its_name() {
     g.send("root");
     g.expect("# ");
     assert_eq!(shell(&mut g, "hostname"), "deb1");
+    // The key came as a systemd credential; systemd-tmpfiles wrote it for root.
+    assert_eq!(shell(&mut g, "cat /root/.ssh/authorized_keys"), key);
     let state = shell(&mut g, "systemctl is-system-running --wait");
     assert_eq!(state, "running");
     g.send("systemctl poweroff");
