@@ -46,6 +46,9 @@ pub enum ImageError {
     #[error("no cache dir: set $XDG_CACHE_HOME, $HOME or LOCKSTEP_CACHE, or pass --cache-dir")]
     NoCacheDir,
 
+    #[error("another build of this image is running (it holds {})", lock.display())]
+    Busy { lock: PathBuf },
+
     #[error("{tool} failed: {detail}")]
     Tool { tool: String, detail: String },
 

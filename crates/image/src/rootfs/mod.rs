@@ -106,6 +106,14 @@ pub fn build(
         .join("rootfs");
     ensure_writable(&dir)?;
     let name = image_name(opts);
+    // One build of an image at a time: they would share the work directory.
+    let lock_path = dir.join(format!(".{name}.lock"));
+    let lock = std::fs::File::create(&lock_path).map_err(ImageError::io(&lock_path))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(ImageError::Busy { lock: lock_path }),
+        Err(std::fs::TryLockError::Error(e)) => return Err(ImageError::io(&lock_path)(e)),
+    }
     let manifest_path = dir.join(format!("{name}.json"));
     if !opts.rebuild && !opts.host_only {
         if let Some(image) = cached(&manifest_path, &recipe(opts.size))? {
