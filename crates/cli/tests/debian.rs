@@ -55,6 +55,7 @@ fn shell(g: &mut Guest, cmd: &str) -> String {
     let out = g.expect("@@END@@");
     out.replace("\u{1b}[?2004l", "")
         .replace("\u{1b}[?2004h", "")
+        .replace("\r\n", "\n")
         .trim()
         .to_string()
 }
@@ -348,7 +349,7 @@ fn a_full_disk_fails_clearly_and_caches_nothing() {
 }
 
 #[test]
-fn vm_create_with_the_debian_image_boots_to_login_with_its_name_and_key() {
+fn vm_create_with_the_debian_image_boots_to_login_and_survives_a_snapshot_revert() {
     let _cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let home = tempfile::tempdir().unwrap();
     let key =
@@ -389,7 +390,56 @@ fn vm_create_with_the_debian_image_boots_to_login_with_its_name_and_key() {
     assert_eq!(shell(&mut g, "cat /root/.ssh/authorized_keys"), key);
     let state = shell(&mut g, "systemctl is-system-running --wait");
     assert_eq!(state, "running");
-    g.send("systemctl poweroff");
-    let status = g.child.wait().expect("wait for lockstep");
-    assert!(status.success(), "after systemctl poweroff: {status}");
+
+    // A snapshot of the running system; what the journal got after it is gone after a
+    // revert, what it had before is there, and the system runs on.
+    let marks = "journalctl -t lockstep-mark -o cat --no-pager | cat";
+    shell(&mut g, "logger -t lockstep-mark one && journalctl --sync");
+    let home_s = home.path();
+    let vm = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+            .args(args)
+            .env("LOCKSTEP_HOME", home_s)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "lockstep {args:?}: {err}");
+        err
+    };
+    let said = vm(&["snapshot", "create", "deb1", "s1"]);
+    eprintln!("debian: {}", said.trim());
+    shell(&mut g, "logger -t lockstep-mark two && journalctl --sync");
+    assert_eq!(shell(&mut g, marks), "one\ntwo");
+    vm(&["snapshot", "revert", "deb1", "s1"]);
+    let _ = g.child.wait();
+    let mut c = Guest::launch_env(
+        &[],
+        &["vm", "console", "deb1"],
+        &[("LOCKSTEP_HOME", home.path())],
+    );
+    c.send("");
+    c.expect("# ");
+    assert_eq!(shell(&mut c, marks), "one");
+    assert_eq!(shell(&mut c, "systemctl is-system-running"), "running");
+    shell(&mut c, "logger -t lockstep-mark three && journalctl --sync");
+    assert_eq!(shell(&mut c, marks), "one\nthree");
+    c.send("systemctl poweroff");
+    // The VM's process ends when the guest powers off: `vm list` no longer says running.
+    let deadline = Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let list = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+            .args(["vm", "list"])
+            .env("LOCKSTEP_HOME", home_s)
+            .output()
+            .unwrap();
+        let list = String::from_utf8_lossy(&list.stdout).into_owned();
+        if !list.contains("running") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after systemctl poweroff: {list}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }
