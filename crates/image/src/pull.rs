@@ -79,6 +79,28 @@ pub fn list(cache_dir: Option<&Path>) -> Result<Vec<(String, GuestImage)>, Image
     Ok(images)
 }
 
+/// The kernel package `pull` used (in the cache, verified then) and its SHA-256: the root
+/// file systems of `image build` get its modules.
+pub(crate) fn kernel_deb(opts: &PullOptions) -> Result<(PathBuf, String), ImageError> {
+    let store = Store::open(opts)?;
+    let manifest = Manifest::load(&store.manifest_path(), &opts.suite)?.ok_or_else(|| {
+        ImageError::PackageNotFound(format!(
+            "kernel package: no image pulled for {}",
+            opts.suite
+        ))
+    })?;
+    let path = store.deb_path(&manifest.kernel);
+    let sum = crate::cache::sha256_file(&path)?;
+    if sum != manifest.kernel.sha256 {
+        return Err(ImageError::ChecksumMismatch {
+            what: format!("cached {}", path.display()),
+            expected: manifest.kernel.sha256,
+            got: sum,
+        });
+    }
+    Ok((path, sum))
+}
+
 /// Writes to `out` the initramfs of `image` with `init_script` as `/init`: the same busybox,
 /// modules and setup script (`. /etc/lockstep/setup.sh` does what the default `/init` does
 /// before its shell).

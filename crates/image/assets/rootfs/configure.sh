@@ -32,6 +32,10 @@ if ! dpkg --configure -a >>"$log" 2>&1; then
     exit 1
 fi
 ldconfig
+# The kernel's modules (put on the disk by the host, from the pulled kernel package).
+for k in /usr/lib/modules/*; do
+    [ -d "$k" ] && depmod -a "${k##*/}" >>"$log" 2>&1
+done
 
 step "first-boot settings"
 # SSH host keys: made per VM at first boot by openssh-server's sshd-keygen.service.

@@ -147,14 +147,23 @@ pub fn build(
         debs.push(dest);
     }
 
+    // The kernel that boots the image is the pulled one: its modules go on the disk.
+    let (kernel_deb, kernel_sum) = crate::pull::kernel_deb(&opts.pull)?;
     let work = dir.join(format!("work-{name}"));
     if opts.host_only && work.exists() {
         // A reproducibility check builds from scratch, never from an earlier build's output.
         std::fs::remove_dir_all(&work).map_err(ImageError::io(&work))?;
     }
-    let key = host_key(&set, opts.size);
+    let key = sha256_bytes(format!("{} kernel {kernel_sum}", host_key(&set, opts.size)).as_bytes());
     let started = Instant::now();
-    let host = host_part(&set, &debs, &work, opts.size, &key, report)?;
+    let inputs = HostInputs {
+        set: &set,
+        debs: &debs,
+        kernel_deb: Some(&kernel_deb),
+        size: opts.size,
+        key: &key,
+    };
+    let host = host_part(&inputs, &work, report)?;
     let host_seconds = started.elapsed().as_secs_f64();
     let mut image = RootfsImage {
         name: name.clone(),
@@ -310,39 +319,47 @@ fn uuid_from(key: &str) -> String {
     )
 }
 
+/// What the host part is made from.
+pub(crate) struct HostInputs<'a> {
+    pub set: &'a [Package],
+    pub debs: &'a [PathBuf],
+    /// The kernel package whose modules go to /usr/lib/modules (not in dpkg's database).
+    pub kernel_deb: Option<&'a Path>,
+    pub size: u64,
+    /// Hex digest of everything above: the UUID and the resume check come from it.
+    pub key: &'a str,
+}
+
 /// The host part: `work/host.qcow2`, reused when `work/host.key` says it was made from the
 /// same inputs.
-fn host_part(
-    set: &[Package],
-    debs: &[PathBuf],
-    work: &Path,
-    size: u64,
-    key: &str,
-    report: Report,
-) -> Result<PathBuf, ImageError> {
+fn host_part(inputs: &HostInputs<'_>, work: &Path, report: Report) -> Result<PathBuf, ImageError> {
     let host = work.join("host.qcow2");
     let key_path = work.join("host.key");
-    if host.exists() && std::fs::read_to_string(&key_path).is_ok_and(|k| k == key) {
+    if host.exists() && std::fs::read_to_string(&key_path).is_ok_and(|k| k == inputs.key) {
         report.line("host part: reusing the staged image of an interrupted build");
         return Ok(host);
     }
     let _ = std::fs::remove_file(&key_path);
     std::fs::create_dir_all(work).map_err(ImageError::io(work))?;
-    make_host_image(set, debs, work, size, key, report)?;
-    atomic_write(&key_path, key.as_bytes())?;
+    make_host_image(inputs, work, report)?;
+    atomic_write(&key_path, inputs.key.as_bytes())?;
     Ok(host)
 }
 
-/// Unpacks `debs` into `work/staging`, makes `work/host.qcow2` from it, removes the
-/// staging tree. The result depends only on the packages, `size` and `key`.
+/// Unpacks the packages into `work/staging`, makes `work/host.qcow2` from it, removes the
+/// staging tree. The result depends only on the inputs.
 pub(crate) fn make_host_image(
-    set: &[Package],
-    debs: &[PathBuf],
+    inputs: &HostInputs<'_>,
     work: &Path,
-    size: u64,
-    key: &str,
     report: Report,
 ) -> Result<PathBuf, ImageError> {
+    let HostInputs {
+        set,
+        debs,
+        kernel_deb,
+        size,
+        key,
+    } = *inputs;
     let staging = work.join("staging");
     let raw = work.join("rootfs.ext4");
     let result = (|| {
@@ -354,16 +371,19 @@ pub(crate) fn make_host_image(
         let mut unpacked = Vec::new();
         for (i, deb) in debs.iter().enumerate() {
             if i % 25 == 0 || i + 1 == debs.len() {
-                report.line(&format!(
-                    "unpacking [{}/{}] {}",
-                    i + 1,
-                    debs.len(),
-                    set[i].name
-                ));
+                let name = set.get(i).map_or("", |p| p.name.as_str());
+                report.line(&format!("unpacking [{}/{}] {name}", i + 1, debs.len()));
             }
             unpacked.push(unpack::unpack_deb(deb, &staging)?);
         }
-        let epoch = unpacked.iter().map(|u| u.mtime).max().unwrap_or(0);
+        let mut epoch = unpacked.iter().map(|u| u.mtime).max().unwrap_or(0);
+        if let Some(kernel) = kernel_deb {
+            report.line("unpacking the kernel's modules");
+            let modules =
+                |p: &str| p.starts_with("usr/lib/modules/") || p.starts_with("lib/modules/");
+            let k = unpack::unpack_deb_filtered(kernel, &staging, &modules)?;
+            epoch = epoch.max(k.mtime);
+        }
         unpack::write_dpkg_database(&staging, &unpacked)?;
         write_our_files(&staging, &unpacked)?;
         report.line(&format!(

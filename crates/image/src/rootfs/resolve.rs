@@ -47,12 +47,14 @@ impl std::str::FromStr for Variant {
 }
 
 /// What every variant adds to its priorities: an init system booting to a login, a network
-/// configured by systemd-networkd (part of `systemd` in trixie), sshd and the package manager.
+/// configured by systemd-networkd (part of `systemd` in trixie), sshd, the package manager,
+/// and kmod (the kernel's modules are on the disk: `modprobe`, `depmod`).
 pub const BASE_PACKAGES: &[&str] = &[
     "apt",
     "ca-certificates",
     "dbus",
     "iproute2",
+    "kmod",
     "libpam-systemd",
     "openssh-server",
     "systemd",

@@ -264,7 +264,14 @@ fn host_image_is_reproducible() {
         std::fs::create_dir_all(&work).unwrap();
         // Time passes between the builds: host ctimes differ, the images must not.
         std::thread::sleep(std::time::Duration::from_millis(1100));
-        let out = make_host_image(&set, &debs, &work, 64 << 20, &key, Report::Silent).unwrap();
+        let inputs = HostInputs {
+            set: &set,
+            debs: &debs,
+            kernel_deb: None,
+            size: 64 << 20,
+            key: &key,
+        };
+        let out = make_host_image(&inputs, &work, Report::Silent).unwrap();
         sums.push(sha256_file(&out).unwrap());
         assert!(!work.join("staging").exists() && !work.join("rootfs.ext4").exists());
     }
@@ -291,4 +298,16 @@ fn image_names_and_uuids() {
         uuid_from(&"ab".repeat(32)),
         "abababab-abab-abab-abab-abababababab"
     );
+}
+
+#[test]
+fn a_filter_keeps_only_the_paths_it_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let debs = sample_debs(dir.path());
+    let root = dir.path().join("root");
+    prepare_root(&root).unwrap();
+    let keep = |p: &str| p.starts_with("usr/bin/t");
+    super::unpack::unpack_deb_filtered(&debs[0], &root, &keep).unwrap();
+    assert!(root.join("usr/bin/tool").exists() && root.join("usr/bin/tool-again").exists());
+    assert!(!root.join("usr/bin/shadowed").exists() && !root.join("usr/bin/legacy").exists());
 }

@@ -66,6 +66,15 @@ pub fn prepare_root(root: &Path) -> Result<(), ImageError> {
 
 /// Unpacks one package's files into `root` and returns what its database entry needs.
 pub fn unpack_deb(deb: &Path, root: &Path) -> Result<Unpacked, ImageError> {
+    unpack_deb_filtered(deb, root, &|_| true)
+}
+
+/// As [`unpack_deb`], only the data archive's paths (`usr/bin/x`) that `keep` accepts.
+pub fn unpack_deb_filtered(
+    deb: &Path,
+    root: &Path,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Unpacked, ImageError> {
     let what = deb.display().to_string();
     let bad = |detail: String| ImageError::malformed(&what, detail);
     let file = File::open(deb).map_err(ImageError::io(deb))?;
@@ -80,7 +89,7 @@ pub fn unpack_deb(deb: &Path, root: &Path) -> Result<Unpacked, ImageError> {
             control = Some(read_control(tar).map_err(|e| bad(format!("{name}: {e}")))?);
         } else if name.starts_with("data.tar") {
             let tar = decompressor(&name, member).map_err(|e| bad(format!("{name}: {e}")))?;
-            files = Some(unpack_data(tar, root, &what)?);
+            files = Some(unpack_data(tar, root, &what, keep)?);
         }
     }
     let mut info = control.ok_or_else(|| bad("no control.tar member".into()))?;
@@ -132,7 +141,12 @@ fn read_control(data: impl Read) -> std::io::Result<BTreeMap<String, Vec<u8>>> {
 }
 
 /// Unpacks the data archive; returns its paths in dpkg's list form and its newest mtime.
-fn unpack_data(data: impl Read, root: &Path, what: &str) -> Result<(Vec<String>, u64), ImageError> {
+fn unpack_data(
+    data: impl Read,
+    root: &Path,
+    what: &str,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<(Vec<String>, u64), ImageError> {
     let bad = |detail: String| ImageError::malformed(what, detail);
     let mut listed = Vec::new();
     let mut newest = 0;
@@ -150,6 +164,9 @@ fn unpack_data(data: impl Read, root: &Path, what: &str) -> Result<(Vec<String>,
         let rel = relative(&raw).ok_or_else(|| bad(format!("data.tar: unsafe path {raw:?}")))?;
         if rel.is_empty() {
             listed.push("/.".to_string());
+            continue;
+        }
+        if !keep(&rel) {
             continue;
         }
         listed.push(format!("/{rel}"));
