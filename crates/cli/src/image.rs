@@ -29,7 +29,7 @@ pub struct BuildArgs {
     #[arg(value_parser = ["debian"])]
     pub name: String,
     /// `minbase`: Priority required; `standard`: required and important. Both add systemd,
-    /// udev, dbus, openssh-server, iproute2, ca-certificates and apt.
+    /// udev, dbus, openssh-server, iproute2, kmod, ca-certificates and apt.
     #[arg(long, default_value = "minbase", value_parser = ["minbase", "standard"])]
     pub variant: String,
     /// More packages (with their dependencies), comma-separated.
