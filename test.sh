@@ -15,6 +15,7 @@ needed=(
   "binutils-riscv64-linux-gnu riscv64-linux-gnu-objcopy"
   "device-tree-compiler dtc"
   "cpio cpio"
+  "curl curl"
   "e2fsprogs mkfs.ext4"
   "iproute2 ip"
   "iputils-ping ping"

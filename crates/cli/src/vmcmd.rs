@@ -22,7 +22,7 @@ pub struct VmArgs {
 #[derive(Subcommand, Debug)]
 enum VmCommand {
     /// Create a VM (default: the pulled Debian image and one empty 8 GiB disk).
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List the VMs: name, state, CPUs, memory, uptime, snapshots.
     List(ListArgs),
     /// Show everything about a VM: uuid, disks and their files, NICs and MACs, snapshots.
@@ -112,9 +112,19 @@ struct CreateArgs {
     /// OpenSBI firmware [default: the pulled Debian image's].
     #[arg(long, value_name = "PATH")]
     firmware: Option<PathBuf>,
-    /// Kernel command line.
-    #[arg(long, value_name = "ARGS", default_value = run::DEFAULT_APPEND)]
-    append: String,
+    /// Kernel command line [default: `console=ttyS0`; with --image also `quiet root=/dev/vda
+    /// rw systemd.hostname=NAME`].
+    #[arg(long, value_name = "ARGS")]
+    append: Option<String>,
+    /// Boot a Debian root file system built by `lockstep image build debian` (built now
+    /// if not cached): `debian` (minbase) or `debian-standard`. It is copied in as the first
+    /// disk (vda); the kernel is the pulled image's.
+    #[arg(long, value_name = "IMAGE", value_parser = ["debian", "debian-minbase", "debian-standard"])]
+    image: Option<String>,
+    /// With --image: an SSH public key file whose keys root accepts (handed to systemd as the
+    /// `ssh.authorized_keys.root` credential on the kernel command line).
+    #[arg(long, value_name = "FILE", requires = "image")]
+    ssh_key: Option<PathBuf>,
     /// Guest time's rate: retired instructions per 10 MHz tick (1 to 1000).
     #[arg(long, value_name = "N", default_value_t = machine::DEFAULT_INSTRUCTIONS_PER_TICK)]
     instructions_per_tick: u64,
@@ -349,7 +359,7 @@ fn progress_bar() -> impl FnMut(&str, u64, u64) {
 pub fn vm(args: VmArgs) -> CmdResult {
     let home = Home::from_env()?;
     match args.command {
-        VmCommand::Create(a) => create(&home, a),
+        VmCommand::Create(a) => create(&home, *a),
         VmCommand::List(a) => list(&home, a.json),
         VmCommand::Show(a) => show(&home, &a.name, a.json),
         VmCommand::Start(a) | VmCommand::Resume(a) => start(&home, a),
@@ -478,7 +488,32 @@ fn create(home: &Home, a: CreateArgs) -> CmdResult {
             )
         }
     };
-    let mut disks: Vec<DiskSource> = a.disk_sizes.iter().map(|&s| DiskSource::Empty(s)).collect();
+    let mut disks: Vec<DiskSource> = Vec::new();
+    let mut append = a.append.clone();
+    if let Some(image) = &a.image {
+        let variant = if image == "debian-standard" {
+            "standard"
+        } else {
+            "minbase"
+        };
+        let root = crate::image::build_debian(variant)?;
+        disks.push(DiskSource::Import {
+            path: root,
+            format: ::disk::Format::Qcow2,
+            backing: ::disk::BackingPolicy::default(),
+        });
+        let line = append.get_or_insert_with(|| {
+            format!(
+                "{} quiet root=/dev/vda rw systemd.hostname={}",
+                run::DEFAULT_APPEND,
+                a.name
+            )
+        });
+        if let Some(file) = &a.ssh_key {
+            line.push_str(&ssh_key_credential(file)?);
+        }
+    }
+    disks.extend(a.disk_sizes.iter().map(|&s| DiskSource::Empty(s)));
     for d in &a.disks {
         let arg = run::parse_disk(d)?;
         let format = arg.format.ok_or_else(|| {
@@ -510,7 +545,7 @@ fn create(home: &Home, a: CreateArgs) -> CmdResult {
         name: a.name.clone(),
         cpus: a.cpus,
         memory: a.memory,
-        append: a.append,
+        append: append.unwrap_or_else(|| run::DEFAULT_APPEND.to_string()),
         instructions_per_tick: a.instructions_per_tick,
         boot: vmm::Boot {
             kernel: absolute(kernel)?,
@@ -533,6 +568,55 @@ fn create(home: &Home, a: CreateArgs) -> CmdResult {
         home.bundle_dir(&config.name).display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// ` systemd.set_credential_binary=ssh.authorized_keys.root:BASE64` for the public keys in
+/// `file`: systemd-tmpfiles writes them to /root/.ssh/authorized_keys at boot.
+fn ssh_key_credential(file: &std::path::Path) -> Result<String, Box<dyn Error>> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| format!("--ssh-key {}: {e}", file.display()))?;
+    let keys: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let looks_public =
+        |k: &&str| k.starts_with("ssh-") || k.starts_with("ecdsa-") || k.starts_with("sk-");
+    if keys.is_empty() || !keys.iter().all(looks_public) {
+        return Err(format!(
+            "--ssh-key {}: not an OpenSSH public key file (lines like 'ssh-ed25519 AAAA… comment')",
+            file.display()
+        )
+        .into());
+    }
+    let mut bytes = keys.join("\n").into_bytes();
+    bytes.push(b'\n');
+    Ok(format!(
+        " systemd.set_credential_binary=ssh.authorized_keys.root:{}",
+        base64(&bytes)
+    ))
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 fn absolute(p: PathBuf) -> Result<PathBuf, Box<dyn Error>> {
@@ -1156,4 +1240,42 @@ pub fn snapshot(args: SnapshotArgs) -> CmdResult {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        let cases = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (plain, encoded) in cases {
+            assert_eq!(base64(plain.as_bytes()), encoded, "{plain}");
+        }
+    }
+
+    #[test]
+    fn ssh_key_files_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("id.pub");
+        std::fs::write(&good, "# mine\nssh-ed25519 AAAAC3Nza me@host\n").unwrap();
+        let arg = ssh_key_credential(&good).unwrap();
+        let want = base64(b"ssh-ed25519 AAAAC3Nza me@host\n");
+        assert_eq!(
+            arg,
+            format!(" systemd.set_credential_binary=ssh.authorized_keys.root:{want}")
+        );
+        let private = dir.path().join("id");
+        std::fs::write(&private, "-----BEGIN OPENSSH PRIVATE KEY-----\n").unwrap();
+        let err = ssh_key_credential(&private).unwrap_err().to_string();
+        assert!(err.contains("not an OpenSSH public key"), "{err}");
+    }
 }

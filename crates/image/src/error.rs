@@ -46,6 +46,15 @@ pub enum ImageError {
     #[error("no cache dir: set $XDG_CACHE_HOME, $HOME or LOCKSTEP_CACHE, or pass --cache-dir")]
     NoCacheDir,
 
+    #[error("another build of this image is running (it holds {})", lock.display())]
+    Busy { lock: PathBuf },
+
+    #[error("{tool} failed: {detail}")]
+    Tool { tool: String, detail: String },
+
+    #[error("configure stage failed: {detail} (guest console log: {})", log.display())]
+    Configure { log: PathBuf, detail: String },
+
     #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,

@@ -23,6 +23,7 @@ mod modules;
 mod packages;
 mod pull;
 mod release;
+pub mod rootfs;
 mod signature;
 mod version;
 

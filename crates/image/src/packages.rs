@@ -17,6 +17,15 @@ pub struct Package {
     /// Raw `Depends` field (empty when absent).
     #[serde(skip)]
     pub depends: String,
+    /// Raw `Pre-Depends` field (empty when absent).
+    #[serde(skip)]
+    pub pre_depends: String,
+    /// Raw `Provides` field (empty when absent).
+    #[serde(skip)]
+    pub provides: String,
+    /// `Priority` (empty when absent).
+    #[serde(skip)]
+    pub priority: String,
     /// Path of the .deb relative to the mirror root.
     pub filename: String,
     pub size: u64,
@@ -53,6 +62,9 @@ impl PackageIndex {
                 version: field("Version")?.to_string(),
                 architecture: architecture.to_string(),
                 depends: stanza.get("Depends").unwrap_or("").to_string(),
+                pre_depends: stanza.get("Pre-Depends").unwrap_or("").to_string(),
+                provides: stanza.get("Provides").unwrap_or("").to_string(),
+                priority: stanza.get("Priority").unwrap_or("").to_string(),
                 filename: checked_pool_path(name, field("Filename")?)?,
                 size: size.parse().map_err(|_| {
                     ImageError::malformed("Packages", format!("package {name}: Size {size:?}"))
@@ -77,6 +89,11 @@ impl PackageIndex {
             .iter()
             .filter(|p| constraint.is_none_or(|c| c.accepts(&p.version)))
             .max_by(|a, b| compare_versions(&a.version, &b.version))
+    }
+
+    /// The newest version of every package (each name once), in name order.
+    pub fn newest(&self) -> impl Iterator<Item = &Package> {
+        self.by_name.keys().filter_map(|name| self.find(name, None))
     }
 
     /// Like `find` without constraint, as an error when absent.

@@ -79,6 +79,28 @@ pub fn list(cache_dir: Option<&Path>) -> Result<Vec<(String, GuestImage)>, Image
     Ok(images)
 }
 
+/// The kernel package `pull` used (in the cache, verified then) and its SHA-256: the root
+/// file systems of `image build` get its modules.
+pub(crate) fn kernel_deb(opts: &PullOptions) -> Result<(PathBuf, String), ImageError> {
+    let store = Store::open(opts)?;
+    let manifest = Manifest::load(&store.manifest_path(), &opts.suite)?.ok_or_else(|| {
+        ImageError::PackageNotFound(format!(
+            "kernel package: no image pulled for {}",
+            opts.suite
+        ))
+    })?;
+    let path = store.deb_path(&manifest.kernel);
+    let sum = crate::cache::sha256_file(&path)?;
+    if sum != manifest.kernel.sha256 {
+        return Err(ImageError::ChecksumMismatch {
+            what: format!("cached {}", path.display()),
+            expected: manifest.kernel.sha256,
+            got: sum,
+        });
+    }
+    Ok((path, sum))
+}
+
 /// Writes to `out` the initramfs of `image` with `init_script` as `/init`: the same busybox,
 /// modules and setup script (`. /etc/lockstep/setup.sh` does what the default `/init` does
 /// before its shell).
@@ -95,6 +117,20 @@ pub fn build_initramfs(
 
 /// Asks the archive which packages to use: InRelease (signature) → Packages (checksum).
 fn resolve(store: &Store, fetcher: &Fetcher, suite: &str) -> Result<[Package; 3], ImageError> {
+    let index = verified_index(&store.dir, fetcher, suite)?;
+    let kernel = index.resolve_kernel(KERNEL_METAPACKAGE)?.clone();
+    let busybox = index.require("busybox-static")?.clone();
+    let opensbi = index.require("opensbi")?.clone();
+    Ok([kernel, busybox, opensbi])
+}
+
+/// The suite's package index, verified: InRelease's signature, then the checksum it gives
+/// `Packages.xz` (kept in `dir`).
+pub(crate) fn verified_index(
+    dir: &Path,
+    fetcher: &Fetcher,
+    suite: &str,
+) -> Result<PackageIndex, ImageError> {
     let in_release = fetcher.get_small(&format!("dists/{suite}/InRelease"))?;
     let text = verify_clearsigned(&in_release, &Keyring::debian()?)?;
     let release = Release::parse(&text)?;
@@ -105,15 +141,11 @@ fn resolve(store: &Store, fetcher: &Fetcher, suite: &str) -> Result<[Package; 3]
         )));
     }
     release.check_fresh(chrono::Utc::now())?;
-    let index = fetch_index(store, fetcher, suite, &release)?;
-    let kernel = index.resolve_kernel(KERNEL_METAPACKAGE)?.clone();
-    let busybox = index.require("busybox-static")?.clone();
-    let opensbi = index.require("opensbi")?.clone();
-    Ok([kernel, busybox, opensbi])
+    fetch_index(dir, fetcher, suite, &release)
 }
 
 fn fetch_index(
-    store: &Store,
+    dir: &Path,
     fetcher: &Fetcher,
     suite: &str,
     release: &Release,
@@ -127,7 +159,7 @@ fn fetch_index(
         })
         .ok_or_else(|| ImageError::PackageNotFound(format!("{base}.xz in {suite} InRelease")))?;
     let file_name = name.rsplit('/').next().unwrap_or(&name);
-    let dest = store.dir.join(file_name);
+    let dest = dir.join(file_name);
     fetcher.ensure(&format!("dists/{suite}/{name}"), &dest, sum)?;
     let raw = std::fs::read(&dest).map_err(ImageError::io(&dest))?;
     let text = decompress(&name, &raw).map_err(|e| ImageError::malformed(&name, e))?;

@@ -112,6 +112,26 @@ pub struct ImageDoc {
 pub struct ImageList {
     pub schema: u32,
     pub images: Vec<ImageDoc>,
+    /// Root file systems made by `lockstep image build`.
+    #[serde(default)]
+    pub disks: Vec<DiskImageDoc>,
+}
+
+/// A root file system image made by `lockstep image build` (qcow2, read-only in the cache).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskImageDoc {
+    /// `debian-minbase`, `debian-standard`, with `-<hash>` when packages were added.
+    pub name: String,
+    pub suite: String,
+    pub variant: String,
+    pub path: PathBuf,
+    /// SHA-256 of the image file.
+    pub sha256: String,
+    /// SHA-256 of the reproducible host part (before the guest configured the packages).
+    pub host_sha256: String,
+    pub packages: usize,
+    /// Virtual size, bytes.
+    pub disk_size: u64,
 }
 
 /// `lockstep ft status --json`.
