@@ -19,6 +19,7 @@ needed=(
   "e2fsprogs mkfs.ext4"
   "iproute2 ip"
   "iputils-ping ping"
+  "ethtool ethtool"
   "util-linux setpriv"
   "man-db man"
   "qemu-system-misc qemu-system-riscv64"

@@ -44,6 +44,73 @@ pub fn decapsulate(vni: u32, packet: &[u8]) -> Option<&[u8]> {
     (got == vni && well_formed(frame)).then_some(frame)
 }
 
+/// Ones-complement sum of `data` as 16-bit big-endian words.
+fn sum16(data: &[u8]) -> u32 {
+    let mut sum = 0u32;
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        sum += u32::from(*last) << 8;
+    }
+    sum
+}
+
+fn fold(mut sum: u32) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// Completes the TCP or UDP checksum of an IPv4 frame whose sender left
+/// it to offload. A kernel VXLAN device over a veth (two namespaces of one
+/// host) hands the inner packet on with only the pseudo-header's sum in
+/// the checksum field (`CHECKSUM_PARTIAL`), expecting a NIC to finish it;
+/// a guest without checksum offload would drop every such segment. Only a
+/// field holding exactly that partial sum is completed: a wrong checksum
+/// of any other value is left for the guest to refuse.
+pub fn complete_partial_checksum(frame: &mut [u8]) {
+    if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] {
+        return;
+    }
+    let ip = &frame[14..];
+    let header_len = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff;
+    let protocol = ip[9];
+    let field = match protocol {
+        6 => 16,
+        17 => 6,
+        _ => return,
+    };
+    if ip[0] >> 4 != 4
+        || header_len < 20
+        || total > ip.len()
+        || total < header_len + field + 2
+        || fragment != 0
+    {
+        return;
+    }
+    let l4_len = total - header_len;
+    let mut pseudo = sum16(&ip[12..20]) + u32::from(protocol);
+    pseudo += l4_len as u32;
+    let start = 14 + header_len;
+    let at = start + field;
+    let stored = u16::from_be_bytes([frame[at], frame[at + 1]]);
+    if stored != fold(pseudo) {
+        return;
+    }
+    frame[at] = 0;
+    frame[at + 1] = 0;
+    let mut sum = !fold(pseudo + sum16(&frame[start..start + l4_len]));
+    if protocol == 17 && sum == 0 {
+        sum = 0xffff;
+    }
+    frame[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+}
+
 /// The tunnel's state.
 pub struct Tunnel {
     config: Vxlan,
@@ -109,17 +176,18 @@ impl Tunnel {
                 Ok(x) => x,
                 Err(_) => return,
             };
-            match decapsulate(self.config.vni, &buf[..len]) {
-                Some(frame) => {
-                    let mut src = [0u8; 6];
-                    src.copy_from_slice(&frame[6..12]);
-                    if self.vteps.len() < MAX_MACS || self.vteps.contains_key(&src) {
-                        self.vteps.insert(src, (from.ip(), now));
-                    }
-                    deliver(Some(frame));
-                }
-                None => deliver(None),
+            if decapsulate(self.config.vni, &buf[..len]).is_none() {
+                deliver(None);
+                continue;
             }
+            let frame = &mut buf[HEADER_LEN..len];
+            let mut src = [0u8; 6];
+            src.copy_from_slice(&frame[6..12]);
+            if self.vteps.len() < MAX_MACS || self.vteps.contains_key(&src) {
+                self.vteps.insert(src, (from.ip(), now));
+            }
+            complete_partial_checksum(frame);
+            deliver(Some(frame));
         }
     }
 }
@@ -148,5 +216,42 @@ mod tests {
         reserved[1] = 0xff;
         reserved[7] = 0xff;
         assert_eq!(decapsulate(4242, &reserved), Some(&frame[..]));
+    }
+
+    /// An IPv4/UDP frame with a correct checksum.
+    fn udp_frame() -> Vec<u8> {
+        crate::switch::gateway::udp_frame(
+            [2, 0, 0, 0, 0, 2],
+            [2, 0, 0, 0, 0, 1],
+            "10.0.0.1:1000".parse().unwrap(),
+            "10.0.0.2:2000".parse().unwrap(),
+            b"hello, checksum!",
+        )
+    }
+
+    #[test]
+    fn a_partial_checksum_is_completed_and_nothing_else_is_touched() {
+        let good = udp_frame();
+        let at = 14 + 20 + 6;
+        // What the sender would have left: the pseudo-header's sum.
+        let ip = &good[14..];
+        let pseudo = fold(sum16(&ip[12..20]) + 17 + (good.len() - 34) as u32);
+        let mut partial = good.clone();
+        partial[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
+        complete_partial_checksum(&mut partial);
+        assert_eq!(partial, good);
+        // A correct frame stays as it is; so does a corrupt one.
+        let mut same = good.clone();
+        complete_partial_checksum(&mut same);
+        assert_eq!(same, good);
+        let mut corrupt = good.clone();
+        corrupt[at] ^= 0x55;
+        let before = corrupt.clone();
+        complete_partial_checksum(&mut corrupt);
+        assert_eq!(corrupt, before);
+        // Runts and other protocols are left alone.
+        let mut runt = good[..30].to_vec();
+        complete_partial_checksum(&mut runt);
+        assert_eq!(runt, good[..30]);
     }
 }
