@@ -20,7 +20,7 @@ triple="$(rustc -vV | sed -n 's/^host: //p')"
 target_dir="$root/target/fuzz"
 bin_dir="$target_dir/$triple/release"
 targets=(snapshot snapshot_assembler virtio tracked_disk loader replay_log replay_codec
-  ft_wire link_frames disk_image cpio deb deb822 inrelease)
+  ft_wire link_frames net_frames disk_image cpio deb deb822 inrelease)
 
 build() {
   # The instrumented build has its own target directory and a faster-to-build

@@ -14,6 +14,7 @@ mod files;
 mod images;
 mod logs;
 mod machine;
+mod net;
 
 pub use cursor::Cursor;
 
@@ -26,6 +27,7 @@ pub mod targets {
         assembler as snapshot_assembler, loader, snapshot, tracked_disk, virtio, virtio_session,
         VIRTIO_RAM,
     };
+    pub use crate::net::net_frames;
 }
 
 /// One fuzz target.
@@ -94,6 +96,12 @@ pub const TARGETS: &[Target] = &[
         parser: "link: preamble and frame parsing of the byte stream",
         run: logs::link_frames,
         max_len: 8 << 10,
+    },
+    Target {
+        name: "net_frames",
+        parser: "net: switch MAC table, gateway (ARP, ICMP, DHCP server), VXLAN decapsulation and checksum completion",
+        run: net::net_frames,
+        max_len: 16 << 10,
     },
     Target {
         name: "disk_image",

@@ -536,7 +536,7 @@ fn create(home: &Home, a: CreateArgs) -> CmdResult {
     }
     let mut nics = Vec::new();
     for spec in &a.nets {
-        let (_, mut spec) = run::parse_net(spec)?;
+        let (_, mut spec) = run::parse_net(spec).map_err(crate::exit::usage)?;
         let mac = spec.mac.take().map(|m| vmm::Mac(m.octets()));
         nics.push((spec.to_string(), mac));
     }

@@ -760,3 +760,38 @@ fn two_lockstep_hosts_share_a_vni_and_another_vni_is_isolated() {
         wait_switch_gone(home, "ov");
     }
 }
+
+#[test]
+fn a_kept_vm_names_a_network_and_keeps_it_from_deletion() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    ok(h, &["net", "create", "lab", "--mode", "internal"]);
+    ok(
+        h,
+        &[
+            "vm",
+            "create",
+            "web",
+            "--net",
+            "network=lab",
+            "--disk-size",
+            "64M",
+        ],
+    );
+    let shown = ok(h, &["vm", "show", "web"]);
+    assert!(shown.contains("network=lab"), "{shown}");
+    let out = lockstep(h, &["net", "delete", "lab"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("named by kept VM(s) web"), "{err}");
+    // A NIC naming a network is checked when the VM is made.
+    let out = lockstep(h, &["vm", "create", "bad", "--net", "network=../x"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ok(h, &["vm", "delete", "web"]);
+    ok(h, &["net", "delete", "lab"]);
+}

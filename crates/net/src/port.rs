@@ -161,6 +161,10 @@ impl FrameTx for PortTx {
     /// congested link would; so does a switch that went away (the receive
     /// half reconnects).
     fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        // An empty message would read as the connection's end.
+        if frame.is_empty() {
+            return Ok(());
+        }
         match seqpacket::send(&*self.0.link(), frame) {
             Ok(_) => Ok(()),
             Err(e)
