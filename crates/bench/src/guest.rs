@@ -120,6 +120,8 @@ pub struct BenchVm<'a> {
     pub initrd: PathBuf,
     /// The kernel command line of both VMs.
     pub append: String,
+    /// Environment of the lockstep run.
+    pub env: Vec<(OsString, OsString)>,
 }
 
 impl<'a> BenchVm<'a> {
@@ -138,10 +140,17 @@ impl<'a> BenchVm<'a> {
             image,
             initrd,
             append: APPEND.to_string(),
+            env: Vec::new(),
         })
     }
 
     /// Add `extra` (e.g. `lockstep.ip=…`) to both VMs' kernel command line.
+    /// Sets `key` in lockstep's environment.
+    pub fn with_env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> BenchVm<'a> {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
     pub fn with_append(mut self, extra: &str) -> BenchVm<'a> {
         self.append.push(' ');
         self.append.push_str(extra);
@@ -180,7 +189,8 @@ impl<'a> BenchVm<'a> {
             .arg("--memory")
             .arg(format!("{}M", self.args.memory_mib))
             .args(self.args.run_flags.split_whitespace())
-            .args(extra);
+            .args(extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         timed("lockstep", cmd, required)
     }
 

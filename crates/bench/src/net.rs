@@ -1,6 +1,9 @@
 //! `lockstep bench net`: TCP throughput between the guest and the host over
 //! a TAP, guest → host and host → guest, under lockstep and under QEMU TCG on
-//! the same kernel, firmware and initramfs.
+//! the same kernel, firmware and initramfs. `--via nat` measures the same
+//! through user-mode NAT instead: lockstep's `nat` network (its switch's
+//! gateway at .2, host sockets to loopback) against QEMU's `-netdev user`
+//! (slirp, host at 10.0.2.2), the host end on 127.0.0.1 in the namespace.
 //!
 //! Each VM runs inside a network namespace created for it, with a TAP whose
 //! host-side address exists only in that namespace. The host end is a
@@ -56,9 +59,25 @@ pub struct NetBenchArgs {
     pub size_mib: u32,
     #[arg(long = "size-mib", hide = true, value_parser = vocab::renamed("--size 64M"))]
     old_size_mib: Option<String>,
+    /// What joins the guest to the host: a TAP (root), or user-mode NAT —
+    /// lockstep's `nat` network against QEMU's `-netdev user`.
+    #[arg(long, value_enum, default_value_t = Via::Tap)]
+    pub via: Via,
     #[command(flatten)]
     pub vm: GuestBenchArgs,
 }
+
+/// `--via`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    /// A TAP in a namespace.
+    Tap,
+    /// User-mode NAT (lockstep's `nat` network; QEMU's `-netdev user`).
+    Nat,
+}
+
+/// The lockstep NAT network's subnet in the benchmark's own store.
+const NAT_SUBNET: &str = "10.79.8.0/24";
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetBenchError {
@@ -130,12 +149,12 @@ struct Ports {
     ack: u16,
 }
 
-fn guest_script(size_mib: u32, host: Ipv4Addr, ports: Ports) -> String {
+fn guest_script(size_mib: u32, host: &str, ports: Ports) -> String {
     let blocks = u64::from(size_mib) * (1 << 20) / u64::from(GUEST_BLOCK);
     GUEST_SCRIPT
         .replace("@MIB@", &size_mib.to_string())
         .replace("@BLOCKS@", &blocks.to_string())
-        .replace("@HOST@", &host.to_string())
+        .replace("@HOST@", host)
         .replace("@SINK@", &ports.sink.to_string())
         .replace("@SOURCE@", &ports.source.to_string())
         .replace("@ACK@", &ports.ack.to_string())
@@ -197,26 +216,83 @@ pub fn run(args: NetBenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         return Err(NetBenchError::NotRoot.into());
     }
     let scratch = Scratch::new("bench-net")?;
-    let script = guest_script(args.size_mib, HOST_IP, PORTS);
-    let vm = BenchVm::prepare(&args.vm, &script, &scratch)?.with_append(&kernel_ip_arg());
     let bytes = u64::from(args.size_mib) << 20;
-
-    eprintln!("bench net: {} MiB each way under lockstep …", args.size_mib);
-    let ours = measure("lockstep", bytes, || {
-        vm.run_lockstep(&lockstep_net_flags(TAP, GUEST_MAC), &[])
-    })?;
-    let qemu = if vm.wants_qemu() {
-        eprintln!("bench net: the same under QEMU TCG …");
-        Some(measure("QEMU", bytes, || {
-            vm.run_qemu(&qemu_net_flags(TAP, GUEST_MAC), &[])
-        })?)
-    } else {
-        None
+    let (ours, qemu) = match args.via {
+        Via::Tap => {
+            let script = guest_script(args.size_mib, &HOST_IP.to_string(), PORTS);
+            let vm = BenchVm::prepare(&args.vm, &script, &scratch)?.with_append(&kernel_ip_arg());
+            eprintln!("bench net: {} MiB each way under lockstep …", args.size_mib);
+            let ours = measure("lockstep", Some(TAP), HOST_IP, bytes, || {
+                vm.run_lockstep(&lockstep_net_flags(TAP, GUEST_MAC), &[])
+            })?;
+            let qemu = if vm.wants_qemu() {
+                eprintln!("bench net: the same under QEMU TCG …");
+                Some(measure("QEMU", Some(TAP), HOST_IP, bytes, || {
+                    vm.run_qemu(&qemu_net_flags(TAP, GUEST_MAC), &[])
+                })?)
+            } else {
+                None
+            };
+            (ours, qemu)
+        }
+        Via::Nat => {
+            // The guest's DHCP lease gives it its gateway: the host end.
+            let script = guest_script(
+                args.size_mib,
+                "$(ip route | awk '/^default/ {print $3}')",
+                PORTS,
+            );
+            let home = scratch.path().join("home");
+            let networks = ::net::Networks::at(home.join("networks"));
+            let config = ::net::NetworkConfig {
+                name: "bench".into(),
+                mode: ::net::Mode::Nat,
+                subnet: NAT_SUBNET.parse().ok(),
+                dhcp: true,
+                bridge: None,
+                forwards: Vec::new(),
+                dns: None,
+                vxlan: None,
+                mtu: 1500,
+            };
+            networks.create(&config).map_err(|e| NetBenchError::Ip {
+                command: "creating the benchmark's nat network".into(),
+                reason: e.to_string(),
+            })?;
+            let vm =
+                BenchVm::prepare(&args.vm, &script, &scratch)?.with_env("LOCKSTEP_HOME", &home);
+            eprintln!(
+                "bench net: {} MiB each way through lockstep's nat network …",
+                args.size_mib
+            );
+            let flags: Vec<OsString> = vec![
+                "--net".into(),
+                format!("network=bench,mac={GUEST_MAC}").into(),
+            ];
+            let ours = measure("lockstep", None, Ipv4Addr::LOCALHOST, bytes, || {
+                vm.run_lockstep(&flags, &[])
+            })?;
+            let qemu = if vm.wants_qemu() {
+                eprintln!("bench net: the same through QEMU's -netdev user …");
+                let flags: Vec<OsString> = vec![
+                    "-netdev".into(),
+                    "user,id=n0".into(),
+                    "-device".into(),
+                    format!("virtio-net-device,netdev=n0,mac={GUEST_MAC}").into(),
+                ];
+                Some(measure("QEMU", None, Ipv4Addr::LOCALHOST, bytes, || {
+                    vm.run_qemu(&flags, &[])
+                })?)
+            } else {
+                None
+            };
+            (ours, qemu)
+        }
     };
     if args.vm.json {
-        println!("{}", json(args.size_mib, &ours, qemu.as_ref()));
+        println!("{}", json(args.size_mib, args.via, &ours, qemu.as_ref()));
     } else {
-        print!("{}", table(args.size_mib, &ours, qemu.as_ref()));
+        print!("{}", table(args.size_mib, args.via, &ours, qemu.as_ref()));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -226,11 +302,13 @@ pub fn run(args: NetBenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
 /// namespace is gone when this returns.
 fn measure(
     what: &str,
+    tap: Option<&str>,
+    listen: Ipv4Addr,
     bytes: u64,
     boot: impl FnOnce() -> Result<RunResult, BenchError> + Send,
 ) -> Result<Measured, NetBenchError> {
-    let ns = Namespace::with_tap(&what.to_ascii_lowercase(), TAP)?;
-    let listeners = ns.within(|| Listeners::bind(HOST_IP, PORTS))?;
+    let ns = Namespace::with_tap(&what.to_ascii_lowercase(), tap)?;
+    let listeners = ns.within(|| Listeners::bind(listen, PORTS))?;
     let vm_ended = AtomicBool::new(false);
     let (run, served) = std::thread::scope(|s| {
         let server = s.spawn(|| serve(listeners, bytes, &vm_ended));
@@ -446,7 +524,8 @@ struct Namespace {
 }
 
 impl Namespace {
-    fn with_tap(tag: &str, tap: &str) -> Result<Namespace, NetBenchError> {
+    /// With `tap`, a TAP holding the host address; without, loopback only.
+    fn with_tap(tag: &str, tap: Option<&str>) -> Result<Namespace, NetBenchError> {
         let name = format!("lockstep-bench-{tag}-{}", std::process::id());
         // A namespace left behind by an earlier process with our pid.
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
@@ -454,6 +533,9 @@ impl Namespace {
         let ns = Namespace { name };
         let host = format!("{HOST_IP}/{PREFIX_LEN}");
         ip(&["-n", &ns.name, "link", "set", "lo", "up"])?;
+        let Some(tap) = tap else {
+            return Ok(ns);
+        };
         ip(&["-n", &ns.name, "tuntap", "add", "dev", tap, "mode", "tap"])?;
         ip(&["-n", &ns.name, "addr", "add", &host, "dev", tap])?;
         ip(&["-n", &ns.name, "link", "set", tap, "up"])?;
@@ -513,9 +595,13 @@ fn ip(args: &[&str]) -> Result<(), NetBenchError> {
     })
 }
 
-fn table(size_mib: u32, ours: &Measured, qemu: Option<&Measured>) -> String {
+fn table(size_mib: u32, via: Via, ours: &Measured, qemu: Option<&Measured>) -> String {
+    let path = match via {
+        Via::Tap => "through a TAP (virtio-net)",
+        Via::Nat => "through user-mode NAT (lockstep's nat network; QEMU's -netdev user)",
+    };
     let mut t = format!(
-        "{size_mib} MiB each way over TCP through a TAP (virtio-net), timed on the host; \
+        "{size_mib} MiB each way over TCP {path}, timed on the host; \
          ratio = lockstep / qemu throughput\n"
     );
     t += &rate_table(
@@ -529,7 +615,7 @@ fn table(size_mib: u32, ours: &Measured, qemu: Option<&Measured>) -> String {
     t
 }
 
-fn json(size_mib: u32, ours: &Measured, qemu: Option<&Measured>) -> serde_json::Value {
+fn json(size_mib: u32, via: Via, ours: &Measured, qemu: Option<&Measured>) -> serde_json::Value {
     let per_direction = |f: &dyn Fn(Direction) -> f64| {
         Direction::BOTH
             .iter()
@@ -547,6 +633,7 @@ fn json(size_mib: u32, ours: &Measured, qemu: Option<&Measured>) -> serde_json::
         qemu.map(|q| per_direction(&|d| ratio(ours.get(d).mib_per_s(), q.get(d).mib_per_s())));
     serde_json::json!({
         "size_mib": size_mib,
+        "via": match via { Via::Tap => "tap", Via::Nat => "nat" },
         "lockstep": obj(ours),
         "qemu": qemu.map(obj),
         "ratio": ratios,
@@ -567,7 +654,7 @@ mod tests {
             source: 7002,
             ack: 7003,
         };
-        let script = guest_script(64, HOST_IP, ports);
+        let script = guest_script(64, &HOST_IP.to_string(), ports);
         assert!(script.contains("bs=64k count=1024 "), "{script}");
         assert!(script.contains("| nc 10.79.0.1 7001"), "{script}");
         assert!(script.contains("nc 10.79.0.1 7002 </dev/null >/dev/null"));
@@ -714,8 +801,8 @@ guest -> host                8.0          32.0     0.25
 host -> guest                4.0          64.0     0.06
 wall (s)                    70.2          20.0
 ";
-        assert_eq!(table(64, &ours, Some(&qemu)), want);
-        let alone = table(64, &ours, None);
+        assert_eq!(table(64, Via::Tap, &ours, Some(&qemu)), want);
+        let alone = table(64, Via::Tap, &ours, None);
         assert!(
             alone.contains("guest -> host                8.0             -        -\n"),
             "{alone}"
@@ -730,7 +817,7 @@ wall (s)                    70.2          20.0
     fn json_has_rates_seconds_and_ratios_by_direction() {
         let ours = measured(8.0, 0.0, 70.0);
         let qemu = measured(2.0, 1.0, 20.0);
-        let doc = json(64, &ours, Some(&qemu));
+        let doc = json(64, Via::Tap, &ours, Some(&qemu));
         assert_eq!(doc["size_mib"], 64);
         assert_eq!(doc["lockstep"]["mib_per_s"]["guest_to_host"], 8.0);
         assert_eq!(doc["lockstep"]["seconds"]["guest_to_host"], 8.0);
@@ -739,7 +826,7 @@ wall (s)                    70.2          20.0
         assert_eq!(doc["qemu"]["mib_per_s"]["host_to_guest"], 64.0);
         assert_eq!(doc["qemu"]["wall"], 20.0);
         assert_eq!(doc["ratio"]["guest_to_host"], 0.25);
-        let alone = json(64, &ours, None);
+        let alone = json(64, Via::Tap, &ours, None);
         assert!(
             alone["qemu"].is_null() && alone["ratio"].is_null(),
             "{alone}"
