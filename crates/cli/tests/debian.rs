@@ -191,6 +191,12 @@ fn seeded_cache(dir: &Path, with_debs: bool) -> PathBuf {
     for f in ["manifest.json", "Packages.xz"] {
         std::fs::copy(from.join(f), to.join(f)).unwrap();
     }
+    // The kernel package: its modules go on the disk.
+    let kernel_pool = from.join("pool");
+    tool(
+        "cp",
+        &["-a", kernel_pool.to_str().unwrap(), to.to_str().unwrap()],
+    );
     if with_debs {
         let pool = from.join("rootfs/pool");
         tool(
@@ -311,14 +317,15 @@ fn tampering_mirror(upstream: String, victim: String) -> String {
 fn a_full_disk_fails_clearly_and_caches_nothing() {
     let _cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    // A file system too small for the staging tree (~300 MB): a tmpfs of 160 MiB.
+    // A file system too small for the staging tree (~450 MB): a tmpfs of 280 MiB, of
+    // which the seeded cache takes ~200.
     tool(
         "mount",
         &[
             "-t",
             "tmpfs",
             "-o",
-            "size=160m",
+            "size=280m",
             "tmpfs",
             dir.path().to_str().unwrap(),
         ],

@@ -49,6 +49,9 @@ pub enum ImageError {
     #[error("another build of this image is running (it holds {})", lock.display())]
     Busy { lock: PathBuf },
 
+    #[error("image build needs root: the packages' files have owners (root, shadow, …) that mke2fs -d copies from the staging tree")]
+    NeedsRoot,
+
     #[error("{tool} failed: {detail}")]
     Tool { tool: String, detail: String },
 

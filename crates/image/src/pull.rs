@@ -79,9 +79,9 @@ pub fn list(cache_dir: Option<&Path>) -> Result<Vec<(String, GuestImage)>, Image
     Ok(images)
 }
 
-/// The kernel package `pull` used (in the cache, verified then) and its SHA-256: the root
-/// file systems of `image build` get its modules.
-pub(crate) fn kernel_deb(opts: &PullOptions) -> Result<(PathBuf, String), ImageError> {
+/// The kernel package `pull` used (as its verified index described it) and where the
+/// cache keeps it: the root file systems of `image build` get its modules.
+pub(crate) fn kernel_package(opts: &PullOptions) -> Result<(Package, PathBuf), ImageError> {
     let store = Store::open(opts)?;
     let manifest = Manifest::load(&store.manifest_path(), &opts.suite)?.ok_or_else(|| {
         ImageError::PackageNotFound(format!(
@@ -90,15 +90,7 @@ pub(crate) fn kernel_deb(opts: &PullOptions) -> Result<(PathBuf, String), ImageE
         ))
     })?;
     let path = store.deb_path(&manifest.kernel);
-    let sum = crate::cache::sha256_file(&path)?;
-    if sum != manifest.kernel.sha256 {
-        return Err(ImageError::ChecksumMismatch {
-            what: format!("cached {}", path.display()),
-            expected: manifest.kernel.sha256,
-            got: sum,
-        });
-    }
-    Ok((path, sum))
+    Ok((manifest.kernel, path))
 }
 
 /// Writes to `out` the initramfs of `image` with `init_script` as `/init`: the same busybox,

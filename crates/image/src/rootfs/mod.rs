@@ -147,8 +147,15 @@ pub fn build(
         debs.push(dest);
     }
 
-    // The kernel that boots the image is the pulled one: its modules go on the disk.
-    let (kernel_deb, kernel_sum) = crate::pull::kernel_deb(&opts.pull)?;
+    // The kernel that boots the image is the pulled one: its modules go on the disk
+    // (fetched again, and checked, if its package has left the cache).
+    let (kernel, kernel_deb) = crate::pull::kernel_package(&opts.pull)?;
+    let sum = FileSum {
+        sha256: kernel.sha256.clone(),
+        size: kernel.size,
+    };
+    fetcher.ensure(&kernel.filename, &kernel_deb, &sum)?;
+    let kernel_sum = kernel.sha256;
     let work = dir.join(format!("work-{name}"));
     if opts.host_only && work.exists() {
         // A reproducibility check builds from scratch, never from an earlier build's output.
@@ -367,6 +374,14 @@ pub(crate) fn make_host_image(
             std::fs::remove_dir_all(&staging).map_err(ImageError::io(&staging))?;
         }
         std::fs::create_dir_all(&staging).map_err(ImageError::io(&staging))?;
+        // mke2fs -d copies owners from the tree: the packages' owners need root.
+        std::os::unix::fs::lchown(&staging, Some(0), Some(0)).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                ImageError::NeedsRoot
+            } else {
+                ImageError::io(&staging)(e)
+            }
+        })?;
         unpack::prepare_root(&staging)?;
         let mut unpacked = Vec::new();
         for (i, deb) in debs.iter().enumerate() {
