@@ -449,7 +449,9 @@ impl Gateway {
     /// A host socket of the gateway is ready.
     pub fn ready(&mut self, token: Token, registry: &Registry, now: Instant) {
         let Some(nat) = &mut self.nat else { return };
-        let id = token.0 - TOKEN_BASE;
+        let Some(id) = token.0.checked_sub(TOKEN_BASE) else {
+            return;
+        };
         if id < nat.listeners.len() {
             nat.accept(
                 id,
@@ -936,6 +938,7 @@ impl Nat {
                         .find(|(_, p)| p.peer == peer && p.forward == index)
                     {
                         Some((port, _)) => *port,
+                        None if self.udp_peers.len() >= MAX_FLOWS => continue,
                         None => {
                             let port = self.ephemeral_port();
                             self.udp_peers.insert(

@@ -788,52 +788,59 @@ impl Switch {
         self.process();
     }
 
+    /// Reads the TAP until it is empty, 64 frames at a time.
     fn read_tap(&mut self, buf: &mut [u8]) {
-        let Some((id, file)) = self.ports.iter().find_map(|(id, p)| match &p.kind {
-            PortKind::Tap { file, .. } => Some((*id, file)),
-            _ => None,
-        }) else {
-            return;
-        };
-        let mut frames = Vec::new();
         loop {
-            match (&*file).read(buf) {
-                Ok(0) => break,
-                Ok(n) => frames.push(buf[..n].to_vec()),
-                Err(_) => break,
+            let Some((id, file)) = self.ports.iter().find_map(|(id, p)| match &p.kind {
+                PortKind::Tap { file, .. } => Some((*id, file)),
+                _ => None,
+            }) else {
+                return;
+            };
+            let mut frames = Vec::new();
+            while frames.len() < 64 {
+                match (&*file).read(buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => frames.push(buf[..n].to_vec()),
+                }
             }
-            if frames.len() >= 64 {
-                break;
+            let more = frames.len() == 64;
+            for f in frames {
+                self.enqueue(id, f);
             }
-        }
-        let more = frames.len() >= 64;
-        for f in frames {
-            self.enqueue(id, f);
-        }
-        self.process();
-        if more {
-            self.read_tap(buf);
+            self.process();
+            if !more {
+                return;
+            }
         }
     }
 
     fn read_vxlan(&mut self, buf: &mut [u8], now: Instant) {
-        let Some((id, tunnel)) = &mut self.vxlan else {
+        let Some((id, _)) = &self.vxlan else {
             return;
         };
         let id = *id;
-        let mut frames = Vec::new();
-        let mut malformed = 0;
-        tunnel.receive(buf, now, |frame| match frame {
-            Some(f) => frames.push(f.to_vec()),
-            None => malformed += 1,
-        });
-        if let Some(p) = self.ports.get_mut(&id) {
-            p.counters.rx_malformed += malformed;
+        loop {
+            let Some((_, tunnel)) = &mut self.vxlan else {
+                return;
+            };
+            let mut frames = Vec::new();
+            let mut malformed = 0;
+            let more = tunnel.receive(buf, now, 64, |frame| match frame {
+                Some(f) => frames.push(f.to_vec()),
+                None => malformed += 1,
+            });
+            if let Some(p) = self.ports.get_mut(&id) {
+                p.counters.rx_malformed += malformed;
+            }
+            for f in frames {
+                self.enqueue(id, f);
+            }
+            self.process();
+            if !more {
+                return;
+            }
         }
-        for f in frames {
-            self.enqueue(id, f);
-        }
-        self.process();
     }
 
     fn housekeeping(&mut self, now: Instant) {

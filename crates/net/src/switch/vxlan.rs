@@ -163,18 +163,20 @@ impl Tunnel {
         all
     }
 
-    /// Reads every waiting datagram; `deliver` gets each inner frame, or
-    /// `None` for a datagram that was refused.
+    /// Reads up to `max` waiting datagrams; `deliver` gets each inner
+    /// frame, or `None` for a datagram that was refused. Whether more may
+    /// wait (`max` were read).
     pub fn receive(
         &mut self,
         buf: &mut [u8],
         now: Instant,
+        max: usize,
         mut deliver: impl FnMut(Option<&[u8]>),
-    ) {
-        loop {
+    ) -> bool {
+        for _ in 0..max {
             let (len, from) = match self.socket.recv_from(buf) {
                 Ok(x) => x,
-                Err(_) => return,
+                Err(_) => return false,
             };
             if decapsulate(self.config.vni, &buf[..len]).is_none() {
                 deliver(None);
@@ -189,6 +191,7 @@ impl Tunnel {
             complete_partial_checksum(frame);
             deliver(Some(frame));
         }
+        true
     }
 }
 
