@@ -76,6 +76,17 @@ fn status(home: &Path, name: &str) -> serde_json::Value {
     serde_json::from_str(&ok(home, &["net", "show", name, "--json"])).expect("json")
 }
 
+/// The first port of `kind` in a `net show --json` document.
+fn port_of_kind(status: &serde_json::Value, kind: &str) -> serde_json::Value {
+    status["switch"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .find(|p| p["kind"] == kind)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {kind} port in {status}"))
+}
+
 /// Waits for the on-demand switch of `name` to leave after its last VM.
 fn wait_switch_gone(home: &Path, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -687,13 +698,7 @@ fn vxlan_interoperates_with_a_kernel_vxlan_device() {
     let out = g.run("sha256sum /tmp/b");
     assert!(out.contains(&hash), "{out} (want {hash})");
     let s = status(h, "ov");
-    let vx = s["switch"]["ports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["kind"] == "vxlan")
-        .cloned()
-        .expect("a vxlan port");
+    let vx = port_of_kind(&s, "vxlan");
     assert!(vx["counters"]["rx_frames"].as_u64() > Some(100), "{vx}");
     poweroff(g);
     wait_switch_gone(h, "ov");
@@ -747,13 +752,7 @@ fn two_lockstep_hosts_share_a_vni_and_another_vni_is_isolated() {
     assert!(out.contains("0 packets received"), "{out}");
     // Host 1 refused VNI 78's frames and counted them.
     let s = status(home1.path(), "ov");
-    let vx = s["switch"]["ports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["kind"] == "vxlan")
-        .cloned()
-        .expect("a vxlan port");
+    let vx = port_of_kind(&s, "vxlan");
     assert!(vx["counters"]["rx_malformed"].as_u64() > Some(0), "{vx}");
     for (g, home) in [(a, home1.path()), (b, home2.path()), (c, home3.path())] {
         poweroff(g);

@@ -637,6 +637,41 @@ impl Nat {
         id
     }
 
+    /// Registers `stream` and keeps it with `socket` as a new flow; its id,
+    /// or `None` if the event loop refused the stream.
+    fn add_tcp_flow(
+        &mut self,
+        registry: &Registry,
+        mut stream: TcpStream,
+        socket: tcp::Socket<'static>,
+        state: TcpState,
+        key: FlowKey,
+    ) -> Option<usize> {
+        let id = self.new_id();
+        registry
+            .register(
+                &mut stream,
+                Token(TOKEN_BASE + id),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .ok()?;
+        let handle = self.sockets.add(socket);
+        self.flows.insert(
+            id,
+            Flow::Tcp(Box::new(TcpFlow {
+                handle,
+                stream,
+                state,
+                key,
+                host_eof: false,
+                host_shut: false,
+                host_failed: false,
+            })),
+        );
+        self.by_key.insert(key, id);
+        Some(id)
+    }
+
     fn tcp_socket() -> tcp::Socket<'static> {
         let mut s = tcp::Socket::new(
             tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
@@ -683,38 +718,19 @@ impl Nat {
             } else {
                 SocketAddr::V4(remote)
             };
-            let Ok(mut stream) = TcpStream::connect(target) else {
+            let Ok(stream) = TcpStream::connect(target) else {
                 counters.connect_failed += 1;
                 return;
             };
-            let id = self.new_id();
-            if registry
-                .register(
-                    &mut stream,
-                    Token(TOKEN_BASE + id),
-                    Interest::READABLE | Interest::WRITABLE,
-                )
-                .is_err()
+            let state = TcpState::Connecting {
+                syn: frame.to_vec(),
+            };
+            if self
+                .add_tcp_flow(registry, stream, Self::tcp_socket(), state, key)
+                .is_some()
             {
-                return;
+                counters.tcp_out += 1;
             }
-            let handle = self.sockets.add(Self::tcp_socket());
-            self.flows.insert(
-                id,
-                Flow::Tcp(Box::new(TcpFlow {
-                    handle,
-                    stream,
-                    state: TcpState::Connecting {
-                        syn: frame.to_vec(),
-                    },
-                    key,
-                    host_eof: false,
-                    host_shut: false,
-                    host_failed: false,
-                })),
-            );
-            self.by_key.insert(key, id);
-            counters.tcp_out += 1;
             return;
         }
         if let Some(Flow::Tcp(f)) = self.by_key.get(&key).and_then(|id| self.flows.get(id)) {
@@ -868,7 +884,7 @@ impl Nat {
         loop {
             match &mut self.listeners[index].1 {
                 Listener::Tcp(listener) => {
-                    let mut stream = match listener.accept() {
+                    let stream = match listener.accept() {
                         Ok((stream, _)) => stream,
                         Err(_) => return,
                     };
@@ -898,33 +914,13 @@ impl Nat {
                     {
                         continue;
                     }
-                    let id = self.new_id();
-                    if registry
-                        .register(
-                            &mut stream,
-                            Token(TOKEN_BASE + id),
-                            Interest::READABLE | Interest::WRITABLE,
-                        )
-                        .is_err()
-                    {
-                        continue;
-                    }
-                    let handle = self.sockets.add(socket);
                     let key = (6, guest, SocketAddrV4::new(gateway, port));
-                    self.flows.insert(
-                        id,
-                        Flow::Tcp(Box::new(TcpFlow {
-                            handle,
-                            stream,
-                            state: TcpState::Open,
-                            key,
-                            host_eof: false,
-                            host_shut: false,
-                            host_failed: false,
-                        })),
-                    );
-                    self.by_key.insert(key, id);
-                    counters.tcp_in += 1;
+                    if self
+                        .add_tcp_flow(registry, stream, socket, TcpState::Open, key)
+                        .is_some()
+                    {
+                        counters.tcp_in += 1;
+                    }
                 }
                 Listener::Udp(socket) => {
                     let mut buf = vec![0; MAX_DATAGRAM];
