@@ -13,17 +13,7 @@ use std::time::{Duration, Instant};
 /// completion. Everything the gateway answers is a well-formed frame; an
 /// encapsulated frame decapsulates to itself.
 pub fn net_frames(data: &[u8]) {
-    let config = NetworkConfig {
-        name: "fuzz".into(),
-        mode: Mode::Internal,
-        subnet: "10.0.0.0/24".parse().ok(),
-        dhcp: true,
-        bridge: None,
-        forwards: Vec::new(),
-        dns: None,
-        vxlan: None,
-        mtu: 1500,
-    };
+    let config = NetworkConfig::new("fuzz", Mode::Internal, "10.0.0.0/24".parse().ok());
     let Ok(poll) = mio::Poll::new() else { return };
     let start = Instant::now();
     let Ok(Some(mut gateway)) = Gateway::new(&config, [2, 0, 0, 0, 0, 2], poll.registry(), start)

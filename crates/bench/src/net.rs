@@ -244,17 +244,8 @@ pub fn run(args: NetBenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             );
             let home = scratch.path().join("home");
             let networks = ::net::Networks::at(home.join("networks"));
-            let config = ::net::NetworkConfig {
-                name: "bench".into(),
-                mode: ::net::Mode::Nat,
-                subnet: NAT_SUBNET.parse().ok(),
-                dhcp: true,
-                bridge: None,
-                forwards: Vec::new(),
-                dns: None,
-                vxlan: None,
-                mtu: 1500,
-            };
+            let config =
+                ::net::NetworkConfig::new("bench", ::net::Mode::Nat, NAT_SUBNET.parse().ok());
             networks.create(&config).map_err(|e| NetBenchError::Ip {
                 command: "creating the benchmark's nat network".into(),
                 reason: e.to_string(),

@@ -4,7 +4,7 @@
 use std::error::Error;
 use std::fs::File;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode, Stdio};
@@ -212,21 +212,11 @@ pub fn run(args: NetArgs) -> CmdResult {
     }
 }
 
-/// A free 192.168.x.0/24 for a new nat or hostonly network, starting from
-/// a hash of its name.
+/// A free 192.168.x.0/24 for a new nat or hostonly network.
 fn pick_subnet(store: &Networks, name: &str) -> Result<Subnet, Box<dyn Error>> {
-    let taken: Vec<Subnet> = store.list()?.into_iter().filter_map(|n| n.subnet).collect();
-    let start = blake3::hash(name.as_bytes()).as_bytes()[0] % 100;
-    for i in 0..100u8 {
-        let x = 100 + (start + i) % 100;
-        let subnet = Subnet::new(Ipv4Addr::new(192, 168, x, 0), 24)?;
-        if !taken.iter().any(|t| t.overlaps(&subnet)) {
-            return Ok(subnet);
-        }
-    }
-    Err(crate::exit::usage(
-        "no free 192.168.100-199.0/24 subnet: give --subnet",
-    ))
+    store
+        .free_subnet(name)?
+        .ok_or_else(|| crate::exit::usage("no free 192.168.100-199.0/24 subnet: give --subnet"))
 }
 
 fn create(store: &Networks, a: CreateArgs) -> CmdResult {
@@ -245,19 +235,13 @@ fn create(store: &Networks, a: CreateArgs) -> CmdResult {
         }),
         _ => None,
     };
-    let config = NetworkConfig {
-        name: a.name.clone(),
-        mode: a.mode,
-        subnet,
-        dhcp: a
-            .dhcp
-            .unwrap_or(subnet.is_some() && a.mode != Mode::Bridged),
-        bridge: a.bridge,
-        forwards: a.forward,
-        dns: a.dns,
-        mtu: a.mtu.unwrap_or(if vxlan.is_some() { 1450 } else { 1500 }),
-        vxlan,
-    };
+    let mut config = NetworkConfig::new(&a.name, a.mode, subnet);
+    config.dhcp = a.dhcp.unwrap_or(config.dhcp);
+    config.bridge = a.bridge;
+    config.forwards = a.forward;
+    config.dns = a.dns;
+    config.mtu = a.mtu.unwrap_or(if vxlan.is_some() { 1450 } else { 1500 });
+    config.vxlan = vxlan;
     config.validate()?;
     // A forward to a host port something else holds fails now, not when
     // the first VM starts.

@@ -1,26 +1,11 @@
 //! Every `--json` output parses back into its `vmm::api` type, carries
 //! the schema version, and says what the text output says.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn lockstep(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lockstep"))
-        .env("LOCKSTEP_HOME", home)
-        .args(args)
-        .output()
-        .expect("run lockstep")
-}
-
-fn ok(home: &Path, args: &[&str]) -> String {
-    let out = lockstep(home, args);
-    assert!(
-        out.status.success(),
-        "lockstep {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::ok_in as ok;
 
 fn parse<T: serde::de::DeserializeOwned>(home: &Path, args: &[&str]) -> T {
     let text = ok(home, args);

@@ -20,23 +20,7 @@ use std::time::{Duration, Instant};
 
 const LOCKSTEP: &str = env!("CARGO_BIN_EXE_lockstep");
 
-fn lockstep(home: &Path, args: &[&str]) -> Output {
-    Command::new(LOCKSTEP)
-        .env("LOCKSTEP_HOME", home)
-        .args(args)
-        .output()
-        .expect("run lockstep")
-}
-
-fn ok(home: &Path, args: &[&str]) -> String {
-    let out = lockstep(home, args);
-    assert!(
-        out.status.success(),
-        "lockstep {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{lockstep_in as lockstep, ok_in as ok};
 
 fn boot_on(home: &Path, prefix: &[&str], append: &str, net: &str) -> Guest {
     let append = format!("console=ttyS0 quiet {append}");

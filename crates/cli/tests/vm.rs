@@ -8,30 +8,12 @@ mod common;
 
 use common::{Guest, PROMPT};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const APPEND: &str = "console=ttyS0 quiet";
 
-fn lockstep(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lockstep"))
-        .env("LOCKSTEP_HOME", home)
-        .args(args)
-        .output()
-        .expect("run lockstep")
-}
-
-/// Run `lockstep ARGS`, which must succeed; its stdout.
-fn ok(home: &Path, args: &[&str]) -> String {
-    let out = lockstep(home, args);
-    assert!(
-        out.status.success(),
-        "lockstep {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{lockstep_in as lockstep, ok_in as ok};
 
 /// Run `lockstep ARGS`, which must fail with one line and exit 3 (an
 /// error on the host: the VM's state forbids it); that line.

@@ -52,7 +52,9 @@ pub fn decompress(name: &str, data: &[u8]) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
-fn read_tar(
+/// Regular files of a tar stream whose path (without the leading `./`)
+/// `want` accepts, by path.
+pub(crate) fn read_tar(
     data: impl Read,
     want: &mut impl FnMut(&str) -> bool,
 ) -> std::io::Result<BTreeMap<String, Vec<u8>>> {

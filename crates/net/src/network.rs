@@ -466,6 +466,22 @@ pub struct NetworkConfig {
 }
 
 impl NetworkConfig {
+    /// A network with the defaults: DHCP when it has a subnet and is not
+    /// bridged, MTU 1500, no bridge, forwards, DNS or VXLAN.
+    pub fn new(name: &str, mode: Mode, subnet: Option<Subnet>) -> NetworkConfig {
+        NetworkConfig {
+            name: name.to_string(),
+            mode,
+            subnet,
+            dhcp: subnet.is_some() && mode != Mode::Bridged,
+            bridge: None,
+            forwards: Vec::new(),
+            dns: None,
+            vxlan: None,
+            mtu: 1500,
+        }
+    }
+
     /// Checks everything a file or a command line could get wrong.
     pub fn validate(&self) -> Result<(), NetworkError> {
         check_name(&self.name)?;
@@ -566,17 +582,6 @@ impl NetworkConfig {
             (Mode::Nat, Some(s)) => Some(s.gateway()),
             _ => None,
         }
-    }
-
-    /// The address the switch's DHCP server and ARP answers use: the
-    /// gateway on `nat`, `.1` elsewhere... on `internal`, `.1` is the
-    /// switch's own (no host holds it).
-    pub fn server_address(&self) -> Option<Ipv4Addr> {
-        let subnet = self.subnet?;
-        Some(match self.mode {
-            Mode::Nat => subnet.gateway(),
-            _ => subnet.host_address(),
-        })
     }
 }
 
@@ -741,6 +746,19 @@ impl Networks {
         })
     }
 
+    /// A free 192.168.x.0/24 (x from 100 to 199, starting from a hash of
+    /// `name`) for a new network, or `None` if all are taken.
+    pub fn free_subnet(&self, name: &str) -> Result<Option<Subnet>, NetworkError> {
+        let taken: Vec<Subnet> = self.list()?.into_iter().filter_map(|n| n.subnet).collect();
+        let start = blake3::hash(name.as_bytes()).as_bytes()[0] % 100;
+        Ok((0..100u8)
+            .map(|i| Subnet {
+                network: Ipv4Addr::new(192, 168, 100 + (start + i) % 100, 0),
+                prefix: 24,
+            })
+            .find(|s| !taken.iter().any(|t| t.overlaps(s))))
+    }
+
     /// Removes the definition of `name`; the caller has checked that no
     /// VM uses it (see [`crate::switch::status`]).
     pub fn remove(&self, name: &str) -> Result<(), NetworkError> {
@@ -793,28 +811,8 @@ pub fn defaults() -> Vec<NetworkConfig> {
         prefix: 24,
     };
     vec![
-        NetworkConfig {
-            name: "nat".into(),
-            mode: Mode::Nat,
-            subnet: Some(subnet(nat)),
-            dhcp: true,
-            bridge: None,
-            forwards: Vec::new(),
-            dns: None,
-            vxlan: None,
-            mtu: 1500,
-        },
-        NetworkConfig {
-            name: "hostonly".into(),
-            mode: Mode::Hostonly,
-            subnet: Some(subnet(hostonly)),
-            dhcp: true,
-            bridge: None,
-            forwards: Vec::new(),
-            dns: None,
-            vxlan: None,
-            mtu: 1500,
-        },
+        NetworkConfig::new("nat", Mode::Nat, Some(subnet(nat))),
+        NetworkConfig::new("hostonly", Mode::Hostonly, Some(subnet(hostonly))),
     ]
 }
 
@@ -823,17 +821,7 @@ mod tests {
     use super::*;
 
     fn internal(name: &str, subnet: Option<&str>) -> NetworkConfig {
-        NetworkConfig {
-            name: name.into(),
-            mode: Mode::Internal,
-            subnet: subnet.map(|s| s.parse().unwrap()),
-            dhcp: subnet.is_some(),
-            bridge: None,
-            forwards: Vec::new(),
-            dns: None,
-            vxlan: None,
-            mtu: 1500,
-        }
+        NetworkConfig::new(name, Mode::Internal, subnet.map(|s| s.parse().unwrap()))
     }
 
     #[test]

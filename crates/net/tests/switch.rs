@@ -26,7 +26,7 @@ impl Rng {
     }
 }
 
-fn counters(status: &switch::SwitchStatus, kind: &str) -> switch::CountersStatus {
+fn counters(status: &switch::SwitchStatus, kind: &str) -> net::switch::table::Counters {
     status
         .ports
         .iter()
@@ -46,20 +46,14 @@ fn malformed_frames_from_ports_and_vxlan_peers_are_dropped_and_counted() {
         .port();
     networks
         .create(&NetworkConfig {
-            name: "t".into(),
-            mode: Mode::Internal,
-            subnet: Some("10.60.0.0/24".parse().unwrap()),
-            dhcp: true,
-            bridge: None,
-            forwards: Vec::new(),
-            dns: None,
+            mtu: 1450,
             vxlan: Some(Vxlan {
                 vni: 99,
                 local: "127.0.0.1".parse().unwrap(),
                 remotes: vec!["127.0.0.2".parse().unwrap()],
                 port: vxlan_port,
             }),
-            mtu: 1450,
+            ..NetworkConfig::new("t", Mode::Internal, "10.60.0.0/24".parse().ok())
         })
         .unwrap();
     let served = networks.clone();

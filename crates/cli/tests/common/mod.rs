@@ -11,6 +11,28 @@ use std::time::{Duration, Instant};
 pub const TIMEOUT: Duration = Duration::from_secs(600);
 pub const PROMPT: &str = "/ # ";
 
+/// `lockstep ARGS` with `$LOCKSTEP_HOME` at `home`.
+pub fn lockstep_in(home: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .env("LOCKSTEP_HOME", home)
+        .args(args)
+        .output()
+        .expect("run lockstep")
+}
+
+/// `lockstep ARGS` with `$LOCKSTEP_HOME` at `home`, which must succeed;
+/// its stdout.
+pub fn ok_in(home: &std::path::Path, args: &[&str]) -> String {
+    let out = lockstep_in(home, args);
+    assert!(
+        out.status.success(),
+        "lockstep {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A booted guest; `boot` adds `extra` flags to `lockstep run`.
 pub struct Guest {
     pub child: Child,

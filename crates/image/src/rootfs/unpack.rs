@@ -86,7 +86,10 @@ pub fn unpack_deb_filtered(
         let name = String::from_utf8_lossy(member.header().identifier()).into_owned();
         if name.starts_with("control.tar") {
             let tar = decompressor(&name, member).map_err(|e| bad(format!("{name}: {e}")))?;
-            control = Some(read_control(tar).map_err(|e| bad(format!("{name}: {e}")))?);
+            control = Some(
+                crate::deb::read_tar(tar, &mut |path| !path.contains('/'))
+                    .map_err(|e| bad(format!("{name}: {e}")))?,
+            );
         } else if name.starts_with("data.tar") {
             let tar = decompressor(&name, member).map_err(|e| bad(format!("{name}: {e}")))?;
             files = Some(unpack_data(tar, root, &what, keep)?);
@@ -118,26 +121,6 @@ pub fn unpack_deb_filtered(
         info,
         mtime,
     })
-}
-
-fn read_control(data: impl Read) -> std::io::Result<BTreeMap<String, Vec<u8>>> {
-    let mut out = BTreeMap::new();
-    let mut archive = tar::Archive::new(data);
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        if entry.header().entry_type() != tar::EntryType::Regular {
-            continue;
-        }
-        let path = entry.path()?.to_string_lossy().into_owned();
-        let name = path.trim_start_matches("./").to_string();
-        if name.contains('/') {
-            continue;
-        }
-        let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes)?;
-        out.insert(name, bytes);
-    }
-    Ok(out)
 }
 
 /// Unpacks the data archive; returns its paths in dpkg's list form and its newest mtime.

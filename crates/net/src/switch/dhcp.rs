@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use smoltcp::wire::{DhcpMessageType, DhcpOption, DhcpPacket, DhcpRepr, EthernetAddress};
 
 use super::table::format_mac;
@@ -16,7 +16,7 @@ use crate::network::Subnet;
 pub const LEASE: Duration = Duration::from_secs(3600);
 
 /// One lease, for `net show`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseEntry {
     /// The client's MAC address.
     pub mac: String,
@@ -88,11 +88,6 @@ impl Server {
                     .map_or(0, |at| at.saturating_duration_since(now).as_secs()),
             })
             .collect()
-    }
-
-    /// The address leased to `mac`.
-    pub fn address_of(&self, mac: [u8; 6]) -> Option<Ipv4Addr> {
-        self.leases.get(&mac).map(|l| l.ip)
     }
 
     /// The MAC an address is leased to.

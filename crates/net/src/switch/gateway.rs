@@ -161,7 +161,7 @@ enum Listener {
 }
 
 /// Counters the gateway keeps, for `net show`.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GatewayCounters {
     /// TCP connections made out to the host.
     pub tcp_out: u64,
@@ -459,11 +459,10 @@ impl Gateway {
                 self.ip,
                 self.dhcp.as_ref(),
                 now,
-                self.epoch,
                 &mut self.counters,
             );
         } else {
-            nat.flow_ready(id, registry, self.ip, now, self.epoch, &mut self.counters);
+            nat.flow_ready(id, now, self.epoch, &mut self.counters);
         }
         nat.poll(registry, self.epoch, now, &mut self.counters);
     }
@@ -868,7 +867,6 @@ impl Nat {
         gateway: Ipv4Addr,
         dhcp: Option<&Server>,
         now: Instant,
-        epoch: Instant,
         counters: &mut GatewayCounters,
     ) {
         let Some((forward, _)) = self.listeners.get(index) else {
@@ -961,7 +959,6 @@ impl Nat {
                     self.device.tx.push_back(frame);
                 }
             }
-            let _ = (epoch, counters.tcp_in);
         }
     }
 
@@ -980,13 +977,10 @@ impl Nat {
     fn flow_ready(
         &mut self,
         id: usize,
-        registry: &Registry,
-        gateway: Ipv4Addr,
         now: Instant,
         epoch: Instant,
         counters: &mut GatewayCounters,
     ) {
-        let _ = epoch;
         match self.flows.get_mut(&id) {
             Some(Flow::Tcp(flow)) => {
                 if let TcpState::Connecting { syn } = &flow.state {
@@ -1035,11 +1029,9 @@ impl Nat {
                         self.device.tx.push_back(frame);
                     }
                 }
-                let _ = gateway;
             }
             None => {}
         }
-        let _ = registry;
     }
 
     /// Moves bytes between each open TCP flow's smoltcp socket and its

@@ -45,6 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::network::{Mode, NetworkConfig, NetworkError, Networks};
 use crate::seqpacket;
+use dhcp::LeaseEntry;
 use gateway::{Gateway, GatewayCounters, GatewayError};
 use table::{well_formed, Counters, MacEntry, PortId, Table, Verdict};
 
@@ -149,37 +150,7 @@ pub struct PortStatus {
     /// What it is: a VM NIC's MAC, the TAP's name, the VXLAN endpoint.
     pub name: String,
     /// Its counters.
-    pub counters: CountersStatus,
-}
-
-/// [`Counters`], as read back by a client.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CountersStatus {
-    /// Frames into the switch.
-    pub rx_frames: u64,
-    /// Bytes into the switch.
-    pub rx_bytes: u64,
-    /// Frames out of the switch.
-    pub tx_frames: u64,
-    /// Bytes out of the switch.
-    pub tx_bytes: u64,
-    /// Frames lost on a full queue.
-    pub tx_dropped: u64,
-    /// Frames refused as malformed.
-    pub rx_malformed: u64,
-}
-
-impl From<Counters> for CountersStatus {
-    fn from(c: Counters) -> Self {
-        CountersStatus {
-            rx_frames: c.rx_frames,
-            rx_bytes: c.rx_bytes,
-            tx_frames: c.tx_frames,
-            tx_bytes: c.tx_bytes,
-            tx_dropped: c.tx_dropped,
-            rx_malformed: c.rx_malformed,
-        }
-    }
+    pub counters: Counters,
 }
 
 /// What a running switch reports.
@@ -192,72 +163,13 @@ pub struct SwitchStatus {
     /// Its ports.
     pub ports: Vec<PortStatus>,
     /// The MAC table.
-    pub macs: Vec<MacTableEntry>,
+    pub macs: Vec<MacEntry>,
     /// DHCP leases.
-    pub leases: Vec<LeaseStatus>,
+    pub leases: Vec<LeaseEntry>,
     /// Open NAT flows.
     pub nat_flows: usize,
     /// NAT counters.
-    pub nat: NatStatus,
-}
-
-/// A MAC table entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MacTableEntry {
-    /// The address.
-    pub mac: String,
-    /// Its port.
-    pub port: PortId,
-    /// Seconds since last seen.
-    pub age_secs: u64,
-}
-
-/// A DHCP lease.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaseStatus {
-    /// The client.
-    pub mac: String,
-    /// Its address.
-    pub ip: std::net::Ipv4Addr,
-    /// Seconds left (0: offered only).
-    pub expires_in_secs: u64,
-}
-
-/// NAT counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NatStatus {
-    /// TCP connections out.
-    pub tcp_out: u64,
-    /// TCP connections in (port forwards).
-    pub tcp_in: u64,
-    /// UDP flows.
-    pub udp_flows: u64,
-    /// Host connects that failed.
-    pub connect_failed: u64,
-    /// Malformed frames to the gateway.
-    pub malformed: u64,
-}
-
-impl From<GatewayCounters> for NatStatus {
-    fn from(c: GatewayCounters) -> Self {
-        NatStatus {
-            tcp_out: c.tcp_out,
-            tcp_in: c.tcp_in,
-            udp_flows: c.udp_flows,
-            connect_failed: c.connect_failed,
-            malformed: c.malformed,
-        }
-    }
-}
-
-impl From<MacEntry> for MacTableEntry {
-    fn from(e: MacEntry) -> Self {
-        MacTableEntry {
-            mac: e.mac,
-            port: e.port,
-            age_secs: e.age_secs,
-        }
-    }
+    pub nat: GatewayCounters,
 }
 
 /// The paths of a network's run directory.
@@ -506,7 +418,6 @@ pub fn serve(
     }
 
     // The VXLAN tunnel.
-    let mut vxlan_socket = None;
     if let Some(v) = &config.vxlan {
         let addr = SocketAddr::new(v.local, v.port);
         let std_socket = StdUdpSocket::bind(addr).map_err(|source| SwitchError::Vxlan {
@@ -524,9 +435,7 @@ pub fn serve(
             .map_err(io_err(name, "registering the VXLAN socket"))?;
         let id = switch.add_port(PortKind::Vxlan);
         switch.vxlan = Some((id, vxlan::Tunnel::new(v.clone(), sock)));
-        vxlan_socket = Some(());
     }
-    let _ = vxlan_socket;
 
     // The gateway.
     if let Some(gw) = Gateway::new(&config, gateway_mac(name), registry, now).map_err(|source| {
@@ -591,7 +500,7 @@ pub fn serve(
             break;
         }
         if let Some(idle) = options.idle_exit {
-            if now.saturating_duration_since(last_vm) >= idle && switch.try_exit(&mut buf)? {
+            if now.saturating_duration_since(last_vm) >= idle && switch.try_exit()? {
                 break;
             }
         }
@@ -872,35 +781,19 @@ impl Switch {
                     id: *id,
                     kind: kind.into(),
                     name,
-                    counters: p.counters.into(),
+                    counters: p.counters,
                 }
             })
             .collect();
         let (leases, nat_flows, nat) = match &self.gateway {
-            Some((_, gw)) => (
-                gw.leases(now)
-                    .into_iter()
-                    .map(|l| LeaseStatus {
-                        mac: l.mac,
-                        ip: l.ip,
-                        expires_in_secs: l.expires_in_secs,
-                    })
-                    .collect(),
-                gw.flows(),
-                gw.counters.into(),
-            ),
-            None => (Vec::new(), 0, NatStatus::default()),
+            Some((_, gw)) => (gw.leases(now), gw.flows(), gw.counters),
+            None => (Vec::new(), 0, GatewayCounters::default()),
         };
         SwitchStatus {
             network: self.name.clone(),
             pid: std::process::id(),
             ports,
-            macs: self
-                .table
-                .entries(now)
-                .into_iter()
-                .map(Into::into)
-                .collect(),
+            macs: self.table.entries(now),
             leases,
             nat_flows,
             nat,
@@ -940,9 +833,8 @@ impl Switch {
     /// Exits if no VM port turned up meanwhile: under the spawn lock, so
     /// that a VM joining now either reached this switch or starts a new
     /// one after this one is gone.
-    fn try_exit(&mut self, buf: &mut [u8]) -> Result<bool, SwitchError> {
+    fn try_exit(&mut self) -> Result<bool, SwitchError> {
         let _lock = self.run.lock("spawn.lock", &self.name)?;
-        let _ = buf;
         self.accept_ports();
         if self.vm_ports > 0 {
             return Ok(false);

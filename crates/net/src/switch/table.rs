@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How long a learned address stays in the table without traffic from
 /// it (the 802.1D default).
@@ -19,7 +19,7 @@ pub const ETHERNET_HEADER: usize = 14;
 pub type PortId = usize;
 
 /// Frame and byte counts of one port, as `net show` prints them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     /// Frames the port sent into the switch.
     pub rx_frames: u64,
@@ -53,7 +53,7 @@ pub struct Table {
 }
 
 /// One MAC table entry, for `net show`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MacEntry {
     /// The address.
     pub mac: String,
