@@ -13,7 +13,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
 /// The console socket's file name in a bundle.
-pub const CONSOLE_SOCKET: &str = "console.sock";
+pub const CONSOLE_SOCKET: &str = vmm::CONSOLE_SOCKET;
 
 /// The attached client and its number (to tell it from a later one).
 type Client = Arc<Mutex<Option<(u64, UnixStream)>>>;

@@ -29,7 +29,7 @@ use std::process::ExitCode;
 use std::sync::mpsc::{self, Sender};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub const DEFAULT_APPEND: &str = "console=ttyS0 earlycon=sbi";
+pub const DEFAULT_APPEND: &str = vmm::DEFAULT_APPEND;
 /// Ctrl-A: the console escape key, as in QEMU.
 const ESCAPE: u8 = 0x01;
 

@@ -29,7 +29,7 @@ mod vm;
 
 pub use config::{
     check_name, layer_name, Boot, Current, DiskConfig, FtSettings, LinkedTo, Mac, NicConfig,
-    PowerState, Snapshot, VmConfig, FORMAT, MAX_CONFIG_BYTES, MAX_DESCRIPTION, MAX_NAME_LEN,
+    PowerState, Snapshot, VmConfig, FORMAT, MAX_CONFIG_BYTES, MAX_DESCRIPTION, MAX_MEMORY, MAX_NAME_LEN,
 };
 pub use console::{ConsoleLog, MAX_CONSOLE_LOG};
 pub use control::{VmCommand, VmReply, CONTROL_SOCKET};
@@ -39,6 +39,12 @@ pub use home::{CloneFrom, CreateSpec, DiskSource, Home, RunState, VmSummary};
 pub use lock::{try_lock, RunGuard, COMMAND_LOCK_WAIT};
 pub use session::{Lifecycle, Outcome, Session, VmState};
 pub use vm::{PendingSnapshot, Vm, CONSOLE_LOG, VM_LOG};
+
+/// A running VM's console socket in its bundle (`lockstep vm console`, the API's WebSocket).
+pub const CONSOLE_SOCKET: &str = "console.sock";
+
+/// The kernel command line a VM gets unless it is given one.
+pub const DEFAULT_APPEND: &str = "console=ttyS0 earlycon=sbi";
 
 /// Progress of a long operation: what, bytes done, bytes in all.
 pub type Progress<'a> = &'a mut dyn FnMut(&str, u64, u64);

@@ -1,0 +1,121 @@
+//! Where lockstepd listens: its Unix socket (0600, the default) and,
+//! optionally, TCP with TLS (rustls; `server.crt` and `server.key` from
+//! the TLS directory, as `lockstep tls init` makes them).
+
+use crate::daemon::Daemon;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bind the Unix socket at `path`: a stale socket there is replaced,
+/// anything else is refused; the socket is 0600.
+pub fn bind_unix(path: &Path) -> io::Result<tokio::net::UnixListener> {
+    let std = vmm::control::bind_private(path)?;
+    std.set_nonblocking(true)?;
+    tokio::net::UnixListener::from_std(std)
+}
+
+/// The rustls server configuration from `dir/server.crt` and `dir/server.key`.
+pub fn tls_config(dir: &Path) -> Result<rustls::ServerConfig, String> {
+    let read = |name: &str| -> Result<(PathBuf, Vec<u8>), String> {
+        let p = dir.join(name);
+        std::fs::read(&p)
+            .map(|b| (p.clone(), b))
+            .map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let (cert_path, cert) = read("server.crt")?;
+    let (key_path, key) = read("server.key")?;
+    let certs = rustls_pemfile::certs(&mut cert.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate in it", cert_path.display()));
+    }
+    let key = rustls_pemfile::private_key(&mut key.as_slice())
+        .map_err(|e| format!("{}: {e}", key_path.display()))?
+        .ok_or_else(|| format!("{}: no private key in it", key_path.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("{}: {e}", cert_path.display()))
+}
+
+/// Serve `app` over TLS on `listener` until the process ends.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: rustls::ServerConfig,
+    app: axum::Router,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("accepting a TCP connection: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let service = TowerToHyperService::new(app);
+            if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+}
+
+/// The whole app: routes, limits, the OpenAPI document, 404s as JSON.
+pub fn app(daemon: Arc<Daemon>) -> axum::Router {
+    use axum::extract::DefaultBodyLimit;
+    use axum::routing::get;
+    let (router, doc) = crate::routes::router();
+    let json = Arc::new(doc.to_pretty_json().unwrap_or_default());
+    router
+        .route(
+            "/v1/openapi.json",
+            get(move || {
+                let json = json.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        (*json).clone(),
+                    )
+                }
+            }),
+        )
+        .fallback(|| async {
+            crate::error::ApiError::NotFound {
+                kind: "route",
+                name: "this path".into(),
+                project: "any".into(),
+            }
+        })
+        .layer(DefaultBodyLimit::max(crate::routes::MAX_BODY))
+        .with_state(daemon)
+}
