@@ -327,6 +327,7 @@ impl Daemon {
         command
             .args(["vm", "start", name, "--foreground"])
             .env("LOCKSTEP_HOME", self.project_dir(project))
+            .env_remove(crate::client::API_ENV)
             .stdin(std::process::Stdio::null())
             .stdout(open_log()?)
             .stderr(open_log()?)

@@ -97,6 +97,12 @@ pub fn for_error(err: &(dyn std::error::Error + 'static)) -> Exit {
                 | net::NetworkError::Invalid { .. }
         )
     );
+    // The API refused the request as malformed, or its address is.
+    let usage = usage
+        || matches!(
+            err.downcast_ref::<api::client::ClientError>(),
+            Some(api::client::ClientError::BadUrl { .. } | api::client::ClientError::Api { status: 400, .. })
+        );
     if usage {
         Exit::Usage
     } else {

@@ -29,6 +29,10 @@ use std::process::ExitCode;
 struct Cli {
     #[command(flatten)]
     log: logging::LogArgs,
+    /// Work through lockstepd's API (unix:/PATH/lockstepd.sock or
+    /// https://HOST:PORT) instead of the local VM store: vm, snapshot, login.
+    #[arg(long, global = true, value_name = "URL", env = "LOCKSTEP_API")]
+    api: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,6 +58,8 @@ enum Command {
     Vm(vmcmd::VmArgs),
     /// Snapshot trees of kept VMs: create, list, revert, delete, show.
     Snapshot(vmcmd::SnapshotArgs),
+    /// Log in to lockstepd (`--api URL`): get a token and keep it for the next commands.
+    Login(vmcmd::LoginArgs),
     /// Virtual networks: nat, hostonly, bridged and internal switches, VXLAN.
     Net(netcmd::NetArgs),
     /// Fault-tolerant VMs: backups, adding them to running VMs, status, TLS certificates.
@@ -139,8 +145,9 @@ fn main() -> ExitCode {
         Command::Disk(args) => disk::run(args),
         Command::Replay(args) => record::replay_command(args),
         Command::Ft(args) => ft::run(args),
-        Command::Vm(args) => vmcmd::vm(args),
-        Command::Snapshot(args) => vmcmd::snapshot(args),
+        Command::Vm(args) => vmcmd::vm(args, cli.api.as_deref()),
+        Command::Login(args) => vmcmd::login(args, cli.api.as_deref()),
+        Command::Snapshot(args) => vmcmd::snapshot(args, cli.api.as_deref()),
         Command::Net(args) => netcmd::run(args),
         Command::Completions(args) => {
             let mut script = Vec::new();

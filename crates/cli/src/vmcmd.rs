@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vmm::{CloneFrom, CreateSpec, DiskSource, Home, RunState};
 
+mod remote;
+
 type CmdResult = Result<ExitCode, Box<dyn Error>>;
 
 #[derive(Args, Debug)]
@@ -237,6 +239,24 @@ struct CloneArgs {
     from_snapshot: Option<String>,
 }
 
+/// `lockstep login`.
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// The user.
+    #[arg(long, default_value = "admin")]
+    user: String,
+    /// Read the password from this file (else from stdin).
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+}
+
+pub fn login(args: LoginArgs, api: Option<&str>) -> CmdResult {
+    let api = api.ok_or_else(|| {
+        crate::exit::usage("login needs the API: --api unix:/PATH/lockstepd.sock or https://HOST:PORT (or LOCKSTEP_API)")
+    })?;
+    remote::login(api, &args.user, args.password_file.as_deref())
+}
+
 #[derive(Args, Debug)]
 pub struct SnapshotArgs {
     #[command(subcommand)]
@@ -356,7 +376,12 @@ fn progress_bar() -> impl FnMut(&str, u64, u64) {
     }
 }
 
-pub fn vm(args: VmArgs) -> CmdResult {
+pub fn vm(args: VmArgs, api: Option<&str>) -> CmdResult {
+    // A VM's own process (`vm start --foreground`) always runs here.
+    let local = matches!(&args.command, VmCommand::Start(a) if a.foreground);
+    if let (Some(api), false) = (api, local) {
+        return remote::vm(api, args.command);
+    }
     let home = Home::from_env()?;
     match args.command {
         VmCommand::Create(a) => create(&home, *a),
@@ -1075,7 +1100,10 @@ fn stop(home: &Home, a: StopArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn snapshot(args: SnapshotArgs) -> CmdResult {
+pub fn snapshot(args: SnapshotArgs, api: Option<&str>) -> CmdResult {
+    if let Some(api) = api {
+        return remote::snapshot(api, args.command);
+    }
     let home = Home::from_env()?;
     match args.command {
         SnapshotCommand::Create(a) => {
