@@ -78,7 +78,9 @@ impl Endpoint {
             }
             return Ok(Endpoint::Https(s.trim_end_matches('/').to_string()));
         }
-        Err(bad("write unix:/PATH/TO/lockstepd.sock or https://HOST:PORT"))
+        Err(bad(
+            "write unix:/PATH/TO/lockstepd.sock or https://HOST:PORT",
+        ))
     }
 }
 
@@ -91,8 +93,9 @@ pub struct Client {
 }
 
 fn tls_client_config() -> Result<rustls::ClientConfig, String> {
-    let ca = std::env::var_os(CA_ENV)
-        .ok_or_else(|| format!("set {CA_ENV} to the CA certificate (PEM) that signed lockstepd's"))?;
+    let ca = std::env::var_os(CA_ENV).ok_or_else(|| {
+        format!("set {CA_ENV} to the CA certificate (PEM) that signed lockstepd's")
+    })?;
     let pem = std::fs::read(&ca).map_err(|e| format!("{}: {e}", PathBuf::from(&ca).display()))?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
@@ -224,8 +227,22 @@ impl Client {
         self.need(v)
     }
 
-    pub fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+    pub fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
         let v = self.send(self.http.post(self.url(path)).json(body), true)?;
+        self.need(v)
+    }
+
+    /// A POST without the token (`/v1/auth/tokens`).
+    pub fn post_unauthenticated<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let v = self.send(self.http.post(self.url(path)).json(body), false)?;
         self.need(v)
     }
 
@@ -235,10 +252,16 @@ impl Client {
     }
 
     /// `POST /v1/auth/tokens`; the token is kept for this client's next calls.
-    pub fn login(&mut self, name: &str, password: &str) -> Result<crate::routes::TokenReply, ClientError> {
+    pub fn login(
+        &mut self,
+        name: &str,
+        password: &str,
+    ) -> Result<crate::routes::TokenReply, ClientError> {
         let body = serde_json::json!({"name": name, "password": password});
-        let reply: Option<crate::routes::TokenReply> =
-            self.send(self.http.post(self.url("/v1/auth/tokens")).json(&body), false)?;
+        let reply: Option<crate::routes::TokenReply> = self.send(
+            self.http.post(self.url("/v1/auth/tokens")).json(&body),
+            false,
+        )?;
         let reply = self.need(reply)?;
         self.token = Some(reply.token.clone());
         Ok(reply)
@@ -254,13 +277,15 @@ impl Client {
             detail,
         };
         let Endpoint::Unix(path) = &self.endpoint else {
-            return Err(transport("the console is reached over the Unix socket only, for now".into()));
+            return Err(transport(
+                "the console is reached over the Unix socket only, for now".into(),
+            ));
         };
         let token = self.token.as_ref().ok_or_else(|| ClientError::NoToken {
             api: self.api.clone(),
         })?;
-        let stream = std::os::unix::net::UnixStream::connect(path)
-            .map_err(|e| transport(e.to_string()))?;
+        let stream =
+            std::os::unix::net::UnixStream::connect(path).map_err(|e| transport(e.to_string()))?;
         use tungstenite::client::IntoClientRequest;
         let mut request = format!("ws://lockstepd/v1/vms/{vm}/console")
             .into_client_request()

@@ -31,7 +31,7 @@ pub struct Config {
     pub socket: PathBuf,
     /// Also serve HTTPS here.
     pub listen: Option<std::net::SocketAddr>,
-    /// Its TLS certificate and key (`server.crt`, `server.key`).
+    /// Its TLS certificate chain and key (`node.pem`, `node.key`).
     pub tls_dir: Option<PathBuf>,
     pub host_name: String,
     /// The `lockstep` binary that runs VMs.
@@ -477,9 +477,11 @@ impl Daemon {
                             timeout.as_secs()
                         )))
                     }
-                    RunState::Off if suspend => return Err(ApiError::Internal(format!(
+                    RunState::Off if suspend => {
+                        return Err(ApiError::Internal(format!(
                         "VM {name2:?} (pid {pid}) stopped without saving its state; see its vm.log"
-                    ))),
+                    )))
+                    }
                     _ => return Ok(()),
                 }
             }

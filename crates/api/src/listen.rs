@@ -1,6 +1,7 @@
 //! Where lockstepd listens: its Unix socket (0600, the default) and,
-//! optionally, TCP with TLS (rustls; `server.crt` and `server.key` from
-//! the TLS directory, as `lockstep tls init` makes them).
+//! optionally, TCP with TLS (rustls; `node.pem` and `node.key` from the
+//! TLS directory, as `lockstep ft tls-init DIR --node-name HOST` makes
+//! them; clients trust its `ca.pem`).
 
 use crate::daemon::Daemon;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -21,7 +22,7 @@ pub fn bind_unix(path: &Path) -> io::Result<tokio::net::UnixListener> {
     tokio::net::UnixListener::from_std(std)
 }
 
-/// The rustls server configuration from `dir/server.crt` and `dir/server.key`.
+/// The rustls server configuration from `dir/node.pem` and `dir/node.key`.
 pub fn tls_config(dir: &Path) -> Result<rustls::ServerConfig, String> {
     let read = |name: &str| -> Result<(PathBuf, Vec<u8>), String> {
         let p = dir.join(name);
@@ -29,8 +30,8 @@ pub fn tls_config(dir: &Path) -> Result<rustls::ServerConfig, String> {
             .map(|b| (p.clone(), b))
             .map_err(|e| format!("{}: {e}", p.display()))
     };
-    let (cert_path, cert) = read("server.crt")?;
-    let (key_path, key) = read("server.key")?;
+    let (cert_path, cert) = read("node.pem")?;
+    let (key_path, key) = read("node.key")?;
     let certs = rustls_pemfile::certs(&mut cert.as_slice())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: {e}", cert_path.display()))?;

@@ -20,7 +20,8 @@ struct Args {
     /// Also serve HTTPS on this address (needs --tls-dir).
     #[arg(long, value_name = "ADDR", requires = "tls_dir")]
     listen: Option<std::net::SocketAddr>,
-    /// Directory holding server.crt and server.key for --listen.
+    /// Directory holding node.pem and node.key for --listen
+    /// (`lockstep ft tls-init DIR --node-name HOST`); clients trust its ca.pem.
     #[arg(long, value_name = "DIR")]
     tls_dir: Option<PathBuf>,
     /// etcd endpoints of a cluster (not yet supported: lockstepd runs alone).

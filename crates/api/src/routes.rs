@@ -550,7 +550,7 @@ async fn create_vm(
         )));
     }
     let memory = match req.memory_mib {
-        Some(m) if m < 64 || m > (vmm::MAX_MEMORY >> 20) => {
+        Some(m) if !(64..=(vmm::MAX_MEMORY >> 20)).contains(&m) => {
             return Err(ApiError::BadRequest(format!(
                 "memory_mib: {m} is out of range (64 to {})",
                 (vmm::MAX_MEMORY >> 20)

@@ -101,7 +101,10 @@ pub fn for_error(err: &(dyn std::error::Error + 'static)) -> Exit {
     let usage = usage
         || matches!(
             err.downcast_ref::<api::client::ClientError>(),
-            Some(api::client::ClientError::BadUrl { .. } | api::client::ClientError::Api { status: 400, .. })
+            Some(
+                api::client::ClientError::BadUrl { .. }
+                    | api::client::ClientError::Api { status: 400, .. }
+            )
         );
     if usage {
         Exit::Usage

@@ -229,7 +229,8 @@ pub struct TlsInit<'a> {
     pub ca_dir: &'a Path,
     /// This node's name, its certificate's common name: one identity per
     /// node (every node certificate also names [`SERVER_NAME`], which
-    /// peers check, so peers are identified by their CA).
+    /// peers check, so peers are identified by their CA; a host name or
+    /// address is also a subject alternative name, for HTTPS clients).
     pub node_name: &'a str,
     /// How long the node certificate is valid, from now.
     pub days: u32,
@@ -318,7 +319,19 @@ fn ca_params() -> CertificateParams {
 }
 
 fn node_params(name: &str, days: u32) -> Result<CertificateParams, LinkError> {
-    let mut params = CertificateParams::new(vec![SERVER_NAME.to_string()])?;
+    // Peers check SERVER_NAME; the node's own name (a host name or an
+    // address) is there too, for clients that reach it by that name (the
+    // control plane's HTTPS).
+    let mut names = vec![SERVER_NAME.to_string()];
+    let host_like = !name.is_empty()
+        && name != SERVER_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':'));
+    if host_like {
+        names.push(name.to_string());
+    }
+    let mut params = CertificateParams::new(names)?;
     params.distinguished_name.push(DnType::CommonName, name);
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(1);

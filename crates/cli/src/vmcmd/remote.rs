@@ -50,7 +50,13 @@ fn say_vm(doc: &VmDoc) {
     for (i, n) in doc.nics.iter().enumerate() {
         println!("nic eth{i}:    {} mac={}", n.net, n.mac);
     }
-    println!("restart:     {}", serde_json::to_value(doc.restart).unwrap_or_default().as_str().unwrap_or(""));
+    println!(
+        "restart:     {}",
+        serde_json::to_value(doc.restart)
+            .unwrap_or_default()
+            .as_str()
+            .unwrap_or("")
+    );
     println!("snapshots:   {}", doc.snapshots);
 }
 
@@ -181,7 +187,10 @@ pub fn vm(api: &str, command: VmCommand) -> CmdResult {
 /// Console output to stdout; Ctrl-] ends it. Stdin goes to the guest.
 fn console(c: &Client, name: &str) -> CmdResult {
     let mut ws = c.console(&enc(name))?;
-    eprintln!("lockstep: connected to VM {name}'s console through {}; Ctrl-C ends", c.api());
+    eprintln!(
+        "lockstep: connected to VM {name}'s console through {}; Ctrl-C ends",
+        c.api()
+    );
     use std::io::Write;
     let mut out = std::io::stdout();
     loop {
@@ -227,7 +236,9 @@ pub fn snapshot(api: &str, command: SnapshotCommand) -> CmdResult {
         }
         SnapshotCommand::Create(a) => {
             if a.disk_only {
-                return Err(crate::exit::usage("--disk-only is not available with --api"));
+                return Err(crate::exit::usage(
+                    "--disk-only is not available with --api",
+                ));
             }
             let body = serde_json::json!({"name": a.snapshot, "description": a.description});
             let _: SnapshotList = c.post(&format!("/v1/vms/{}/snapshots", enc(&a.vm)), &body)?;
@@ -235,7 +246,11 @@ pub fn snapshot(api: &str, command: SnapshotCommand) -> CmdResult {
         }
         SnapshotCommand::Revert(a) => {
             let _: SnapshotList = c.post(
-                &format!("/v1/vms/{}/snapshots/{}/revert", enc(&a.vm), enc(&a.snapshot)),
+                &format!(
+                    "/v1/vms/{}/snapshots/{}/revert",
+                    enc(&a.vm),
+                    enc(&a.snapshot)
+                ),
                 &serde_json::json!({}),
             )?;
             eprintln!("lockstep: VM {} reverted to snapshot {}", a.vm, a.snapshot);
