@@ -9,6 +9,7 @@
 //! `tests/smoke.rs` inside `cargo test` (corpus replay plus a short run
 //! of mutated inputs). See `README.md`.
 
+mod api;
 mod cursor;
 mod files;
 mod images;
@@ -20,6 +21,7 @@ pub use cursor::Cursor;
 
 /// The target functions by target name.
 pub mod targets {
+    pub use crate::api::api_requests;
     pub use crate::files::{deb, disk_image};
     pub use crate::images::{cpio, deb822, inrelease};
     pub use crate::logs::{ft_wire, link_frames, replay_codec, replay_log};
@@ -95,6 +97,12 @@ pub const TARGETS: &[Target] = &[
         name: "link_frames",
         parser: "link: preamble and frame parsing of the byte stream",
         run: logs::link_frames,
+        max_len: 8 << 10,
+    },
+    Target {
+        name: "api_requests",
+        parser: "api: lockstepd's router (paths, queries, bearer tokens, JSON bodies, limits) as a reader or unauthenticated",
+        run: api::api_requests,
         max_len: 8 << 10,
     },
     Target {

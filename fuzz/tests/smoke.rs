@@ -165,7 +165,7 @@ macro_rules! smoke {
 
 smoke! {
     snapshot snapshot_assembler virtio tracked_disk loader replay_log replay_codec
-    ft_wire link_frames net_frames disk_image cpio deb deb822 inrelease
+    ft_wire link_frames api_requests net_frames disk_image cpio deb deb822 inrelease
 }
 
 /// Every target has a smoke test and a seed corpus, and the table has

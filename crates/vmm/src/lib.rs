@@ -29,7 +29,8 @@ mod vm;
 
 pub use config::{
     check_name, layer_name, Boot, Current, DiskConfig, FtSettings, LinkedTo, Mac, NicConfig,
-    PowerState, Snapshot, VmConfig, FORMAT, MAX_CONFIG_BYTES, MAX_DESCRIPTION, MAX_MEMORY, MAX_NAME_LEN,
+    PowerState, Snapshot, VmConfig, FORMAT, MAX_CONFIG_BYTES, MAX_DESCRIPTION, MAX_MEMORY,
+    MAX_NAME_LEN,
 };
 pub use console::{ConsoleLog, MAX_CONSOLE_LOG};
 pub use control::{VmCommand, VmReply, CONTROL_SOCKET};
