@@ -859,8 +859,11 @@ pub struct SnapshotList {
     pub snapshots: Vec<SnapshotDoc>,
 }
 
-fn snapshot_docs(c: &vmm::VmConfig) -> Vec<SnapshotDoc> {
-    c.snapshots
+/// `vm`'s snapshot tree, as the API shows it.
+fn snapshot_list(name: String, vm: &vmm::Vm) -> SnapshotList {
+    let c = vm.config();
+    let snapshots = c
+        .snapshots
         .iter()
         .map(|s| {
             let v = vmm::api::SnapshotView::new(c, s);
@@ -879,7 +882,11 @@ fn snapshot_docs(c: &vmm::VmConfig) -> Vec<SnapshotDoc> {
                 current: v.current,
             }
         })
-        .collect()
+        .collect();
+    SnapshotList {
+        vm: name,
+        snapshots,
+    }
 }
 
 /// The VM's snapshot tree (each snapshot names its parent).
@@ -892,10 +899,7 @@ async fn list_snapshots(
 ) -> ApiResult<axum::Json<SnapshotList>> {
     let list = blocking(move || {
         let vm = open_vm(&d, &caller, &name)?;
-        Ok(SnapshotList {
-            vm: name,
-            snapshots: snapshot_docs(vm.config()),
-        })
+        Ok(snapshot_list(name, &vm))
     })
     .await?;
     Ok(axum::Json(list))
@@ -960,10 +964,7 @@ async fn create_snapshot(
             }
         }
         d2.event(&c2.project, "vm", &name, "snapshot", req.name.clone());
-        Ok(SnapshotList {
-            vm: name,
-            snapshots: snapshot_docs(vm.config()),
-        })
+        Ok(snapshot_list(name, &vm))
     })
     .await?;
     Ok((StatusCode::CREATED, axum::Json(list)))
@@ -986,10 +987,7 @@ async fn revert_snapshot(
         snapshot_exists(&vm, &caller, &snap)?;
         vm.snapshot_revert(&snap)?;
         d.event(&caller.project, "vm", &name, "reverted", snap.clone());
-        Ok(SnapshotList {
-            vm: name,
-            snapshots: snapshot_docs(vm.config()),
-        })
+        Ok(snapshot_list(name, &vm))
     })
     .await?;
     Ok(axum::Json(list))
@@ -1031,10 +1029,7 @@ async fn delete_snapshot(
         let mut vm = open_vm(&d, &caller, &name)?;
         snapshot_exists(&vm, &caller, &snap)?;
         vm.snapshot_delete(&snap, q.children, &mut |_, _, _| {})?;
-        Ok(SnapshotList {
-            vm: name,
-            snapshots: snapshot_docs(vm.config()),
-        })
+        Ok(snapshot_list(name, &vm))
     })
     .await?;
     Ok(axum::Json(list))
