@@ -14,6 +14,7 @@
 //! `lockstep: speed:` line, logs and bundles) as any client would. The
 //! dependencies point down: the CLI uses this crate, never the reverse.
 
+mod api;
 mod disk;
 mod ft;
 mod guest;
@@ -78,6 +79,9 @@ pub enum BenchKind {
     /// Bundle operations of a kept VM (snapshot create/revert/delete, linked
     /// and full clone) beside qemu-img's nearest equivalents.
     Vm(crate::vm::VmBenchArgs),
+    /// The control plane: create-to-first-console-byte through lockstepd beside
+    /// QEMU's start-to-first-byte, and list/show latency under concurrent clients.
+    Api(crate::api::ApiBenchArgs),
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -93,6 +97,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Some(BenchKind::Snapshot(args)) => crate::snapshot::run(args),
         Some(BenchKind::Ft(args)) => crate::ft::run(args),
         Some(BenchKind::Vm(args)) => crate::vm::run(args),
+        Some(BenchKind::Api(args)) => crate::api::run(args),
         None => crate::guest::run(args.guest),
     }
 }
