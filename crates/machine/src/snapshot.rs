@@ -2,7 +2,7 @@
 //! position, boot images, RAM and the identity of the disk layer they
 //! belong to, in one versioned, checksummed file.
 //!
-//! # File format (version 4)
+//! # File format (version 5)
 //!
 //! ```text
 //! 0        preamble, 80 bytes: magic "LSTPSNAP", format version (u32 LE),
@@ -30,7 +30,12 @@
 //! Version 3 added the clock's rate (instructions per tick) to the config
 //! and the clock, and with it to the state hash; version 2 files (all at
 //! 16 instructions per tick) are refused with a message naming both
-//! versions.
+//! versions. Version 5 defines the state section by the state types
+//! (below) instead of the live structs' serde derives; the bytes of its
+//! parts are those version 4 wrote (the state hash, which covers them,
+//! is the same), but a version 4 file is refused like every other older
+//! one: this build promises to read what its own types define, nothing
+//! else. Every refusal names the file's version and this build's.
 //!
 //! # RAM: lazy restore first, compression for archives
 //!
@@ -151,7 +156,7 @@ pub use measure::{measure, MeasureSpec, Measurement};
 
 pub const MAGIC: [u8; 8] = *b"LSTPSNAP";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 const PREAMBLE_LEN: usize = 80;
 /// Where the boot images start (the preamble's page ends before).
 const IMAGES_OFFSET: u64 = 4096;
@@ -201,11 +206,13 @@ pub enum SnapshotError {
     Io { path: PathBuf, source: io::Error },
     #[error("{}: not a lockstep snapshot (magic {found:02x?})", path.display())]
     BadMagic { path: PathBuf, found: Vec<u8> },
-    #[error(
-        "{}: snapshot format version {found} is not supported (this build reads version {FORMAT_VERSION})",
-        path.display()
-    )]
-    UnsupportedVersion { path: PathBuf, found: u32 },
+    #[error("{}: snapshot format version {found} is not supported: {}", path.display(), version_gap(*found, *supported))]
+    UnsupportedVersion {
+        path: PathBuf,
+        found: u32,
+        /// The one version this build reads ([`FORMAT_VERSION`]).
+        supported: u32,
+    },
     #[error("{}: truncated at byte {len}: the {section} needs bytes up to {needed}", path.display())]
     Truncated {
         path: PathBuf,
@@ -260,6 +267,18 @@ pub enum SnapshotError {
     Save { path: PathBuf, source: MachineError },
     #[error("{}: guest RAM: {source}", path.display())]
     Ram { path: PathBuf, source: RamError },
+}
+
+/// Why a version other than this build's cannot be read.
+fn version_gap(found: u32, supported: u32) -> String {
+    if found < supported {
+        format!(
+            "it is older than this build's version {supported}, which no longer reads it \
+             (restore it with the build that wrote it)"
+        )
+    } else {
+        format!("this build reads version {supported}; the file is from a newer build")
+    }
 }
 
 /// How RAM is stored.
@@ -866,6 +885,7 @@ impl Reader {
                 return Err(SnapshotError::UnsupportedVersion {
                     path: self.path.clone(),
                     found: version,
+                    supported: FORMAT_VERSION,
                 });
             }
         }
