@@ -52,5 +52,5 @@ pub use runner::{
     Runner, NS_PER_TICK,
 };
 pub use state::{BoardShape, Persist, SlotMismatch, StateError};
-pub use tracked_disk::{ClusterRecord, TrackedDisk};
+pub use tracked_disk::{ClusterRecord, RecordError, SwapError, TrackedDisk};
 pub use virtio::{slot_base, DeviceIo, VirtioMmio, VirtioSpec};

@@ -18,7 +18,7 @@ use crate::layout::{MAX_HARTS, RAM_BASE, VIRTIO_SLOTS, VMGENID_IRQ};
 use crate::loader::{self, LoadError, FDT_MAX};
 use crate::rom::{self, BootTargets};
 use crate::state::Persist;
-use crate::tracked_disk::TrackedDisk;
+use crate::tracked_disk::{SwapError, TrackedDisk};
 use crate::virtio::{blk, VirtioMmio, VirtioSpec};
 use disk::{BlockDevice, DiskError};
 use riscv::hart::Exit;
@@ -114,8 +114,8 @@ pub enum MachineError {
     DiskHash { slot: usize, source: DiskError },
     #[error("the machine has no disk number {index}")]
     NoSuchDisk { index: usize },
-    #[error("switching disk {slot} to a new backend: {reason}")]
-    DiskSwap { slot: usize, reason: String },
+    #[error("switching disk {slot} to a new backend: {source}")]
+    DiskSwap { slot: usize, source: SwapError },
 }
 
 /// What one call to [`Machine::step`] did.
@@ -494,7 +494,7 @@ impl Machine {
         disk.flush()
             .map_err(|source| MachineError::Flush { slot, source })?;
         disk.replace_inner(backend)
-            .map_err(|reason| MachineError::DiskSwap { slot, reason })
+            .map_err(|source| MachineError::DiskSwap { slot, source })
     }
 
     /// Make every disk write durable (on poweroff or before a snapshot).

@@ -131,7 +131,7 @@ use crate::io::Output;
 use crate::layout::{MAX_HARTS, RAM_BASE, ROM_SIZE, VIRTIO_SLOTS};
 use crate::machine::{virtio_devices, BootImages, Machine, MachineConfig, MachineError, QUANTUM};
 use crate::state::{BoardShape, Persist, StateError};
-use crate::tracked_disk::{ClusterRecord, TrackedDisk};
+use crate::tracked_disk::{ClusterRecord, RecordError, TrackedDisk};
 use crate::virtio::{VirtioMmio, VirtioSpec};
 use disk::{BlockDevice, DiskError, DiskIdentity, IdentityMismatch};
 use riscv::ram::{RamError, PAGE_SIZE};
@@ -261,6 +261,12 @@ pub enum SnapshotError {
     },
     #[error("{}: bad state section: {source}", path.display())]
     StateMismatch { path: PathBuf, source: StateError },
+    #[error("{}: bad state section: written clusters of disk {disk}: {source}", path.display())]
+    ClusterRecord {
+        path: PathBuf,
+        disk: usize,
+        source: RecordError,
+    },
     #[error("{}: the restored machine's state hash differs from the one recorded at save", path.display())]
     StateHash { path: PathBuf },
     #[error("saving {}: {source}", path.display())]
@@ -1383,8 +1389,12 @@ impl Reader {
             let (n, record) = records.next().ok_or_else(|| {
                 self.corrupt(Section::State, "fewer written-cluster records than disks")
             })?;
-            TrackedDisk::restored(inner, record, reread).map_err(|e| {
-                self.corrupt(Section::State, format!("written clusters of disk {n}: {e}"))
+            TrackedDisk::restored(inner, record, reread).map_err(|source| {
+                SnapshotError::ClusterRecord {
+                    path: self.path.clone(),
+                    disk: n,
+                    source,
+                }
             })
         };
         backends
