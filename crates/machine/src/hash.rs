@@ -1,7 +1,8 @@
 //! The state hash (DESIGN §3.7), computed incrementally.
 //!
 //! [`Machine::state_hash`] covers harts, devices, clock and scheduling
-//! position (serialised: small), RAM and each disk's written clusters
+//! position (their state types, serialised as a snapshot stores them:
+//! small), RAM and each disk's written clusters
 //! ([`crate::tracked_disk`]). Rehashing all of RAM each time costs about
 //! 0.2 s per 512 MiB, so RAM gets a tree of fixed shape instead:
 //!

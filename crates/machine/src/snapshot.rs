@@ -23,9 +23,9 @@
 //! preamble (which checksums it) after that; the file is written under a
 //! temporary name (mode 0600: RAM and the RNG seed are secrets), fsynced,
 //! renamed into place and its directory fsynced, so a crash leaves either
-//! no snapshot or a complete one. Any change to a serialised state type
-//! (a device's fields, the hart) needs a new format version: postcard is
-//! not self-describing.
+//! no snapshot or a complete one. Any change to a state type (a device's,
+//! the hart's) needs a new format version: postcard is not
+//! self-describing. Live structs are not in the file and change freely.
 //!
 //! Version 3 added the clock's rate (instructions per tick) to the config
 //! and the clock, and with it to the state hash; version 2 files (all at

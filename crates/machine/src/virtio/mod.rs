@@ -10,8 +10,9 @@
 //! notifying store, whatever the host does: no threads, no host time.
 //!
 //! Device state (transport registers, queue positions, the RNG's position)
-//! is plain serialisable data in [`VirtioMmio`], part of the machine state
-//! hash. A disk's contents are not: they live in a [`BlockDevice`] the
+//! is saved as a [`VirtioState`] (part of snapshots and of the machine
+//! state hash) and restored with [`VirtioMmio::restore`], which checks it
+//! against the device the config puts in the slot. A disk's contents are not: they live in a [`BlockDevice`] the
 //! machine holds beside the state.
 
 pub mod blk;

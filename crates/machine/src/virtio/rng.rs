@@ -16,8 +16,8 @@
 //!   origin, but each gets a new VM generation id; Linux's vmgenid driver
 //!   then reseeds its RNG, mixing in fresh input, so clones diverge.
 //!
-//! The generator's position (ChaCha's word counter) is serialised with the
-//! device, so a snapshot resumes the stream exactly where it stopped, and a
+//! The generator's position (ChaCha's word counter) is saved with the
+//! device ([`RngState`]), so a snapshot resumes the stream exactly where it stopped, and a
 //! reset keeps it (a rebooted guest never sees the same bytes again).
 
 use super::queue::Chain;
