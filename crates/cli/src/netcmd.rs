@@ -124,7 +124,7 @@ struct ServeArgs {
     idle_exit: Option<humantime::Duration>,
 }
 
-fn parse_mode(s: &str) -> Result<Mode, String> {
+fn parse_mode(s: &str) -> Result<Mode, net::network::UnknownMode> {
     s.parse()
 }
 

@@ -336,7 +336,7 @@ struct SnapShowArgs {
 fn parse_size(s: &str) -> Result<u64, String> {
     match ::disk::parse_size(s) {
         Ok(0) => Err(format!("invalid size '{s}': must be more than zero")),
-        other => other,
+        other => other.map_err(|e| e.to_string()),
     }
 }
 

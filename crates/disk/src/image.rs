@@ -54,15 +54,20 @@ impl fmt::Display for Format {
     }
 }
 
+/// A disk format name this build does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown disk format '{name}': expected raw or qcow2")]
+pub struct UnknownFormat {
+    pub name: String,
+}
+
 impl std::str::FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownFormat;
+    fn from_str(s: &str) -> Result<Self, UnknownFormat> {
         match s {
             "qcow2" => Ok(Format::Qcow2),
             "raw" => Ok(Format::Raw),
-            other => Err(format!(
-                "unknown disk format '{other}': expected raw or qcow2"
-            )),
+            other => Err(UnknownFormat { name: other.into() }),
         }
     }
 }

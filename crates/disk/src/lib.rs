@@ -30,11 +30,12 @@ pub use identity::{
     digest_file, Contents, DiskIdentity, FileIdentity, FileStat, IdentityMismatch, DIGEST_CHUNK,
 };
 pub use image::{
-    info, open, probe, BackingPolicy, DiskInfo, Format, LayerInfo, OpenOptions, SECTOR_SIZE,
+    info, open, probe, BackingPolicy, DiskInfo, Format, LayerInfo, OpenOptions, UnknownFormat,
+    SECTOR_SIZE,
 };
 pub use overlay::MemOverlay;
 pub use runs::Runs;
-pub use size::parse_size;
+pub use size::{parse_size, SizeError};
 
 use std::path::PathBuf;
 

@@ -129,6 +129,42 @@ pub enum BusyError {
     Fenced { why: String },
 }
 
+/// The primary could not send the VM to its backup (its own side of a
+/// sync: reading the VM, or the channel).
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("the sync already ended")]
+    Ended,
+    #[error("the VM stopped")]
+    VmStopped,
+    #[error("reading the boot images: {0}")]
+    Images(#[source] machine::MachineError),
+    #[error("reading disk {disk}: {source}")]
+    Disk {
+        disk: usize,
+        source: disk::DiskError,
+    },
+    #[error("saving the VM's state: {0}")]
+    State(#[source] machine::snapshot::SnapshotError),
+    #[error("RAM page {index} does not fit a Pages message")]
+    PageIndex { index: usize },
+    #[error("disk {disk} does not fit a Disk message")]
+    DiskIndex { disk: usize },
+    #[error("sending: {0}")]
+    Channel(#[source] Box<FtError>),
+}
+
+impl From<machine::snapshot::LiveSaveError<SendError>> for SendError {
+    fn from(e: machine::snapshot::LiveSaveError<SendError>) -> Self {
+        use machine::snapshot::LiveSaveError;
+        match e {
+            LiveSaveError::Disk { disk, source } => SendError::Disk { disk, source },
+            LiveSaveError::Snapshot(e) => SendError::State(e),
+            LiveSaveError::Sink(e) => e,
+        }
+    }
+}
+
 /// Sending the VM to a backup failed (either side).
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -137,6 +173,8 @@ pub enum SyncError {
     BackupNotReady { reason: String },
     #[error("the backup did not say it was ready")]
     NoReady,
+    #[error("sending the VM: {0}")]
+    Send(#[from] SendError),
     #[error("the VM stopped during the sync")]
     VmStopped,
     #[error("no word from the primary for {} s while receiving the VM", within.as_secs())]

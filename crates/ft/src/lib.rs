@@ -93,7 +93,9 @@ pub mod wire;
 pub use arbiter::{Arbiter, Claim};
 pub use backup::{serve, serve_until_ready, Backup, BackupOptions, Live, Outcome};
 pub use channel::check_loopback;
-pub use error::{BusyError, FtError, HandshakeError, ProtocolError, RestoreError, SyncError};
+pub use error::{
+    BusyError, FtError, HandshakeError, ProtocolError, RestoreError, SendError, SyncError,
+};
 pub use link::{tls_init, TlsIdentity, TlsInit};
 pub use primary::{protectable, FtPrimary, PrimaryJournal, Protection, Resumed, Status, VmShape};
 pub use sync::{SyncReport, SyncUpdate};

@@ -20,7 +20,7 @@ use crate::arbiter::{Arbiter, Claim};
 use crate::channel::{self, Got, Receiver, Sender};
 use crate::sync::{SyncJob, SyncReport, SyncRequest, SyncUpdate};
 use crate::wire::{DiskShape, Hello, Message, MAX_BATCH};
-use crate::{BusyError, FtConfig, FtError, HandshakeError, SyncError};
+use crate::{BusyError, FtConfig, FtError, HandshakeError, SendError, SyncError};
 use link::TlsIdentity;
 use machine::{HostEvent, Journal, JournalError, Machine, Output, OutputEvent, RunEnd};
 use replay::session::{log_input, OutputWindows, SharedWindows, TeeOutput};
@@ -461,9 +461,13 @@ impl FtPrimary {
         let report = loop {
             match updated.recv_timeout(Duration::from_millis(5)) {
                 Ok(SyncUpdate::Done(report)) => break report,
+                Ok(SyncUpdate::Failed(SendError::VmStopped)) => {
+                    tx.close();
+                    return Err(SyncError::VmStopped.into());
+                }
                 Ok(SyncUpdate::Failed(why)) => {
                     tx.close();
-                    return Err(SyncError::BackupNotReady { reason: why }.into());
+                    return Err(SyncError::Send(why).into());
                 }
                 Ok(update) => progress(&update),
                 Err(RecvTimeoutError::Timeout) => wake(),
@@ -881,7 +885,7 @@ impl Journal for PrimaryJournal {
             RunEnd::SaveRequested => return Ok(()),
         };
         if let Some(job) = self.sync.take() {
-            job.fail(machine, "the VM stopped".into());
+            job.fail(machine, SendError::VmStopped);
         }
         if !self.protected() {
             return Ok(());

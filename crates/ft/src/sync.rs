@@ -10,6 +10,7 @@
 //! 12th) is followed by the paused last round.
 
 use crate::channel::Sender;
+use crate::error::{FtError, SendError};
 use crate::wire::{Message, PAGE_ENTRY};
 use machine::snapshot::{LiveSave, Piece};
 use machine::Machine;
@@ -40,7 +41,7 @@ pub(crate) struct SyncRequest {
 }
 
 /// How a sync goes, for whoever asked for it.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub enum SyncUpdate {
     /// Round `round` was sent; the next has `next_bytes` to send.
     Round {
@@ -48,7 +49,7 @@ pub enum SyncUpdate {
         next_bytes: u64,
     },
     Done(SyncReport),
-    Failed(String),
+    Failed(SendError),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -97,7 +98,7 @@ impl SyncJob {
         &mut self,
         machine: &mut Machine,
         vm_uuid: [u8; 16],
-    ) -> Result<Option<SyncReport>, String> {
+    ) -> Result<Option<SyncReport>, SendError> {
         let hashed = machine.prehash_state(PREHASH_PAGES);
         if self.tx.queued_bytes() > QUEUE_LIMIT {
             return Ok(None);
@@ -107,16 +108,14 @@ impl SyncJob {
             return Ok(None);
         }
         let Some(save) = &mut self.save else {
-            return Err("the sync already ended".into());
+            return Err(SendError::Ended);
         };
         let mut sink = PieceSink {
             tx: &self.tx,
             pages: &mut self.pages,
             bytes: &mut self.bytes,
         };
-        let round_done = save
-            .copy(machine, STEP_BUDGET, &mut |p| sink.take(p))
-            .map_err(|e| e.to_string())?;
+        let round_done = save.copy(machine, STEP_BUDGET, &mut |p| sink.take(p))?;
         sink.flush()?;
         if !round_done || !hashed {
             // A finished round waits for the hashing to catch up too.
@@ -131,8 +130,8 @@ impl SyncJob {
         self.last_round(machine, vm_uuid).map(Some)
     }
 
-    fn send_images(&mut self, machine: &Machine) -> Result<(), String> {
-        let parts = machine.boot_image_parts().map_err(|e| e.to_string())?;
+    fn send_images(&mut self, machine: &Machine) -> Result<(), SendError> {
+        let parts = machine.boot_image_parts().map_err(SendError::Images)?;
         let mut at = 0u64;
         for part in parts {
             let end = at + part.len() as u64;
@@ -146,7 +145,7 @@ impl SyncJob {
                         offset: self.images_sent,
                         bytes,
                     })
-                    .map_err(|e| e.to_string())?;
+                    .map_err(channel)?;
                 self.images_sent += n;
                 self.bytes += n;
             }
@@ -160,10 +159,10 @@ impl SyncJob {
         &mut self,
         machine: &mut Machine,
         vm_uuid: [u8; 16],
-    ) -> Result<SyncReport, String> {
+    ) -> Result<SyncReport, SendError> {
         let paused = Instant::now();
         let Some(save) = self.save.take() else {
-            return Err("the sync already ended".into());
+            return Err(SendError::Ended);
         };
         let mut sink = PieceSink {
             tx: &self.tx,
@@ -171,9 +170,7 @@ impl SyncJob {
             bytes: &mut self.bytes,
         };
         let rounds = save.rounds();
-        let state = save
-            .finish(machine, Some(vm_uuid), &mut |p| sink.take(p))
-            .map_err(|e| e.to_string())?;
+        let state = save.finish(machine, Some(vm_uuid), &mut |p| sink.take(p))?;
         sink.flush()?;
         self.bytes += state.len() as u64;
         self.tx
@@ -181,7 +178,7 @@ impl SyncJob {
                 icount: machine.icount(),
                 state,
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(channel)?;
         Ok(SyncReport {
             rounds,
             bytes: self.bytes,
@@ -198,7 +195,7 @@ impl SyncJob {
         let _ = self.updates.send(SyncUpdate::Done(report));
     }
 
-    pub fn fail(self, machine: &mut Machine, why: String) {
+    pub fn fail(self, machine: &mut Machine, why: SendError) {
         if let Some(save) = self.save {
             save.cancel(machine);
         }
@@ -215,10 +212,10 @@ struct PieceSink<'a> {
 }
 
 impl PieceSink<'_> {
-    fn take(&mut self, piece: Piece<'_>) -> Result<(), String> {
+    fn take(&mut self, piece: Piece<'_>) -> Result<(), SendError> {
         match piece {
             Piece::Page { index, bytes } => {
-                let index = u32::try_from(index).map_err(|_| format!("page {index}"))?;
+                let index = u32::try_from(index).map_err(|_| SendError::PageIndex { index })?;
                 self.pages.extend_from_slice(&index.to_le_bytes());
                 self.pages.extend_from_slice(bytes);
                 if self.pages.len() >= PAGES_PER_MESSAGE * PAGE_ENTRY {
@@ -230,7 +227,7 @@ impl PieceSink<'_> {
                 offset,
                 bytes,
             } => {
-                let disk = u8::try_from(disk).map_err(|_| format!("disk {disk}"))?;
+                let disk = u8::try_from(disk).map_err(|_| SendError::DiskIndex { disk })?;
                 *self.bytes += bytes.len() as u64;
                 self.tx
                     .send(&Message::Disk {
@@ -238,20 +235,22 @@ impl PieceSink<'_> {
                         offset,
                         bytes: bytes.to_vec(),
                     })
-                    .map_err(|e| e.to_string())?;
+                    .map_err(channel)?;
             }
         }
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), String> {
+    fn flush(&mut self) -> Result<(), SendError> {
         if self.pages.is_empty() {
             return Ok(());
         }
         let pages = std::mem::take(self.pages);
         *self.bytes += pages.len() as u64;
-        self.tx
-            .send(&Message::Pages(pages))
-            .map_err(|e| e.to_string())
+        self.tx.send(&Message::Pages(pages)).map_err(channel)
     }
+}
+
+fn channel(e: FtError) -> SendError {
+    SendError::Channel(Box::new(e))
 }

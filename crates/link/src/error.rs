@@ -23,6 +23,13 @@ pub enum LinkError {
     /// The peer broke the framing after the handshake.
     #[error("{peer}: {reason}")]
     Protocol { peer: String, reason: String },
+    /// The peer's byte stream breaks the preamble or the framing.
+    #[error("{peer}: {source}")]
+    Stream {
+        peer: String,
+        #[source]
+        source: StreamError,
+    },
     #[error("{peer}: no handshake within {timeout:?}")]
     Timeout { peer: String, timeout: Duration },
     /// The link has ended; `reason` says how.
@@ -35,6 +42,29 @@ pub enum LinkError {
     BadFile { path: PathBuf, reason: String },
     #[error("generating certificates: {0}")]
     Generate(#[from] rcgen::Error),
+}
+
+/// How a peer's byte stream is not a matching endpoint's: its preamble
+/// (TLS against plain, magic, version) or a frame's length.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    #[error("the peer speaks TLS, but TLS is not configured here ({endpoint} endpoint)")]
+    UnexpectedTls { endpoint: &'static str },
+    #[error("the peer is not a {endpoint} endpoint (magic {magic:02x?})")]
+    Magic {
+        endpoint: &'static str,
+        magic: [u8; 8],
+    },
+    #[error(
+        "the peer speaks {endpoint} protocol version {found}, this endpoint speaks {supported}"
+    )]
+    Version {
+        endpoint: &'static str,
+        found: u16,
+        supported: u16,
+    },
+    #[error("the peer sent a frame of kind {kind:#04x} of {len} bytes, over the {max}-byte limit")]
+    FrameTooLarge { kind: u8, len: usize, max: usize },
 }
 
 impl LinkError {

@@ -13,7 +13,7 @@ mod error;
 mod pump;
 mod tls;
 
-pub use error::LinkError;
+pub use error::{LinkError, StreamError};
 #[doc(hidden)]
 pub use pump::parse_stream;
 pub use tls::{tls_init, TlsIdentity, TlsInit, SERVER_NAME};

@@ -5,7 +5,7 @@
 use crate::tls::TlsSession;
 use crate::{
     Event, Frame, Link, LinkConfig, LinkError, LinkReceiver, LinkSender, Outgoing, SenderGuard,
-    Shared, FRAME_HEADER_LEN, HIGH_WATER, PREAMBLE_LEN,
+    Shared, StreamError, FRAME_HEADER_LEN, HIGH_WATER, PREAMBLE_LEN,
 };
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
 use std::io::{ErrorKind, Read, Write};
@@ -288,10 +288,10 @@ impl Pump {
         let mut at = 0;
         if self.handshake.is_some() {
             let plain = matches!(self.transport, Transport::Plain { .. });
-            if !check_preamble(&self.inbuf, &self.config, plain).map_err(|reason| {
-                LinkError::Handshake {
+            if !check_preamble(&self.inbuf, &self.config, plain).map_err(|source| {
+                LinkError::Stream {
                     peer: self.peer(),
-                    reason,
+                    source,
                 }
             })? {
                 return Ok(());
@@ -302,10 +302,10 @@ impl Pump {
             }
         }
         while let Some(frame) =
-            next_frame(&self.inbuf[at..], self.config.max_frame).map_err(|reason| {
-                LinkError::Protocol {
+            next_frame(&self.inbuf[at..], self.config.max_frame).map_err(|source| {
+                LinkError::Stream {
                     peer: self.peer(),
-                    reason,
+                    source,
                 }
             })?
         {
@@ -506,29 +506,26 @@ fn write_tls(stream: &mut TcpStream, session: &mut TlsSession) -> std::io::Resul
 
 /// Whether the peer's preamble is complete and matches; an error says how
 /// it does not.
-fn check_preamble(buf: &[u8], config: &LinkConfig, plain: bool) -> Result<bool, String> {
+fn check_preamble(buf: &[u8], config: &LinkConfig, plain: bool) -> Result<bool, StreamError> {
+    let endpoint = config.name;
     if plain && looks_like_tls(buf) && buf[..2] != config.magic[..2] {
-        return Err(format!(
-            "the peer speaks TLS, but TLS is not configured here ({} endpoint)",
-            config.name
-        ));
+        return Err(StreamError::UnexpectedTls { endpoint });
     }
     if buf.len() < PREAMBLE_LEN {
         return Ok(false);
     }
-    if buf[..8] != config.magic {
-        return Err(format!(
-            "the peer is not a {} endpoint (magic {:02x?})",
-            config.name,
-            &buf[..8]
-        ));
+    let mut magic = [0u8; 8];
+    magic.copy_from_slice(&buf[..8]);
+    if magic != config.magic {
+        return Err(StreamError::Magic { endpoint, magic });
     }
-    let version = u16::from_le_bytes([buf[8], buf[9]]);
-    if version != config.version {
-        return Err(format!(
-            "the peer speaks {} protocol version {version}, this endpoint speaks {}",
-            config.name, config.version
-        ));
+    let found = u16::from_le_bytes([buf[8], buf[9]]);
+    if found != config.version {
+        return Err(StreamError::Version {
+            endpoint,
+            found,
+            supported: config.version,
+        });
     }
     Ok(true)
 }
@@ -539,15 +536,17 @@ fn looks_like_tls(buf: &[u8]) -> bool {
 }
 
 /// The first complete frame in `buf`, if there is one.
-fn next_frame(buf: &[u8], max_frame: usize) -> Result<Option<Frame>, String> {
+fn next_frame(buf: &[u8], max_frame: usize) -> Result<Option<Frame>, StreamError> {
     let Some(&[kind, a, b, c, d]) = buf.get(..FRAME_HEADER_LEN) else {
         return Ok(None);
     };
     let len = u32::from_le_bytes([a, b, c, d]) as usize;
     if len > max_frame {
-        return Err(format!(
-            "the peer sent a frame of kind {kind:#04x} of {len} bytes, over the {max_frame}-byte limit"
-        ));
+        return Err(StreamError::FrameTooLarge {
+            kind,
+            len,
+            max: max_frame,
+        });
     }
     Ok(buf
         .get(FRAME_HEADER_LEN..FRAME_HEADER_LEN + len)
@@ -566,7 +565,7 @@ pub fn parse_stream(
     buf: &[u8],
     config: &LinkConfig,
     plain: bool,
-) -> Result<(Vec<Frame>, usize), String> {
+) -> Result<(Vec<Frame>, usize), StreamError> {
     if !check_preamble(buf, config, plain)? {
         return Ok((Vec::new(), buf.len()));
     }

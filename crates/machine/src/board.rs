@@ -2,18 +2,25 @@
 //! interrupt lines from device state and guest time.
 
 use crate::clock::Clock;
+use crate::devices::clint::ClintState;
+use crate::devices::plic::PlicState;
+use crate::devices::rtc::RtcState;
+use crate::devices::uart::UartState;
+use crate::devices::vmgenid::VmGenIdState;
 use crate::devices::{sifive_test, Clint, Finish, Plic, Rtc, Uart, VmGenId};
 use crate::io::{Output, OutputEvent};
 use crate::layout::*;
+use crate::state::{BoardShape, Persist, StateError};
 use crate::tracked_disk::TrackedDisk;
-use crate::virtio::{DeviceIo, VirtioMmio};
+use crate::virtio::{DeviceIo, VirtioMmio, VirtioState};
 use disk::BlockDevice;
 use riscv::hart::Irq;
 use riscv::{Bus, BusFault, Hart, Ram};
 use serde::{Deserialize, Serialize};
 
-/// All device state: plain data, part of snapshots and the state hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// All devices ([`DevicesState`] is their saved form, part of snapshots
+/// and the state hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Devices {
     pub clint: Clint,
     pub plic: Plic,
@@ -22,6 +29,62 @@ pub struct Devices {
     pub vmgenid: VmGenId,
     /// Populated virtio-mmio slots, from slot 0.
     pub virtio: Vec<VirtioMmio>,
+}
+
+/// Every device's saved state, in the order the snapshot stores them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevicesState {
+    pub clint: ClintState,
+    pub plic: PlicState,
+    pub uart: UartState,
+    pub rtc: RtcState,
+    pub vmgenid: VmGenIdState,
+    /// Populated virtio-mmio slots, from slot 0.
+    pub virtio: Vec<VirtioState>,
+}
+
+impl Persist for Devices {
+    type State = DevicesState;
+
+    fn save(&self) -> DevicesState {
+        DevicesState {
+            clint: self.clint.save(),
+            plic: self.plic.save(),
+            uart: self.uart.save(),
+            rtc: self.rtc.save(),
+            vmgenid: self.vmgenid.save(),
+            virtio: self.virtio.iter().map(VirtioMmio::save).collect(),
+        }
+    }
+
+    /// Each device fits the board; the virtio slots hold the devices the
+    /// config puts there.
+    fn restore(state: &DevicesState, board: &BoardShape<'_>) -> Result<Self, StateError> {
+        if state.virtio.len() != board.virtio.len() {
+            return Err(StateError::VirtioSlots {
+                found: state.virtio.len(),
+                config: board.virtio.len(),
+            });
+        }
+        let virtio = state
+            .virtio
+            .iter()
+            .zip(board.virtio)
+            .enumerate()
+            .map(|(slot, (v, fresh))| {
+                VirtioMmio::restore(v, fresh)
+                    .map_err(|mismatch| StateError::VirtioSlot { slot, mismatch })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            clint: Clint::restore(&state.clint, board)?,
+            plic: Plic::restore(&state.plic, board)?,
+            uart: Uart::restore(&state.uart, board)?,
+            rtc: Rtc::restore(&state.rtc, board)?,
+            vmgenid: VmGenId::restore(&state.vmgenid, board)?,
+            virtio,
+        })
+    }
 }
 
 impl Devices {

@@ -32,6 +32,7 @@
 //! the same command line builds the same machine on every host.
 
 use crate::layout::TIMEBASE_HZ;
+use crate::state::{BoardShape, Persist, StateError};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -108,7 +109,7 @@ impl fmt::Display for InstructionsPerTick {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Clock {
     /// The icount at which `mtime` was 0 (the last reset).
     epoch: u64,
@@ -116,6 +117,43 @@ pub struct Clock {
     warp: u64,
     /// Retired instructions per tick.
     rate: InstructionsPerTick,
+}
+
+/// The clock's saved state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockState {
+    /// The icount at which `mtime` was 0.
+    pub epoch: u64,
+    /// Sum of all warps since the epoch, in ticks.
+    pub warp: u64,
+    pub rate: InstructionsPerTick,
+}
+
+impl Persist for Clock {
+    type State = ClockState;
+
+    fn save(&self) -> ClockState {
+        ClockState {
+            epoch: self.epoch,
+            warp: self.warp,
+            rate: self.rate,
+        }
+    }
+
+    /// Epoch and warps may be anything; the rate is the config's.
+    fn restore(state: &ClockState, board: &BoardShape<'_>) -> Result<Self, StateError> {
+        if state.rate != board.rate {
+            return Err(StateError::ClockRate {
+                found: state.rate,
+                config: board.rate,
+            });
+        }
+        Ok(Self {
+            epoch: state.epoch,
+            warp: state.warp,
+            rate: state.rate,
+        })
+    }
 }
 
 impl Clock {

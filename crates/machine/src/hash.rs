@@ -1,7 +1,8 @@
 //! The state hash (DESIGN §3.7), computed incrementally.
 //!
 //! [`Machine::state_hash`] covers harts, devices, clock and scheduling
-//! position (serialised: small), RAM and each disk's written clusters
+//! position (their state types, serialised as a snapshot stores them:
+//! small), RAM and each disk's written clusters
 //! ([`crate::tracked_disk`]). Rehashing all of RAM each time costs about
 //! 0.2 s per 512 MiB, so RAM gets a tree of fixed shape instead:
 //!
@@ -179,6 +180,7 @@ fn top_hash(size: u64, chunks: &[Hash]) -> Hash {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::Persist;
     use crate::Machine;
     use proptest::prelude::*;
 
@@ -324,7 +326,13 @@ mod tests {
         let (_, incremental) = timed(&mut m);
         let start = Instant::now();
         let mut old = blake3::Hasher::new(); // the former full hash
-        let small = (&m.harts, &m.board.devices, &m.board.clock, m.icount);
+        let harts: Vec<_> = m.harts.iter().map(riscv::Hart::save).collect();
+        let small = (
+            harts,
+            m.board.devices.save(),
+            m.board.clock.save(),
+            m.icount,
+        );
         old.update(&postcard::to_stdvec(&small).unwrap());
         old.update(m.ram.as_slice());
         let full = start.elapsed();

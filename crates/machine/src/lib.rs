@@ -33,6 +33,7 @@ mod machine;
 mod rom;
 mod runner;
 pub mod snapshot;
+mod state;
 mod tracked_disk;
 mod virtio;
 
@@ -50,5 +51,6 @@ pub use runner::{
     Credit, CreditPool, HostEvent, Journal, JournalError, Pacing, PacingStats, RunEnd, RunError,
     Runner, NS_PER_TICK,
 };
-pub use tracked_disk::{ClusterRecord, TrackedDisk};
+pub use state::{BoardShape, Persist, SlotMismatch, StateError};
+pub use tracked_disk::{ClusterRecord, RecordError, SwapError, TrackedDisk};
 pub use virtio::{slot_base, DeviceIo, VirtioMmio, VirtioSpec};

@@ -17,12 +17,13 @@ use crate::io::{Input, Output};
 use crate::layout::{MAX_HARTS, RAM_BASE, VIRTIO_SLOTS, VMGENID_IRQ};
 use crate::loader::{self, LoadError, FDT_MAX};
 use crate::rom::{self, BootTargets};
-use crate::tracked_disk::TrackedDisk;
+use crate::state::Persist;
+use crate::tracked_disk::{SwapError, TrackedDisk};
 use crate::virtio::{blk, VirtioMmio, VirtioSpec};
 use disk::{BlockDevice, DiskError};
 use riscv::hart::Exit;
 use riscv::ram::RamError;
-use riscv::{Hart, Ram};
+use riscv::{Hart, HartState, Ram};
 
 /// Instructions a hart runs before the next one gets its turn.
 pub const QUANTUM: u64 = 10_000;
@@ -113,8 +114,8 @@ pub enum MachineError {
     DiskHash { slot: usize, source: DiskError },
     #[error("the machine has no disk number {index}")]
     NoSuchDisk { index: usize },
-    #[error("switching disk {slot} to a new backend: {reason}")]
-    DiskSwap { slot: usize, reason: String },
+    #[error("switching disk {slot} to a new backend: {source}")]
+    DiskSwap { slot: usize, source: SwapError },
 }
 
 /// What one call to [`Machine::step`] did.
@@ -493,7 +494,7 @@ impl Machine {
         disk.flush()
             .map_err(|source| MachineError::Flush { slot, source })?;
         disk.replace_inner(backend)
-            .map_err(|reason| MachineError::DiskSwap { slot, reason })
+            .map_err(|source| MachineError::DiskSwap { slot, source })
     }
 
     /// Make every disk write durable (on poweroff or before a snapshot).
@@ -514,13 +515,15 @@ impl Machine {
     /// the result depends on the state alone, not on when it was called
     /// before. See [`crate::hash`].
     pub fn state_hash(&mut self) -> Result<[u8; 32], MachineError> {
-        // The serialised small state, then the RAM digest, then each
-        // disk's digest with its virtio slot.
+        // The small state (each part's state type, serialised as the
+        // snapshot stores it), then the RAM digest, then each disk's
+        // digest with its virtio slot.
         let mut hasher = blake3::Hasher::new();
+        let harts: Vec<HartState> = self.harts.iter().map(Hart::save).collect();
         let small = (
-            &self.harts,
-            &self.board.devices,
-            &self.board.clock,
+            &harts,
+            &self.board.devices.save(),
+            &self.board.clock.save(),
             self.icount,
             self.current,
             self.turn_retired,

@@ -2,7 +2,7 @@
 //! position, boot images, RAM and the identity of the disk layer they
 //! belong to, in one versioned, checksummed file.
 //!
-//! # File format (version 4)
+//! # File format (version 5)
 //!
 //! ```text
 //! 0        preamble, 80 bytes: magic "LSTPSNAP", format version (u32 LE),
@@ -23,14 +23,19 @@
 //! preamble (which checksums it) after that; the file is written under a
 //! temporary name (mode 0600: RAM and the RNG seed are secrets), fsynced,
 //! renamed into place and its directory fsynced, so a crash leaves either
-//! no snapshot or a complete one. Any change to a serialised state type
-//! (a device's fields, the hart) needs a new format version: postcard is
-//! not self-describing.
+//! no snapshot or a complete one. Any change to a state type (a device's,
+//! the hart's) needs a new format version: postcard is not
+//! self-describing. Live structs are not in the file and change freely.
 //!
 //! Version 3 added the clock's rate (instructions per tick) to the config
 //! and the clock, and with it to the state hash; version 2 files (all at
 //! 16 instructions per tick) are refused with a message naming both
-//! versions.
+//! versions. Version 5 defines the state section by the state types
+//! (below) instead of the live structs' serde derives; the bytes of its
+//! parts are those version 4 wrote (the state hash, which covers them,
+//! is the same), but a version 4 file is refused like every other older
+//! one: this build promises to read what its own types define, nothing
+//! else. Every refusal names the file's version and this build's.
 //!
 //! # RAM: lazy restore first, compression for archives
 //!
@@ -81,21 +86,28 @@
 //! verified restore reads the written non-zero clusters back instead of
 //! trusting the recorded hashes.
 //!
-//! # Devices
+//! # Harts and devices: state types
 //!
-//! Every device is serde plain data, so all are saved and loaded the same
-//! way (postcard); the [`Snapshot`] trait adds what each contributes on
-//! restore: the check of its invariants. CLINT and PLIC tables must match
-//! the hart count, the UART FIFO its size, each virtio slot the device the
-//! config puts there (id, queue count and maximum sizes, NIC number); RTC,
-//! vmgenid and clock accept any value.
+//! The state section holds no live object: each part (hart, CLINT, PLIC,
+//! UART, RTC, vmgenid, clock, each virtio slot) is saved as its state
+//! type ([`riscv::HartState`], `ClintState`, …), plain data encoded with
+//! postcard, and restored from it with the check of its invariants
+//! ([`crate::Persist`], refusals as [`crate::StateError`]): CLINT and PLIC tables
+//! must match the hart count, the UART FIFO its size, each virtio slot
+//! the device the config puts there (id, queue count and maximum sizes,
+//! NIC number), the clock's rate the config's; RTC and vmgenid accept any
+//! value. Live structs (and the hart's caches, the translator's code) can
+//! change without touching the format; a change to a state type needs a
+//! new format version.
 //!
 //! # Determinism
 //!
 //! A restored machine continues exactly as the saved one would: same
-//! state, same instruction boundaries. Hart caches (TLB, fetch page) are
-//! not state; they start empty after restore, and saving empties them in
-//! the running machine too, so both continue from the same point. Restore
+//! state, same instruction boundaries. Hart caches (TLB, fetch page, walk
+//! and PMP caches, translated code) are not state; they start empty after
+//! restore, and saving empties the TLB and its companions in the running
+//! machine too (the TLB's contents are guest-visible), so both continue
+//! from the same point. Restore
 //! does not change the vmgenid: reverting or cloning is the caller's
 //! decision and is applied as an input ([`crate::Input::VmGenId`]).
 //!
@@ -111,19 +123,19 @@
 //! private mapping of that file, so copying its clean pages costs
 //! page-cache reads, not guest time.
 
-use crate::board::{Board, Devices};
-use crate::clock::{Clock, InstructionsPerTick};
-use crate::devices::{Clint, Plic, Rtc, Uart, VmGenId};
+use crate::board::{Board, Devices, DevicesState};
+use crate::clock::{Clock, ClockState, InstructionsPerTick};
 use crate::hash::RamHasher;
 use crate::images::{ImageBytes, MappedSection};
 use crate::io::Output;
 use crate::layout::{MAX_HARTS, RAM_BASE, ROM_SIZE, VIRTIO_SLOTS};
 use crate::machine::{virtio_devices, BootImages, Machine, MachineConfig, MachineError, QUANTUM};
-use crate::tracked_disk::{ClusterRecord, TrackedDisk};
-use crate::virtio::{Device, VirtioMmio, VirtioSpec};
+use crate::state::{BoardShape, Persist, StateError};
+use crate::tracked_disk::{ClusterRecord, RecordError, TrackedDisk};
+use crate::virtio::{VirtioMmio, VirtioSpec};
 use disk::{BlockDevice, DiskError, DiskIdentity, IdentityMismatch};
 use riscv::ram::{RamError, PAGE_SIZE};
-use riscv::{Hart, Ram};
+use riscv::{Hart, HartState, Ram};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -144,7 +156,7 @@ pub use measure::{measure, MeasureSpec, Measurement};
 
 pub const MAGIC: [u8; 8] = *b"LSTPSNAP";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 const PREAMBLE_LEN: usize = 80;
 /// Where the boot images start (the preamble's page ends before).
 const IMAGES_OFFSET: u64 = 4096;
@@ -194,11 +206,13 @@ pub enum SnapshotError {
     Io { path: PathBuf, source: io::Error },
     #[error("{}: not a lockstep snapshot (magic {found:02x?})", path.display())]
     BadMagic { path: PathBuf, found: Vec<u8> },
-    #[error(
-        "{}: snapshot format version {found} is not supported (this build reads version {FORMAT_VERSION})",
-        path.display()
-    )]
-    UnsupportedVersion { path: PathBuf, found: u32 },
+    #[error("{}: snapshot format version {found} is not supported: {}", path.display(), version_gap(*found, *supported))]
+    UnsupportedVersion {
+        path: PathBuf,
+        found: u32,
+        /// The one version this build reads ([`FORMAT_VERSION`]).
+        supported: u32,
+    },
     #[error("{}: truncated at byte {len}: the {section} needs bytes up to {needed}", path.display())]
     Truncated {
         path: PathBuf,
@@ -245,12 +259,32 @@ pub enum SnapshotError {
         slot: usize,
         source: DiskError,
     },
+    #[error("{}: bad state section: {source}", path.display())]
+    StateMismatch { path: PathBuf, source: StateError },
+    #[error("{}: bad state section: written clusters of disk {disk}: {source}", path.display())]
+    ClusterRecord {
+        path: PathBuf,
+        disk: usize,
+        source: RecordError,
+    },
     #[error("{}: the restored machine's state hash differs from the one recorded at save", path.display())]
     StateHash { path: PathBuf },
     #[error("saving {}: {source}", path.display())]
     Save { path: PathBuf, source: MachineError },
     #[error("{}: guest RAM: {source}", path.display())]
     Ram { path: PathBuf, source: RamError },
+}
+
+/// Why a version other than this build's cannot be read.
+fn version_gap(found: u32, supported: u32) -> String {
+    if found < supported {
+        format!(
+            "it is older than this build's version {supported}, which no longer reads it \
+             (restore it with the build that wrote it)"
+        )
+    } else {
+        format!("this build reads version {supported}; the file is from a newer build")
+    }
 }
 
 /// How RAM is stored.
@@ -322,152 +356,6 @@ pub struct SnapshotInfo {
     /// Preamble, boot images, RAM, state, disk layer and index, in file
     /// order.
     pub sections: Vec<SectionInfo>,
-}
-
-/// A device's part of a snapshot. The state is serde plain data, saved and
-/// loaded with postcard like all others (the bound); what each device adds
-/// is `check`: the invariants its code relies on, which a file that passed
-/// its checksums may still break (it may be forged, or come from a build
-/// whose board differs).
-pub trait Snapshot: Serialize + DeserializeOwned {
-    /// The device's name in error messages.
-    const NAME: &'static str;
-    fn check(&self, board: &BoardShape<'_>) -> Result<(), String>;
-}
-
-/// What the restored state must fit: the machine the config describes.
-pub struct BoardShape<'a> {
-    pub harts: usize,
-    /// The config's clock rate.
-    pub rate: InstructionsPerTick,
-    /// The virtio slots as the config builds them at power-on.
-    pub virtio: &'a [VirtioMmio],
-}
-
-fn no_error(e: Option<String>) -> Result<(), String> {
-    e.map_or(Ok(()), Err)
-}
-
-impl Snapshot for Clint {
-    const NAME: &'static str = "CLINT";
-    fn check(&self, board: &BoardShape<'_>) -> Result<(), String> {
-        no_error(self.shape_error(board.harts))
-    }
-}
-
-impl Snapshot for Plic {
-    const NAME: &'static str = "PLIC";
-    fn check(&self, board: &BoardShape<'_>) -> Result<(), String> {
-        no_error(self.shape_error(board.harts))
-    }
-}
-
-impl Snapshot for Uart {
-    const NAME: &'static str = "UART";
-    fn check(&self, _: &BoardShape<'_>) -> Result<(), String> {
-        no_error(self.shape_error())
-    }
-}
-
-/// Registers the guest can set to any value: nothing to check.
-macro_rules! any_value_is_valid {
-    ($($ty:ty => $name:literal),*) => {$(
-        impl Snapshot for $ty {
-            const NAME: &'static str = $name;
-            fn check(&self, _: &BoardShape<'_>) -> Result<(), String> {
-                Ok(())
-            }
-        }
-    )*};
-}
-any_value_is_valid!(Rtc => "RTC", VmGenId => "vmgenid");
-
-/// Epoch and warps may be anything; the rate is the config's.
-impl Snapshot for Clock {
-    const NAME: &'static str = "clock";
-    fn check(&self, board: &BoardShape<'_>) -> Result<(), String> {
-        if self.rate() != board.rate {
-            return Err(format!(
-                "clock: {} instructions per tick, the config says {}",
-                self.rate(),
-                board.rate
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl Snapshot for Vec<VirtioMmio> {
-    const NAME: &'static str = "virtio";
-    fn check(&self, board: &BoardShape<'_>) -> Result<(), String> {
-        if self.len() != board.virtio.len() {
-            return Err(format!(
-                "{} slots, the config has {}",
-                self.len(),
-                board.virtio.len()
-            ));
-        }
-        self.iter()
-            .zip(board.virtio)
-            .enumerate()
-            .try_for_each(|(n, (v, fresh))| {
-                check_virtio_slot(v, fresh).map_err(|e| format!("slot {n}: {e}"))
-            })
-    }
-}
-
-/// A restored slot must hold the device the config puts there, with the
-/// same queues; queue state must be one the guest could have set.
-fn check_virtio_slot(v: &VirtioMmio, fresh: &VirtioMmio) -> Result<(), String> {
-    let same_kind = matches!(
-        (v.device(), fresh.device()),
-        (Device::Block(_), Device::Block(_))
-            | (Device::Rng(_), Device::Rng(_))
-            | (Device::Net(_), Device::Net(_))
-    );
-    if !same_kind || v.transport().device_id() != fresh.transport().device_id() {
-        return Err("device type differs from the config's".into());
-    }
-    if v.nic() != fresh.nic() {
-        return Err("NIC number differs from the config's".into());
-    }
-    let (queues, fresh_queues) = (v.transport().queues(), fresh.transport().queues());
-    if queues.len() != fresh_queues.len() {
-        return Err(format!(
-            "{} queues, the device has {}",
-            queues.len(),
-            fresh_queues.len()
-        ));
-    }
-    for (i, (q, f)) in queues.iter().zip(fresh_queues).enumerate() {
-        if q.max_size() != f.max_size() {
-            return Err(format!(
-                "queue {i}: maximum size {}, the device has {}",
-                q.max_size(),
-                f.max_size()
-            ));
-        }
-        let size_ok = q.size().is_power_of_two() && q.size() <= u32::from(q.max_size());
-        if q.ready() && !size_ok {
-            return Err(format!("queue {i}: ready with size {}", q.size()));
-        }
-    }
-    Ok(())
-}
-
-impl Snapshot for Devices {
-    const NAME: &'static str = "devices";
-    fn check(&self, board: &BoardShape<'_>) -> Result<(), String> {
-        fn part<T: Snapshot>(t: &T, board: &BoardShape<'_>) -> Result<(), String> {
-            t.check(board).map_err(|e| format!("{}: {e}", T::NAME))
-        }
-        part(&self.clint, board)?;
-        part(&self.plic, board)?;
-        part(&self.uart, board)?;
-        part(&self.rtc, board)?;
-        part(&self.vmgenid, board)?;
-        part(&self.virtio, board)
-    }
 }
 
 // ----- on-disk records --------------------------------------------------
@@ -593,36 +481,20 @@ impl ConfigRecord {
     }
 }
 
-/// The state section as written (borrowing the machine) ...
-#[derive(Serialize)]
-struct StateOut<'a> {
-    vm_uuid: Option<[u8; 16]>,
-    state_hash: [u8; 32],
-    config: ConfigRecord,
-    harts: &'a [Hart],
-    devices: &'a Devices,
-    clock: &'a Clock,
-    icount: u64,
-    current: u64,
-    turn_retired: u64,
-    rom: &'a [u8],
-    /// One per disk, in slot order.
-    disk_clusters: Vec<ClusterRecord>,
-}
-
-/// ... and as read: the same fields in the same order.
-#[derive(Deserialize)]
+/// The state section: the config and every part's state type.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct State {
     vm_uuid: Option<[u8; 16]>,
     state_hash: [u8; 32],
     config: ConfigRecord,
-    harts: Vec<Hart>,
-    devices: Devices,
-    clock: Clock,
+    harts: Vec<HartState>,
+    devices: DevicesState,
+    clock: ClockState,
     icount: u64,
     current: u64,
     turn_retired: u64,
     rom: Vec<u8>,
+    /// One per disk, in slot order.
     disk_clusters: Vec<ClusterRecord>,
 }
 
@@ -654,7 +526,7 @@ impl Machine {
             .map_err(|e| save_err(e.into()))?;
         self.flush_disks().map_err(save_err)?;
         // The restored harts start with empty caches; so does this one.
-        self.harts.iter_mut().for_each(Hart::after_restore);
+        self.harts.iter_mut().for_each(Hart::drop_caches);
         let disks = self.disk_records(path)?;
         let state_hash = self.state_hash().map_err(save_err)?;
         let disk_clusters = self.disk_clusters(path)?;
@@ -698,18 +570,18 @@ impl Machine {
         vm_uuid: Option<[u8; 16]>,
         state_hash: [u8; 32],
         disk_clusters: Vec<ClusterRecord>,
-    ) -> StateOut<'_> {
-        StateOut {
+    ) -> State {
+        State {
             vm_uuid,
             state_hash,
             config: ConfigRecord::of(&self.config),
-            harts: &self.harts,
-            devices: &self.board.devices,
-            clock: &self.board.clock,
+            harts: self.harts.iter().map(Hart::save).collect(),
+            devices: self.board.devices.save(),
+            clock: self.board.clock.save(),
             icount: self.icount,
             current: self.current as u64,
             turn_retired: self.turn_retired,
-            rom: &self.board.rom,
+            rom: self.board.rom.clone(),
             disk_clusters,
         }
     }
@@ -1019,6 +891,7 @@ impl Reader {
                 return Err(SnapshotError::UnsupportedVersion {
                     path: self.path.clone(),
                     found: version,
+                    supported: FORMAT_VERSION,
                 });
             }
         }
@@ -1186,7 +1059,7 @@ impl Reader {
             path: self.path.clone(),
             version: FORMAT_VERSION,
             vm_uuid: state.vm_uuid,
-            vmgenid: state.devices.vmgenid.id(),
+            vmgenid: state.devices.vmgenid.id,
             state_hash: state.state_hash,
             icount: state.icount,
             cpus: state.config.cpus as usize,
@@ -1274,14 +1147,14 @@ impl Machine {
         options: &RestoreOptions,
     ) -> Result<Machine, SnapshotError> {
         let r = Reader::open(path)?;
-        let mut state = r.state()?;
+        let state = r.state()?;
         let records = r.disks()?;
         let config = r.config(&state)?;
         r.check_ram_record(&config)?;
         let disks = r.check_disks(&records, disks, options)?;
         let (fresh_virtio, backends) = virtio_devices(&config.virtio, disks)
             .map_err(|e| r.corrupt(Section::State, e.to_string()))?;
-        r.check_state(&state, &config, &fresh_virtio)?;
+        let (devices, clock) = r.check_state(&state, &config, &fresh_virtio)?;
         r.check_disk_slots(&records, &backends)?;
         let disks = r.tracked_disks(backends, &state.disk_clusters, options.verify)?;
         if options.verify {
@@ -1291,14 +1164,13 @@ impl Machine {
                 .map_err(|_| r.checksum(Section::Images))?;
         }
         let ram = r.ram(options.verify)?;
-        state.harts.iter_mut().for_each(Hart::after_restore);
         let mut machine = Machine {
             config,
-            harts: state.harts,
+            harts: state.harts.iter().map(Hart::from_state).collect(),
             ram,
             board: Board {
-                devices: state.devices,
-                clock: state.clock,
+                devices,
+                clock,
                 rom: state.rom,
                 output,
                 icount_base: 0,
@@ -1354,12 +1226,14 @@ impl Reader {
         })
     }
 
+    /// Check the scheduling position and the harts against the config,
+    /// and restore the devices and the clock from their states.
     fn check_state(
         &self,
         state: &State,
         config: &MachineConfig,
         fresh_virtio: &[VirtioMmio],
-    ) -> Result<(), SnapshotError> {
+    ) -> Result<(Devices, Clock), SnapshotError> {
         let bad = |reason: String| Err(self.corrupt(Section::State, reason));
         if state.harts.len() != config.cpus {
             return bad(format!(
@@ -1372,9 +1246,9 @@ impl Reader {
             .harts
             .iter()
             .enumerate()
-            .find(|(i, h)| h.hartid() != *i as u64)
+            .find(|(i, h)| h.hartid != *i as u64)
         {
-            return bad(format!("hart {i} has id {}", h.hartid()));
+            return bad(format!("hart {i} has id {}", h.hartid));
         }
         if state.current >= config.cpus as u64 {
             return bad(format!("current hart {} of {}", state.current, config.cpus));
@@ -1393,11 +1267,13 @@ impl Reader {
             rate: config.instructions_per_tick,
             virtio: fresh_virtio,
         };
-        state
-            .devices
-            .check(&shape)
-            .and_then(|()| state.clock.check(&shape))
-            .or_else(bad)
+        let mismatch = |source| SnapshotError::StateMismatch {
+            path: self.path.clone(),
+            source,
+        };
+        let devices = Devices::restore(&state.devices, &shape).map_err(mismatch)?;
+        let clock = Clock::restore(&state.clock, &shape).map_err(mismatch)?;
+        Ok((devices, clock))
     }
 
     fn check_ram_record(&self, config: &MachineConfig) -> Result<(), SnapshotError> {
@@ -1513,8 +1389,12 @@ impl Reader {
             let (n, record) = records.next().ok_or_else(|| {
                 self.corrupt(Section::State, "fewer written-cluster records than disks")
             })?;
-            TrackedDisk::restored(inner, record, reread).map_err(|e| {
-                self.corrupt(Section::State, format!("written clusters of disk {n}: {e}"))
+            TrackedDisk::restored(inner, record, reread).map_err(|source| {
+                SnapshotError::ClusterRecord {
+                    path: self.path.clone(),
+                    disk: n,
+                    source,
+                }
             })
         };
         backends

@@ -39,6 +39,29 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
+/// Why a written-cluster record (from a snapshot) does not fit its disk.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error(
+        "zero run of clusters {first}..{end} is empty, out of order, touches the previous \
+         one or lies beyond cluster {clusters}"
+    )]
+    ZeroRun { first: u64, end: u64, clusters: u64 },
+    #[error("cluster {cluster} is out of order or lies beyond cluster {clusters}")]
+    Cluster { cluster: u64, clusters: u64 },
+    #[error("cluster {cluster} is also in a zero run")]
+    ClusterInZeroRun { cluster: u64 },
+}
+
+/// Why a backend cannot take over a disk ([`TrackedDisk::replace_inner`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SwapError {
+    #[error("the new backend holds {found} bytes, the disk {capacity}")]
+    Capacity { found: u64, capacity: u64 },
+    #[error("the new backend differs in being read-only (it is{} read-only)", if *read_only { "" } else { " not" })]
+    ReadOnly { read_only: bool },
+}
+
 /// Bytes per tracked cluster.
 pub const CLUSTER: u64 = 64 << 10;
 /// Clusters per group.
@@ -101,7 +124,7 @@ impl TrackedDisk {
         inner: Box<dyn BlockDevice>,
         record: &ClusterRecord,
         reread: bool,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, RecordError> {
         let mut disk = Self::new(inner);
         disk.check_record(record)?;
         for &(a, b) in &record.zero_runs {
@@ -152,16 +175,17 @@ impl TrackedDisk {
     pub fn replace_inner(
         &mut self,
         inner: Box<dyn BlockDevice>,
-    ) -> Result<Box<dyn BlockDevice>, String> {
+    ) -> Result<Box<dyn BlockDevice>, SwapError> {
         if inner.capacity() != self.capacity {
-            return Err(format!(
-                "the new backend holds {} bytes, the disk {}",
-                inner.capacity(),
-                self.capacity
-            ));
+            return Err(SwapError::Capacity {
+                found: inner.capacity(),
+                capacity: self.capacity,
+            });
         }
         if inner.read_only() != self.inner.read_only() {
-            return Err("the new backend differs in being read-only".into());
+            return Err(SwapError::ReadOnly {
+                read_only: inner.read_only(),
+            });
         }
         Ok(std::mem::replace(&mut self.inner, inner))
     }
@@ -352,15 +376,16 @@ impl TrackedDisk {
 
     /// A record must be what [`TrackedDisk::record`] writes: ascending,
     /// disjoint, on the disk, zero runs maximal.
-    fn check_record(&self, record: &ClusterRecord) -> Result<(), String> {
+    fn check_record(&self, record: &ClusterRecord) -> Result<(), RecordError> {
         let clusters = self.cluster_count();
         let mut prev_end = None;
         for &(a, b) in &record.zero_runs {
             if a >= b || b > clusters || prev_end.is_some_and(|p| a <= p) {
-                return Err(format!(
-                    "zero run of clusters {a}..{b} is empty, out of order, \
-                     touches the previous one or lies beyond cluster {clusters}"
-                ));
+                return Err(RecordError::ZeroRun {
+                    first: a,
+                    end: b,
+                    clusters,
+                });
             }
             prev_end = Some(b);
         }
@@ -372,12 +397,13 @@ impl TrackedDisk {
         let mut prev = None;
         for &(c, _) in &record.clusters {
             if c >= clusters || prev.is_some_and(|p| c <= p) {
-                return Err(format!(
-                    "cluster {c} is out of order or lies beyond cluster {clusters}"
-                ));
+                return Err(RecordError::Cluster {
+                    cluster: c,
+                    clusters,
+                });
             }
             if runs.within(c, c + 1).next().is_some() {
-                return Err(format!("cluster {c} is also in a zero run"));
+                return Err(RecordError::ClusterInZeroRun { cluster: c });
             }
             prev = Some(c);
         }
@@ -773,7 +799,7 @@ mod tests {
         let bad = |edit: fn(&mut ClusterRecord)| {
             let mut r = record.clone();
             edit(&mut r);
-            restore(&r, false).err().expect("refused")
+            restore(&r, false).err().expect("refused").to_string()
         };
         assert!(bad(|r| r.zero_runs[1].0 = 500).contains("touches"));
         assert!(bad(|r| r.zero_runs[1].1 = CLUSTERS + 1).contains("beyond"));

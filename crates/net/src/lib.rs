@@ -30,7 +30,7 @@ use std::time::Duration;
 use rustix::event::{PollFd, PollFlags, Timespec};
 
 pub use mac::{MacAddr, MacParseError};
-pub use network::{Mode, NetworkConfig, NetworkError, Networks, Subnet};
+pub use network::{Mode, NetworkConfig, NetworkError, Networks, Subnet, UnknownMode};
 pub use port::{NetworkAccess, PortError};
 pub use segment::SegmentError;
 pub use spec::{Backend, NetSpec, SpecError};

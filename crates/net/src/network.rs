@@ -317,18 +317,23 @@ impl fmt::Display for Mode {
     }
 }
 
-impl FromStr for Mode {
-    type Err = String;
+/// A network mode name this build does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{name}' is not a network mode (nat, hostonly, bridged or internal)")]
+pub struct UnknownMode {
+    pub name: String,
+}
 
-    fn from_str(s: &str) -> Result<Mode, String> {
+impl FromStr for Mode {
+    type Err = UnknownMode;
+
+    fn from_str(s: &str) -> Result<Mode, UnknownMode> {
         match s {
             "nat" => Ok(Mode::Nat),
             "hostonly" => Ok(Mode::Hostonly),
             "bridged" => Ok(Mode::Bridged),
             "internal" => Ok(Mode::Internal),
-            other => Err(format!(
-                "'{other}' is not a network mode (nat, hostonly, bridged or internal)"
-            )),
+            other => Err(UnknownMode { name: other.into() }),
         }
     }
 }

@@ -108,6 +108,13 @@ pub const MAGIC: [u8; 8] = *b"LSTPLOG\0";
 /// that the state hashes cover. A version 1 log (recorded at 16
 /// instructions per tick, hashed without it) would replay to different
 /// hashes, so it is refused by version, up front.
+///
+/// The state hashes a log carries (initial state, checkpoints) are over
+/// the machine's state types (`HartState`, the device states), encoded as
+/// the snapshot format stores them; that encoding is pinned by a test in
+/// `crates/machine/tests/snapshot.rs`. Snapshot format 5 (state types
+/// apart from the live structs) kept it byte for byte, so logs did not
+/// change; a change to it needs a new version here too.
 pub const FORMAT_VERSION: u16 = 2;
 /// Size of the header in bytes.
 pub const HEADER_LEN: usize = 62;

@@ -7,7 +7,8 @@
 //! [`Engine`] is what the board needs from a hart: run up to a budget of
 //! instructions, say how many it retired, take interrupt lines, say
 //! whether it waits in WFI and when its Sstc timer fires, drop its LR
-//! reservation, rebuild caches after a restore. [`Hart`] implements it: the
+//! reservation, save its architectural state ([`HartState`]) and restore
+//! it (dropping its caches). [`Hart`] implements it: the
 //! interpreter, whose [`Hart::run`] has a fast loop through the current
 //! fetch page and a general loop for everything else (the general loop
 //! alone, [`Hart::set_fast_path`]`(false)`, is the reference). The machine
@@ -187,7 +188,7 @@
 //! Linux workloads; at the earlier 64 it waited for real time.
 
 use crate::bus::Bus;
-use crate::hart::{Exit, Hart, Irq};
+use crate::hart::{Exit, Hart, HartState, Irq};
 use crate::ram::Ram;
 
 /// What the board needs from whatever executes a hart.
@@ -206,8 +207,11 @@ pub trait Engine {
     fn stimecmp_deadline(&self) -> Option<u64>;
     /// Another hart may have written the reserved address.
     fn clear_reservation(&mut self);
-    /// Caches are not state: rebuild them after the state was replaced.
-    fn after_restore(&mut self);
+    /// The architectural state, as a snapshot holds it.
+    fn save(&self) -> HartState;
+    /// Replace the architectural state; every cache (TLB, translations)
+    /// is dropped.
+    fn restore(&mut self, state: &HartState);
     /// The architectural state (registers, CSRs, privilege, counters).
     fn state(&self) -> &Hart;
 }
@@ -231,8 +235,11 @@ impl Engine for Hart {
     fn clear_reservation(&mut self) {
         Hart::clear_reservation(self)
     }
-    fn after_restore(&mut self) {
-        Hart::after_restore(self)
+    fn save(&self) -> HartState {
+        Hart::save(self)
+    }
+    fn restore(&mut self, state: &HartState) {
+        Hart::restore(self, state)
     }
     fn state(&self) -> &Hart {
         self

@@ -6,7 +6,6 @@ use crate::csr::{self, Csrs};
 use crate::decode::{self, DecodedPage, Insn, Op};
 use crate::mmu::{self, tlb_index, tlb_tag, Access, Tlb, TlbEntry};
 use crate::ram::{Ram, PAGE_SHIFT};
-use serde::{Deserialize, Serialize};
 
 /// The register operations of I and M (the value rd gets from rs1, rs2,
 /// the immediate and pc), as the arms of one `match` on the operation: each
@@ -79,7 +78,9 @@ mod fast;
 mod fp;
 #[cfg(target_arch = "x86_64")]
 mod jit;
+mod state;
 mod stats;
+pub use state::HartState;
 pub use stats::JitStats;
 
 /// The interpreter's own counters (not state: they differ between
@@ -166,9 +167,8 @@ unsafe impl Send for PagePtr {}
 /// Placeholder tval of an illegal-instruction trap, replaced by the bits.
 const TVAL_INSN_BITS: u64 = u64::MAX;
 
-/// One RV64GC hart. Everything serialised is architectural state; the rest
-/// are caches rebuilt on demand.
-#[derive(Serialize, Deserialize)]
+/// One RV64GC hart: the architectural state ([`HartState`] is its saved
+/// form) and caches rebuilt on demand.
 pub struct Hart {
     hartid: u64,
     pc: u64,
@@ -187,48 +187,33 @@ pub struct Hart {
     /// Interrupt lines driven by the board (mip bit positions).
     irq_lines: u64,
 
-    #[serde(skip)]
     tlb: Tlb,
     /// TLB tag context bits for loads/stores (MPRV-adjusted privilege, SUM, MXR).
-    #[serde(skip)]
     data_priv: u64,
     /// The current fetch page: its virtual address (FETCH_NONE if none), its
     /// RAM page index, its decoded instructions, and the RAM code epoch at
     /// which that pointer was taken.
-    #[serde(skip)]
     fetch_va: u64,
-    #[serde(skip)]
     fetch_page: usize,
-    #[serde(skip)]
     fetch_ptr: PagePtr,
-    #[serde(skip)]
     fetch_epoch: u64,
     /// Stop the run loop once `retired` reaches this.
-    #[serde(skip)]
     limit: u64,
-    #[serde(skip)]
     yielded: bool,
     /// Runaway detection: traps taken in a row at the same `retired`.
-    #[serde(skip)]
     trap_streak: u32,
-    #[serde(skip)]
     last_trap_at: u64,
     /// Use only the general loop (see [`Hart::set_fast_path`]).
-    #[serde(skip)]
     general_only: bool,
     /// The translator and its code cache, when enabled (see
     /// [`Hart::set_jit`]).
     #[cfg(target_arch = "x86_64")]
-    #[serde(skip)]
     jit: Option<Box<jit::Jit>>,
-    #[serde(skip)]
     counters: Counters,
     /// PMP decisions over a range of memory (cleared with the TLB, which
     /// every change of the PMP CSRs flushes).
-    #[serde(skip)]
     pmp: mmu::PmpCache,
     /// Recent data walks (cleared with the TLB).
-    #[serde(skip)]
     walks: mmu::WalkCache,
 }
 
@@ -295,12 +280,6 @@ impl Hart {
         };
         h.mode_changed();
         h
-    }
-
-    /// Rebuild the caches after deserialising.
-    pub fn after_restore(&mut self) {
-        self.flush_tlb();
-        self.mode_changed();
     }
 
     /// Whether [`Hart::run`] may use its fast loop (the default) or only

@@ -17,5 +17,5 @@ pub mod ram;
 
 pub use bus::{Bus, BusFault, NoDevices};
 pub use engine::Engine;
-pub use hart::{Exit, Hart, Irq, JitStats, Priv, Trap};
+pub use hart::{Exit, Hart, HartState, Irq, JitStats, Priv, Trap};
 pub use ram::Ram;

@@ -179,11 +179,20 @@ pub enum FtRole {
 
 /// A document's `schema`, checked: `Err` names both versions when it is
 /// newer than this build reads.
-pub fn check_schema(found: u32) -> Result<(), String> {
+pub fn check_schema(found: u32) -> Result<(), NewerSchema> {
     if found > SCHEMA {
-        return Err(format!(
-            "JSON schema {found} is newer than this lockstep reads (up to {SCHEMA})"
-        ));
+        return Err(NewerSchema {
+            found,
+            supported: SCHEMA,
+        });
     }
     Ok(())
+}
+
+/// A JSON document of a schema newer than this build reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("JSON schema {found} is newer than this lockstep reads (up to {supported})")]
+pub struct NewerSchema {
+    pub found: u32,
+    pub supported: u32,
 }

@@ -152,18 +152,24 @@ pub fn bind_private(path: &Path) -> io::Result<UnixListener> {
 
 /// Only this user (or root) may command the VM: the peer's credentials
 /// as the kernel gives them (SO_PEERCRED), not what it claims.
-pub fn check_peer(conn: &UnixStream) -> Result<(), String> {
-    let cred = rustix::net::sockopt::socket_peercred(conn)
-        .map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
+pub fn check_peer(conn: &UnixStream) -> Result<(), PeerError> {
+    let cred = rustix::net::sockopt::socket_peercred(conn).map_err(PeerError::Credentials)?;
     let peer = cred.uid.as_raw();
     let me = rustix::process::getuid().as_raw();
     if peer == me || peer == 0 {
         Ok(())
     } else {
-        Err(format!(
-            "uid {peer} may not control this VM (it belongs to uid {me})"
-        ))
+        Err(PeerError::Foreign { peer, owner: me })
     }
+}
+
+/// Why a peer may not command the VM.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("cannot read the peer's credentials: {0}")]
+    Credentials(#[source] rustix::io::Errno),
+    #[error("uid {peer} may not control this VM (it belongs to uid {owner})")]
+    Foreign { peer: u32, owner: u32 },
 }
 
 fn serve_one(conn: UnixStream, commands: &Sender<Request>, wake: &(dyn Fn() + Send + Sync)) {
@@ -178,7 +184,7 @@ fn serve_one(conn: UnixStream, commands: &Sender<Request>, wake: &(dyn Fn() + Se
     };
     let refuse = |message: String| VmReply::Error { message };
     if let Err(why) = check_peer(&conn) {
-        return answer(&refuse(why));
+        return answer(&refuse(why.to_string()));
     }
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let mut line = String::new();

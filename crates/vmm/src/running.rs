@@ -21,8 +21,10 @@
 use crate::control::VmReply;
 use crate::home::Home;
 use crate::vm::{PendingSnapshot, Vm};
-use machine::snapshot::{Assembler, LiveSave, Piece};
+use machine::snapshot::{Assembler, LiveSave, LiveSaveError, Piece, SnapshotError};
 use machine::{Input, Journal, JournalError, Machine, RunEnd, Runner};
+use std::convert::Infallible;
+use std::path::PathBuf;
 use std::sync::mpsc::Sender;
 use std::time::Instant;
 
@@ -237,28 +239,57 @@ impl SnapshotTask {
     }
 }
 
+/// Why a running VM's snapshot could not write its memory state.
+#[derive(Debug, thiserror::Error)]
+enum StateFileError {
+    #[error(transparent)]
+    File(#[from] SnapshotError),
+    #[error("a RAM-only save sent disk data")]
+    DiskData,
+    #[error("reading disk {disk}: {source}")]
+    Disk {
+        disk: usize,
+        source: disk::DiskError,
+    },
+    #[error("opening the frozen layer {}: {source}", path.display())]
+    Layer {
+        path: PathBuf,
+        source: disk::DiskError,
+    },
+    #[error(transparent)]
+    Place(#[from] durable::Error<Infallible>),
+}
+
+impl From<LiveSaveError<StateFileError>> for StateFileError {
+    fn from(e: LiveSaveError<StateFileError>) -> Self {
+        match e {
+            LiveSaveError::Disk { disk, source } => StateFileError::Disk { disk, source },
+            LiveSaveError::Snapshot(e) => StateFileError::File(e),
+            LiveSaveError::Sink(e) => e,
+        }
+    }
+}
+
 /// Sends pages to the state file, counting bytes.
 fn to_file<'a>(
     file: &'a mut Assembler,
     bytes: &'a mut u64,
-) -> impl FnMut(Piece<'_>) -> Result<(), String> + 'a {
+) -> impl FnMut(Piece<'_>) -> Result<(), StateFileError> + 'a {
     move |piece| match piece {
         Piece::Page { index, bytes: page } => {
             *bytes += page.len() as u64;
-            file.page(index as u64, page).map_err(|e| e.to_string())
+            Ok(file.page(index as u64, page)?)
         }
-        Piece::Disk { .. } => Err("a RAM-only save sent disk data".into()),
+        Piece::Disk { .. } => Err(StateFileError::DiskData),
     }
 }
 
 impl Job {
     /// Copy a step's budget; `Ok(true)` when it is time for the last round.
-    fn precopy(&mut self, machine: &mut Machine) -> Result<bool, String> {
+    fn precopy(&mut self, machine: &mut Machine) -> Result<bool, StateFileError> {
         let complete = {
             let mut sink = to_file(&mut self.file, &mut self.ram_bytes);
-            self.save
-                .copy(machine, COPY_PER_STEP, &mut sink)
-                .map_err(|e| e.to_string())?
+            self.save.copy(machine, COPY_PER_STEP, &mut sink)?
         };
         if self.reported.elapsed() >= PROGRESS_EVERY {
             self.reported = Instant::now();
@@ -348,7 +379,11 @@ impl Job {
 
 /// Write the state file's last sections (with the frozen layers' identity)
 /// and put it in place durably.
-fn complete_state(file: Assembler, state: &[u8], pending: &PendingSnapshot) -> Result<(), String> {
+fn complete_state(
+    file: Assembler,
+    state: &[u8],
+    pending: &PendingSnapshot,
+) -> Result<(), StateFileError> {
     let Some(target) = &pending.state else {
         return Ok(());
     };
@@ -359,19 +394,20 @@ fn complete_state(file: Assembler, state: &[u8], pending: &PendingSnapshot) -> R
     };
     let mut frozen = Vec::new();
     for layer in &pending.frozen {
-        frozen.push(disk::open(layer, &options).map_err(|e| e.to_string())?);
+        let layer_err = |source| StateFileError::Layer {
+            path: layer.clone(),
+            source,
+        };
+        frozen.push(disk::open(layer, &options).map_err(layer_err)?);
     }
     let refs: Vec<&dyn disk::BlockDevice> = frozen.iter().map(|d| &**d).collect();
-    let done = file
-        .finish_frozen(state, &refs)
-        .map_err(|e| e.to_string())?;
+    let done = file.finish_frozen(state, &refs)?;
     let options = durable::Options {
         crash_points: true,
         what: "snapshot state",
         ..durable::Options::default()
     };
-    durable::place::<std::convert::Infallible>(done.path, target, &options)
-        .map_err(|e| e.to_string())
+    Ok(durable::place::<Infallible>(done.path, target, &options)?)
 }
 
 impl Journal for SnapshotTask {
@@ -389,10 +425,11 @@ impl Journal for SnapshotTask {
                 Some(job) => job.finish(machine, self.started),
                 None => Ok(()),
             },
-            Err(message) => {
+            Err(e) => {
                 if let Some(job) = self.job.take() {
                     job.save.cancel(machine);
                     job.vm.snapshot_abandon(job.pending);
+                    let message = e.to_string();
                     let _ = job.reply.send(VmReply::Error { message });
                 }
                 Ok(())

@@ -250,10 +250,22 @@ fn relative(raw: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
+/// Why a path in a package cannot be placed in the root file system.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("too many levels of symbolic links (more than {max})")]
+    SymlinkLoop { max: u32 },
+    #[error("path ends in {last:?}")]
+    DotEnd { last: String },
+}
+
+/// Symbolic links a guest path may pass through.
+const MAX_SYMLINKS: u32 = 40;
+
 /// The host path of `rel` in `root` as the guest resolves it: symlinks in the parent
 /// directories are followed (absolute targets from `root`, at most 40 of them), the last
 /// component is not. The result never leaves `root`.
-pub fn host_path(root: &Path, rel: &str) -> Result<PathBuf, String> {
+pub fn host_path(root: &Path, rel: &str) -> Result<PathBuf, PathError> {
     let mut pending: Vec<String> = rel.split('/').rev().map(str::to_string).collect();
     let Some(last) = pending.first().cloned() else {
         return Ok(root.to_path_buf());
@@ -275,8 +287,8 @@ pub fn host_path(root: &Path, rel: &str) -> Result<PathBuf, String> {
         match std::fs::read_link(&candidate) {
             Ok(target) => {
                 hops += 1;
-                if hops > 40 {
-                    return Err("too many levels of symbolic links".into());
+                if hops > MAX_SYMLINKS {
+                    return Err(PathError::SymlinkLoop { max: MAX_SYMLINKS });
                 }
                 let target = target.to_string_lossy().into_owned();
                 if target.starts_with('/') {
@@ -288,7 +300,7 @@ pub fn host_path(root: &Path, rel: &str) -> Result<PathBuf, String> {
         }
     }
     if last == ".." || last == "." {
-        return Err(format!("path ends in {last:?}"));
+        return Err(PathError::DotEnd { last });
     }
     let parent: PathBuf = resolved.iter().fold(root.to_path_buf(), |p, c| p.join(c));
     Ok(parent.join(last))

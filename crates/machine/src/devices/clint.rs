@@ -5,6 +5,7 @@
 //! instruction count and clock warps (DESIGN §3.2), passed in on every access.
 //! Guest writes to `mtime` are ignored, so guest time never runs backwards.
 
+use crate::state::{BoardShape, Persist, StateError};
 use serde::{Deserialize, Serialize};
 
 const MSIP: u64 = 0x0000;
@@ -12,10 +13,44 @@ const MTIMECMP: u64 = 0x4000;
 const MTIME: u64 = 0xbff8;
 const MTIME_END: u64 = MTIME + 8;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Clint {
     msip: Vec<bool>,
     mtimecmp: Vec<u64>,
+}
+
+/// The CLINT's saved state: one `msip` and one `mtimecmp` per hart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClintState {
+    pub msip: Vec<bool>,
+    pub mtimecmp: Vec<u64>,
+}
+
+impl Persist for Clint {
+    type State = ClintState;
+
+    fn save(&self) -> ClintState {
+        ClintState {
+            msip: self.msip.clone(),
+            mtimecmp: self.mtimecmp.clone(),
+        }
+    }
+
+    /// One register of each kind per hart of the board.
+    fn restore(state: &ClintState, board: &BoardShape<'_>) -> Result<Self, StateError> {
+        let harts = board.harts;
+        if state.msip.len() != harts || state.mtimecmp.len() != harts {
+            return Err(StateError::ClintHarts {
+                msip: state.msip.len(),
+                mtimecmp: state.mtimecmp.len(),
+                harts,
+            });
+        }
+        Ok(Self {
+            msip: state.msip.clone(),
+            mtimecmp: state.mtimecmp.clone(),
+        })
+    }
 }
 
 impl Clint {
@@ -26,18 +61,6 @@ impl Clint {
             msip: vec![false; harts],
             mtimecmp: vec![u64::MAX; harts],
         }
-    }
-
-    /// Why this state (e.g. from a snapshot) does not fit a board of
-    /// `harts` harts, if it does not.
-    pub(crate) fn shape_error(&self, harts: usize) -> Option<String> {
-        (self.msip.len() != harts || self.mtimecmp.len() != harts).then(|| {
-            format!(
-                "{} msip and {} mtimecmp registers for {harts} harts",
-                self.msip.len(),
-                self.mtimecmp.len()
-            )
-        })
     }
 
     /// Machine software interrupt line of `hart` (an IPI).

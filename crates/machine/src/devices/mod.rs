@@ -1,5 +1,7 @@
-//! The board's devices. Each is plain data (serde-serializable, part of the
-//! machine state) driven by guest accesses and by the machine's clock.
+//! The board's devices, driven by guest accesses and by the machine's
+//! clock. Each has a state type beside it (`ClintState`, …: part of
+//! snapshots and of the machine state hash) and implements
+//! [`crate::Persist`] to save and restore it.
 
 pub mod clint;
 pub mod plic;

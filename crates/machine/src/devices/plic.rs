@@ -7,6 +7,7 @@
 //! completing releases it (and it pends again if the line is still high).
 //! [`Plic::pulse`] is for edge-like notifications with no line to lower.
 
+use crate::state::{BoardShape, Persist, StateError};
 use serde::{Deserialize, Serialize};
 
 /// Highest source number; `riscv,ndev` in the device tree.
@@ -21,7 +22,7 @@ const ENABLE_STRIDE: u64 = 0x80;
 const CONTEXT: u64 = 0x20_0000;
 const CONTEXT_STRIDE: u64 = 0x1000;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plic {
     priority: Vec<u32>,
     level: Vec<bool>,
@@ -30,6 +31,66 @@ pub struct Plic {
     /// Enable bits per context, 32 sources per word.
     enable: Vec<[u32; WORDS]>,
     threshold: Vec<u32>,
+}
+
+/// The PLIC's saved state: per source (0 unused) and per context (two
+/// per hart: M and S).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlicState {
+    pub priority: Vec<u32>,
+    pub level: Vec<bool>,
+    pub pending: Vec<bool>,
+    pub in_service: Vec<bool>,
+    pub enable: Vec<[u32; WORDS]>,
+    pub threshold: Vec<u32>,
+}
+
+impl Persist for Plic {
+    type State = PlicState;
+
+    fn save(&self) -> PlicState {
+        PlicState {
+            priority: self.priority.clone(),
+            level: self.level.clone(),
+            pending: self.pending.clone(),
+            in_service: self.in_service.clone(),
+            enable: self.enable.clone(),
+            threshold: self.threshold.clone(),
+        }
+    }
+
+    /// Every source table as long as the board's sources, every context
+    /// table as its contexts.
+    fn restore(state: &PlicState, board: &BoardShape<'_>) -> Result<Self, StateError> {
+        let sources = NUM_SOURCES as usize + 1;
+        let per_source = [
+            state.priority.len(),
+            state.level.len(),
+            state.pending.len(),
+            state.in_service.len(),
+        ];
+        if per_source.iter().any(|&n| n != sources) {
+            return Err(StateError::PlicSources {
+                found: per_source,
+                expected: sources,
+            });
+        }
+        let contexts = [state.enable.len(), state.threshold.len()];
+        if contexts != [2 * board.harts; 2] {
+            return Err(StateError::PlicContexts {
+                found: contexts,
+                harts: board.harts,
+            });
+        }
+        Ok(Self {
+            priority: state.priority.clone(),
+            level: state.level.clone(),
+            pending: state.pending.clone(),
+            in_service: state.in_service.clone(),
+            enable: state.enable.clone(),
+            threshold: state.threshold.clone(),
+        })
+    }
 }
 
 impl Plic {
@@ -44,26 +105,6 @@ impl Plic {
             enable: vec![[0; WORDS]; contexts],
             threshold: vec![0; contexts],
         }
-    }
-
-    /// Why this state (e.g. from a snapshot) does not fit a board of
-    /// `harts` harts, if it does not.
-    pub(crate) fn shape_error(&self, harts: usize) -> Option<String> {
-        let sources = NUM_SOURCES as usize + 1;
-        let per_source = [
-            self.priority.len(),
-            self.level.len(),
-            self.pending.len(),
-            self.in_service.len(),
-        ];
-        if per_source.iter().any(|&n| n != sources) {
-            return Some(format!(
-                "source tables of {per_source:?} entries, not {sources}"
-            ));
-        }
-        let contexts = [self.enable.len(), self.threshold.len()];
-        (contexts != [2 * harts; 2])
-            .then(|| format!("context tables of {contexts:?} entries for {harts} harts"))
     }
 
     /// Drive the interrupt line of `source` (1..=NUM_SOURCES).

@@ -4,6 +4,7 @@
 //! device never reads host time.
 
 use crate::layout::TIMEBASE_HZ;
+use crate::state::{BoardShape, Persist, StateError};
 use serde::{Deserialize, Serialize};
 
 const TIME_LOW: u64 = 0x00;
@@ -17,7 +18,7 @@ const CLEAR_INTERRUPT: u64 = 0x1c;
 
 const NS_PER_TICK: u64 = 1_000_000_000 / TIMEBASE_HZ;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rtc {
     /// Wall-clock nanoseconds at `mtime` 0 (moved when the guest sets the time).
     base_ns: u64,
@@ -27,6 +28,44 @@ pub struct Rtc {
     alarm_armed: bool,
     irq_enabled: bool,
     irq_pending: bool,
+}
+
+/// The RTC's saved state: registers the guest can set to any value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RtcState {
+    pub base_ns: u64,
+    pub time_high: u32,
+    pub alarm_ns: u64,
+    pub alarm_armed: bool,
+    pub irq_enabled: bool,
+    pub irq_pending: bool,
+}
+
+impl Persist for Rtc {
+    type State = RtcState;
+
+    fn save(&self) -> RtcState {
+        RtcState {
+            base_ns: self.base_ns,
+            time_high: self.time_high,
+            alarm_ns: self.alarm_ns,
+            alarm_armed: self.alarm_armed,
+            irq_enabled: self.irq_enabled,
+            irq_pending: self.irq_pending,
+        }
+    }
+
+    /// Any value is one the guest could have set.
+    fn restore(state: &RtcState, _: &BoardShape<'_>) -> Result<Self, StateError> {
+        Ok(Self {
+            base_ns: state.base_ns,
+            time_high: state.time_high,
+            alarm_ns: state.alarm_ns,
+            alarm_armed: state.alarm_armed,
+            irq_enabled: state.irq_enabled,
+            irq_pending: state.irq_pending,
+        })
+    }
 }
 
 impl Rtc {

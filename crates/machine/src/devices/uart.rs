@@ -7,6 +7,7 @@
 //! holds data (as if the character timeout had already expired), which needs
 //! no notion of time.
 
+use crate::state::{BoardShape, Persist, StateError};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
@@ -49,7 +50,7 @@ const LSR_TEMT: u8 = 0x40;
 /// Modem status when not in loopback: carrier, data set ready, clear to send.
 const MSR_CONNECTED: u8 = 0xb0;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Uart {
     ier: u8,
     lcr: u8,
@@ -66,6 +67,68 @@ pub struct Uart {
     /// enabled, cleared by reading IIR while it is reported, or a THR write.
     thr_ipending: bool,
     rx: VecDeque<u8>,
+}
+
+/// The UART's saved state: its registers and the receive FIFO's bytes,
+/// oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UartState {
+    pub ier: u8,
+    pub lcr: u8,
+    pub mcr: u8,
+    pub scr: u8,
+    pub dll: u8,
+    pub dlm: u8,
+    pub fcr: u8,
+    pub msr_delta: u8,
+    pub overrun: bool,
+    pub thr_ipending: bool,
+    pub rx: Vec<u8>,
+}
+
+impl Persist for Uart {
+    type State = UartState;
+
+    fn save(&self) -> UartState {
+        UartState {
+            ier: self.ier,
+            lcr: self.lcr,
+            mcr: self.mcr,
+            scr: self.scr,
+            dll: self.dll,
+            dlm: self.dlm,
+            fcr: self.fcr,
+            msr_delta: self.msr_delta,
+            overrun: self.overrun,
+            thr_ipending: self.thr_ipending,
+            rx: self.rx.iter().copied().collect(),
+        }
+    }
+
+    /// The FIFO holds at most its size.
+    fn restore(state: &UartState, _: &BoardShape<'_>) -> Result<Self, StateError> {
+        if state.rx.len() > FIFO_SIZE {
+            return Err(StateError::UartFifo {
+                len: state.rx.len(),
+                capacity: FIFO_SIZE,
+            });
+        }
+        let mut rx = VecDeque::with_capacity(FIFO_SIZE);
+        rx.extend(&state.rx);
+        Ok(Self {
+            ier: state.ier,
+            lcr: state.lcr,
+            mcr: state.mcr,
+            scr: state.scr,
+            dll: state.dll,
+            dlm: state.dlm,
+            fcr: state.fcr,
+            msr_delta: state.msr_delta,
+            overrun: state.overrun,
+            thr_ipending: state.thr_ipending,
+            rx,
+        })
+    }
 }
 
 impl Default for Uart {
@@ -89,12 +152,6 @@ impl Uart {
             thr_ipending: false,
             rx: VecDeque::with_capacity(FIFO_SIZE),
         }
-    }
-
-    /// Why this state (e.g. from a snapshot) cannot be, if it cannot.
-    pub(crate) fn shape_error(&self) -> Option<String> {
-        (self.rx.len() > FIFO_SIZE)
-            .then(|| format!("{} bytes in a {FIFO_SIZE}-byte receive FIFO", self.rx.len()))
     }
 
     fn fifo_enabled(&self) -> bool {

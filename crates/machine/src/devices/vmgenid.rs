@@ -2,11 +2,31 @@
 //! interrupt (a PLIC pulse) whenever the host changes them (clone, revert,
 //! restore). Linux's `vmgenid` driver reseeds its RNG when it sees a new id.
 
+use crate::state::{BoardShape, Persist, StateError};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmGenId {
     id: [u8; 16],
+}
+
+/// The generation id as saved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmGenIdState {
+    pub id: [u8; 16],
+}
+
+impl Persist for VmGenId {
+    type State = VmGenIdState;
+
+    fn save(&self) -> VmGenIdState {
+        VmGenIdState { id: self.id }
+    }
+
+    /// Any id is valid.
+    fn restore(state: &VmGenIdState, _: &BoardShape<'_>) -> Result<Self, StateError> {
+        Ok(Self::new(state.id))
+    }
 }
 
 impl VmGenId {

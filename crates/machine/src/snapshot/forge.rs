@@ -118,8 +118,7 @@ fn reseal_ram(file: &[u8], index: &mut Index) {
 #[cfg(test)]
 mod tests {
     use super::super::{
-        RamEncoding, RestoreOptions, SaveOptions, Section, SnapshotError, State, StateOut,
-        ZstdChunk,
+        RamEncoding, RestoreOptions, SaveOptions, Section, SnapshotError, State, ZstdChunk,
     };
     use super::*;
     use crate::io::NullOutput;
@@ -267,20 +266,7 @@ mod tests {
     fn restate(bytes: &[u8], change: impl FnOnce(&mut State)) -> Vec<u8> {
         let mut s: State = postcard::from_bytes(bytes).unwrap();
         change(&mut s);
-        postcard::to_stdvec(&StateOut {
-            vm_uuid: s.vm_uuid,
-            state_hash: s.state_hash,
-            config: s.config.clone(),
-            harts: &s.harts,
-            devices: &s.devices,
-            clock: &s.clock,
-            icount: s.icount,
-            current: s.current,
-            turn_retired: s.turn_retired,
-            rom: &s.rom,
-            disk_clusters: s.disk_clusters.clone(),
-        })
-        .unwrap()
+        postcard::to_stdvec(&s).unwrap()
     }
 
     /// Restores `path` (plainly and verified) and reads its info: each

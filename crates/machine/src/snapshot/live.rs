@@ -296,7 +296,7 @@ impl Machine {
             path: "(transfer)".into(),
             source,
         };
-        self.harts.iter_mut().for_each(Hart::after_restore);
+        self.harts.iter_mut().for_each(Hart::drop_caches);
         let state_hash = self.state_hash().map_err(save_err)?;
         let disk_clusters = self.disk_clusters(std::path::Path::new("(transfer)"))?;
         let state = self.state_out(vm_uuid, state_hash, disk_clusters);

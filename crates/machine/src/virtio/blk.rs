@@ -59,7 +59,7 @@ const SEGMENT_LEN: u64 = 16;
 
 /// The device's guest-visible identity; the disk contents live in the
 /// [`BlockDevice`] outside the machine state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Block {
     /// In 512-byte sectors (a partial last sector is not exposed).
     capacity_sectors: u64,
@@ -68,7 +68,31 @@ pub struct Block {
     serial: [u8; ID_LEN],
 }
 
+/// A block device's saved state: its identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockState {
+    pub capacity_sectors: u64,
+    pub read_only: bool,
+    pub serial: [u8; ID_LEN],
+}
+
 impl Block {
+    pub fn save(&self) -> BlockState {
+        BlockState {
+            capacity_sectors: self.capacity_sectors,
+            read_only: self.read_only,
+            serial: self.serial,
+        }
+    }
+
+    pub fn from_state(state: &BlockState) -> Self {
+        Self {
+            capacity_sectors: state.capacity_sectors,
+            read_only: state.read_only,
+            serial: state.serial,
+        }
+    }
+
     /// `serial` longer than 20 bytes is cut.
     pub fn new(serial: &str, capacity_bytes: u64, read_only: bool) -> Self {
         let mut id = [0u8; ID_LEN];

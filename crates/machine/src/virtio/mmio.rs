@@ -6,7 +6,7 @@
 //! are bus errors); the device-specific configuration space from 0x100 may
 //! be read with any width.
 
-use super::queue::{Area, Queue, QueueError, RingFeatures};
+use super::queue::{Area, Queue, QueueError, QueueState, RingFeatures};
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: u32 = 0x7472_6976; // "virt"
@@ -65,8 +65,9 @@ pub const VIRTIO_F_INDIRECT_DESC: u64 = 1 << 28;
 pub const VIRTIO_F_EVENT_IDX: u64 = 1 << 29;
 pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 
-/// The transport's state: plain data, part of snapshots and the state hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The transport's registers and queues ([`TransportState`] is their
+/// saved form).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transport {
     device_id: u32,
     device_features: u64,
@@ -90,7 +91,54 @@ pub enum Effect {
     Reset,
 }
 
+/// A transport's saved state (see [`Transport`] for the fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransportState {
+    pub device_id: u32,
+    pub device_features: u64,
+    pub device_features_sel: u32,
+    pub driver_features: u64,
+    pub driver_features_sel: u32,
+    pub queue_sel: u32,
+    pub queues: Vec<QueueState>,
+    pub interrupt_status: u32,
+    pub status: u32,
+    pub notified: u64,
+}
+
 impl Transport {
+    pub fn save(&self) -> TransportState {
+        TransportState {
+            device_id: self.device_id,
+            device_features: self.device_features,
+            device_features_sel: self.device_features_sel,
+            driver_features: self.driver_features,
+            driver_features_sel: self.driver_features_sel,
+            queue_sel: self.queue_sel,
+            queues: self.queues.iter().map(Queue::save).collect(),
+            interrupt_status: self.interrupt_status,
+            status: self.status,
+            notified: self.notified,
+        }
+    }
+
+    /// A transport in `state`, as it is ([`super::VirtioMmio::restore`]
+    /// checks it against the device).
+    pub fn from_state(state: &TransportState) -> Self {
+        Self {
+            device_id: state.device_id,
+            device_features: state.device_features,
+            device_features_sel: state.device_features_sel,
+            driver_features: state.driver_features,
+            driver_features_sel: state.driver_features_sel,
+            queue_sel: state.queue_sel,
+            queues: state.queues.iter().map(Queue::from_state).collect(),
+            interrupt_status: state.interrupt_status,
+            status: state.status,
+            notified: state.notified,
+        }
+    }
+
     /// A transport for device `device_id` offering `features` (VERSION_1 is
     /// always added) with one queue per entry of `queue_sizes` (at most 64).
     pub fn new(device_id: u32, features: u64, queue_sizes: &[u16]) -> Self {

@@ -10,8 +10,9 @@
 //! notifying store, whatever the host does: no threads, no host time.
 //!
 //! Device state (transport registers, queue positions, the RNG's position)
-//! is plain serialisable data in [`VirtioMmio`], part of the machine state
-//! hash. A disk's contents are not: they live in a [`BlockDevice`] the
+//! is saved as a [`VirtioState`] (part of snapshots and of the machine
+//! state hash) and restored with [`VirtioMmio::restore`], which checks it
+//! against the device the config puts in the slot. A disk's contents are not: they live in a [`BlockDevice`] the
 //! machine holds beside the state.
 
 pub mod blk;
@@ -25,13 +26,14 @@ mod tests;
 
 use crate::io::{Output, OutputEvent};
 use crate::layout::{VIRTIO_BASE, VIRTIO_SLOT_SIZE};
-use blk::Block;
+use crate::state::SlotMismatch;
+use blk::{Block, BlockState};
 use disk::BlockDevice;
-use mmio::{Transport, CONFIG};
-use net::Net;
+use mmio::{Transport, TransportState, CONFIG};
+use net::{Net, NetState};
 use queue::{QueueError, RingFeatures};
 use riscv::Ram;
-use rng::Rng;
+use rng::{Rng, RngState};
 use serde::{Deserialize, Serialize};
 
 /// A device to put in the next free slot (disks first, so that `vda`,
@@ -73,11 +75,19 @@ pub enum VirtioError {
 }
 
 /// The device behind a transport.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Device {
     Block(Block),
     Rng(Rng),
     Net(Net),
+}
+
+/// A device's saved state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeviceState {
+    Block(BlockState),
+    Rng(RngState),
+    Net(NetState),
 }
 
 /// What a device may reach on the host side while it processes requests.
@@ -90,11 +100,18 @@ pub struct DeviceIo<'a> {
     pub icount: u64,
 }
 
-/// One populated virtio-mmio slot: transport and device state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One populated virtio-mmio slot: transport and device.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VirtioMmio {
     transport: Transport,
     device: Device,
+}
+
+/// A virtio slot's saved state: transport (with its queues) and device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtioState {
+    pub transport: TransportState,
+    pub device: DeviceState,
 }
 
 /// Device id of virtio-rng.
@@ -130,6 +147,68 @@ impl VirtioMmio {
             transport: Transport::new(net::DEVICE_ID, features, &[net::QUEUE_SIZE; 2]),
             device: Device::Net(Net::new(nic, mac)),
         }
+    }
+
+    pub fn save(&self) -> VirtioState {
+        VirtioState {
+            transport: self.transport.save(),
+            device: match &self.device {
+                Device::Block(b) => DeviceState::Block(b.save()),
+                Device::Rng(r) => DeviceState::Rng(r.save()),
+                Device::Net(n) => DeviceState::Net(n.save()),
+            },
+        }
+    }
+
+    /// A slot in `state`, which must hold the device `fresh` (the config's
+    /// device for the slot, at power-on) with the same queues, each in a
+    /// state the guest could have set.
+    pub fn restore(state: &VirtioState, fresh: &VirtioMmio) -> Result<Self, SlotMismatch> {
+        let device = match (&state.device, &fresh.device) {
+            (DeviceState::Block(b), Device::Block(_)) => Device::Block(Block::from_state(b)),
+            (DeviceState::Rng(r), Device::Rng(_)) => Device::Rng(Rng::from_state(r)),
+            (DeviceState::Net(n), Device::Net(f)) => {
+                if n.nic != f.nic() as u64 {
+                    return Err(SlotMismatch::Nic {
+                        found: n.nic,
+                        config: f.nic() as u64,
+                    });
+                }
+                Device::Net(Net::from_state(n, f.nic()))
+            }
+            _ => return Err(SlotMismatch::DeviceType),
+        };
+        let t = &state.transport;
+        if t.device_id != fresh.transport.device_id() {
+            return Err(SlotMismatch::DeviceType);
+        }
+        let device_queues = fresh.transport.queues();
+        if t.queues.len() != device_queues.len() {
+            return Err(SlotMismatch::Queues {
+                found: t.queues.len(),
+                device: device_queues.len(),
+            });
+        }
+        for (queue, (q, d)) in t.queues.iter().zip(device_queues).enumerate() {
+            if q.max_size != d.max_size() {
+                return Err(SlotMismatch::QueueMaxSize {
+                    queue,
+                    found: q.max_size,
+                    device: d.max_size(),
+                });
+            }
+            let size_ok = q.size.is_power_of_two() && q.size <= u32::from(q.max_size);
+            if q.ready && !size_ok {
+                return Err(SlotMismatch::QueueSize {
+                    queue,
+                    size: q.size,
+                });
+            }
+        }
+        Ok(Self {
+            transport: Transport::from_state(t),
+            device,
+        })
     }
 
     pub fn transport(&self) -> &Transport {

@@ -42,7 +42,7 @@ pub const CONFIG_LEN: usize = 12;
 
 /// The device's state: its identity and counters (all guest-independent of
 /// host timing, so they may be part of the state hash).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Net {
     /// Which NIC of the machine this is (0 for the first net device): names
     /// the NIC in inputs and outputs.
@@ -67,6 +67,17 @@ pub struct NetCounters {
     pub tx_dropped: u64,
 }
 
+/// A NIC's saved state: its number, MAC and counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetState {
+    pub nic: u64,
+    pub mac: [u8; 6],
+    pub rx_frames: u64,
+    pub rx_dropped: u64,
+    pub tx_frames: u64,
+    pub tx_dropped: u64,
+}
+
 impl Net {
     pub fn new(nic: usize, mac: [u8; 6]) -> Self {
         Self {
@@ -76,6 +87,30 @@ impl Net {
             rx_dropped: 0,
             tx_frames: 0,
             tx_dropped: 0,
+        }
+    }
+
+    pub fn save(&self) -> NetState {
+        NetState {
+            nic: self.nic as u64,
+            mac: self.mac,
+            rx_frames: self.rx_frames,
+            rx_dropped: self.rx_dropped,
+            tx_frames: self.tx_frames,
+            tx_dropped: self.tx_dropped,
+        }
+    }
+
+    /// NIC `nic` in `state` (the restorer checks that the state's number
+    /// is `nic`).
+    pub fn from_state(state: &NetState, nic: usize) -> Self {
+        Self {
+            nic,
+            mac: state.mac,
+            rx_frames: state.rx_frames,
+            rx_dropped: state.rx_dropped,
+            tx_frames: state.tx_frames,
+            tx_dropped: state.tx_dropped,
         }
     }
 

@@ -150,7 +150,7 @@ pub struct Chain {
 }
 
 /// One split virtqueue's configuration and the device's position in it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Queue {
     max_size: u16,
     /// As written by the driver; validated when the queue is enabled.
@@ -168,7 +168,51 @@ pub struct Queue {
     signalled_used: Option<u16>,
 }
 
+/// A queue's saved state (see [`Queue`] for the fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueState {
+    pub max_size: u16,
+    pub size: u32,
+    pub ready: bool,
+    pub desc_addr: u64,
+    pub driver_addr: u64,
+    pub device_addr: u64,
+    pub next_avail: u16,
+    pub next_used: u16,
+    pub signalled_used: Option<u16>,
+}
+
 impl Queue {
+    pub fn save(&self) -> QueueState {
+        QueueState {
+            max_size: self.max_size,
+            size: self.size,
+            ready: self.ready,
+            desc_addr: self.desc_addr,
+            driver_addr: self.driver_addr,
+            device_addr: self.device_addr,
+            next_avail: self.next_avail,
+            next_used: self.next_used,
+            signalled_used: self.signalled_used,
+        }
+    }
+
+    /// A queue in `state`, as it is: the transport checks it against its
+    /// device ([`super::VirtioMmio::restore`]).
+    pub fn from_state(state: &QueueState) -> Self {
+        Self {
+            max_size: state.max_size,
+            size: state.size,
+            ready: state.ready,
+            desc_addr: state.desc_addr,
+            driver_addr: state.driver_addr,
+            device_addr: state.device_addr,
+            next_avail: state.next_avail,
+            next_used: state.next_used,
+            signalled_used: state.signalled_used,
+        }
+    }
+
     pub fn new(max_size: u16) -> Self {
         Self {
             max_size,

@@ -16,8 +16,8 @@
 //!   origin, but each gets a new VM generation id; Linux's vmgenid driver
 //!   then reseeds its RNG, mixing in fresh input, so clones diverge.
 //!
-//! The generator's position (ChaCha's word counter) is serialised with the
-//! device, so a snapshot resumes the stream exactly where it stopped, and a
+//! The generator's position (ChaCha's word counter) is saved with the
+//! device ([`RngState`]), so a snapshot resumes the stream exactly where it stopped, and a
 //! reset keeps it (a rebooted guest never sees the same bytes again).
 
 use super::queue::Chain;
@@ -30,11 +30,27 @@ use serde::{Deserialize, Serialize};
 /// again for more (the used length says how many it got).
 pub const MAX_BYTES_PER_REQUEST: u64 = 64 * 1024;
 
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Rng {
     seed: [u8; 32],
     /// Position in the ChaCha20 stream, in 32-bit words.
     word_pos: u128,
+}
+
+/// The RNG's saved state: its seed (a VM secret) and stream position.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RngState {
+    pub seed: [u8; 32],
+    pub word_pos: u128,
+}
+
+impl std::fmt::Debug for RngState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RngState")
+            .field("seed", &"<secret>")
+            .field("word_pos", &self.word_pos)
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for Rng {
@@ -50,6 +66,20 @@ impl std::fmt::Debug for Rng {
 impl Rng {
     pub fn new(seed: [u8; 32]) -> Self {
         Self { seed, word_pos: 0 }
+    }
+
+    pub fn save(&self) -> RngState {
+        RngState {
+            seed: self.seed,
+            word_pos: self.word_pos,
+        }
+    }
+
+    pub fn from_state(state: &RngState) -> Self {
+        Self {
+            seed: state.seed,
+            word_pos: state.word_pos,
+        }
     }
 
     /// Fill the chain's writable buffers (up to [`MAX_BYTES_PER_REQUEST`]);

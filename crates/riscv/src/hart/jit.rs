@@ -580,6 +580,13 @@ impl Jit {
         self.stats
     }
 
+    /// Drop every translation and forget the RAM they were made from (the
+    /// hart's state was replaced: see [`Hart::restore`]).
+    pub(super) fn invalidate(&mut self) {
+        self.flush();
+        self.ram_id = None;
+    }
+
     /// Drop every translation.
     fn flush(&mut self) {
         self.flushed += 1;
