@@ -157,6 +157,10 @@ pub use measure::{measure, MeasureSpec, Measurement};
 pub const MAGIC: [u8; 8] = *b"LSTPSNAP";
 /// The format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 5;
+/// The oldest version this build reads: version 4's bytes are version 5's
+/// (5 moved the encoding onto plain state types without changing it), so
+/// suspended VMs and snapshots of running VMs made before 5 resume.
+pub const OLDEST_READABLE_VERSION: u32 = 4;
 const PREAMBLE_LEN: usize = 80;
 /// Where the boot images start (the preamble's page ends before).
 const IMAGES_OFFSET: u64 = 4096;
@@ -887,7 +891,7 @@ impl Reader {
         }
         if have >= 12 {
             let version = u32::from_le_bytes([p[8], p[9], p[10], p[11]]);
-            if version != FORMAT_VERSION {
+            if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
                 return Err(SnapshotError::UnsupportedVersion {
                     path: self.path.clone(),
                     found: version,
