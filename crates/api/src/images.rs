@@ -187,7 +187,7 @@ async fn upload_image(
     let format: disk::Format = q
         .format
         .parse()
-        .map_err(|e: String| ApiError::BadRequest(format!("format: {e}")))?;
+        .map_err(|e: disk::UnknownFormat| ApiError::BadRequest(format!("format: {e}")))?;
     if let Some(h) = &q.sha256 {
         if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(ApiError::BadRequest("sha256: 64 hex digits".into()));

@@ -116,7 +116,7 @@ async fn create_network(
     let mode: Mode = match &req.mode {
         Some(m) => m
             .parse()
-            .map_err(|e: String| ApiError::BadRequest(format!("mode: {e}")))?,
+            .map_err(|e: net::network::UnknownMode| ApiError::BadRequest(format!("mode: {e}")))?,
         None => Mode::Nat,
     };
     if matches!(mode, Mode::Hostonly | Mode::Bridged) {

@@ -123,7 +123,9 @@ pub fn run(args: ApiBenchArgs) -> Res<ExitCode> {
     let mut ws = client.console("bench")?;
     let first = loop {
         match ws.read()? {
-            tungstenite::Message::Binary(b) if !b.is_empty() => break started.elapsed().as_secs_f64(),
+            tungstenite::Message::Binary(b) if !b.is_empty() => {
+                break started.elapsed().as_secs_f64()
+            }
             _ => {}
         }
         if started.elapsed() > Duration::from_secs(120) {
@@ -172,33 +174,53 @@ pub fn run(args: ApiBenchArgs) -> Res<ExitCode> {
     });
     let wall = wall.elapsed().as_secs_f64();
     latencies.sort_by(|a, b| a.total_cmp(b));
-    let _: serde_json::Value = client.post("/v1/vms/bench/stop?force=true&timeout=10", &serde_json::json!({}))?;
+    let _: serde_json::Value = client.post(
+        "/v1/vms/bench/stop?force=true&timeout=10",
+        &serde_json::json!({}),
+    )?;
 
     let mut t = Table::new([Col::left(34), Col::right(10), Col::right(10), Col::right(8)]);
     t.row(["create to first console byte", "lockstep", "QEMU", "ratio"]);
     let q = qemu.map(|q| format!("{q:.3} s")).unwrap_or("-".into());
-    let ratio = qemu.map(|q| format!("{:.2}", first / q)).unwrap_or("-".into());
+    let ratio = qemu
+        .map(|q| format!("{:.2}", first / q))
+        .unwrap_or("-".into());
     t.row([
         "  POST /v1/vms → WebSocket byte".to_string(),
         format!("{first:.3} s"),
         q,
         ratio,
     ]);
-    t.row(["  of which POST (create + start)".to_string(), format!("{created:.3} s")]);
+    t.row([
+        "  of which POST (create + start)".to_string(),
+        format!("{created:.3} s"),
+    ]);
     println!("{t}");
     let mut t = Table::new([Col::left(34), Col::right(10)]);
     t.row([
         format!("{} clients × {} list/show", args.clients, args.requests),
         String::new(),
     ]);
-    t.row(["  requests answered".to_string(), latencies.len().to_string()]);
-    t.row(["  p50".to_string(), format!("{:.1} ms", percentile(&latencies, 0.5))]);
-    t.row(["  p99".to_string(), format!("{:.1} ms", percentile(&latencies, 0.99))]);
+    t.row([
+        "  requests answered".to_string(),
+        latencies.len().to_string(),
+    ]);
+    t.row([
+        "  p50".to_string(),
+        format!("{:.1} ms", percentile(&latencies, 0.5)),
+    ]);
+    t.row([
+        "  p99".to_string(),
+        format!("{:.1} ms", percentile(&latencies, 0.99)),
+    ]);
     t.row([
         "  max".to_string(),
         format!("{:.1} ms", latencies.last().copied().unwrap_or(0.0)),
     ]);
-    t.row(["  rate".to_string(), format!("{:.0} /s", latencies.len() as f64 / wall)]);
+    t.row([
+        "  rate".to_string(),
+        format!("{:.0} /s", latencies.len() as f64 / wall),
+    ]);
     println!("{t}");
     println!("migration pause: not measured (live migration is not built yet)");
     Ok(ExitCode::SUCCESS)
