@@ -35,8 +35,13 @@ pub enum ClientError {
     BadUrl { given: String, reason: String },
     #[error("not logged in to {api}: run `lockstep login --api {api}` (or set LOCKSTEP_TOKEN)")]
     NoToken { api: String },
-    #[error("{path}: {detail}")]
+    #[error("{}: {detail}", path.display())]
     TokenStore { path: PathBuf, detail: String },
+    #[error("the API's CA certificate{}: {detail}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    Ca {
+        path: Option<PathBuf>,
+        detail: String,
+    },
 }
 
 impl ClientError {
@@ -92,20 +97,28 @@ pub struct Client {
     endpoint: Endpoint,
 }
 
-fn tls_client_config() -> Result<rustls::ClientConfig, String> {
-    let ca = std::env::var_os(CA_ENV).ok_or_else(|| {
-        format!("set {CA_ENV} to the CA certificate (PEM) that signed lockstepd's")
+/// The TLS client configuration trusting the CA in `LOCKSTEP_API_CA`;
+/// `Err` says what is wrong with it.
+fn tls_client_config() -> Result<rustls::ClientConfig, ClientError> {
+    let ca = std::env::var_os(CA_ENV).ok_or_else(|| ClientError::Ca {
+        path: None,
+        detail: format!("set {CA_ENV} to the CA certificate (PEM) that signed lockstepd's"),
     })?;
-    let pem = std::fs::read(&ca).map_err(|e| format!("{}: {e}", PathBuf::from(&ca).display()))?;
+    let path = PathBuf::from(&ca);
+    let bad = |detail: String| ClientError::Ca {
+        path: Some(path.clone()),
+        detail,
+    };
+    let pem = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let cert = cert.map_err(|e| format!("{CA_ENV}: {e}"))?;
-        roots.add(cert).map_err(|e| format!("{CA_ENV}: {e}"))?;
+        let cert = cert.map_err(|e| bad(e.to_string()))?;
+        roots.add(cert).map_err(|e| bad(e.to_string()))?;
     }
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| bad(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth())
 }
@@ -132,7 +145,7 @@ impl Client {
             ),
             Endpoint::Https(url) => (
                 builder
-                    .tls_backend_preconfigured(tls_client_config().map_err(transport)?)
+                    .tls_backend_preconfigured(tls_client_config()?)
                     .build(),
                 url.clone(),
             ),

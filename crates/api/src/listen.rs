@@ -22,32 +22,44 @@ pub fn bind_unix(path: &Path) -> io::Result<tokio::net::UnixListener> {
     tokio::net::UnixListener::from_std(std)
 }
 
+/// Why the HTTPS listener's certificate cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{}: {detail}", path.display())]
+    File { path: PathBuf, detail: String },
+    #[error("TLS: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
 /// The rustls server configuration from `dir/node.pem` and `dir/node.key`.
-pub fn tls_config(dir: &Path) -> Result<rustls::ServerConfig, String> {
-    let read = |name: &str| -> Result<(PathBuf, Vec<u8>), String> {
+pub fn tls_config(dir: &Path) -> Result<rustls::ServerConfig, TlsError> {
+    let file = |path: &Path, detail: String| TlsError::File {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let read = |name: &str| -> Result<(PathBuf, Vec<u8>), TlsError> {
         let p = dir.join(name);
         std::fs::read(&p)
             .map(|b| (p.clone(), b))
-            .map_err(|e| format!("{}: {e}", p.display()))
+            .map_err(|e| file(&p, e.to_string()))
     };
     let (cert_path, cert) = read("node.pem")?;
     let (key_path, key) = read("node.key")?;
     let certs = rustls_pemfile::certs(&mut cert.as_slice())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+        .map_err(|e| file(&cert_path, e.to_string()))?;
     if certs.is_empty() {
-        return Err(format!("{}: no certificate in it", cert_path.display()));
+        return Err(file(&cert_path, "no certificate in it".into()));
     }
     let key = rustls_pemfile::private_key(&mut key.as_slice())
-        .map_err(|e| format!("{}: {e}", key_path.display()))?
-        .ok_or_else(|| format!("{}: no private key in it", key_path.display()))?;
+        .map_err(|e| file(&key_path, e.to_string()))?
+        .ok_or_else(|| file(&key_path, "no private key in it".into()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| format!("{}: {e}", cert_path.display()))
+        .map_err(|e| file(&cert_path, e.to_string()))
 }
 
 /// Serve `app` over TLS on `listener` until the process ends.

@@ -175,7 +175,7 @@ fn a_missing_package_is_named_and_nothing_is_cached() {
 }
 
 /// A cache dir holding the pulled boot files, the index and the rootfs packages of the
-/// default cache (so only what a test wants is fetched).
+/// default cache (so only what a test wants is fetched). The caller holds `CACHE`.
 fn seeded_cache(dir: &Path, with_debs: bool) -> PathBuf {
     let from = default_cache().join("debian/trixie/riscv64");
     let to = dir.join("debian/trixie/riscv64");
@@ -199,6 +199,12 @@ fn seeded_cache(dir: &Path, with_debs: bool) -> PathBuf {
     );
     if with_debs {
         let pool = from.join("rootfs/pool");
+        if !pool.is_dir() {
+            // A fresh cache: fetch the packages (the host part only) so
+            // this test does not depend on another having run first.
+            let out = lockstep(&["image", "build", "debian", "--host-only", "--no-progress"]);
+            assert!(out.status.success(), "image build --host-only failed");
+        }
         tool(
             "cp",
             &[
