@@ -379,7 +379,7 @@ pub fn stored_token(api: &str) -> Result<Option<String>, ClientError> {
     Ok(file
         .tokens
         .get(api)
-        .filter(|t| t.expires_at > crate::now())
+        .filter(|t| t.expires_at > vmm::now())
         .map(|t| t.token.clone()))
 }
 
@@ -402,7 +402,7 @@ pub fn store_token(api: &str, token: &str, expires_at: u64) -> Result<PathBuf, C
             .map_err(|e| err(e.to_string()))?;
     }
     let mut file = read_tokens(&path)?;
-    let now = crate::now();
+    let now = vmm::now();
     file.tokens.retain(|_, t| t.expires_at > now);
     file.tokens.insert(
         api.to_string(),

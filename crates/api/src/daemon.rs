@@ -240,7 +240,7 @@ impl Daemon {
         tracing::info!(project, kind, name, state, %detail, "event");
         let _ = self.events.send(Event {
             seq,
-            time: crate::now(),
+            time: vmm::now(),
             project: project.to_string(),
             kind: kind.to_string(),
             name: name.to_string(),
@@ -386,18 +386,9 @@ impl Daemon {
             }
             let home2 = home.clone();
             let name2 = name.to_string();
-            let up = blocking(move || {
-                let running = matches!(home2.run_state(&name2)?, RunState::Running { pid: p, .. } if p == pid);
-                let path = home2.bundle_dir(&name2).join(vmm::CONTROL_SOCKET);
-                Ok(running
-                    && vmm::control::request(
-                        &path,
-                        &vmm::VmCommand::Status {},
-                        Duration::from_millis(500),
-                    )
-                    .is_ok())
-            })
-            .await?;
+            let up =
+                blocking(move || Ok(home2.started(&name2, pid, Duration::from_millis(500))?))
+                    .await?;
             if up {
                 self.event(project, "vm", name, "running", format!("pid {pid}"));
                 self.mark_seen(project, name, "running");

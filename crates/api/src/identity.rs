@@ -149,9 +149,7 @@ fn io_err(what: &str, path: &Path, e: impl std::fmt::Display) -> ApiError {
 
 pub(crate) fn random<const N: usize>() -> ApiResult<[u8; N]> {
     let mut buf = [0u8; N];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(|e| ApiError::Internal(format!("cannot read /dev/urandom: {e}")))?;
+    vmm::random_bytes(&mut buf).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(buf)
 }
 
@@ -250,7 +248,7 @@ impl Identity {
                         project: ADMIN.to_string(),
                         role: Role::Admin,
                         password: hash_password(&password)?,
-                        created: crate::now(),
+                        created: vmm::now(),
                     }],
                 };
                 write_private(
@@ -311,7 +309,7 @@ impl Identity {
         Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .map_err(|_| refused())?;
-        let expires = crate::now().saturating_add(ttl);
+        let expires = vmm::now().saturating_add(ttl);
         let claims = Claims {
             u: name.to_string(),
             p: project,
@@ -340,7 +338,7 @@ impl Identity {
             .map_err(|_| bad("not issued by this control plane"))?;
         let payload = B64.decode(payload).map_err(|_| bad("malformed"))?;
         let claims: Claims = serde_json::from_slice(&payload).map_err(|_| bad("malformed"))?;
-        if claims.e <= crate::now() {
+        if claims.e <= vmm::now() {
             return Err(ApiError::Unauthorized(format!(
                 "token expired at {}; get a new one (`lockstep login`)",
                 vmm::format_time(claims.e)
@@ -418,7 +416,7 @@ impl Identity {
             project: project.to_string(),
             role,
             password: hash,
-            created: crate::now(),
+            created: vmm::now(),
         };
         let shown = view(&record);
         let mut new = data.clone();

@@ -263,7 +263,7 @@ async fn upload_image(
             size: info.virtual_size,
             sha256: sha256.clone(),
             project: project.clone(),
-            created: crate::now(),
+            created: vmm::now(),
         };
         let bytes =
             serde_json::to_vec_pretty(&meta).map_err(|e| ApiError::Internal(e.to_string()))?;

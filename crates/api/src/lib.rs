@@ -26,11 +26,3 @@ pub mod routes;
 
 pub use daemon::{Config, Daemon, Event, RestartPolicy};
 pub use error::{ApiError, ErrorBody};
-
-/// Seconds since the Unix epoch.
-pub(crate) fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}

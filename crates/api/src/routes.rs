@@ -710,12 +710,11 @@ async fn exists(d: &Arc<Daemon>, caller: &Caller, name: &str) -> ApiResult<()> {
     responses((status = 200, body = VmDoc), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn start_vm(State(d): D, caller: Caller, P(name): P<String>) -> ApiResult<axum::Json<VmDoc>> {
     caller.may_change()?;
-    exists(&d, &caller, &name).await?;
-    let memory = {
+    let config = {
         let (d, c, n) = (d.clone(), caller.clone(), name.clone());
         blocking(move || Ok(open_vm(&d, &c, &n)?.config().clone())).await?
     };
-    check_room(&d, memory.memory, memory.cpus)?;
+    check_room(&d, config.memory, config.cpus)?;
     let _busy = d.busy(&caller.project, &name, "start")?;
     ensure_record(&d, &caller.project, &name)?;
     d.start_vm(&caller.project, &name).await?;

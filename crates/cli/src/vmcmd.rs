@@ -1053,16 +1053,14 @@ fn start_detached(home: &Home, name: &str, verify: bool) -> CmdResult {
                 .unwrap_or("");
             return Err(format!("VM {name} did not start ({status}): {last}").into());
         }
-        if let RunState::Running { pid, .. } = home.run_state(name)? {
-            // Started means it answers commands: its control socket is up.
-            let answers = live_status(home, name, Duration::from_millis(200)).is_some();
-            if pid == child.id() && answers {
-                eprintln!(
-                    "lockstep: started VM {name} (pid {pid}); console in {}",
-                    dir.join(vmm::CONSOLE_LOG).display()
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
+        // Started means it answers commands: its control socket is up.
+        if home.started(name, child.id(), Duration::from_millis(200))? {
+            eprintln!(
+                "lockstep: started VM {name} (pid {}); console in {}",
+                child.id(),
+                dir.join(vmm::CONSOLE_LOG).display()
+            );
+            return Ok(ExitCode::SUCCESS);
         }
         if started.elapsed() > Duration::from_secs(60) {
             return Err(format!(

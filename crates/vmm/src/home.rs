@@ -150,6 +150,16 @@ impl Home {
         run_state(&dir, &read_config(&dir.join(CONFIG_FILE))?)
     }
 
+    /// Whether VM `name`'s process `pid` holds its run lock and answers on
+    /// its control socket within `timeout`: it has started.
+    pub fn started(&self, name: &str, pid: u32, timeout: std::time::Duration) -> Result<bool> {
+        if !matches!(self.run_state(name)?, RunState::Running { pid: p, .. } if p == pid) {
+            return Ok(false);
+        }
+        let path = self.bundle_dir(name).join(crate::CONTROL_SOCKET);
+        Ok(crate::control::request(&path, &crate::VmCommand::Status {}, timeout).is_ok())
+    }
+
     /// Open a VM for a command, taking its command lock (waiting up to
     /// [`crate::COMMAND_LOCK_WAIT`] for another command to finish).
     pub fn open(&self, name: &str) -> Result<Vm> {

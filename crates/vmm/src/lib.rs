@@ -51,7 +51,7 @@ pub const DEFAULT_APPEND: &str = "console=ttyS0 earlycon=sbi";
 pub type Progress<'a> = &'a mut dyn FnMut(&str, u64, u64);
 
 /// Fill `buf` from the host's entropy source.
-pub(crate) fn random_bytes(buf: &mut [u8]) -> Result<()> {
+pub fn random_bytes(buf: &mut [u8]) -> Result<()> {
     use std::io::Read;
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(buf))
@@ -66,7 +66,7 @@ pub fn new_vmgenid() -> Result<[u8; 16]> {
 }
 
 /// Seconds since the Unix epoch.
-pub(crate) fn now() -> u64 {
+pub fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
