@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# Package, then the command that shows it is there.
+# Package, then the command (or, for a path, the file) that shows it is there.
 needed=(
   "gcc-riscv64-linux-gnu riscv64-linux-gnu-gcc"
   "binutils-riscv64-linux-gnu riscv64-linux-gnu-objcopy"
@@ -24,10 +24,14 @@ needed=(
   "man-db man"
   "qemu-system-misc qemu-system-riscv64"
   "qemu-utils qemu-img"
+  "protobuf-compiler protoc"
+  "libprotobuf-dev /usr/include/google/protobuf/descriptor.proto"
+  "etcd-server etcd"
 )
 missing=()
 for entry in "${needed[@]}"; do
   read -r package command <<<"$entry"
+  if [[ "$command" == /* ]]; then [ -e "$command" ] && continue; missing+=("$package"); continue; fi
   command -v "$command" >/dev/null 2>&1 || PATH="$PATH:/sbin:/usr/sbin" command -v "$command" >/dev/null 2>&1 || missing+=("$package")
 done
 

@@ -132,6 +132,9 @@ pub struct Daemon {
     /// VMs with a change in progress (`project/name`).
     busy: Mutex<HashSet<String>>,
     watches: Mutex<HashMap<String, Watch>>,
+    /// The cluster this host is part of (`--etcd`), once joined.
+    #[cfg(feature = "etcd")]
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 /// Holds a VM busy for one change; freed when dropped.
@@ -202,11 +205,74 @@ impl Daemon {
             inventory_path,
             busy: Mutex::new(HashSet::new()),
             watches: Mutex::new(HashMap::new()),
+            #[cfg(feature = "etcd")]
+            cluster: std::sync::OnceLock::new(),
         });
         for p in daemon.identity.projects() {
             private_dir(&daemon.project_dir(&p))?;
         }
         Ok(daemon)
+    }
+
+    /// The cluster this host has joined, if any.
+    #[cfg(feature = "etcd")]
+    pub fn cluster(&self) -> Option<Arc<crate::cluster::Cluster>> {
+        self.cluster.get().cloned()
+    }
+
+    /// Join the cluster whose etcd is at `endpoints`, as the host whose
+    /// API is at `addr` (HTTPS, its certificate signed by the CA in `ca`),
+    /// and beat for as long as the daemon runs.
+    #[cfg(feature = "etcd")]
+    pub async fn join(
+        self: &Arc<Self>,
+        endpoints: Vec<String>,
+        addr: std::net::SocketAddr,
+        ca: &std::path::Path,
+    ) -> ApiResult<()> {
+        let cluster = crate::cluster::Cluster::join(self, endpoints, addr, ca).await?;
+        if self.cluster.set(cluster.clone()).is_err() {
+            return Err(ApiError::Internal("joined a cluster twice".into()));
+        }
+        tokio::spawn(cluster.run(self.clone()));
+        Ok(())
+    }
+
+    /// Change the users and projects: here, or the cluster's.
+    pub async fn change_identity(
+        self: &Arc<Self>,
+        change: crate::identity::Change,
+    ) -> ApiResult<Option<crate::identity::UserView>> {
+        #[cfg(feature = "etcd")]
+        if let Some(c) = self.cluster() {
+            return c.change_identity(self, &change).await;
+        }
+        let d = self.clone();
+        blocking(move || d.identity.change(&change)).await
+    }
+
+    /// Take the VM name `project/name` for this host in the cluster (a
+    /// 409 names the host that has it); alone, names are this host's.
+    pub async fn claim(&self, project: &str, name: &str) -> ApiResult<()> {
+        #[cfg(feature = "etcd")]
+        if let Some(c) = self.cluster() {
+            return c.claim(project, name).await;
+        }
+        let _ = (project, name);
+        Ok(())
+    }
+
+    /// Give the VM name back to the cluster (the VM is gone from here).
+    pub async fn release(&self, project: &str, name: &str) {
+        #[cfg(feature = "etcd")]
+        if let Some(c) = self.cluster() {
+            if let Err(e) = c.release(project, name).await {
+                tracing::warn!(
+                    "VM {project}/{name} is gone but its name stays taken in the cluster: {e}"
+                );
+            }
+        }
+        let _ = (project, name);
     }
 
     pub fn project_dir(&self, project: &str) -> PathBuf {

@@ -41,7 +41,7 @@ pub fn cpus() -> usize {
         .unwrap_or(1)
 }
 
-fn load1() -> f64 {
+pub fn load1() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|t| t.split_whitespace().next().and_then(|l| l.parse().ok()))
@@ -63,6 +63,9 @@ pub struct HostDoc {
     pub load: f64,
     /// Running VMs, of every project.
     pub vms_running: usize,
+    /// Where its API listens, in a cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -70,13 +73,33 @@ pub struct HostList {
     pub hosts: Vec<HostDoc>,
 }
 
-/// The hosts (this one, when it runs alone).
+/// The hosts: this one when it runs alone, else those registered in the
+/// cluster (their lease holds).
 #[utoipa::path(get, path = "/v1/hosts", tag = "hosts",
     responses((status = 200, body = HostList), (status = 401, body = ErrorBody)))]
 async fn list_hosts(
     State(d): State<Arc<Daemon>>,
     _caller: Caller,
 ) -> ApiResult<axum::Json<HostList>> {
+    #[cfg(feature = "etcd")]
+    if let Some(cluster) = d.cluster() {
+        let hosts = cluster.hosts().await?;
+        return Ok(axum::Json(HostList {
+            hosts: hosts
+                .into_iter()
+                .map(|h| HostDoc {
+                    name: h.name,
+                    state: "up".into(),
+                    cpus: h.harts as usize,
+                    memory_total: h.memory_total,
+                    memory_free: h.memory_free,
+                    load: h.load,
+                    vms_running: h.vms_running,
+                    address: Some(h.addr.to_string()),
+                })
+                .collect(),
+        }));
+    }
     let host = crate::daemon::blocking(move || {
         let (total, free) = crate::routes::free_memory(&d);
         Ok(HostDoc {
@@ -87,6 +110,7 @@ async fn list_hosts(
             memory_free: free,
             load: load1(),
             vms_running: d.running_counts().values().sum(),
+            address: None,
         })
     })
     .await?;

@@ -65,7 +65,7 @@ impl Role {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UserRecord {
+pub struct UserRecord {
     name: String,
     project: String,
     role: Role,
@@ -139,7 +139,7 @@ struct Claims {
 /// The daemon's users, projects and token key.
 pub struct Identity {
     path: PathBuf,
-    key: [u8; 32],
+    key: Mutex<[u8; 32]>,
     data: Mutex<IdentityFile>,
 }
 
@@ -268,7 +268,7 @@ impl Identity {
         };
         Ok(Identity {
             path,
-            key,
+            key: Mutex::new(key),
             data: Mutex::new(data),
         })
     }
@@ -284,7 +284,7 @@ impl Identity {
     }
 
     fn mac(&self, signed: &str) -> ApiResult<Hmac<Sha256>> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key)
+        let mut mac = Hmac::<Sha256>::new_from_slice(&*self.key())
             .map_err(|e| ApiError::Internal(format!("token key: {e}")))?;
         mac.update(signed.as_bytes());
         Ok(mac)
@@ -310,16 +310,30 @@ impl Identity {
             .verify_password(password.as_bytes(), &parsed)
             .map_err(|_| refused())?;
         let expires = vmm::now().saturating_add(ttl);
+        Ok((self.sign(name, &project, expires)?, expires))
+    }
+
+    /// A token for `caller` that lasts `ttl` seconds: the daemon acting
+    /// for its caller on another host of the cluster (copying an image).
+    pub fn mint(&self, caller: &Caller, ttl: u64) -> ApiResult<String> {
+        self.sign(
+            &caller.user,
+            &caller.project,
+            vmm::now().saturating_add(ttl),
+        )
+    }
+
+    fn sign(&self, user: &str, project: &str, expires: u64) -> ApiResult<String> {
         let claims = Claims {
-            u: name.to_string(),
-            p: project,
+            u: user.to_string(),
+            p: project.to_string(),
             e: expires,
             n: B64.encode(random::<12>()?),
         };
         let payload = serde_json::to_vec(&claims).map_err(|e| ApiError::Internal(e.to_string()))?;
         let signed = format!("ls1.{}", B64.encode(payload));
         let mac = self.mac(&signed)?.finalize().into_bytes();
-        Ok((format!("{signed}.{}", B64.encode(mac)), expires))
+        Ok(format!("{signed}.{}", B64.encode(mac)))
     }
 
     /// Who holds `token`, if it is ours, unexpired, and its user exists.
@@ -366,23 +380,7 @@ impl Identity {
     }
 
     pub fn add_project(&self, name: &str) -> ApiResult<()> {
-        check_name("project name", name)?;
-        let mut data = self.data();
-        if data.projects.iter().any(|p| p == name) {
-            return Err(ApiError::Conflict(format!(
-                "project {name:?} exists already"
-            )));
-        }
-        if data.projects.len() >= MAX_PROJECTS {
-            return Err(ApiError::Conflict(format!(
-                "at most {MAX_PROJECTS} projects"
-            )));
-        }
-        let mut new = data.clone();
-        new.projects.push(name.to_string());
-        self.save(&new)?;
-        *data = new;
-        Ok(())
+        self.change(&Change::prepare_project(name)?).map(|_| ())
     }
 
     pub fn users(&self) -> Vec<UserView> {
@@ -396,49 +394,206 @@ impl Identity {
         project: &str,
         role: Role,
     ) -> ApiResult<UserView> {
-        check_name("user name", name)?;
-        check_password(password)?;
-        let hash = hash_password(password)?;
-        let mut data = self.data();
-        if !data.projects.iter().any(|p| p == project) {
-            return Err(ApiError::BadRequest(format!(
-                "no project named {project:?}"
-            )));
-        }
-        if data.users.iter().any(|u| u.name == name) {
-            return Err(ApiError::Conflict(format!("user {name:?} exists already")));
-        }
-        if data.users.len() >= MAX_USERS {
-            return Err(ApiError::Conflict(format!("at most {MAX_USERS} users")));
-        }
-        let record = UserRecord {
+        let change = Change::prepare_user(name, password, project, role)?;
+        self.change(&change)?
+            .ok_or_else(|| ApiError::Internal("adding a user showed no user".into()))
+    }
+
+    pub fn delete_user(&self, name: &str, project: &str) -> ApiResult<()> {
+        self.change(&Change::DeleteUser {
             name: name.to_string(),
             project: project.to_string(),
-            role,
-            password: hash,
-            created: vmm::now(),
-        };
-        let shown = view(&record);
+        })
+        .map(|_| ())
+    }
+
+    /// Make `change` here: checked, saved, then in effect.
+    pub fn change(&self, change: &Change) -> ApiResult<Option<UserView>> {
+        let mut data = self.data();
         let mut new = data.clone();
-        new.users.push(record);
+        let shown = change.apply(&mut new)?;
         self.save(&new)?;
         *data = new;
         Ok(shown)
     }
 
-    pub fn delete_user(&self, name: &str, project: &str) -> ApiResult<()> {
+    /// The key and the users and projects, as a cluster shares them (in
+    /// etcd): every host checks every host's tokens.
+    pub fn shared(&self) -> ApiResult<Vec<u8>> {
+        let shared = Shared {
+            key: B64.encode(*self.key()),
+            data: self.data().clone(),
+        };
+        serde_json::to_vec(&shared).map_err(|e| ApiError::Internal(e.to_string()))
+    }
+
+    /// Take on the cluster's key, users and projects (kept here too).
+    pub fn adopt(&self, blob: &[u8]) -> ApiResult<()> {
+        let shared = Shared::parse(blob)?;
+        let key = shared.key()?;
+        if *self.key() != key {
+            write_private(&self.key_path(), &key)?;
+            *self.key.lock().unwrap_or_else(|p| p.into_inner()) = key;
+        }
         let mut data = self.data();
-        if !data.users.iter().any(|u| u.name == name) {
-            return Err(ApiError::not_found("user", name, project));
-        }
-        if name == ADMIN {
-            return Err(ApiError::Conflict("user admin cannot be deleted".into()));
-        }
-        let mut new = data.clone();
-        new.users.retain(|u| u.name != name);
-        self.save(&new)?;
-        *data = new;
+        self.save(&shared.data)?;
+        *data = shared.data;
         Ok(())
+    }
+
+    /// Remove `home`'s admin password file when the password in it is no
+    /// longer admin's (this host took on a cluster's identity): it would
+    /// only mislead. True when it was removed.
+    pub fn drop_stale_admin_password(&self, home: &Path) -> ApiResult<bool> {
+        let path = home.join(ADMIN_PASSWORD_FILE);
+        let password = match std::fs::read_to_string(&path) {
+            Ok(p) => p,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_err("reading", &path, e)),
+        };
+        match self.issue(ADMIN, password.trim(), 1) {
+            Ok(_) => Ok(false),
+            Err(ApiError::Unauthorized(_)) => {
+                std::fs::remove_file(&path).map_err(|e| io_err("removing", &path, e))?;
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn key_path(&self) -> PathBuf {
+        self.path.with_file_name("token-key")
+    }
+
+    fn key(&self) -> std::sync::MutexGuard<'_, [u8; 32]> {
+        self.key.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What a cluster keeps of its identity in etcd.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Shared {
+    /// The token key, base64url.
+    key: String,
+    data: IdentityFile,
+}
+
+impl Shared {
+    fn parse(blob: &[u8]) -> ApiResult<Shared> {
+        if blob.len() as u64 > MAX_IDENTITY_BYTES {
+            return Err(ApiError::Internal(
+                "the cluster's identity record is larger than 16 MiB".into(),
+            ));
+        }
+        let shared: Shared = serde_json::from_slice(blob)
+            .map_err(|e| ApiError::Internal(format!("the cluster's identity record: {e}")))?;
+        if shared.data.format > FORMAT {
+            return Err(ApiError::Internal(format!(
+                "the cluster's identity record has format {}, newer than this lockstepd reads ({FORMAT})",
+                shared.data.format
+            )));
+        }
+        Ok(shared)
+    }
+
+    fn key(&self) -> ApiResult<[u8; 32]> {
+        B64.decode(&self.key)
+            .ok()
+            .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
+            .ok_or_else(|| {
+                ApiError::Internal("the cluster's identity record: its key is not 32 bytes".into())
+            })
+    }
+}
+
+/// A change to the users and projects, made here or (in a cluster) to the
+/// record in etcd.
+#[derive(Clone, Debug)]
+pub enum Change {
+    AddProject(String),
+    AddUser(Box<UserRecord>),
+    DeleteUser { name: String, project: String },
+}
+
+impl Change {
+    pub fn prepare_project(name: &str) -> ApiResult<Change> {
+        check_name("project name", name)?;
+        Ok(Change::AddProject(name.to_string()))
+    }
+
+    /// Check the name and password and hash the password (slow: argon2).
+    pub fn prepare_user(
+        name: &str,
+        password: &str,
+        project: &str,
+        role: Role,
+    ) -> ApiResult<Change> {
+        check_name("user name", name)?;
+        check_password(password)?;
+        Ok(Change::AddUser(Box::new(UserRecord {
+            name: name.to_string(),
+            project: project.to_string(),
+            role,
+            password: hash_password(password)?,
+            created: vmm::now(),
+        })))
+    }
+
+    fn apply(&self, data: &mut IdentityFile) -> ApiResult<Option<UserView>> {
+        match self {
+            Change::AddProject(name) => {
+                if data.projects.iter().any(|p| p == name) {
+                    return Err(ApiError::Conflict(format!(
+                        "project {name:?} exists already"
+                    )));
+                }
+                if data.projects.len() >= MAX_PROJECTS {
+                    return Err(ApiError::Conflict(format!(
+                        "at most {MAX_PROJECTS} projects"
+                    )));
+                }
+                data.projects.push(name.clone());
+                Ok(None)
+            }
+            Change::AddUser(record) => {
+                if !data.projects.contains(&record.project) {
+                    return Err(ApiError::BadRequest(format!(
+                        "no project named {:?}",
+                        record.project
+                    )));
+                }
+                if data.users.iter().any(|u| u.name == record.name) {
+                    return Err(ApiError::Conflict(format!(
+                        "user {:?} exists already",
+                        record.name
+                    )));
+                }
+                if data.users.len() >= MAX_USERS {
+                    return Err(ApiError::Conflict(format!("at most {MAX_USERS} users")));
+                }
+                data.users.push((**record).clone());
+                Ok(Some(view(record)))
+            }
+            Change::DeleteUser { name, project } => {
+                if !data.users.iter().any(|u| u.name == *name) {
+                    return Err(ApiError::not_found("user", name, project));
+                }
+                if name == ADMIN {
+                    return Err(ApiError::Conflict("user admin cannot be deleted".into()));
+                }
+                data.users.retain(|u| u.name != *name);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Apply to the shared record `blob`: the new record and what to show.
+    pub fn apply_shared(&self, blob: &[u8]) -> ApiResult<(Vec<u8>, Option<UserView>)> {
+        let mut shared = Shared::parse(blob)?;
+        let shown = self.apply(&mut shared.data)?;
+        let bytes = serde_json::to_vec(&shared).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok((bytes, shown))
     }
 }
 

@@ -194,7 +194,6 @@ async fn upload_image(
         }
     }
     let dir = d.images_dir();
-    let target = dir.join(format!("{name}.{format}"));
     let meta_path = dir.join(format!("{name}.json"));
     let _busy = d.busy("images", &name, "the upload")?;
     if meta_path.exists() || uploads(&d).iter().any(|(m, _)| m.name == name) {
@@ -239,47 +238,218 @@ async fn upload_image(
     }
     let d2 = d.clone();
     let project = caller.project.clone();
-    let doc = blocking(move || {
-        let info = disk::info(&tmp).map_err(|e| {
-            ApiError::BadRequest(format!("the upload is not a usable disk image: {e}"))
-        })?;
-        if info.format != format {
-            return Err(ApiError::BadRequest(format!(
-                "the upload is a {} image, not {format}",
-                info.format
-            )));
-        }
-        if !info.backing_chain.is_empty() {
-            return Err(ApiError::BadRequest(
-                "the upload names a backing file; upload a flattened image (`qemu-img convert`)"
-                    .into(),
-            ));
-        }
-        tmp.persist_noclobber(&target)
-            .map_err(|e| ApiError::Conflict(format!("{}: {}", target.display(), e.error)))?;
-        let meta = UploadMeta {
-            name: name.clone(),
-            format,
-            size: info.virtual_size,
-            sha256: sha256.clone(),
-            project: project.clone(),
-            created: vmm::now(),
-        };
-        let bytes =
-            serde_json::to_vec_pretty(&meta).map_err(|e| ApiError::Internal(e.to_string()))?;
-        crate::identity::write_private(&meta_path, &bytes)?;
-        d2.event(&project, "image", &name, "created", format!("{size} bytes"));
-        Ok(ImageDoc {
-            name,
-            kind: "upload".into(),
-            format: Some(format.to_string()),
-            size: Some(info.virtual_size),
-            sha256: Some(sha256),
-            project: Some(project),
-        })
-    })
-    .await?;
+    let doc = blocking(move || keep(&d2, tmp, &name, format, sha256, &project, "")).await?;
     Ok((StatusCode::CREATED, axum::Json(doc)))
+}
+
+/// Check the image in `tmp` (its format, no backing file) and keep it as
+/// image `name` with its metadata.
+fn keep(
+    d: &Daemon,
+    tmp: tempfile::TempPath,
+    name: &str,
+    format: disk::Format,
+    sha256: String,
+    project: &str,
+    origin: &str,
+) -> ApiResult<ImageDoc> {
+    let dir = d.images_dir();
+    let target = dir.join(format!("{name}.{format}"));
+    let meta_path = dir.join(format!("{name}.json"));
+    let size = std::fs::metadata(&tmp)
+        .map_err(|e| ApiError::Internal(format!("{}: {e}", tmp.display())))?
+        .len();
+    let info = disk::info(&tmp)
+        .map_err(|e| ApiError::BadRequest(format!("the upload is not a usable disk image: {e}")))?;
+    if info.format != format {
+        return Err(ApiError::BadRequest(format!(
+            "the upload is a {} image, not {format}",
+            info.format
+        )));
+    }
+    if !info.backing_chain.is_empty() {
+        return Err(ApiError::BadRequest(
+            "the upload names a backing file; upload a flattened image (`qemu-img convert`)".into(),
+        ));
+    }
+    tmp.persist_noclobber(&target)
+        .map_err(|e| ApiError::Conflict(format!("{}: {}", target.display(), e.error)))?;
+    let meta = UploadMeta {
+        name: name.to_string(),
+        format,
+        size: info.virtual_size,
+        sha256: sha256.clone(),
+        project: project.to_string(),
+        created: vmm::now(),
+    };
+    let bytes = serde_json::to_vec_pretty(&meta).map_err(|e| ApiError::Internal(e.to_string()))?;
+    crate::identity::write_private(&meta_path, &bytes)?;
+    d.event(
+        project,
+        "image",
+        name,
+        "created",
+        format!("{size} bytes{origin}"),
+    );
+    Ok(ImageDoc {
+        name: name.to_string(),
+        kind: "upload".into(),
+        format: Some(format.to_string()),
+        size: Some(info.virtual_size),
+        sha256: Some(sha256),
+        project: Some(project.to_string()),
+    })
+}
+
+/// An image's bytes (qcow2 or raw, as `GET /v1/images` says), for another
+/// host of the cluster to copy.
+#[utoipa::path(get, path = "/v1/images/{name}/content", tag = "images", params(("name" = String, Path)),
+    responses((status = 200, content_type = "application/octet-stream"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn image_content(
+    State(d): State<Arc<Daemon>>,
+    caller: Caller,
+    P(name): P<String>,
+) -> ApiResult<axum::response::Response> {
+    let d2 = d.clone();
+    let n = name.clone();
+    let found = blocking(move || Ok(resolve(&d2, &n).ok())).await?;
+    let (path, _) = found.ok_or_else(|| ApiError::not_found("image", &name, &caller.project))?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| ApiError::Internal(format!("{}: {e}", path.display())))?;
+    let stream = futures_util::stream::unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 1 << 20];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf)), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    });
+    let mut response = axum::response::Response::new(axum::body::Body::from_stream(stream));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok(response)
+}
+
+/// Make sure image `name` is on this host: in a cluster, copy it from a
+/// host that has it (checking its SHA-256) when this one does not.
+pub async fn ensure(d: &Arc<Daemon>, caller: &Caller, name: &str) -> ApiResult<()> {
+    let d2 = d.clone();
+    let n = name.to_string();
+    let missing = match blocking(move || resolve(&d2, &n)).await {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    #[cfg(feature = "etcd")]
+    if let Some(cluster) = d.cluster() {
+        return copy_from_peer(d, &cluster, caller, name, missing).await;
+    }
+    let _ = caller;
+    Err(missing)
+}
+
+#[cfg(feature = "etcd")]
+async fn copy_from_peer(
+    d: &Arc<Daemon>,
+    cluster: &crate::cluster::Cluster,
+    caller: &Caller,
+    name: &str,
+    missing: ApiError,
+) -> ApiResult<()> {
+    let hosts = cluster.hosts().await?;
+    let Some(peer) = hosts
+        .iter()
+        .find(|h| h.name != cluster.host && h.images.iter().any(|i| i == name))
+    else {
+        return Err(missing);
+    };
+    let _busy = d.busy("images", name, "the copy")?;
+    // The daemon acts for its caller, with a token that lasts a minute.
+    let token = d.identity.mint(caller, 60)?;
+    let list: ImageList = cluster.get_json(peer, "/v1/images", &token).await?;
+    let doc = list
+        .images
+        .into_iter()
+        .find(|i| i.name == name && i.kind != "boot")
+        .ok_or_else(|| {
+            ApiError::Unavailable(format!("host {} no longer has image {name:?}", peer.name))
+        })?;
+    let format: disk::Format =
+        doc.format
+            .as_deref()
+            .unwrap_or("")
+            .parse()
+            .map_err(|e: disk::UnknownFormat| {
+                ApiError::Internal(format!("host {}: image {name:?}: {e}", peer.name))
+            })?;
+    let want = doc.sha256.clone().unwrap_or_default();
+    tracing::info!("copying image {name:?} from host {}", peer.name);
+    let answer = cluster
+        .get_stream(peer, &format!("/v1/images/{name}/content"), &token)
+        .await?;
+    let dir = d.images_dir();
+    let tmp = tempfile::Builder::new()
+        .prefix(".copy-")
+        .tempfile_in(&dir)
+        .map_err(|e| ApiError::Internal(format!("{}: {e}", dir.display())))?
+        .into_temp_path();
+    let mut file = tokio::fs::File::create(&tmp)
+        .await
+        .map_err(|e| ApiError::Internal(format!("{}: {e}", tmp.display())))?;
+    let mut hash = Sha256::new();
+    let mut size = 0u64;
+    let limit = d.config.max_image_bytes;
+    let mut stream = answer.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::Unavailable(format!(
+                "copying image {name:?} from host {}: {e}",
+                peer.name
+            ))
+        })?;
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(ApiError::TooLarge { limit });
+        }
+        hash.update(&chunk);
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| ApiError::Internal(format!("{}: {e}", tmp.display())))?;
+    }
+    file.sync_all()
+        .await
+        .map_err(|e| ApiError::Internal(format!("{}: {e}", tmp.display())))?;
+    drop(file);
+    let sha256: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    if !want.eq_ignore_ascii_case(&sha256) {
+        return Err(ApiError::Unavailable(format!(
+            "image {name:?} copied from host {} has SHA-256 {sha256}, not {want} as that host says; nothing was kept",
+            peer.name
+        )));
+    }
+    let project = doc.project.unwrap_or_else(|| caller.project.clone());
+    let d2 = d.clone();
+    let n = name.to_string();
+    let from = peer.name.clone();
+    blocking(move || {
+        keep(
+            &d2,
+            tmp,
+            &n,
+            format,
+            sha256,
+            &project,
+            &format!(", copied from host {from}"),
+        )
+        .map(|_| ())
+    })
+    .await
 }
 
 /// Delete an uploaded image (its project's members, or an admin).
@@ -318,4 +488,5 @@ pub fn routes() -> OpenApiRouter<Arc<Daemon>> {
     OpenApiRouter::new()
         .routes(routes!(list_images))
         .routes(routes!(upload_image, delete_image))
+        .routes(routes!(image_content))
 }

@@ -14,6 +14,8 @@
 //! [`client`] is the blocking client the `lockstep` CLI uses with `--api`.
 
 pub mod client;
+#[cfg(feature = "etcd")]
+pub mod cluster;
 mod console;
 pub mod daemon;
 pub mod error;

@@ -109,7 +109,7 @@ pub fn app(daemon: Arc<Daemon>) -> axum::Router {
     use axum::routing::get;
     let (router, doc) = crate::routes::router();
     let json = Arc::new(doc.to_pretty_json().unwrap_or_default());
-    router
+    let router = router
         .route(
             "/v1/openapi.json",
             get(move || {
@@ -129,6 +129,11 @@ pub fn app(daemon: Arc<Daemon>) -> axum::Router {
                 project: "any".into(),
             }
         })
-        .layer(DefaultBodyLimit::max(crate::routes::MAX_BODY))
-        .with_state(daemon)
+        .layer(DefaultBodyLimit::max(crate::routes::MAX_BODY));
+    #[cfg(feature = "etcd")]
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        daemon.clone(),
+        crate::cluster::route,
+    ));
+    router.with_state(daemon)
 }

@@ -24,8 +24,10 @@ struct Args {
     /// (`lockstep ft tls-init DIR --node-name HOST`); clients trust its ca.pem.
     #[arg(long, value_name = "DIR")]
     tls_dir: Option<PathBuf>,
-    /// etcd endpoints of a cluster (not yet supported: lockstepd runs alone).
-    #[arg(long, value_name = "URL")]
+    /// Join the cluster whose etcd answers at URL (repeat for each
+    /// endpoint, e.g. http://10.0.0.1:2379). Needs --listen and --tls-dir:
+    /// the hosts talk HTTPS to each other, trusting the CA in TLS-DIR/ca.pem.
+    #[arg(long, value_name = "URL", requires = "listen")]
     etcd: Vec<String>,
     /// This host's name in the control plane [default: the host name].
     #[arg(long, value_name = "NAME")]
@@ -67,8 +69,19 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    #[cfg(not(feature = "etcd"))]
     if !args.etcd.is_empty() {
-        return Err("--etcd: clustering over etcd is not built yet; run lockstepd without it (one host, embedded store)".into());
+        return Err(
+            "--etcd: this lockstepd was built without etcd support (cargo feature `etcd`)".into(),
+        );
+    }
+    for url in &args.etcd {
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 512 {
+            return Err(format!(
+                "--etcd {url:?}: give an endpoint URL such as http://127.0.0.1:2379"
+            )
+            .into());
+        }
     }
     let home = match args.home {
         Some(h) => h,
@@ -98,16 +111,24 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     runtime.block_on(async move {
         let daemon = api::Daemon::open(config)?;
         let app = api::listen::app(daemon.clone());
-        let unix = api::listen::bind_unix(&socket)
-            .map_err(|e| format!("{}: {e}", socket.display()))?;
-        tracing::info!("serving on {}", socket.display());
         if let (Some(addr), Some(tls)) = (args.listen, tls) {
             let tcp = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| format!("--listen {addr}: {e}"))?;
-            tracing::info!("serving HTTPS on {}", tcp.local_addr()?);
+            let bound = tcp.local_addr()?;
+            tracing::info!("serving HTTPS on {bound}");
             tokio::spawn(api::listen::serve_tls(tcp, tls, app.clone()));
+            #[cfg(feature = "etcd")]
+            if !args.etcd.is_empty() {
+                let ca = args.tls_dir.as_deref().unwrap_or(&home).join("ca.pem");
+                daemon.join(args.etcd.clone(), bound, &ca).await?;
+                tracing::info!("joined the cluster at {}", args.etcd.join(", "));
+            }
         }
+        // The socket last: once it answers, the daemon is in its cluster.
+        let unix = api::listen::bind_unix(&socket)
+            .map_err(|e| format!("{}: {e}", socket.display()))?;
+        tracing::info!("serving on {}", socket.display());
         tokio::spawn(daemon.clone().supervise());
         let shutdown = async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -254,10 +254,10 @@ pub fn run(args: FtArgs) -> Result<ExitCode, Box<dyn Error>> {
                 days: args.days,
             })?;
             eprintln!(
-                "lockstep: node certificate for {name:?} in {} (valid {} days), signed by {}the CA in {}; make the other host's with --ca {}",
+                "lockstep: node certificate for {name:?} in {} (valid {} days), signed by {} in {}; make the other host's with --ca {}",
                 dir.display(),
                 args.days,
-                if new_ca { "a new " } else { "" },
+                if new_ca { "a new CA" } else { "the CA" },
                 ca.display(),
                 ca.display()
             );
