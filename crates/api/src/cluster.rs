@@ -21,6 +21,7 @@ use crate::daemon::Daemon;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::{Caller, Change, UserView};
 use axum::body::Body;
+use axum::extract::FromRequestParts;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -635,6 +636,60 @@ impl Cluster {
         Ok(response)
     }
 
+    /// A console WebSocket of a VM on `host`: opened there first (so its
+    /// refusal is this answer), then relayed message by message.
+    async fn console(&self, host: &HostRecord, req: Request) -> ApiResult<Response> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default();
+        let (mut parts, _) = req.into_parts();
+        let upgrade = axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &())
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("console: {e}")))?;
+        let unreachable = |e: &dyn std::fmt::Display| {
+            ApiError::Unavailable(format!("host {} ({}): {e}", host.name, host.addr))
+        };
+        let tcp = tokio::net::TcpStream::connect(host.addr)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let server = rustls::pki_types::ServerName::try_from(host.name.clone())
+            .map_err(|e| unreachable(&e))?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(self.tls.clone()))
+            .connect(server, tcp)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let mut request = format!("wss://{}:{}{path}", host.name, host.addr.port())
+            .into_client_request()
+            .map_err(|e| unreachable(&e))?;
+        if let Some(auth) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+            request
+                .headers_mut()
+                .insert(axum::http::header::AUTHORIZATION, auth.clone());
+        }
+        if let Ok(me) = HeaderValue::from_str(&self.host) {
+            request.headers_mut().insert(FORWARDED, me);
+        }
+        let (remote, _) = match tokio_tungstenite::client_async(request, tls).await {
+            Ok(pair) => pair,
+            Err(tokio_tungstenite::tungstenite::Error::Http(answer)) => {
+                let status = answer.status();
+                let body = answer.into_body().unwrap_or_default();
+                let mut response = Response::new(Body::from(body));
+                *response.status_mut() = status;
+                response.headers_mut().insert(
+                    axum::http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                return Ok(response);
+            }
+            Err(e) => return Err(unreachable(&e)),
+        };
+        Ok(upgrade.on_upgrade(move |socket| relay(socket, remote)))
+    }
+
     /// GET `path` from host `host` as JSON.
     pub async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
@@ -694,6 +749,52 @@ impl Cluster {
             )));
         }
         Ok(answer)
+    }
+}
+
+/// Pass WebSocket messages both ways between a client and a host.
+async fn relay<S>(
+    client: axum::extract::ws::WebSocket,
+    remote: tokio_tungstenite::WebSocketStream<S>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use axum::extract::ws::Message as A;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as T;
+    let (mut client_tx, mut client_rx) = client.split();
+    let (mut remote_tx, mut remote_rx) = remote.split();
+    let out = async {
+        while let Some(Ok(m)) = remote_rx.next().await {
+            let m = match m {
+                T::Binary(b) => A::Binary(b),
+                T::Text(t) => A::Text(t.as_str().into()),
+                T::Close(_) => break,
+                _ => continue,
+            };
+            if client_tx.send(m).await.is_err() {
+                break;
+            }
+        }
+        let _ = client_tx.send(A::Close(None)).await;
+    };
+    let input = async {
+        while let Some(Ok(m)) = client_rx.next().await {
+            let m = match m {
+                A::Binary(b) => T::Binary(b),
+                A::Text(t) => T::Text(t.as_str().into()),
+                A::Close(_) => break,
+                _ => continue,
+            };
+            if remote_tx.send(m).await.is_err() {
+                break;
+            }
+        }
+        let _ = remote_tx.send(T::Close(None)).await;
+    };
+    tokio::select! {
+        _ = out => {}
+        _ = input => {}
     }
 }
 
@@ -764,19 +865,13 @@ pub async fn route(State(d): State<Arc<Daemon>>, req: Request, next: Next) -> Re
         let name = rest.trim_start_matches('/').split('/').next().unwrap_or("");
         match cluster.owner(&caller.project, name).await {
             Err(e) => Err(e),
-            Ok(Some(p)) if p.host != cluster.host => {
-                if req.headers().contains_key(axum::http::header::UPGRADE) {
-                    Err(ApiError::Conflict(format!(
-                        "VM {name:?} runs on host {}: open its console on that host's API",
-                        p.host
-                    )))
-                } else {
-                    match cluster.host_named(&p.host).await {
-                        Ok(h) => cluster.forward(&h, req, crate::routes::MAX_BODY).await,
-                        Err(e) => Err(e),
-                    }
+            Ok(Some(p)) if p.host != cluster.host => match cluster.host_named(&p.host).await {
+                Ok(h) if req.headers().contains_key(axum::http::header::UPGRADE) => {
+                    cluster.console(&h, req).await
                 }
-            }
+                Ok(h) => cluster.forward(&h, req, crate::routes::MAX_BODY).await,
+                Err(e) => Err(e),
+            },
             Ok(_) => Ok(next.run(req).await),
         }
     };
@@ -880,4 +975,93 @@ async fn list_everywhere(cluster: &Arc<Cluster>, req: Request, next: Next) -> Ap
     }
     list.vms.sort_by(|a, b| a.name.cmp(&b.name));
     Ok((StatusCode::OK, axum::Json(list)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, free_mib: u64, running: usize) -> HostRecord {
+        HostRecord {
+            name: name.into(),
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+            harts: 2,
+            memory_total: 8 << 30,
+            memory_free: free_mib << 20,
+            vms: running,
+            vms_running: running,
+            load: 0.0,
+            images: Vec::new(),
+            networks: Vec::new(),
+            updated: 0,
+        }
+    }
+
+    fn need(memory_mib: u64) -> Need {
+        Need {
+            memory: memory_mib << 20,
+            cpus: 1,
+            ..Need::default()
+        }
+    }
+
+    #[test]
+    fn the_least_loaded_host_that_fits_is_chosen() {
+        let hosts = [host("a", 1000, 1), host("b", 3000, 2), host("c", 3000, 0)];
+        let (chosen, reasons) = place(&hosts, &need(512))
+            .map_err(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            chosen, "c",
+            "most memory free, then fewest VMs: {reasons:?}"
+        );
+        assert_eq!(reasons.len(), 3);
+        assert!(reasons
+            .iter()
+            .any(|r| r.starts_with("c:") && r.contains("chosen")));
+        // Equal hosts: the first by name.
+        let hosts = [host("b", 3000, 0), host("a", 3000, 0)];
+        assert_eq!(place(&hosts, &need(512)).map(|p| p.0), Ok("a".to_string()));
+        // Holding the image breaks a tie.
+        let mut with = host("b", 3000, 0);
+        with.images.push("disk".into());
+        let hosts = [host("a", 3000, 0), with];
+        let n = Need {
+            image: Some("disk".into()),
+            ..need(512)
+        };
+        assert_eq!(place(&hosts, &n).map(|p| p.0), Ok("b".to_string()));
+    }
+
+    #[test]
+    fn filters_say_what_each_host_lacks() {
+        let mut c = host("c", 4000, 0);
+        c.networks.push("p/lan".into());
+        let hosts = [host("a", 100, 0), host("b", 4000, 0), c];
+        let n = Need {
+            networks: vec!["p/lan".into()],
+            ..need(512)
+        };
+        assert_eq!(place(&hosts, &n).map(|p| p.0), Ok("c".to_string()));
+        let n = Need {
+            cpus: 9,
+            networks: vec!["p/wan".into()],
+            image: Some("gone".into()),
+            avoid: vec!["b".into()],
+            ..need(512)
+        };
+        let why = place(&hosts, &n).err().unwrap_or_default();
+        assert!(why.contains("a: 100 MiB of memory free < 512 MiB"), "{why}");
+        assert!(why.contains("2 harts cannot run 9 CPUs"), "{why}");
+        assert!(why.contains("no network p/wan"), "{why}");
+        assert!(why.contains("image \"gone\" is on no host"), "{why}");
+        assert!(
+            why.contains("b: ") && why.contains("anti-affinity"),
+            "{why}"
+        );
+        assert_eq!(
+            place(&[], &need(1)).err().as_deref(),
+            Some("no host is registered in the cluster")
+        );
+    }
 }

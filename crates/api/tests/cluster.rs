@@ -224,8 +224,9 @@ fn three_hosts_on_etcd_schedule_forward_copy_images_and_survive_etcd_and_host_lo
         std::fs::read(&img).unwrap(),
         "the image was copied to b"
     );
+    // Its console, through c: c opens it on b and relays.
     console_until(
-        &on_b,
+        &on_c,
         "web",
         "echo cluster-$((6*7))\n",
         "cluster-42",
