@@ -970,8 +970,16 @@ async fn list_everywhere(cluster: &Arc<Cluster>, req: Request, next: Next) -> Ap
     let mut list: crate::routes::VmList = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::Internal(format!("listing this host's VMs: {e}")))?;
     for h in hosts.iter().filter(|h| h.name != cluster.host) {
-        let theirs: crate::routes::VmList = cluster.get_json(h, "/v1/vms", &token).await?;
-        list.vms.extend(theirs.vms);
+        match cluster
+            .get_json::<crate::routes::VmList>(h, "/v1/vms", &token)
+            .await
+        {
+            Ok(theirs) => list.vms.extend(theirs.vms),
+            Err(e) => {
+                tracing::warn!("listing VMs: {e}");
+                list.unreachable.push(h.name.clone());
+            }
+        }
     }
     list.vms.sort_by(|a, b| a.name.cmp(&b.name));
     Ok((StatusCode::OK, axum::Json(list)).into_response())

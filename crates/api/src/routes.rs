@@ -399,6 +399,9 @@ pub struct LiveDoc {
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct VmList {
     pub vms: Vec<VmDoc>,
+    /// In a cluster: hosts that did not answer; their VMs are missing here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreachable: Vec<String>,
 }
 
 fn state_name(s: RunState) -> (&'static str, Option<u32>) {
@@ -470,7 +473,10 @@ async fn list_vms(State(d): D, caller: Caller) -> ApiResult<axum::Json<VmList>> 
         Ok(vms)
     })
     .await?;
-    Ok(axum::Json(VmList { vms }))
+    Ok(axum::Json(VmList {
+        vms,
+        unreachable: Vec::new(),
+    }))
 }
 
 /// One VM (a running one's own account of itself included).

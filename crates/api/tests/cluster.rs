@@ -289,9 +289,12 @@ fn three_hosts_on_etcd_schedule_forward_copy_images_and_survive_etcd_and_host_lo
     let first: Value = on_b.get("/v1/vms/first").unwrap();
     assert_eq!(first["state"], "running");
 
-    // A host whose daemon dies drops out when its lease runs out.
+    // A host whose daemon dies: until its lease runs out, lists say it
+    // did not answer; then it drops out.
     daemons[2].kill();
     let on_a = daemons[0].client(Some(token.clone()));
+    let list: Value = on_a.get("/v1/vms").unwrap();
+    assert_eq!(list["unreachable"], json!(["c"]), "{list}");
     wait_for("c's lease to expire", Duration::from_secs(15), || {
         host_names(&on_a) == ["a", "b"]
     });

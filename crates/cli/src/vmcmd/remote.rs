@@ -80,6 +80,12 @@ pub fn vm(api: &str, command: VmCommand) -> CmdResult {
                     v.host
                 );
             }
+            if !list.unreachable.is_empty() {
+                eprintln!(
+                    "lockstep: hosts {} did not answer: their VMs are not listed",
+                    list.unreachable.join(", ")
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         VmCommand::Show(a) => {
