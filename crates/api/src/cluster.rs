@@ -697,25 +697,9 @@ impl Cluster {
         path: &str,
         token: &str,
     ) -> ApiResult<T> {
-        let client = self.peer(&host.name, host.addr)?;
-        let url = format!("https://{}:{}{path}", host.name, host.addr.port());
-        let answer = client
-            .get(&url)
-            .bearer_auth(token)
-            .header(FORWARDED, &self.host)
-            .send()
-            .await
-            .map_err(|e| {
-                ApiError::Unavailable(format!("host {} did not answer: {e}", host.name))
-            })?;
-        if !answer.status().is_success() {
-            return Err(ApiError::Unavailable(format!(
-                "host {} answered {path} with {}",
-                host.name,
-                answer.status()
-            )));
-        }
-        let bytes = answer
+        let bytes = self
+            .get_stream(host, path, token)
+            .await?
             .bytes()
             .await
             .map_err(|e| ApiError::Unavailable(format!("host {}: {e}", host.name)))?;

@@ -201,8 +201,35 @@ async fn upload_image(
             "an image named {name:?} exists already"
         )));
     }
+    let (tmp, sha256) = receive(&d, ".upload-", body.into_data_stream(), |e| {
+        ApiError::BadRequest(format!("reading the upload: {e}"))
+    })
+    .await?;
+    if let Some(want) = &q.sha256 {
+        if !want.eq_ignore_ascii_case(&sha256) {
+            return Err(ApiError::BadRequest(format!(
+                "sha256: the upload's is {sha256}, not {want}; nothing was kept"
+            )));
+        }
+    }
+    let d2 = d.clone();
+    let project = caller.project.clone();
+    let doc = blocking(move || keep(&d2, tmp, &name, format, sha256, &project, "")).await?;
+    Ok((StatusCode::CREATED, axum::Json(doc)))
+}
+
+/// Write `stream` to a new file in the images directory (fsynced; removed
+/// unless kept), refusing more than the daemon's `--max-image-size`: the
+/// file and its SHA-256 (hex). `bad` names a failed read.
+async fn receive<E>(
+    d: &Daemon,
+    prefix: &str,
+    stream: impl futures_util::Stream<Item = Result<axum::body::Bytes, E>>,
+    bad: impl Fn(E) -> ApiError,
+) -> ApiResult<(tempfile::TempPath, String)> {
+    let dir = d.images_dir();
     let tmp = tempfile::Builder::new()
-        .prefix(".upload-")
+        .prefix(prefix)
         .tempfile_in(&dir)
         .map_err(|e| ApiError::Internal(format!("{}: {e}", dir.display())))?
         .into_temp_path();
@@ -212,9 +239,9 @@ async fn upload_image(
     let mut hash = Sha256::new();
     let mut size = 0u64;
     let limit = d.config.max_image_bytes;
-    let mut stream = body.into_data_stream();
+    let mut stream = std::pin::pin!(stream);
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the upload: {e}")))?;
+        let chunk = chunk.map_err(&bad)?;
         size += chunk.len() as u64;
         if size > limit {
             return Err(ApiError::TooLarge { limit });
@@ -228,18 +255,8 @@ async fn upload_image(
         .await
         .map_err(|e| ApiError::Internal(format!("{}: {e}", tmp.display())))?;
     drop(file);
-    let sha256: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    if let Some(want) = &q.sha256 {
-        if !want.eq_ignore_ascii_case(&sha256) {
-            return Err(ApiError::BadRequest(format!(
-                "sha256: the upload's is {sha256}, not {want}; nothing was kept"
-            )));
-        }
-    }
-    let d2 = d.clone();
-    let project = caller.project.clone();
-    let doc = blocking(move || keep(&d2, tmp, &name, format, sha256, &project, "")).await?;
-    Ok((StatusCode::CREATED, axum::Json(doc)))
+    let sha256 = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((tmp, sha256))
 }
 
 /// Check the image in `tmp` (its format, no backing file) and keep it as
@@ -393,40 +410,11 @@ async fn copy_from_peer(
     let answer = cluster
         .get_stream(peer, &format!("/v1/images/{name}/content"), &token)
         .await?;
-    let dir = d.images_dir();
-    let tmp = tempfile::Builder::new()
-        .prefix(".copy-")
-        .tempfile_in(&dir)
-        .map_err(|e| ApiError::Internal(format!("{}: {e}", dir.display())))?
-        .into_temp_path();
-    let mut file = tokio::fs::File::create(&tmp)
-        .await
-        .map_err(|e| ApiError::Internal(format!("{}: {e}", tmp.display())))?;
-    let mut hash = Sha256::new();
-    let mut size = 0u64;
-    let limit = d.config.max_image_bytes;
-    let mut stream = answer.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::Unavailable(format!(
-                "copying image {name:?} from host {}: {e}",
-                peer.name
-            ))
-        })?;
-        size += chunk.len() as u64;
-        if size > limit {
-            return Err(ApiError::TooLarge { limit });
-        }
-        hash.update(&chunk);
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| ApiError::Internal(format!("{}: {e}", tmp.display())))?;
-    }
-    file.sync_all()
-        .await
-        .map_err(|e| ApiError::Internal(format!("{}: {e}", tmp.display())))?;
-    drop(file);
-    let sha256: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let from = peer.name.clone();
+    let (tmp, sha256) = receive(d, ".copy-", answer.bytes_stream(), |e| {
+        ApiError::Unavailable(format!("copying image {name:?} from host {from}: {e}"))
+    })
+    .await?;
     if !want.eq_ignore_ascii_case(&sha256) {
         return Err(ApiError::Unavailable(format!(
             "image {name:?} copied from host {} has SHA-256 {sha256}, not {want} as that host says; nothing was kept",

@@ -617,7 +617,10 @@ async fn create_vm(
     }
     d.claim(&caller.project, &req.name).await?;
     if let Some(image) = &req.image {
-        crate::images::ensure(&d, &caller, image).await?;
+        if let Err(e) = crate::images::ensure(&d, &caller, image).await {
+            d.release(&caller.project, &req.name).await;
+            return Err(e);
+        }
     }
     let d2 = d.clone();
     let project = caller.project.clone();
