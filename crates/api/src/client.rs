@@ -104,16 +104,24 @@ fn tls_client_config() -> Result<rustls::ClientConfig, ClientError> {
         path: None,
         detail: format!("set {CA_ENV} to the CA certificate (PEM) that signed lockstepd's"),
     })?;
-    let path = PathBuf::from(&ca);
+    tls_trusting(std::path::Path::new(&ca))
+}
+
+/// A TLS client configuration trusting the CA certificate(s) in the PEM
+/// file `path` (and nothing else).
+pub fn tls_trusting(path: &std::path::Path) -> Result<rustls::ClientConfig, ClientError> {
     let bad = |detail: String| ClientError::Ca {
-        path: Some(path.clone()),
+        path: Some(path.to_path_buf()),
         detail,
     };
-    let pem = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
         let cert = cert.map_err(|e| bad(e.to_string()))?;
         roots.add(cert).map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no certificate in it".into()));
     }
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)

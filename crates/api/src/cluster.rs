@@ -192,26 +192,6 @@ fn unavailable(endpoints: &[String], e: impl std::fmt::Display) -> ApiError {
     ))
 }
 
-/// A TLS client configuration trusting the CA certificate(s) in `ca`.
-fn peer_tls(ca: &std::path::Path) -> ApiResult<rustls::ClientConfig> {
-    let bad = |e: &dyn std::fmt::Display| ApiError::Internal(format!("{}: {e}", ca.display()));
-    let pem = std::fs::read(ca).map_err(|e| bad(&e))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let cert = cert.map_err(|e| bad(&e))?;
-        roots.add(cert).map_err(|e| bad(&e))?;
-    }
-    if roots.is_empty() {
-        return Err(bad(&"no certificate in it"));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad(&e))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
-}
-
 fn key(rest: &str) -> String {
     format!("{PREFIX}{rest}")
 }
@@ -231,7 +211,7 @@ impl Cluster {
         let client = Client::connect(&endpoints, Some(options))
             .await
             .map_err(|e| unavailable(&endpoints, e))?;
-        let tls = peer_tls(ca)?;
+        let tls = crate::client::tls_trusting(ca).map_err(|e| ApiError::Internal(e.to_string()))?;
         let cluster = Arc::new(Cluster {
             client,
             endpoints,
@@ -499,23 +479,19 @@ impl Cluster {
     /// Give up the name `project/name` if this host holds it.
     pub async fn release(&self, project: &str, name: &str) -> ApiResult<()> {
         let k = key(&format!("vms/{project}/{name}"));
-        let mine = serde_json::to_vec(
-            &self
-                .owner(project, name)
-                .await?
-                .filter(|p| p.host == self.host),
-        )
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-        if mine == b"null" {
-            return Ok(());
-        }
         let resp = self
             .client
             .clone()
             .get(k.clone(), None)
             .await
             .map_err(|e| self.unavailable(e))?;
-        if let Some(kv) = resp.kvs().first() {
+        let Some(kv) = resp.kvs().first() else {
+            return Ok(());
+        };
+        let mine =
+            serde_json::from_slice::<Placement>(kv.value()).is_ok_and(|p| p.host == self.host);
+        if mine {
+            // Deleted only if nobody changed it since it was read.
             let txn = Txn::new()
                 .when(vec![Compare::mod_revision(
                     k.clone(),
@@ -816,10 +792,6 @@ pub fn host_record(d: &Daemon, addr: std::net::SocketAddr) -> HostRecord {
     }
 }
 
-fn error_response(e: ApiError) -> Response {
-    e.into_response()
-}
-
 /// The cluster's routing, in front of the handlers: requests about a VM
 /// another host owns go to that host; `GET /v1/vms` lists every host's;
 /// `POST /v1/vms` is placed by the scheduler.
@@ -834,7 +806,8 @@ pub async fn route(State(d): State<Arc<Daemon>>, req: Request, next: Next) -> Re
     let Some(rest) = path.strip_prefix("/v1/vms") else {
         return next.run(req).await;
     };
-    let caller = match caller_of(&d, &req) {
+    let (req, caller) = caller_of(&d, req).await;
+    let caller = match caller {
         Some(c) => c,
         // The handler answers 401.
         None => return next.run(req).await,
@@ -859,17 +832,15 @@ pub async fn route(State(d): State<Arc<Daemon>>, req: Request, next: Next) -> Re
             Ok(_) => Ok(next.run(req).await),
         }
     };
-    result.unwrap_or_else(error_response)
+    result.unwrap_or_else(IntoResponse::into_response)
 }
 
-fn caller_of(d: &Daemon, req: &Request) -> Option<Caller> {
-    let token = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")?;
-    d.identity.check(token.trim()).ok()
+/// The caller, as the handlers' extractor finds it; None when the token is
+/// missing or bad (the handler then answers 401).
+async fn caller_of(d: &Arc<Daemon>, req: Request) -> (Request, Option<Caller>) {
+    let (mut parts, body) = req.into_parts();
+    let caller = Caller::from_request_parts(&mut parts, d).await.ok();
+    (Request::from_parts(parts, body), caller)
 }
 
 /// Place a new VM: here (the handler makes it) or on the host the
@@ -892,7 +863,7 @@ async fn schedule(
     let Ok(create) = serde_json::from_slice::<crate::routes::VmCreate>(&bytes) else {
         return Ok(next.run(rebuild(bytes)).await);
     };
-    let Ok((cpus, memory)) = crate::routes::sizing(&create) else {
+    let Ok((_, cpus, memory)) = crate::routes::sizing(&create) else {
         return Ok(next.run(rebuild(bytes)).await);
     };
     let need = Need {
@@ -938,10 +909,8 @@ async fn list_everywhere(cluster: &Arc<Cluster>, req: Request, next: Next) -> Ap
     let token = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(crate::routes::bearer)
         .unwrap_or("")
-        .trim()
         .to_string();
     let hosts = cluster.hosts().await?;
     let here = next.run(req).await;

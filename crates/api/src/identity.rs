@@ -379,32 +379,8 @@ impl Identity {
         self.data().projects.iter().any(|p| p == name)
     }
 
-    pub fn add_project(&self, name: &str) -> ApiResult<()> {
-        self.change(&Change::prepare_project(name)?).map(|_| ())
-    }
-
     pub fn users(&self) -> Vec<UserView> {
         self.data().users.iter().map(view).collect()
-    }
-
-    pub fn add_user(
-        &self,
-        name: &str,
-        password: &str,
-        project: &str,
-        role: Role,
-    ) -> ApiResult<UserView> {
-        let change = Change::prepare_user(name, password, project, role)?;
-        self.change(&change)?
-            .ok_or_else(|| ApiError::Internal("adding a user showed no user".into()))
-    }
-
-    pub fn delete_user(&self, name: &str, project: &str) -> ApiResult<()> {
-        self.change(&Change::DeleteUser {
-            name: name.to_string(),
-            project: project.to_string(),
-        })
-        .map(|_| ())
     }
 
     /// Make `change` here: checked, saved, then in effect.

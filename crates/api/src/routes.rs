@@ -80,15 +80,20 @@ impl FromRequestParts<Arc<Daemon>> for Caller {
                         .into(),
                 )
             })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                ApiError::Unauthorized("the Authorization header is not `Bearer TOKEN`".into())
-            })?;
-        d.identity.check(token.trim())
+        let token = bearer(header).ok_or_else(|| {
+            ApiError::Unauthorized("the Authorization header is not `Bearer TOKEN`".into())
+        })?;
+        d.identity.check(token)
     }
+}
+
+/// The token in an `Authorization: Bearer TOKEN` header.
+pub fn bearer(header: &axum::http::HeaderValue) -> Option<&str> {
+    header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
 }
 
 fn bad_name(e: vmm::VmmError) -> ApiError {
@@ -549,8 +554,9 @@ fn flavor_of(req: &VmCreate) -> ApiResult<Option<Flavor>> {
     })
 }
 
-/// The CPUs and memory (bytes) `req` asks for: its flavor's, or its own.
-pub fn sizing(req: &VmCreate) -> ApiResult<(u8, u64)> {
+/// The flavor `req` names, and the CPUs and memory (bytes) it asks for:
+/// its flavor's, or its own.
+pub fn sizing(req: &VmCreate) -> ApiResult<(Option<Flavor>, u8, u64)> {
     let flavor = flavor_of(req)?;
     let cpus = req.cpus.or(flavor.as_ref().map(|f| f.cpus)).unwrap_or(1);
     if !(1..=8).contains(&cpus) {
@@ -568,7 +574,7 @@ pub fn sizing(req: &VmCreate) -> ApiResult<(u8, u64)> {
         Some(m) => m << 20,
         None => flavor.as_ref().map(|f| f.memory).unwrap_or(512 << 20),
     };
-    Ok((cpus, memory))
+    Ok((flavor, cpus, memory))
 }
 
 /// Make a VM (and start it unless `start` is false).
@@ -581,8 +587,7 @@ async fn create_vm(
 ) -> ApiResult<(StatusCode, axum::Json<VmDoc>)> {
     caller.may_change()?;
     vmm::check_name("VM name", &req.name).map_err(bad_name)?;
-    let (cpus, memory) = sizing(&req)?;
-    let flavor = flavor_of(&req)?;
+    let (flavor, cpus, memory) = sizing(&req)?;
     if req.ft {
         return Err(ApiError::Conflict(
             "ft: placing fault-tolerant VMs through the API is not built yet; make one with `lockstep vm create … --ft-backup ADDR --ft-arbiter PATH` on its host".into(),
@@ -629,12 +634,6 @@ async fn create_vm(
     let made = blocking(move || {
         let d = d2;
         let home = d.home(&project);
-        if home.bundle_dir(&req.name).exists() {
-            return Err(ApiError::Conflict(format!(
-                "a VM named {:?} exists already",
-                req.name
-            )));
-        }
         let mut nics = Vec::new();
         let networks = d.networks(&project);
         for n in &req.networks {
