@@ -28,11 +28,11 @@ fn fixture() -> Option<&'static Fixture> {
                 max_image_bytes: 1 << 20,
             };
             let daemon = api::Daemon::open(config).ok()?;
-            daemon.identity.add_project("p").ok()?;
-            daemon
-                .identity
-                .add_user("r", "reader-password", "p", api::identity::Role::Reader)
-                .ok()?;
+            use api::identity::{Change, Role};
+            let project = Change::prepare_project("p").ok()?;
+            daemon.identity.change(&project).ok()?;
+            let reader = Change::prepare_user("r", "reader-password", "p", Role::Reader).ok()?;
+            daemon.identity.change(&reader).ok()?;
             let (reader, _) = daemon.identity.issue("r", "reader-password", 3600).ok()?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
