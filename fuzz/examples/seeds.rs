@@ -283,6 +283,7 @@ fn logs(seeds: &mut Seeds) {
                     read_only: true,
                 },
             ],
+            purpose: ft::wire::Purpose::Protect,
             setup: b"{\"cpus\":1}".to_vec(),
         }),
         Message::Welcome(Ok(())),
@@ -316,6 +317,11 @@ fn logs(seeds: &mut Seeds) {
             executed: 100_000,
         },
         Message::Alive,
+        Message::Handoff {
+            icount: 1 << 30,
+            released: 1 << 30,
+        },
+        Message::Taken,
     ];
     let config = ft::wire::link_config();
     let mut stream = config.magic.to_vec();

@@ -4,7 +4,8 @@
 //! `ok: DETAIL`) or `error: WHY`.
 //!
 //! Commands: `status` (a primary's or backup's FT state) and, on a
-//! primary, `add-backup ADDR` (progress lines, then the result).
+//! primary, `add-backup ADDR` and `migrate ADDR` (progress lines, then
+//! the result) and `cancel-migration`.
 
 use crate::ft::{describe_status, describe_sync, describe_update, BackupStatus};
 use ::ft::FtPrimary;
@@ -233,8 +234,33 @@ fn execute(command: &str, target: &Target, out: &mut UnixStream) -> Result<Strin
         (Some("add-backup"), _, _, Target::Backup(_)) => {
             Err("this VM is a backup; add backups to its primary".into())
         }
+        (Some("migrate"), Some(addr), None, Target::Primary(p)) => {
+            let _ = writeln!(out, "sending the VM to {addr}");
+            let report = p
+                .migrate(addr, &mut |update| {
+                    if let Some(line) = describe_update(update) {
+                        let _ = writeln!(out, "{line}");
+                    }
+                })
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "migrated to {addr}: {}; the target caught up in {} ms; guest paused {:.1} ms at the hand-over (icount {}); {} ms in all",
+                describe_sync(&report.sync),
+                report.catch_up.as_millis(),
+                report.handoff_pause.as_secs_f64() * 1e3,
+                report.icount,
+                report.total.as_millis()
+            ))
+        }
+        (Some("cancel-migration"), None, _, Target::Primary(p)) => {
+            p.cancel_migration().map_err(|e| e.to_string())?;
+            Ok("cancelled: the VM runs on here".into())
+        }
+        (Some("migrate" | "cancel-migration"), _, _, Target::Backup(_)) => {
+            Err("this VM is a backup; migrate its primary".into())
+        }
         _ => Err(format!(
-            "unknown command {command:?} (expected: status, status-json, add-backup ADDR)"
+            "unknown command {command:?} (expected: status, status-json, add-backup ADDR, migrate ADDR, cancel-migration)"
         )),
     }
 }

@@ -7,6 +7,10 @@
 //!   itself (unprotected until a new backup is added);
 //! - `lockstep ft add-backup ADDR`, `lockstep ft status` talk to a running
 //!   VM through its control socket;
+//! - `lockstep ft backup --incoming --listen ADDR` receives a VM that
+//!   `lockstep ft migrate --to ADDR` sends (live migration: the FT sync,
+//!   the log until the target has caught up, then a hand-over), and runs
+//!   it from there;
 //! - `lockstep ft tls-init DIR` makes the certificates `--ft-tls-dir` takes.
 
 use crate::control::{self, ControlServer};
@@ -49,6 +53,13 @@ enum FtCommand {
     /// Show a VM's FT state: role, arbiter generation, backup lag, log
     /// bandwidth, outputs held, protected or not.
     Status(StatusArgs),
+    /// Live-migrate a running VM (started with --ft-arbiter or
+    /// --ft-control) to the target listening at ADDR (`lockstep ft backup
+    /// --incoming`): its memory and disks are sent while it runs, the
+    /// target follows it until it has caught up, then the guest stops here
+    /// and runs on there from the next instruction. Until that hand-over
+    /// any failure, or `--cancel`, leaves the VM running here.
+    Migrate(MigrateArgs),
     /// Create DIR with a new certificate authority and a node certificate
     /// for `--ft-tls-dir` (or, with --ca-from, a node certificate signed by
     /// another directory's CA: give each host its own).
@@ -93,7 +104,9 @@ pub struct FtOptions {
     /// reaches the port can talk to it. Loopback addresses only.
     #[arg(long = "ft-insecure-plaintext", conflicts_with = "tls_dir")]
     pub insecure_plaintext: bool,
-    /// The VM's control socket (for `lockstep ft status` and `add-backup`)
+    /// The VM's control socket (for `lockstep ft status`, `add-backup` and
+    /// `migrate`; a VM run with it and no --ft-arbiter can be migrated but
+    /// not protected)
     /// [default: $XDG_RUNTIME_DIR/lockstep/NAME.sock, else /tmp/lockstep-UID/NAME.sock].
     #[arg(long = "ft-control", value_name = "PATH")]
     pub control: Option<PathBuf>,
@@ -122,6 +135,14 @@ pub struct OldFtSpellings {
         value_parser = vocab::renamed("--ft-insecure-plaintext")
     )]
     old_insecure_plaintext: Option<String>,
+}
+
+impl FtOptions {
+    /// The VM runs with a control socket through which it can be
+    /// migrated (and, with an arbiter, protected).
+    pub fn migratable(&self) -> bool {
+        self.arbiter.is_some() || self.control.is_some()
+    }
 }
 
 impl Default for FtOptions {
@@ -164,6 +185,12 @@ pub struct BackupArgs {
     nets: Vec<(String, net::NetSpec)>,
     #[command(flatten)]
     ft: FtOptions,
+    /// Receive a live migration (`lockstep ft migrate --to ADDR`) instead of
+    /// protecting a VM: no arbiter is needed, the VM runs here once its
+    /// source hands it over, and if the source fails first this side
+    /// exits (the VM stays with its source).
+    #[arg(long)]
+    incoming: bool,
     /// How the harts execute, following and once live: `interp` or `jit`
     /// (as `lockstep run --cpu`; the primary's choice need not match).
     /// [default: `jit` on x86-64, else `interp`; `LOCKSTEP_CPU` overrides]
@@ -205,6 +232,18 @@ pub struct AddBackupArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct MigrateArgs {
+    /// The target's address (`lockstep ft backup --incoming --listen ADDR`).
+    #[arg(long = "to", value_name = "ADDR", required_unless_present = "cancel")]
+    to: Option<String>,
+    /// Cancel the VM's migration under way (before its hand-over).
+    #[arg(long, conflicts_with = "to")]
+    cancel: bool,
+    #[command(flatten)]
+    vm: ControlArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct TlsInitArgs {
     /// The node directory to create (ca.pem, node.pem, node.key) [default:
     /// the default --ft-tls-dir].
@@ -229,6 +268,13 @@ pub fn run(args: FtArgs) -> Result<ExitCode, Box<dyn Error>> {
         FtCommand::AddBackup(args) => {
             let path = control_path(args.vm.control, args.vm.name.as_deref().unwrap_or_default());
             control::request(&path, &format!("add-backup {}", args.addr))
+        }
+        FtCommand::Migrate(args) => {
+            let path = control_path(args.vm.control, args.vm.name.as_deref().unwrap_or_default());
+            match (args.to, args.cancel) {
+                (Some(to), _) => control::request(&path, &format!("migrate {to}")),
+                (None, _) => control::request(&path, "cancel-migration"),
+            }
         }
         FtCommand::Status(args) => {
             let path = control_path(args.vm.control, args.vm.name.as_deref().unwrap_or_default());
@@ -395,12 +441,12 @@ pub fn protectable(
     resumed: Option<Resumed>,
     backup: Option<String>,
 ) -> Result<(PrimaryJournal, FtVmHandle), Box<dyn Error>> {
-    let Some(arbiter) = &opts.arbiter else {
+    if opts.arbiter.is_none() && (backup.is_some() || opts.standby.is_some()) {
         return Err(crate::exit::usage(
             "fault tolerance needs --ft-arbiter PATH",
         ));
-    };
-    let arbiter = Arbiter::open(arbiter)?;
+    }
+    let arbiter = opts.arbiter.as_deref().map(Arbiter::open).transpose()?;
     let shape = VmShape {
         vm_uuid: vm_uuid(name, machine),
         setup: serde_json::to_vec(&FtVm {
@@ -558,6 +604,8 @@ pub fn status_doc(s: &Status) -> vmm::api::FtStatusDoc {
         Protection::Unprotected => ("unprotected", None, None),
         Protection::Syncing { backup } => ("syncing", Some(backup.clone()), None),
         Protection::Protected { backup } => ("protected", Some(backup.clone()), None),
+        Protection::Migrating { target } => ("migrating", Some(target.clone()), None),
+        Protection::Migrated { target } => ("migrated", Some(target.clone()), None),
         Protection::Fenced(why) => ("fenced", None, Some(why.clone())),
     };
     vmm::api::FtStatusDoc {
@@ -584,6 +632,10 @@ pub fn describe_status(s: &Status) -> String {
         Protection::Unprotected => "unprotected".to_string(),
         Protection::Syncing { backup } => format!("unprotected (sending the VM to {backup})"),
         Protection::Protected { backup } => format!("protected by {backup}"),
+        Protection::Migrating { target } => {
+            format!("migrating to {target} (it follows; the hand-over comes once it has caught up)")
+        }
+        Protection::Migrated { target } => format!("migrated to {target}"),
         Protection::Fenced(why) => format!("halted ({why})"),
     };
     let ms = |instructions: u64| instructions as f64 / ::ft::INSTRUCTIONS_PER_MS as f64;
@@ -603,15 +655,23 @@ pub fn describe_status(s: &Status) -> String {
 }
 
 fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
-    let Some(arbiter_path) = &args.ft.arbiter else {
-        return Err(crate::exit::usage(
-            "lockstep ft backup needs --ft-arbiter PATH (on storage the primary's host shares)",
-        ));
+    // A migration's target needs no arbiter (it goes live only when
+    // handed the VM); given one, the VM is FT-capable once it runs here.
+    let arbiter = match (&args.ft.arbiter, args.incoming) {
+        (Some(path), _) => Some(Arbiter::open(path)?),
+        (None, true) => None,
+        (None, false) => return Err(crate::exit::usage(
+            "lockstep ft backup needs --ft-arbiter PATH (on storage the primary's host shares), or --incoming to receive a migration",
+        )),
     };
     if args.ft.insecure_plaintext {
         ::ft::check_loopback(&args.listen).map_err(|e| crate::exit::usage(e.to_string()))?;
     }
-    let arbiter = Arbiter::open(arbiter_path)?;
+    let role = if args.incoming {
+        "migration target"
+    } else {
+        "FT backup"
+    };
     let _span = tracing::info_span!("ft_backup", listen = %args.listen).entered();
     let tls = tls(&args.ft)?;
     let replica_dir = match &args.replica_dir {
@@ -650,19 +710,21 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
         config: config(&args.ft),
         accept: Some(&accept),
         max_replica_bytes,
+        purpose: if args.incoming {
+            ::ft::Purpose::Migrate
+        } else {
+            ::ft::Purpose::Protect
+        },
     };
     let (mut backup, started) = {
         // Listening ends with the one primary taken.
         let listener = TcpListener::bind(&args.listen)
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-        eprintln!(
-            "lockstep: FT backup listening on {}",
-            listener.local_addr()?
-        );
+        eprintln!("lockstep: {role} listening on {}", listener.local_addr()?);
         let started = Instant::now();
-        let backup = ::ft::serve_until_ready(&listener, &arbiter, &options, &mut |what| {
+        let backup = ::ft::serve_until_ready(&listener, arbiter.as_ref(), &options, &mut |what| {
             tracing::info!(event = "refused", why = %what, "FT backup: refused a primary");
-            eprintln!("lockstep: FT backup: {what}")
+            eprintln!("lockstep: {role}: {what}")
         })?;
         (backup, started)
     };
@@ -681,7 +743,8 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
     };
     // While following, the primary may hold the VM's own name's socket
     // on this host.
-    let control_at = control_path(args.ft.control.clone(), &format!("{}-backup", vm.name));
+    let suffix = if args.incoming { "incoming" } else { "backup" };
+    let control_at = control_path(args.ft.control.clone(), &format!("{}-{suffix}", vm.name));
     let control = ControlServer::start_backup(&control_at, status)
         .map_err(|e| eprintln!("lockstep: FT backup: no control socket: {e}"))
         .ok();
@@ -694,7 +757,7 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
         "FT backup: following the primary"
     );
     eprintln!(
-        "lockstep: FT backup: following the primary (arbiter generation {}; received the VM in {} ms; replicas: {})",
+        "lockstep: {role}: following the primary (arbiter generation {}; received the VM in {} ms; replicas: {})",
         backup.hello().generation,
         started.elapsed().as_millis(),
         describe_replicas(backup.replicas())
@@ -713,7 +776,54 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
             );
             return Ok(ExitCode::SUCCESS);
         }
+        Outcome::PrimaryLost { reason, at: _ } if args.incoming => {
+            tracing::info!(event = "source_lost", why = %reason, "migration target: the source was lost");
+            // The VM stays with its source: its copy here goes.
+            let replicas = backup.replicas().to_vec();
+            drop(backup);
+            for path in &replicas {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(
+                ::ft::FtError::from(::ft::MigrationError::SourceLost { why: reason }).into(),
+            );
+        }
         Outcome::PrimaryLost { reason, at } => (reason, at),
+        Outcome::HandedOff { icount } => {
+            let live_sink = RunOutput {
+                console: run::console_writer(&args.console)?,
+                nics: std::mem::take(&mut nics.tx),
+            };
+            nics.discard_pending();
+            let records = backup.records();
+            let live = backup.take_over(Box::new(live_sink))?;
+            for (nic, ip) in &live.announced {
+                let [a, b, c, d] = ip;
+                eprintln!("lockstep: migration target: announced {a}.{b}.{c}.{d} on NIC {nic}");
+            }
+            tracing::info!(
+                event = "live",
+                icount,
+                records,
+                received_ms = started.elapsed().as_millis() as u64,
+                "migration target: handed the VM; live"
+            );
+            eprintln!(
+                "lockstep: migration target: live at icount {icount} (handed over by the source; {records} records re-executed; {} ms after it began)",
+                started.elapsed().as_millis()
+            );
+            drop(control);
+            drop(claim);
+            let generation = live.generation;
+            return run_live(
+                live.machine,
+                live.anchor,
+                &mut nics,
+                &args,
+                &vm.name,
+                generation,
+            );
+        }
     };
     tracing::info!(
         event = "primary_lost",

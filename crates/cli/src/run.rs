@@ -459,7 +459,7 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let (events, rx) = mpsc::channel();
     let mut runner = Runner::new(rx, Pacing::RealTime).with_exit_on_reset(args.no_reboot);
     let mut ft_vm = None;
-    if args.ft.arbiter.is_some() {
+    if args.ft.migratable() {
         let (journal, handle) = crate::ft::protectable(
             &args.ft,
             &args.name,
@@ -584,6 +584,10 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             "lockstep: FT {}",
             crate::ft::describe_log(&vm.primary.status())
         );
+    }
+    if let Some(target) = ft_vm.as_ref().and_then(|vm| vm.primary.migrated()) {
+        eprintln!("lockstep: migrated to {target}; the VM runs there");
+        return Ok(ExitCode::SUCCESS);
     }
     if let Some(why) = ft_vm.as_ref().and_then(|vm| vm.primary.fenced()) {
         return Err(crate::exit::fenced(format!("FT primary halted: {why}")));
@@ -769,8 +773,8 @@ fn boot(args: &RunArgs, windows: &SharedWindows) -> Result<Built, Box<dyn std::e
     // An FT primary holds outputs back until its backup has the log: a
     // recording sees them as the guest emits them, so its tee goes on
     // outside the primary's (in `run`).
-    let output = match (&args.record, &args.ft.arbiter) {
-        (Some(_), None) => Box::new(TeeOutput::new(output, windows.clone())),
+    let output = match &args.record {
+        Some(_) if !args.ft.migratable() => Box::new(TeeOutput::new(output, windows.clone())),
         _ => output,
     };
     let machine = Machine::with_disks(config, output, disks)?;

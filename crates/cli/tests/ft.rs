@@ -686,3 +686,158 @@ fn a_backup_survives_a_stranger_and_plaintext_stays_on_loopback() {
         "{err}"
     );
 }
+
+/// Send `signal` (e.g. "-STOP") to the process `pid`.
+fn signal(pid: &str, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+/// The number before `unit` after `key` in `line` (e.g. the pause in
+/// "guest paused 12.3 ms at the hand-over").
+fn decimal_after(line: &str, key: &str) -> f64 {
+    line.split(key)
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after {key:?} in {line:?}"))
+}
+
+/// Live migration (`lockstep ft migrate --to`): a ticking guest, run with
+/// a control socket and no arbiter, moves to a target on this host at a
+/// random moment. The source exits successfully once the target runs the
+/// VM; the console output the source released followed by the target's
+/// holds every counter value exactly once, in order (no gap, no
+/// duplicate: a hand-over releases everything before it); the target runs
+/// on; and the guest's pause at the hand-over is reported. A target that
+/// dies before the hand-over, and a cancelled migration, leave the VM
+/// running at its source.
+#[test]
+fn a_migrated_guest_runs_on_at_its_target_with_no_gap_and_no_duplicate() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let control = dir.path().join("source.sock");
+    let control_arg = control.to_str().expect("utf-8 temp path");
+    let incoming = |name: &str| {
+        let socket = dir.path().join(name);
+        let mut target = Guest::launch(
+            &[],
+            &[
+                "ft",
+                "backup",
+                "--incoming",
+                "--listen",
+                "127.0.0.1:0",
+                "--console",
+                "stdio",
+                "--ft-timeout",
+                "500ms",
+                "--ft-control",
+                socket.to_str().expect("utf-8 temp path"),
+            ],
+        );
+        let line = target.expect_stderr("listening on");
+        let addr = line.rsplit(' ').next().expect("an address").to_string();
+        (target, addr)
+    };
+    // A long failure timeout: the cancelled target below is stopped for a while.
+    let mut source = Guest::boot(&["--ft-control", control_arg, "--ft-timeout", "5s"]);
+    source.expect(PROMPT);
+    start_ticking(&mut source);
+
+    // A target killed while it receives the VM: the source runs on.
+    let (mut doomed, addr) = incoming("doomed.sock");
+    let migrating = std::thread::spawn({
+        let (addr, control) = (addr.clone(), control_arg.to_string());
+        move || lockstep(&["ft", "migrate", "--to", &addr, "--control", &control])
+    });
+    doomed.expect_stderr("following the primary");
+    doomed.child.kill().expect("kill the target");
+    let _ = doomed.child.wait();
+    let failed = migrating.join().expect("migrate thread");
+    let said = text(&failed.stderr);
+    assert!(!failed.status.success(), "{said}");
+    assert!(
+        said.contains("failed before the hand-over") && said.contains("runs on here"),
+        "{said}"
+    );
+    let now = *ticks(&source.console).last().expect("ticks");
+    source.expect(&format!("{TICK}{}\r\n", now + 3));
+
+    // Cancelled while the VM is being sent (the target is held with
+    // SIGSTOP so the sync cannot finish first): the source runs on, and
+    // the target, its transfer broken off, never runs the VM.
+    let (mut cancelled, addr) = incoming("cancelled.sock");
+    let migrating = std::thread::spawn({
+        let (addr, control) = (addr.clone(), control_arg.to_string());
+        move || lockstep(&["ft", "migrate", "--to", &addr, "--control", &control])
+    });
+    cancelled.expect_stderr("receiving the VM");
+    let pid = cancelled.child.id().to_string();
+    signal(&pid, "-STOP");
+    let cancel = lockstep(&["ft", "migrate", "--cancel", "--control", control_arg]);
+    assert!(cancel.status.success(), "{}", text(&cancel.stderr));
+    let answer = migrating.join().expect("migrate thread");
+    let said = text(&answer.stderr);
+    assert!(
+        !answer.status.success() && said.contains("cancelled"),
+        "{said}"
+    );
+    signal(&pid, "-CONT");
+    cancelled.expect_stderr("still listening");
+    assert!(
+        cancelled.child.try_wait().expect("wait").is_none(),
+        "the cancelled target keeps listening"
+    );
+    let _ = cancelled.child.kill();
+    let _ = cancelled.child.wait();
+    assert!(
+        !cancelled.console.contains(TICK),
+        "the cancelled target ran the VM"
+    );
+    let now = *ticks(&source.console).last().expect("ticks");
+    source.expect(&format!("{TICK}{}\r\n", now + 3));
+
+    // The real one, at a random moment.
+    let (mut target, addr) = incoming("target.sock");
+    std::thread::sleep(random_delay());
+    let migrated = lockstep(&["ft", "migrate", "--to", &addr, "--control", control_arg]);
+    let report = text(&migrated.stdout);
+    assert!(
+        migrated.status.success(),
+        "{report}{}",
+        text(&migrated.stderr)
+    );
+    let last = report.lines().last().expect("a report").to_string();
+    assert!(last.contains(&format!("migrated to {addr}")), "{report}");
+    let pause = decimal_after(&last, "guest paused");
+    let status = source.child.wait().expect("the source exits");
+    assert!(
+        status.success(),
+        "the source exits 0 once migrated: {status:?}"
+    );
+    let released = source.read_to_end().to_string();
+    let last_released = *ticks(&released).last().expect("the source released ticks");
+    target.expect_stderr("live at icount");
+    target.expect(&format!("{TICK}{}\r\n", last_released + 5));
+    let emitted = target.console.clone();
+    let _ = target.child.kill();
+    let _ = target.child.wait();
+    let all = ticks(&format!("{released}{emitted}"));
+    let expected: Vec<u64> = (1..=all.len() as u64).collect();
+    assert_eq!(
+        all,
+        expected,
+        "the counter has a gap or a duplicate across the migration\nsource tail: {:?}\ntarget head: {:?}",
+        &released[released.len().saturating_sub(200)..],
+        &emitted[..emitted.len().min(200)]
+    );
+    eprintln!(
+        "migration: {last}; counter continuous 1..={} across it",
+        all.len()
+    );
+    assert!(pause > 0.0, "{last}");
+}

@@ -8,8 +8,10 @@
 
 use crate::arbiter::{Arbiter, Claim};
 use crate::channel::{self, Got, Sender};
-use crate::wire::{self, DiskShape, Hello, Message, PAGE_ENTRY};
-use crate::{garp, FtConfig, FtError, HandshakeError, ProtocolError, RestoreError, SyncError};
+use crate::wire::{self, DiskShape, Hello, Message, Purpose, PAGE_ENTRY};
+use crate::{
+    garp, FtConfig, FtError, HandshakeError, MigrationError, ProtocolError, RestoreError, SyncError,
+};
 use disk::BlockDevice;
 use link::TlsIdentity;
 use machine::snapshot::{Assembler, RestoreOptions};
@@ -36,6 +38,11 @@ enum Event {
     Released(u64),
     /// The primary is gone (or misbehaved): why, and when it was noticed.
     PrimaryLost(String, Instant),
+    /// Migration: the primary handed the VM over at `icount`.
+    Handoff {
+        icount: u64,
+        released: u64,
+    },
 }
 
 /// How following the primary ended.
@@ -44,8 +51,12 @@ pub enum Outcome {
     /// The primary stopped the VM itself (power-off or host stop); the
     /// backup re-executed it to the end.
     Ended(StopReason),
-    /// The primary failed: the backup should go live.
+    /// The primary failed: the backup should go live (a migration target
+    /// must not: its source runs on).
     PrimaryLost { reason: String, at: Instant },
+    /// Migration: the primary stopped the VM at `icount` and handed it
+    /// over; [`Backup::take_over`] runs it here.
+    HandedOff { icount: u64 },
 }
 
 /// An output the primary may not have released.
@@ -115,7 +126,8 @@ pub struct Backup {
     hello: Hello,
     events: Receiver<Event>,
     held: Arc<Mutex<HeldOutputs>>,
-    arbiter: Arbiter,
+    /// `None` for a migration target.
+    arbiter: Option<Arbiter>,
     /// The icount executed to, for the acks (the primary's flow control).
     executed: Arc<AtomicU64>,
     /// Re-executes the primary's records, checking its output windows.
@@ -140,6 +152,9 @@ pub struct BackupOptions<'a> {
     pub accept: Option<&'a AcceptFn<'a>>,
     /// The most bytes of disk replicas a primary's VM may need here.
     pub max_replica_bytes: u64,
+    /// What this side takes a VM for: to protect it (a backup, with an
+    /// arbiter), or as a migration's target.
+    pub purpose: Purpose,
 }
 
 /// See [`BackupOptions::accept`].
@@ -156,7 +171,7 @@ pub type AcceptFn<'a> = dyn Fn(&Hello) -> Result<(), String> + 'a;
 /// listening for the real primary.
 pub fn serve_until_ready(
     listener: &TcpListener,
-    arbiter: &Arbiter,
+    arbiter: Option<&Arbiter>,
     options: &BackupOptions<'_>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Backup, FtError> {
@@ -182,7 +197,7 @@ pub fn serve_until_ready(
 /// (see [`serve_until_ready`]).
 pub fn serve(
     listener: &TcpListener,
-    arbiter: &Arbiter,
+    arbiter: Option<&Arbiter>,
     options: &BackupOptions<'_>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Backup, FtError> {
@@ -237,7 +252,7 @@ fn receive_and_restore(
     mut receiving: Receiving,
     tx: Sender,
     mut rx: channel::Receiver,
-    arbiter: &Arbiter,
+    arbiter: Option<&Arbiter>,
     hello: Hello,
     options: &BackupOptions<'_>,
     progress: &mut dyn FnMut(&str),
@@ -253,8 +268,17 @@ fn receive_and_restore(
     let progress_seen = Arc::clone(&executed);
     let config = options.config;
     let link = tx.clone();
+    let purpose = hello.purpose;
     std::thread::spawn(move || {
-        receive_loop(&link, rx, events_tx, start_icount, &progress_seen, config)
+        receive_loop(
+            &link,
+            rx,
+            events_tx,
+            start_icount,
+            &progress_seen,
+            config,
+            purpose,
+        )
     });
     progress("restoring the VM");
     let held = Arc::new(Mutex::new(HeldOutputs::default()));
@@ -286,7 +310,7 @@ fn receive_and_restore(
         hello,
         events,
         held,
-        arbiter: arbiter.clone(),
+        arbiter: arbiter.cloned(),
         executed,
         follower: Follower::new(windows),
         link,
@@ -522,7 +546,7 @@ impl Receiving {
 /// bounds (replicas within the quota, images within the VM's memory).
 fn check_hello(
     hello: &Hello,
-    arbiter: &Arbiter,
+    arbiter: Option<&Arbiter>,
     options: &BackupOptions<'_>,
 ) -> Result<(), Refusal> {
     if hello.lockstep_version != wire::LOCKSTEP_VERSION {
@@ -557,6 +581,26 @@ fn check_hello(
             )))
         }
     }
+    let arbiter = match (hello.purpose, options.purpose, arbiter) {
+        (Purpose::Migrate, Purpose::Migrate, _) => return Ok(()),
+        (Purpose::Protect, Purpose::Protect, Some(arbiter)) => arbiter,
+        (Purpose::Protect, Purpose::Protect, None) => {
+            return Err(Refusal::plain(
+                "this backup has no arbiter: it cannot protect a VM".into(),
+            ))
+        }
+        (Purpose::Migrate, Purpose::Protect, _) => {
+            return Err(Refusal::plain(
+                "the primary migrates its VM, but this side is a backup (a migration's target is `lockstep ft backup --incoming`)".into(),
+            ))
+        }
+        (Purpose::Protect, Purpose::Migrate, _) => {
+            return Err(Refusal::plain(
+                "the primary wants a backup, but this side only receives migrations (--incoming)"
+                    .into(),
+            ))
+        }
+    };
     let generation = arbiter.generation().map_err(|e| Refusal {
         public: "this backup cannot read its arbiter".into(),
         detail: e.to_string(),
@@ -582,8 +626,12 @@ fn receive_loop(
     start_icount: u64,
     executed: &AtomicU64,
     config: FtConfig,
+    purpose: Purpose,
 ) {
     let heartbeat = config.heartbeat();
+    // After a hand-over the primary is silent: this side acks (its
+    // heartbeat) until `take_over` says Taken and closes the link.
+    let mut handed_off = false;
     // Short waits: execution progress is reported within a few ms.
     let wait = ACK_PROGRESS_EVERY.min(heartbeat);
     let mut decoder = Decoder::resume(0, start_icount, 0);
@@ -612,9 +660,26 @@ fn receive_loop(
                 }
                 true
             }
+            Ok(Got::Message(Message::Handoff { icount, released }))
+                if purpose == Purpose::Migrate && !handed_off =>
+            {
+                if decoder.last_icount() != icount {
+                    break ProtocolError::HandoffIcount {
+                        got: decoder.last_icount(),
+                        announced: icount,
+                    }
+                    .to_string();
+                }
+                handed_off = true;
+                if events.send(Event::Handoff { icount, released }).is_err() {
+                    return;
+                }
+                true
+            }
             Ok(Got::Message(other)) => {
                 break format!("the primary sent {} after the handshake", other.describe())
             }
+            Ok(Got::Nothing) if handed_off => last_ack.elapsed() >= heartbeat,
             Ok(Got::Nothing) if last_heard.elapsed() >= config.timeout => {
                 break format!(
                     "no word from the primary for {} ms",
@@ -627,7 +692,9 @@ fn receive_loop(
                     || (since >= ACK_PROGRESS_EVERY
                         && executed.load(Ordering::Acquire) != acked_executed)
             }
+            Ok(Got::Closed) if handed_off => return,
             Ok(Got::Closed) => break "the primary closed the connection".to_string(),
+            Err(_) if handed_off => return,
             Err(e) => break e.to_string(),
         };
         if ack_due {
@@ -771,6 +838,21 @@ impl Backup {
                     }
                 }
                 Event::PrimaryLost(reason, at) => return Ok(Outcome::PrimaryLost { reason, at }),
+                Event::Handoff { icount, released } => {
+                    if self.machine.icount() != icount {
+                        return Err(ProtocolError::HandoffIcount {
+                            got: self.machine.icount(),
+                            announced: icount,
+                        }
+                        .into());
+                    }
+                    let mut held = lock(&self.held);
+                    held.released = held.released.max(released);
+                    while held.queue.front().is_some_and(|h| h.icount <= released) {
+                        held.queue.pop_front();
+                    }
+                    return Ok(Outcome::HandedOff { icount });
+                }
             }
         }
     }
@@ -783,11 +865,17 @@ impl Backup {
     /// After the primary failed: win the arbiter, re-emit the outputs the
     /// primary may not have released into `live`, and make `live` the
     /// machine's sink. Losing the arbiter is an error: the caller halts.
-    pub fn go_live(mut self, mut live: Box<dyn Output>) -> Result<Live, FtError> {
+    pub fn go_live(self, live: Box<dyn Output>) -> Result<Live, FtError> {
         if let Some(why) = self.failed {
             return Err(FtError::NotFollowing { since: why });
         }
-        let generation = match self.arbiter.claim(self.hello.generation)? {
+        let Some(arbiter) = &self.arbiter else {
+            return Err(MigrationError::SourceLost {
+                why: "a migration target goes live only when handed the VM".into(),
+            }
+            .into());
+        };
+        let generation = match arbiter.claim(self.hello.generation)? {
             Claim::Won(generation) => {
                 tracing::info!(
                     event = "arbiter",
@@ -809,6 +897,31 @@ impl Backup {
                 return Err(FtError::LostArbiter(generation));
             }
         };
+        Ok(self.run_here(generation, live))
+    }
+
+    /// After the primary handed the VM over ([`Outcome::HandedOff`]):
+    /// tell it the VM runs here, and make `live` the machine's sink (with
+    /// any outputs the primary did not release, which a hand-over leaves
+    /// none of). Runs under the primary's arbiter generation.
+    pub fn take_over(self, live: Box<dyn Output>) -> Result<Live, FtError> {
+        if let Some(why) = self.failed {
+            return Err(FtError::NotFollowing { since: why });
+        }
+        let generation = self.hello.generation;
+        let link = self.link.clone();
+        let live = self.run_here(generation, live);
+        // The primary stops when it hears this; if it does not, it halts
+        // anyway (the hand-over is in doubt) and never runs the VM again.
+        let told = link.send(&Message::Taken);
+        link.close();
+        if let Err(e) = told {
+            tracing::warn!(error = %e, "migration: could not tell the source the VM runs here");
+        }
+        Ok(live)
+    }
+
+    fn run_here(mut self, generation: u64, mut live: Box<dyn Output>) -> Live {
         let held = std::mem::take(&mut *lock(&self.held));
         let mut reemitted_bytes = 0;
         for h in held.queue {
@@ -839,13 +952,13 @@ impl Backup {
             }
         }
         self.machine.replace_output(live);
-        Ok(Live {
+        Live {
             anchor: instant_of_unix_ns(self.hello.anchor_unix_ns),
             machine: self.machine,
             generation,
             reemitted_bytes,
             announced,
-        })
+        }
     }
 }
 

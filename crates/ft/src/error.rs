@@ -25,6 +25,8 @@ pub enum FtError {
     PlaintextNotLoopback { addr: String },
     #[error("FT: cannot add a backup: {0}")]
     Busy(#[from] BusyError),
+    #[error("migration: {0}")]
+    Migration(#[from] MigrationError),
     #[error("FT sync: {0}")]
     Sync(#[from] SyncError),
     #[error("FT backup: disk replica {}: {source}", path.display())]
@@ -77,6 +79,12 @@ pub enum ProtocolError {
     Rate(#[from] machine::BadRate),
     #[error("Hello: read-only flag {0}")]
     ReadOnlyFlag(u8),
+    #[error("Hello: unknown purpose {0}")]
+    Purpose(u8),
+    #[error("Handoff: outputs released to icount {released}, past the hand-over at {icount}")]
+    ReleasedAhead { icount: u64, released: u64 },
+    #[error("Handoff at icount {announced}, but the log ends at {got}")]
+    HandoffIcount { got: u64, announced: u64 },
     #[error("{got} while {during}")]
     Unexpected {
         got: &'static str,
@@ -127,6 +135,35 @@ pub enum BusyError {
     Protected { backup: String },
     #[error("halted: {why}")]
     Fenced { why: String },
+    #[error("the VM runs without an arbiter (--ft-arbiter): it can be migrated, not protected")]
+    NoArbiter,
+    #[error("it is being migrated to {target}")]
+    Migrating { target: String },
+}
+
+/// A live migration did not complete. Except for `InDoubt`, the VM runs
+/// on where it was.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    #[error("cannot migrate now: {0}")]
+    Busy(BusyError),
+    #[error("the target at {target} failed before the hand-over ({why}); the VM runs on here")]
+    TargetFailed { target: String, why: String },
+    #[error("the target at {target} did not catch up with the VM within {} s; the VM runs on here", within.as_secs())]
+    CatchUp { target: String, within: Duration },
+    #[error("cancelled; the VM runs on here")]
+    Cancelled,
+    #[error("the VM stopped before the hand-over")]
+    VmStopped,
+    /// After the hand-over was sent the target fell silent: it may run the
+    /// VM. This side stopped it (two copies must never run).
+    #[error("the hand-over to {target} is in doubt ({why}): the VM was stopped here and may be running there")]
+    InDoubt { target: String, why: String },
+    /// A migration target does not go live on its own.
+    #[error(
+        "the source of the migration was lost before the hand-over ({why}); the VM stays with it"
+    )]
+    SourceLost { why: String },
 }
 
 /// The primary could not send the VM to its backup (its own side of a

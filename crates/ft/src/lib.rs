@@ -3,7 +3,7 @@
 //! over when the primary fails, with no output lost. A running VM takes a
 //! new backup at any time (redundancy restored after a failover).
 //!
-//! # The log channel (protocol version 4)
+//! # The log channel (protocol version 5)
 //!
 //! One connection, opened by the primary: TCP, or TLS with mutual
 //! authentication (both sides present a certificate of one CA; see the
@@ -14,7 +14,7 @@
 //!
 //! | kind | message | direction | payload |
 //! |------|---------|-----------|---------|
-//! | 0x01 | `Hello`   | primary → backup | `vlen: u8, lockstep version, generation: u64, anchor: u64 (UNIX ns of guest mtime 0 on the primary's clock), vm uuid: 16 bytes, images_len: u64, memory: u64, instructions per tick: u64 (1 to 1000), disks: u8, per disk (capacity: u64, read_only: u8), setup (the rest; opaque here)` |
+//! | 0x01 | `Hello`   | primary → backup | `vlen: u8, lockstep version, generation: u64, anchor: u64 (UNIX ns of guest mtime 0 on the primary's clock), vm uuid: 16 bytes, images_len: u64, memory: u64, instructions per tick: u64 (1 to 1000), disks: u8, per disk (capacity: u64, read_only: u8), purpose: u8 (0 protect, 1 migrate), setup (the rest; opaque here)` |
 //! | 0x02 | `Welcome` | backup → primary | `0x00` accepted, or `0x01` then a UTF-8 reason for refusing |
 //! | 0x03 | `Images`  | primary → backup | `offset: u64`, boot image bytes (firmware ‖ kernel ‖ initrd) |
 //! | 0x04 | `Pages`   | primary → backup | entries of `page index: u32, 4096 bytes` |
@@ -24,6 +24,8 @@
 //! | 0x10 | `Batch`   | primary → backup | `released: u64` (icount up to which the primary has released outputs), then zero or more whole log frames in the replay format (LSNs from 0, consecutive across batches; icount deltas from the `State`'s icount) |
 //! | 0x11 | `Ack`     | backup → primary | `next_lsn: u64, icount: u64, executed: u64`: every record before `next_lsn` was received, the last was at `icount`; the backup has executed up to icount `executed` |
 //! | 0x12 | `Alive`   | backup → primary | empty: the backup's heartbeat while it receives the VM |
+//! | 0x13 | `Handoff` | primary → target | `icount: u64, released: u64`: migration only; the guest stopped at `icount` (the last record's), outputs released up to `released` (≤ icount) |
+//! | 0x14 | `Taken`   | target → primary | empty: the target runs the VM |
 //!
 //! **Handshake and sync.** The primary sends `Hello`; the backup refuses
 //! (in `Welcome`) if the lockstep versions differ, the arbiter generation
@@ -80,6 +82,22 @@
 //! can take a new one. The primary, on winning, releases what it held and
 //! runs on unprotected until a new backup is added; the loser of either
 //! race halts.
+//!
+//! **Live migration** ([`FtPrimary::migrate`]) is the same sync and log to
+//! a target whose Hello says `migrate` (`lockstep ft backup --incoming`;
+//! each side refuses the other purpose, and no arbiter is involved). Once
+//! the target's executed icount is within 1 ms of execution of the
+//! primary's, the primary's runner stops the guest inside a step, logs a
+//! last `Checkpoint`, waits until everything is acknowledged and every held
+//! output released, and sends `Handoff`; the target executes to that icount
+//! (checking the checkpoint), drops nothing (the primary released it all),
+//! goes live (gratuitous ARPs as on failover) and answers `Taken`, and the
+//! primary ends. The guest's pause is that hand-over. A target that fails
+//! before `Handoff` leaves the VM running on the primary (it never goes
+//! live on its own); a cancelled migration closes the channel. If the
+//! channel fails after `Handoff` was sent and before `Taken`, the
+//! hand-over is in doubt: the primary halts (fenced) rather than risk two
+//! copies, and whoever manages the hosts looks at the target.
 
 pub mod arbiter;
 pub mod backup;
@@ -94,12 +112,13 @@ pub use arbiter::{Arbiter, Claim};
 pub use backup::{serve, serve_until_ready, Backup, BackupOptions, Live, Outcome};
 pub use channel::check_loopback;
 pub use error::{
-    BusyError, FtError, HandshakeError, ProtocolError, RestoreError, SendError, SyncError,
+    BusyError, FtError, HandshakeError, MigrationError, ProtocolError, RestoreError, SendError,
+    SyncError,
 };
 pub use link::{tls_init, TlsIdentity, TlsInit};
 pub use primary::{protectable, FtPrimary, PrimaryJournal, Protection, Resumed, Status, VmShape};
 pub use sync::{SyncReport, SyncUpdate};
-pub use wire::{DiskShape, Hello};
+pub use wire::{DiskShape, Hello, Purpose};
 
 use std::time::Duration;
 

@@ -19,8 +19,8 @@
 use crate::arbiter::{Arbiter, Claim};
 use crate::channel::{self, Got, Receiver, Sender};
 use crate::sync::{SyncJob, SyncReport, SyncRequest, SyncUpdate};
-use crate::wire::{DiskShape, Hello, Message, MAX_BATCH};
-use crate::{BusyError, FtConfig, FtError, HandshakeError, SendError, SyncError};
+use crate::wire::{DiskShape, Hello, Message, Purpose, MAX_BATCH};
+use crate::{BusyError, FtConfig, FtError, HandshakeError, MigrationError, SendError, SyncError};
 use link::TlsIdentity;
 use machine::{HostEvent, Journal, JournalError, Machine, Output, OutputEvent, RunEnd};
 use replay::session::{log_input, OutputWindows, SharedWindows, TeeOutput};
@@ -34,6 +34,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// How long the backup may take to accept the Hello, and to restore the
 /// machine after the last sync round.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A migration hands the VM over once its target lags at most this many
+/// instructions behind (1 ms at [`crate::INSTRUCTIONS_PER_MS`]): the
+/// guest's pause at the hand-over is the target's catch-up.
+const HANDOFF_LAG: u64 = crate::INSTRUCTIONS_PER_MS;
+/// How long a migration target may take to catch up that far.
+const CATCH_UP_WITHIN: Duration = Duration::from_secs(30);
 
 /// An output waiting for the backup's ack.
 enum Held {
@@ -59,7 +65,13 @@ pub enum Protection {
     Syncing { backup: String },
     /// A backup follows: outputs wait for its acks.
     Protected { backup: String },
-    /// The backup won the arbiter: this side must stay silent.
+    /// A migration target follows (as a backup does) until the hand-over.
+    Migrating { target: String },
+    /// The VM was handed over to the migration target: this side is done
+    /// and silent.
+    Migrated { target: String },
+    /// The backup won the arbiter (or a hand-over is in doubt): this side
+    /// must stay silent.
     Fenced(String),
 }
 
@@ -96,9 +108,46 @@ impl Hold {
         }
     }
 
+    /// A peer follows the log: outputs wait for its acks.
     fn protected(&self) -> bool {
-        matches!(self.state, Protection::Protected { .. })
+        matches!(
+            self.state,
+            Protection::Protected { .. } | Protection::Migrating { .. }
+        )
     }
+}
+
+/// Where the hand-over of a migration stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Handoff {
+    Idle,
+    /// `Handoff` is on its way: a failure now is no reason to resume.
+    Sent,
+    /// The target runs the VM.
+    Taken,
+    /// The target failed after `Handoff` was sent.
+    Failed(String),
+}
+
+/// A hand-over for the journal to make: the target, and where the
+/// guest's pause (or the failure) goes.
+type HandoffRequest = (String, mpsc::Sender<Result<Duration, MigrationError>>);
+
+/// What a migration took.
+#[derive(Clone, Debug)]
+pub struct MigrationReport {
+    /// Sending the VM (pre-copy rounds; `sync.pause` is the guest's pause
+    /// for the last round).
+    pub sync: SyncReport,
+    /// From the target being ready until it had caught up.
+    pub catch_up: Duration,
+    /// The guest's pause at the hand-over: from the last instruction here
+    /// to the target's `Taken`.
+    pub handoff_pause: Duration,
+    /// The icount of the hand-over.
+    pub icount: u64,
+    /// From the command to the end.
+    pub total: Duration,
 }
 
 /// The records for the current backup.
@@ -128,7 +177,8 @@ struct Shared {
     span: tracing::Span,
     /// The VM's clock rate.
     rate: machine::InstructionsPerTick,
-    arbiter: Arbiter,
+    /// `None`: the VM can be migrated but not protected.
+    arbiter: Option<Arbiter>,
     tls: Option<TlsIdentity>,
     shape: VmShape,
     /// The arbiter generation this side runs under.
@@ -154,6 +204,20 @@ struct Shared {
     session: AtomicU64,
     /// Log bytes sent to the current backup, and since when.
     log: Mutex<LogMeter>,
+    /// What the current (or last) peer was sent the VM for.
+    purpose: Mutex<Purpose>,
+    /// The current peer's connection (to cancel a migration, and for the
+    /// hand-over).
+    link: Mutex<Option<Sender>>,
+    /// A migration was cancelled.
+    cancelled: AtomicBool,
+    /// Why the last peer failed (for the migration's error).
+    last_failure: Mutex<Option<String>>,
+    /// A hand-over the journal should make at its next step, and where
+    /// its result goes.
+    handoff_request: Mutex<Option<HandoffRequest>>,
+    handoff: Mutex<Handoff>,
+    handoff_changed: Condvar,
 }
 
 #[derive(Default)]
@@ -210,11 +274,13 @@ impl Output for HoldOutput {
         let mut hold = lock(&self.shared.hold);
         match hold.state {
             Protection::Unprotected | Protection::Syncing { .. } => hold.sink.emit(icount, event),
-            Protection::Fenced(_) => {}
-            Protection::Protected { .. } if hold.queue.is_empty() && icount <= hold.acked => {
+            Protection::Fenced(_) | Protection::Migrated { .. } => {}
+            Protection::Protected { .. } | Protection::Migrating { .. }
+                if hold.queue.is_empty() && icount <= hold.acked =>
+            {
                 hold.sink.emit(icount, event)
             }
-            Protection::Protected { .. } => {
+            Protection::Protected { .. } | Protection::Migrating { .. } => {
                 let held = match event {
                     OutputEvent::Console(bytes) => Held::Console(bytes.to_vec()),
                     OutputEvent::Net { nic, frame } => Held::Net {
@@ -246,16 +312,17 @@ pub struct Resumed {
 /// [`FtPrimary::anchor`]. `events` reaches the runner.
 pub fn protectable(
     machine: &mut Machine,
-    arbiter: Arbiter,
+    arbiter: Option<Arbiter>,
     resumed: Option<Resumed>,
     shape: VmShape,
     config: FtConfig,
     tls: Option<TlsIdentity>,
     events: mpsc::Sender<HostEvent>,
 ) -> Result<(PrimaryJournal, FtPrimary), FtError> {
-    let generation = match resumed {
-        Some(r) => r.generation,
-        None => arbiter.generation()?,
+    let generation = match (resumed, &arbiter) {
+        (Some(r), _) => r.generation,
+        (None, Some(arbiter)) => arbiter.generation()?,
+        (None, None) => 0,
     };
     let sink = machine.replace_output(Box::new(machine::NullOutput));
     let rate = machine.config().instructions_per_tick;
@@ -287,6 +354,13 @@ pub fn protectable(
         icount: AtomicU64::new(machine.icount()),
         session: AtomicU64::new(0),
         log: Mutex::default(),
+        purpose: Mutex::new(Purpose::Protect),
+        link: Mutex::new(None),
+        cancelled: AtomicBool::new(false),
+        last_failure: Mutex::new(None),
+        handoff_request: Mutex::new(None),
+        handoff: Mutex::new(Handoff::Idle),
+        handoff_changed: Condvar::new(),
     });
     // Outputs are hashed in the order the machine emits them (before the
     // hold), exactly as a recording does, for the backup to compare.
@@ -326,6 +400,14 @@ impl FtPrimary {
     pub fn fenced(&self) -> Option<String> {
         match &lock(&self.shared.hold).state {
             Protection::Fenced(why) => Some(why.clone()),
+            _ => None,
+        }
+    }
+
+    /// Where the VM went, if it was migrated.
+    pub fn migrated(&self) -> Option<String> {
+        match &lock(&self.shared.hold).state {
+            Protection::Migrated { target } => Some(target.clone()),
             _ => None,
         }
     }
@@ -372,39 +454,181 @@ impl FtPrimary {
         addr: &str,
         progress: &mut dyn FnMut(&SyncUpdate),
     ) -> Result<SyncReport, FtError> {
-        let s = &self.shared;
-        {
-            let mut hold = lock(&s.hold);
-            match &hold.state {
-                Protection::Unprotected => {}
-                Protection::Syncing { backup } => {
-                    return Err(BusyError::Syncing {
-                        backup: backup.clone(),
-                    }
-                    .into())
-                }
-                Protection::Protected { backup } => {
-                    return Err(BusyError::Protected {
-                        backup: backup.clone(),
-                    }
-                    .into())
-                }
-                Protection::Fenced(why) => {
-                    return Err(BusyError::Fenced { why: why.clone() }.into())
-                }
-            }
-            hold.state = Protection::Syncing {
-                backup: addr.to_string(),
-            };
+        if self.shared.arbiter.is_none() {
+            return Err(BusyError::NoArbiter.into());
         }
+        self.begin_sync(addr, Purpose::Protect)?;
+        self.sync_and_revert(addr, progress)
+    }
+
+    /// Claim the VM for a new peer at `addr` (it must be unprotected).
+    fn begin_sync(&self, addr: &str, purpose: Purpose) -> Result<(), BusyError> {
+        let s = &self.shared;
+        let mut hold = lock(&s.hold);
+        match &hold.state {
+            Protection::Unprotected => {}
+            Protection::Syncing { backup } => {
+                return Err(BusyError::Syncing {
+                    backup: backup.clone(),
+                })
+            }
+            Protection::Protected { backup } => {
+                return Err(BusyError::Protected {
+                    backup: backup.clone(),
+                })
+            }
+            Protection::Migrating { target } => {
+                return Err(BusyError::Migrating {
+                    target: target.clone(),
+                })
+            }
+            Protection::Migrated { target } => {
+                return Err(BusyError::Fenced {
+                    why: format!("migrated to {target}"),
+                })
+            }
+            Protection::Fenced(why) => return Err(BusyError::Fenced { why: why.clone() }),
+        }
+        hold.state = Protection::Syncing {
+            backup: addr.to_string(),
+        };
+        *lock(&s.purpose) = purpose;
+        *lock(&s.last_failure) = None;
+        *lock(&s.handoff) = Handoff::Idle;
+        s.cancelled.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// Send the VM to `addr`; on failure the VM is unprotected again.
+    fn sync_and_revert(
+        &self,
+        addr: &str,
+        progress: &mut dyn FnMut(&SyncUpdate),
+    ) -> Result<SyncReport, FtError> {
+        let s = &self.shared;
         let result = self.sync_to(addr, progress);
         if result.is_err() {
             let mut hold = lock(&s.hold);
             if matches!(hold.state, Protection::Syncing { .. }) {
                 hold.state = Protection::Unprotected;
             }
+            drop(hold);
+            lock(&s.link).take();
         }
         result
+    }
+
+    /// Live migration: send the running VM to the migration target at
+    /// `addr` (`lockstep ft backup --incoming`) as to a backup, let it
+    /// follow until it has caught up, then stop the guest here and hand it
+    /// over: the target runs it from the next instruction, and this side
+    /// ends ([`FtPrimary::migrated`]). Until the hand-over, a failure (or
+    /// [`FtPrimary::cancel_migration`]) leaves the VM running here.
+    pub fn migrate(
+        &self,
+        addr: &str,
+        progress: &mut dyn FnMut(&SyncUpdate),
+    ) -> Result<MigrationReport, FtError> {
+        let started = Instant::now();
+        let s = &self.shared;
+        self.begin_sync(addr, Purpose::Migrate)
+            .map_err(MigrationError::Busy)?;
+        let sync = match self.sync_and_revert(addr, progress) {
+            Ok(report) => report,
+            Err(_) if s.cancelled.load(Ordering::Acquire) => {
+                return Err(MigrationError::Cancelled.into())
+            }
+            Err(e) => return Err(e),
+        };
+        let ready = Instant::now();
+        // Catch up: the hand-over pauses the guest for as long as the
+        // target needs to execute what it has not yet.
+        loop {
+            let state = lock(&s.hold).state.clone();
+            if !matches!(state, Protection::Migrating { .. }) {
+                let why = lock(&s.last_failure)
+                    .clone()
+                    .unwrap_or_else(|| "it stopped following".into());
+                return Err(self.migration_ended(addr, why));
+            }
+            if s.cancelled.load(Ordering::Acquire) {
+                self.abandon("the migration was cancelled");
+                return Err(MigrationError::Cancelled.into());
+            }
+            let icount = s.icount.load(Ordering::Acquire);
+            if icount.saturating_sub(s.backup_executed.load(Ordering::Acquire)) <= HANDOFF_LAG {
+                break;
+            }
+            if ready.elapsed() >= CATCH_UP_WITHIN {
+                self.abandon("the target did not catch up");
+                return Err(MigrationError::CatchUp {
+                    target: addr.to_string(),
+                    within: CATCH_UP_WITHIN,
+                }
+                .into());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let catch_up = ready.elapsed();
+        let (reply, result) = mpsc::channel();
+        *lock(&s.handoff_request) = Some((addr.to_string(), reply));
+        let _ = lock(&s.events).send(HostEvent::Wake);
+        let handoff_pause = match result.recv() {
+            Ok(Ok(pause)) => pause,
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(MigrationError::VmStopped.into()),
+        };
+        Ok(MigrationReport {
+            sync,
+            catch_up,
+            handoff_pause,
+            icount: s.icount.load(Ordering::Acquire),
+            total: started.elapsed(),
+        })
+    }
+
+    /// Cancel a migration before its hand-over (after it, too late: the
+    /// hand-over takes milliseconds). The VM runs on here.
+    pub fn cancel_migration(&self) -> Result<(), MigrationError> {
+        let s = &self.shared;
+        let state = lock(&s.hold).state.clone();
+        match state {
+            Protection::Syncing { .. } | Protection::Migrating { .. }
+                if *lock(&s.purpose) == Purpose::Migrate =>
+            {
+                if *lock(&s.handoff) != Handoff::Idle {
+                    return Err(MigrationError::Busy(BusyError::Fenced {
+                        why: "the hand-over has begun".into(),
+                    }));
+                }
+                s.cancelled.store(true, Ordering::Release);
+                // Sync and catch-up notice the closed link.
+                if let Some(link) = lock(&s.link).as_ref() {
+                    link.close();
+                }
+                Ok(())
+            }
+            _ => Err(MigrationError::Busy(BusyError::Fenced {
+                why: "no migration is under way".into(),
+            })),
+        }
+    }
+
+    /// The error for a migration whose target stopped following.
+    fn migration_ended(&self, addr: &str, why: String) -> FtError {
+        if self.shared.cancelled.load(Ordering::Acquire) {
+            MigrationError::Cancelled.into()
+        } else {
+            MigrationError::TargetFailed {
+                target: addr.to_string(),
+                why,
+            }
+            .into()
+        }
+    }
+
+    fn abandon(&self, why: &str) {
+        abandon(&self.shared, why);
     }
 
     fn sync_to(
@@ -429,8 +653,10 @@ impl FtPrimary {
             memory: s.shape.memory,
             instructions_per_tick: s.rate,
             disks: s.shape.disks.clone(),
+            purpose: *lock(&s.purpose),
             setup: s.shape.setup.clone(),
         };
+        *lock(&s.link) = Some(tx.clone());
         tx.send(&Message::Hello(hello))?;
         match rx.expect(HANDSHAKE_TIMEOUT, "Welcome")? {
             Message::Welcome(Ok(())) => {}
@@ -574,9 +800,21 @@ fn ack_loop(
     addr: &str,
     ready: &mpsc::Sender<Result<(), String>>,
 ) {
-    let (failure, restored) = follow_acks(&mut rx, shared, addr, ready);
+    let (failure, restored) = match follow_acks(&mut rx, shared, addr, ready) {
+        AckEnd::Taken => {
+            set_handoff(shared, Handoff::Taken);
+            return;
+        }
+        AckEnd::Failed { why, restored } => (why, restored),
+    };
     if !restored {
         let _ = ready.send(Err(failure.clone()));
+    }
+    if *lock(&shared.handoff) == Handoff::Sent {
+        // The target may have gone live: the journal decides.
+        tx.close();
+        set_handoff(shared, Handoff::Failed(failure));
+        return;
     }
     if shared.ending.load(Ordering::Acquire) || shared.session.load(Ordering::Acquire) != session {
         return;
@@ -584,17 +822,70 @@ fn ack_loop(
     tx.close();
     lock(&shared.outbox).dead = true;
     shared.outbox_ready.notify_all();
-    backup_failed(shared, &failure);
+    *lock(&shared.last_failure) = Some(failure.clone());
+    if *lock(&shared.purpose) == Purpose::Migrate {
+        target_failed(shared, &failure);
+    } else {
+        backup_failed(shared, &failure);
+    }
 }
 
-/// Acks (and the one Ready) until the backup fails; returns why it did,
-/// and whether it had said Ready.
+/// Drop the migration target before the hand-over: the VM runs on here,
+/// unprotected.
+fn abandon(s: &Shared, why: &str) {
+    s.session.fetch_add(1, Ordering::AcqRel);
+    if let Some(link) = lock(&s.link).take() {
+        link.close();
+    }
+    lock(&s.outbox).dead = true;
+    s.outbox_ready.notify_all();
+    let mut hold = lock(&s.hold);
+    hold.release_all();
+    hold.state = Protection::Unprotected;
+    tracing::info!(
+        event = "migration_abandoned",
+        why,
+        "FT primary: migration abandoned"
+    );
+}
+
+fn set_handoff(shared: &Shared, to: Handoff) {
+    *lock(&shared.handoff) = to;
+    shared.handoff_changed.notify_all();
+}
+
+/// A migration target that fails before the hand-over never goes live:
+/// the VM runs on here, unprotected, without asking an arbiter.
+fn target_failed(shared: &Shared, failure: &str) {
+    let mut hold = lock(&shared.hold);
+    hold.release_all();
+    hold.state = Protection::Unprotected;
+    drop(hold);
+    shared.session.fetch_add(1, Ordering::AcqRel);
+    lock(&shared.link).take();
+    tracing::info!(
+        event = "migration_failed",
+        why = %failure,
+        "FT primary: the migration target failed; the VM runs on here"
+    );
+}
+
+/// How following the acks ended.
+enum AckEnd {
+    /// The migration target took the VM.
+    Taken,
+    /// The peer failed; whether it had said Ready.
+    Failed { why: String, restored: bool },
+}
+
+/// Acks (and the one Ready) until the backup fails (why it did, and
+/// whether it had said Ready) or a migration target takes the VM.
 fn follow_acks(
     rx: &mut Receiver,
     shared: &Shared,
     addr: &str,
     ready: &mpsc::Sender<Result<(), String>>,
-) -> (String, bool) {
+) -> AckEnd {
     let timeout = shared.config.timeout;
     let mut last_heard = Instant::now();
     let mut restored = false;
@@ -628,6 +919,9 @@ fn follow_acks(
             Ok(Got::Message(Message::Ready(Err(why)))) if !restored => {
                 format!("the backup at {addr} could not take the VM: {why}")
             }
+            Ok(Got::Message(Message::Taken)) if *lock(&shared.handoff) == Handoff::Sent => {
+                return AckEnd::Taken
+            }
             Ok(Got::Message(other)) => {
                 format!("the backup sent {} after the handshake", other.describe())
             }
@@ -638,7 +932,10 @@ fn follow_acks(
             Ok(Got::Closed) => "the backup closed the connection".to_string(),
             Err(e) => e.to_string(),
         };
-        return (failure, restored);
+        return AckEnd::Failed {
+            why: failure,
+            restored,
+        };
     }
 }
 
@@ -653,7 +950,11 @@ fn backup_failed(shared: &Shared, failure: &str) {
         let _ = lock(&shared.events).send(HostEvent::Stop);
     };
     let generation = shared.generation.load(Ordering::Acquire);
-    match shared.arbiter.claim(generation) {
+    let Some(arbiter) = &shared.arbiter else {
+        // Only migration targets follow a VM without an arbiter.
+        return halt(format!("backup lost ({failure}) and there is no arbiter"));
+    };
+    match arbiter.claim(generation) {
         Ok(Claim::Won(next)) => {
             shared.generation.store(next, Ordering::Release);
             let mut hold = lock(&shared.hold);
@@ -812,13 +1113,136 @@ impl PrimaryJournal {
         s.icount.store(icount, Ordering::Release);
         s.ending.store(false, Ordering::Release);
         *lock(&s.outbox) = Outbox::default();
+        let purpose = *lock(&s.purpose);
         let mut hold = lock(&s.hold);
         hold.acked = icount;
         if let Protection::Syncing { backup } = &hold.state {
-            hold.state = Protection::Protected {
-                backup: backup.clone(),
+            hold.state = match purpose {
+                Purpose::Protect => Protection::Protected {
+                    backup: backup.clone(),
+                },
+                Purpose::Migrate => Protection::Migrating {
+                    target: backup.clone(),
+                },
             };
         }
+    }
+
+    /// The hand-over of a migration, with the guest stopped (the runner's
+    /// thread is here): a last checkpoint, every record acknowledged and
+    /// every output released, then `Handoff`, and wait for `Taken`. Returns
+    /// the guest's pause. A failure before `Handoff` left lets the VM run
+    /// on here; one after it leaves the hand-over in doubt, and this side
+    /// halts (the target may run the VM: two copies must never run).
+    fn hand_off(
+        &mut self,
+        machine: &mut Machine,
+        target: String,
+    ) -> Result<Duration, MigrationError> {
+        let paused = Instant::now();
+        let s = Arc::clone(&self.shared);
+        let failed = |why: String| MigrationError::TargetFailed {
+            target: target.clone(),
+            why,
+        };
+        let stopped_following = || {
+            lock(&s.last_failure)
+                .clone()
+                .unwrap_or_else(|| "it stopped following".into())
+        };
+        if !matches!(lock(&s.hold).state, Protection::Migrating { .. }) {
+            return Err(failed(stopped_following()));
+        }
+        let icount = machine.icount();
+        let state_hash = machine
+            .state_hash()
+            .map_err(|e| failed(format!("the VM's state cannot be hashed: {e}")))?;
+        self.push(icount, &RecordKind::Checkpoint { state_hash }, true)
+            .map_err(|e| failed(e.to_string()))?;
+        // Every record acknowledged (so every output up to here released).
+        let deadline = Instant::now() + s.config.timeout;
+        loop {
+            let hold = lock(&s.hold);
+            if !hold.protected() {
+                drop(hold);
+                return Err(failed(stopped_following()));
+            }
+            if hold.acked >= icount && hold.queue.is_empty() {
+                break;
+            }
+            drop(hold);
+            if Instant::now() >= deadline {
+                abandon(&s, "the target did not acknowledge the last records");
+                return Err(failed(format!(
+                    "no acknowledgement of the last records within {} ms",
+                    s.config.timeout.as_millis()
+                )));
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        let link = lock(&s.link).clone();
+        let Some(link) = link else {
+            return Err(failed("its connection is gone".into()));
+        };
+        // From here on a failure is no reason to resume.
+        set_handoff(&s, Handoff::Sent);
+        lock(&s.outbox).closed = true;
+        s.outbox_ready.notify_all();
+        if let Err(e) = link.send(&Message::Handoff {
+            icount,
+            released: icount,
+        }) {
+            // Not sent whole: the target cannot have taken it.
+            set_handoff(&s, Handoff::Idle);
+            abandon(&s, "the hand-over could not be sent");
+            return Err(failed(e.to_string()));
+        }
+        let wait = s.config.timeout.max(Duration::from_secs(5));
+        let mut handoff = lock(&s.handoff);
+        let deadline = Instant::now() + wait;
+        while *handoff == Handoff::Sent && Instant::now() < deadline {
+            handoff = s
+                .handoff_changed
+                .wait_timeout(handoff, deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        let outcome = handoff.clone();
+        drop(handoff);
+        let pause = paused.elapsed();
+        let mut hold = lock(&s.hold);
+        hold.queue.clear();
+        let result = match outcome {
+            Handoff::Taken => {
+                hold.state = Protection::Migrated {
+                    target: target.clone(),
+                };
+                tracing::info!(
+                    event = "migrated",
+                    target = %target,
+                    icount,
+                    pause_us = pause.as_micros() as u64,
+                    "FT primary: handed the VM over"
+                );
+                Ok(pause)
+            }
+            Handoff::Failed(why) => {
+                hold.state =
+                    Protection::Fenced(format!("the hand-over to {target} is in doubt: {why}"));
+                Err(MigrationError::InDoubt { target, why })
+            }
+            Handoff::Sent | Handoff::Idle => {
+                let why = format!("no Taken within {} ms", wait.as_millis());
+                hold.state =
+                    Protection::Fenced(format!("the hand-over to {target} is in doubt: {why}"));
+                Err(MigrationError::InDoubt { target, why })
+            }
+        };
+        drop(hold);
+        link.close();
+        s.session.fetch_add(1, Ordering::AcqRel);
+        let _ = lock(&s.events).send(HostEvent::Stop);
+        result
     }
 }
 
@@ -851,6 +1275,12 @@ impl Journal for PrimaryJournal {
         let icount = machine.icount();
         self.shared.icount.store(icount, Ordering::Release);
         self.sync_step(machine);
+        let handoff = lock(&self.shared.handoff_request).take();
+        if let Some((target, reply)) = handoff {
+            let result = self.hand_off(machine, target);
+            let _ = reply.send(result);
+            return Ok(());
+        }
         if !self.protected() {
             // Unprotected output windows are nobody's business.
             lock::<OutputWindows>(&self.windows).take();
@@ -886,6 +1316,9 @@ impl Journal for PrimaryJournal {
         };
         if let Some(job) = self.sync.take() {
             job.fail(machine, SendError::VmStopped);
+        }
+        if let Some((_, reply)) = lock(&self.shared.handoff_request).take() {
+            let _ = reply.send(Err(MigrationError::VmStopped));
         }
         if !self.protected() {
             return Ok(());

@@ -9,8 +9,10 @@ use crate::{FtError, ProtocolError};
 pub const MAGIC: [u8; 8] = *b"LSTPFT\0\0";
 /// The one protocol version this build speaks.
 /// Version 4: the Hello carries the VM's clock rate (instructions per
-/// tick), and the machine state and its hash include it.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// tick), and the machine state and its hash include it. Version 5: the
+/// Hello says what the VM is sent for (a backup, or a migration), and a
+/// migration ends with `Handoff` and `Taken`.
+pub const PROTOCOL_VERSION: u16 = 5;
 /// The lockstep version both sides must run (their machines must be the
 /// same machine).
 pub const LOCKSTEP_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -44,6 +46,37 @@ mod kind {
     pub const BATCH: u8 = 0x10;
     pub const ACK: u8 = 0x11;
     pub const ALIVE: u8 = 0x12;
+    pub const HANDOFF: u8 = 0x13;
+    pub const TAKEN: u8 = 0x14;
+}
+
+/// What the primary sends its VM for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// A backup that follows the VM and takes over when the primary fails
+    /// (arbitrated by the arbiter both share).
+    Protect,
+    /// A migration target (`lockstep ft backup --incoming`): it follows
+    /// the VM until the primary hands it over, and never goes live on its
+    /// own (a failed migration leaves the VM where it was).
+    Migrate,
+}
+
+impl Purpose {
+    fn code(self) -> u8 {
+        match self {
+            Purpose::Protect => 0,
+            Purpose::Migrate => 1,
+        }
+    }
+
+    fn from_code(code: u8) -> Result<Purpose, FtError> {
+        match code {
+            0 => Ok(Purpose::Protect),
+            1 => Ok(Purpose::Migrate),
+            other => Err(ProtocolError::Purpose(other).into()),
+        }
+    }
 }
 
 /// A disk the backup keeps a replica of.
@@ -72,6 +105,8 @@ pub struct Hello {
     pub instructions_per_tick: machine::InstructionsPerTick,
     /// The VM's disks, in slot order.
     pub disks: Vec<DiskShape>,
+    /// A backup, or a migration.
+    pub purpose: Purpose,
     /// The VM's configuration, opaque to this crate (the CLI's `VmSetup`).
     pub setup: Vec<u8>,
 }
@@ -119,6 +154,15 @@ pub enum Message {
     /// The backup's heartbeat while it receives the VM (it has no log to
     /// acknowledge yet).
     Alive,
+    /// Migration: the primary has stopped the guest at `icount` (its last
+    /// record's), released every output up to `released`, and hands the
+    /// VM over: the target executes to `icount` and goes live.
+    Handoff {
+        icount: u64,
+        released: u64,
+    },
+    /// Migration: the target runs the VM; the primary exits.
+    Taken,
 }
 
 fn encode_result(payload: &mut Vec<u8>, answer: &Result<(), String>) {
@@ -154,6 +198,7 @@ impl Message {
                     p.extend_from_slice(&d.capacity.to_le_bytes());
                     p.push(u8::from(d.read_only));
                 }
+                p.push(h.purpose.code());
                 p.extend_from_slice(&h.setup);
                 kind::HELLO
             }
@@ -205,6 +250,13 @@ impl Message {
                 kind::ACK
             }
             Message::Alive => kind::ALIVE,
+            Message::Handoff { icount, released } => {
+                for n in [icount, released] {
+                    p.extend_from_slice(&n.to_le_bytes());
+                }
+                kind::HANDOFF
+            }
+            Message::Taken => kind::TAKEN,
         };
         (kind, p)
     }
@@ -258,6 +310,19 @@ impl Message {
                 p.end("Alive")?;
                 Message::Alive
             }
+            kind::HANDOFF => {
+                let icount = p.u64("Handoff")?;
+                let released = p.u64("Handoff")?;
+                p.end("Handoff")?;
+                if released > icount {
+                    return Err(ProtocolError::ReleasedAhead { icount, released }.into());
+                }
+                Message::Handoff { icount, released }
+            }
+            kind::TAKEN => {
+                p.end("Taken")?;
+                Message::Taken
+            }
             other => return Err(ProtocolError::UnknownKind(other).into()),
         };
         Ok(message)
@@ -276,6 +341,8 @@ impl Message {
             Message::Batch { .. } => "a Batch",
             Message::Ack { .. } => "an Ack",
             Message::Alive => "an Alive",
+            Message::Handoff { .. } => "a Handoff",
+            Message::Taken => "a Taken",
         }
     }
 }
@@ -307,6 +374,7 @@ fn decode_hello(p: &mut Fields<'_>) -> Result<Hello, FtError> {
             read_only,
         });
     }
+    let purpose = Purpose::from_code(p.u8(what)?)?;
     Ok(Hello {
         lockstep_version,
         generation,
@@ -316,6 +384,7 @@ fn decode_hello(p: &mut Fields<'_>) -> Result<Hello, FtError> {
         memory,
         instructions_per_tick,
         disks,
+        purpose,
         setup: p.rest(),
     })
 }
@@ -395,6 +464,7 @@ mod tests {
                         read_only: true,
                     },
                 ],
+                purpose: Purpose::Migrate,
                 setup: b"{\"name\":\"vm\"}".to_vec(),
             }),
             Message::Welcome(Ok(())),
@@ -429,6 +499,11 @@ mod tests {
                 executed: 1,
             },
             Message::Alive,
+            Message::Handoff {
+                icount: 1 << 33,
+                released: 1 << 32,
+            },
+            Message::Taken,
         ]
     }
 
@@ -475,6 +550,18 @@ mod tests {
         hello[flag] = 7;
         let err = Message::decode(kind, &hello).unwrap_err();
         assert!(err.to_string().contains("read-only flag 7"), "{err}");
+        let purpose = flag + 1 + 8 + 1;
+        let mut bad_purpose = all_kinds()[0].encode().1;
+        bad_purpose[purpose] = 9;
+        let err = Message::decode(kind, &bad_purpose).unwrap_err();
+        assert!(err.to_string().contains("purpose 9"), "{err}");
+        let (handoff, payload) = Message::Handoff {
+            icount: 5,
+            released: 6,
+        }
+        .encode();
+        let err = Message::decode(handoff, &payload).unwrap_err();
+        assert!(err.to_string().contains("released"), "{err}");
         let err = Message::decode(kind, &hello[..30]).unwrap_err();
         assert!(
             err.to_string().contains("Hello: message too short"),

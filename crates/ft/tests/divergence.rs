@@ -76,6 +76,7 @@ fn sync_spinning_machine(
             memory: 16 << 20,
             instructions_per_tick: machine::InstructionsPerTick::DEFAULT,
             disks: Vec::new(),
+            purpose: wire::Purpose::Protect,
             setup: Vec::new(),
         }),
     );
@@ -159,8 +160,9 @@ fn against_primary<T: Send + 'static>(
         replica_dir: dir.path(),
         config,
         accept: None,
+        purpose: wire::Purpose::Protect,
     };
-    let served = ft::serve(&listener, &arbiter, &options, &mut |_| {});
+    let served = ft::serve(&listener, Some(&arbiter), &options, &mut |_| {});
     (served, primary, dir)
 }
 
@@ -376,6 +378,7 @@ fn another_lockstep_version_is_refused() {
                 memory: 16 << 20,
                 instructions_per_tick: machine::InstructionsPerTick::DEFAULT,
                 disks: Vec::new(),
+                purpose: wire::Purpose::Protect,
                 setup: Vec::new(),
             }),
         );
@@ -403,6 +406,7 @@ fn forged_hello(generation: u64, disks: Vec<wire::DiskShape>) -> Message {
         memory: 16 << 20,
         instructions_per_tick: machine::InstructionsPerTick::DEFAULT,
         disks,
+        purpose: wire::Purpose::Protect,
         setup: Vec::new(),
     })
 }
@@ -478,8 +482,9 @@ fn plaintext_is_refused_off_loopback() {
         replica_dir: dir.path(),
         config,
         accept: None,
+        purpose: wire::Purpose::Protect,
     };
-    let err = ft::serve_until_ready(&listener, &arbiter, &options, &mut |_| {})
+    let err = ft::serve_until_ready(&listener, Some(&arbiter), &options, &mut |_| {})
         .err()
         .expect("refused");
     assert!(matches!(err, FtError::PlaintextNotLoopback { .. }), "{err}");
