@@ -232,7 +232,7 @@ impl Round {
 struct QemuRound {
     plain: Measured,
     /// The run and the size of its rrfile.
-    record: Result<(Measured, u64), String>,
+    record: Result<(Measured, u64), BenchError>,
 }
 
 /// Round `index` (from 0) runs plain first when even.
@@ -345,7 +345,7 @@ fn qemu_round(
             Ok((r, bytes.len()))
         });
         let _ = std::fs::remove_file(rrfile);
-        result.map_err(|e| e.to_string())
+        result
     };
     let (plain, record) = if plain_first {
         let plain = run_plain()?;
@@ -607,7 +607,7 @@ fn json_doc(rounds: &[Round], replayed: Option<&Replayed>) -> serde_json::Value 
                     "plain": run(&q.plain),
                     "record": match &q.record {
                         Ok((rec, bytes)) => serde_json::json!({ "run": run(rec), "rrfile_bytes": bytes }),
-                        Err(why) => serde_json::json!({ "error": why }),
+                        Err(why) => serde_json::json!({ "error": why.to_string() }),
                     },
                     "ratio": qemu_ratio(q),
                 })),
@@ -961,7 +961,10 @@ mod tests {
         };
         let failed = QemuRound {
             plain: measured("BENCH done 4.0\n", 4.0, 3.0),
-            record: Err("no rr".into()),
+            record: Err(BenchError::Spawn {
+                what: "qemu".into(),
+                source: std::io::Error::other("no rr"),
+            }),
         };
         let rounds = [
             round(11.0, Some(qemu)),
@@ -983,7 +986,7 @@ mod tests {
         assert_eq!(r[0]["log"]["warp_ticks"], 15_000_000);
         assert_eq!(r[0]["qemu"]["ratio"], 1.5);
         assert_eq!(r[0]["qemu"]["record"]["rrfile_bytes"], 1000);
-        assert_eq!(r[1]["qemu"]["record"]["error"], "no rr");
+        assert_eq!(r[1]["qemu"]["record"]["error"], "cannot start qemu: no rr");
         assert!(r[1]["qemu"]["ratio"].is_null());
         assert!(r[2]["qemu"].is_null());
         assert!((r[0]["cpu_ratio"].as_f64().unwrap_or(0.0) - 1.1).abs() < 1e-12);

@@ -128,29 +128,49 @@ fn parse_mode(s: &str) -> Result<Mode, net::network::UnknownMode> {
     s.parse()
 }
 
-fn parse_subnet(s: &str) -> Result<Subnet, String> {
-    s.parse().map_err(|e: net::NetworkError| e.to_string())
+/// Why a `lockstep net` flag or command is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum NetCmdError {
+    #[error("'{given}' is not on or off")]
+    NotOnOff { given: String },
+    #[error("'{given}' is not ADDR or ADDR:PORT")]
+    NotDnsAddr { given: String },
+    #[error("port forward {forward}: host port {addr} cannot be used: {source}")]
+    ForwardPortTaken {
+        forward: Forward,
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("network {network} is named by kept VM(s) {}: change their NICs or delete them first", .vms.join(", "))]
+    NamedByKeptVms { network: String, vms: Vec<String> },
 }
 
-fn parse_forward(s: &str) -> Result<Forward, String> {
-    s.parse().map_err(|e: net::NetworkError| e.to_string())
+fn parse_subnet(s: &str) -> Result<Subnet, net::NetworkError> {
+    s.parse()
 }
 
-fn parse_on_off(s: &str) -> Result<bool, String> {
+fn parse_forward(s: &str) -> Result<Forward, net::NetworkError> {
+    s.parse()
+}
+
+fn parse_on_off(s: &str) -> Result<bool, NetCmdError> {
     match s {
         "on" => Ok(true),
         "off" => Ok(false),
-        other => Err(format!("'{other}' is not on or off")),
+        other => Err(NetCmdError::NotOnOff {
+            given: other.into(),
+        }),
     }
 }
 
-fn parse_dns(s: &str) -> Result<SocketAddr, String> {
+fn parse_dns(s: &str) -> Result<SocketAddr, NetCmdError> {
     if let Ok(addr) = s.parse::<SocketAddr>() {
         return Ok(addr);
     }
     s.parse::<IpAddr>()
         .map(|ip| SocketAddr::new(ip, 53))
-        .map_err(|_| format!("'{s}' is not ADDR or ADDR:PORT"))
+        .map_err(|_| NetCmdError::NotDnsAddr { given: s.into() })
 }
 
 /// The store: `$LOCKSTEP_HOME/networks`.
@@ -251,8 +271,13 @@ fn create(store: &Networks, a: CreateArgs) -> CmdResult {
             Proto::Tcp => TcpListener::bind(addr).map(drop),
             Proto::Udp => UdpSocket::bind(addr).map(drop),
         };
-        if let Err(e) = bound {
-            return Err(format!("port forward {f}: host port {addr} cannot be used: {e}").into());
+        if let Err(source) = bound {
+            return Err(NetCmdError::ForwardPortTaken {
+                forward: *f,
+                addr,
+                source,
+            }
+            .into());
         }
     }
     store.create(&config)?;
@@ -473,10 +498,10 @@ fn delete(store: &Networks, name: &str) -> CmdResult {
     }
     let users = kept_users(name)?;
     if !users.is_empty() {
-        return Err(format!(
-            "network {name} is named by kept VM(s) {}: change their NICs or delete them first",
-            users.join(", ")
-        )
+        return Err(NetCmdError::NamedByKeptVms {
+            network: name.into(),
+            vms: users,
+        }
         .into());
     }
     if running(store, name)?.is_some() {

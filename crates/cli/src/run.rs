@@ -278,6 +278,11 @@ pub enum RunError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{}: {source}", path.display())]
+    ControlSocket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot put the terminal in raw mode: {0}")]
     Terminal(std::io::Error),
     #[error("{given} disks given; at most {max} fit beside the RNG device")]
@@ -301,30 +306,82 @@ pub enum RunError {
     Record(#[from] crate::record::RecordError),
 }
 
+/// Why a flag's value is refused (clap prints the message after the flag);
+/// each message quotes the value as given.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ArgError {
+    /// `what`: `memory size`, `size`.
+    #[error("invalid {what} '{given}': must be more than zero")]
+    ZeroSize { what: &'static str, given: String },
+    #[error("invalid memory size: {0}")]
+    BadMemory(#[source] ::disk::SizeError),
+    #[error(transparent)]
+    Size(#[from] ::disk::SizeError),
+    #[error(transparent)]
+    Name(#[from] crate::vm::NameError),
+    #[error("'{given}' is not a whole number of instructions per tick")]
+    RateNotNumber { given: String },
+    #[error(transparent)]
+    Rate(#[from] machine::BadRate),
+    /// A spec's `key=value` fields, or a switch's `on`/`off`.
+    #[error(transparent)]
+    Fields(#[from] vocab::VocabError),
+    #[error("invalid disk '{given}': the PATH[,ro] form is gone; write '{new}'")]
+    OldDiskForm { given: String, new: String },
+    #[error("invalid disk '{given}': {source}")]
+    DiskFormat {
+        given: String,
+        #[source]
+        source: ::disk::UnknownFormat,
+    },
+    #[error("invalid disk '{given}': backing={value}: expected any or contained")]
+    Backing { given: String, value: String },
+    #[error(
+        "invalid disk '{given}': expected path=PATH[,format=raw|qcow2][,readonly=on][,backing=any]"
+    )]
+    NoDiskPath { given: String },
+    #[error("invalid RNG seed: expected 64 hex digits (32 bytes), got {len} characters")]
+    SeedLength { len: usize },
+    #[error("invalid RNG seed: '{pair}' at position {at} is not hex")]
+    SeedNotHex { pair: String, at: usize },
+    #[error("invalid network '{given}': {source}")]
+    Net {
+        given: String,
+        #[source]
+        source: net::SpecError,
+    },
+    #[error("invalid console '{given}': the file:PATH form is gone; write 'file={path}'")]
+    OldConsoleForm { given: String, path: String },
+    #[error("invalid console '{given}': expected stdio, none or file=PATH")]
+    Console { given: String },
+}
+
 /// Sizes like `512M`, `1G`, `1GiB`, `65536K` or plain bytes.
-fn parse_memory(s: &str) -> Result<u64, String> {
+fn parse_memory(s: &str) -> Result<u64, ArgError> {
     match ::disk::parse_size(s) {
-        Ok(0) => Err(format!("invalid memory size '{s}': must be more than zero")),
-        other => other.map_err(|e| format!("invalid memory size: {e}")),
+        Ok(0) => Err(ArgError::ZeroSize {
+            what: "memory size",
+            given: s.into(),
+        }),
+        other => other.map_err(ArgError::BadMemory),
     }
 }
 
-fn parse_name(s: &str) -> Result<String, String> {
-    crate::vm::check_name(s).map(|()| s.to_string())
+fn parse_name(s: &str) -> Result<String, ArgError> {
+    crate::vm::check_name(s)?;
+    Ok(s.to_string())
 }
 
 /// A clock rate: instructions per tick, 1 to 1000.
-fn parse_rate(s: &str) -> Result<u64, String> {
+fn parse_rate(s: &str) -> Result<u64, ArgError> {
     let n: u64 = s
         .parse()
-        .map_err(|_| format!("'{s}' is not a whole number of instructions per tick"))?;
-    InstructionsPerTick::new(n)
-        .map(InstructionsPerTick::get)
-        .map_err(|e| e.to_string())
+        .map_err(|_| ArgError::RateNotNumber { given: s.into() })?;
+    Ok(InstructionsPerTick::new(n)?.get())
 }
 
 /// `path=PATH[,format=raw|qcow2][,readonly=on|off][,backing=any|contained]`.
-pub(crate) fn parse_disk(s: &str) -> Result<DiskArg, String> {
+pub(crate) fn parse_disk(s: &str) -> Result<DiskArg, ArgError> {
     let first = s.split(',').next().unwrap_or_default();
     if !first.contains('=') && !first.is_empty() {
         // Only a whole `ro` field is the old flag (a path may hold ",ro").
@@ -332,10 +389,10 @@ pub(crate) fn parse_disk(s: &str) -> Result<DiskArg, String> {
             .split(',')
             .map(|f| if f == "ro" { "readonly=on" } else { f })
             .collect();
-        let new = format!("path={}", fields.join(","));
-        return Err(format!(
-            "invalid disk '{s}': the PATH[,ro] form is gone; write '{new}'"
-        ));
+        return Err(ArgError::OldDiskForm {
+            given: s.into(),
+            new: format!("path={}", fields.join(",")),
+        });
     }
     let mut arg = DiskArg {
         path: PathBuf::new(),
@@ -348,11 +405,10 @@ pub(crate) fn parse_disk(s: &str) -> Result<DiskArg, String> {
         match key {
             "path" => arg.path = PathBuf::from(value),
             "format" => {
-                arg.format = Some(
-                    value
-                        .parse()
-                        .map_err(|e| format!("invalid disk '{s}': {e}"))?,
-                )
+                arg.format = Some(value.parse().map_err(|source| ArgError::DiskFormat {
+                    given: s.into(),
+                    source,
+                })?)
             }
             "readonly" => arg.read_only = vocab::on_off(what, key, value)?,
             _ => {
@@ -360,65 +416,58 @@ pub(crate) fn parse_disk(s: &str) -> Result<DiskArg, String> {
                     "any" => disk::BackingPolicy::Any,
                     "contained" => disk::BackingPolicy::Contained,
                     other => {
-                        return Err(format!(
-                            "invalid disk '{s}': backing={other}: expected any or contained"
-                        ))
+                        return Err(ArgError::Backing {
+                            given: s.into(),
+                            value: other.into(),
+                        })
                     }
                 }
             }
         }
     }
     if arg.path.as_os_str().is_empty() {
-        return Err(format!(
-            "invalid disk '{s}': expected path=PATH[,format=raw|qcow2][,readonly=on][,backing=any]"
-        ));
+        return Err(ArgError::NoDiskPath { given: s.into() });
     }
     Ok(arg)
 }
 
 /// 64 hex digits.
-fn parse_seed(s: &str) -> Result<Seed, String> {
-    let bad = || {
-        format!(
-            "invalid RNG seed: expected 64 hex digits (32 bytes), got {} characters",
-            s.len()
-        )
-    };
+fn parse_seed(s: &str) -> Result<Seed, ArgError> {
     if s.len() != 64 || !s.is_ascii() {
-        return Err(bad());
+        return Err(ArgError::SeedLength { len: s.len() });
     }
     let mut seed = [0u8; 32];
     for (i, byte) in seed.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| {
-            format!(
-                "invalid RNG seed: '{}' at position {} is not hex",
-                &s[2 * i..2 * i + 2],
-                2 * i
-            )
+        let pair = &s[2 * i..2 * i + 2];
+        *byte = u8::from_str_radix(pair, 16).map_err(|_| ArgError::SeedNotHex {
+            pair: pair.into(),
+            at: 2 * i,
         })?;
     }
     Ok(Seed(seed))
 }
 
-pub(crate) fn parse_net(s: &str) -> Result<(String, net::NetSpec), String> {
+pub(crate) fn parse_net(s: &str) -> Result<(String, net::NetSpec), ArgError> {
     s.parse()
         .map(|spec| (s.to_string(), spec))
-        .map_err(|e| format!("invalid network '{s}': {e}"))
+        .map_err(|source| ArgError::Net {
+            given: s.into(),
+            source,
+        })
 }
 
 /// `stdio`, `none` or `file=PATH`.
-pub fn parse_console(s: &str) -> Result<Console, String> {
+pub fn parse_console(s: &str) -> Result<Console, ArgError> {
     match s {
         "stdio" => Ok(Console::Stdio),
         "none" => Ok(Console::None),
         _ => match (s.strip_prefix("file="), s.strip_prefix("file:")) {
             (Some(path), _) if !path.is_empty() => Ok(Console::File(PathBuf::from(path))),
-            (_, Some(path)) if !path.is_empty() => Err(format!(
-                "invalid console '{s}': the file:PATH form is gone; write 'file={path}'"
-            )),
-            _ => Err(format!(
-                "invalid console '{s}': expected stdio, none or file=PATH"
-            )),
+            (_, Some(path)) if !path.is_empty() => Err(ArgError::OldConsoleForm {
+                given: s.into(),
+                path: path.into(),
+            }),
+            _ => Err(ArgError::Console { given: s.into() }),
         },
     }
 }
@@ -507,7 +556,7 @@ pub fn run(mut args: RunArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Some(b) => {
             let path = b.home.bundle_dir(&b.name).join(vmm::CONTROL_SOCKET);
             let server = vmm::control::ControlServer::bind(&path)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+                .map_err(|source| RunError::ControlSocket { path, source })?;
             let wake = events.clone();
             let requests = server.serve(move || {
                 let _ = wake.send(HostEvent::Save);
@@ -1168,7 +1217,10 @@ mod tests {
         for bad in ["0", "1001", "-3", "x", ""] {
             assert!(parse_rate(bad).is_err(), "{bad:?} accepted");
         }
-        assert!(parse_rate("0").unwrap_err().contains("1 to 1000"));
+        assert!(parse_rate("0")
+            .unwrap_err()
+            .to_string()
+            .contains("1 to 1000"));
     }
 
     #[test]
@@ -1207,6 +1259,7 @@ mod tests {
             assert!(
                 parse_memory(bad)
                     .unwrap_err()
+                    .to_string()
                     .contains("invalid memory size"),
                 "{bad}"
             );
@@ -1254,7 +1307,7 @@ mod tests {
             ("a.img,ro", "write 'path=a.img,readonly=on'"),
             ("a.qcow2,format=qcow2", "write 'path=a.qcow2,format=qcow2'"),
         ] {
-            let err = parse_disk(bad).unwrap_err();
+            let err = parse_disk(bad).unwrap_err().to_string();
             assert!(err.contains(says), "{bad:?}: {err}");
         }
     }
@@ -1265,9 +1318,15 @@ mod tests {
         let Seed(seed) = parse_seed(&hex).unwrap();
         assert_eq!(&seed[..3], &[0x00, 0xff, 0x10]);
         assert_eq!(seed[31], 0xab);
-        assert!(parse_seed("abc").unwrap_err().contains("64 hex digits"));
+        assert!(parse_seed("abc")
+            .unwrap_err()
+            .to_string()
+            .contains("64 hex digits"));
         let bad = "zz".to_string() + &"00".repeat(31);
-        assert!(parse_seed(&bad).unwrap_err().contains("not hex"));
+        assert!(parse_seed(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("not hex"));
         assert!(parse_seed(&"é".repeat(32)).is_err());
         assert_eq!(format!("{:?}", Seed(seed)), "Seed(<secret>)");
     }
@@ -1302,6 +1361,7 @@ mod tests {
         assert!(parse_console("file=").is_err());
         assert!(parse_console("file:/tmp/x.log")
             .unwrap_err()
+            .to_string()
             .contains("write 'file=/tmp/x.log'"));
         assert!(parse_console("tcp:1").is_err());
     }

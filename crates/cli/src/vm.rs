@@ -104,25 +104,38 @@ impl VmSetup {
 /// The longest VM name.
 pub const MAX_NAME_LEN: usize = 64;
 
+/// Why a VM name is refused; each message quotes it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// `shown`: the name as given, shortened to 80 characters.
+    #[error("{shown:?} must be 1 to {max} characters long")]
+    Length { shown: String, max: usize },
+    #[error("{name:?} must not start with '.' or '-'")]
+    Leading { name: String },
+    #[error("{name:?} holds {found:?}; names are letters, digits, '.', '_' and '-'")]
+    BadChar { name: String, found: char },
+}
+
 /// VM names end up in file and socket paths: 1 to 64 letters, digits,
 /// `.`, `_` and `-`, not starting with `.` or `-`.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "{:?} must be 1 to {MAX_NAME_LEN} characters long",
-            name.chars().take(80).collect::<String>()
-        ));
+        return Err(NameError::Length {
+            shown: name.chars().take(80).collect(),
+            max: MAX_NAME_LEN,
+        });
     }
     if name.starts_with(['.', '-']) {
-        return Err(format!("{name:?} must not start with '.' or '-'"));
+        return Err(NameError::Leading { name: name.into() });
     }
-    if let Some(c) = name
+    if let Some(found) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
-        return Err(format!(
-            "{name:?} holds {c:?}; names are letters, digits, '.', '_' and '-'"
-        ));
+        return Err(NameError::BadChar {
+            name: name.into(),
+            found,
+        });
     }
     Ok(())
 }
@@ -150,5 +163,12 @@ mod tests {
         ] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
+        let say = |name: &str| check_name(name).unwrap_err().to_string();
+        assert_eq!(say(""), "\"\" must be 1 to 64 characters long");
+        assert_eq!(say("-x"), "\"-x\" must not start with '.' or '-'");
+        assert_eq!(
+            say("a/b"),
+            "\"a/b\" holds '/'; names are letters, digits, '.', '_' and '-'"
+        );
     }
 }

@@ -333,10 +333,82 @@ struct SnapShowArgs {
     json: bool,
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
+/// Why a `lockstep vm` command failed (beyond what the bundle store,
+/// the disks and the run say themselves).
+#[derive(Debug, thiserror::Error)]
+pub enum VmCmdError {
+    #[error(
+        "no --kernel/--initrd/--firmware given and the default guest image is unavailable: {0}"
+    )]
+    NoImage(#[source] guest_image::ImageError),
+    #[error("--disk {disk}: say the image's format: {disk},format=raw|qcow2 (lockstep never guesses one)")]
+    DiskFormatUnsaid { disk: String },
+    #[error("--disk {disk}: readonly= does not apply: vm create copies the image into the VM")]
+    DiskReadOnly { disk: String },
+    #[error("--ssh-key {}: {source}", path.display())]
+    SshKeyRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--ssh-key {}: not an OpenSSH public key file (lines like 'ssh-ed25519 AAAA… comment')", path.display())]
+    NotSshKey { path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The VM's process refused a control command.
+    #[error("VM {vm}: {message}")]
+    Refused { vm: String, message: String },
+    #[error("VM {vm} (pid {pid}) stopped without saving its state; see {}", log.display())]
+    SuspendLost { vm: String, pid: u32, log: PathBuf },
+    #[error("VM {vm} (pid {pid}) has not suspended in {timeout}")]
+    SuspendTimeout {
+        vm: String,
+        pid: u32,
+        timeout: humantime::Duration,
+    },
+    #[error("VM {vm} did not start ({status}): {last}")]
+    DidNotStart {
+        vm: String,
+        status: std::process::ExitStatus,
+        /// The last line its log holds.
+        last: String,
+    },
+    #[error("VM {vm}: its process (pid {pid}) has not started it in {} s; see {}", waited.as_secs(), log.display())]
+    StartTimeout {
+        vm: String,
+        pid: u32,
+        waited: Duration,
+        log: PathBuf,
+    },
+    #[error(
+        "VM {vm} (pid {pid}) has not stopped in {timeout}; `lockstep vm stop --force` kills it"
+    )]
+    StopTimeout {
+        vm: String,
+        pid: u32,
+        timeout: humantime::Duration,
+    },
+    #[error("VM {vm} (pid {pid}) did not stop when killed")]
+    KillFailed { vm: String, pid: u32 },
+}
+
+/// `io_at(path)`: `map_err` for an I/O error about `path`.
+fn io_at(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> VmCmdError + '_ {
+    move |source| VmCmdError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn parse_size(s: &str) -> Result<u64, run::ArgError> {
     match ::disk::parse_size(s) {
-        Ok(0) => Err(format!("invalid size '{s}': must be more than zero")),
-        other => other.map_err(|e| e.to_string()),
+        Ok(0) => Err(run::ArgError::ZeroSize {
+            what: "size",
+            given: s.into(),
+        }),
+        other => Ok(other?),
     }
 }
 
@@ -504,7 +576,7 @@ fn create(home: &Home, a: CreateArgs) -> CmdResult {
         (Some(k), Some(i), Some(f)) => (k, i, f, false),
         (k, i, f) => {
             let image = guest_image::pull(&guest_image::PullOptions::default())
-                .map_err(|e| format!("no --kernel/--initrd/--firmware given and the default guest image is unavailable: {e}"))?;
+                .map_err(VmCmdError::NoImage)?;
             (
                 k.unwrap_or(image.kernel),
                 i.unwrap_or(image.initrd),
@@ -541,14 +613,11 @@ fn create(home: &Home, a: CreateArgs) -> CmdResult {
     disks.extend(a.disk_sizes.iter().map(|&s| DiskSource::Empty(s)));
     for d in &a.disks {
         let arg = run::parse_disk(d)?;
-        let format = arg.format.ok_or_else(|| {
-            format!("--disk {d}: say the image's format: {d},format=raw|qcow2 (lockstep never guesses one)")
-        })?;
+        let format = arg
+            .format
+            .ok_or_else(|| VmCmdError::DiskFormatUnsaid { disk: d.clone() })?;
         if arg.read_only {
-            return Err(format!(
-                "--disk {d}: readonly= does not apply: vm create copies the image into the VM"
-            )
-            .into());
+            return Err(VmCmdError::DiskReadOnly { disk: d.clone() }.into());
         }
         disks.push(DiskSource::Import {
             path: arg.path,
@@ -561,7 +630,7 @@ fn create(home: &Home, a: CreateArgs) -> CmdResult {
     }
     let mut nics = Vec::new();
     for spec in &a.nets {
-        let (_, mut spec) = run::parse_net(spec).map_err(crate::exit::usage)?;
+        let (_, mut spec) = run::parse_net(spec).map_err(|e| crate::exit::usage(e.to_string()))?;
         let mac = spec.mac.take().map(|m| vmm::Mac(m.octets()));
         nics.push((spec.to_string(), mac));
     }
@@ -598,8 +667,10 @@ fn create(home: &Home, a: CreateArgs) -> CmdResult {
 /// ` systemd.set_credential_binary=ssh.authorized_keys.root:BASE64` for the public keys in
 /// `file`: systemd-tmpfiles writes them to /root/.ssh/authorized_keys at boot.
 fn ssh_key_credential(file: &std::path::Path) -> Result<String, Box<dyn Error>> {
-    let text =
-        std::fs::read_to_string(file).map_err(|e| format!("--ssh-key {}: {e}", file.display()))?;
+    let text = std::fs::read_to_string(file).map_err(|source| VmCmdError::SshKeyRead {
+        path: file.to_path_buf(),
+        source,
+    })?;
     let keys: Vec<&str> = text
         .lines()
         .map(str::trim)
@@ -608,10 +679,9 @@ fn ssh_key_credential(file: &std::path::Path) -> Result<String, Box<dyn Error>> 
     let looks_public =
         |k: &&str| k.starts_with("ssh-") || k.starts_with("ecdsa-") || k.starts_with("sk-");
     if keys.is_empty() || !keys.iter().all(looks_public) {
-        return Err(format!(
-            "--ssh-key {}: not an OpenSSH public key file (lines like 'ssh-ed25519 AAAA… comment')",
-            file.display()
-        )
+        return Err(VmCmdError::NotSshKey {
+            path: file.to_path_buf(),
+        }
         .into());
     }
     let mut bytes = keys.join("\n").into_bytes();
@@ -645,7 +715,7 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 fn absolute(p: PathBuf) -> Result<PathBuf, Box<dyn Error>> {
-    std::fs::canonicalize(&p).map_err(|e| format!("{}: {e}", p.display()).into())
+    Ok(std::fs::canonicalize(&p).map_err(io_at(&p))?)
 }
 
 fn uptime(state: RunState) -> String {
@@ -893,6 +963,8 @@ fn start(home: &Home, a: StartArgs) -> CmdResult {
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(600);
 /// How long other commands wait for a running VM's answer.
 const COMMAND_WAIT: Duration = Duration::from_secs(30);
+/// How long `vm start` waits for a detached VM's process to answer.
+const START_WAIT: Duration = Duration::from_secs(60);
 
 /// A running VM's own account of itself (state, icount), if it answers
 /// within `timeout`.
@@ -917,7 +989,11 @@ fn ask(
     let reply = vmm::control::request_with_progress(&path, command, timeout, &mut bar)?;
     bar("", 1, 1);
     match reply {
-        vmm::VmReply::Error { message } => Err(format!("VM {name}: {message}").into()),
+        vmm::VmReply::Error { message } => Err(VmCmdError::Refused {
+            vm: name.to_string(),
+            message,
+        }
+        .into()),
         reply => Ok(reply),
     }
 }
@@ -955,9 +1031,11 @@ fn ask_or_signal(
             RunState::Running { pid, .. } => pid,
             _ => 0,
         }),
-        Ok(vmm::VmReply::Error { message }) => {
-            Err(format!("VM {}: {message}", vm.config().name).into())
+        Ok(vmm::VmReply::Error { message }) => Err(VmCmdError::Refused {
+            vm: vm.config().name.clone(),
+            message,
         }
+        .into()),
         _ => Ok(vm.signal(signal)?),
     }
 }
@@ -984,18 +1062,19 @@ fn suspend(home: &Home, a: StopArgs) -> CmdResult {
                 return Ok(ExitCode::SUCCESS);
             }
             RunState::Off => {
-                return Err(format!(
-                    "VM {} (pid {pid}) stopped without saving its state; see {}",
-                    a.name,
-                    home.bundle_dir(&a.name).join(vmm::VM_LOG).display()
-                )
+                return Err(VmCmdError::SuspendLost {
+                    log: home.bundle_dir(&a.name).join(vmm::VM_LOG),
+                    vm: a.name,
+                    pid,
+                }
                 .into())
             }
             RunState::Running { .. } if started.elapsed() > deadline => {
-                return Err(format!(
-                    "VM {} (pid {pid}) has not suspended in {}",
-                    a.name, a.timeout
-                )
+                return Err(VmCmdError::SuspendTimeout {
+                    vm: a.name,
+                    pid,
+                    timeout: a.timeout,
+                }
                 .into())
             }
             RunState::Running { .. } => std::thread::sleep(Duration::from_millis(5)),
@@ -1021,8 +1100,7 @@ fn start_detached(home: &Home, name: &str, verify: bool) -> CmdResult {
     }
     let dir = home.bundle_dir(name);
     let log_path = dir.join(vmm::VM_LOG);
-    let log = vmm::ConsoleLog::open(&log_path, vmm::MAX_CONSOLE_LOG)
-        .map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let log = vmm::ConsoleLog::open(&log_path, vmm::MAX_CONSOLE_LOG).map_err(io_at(&log_path))?;
     drop(log);
     let open_log = || {
         use std::os::unix::fs::OpenOptionsExt;
@@ -1030,7 +1108,7 @@ fn start_detached(home: &Home, name: &str, verify: bool) -> CmdResult {
             .append(true)
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&log_path)
-            .map_err(|e| format!("{}: {e}", log_path.display()))
+            .map_err(io_at(&log_path))
     };
     let exe = std::env::current_exe()?;
     use std::os::unix::process::CommandExt;
@@ -1051,7 +1129,12 @@ fn start_detached(home: &Home, name: &str, verify: bool) -> CmdResult {
                 .rev()
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("");
-            return Err(format!("VM {name} did not start ({status}): {last}").into());
+            return Err(VmCmdError::DidNotStart {
+                vm: name.to_string(),
+                status,
+                last: last.to_string(),
+            }
+            .into());
         }
         // Started means it answers commands: its control socket is up.
         if home.started(name, child.id(), Duration::from_millis(200))? {
@@ -1062,12 +1145,13 @@ fn start_detached(home: &Home, name: &str, verify: bool) -> CmdResult {
             );
             return Ok(ExitCode::SUCCESS);
         }
-        if started.elapsed() > Duration::from_secs(60) {
-            return Err(format!(
-                "VM {name}: its process (pid {}) has not started it in 60 s; see {}",
-                child.id(),
-                log_path.display()
-            )
+        if started.elapsed() > START_WAIT {
+            return Err(VmCmdError::StartTimeout {
+                vm: name.to_string(),
+                pid: child.id(),
+                waited: START_WAIT,
+                log: log_path,
+            }
             .into());
         }
         std::thread::sleep(Duration::from_millis(2));
@@ -1083,10 +1167,11 @@ fn stop(home: &Home, a: StopArgs) -> CmdResult {
         return Ok(ExitCode::SUCCESS);
     }
     if !a.force {
-        return Err(format!(
-            "VM {} (pid {pid}) has not stopped in {}; `lockstep vm stop --force` kills it",
-            a.name, a.timeout
-        )
+        return Err(VmCmdError::StopTimeout {
+            vm: a.name,
+            pid,
+            timeout: a.timeout,
+        }
         .into());
     }
     vm.signal(rustix::process::Signal::KILL)?;
@@ -1187,7 +1272,11 @@ pub fn snapshot(args: SnapshotArgs, api: Option<&str>) -> CmdResult {
             if let RunState::Running { pid, .. } = vm.state()? {
                 vm.signal(rustix::process::Signal::KILL)?;
                 if !vm.wait_stopped(Duration::from_secs(10))? {
-                    return Err(format!("VM {} (pid {pid}) did not stop when killed", a.vm).into());
+                    return Err(VmCmdError::KillFailed {
+                        vm: a.vm.clone(),
+                        pid,
+                    }
+                    .into());
                 }
             }
             let power = vm.snapshot_revert(&a.snapshot)?;

@@ -2,7 +2,7 @@
 //! that every change to a bundle switches exactly one pointer (DESIGN §6).
 //! The format is versioned (`format`); README "VM bundles" documents it.
 
-use crate::error::{Result, VmmError};
+use crate::error::{ConfigError, MacError, Result, VmmError};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -22,6 +22,8 @@ pub const MAX_DEVICES: usize = 7;
 pub const MAX_MEMORY: u64 = 1 << 40;
 /// Longest snapshot description.
 pub const MAX_DESCRIPTION: usize = 4096;
+/// The longest kernel command line a bundle holds, in bytes.
+pub const MAX_APPEND: usize = 4096;
 
 /// A VM: what it is built from, and where its disks and snapshots are.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,25 +213,23 @@ impl std::fmt::Display for Mac {
 }
 
 impl std::str::FromStr for Mac {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    type Err = MacError;
+    fn from_str(s: &str) -> std::result::Result<Self, MacError> {
+        let syntax = || MacError::Syntax(s.to_string());
         let mut out = [0u8; 6];
         let mut parts = s.split(':');
         for byte in &mut out {
-            let part = parts
-                .next()
-                .ok_or_else(|| format!("{s:?} is not a MAC address"))?;
+            let part = parts.next().ok_or_else(syntax)?;
             if part.len() != 2 {
-                return Err(format!("{s:?} is not a MAC address"));
+                return Err(syntax());
             }
-            *byte =
-                u8::from_str_radix(part, 16).map_err(|_| format!("{s:?} is not a MAC address"))?;
+            *byte = u8::from_str_radix(part, 16).map_err(|_| syntax())?;
         }
         if parts.next().is_some() {
-            return Err(format!("{s:?} is not a MAC address"));
+            return Err(syntax());
         }
         if out[0] & 1 != 0 {
-            return Err(format!("{s:?} is a multicast address"));
+            return Err(MacError::Multicast(s.to_string()));
         }
         Ok(Mac(out))
     }
@@ -328,11 +328,11 @@ impl VmConfig {
     /// Parse and check `vm.toml`'s text. A newer format is refused by
     /// its number before anything else is looked at.
     pub fn parse(path: &Path, text: &str) -> Result<VmConfig> {
-        let bad = |reason: String| VmmError::BadConfig {
+        let bad = |reason: ConfigError| VmmError::BadConfig {
             path: path.to_path_buf(),
-            reason,
+            reason: Box::new(reason),
         };
-        let table: toml::Table = toml::from_str(text).map_err(|e| bad(one_line(&e)))?;
+        let table: toml::Table = toml::from_str(text).map_err(|e| bad(ConfigError::Syntax(e)))?;
         match table.get("format") {
             Some(toml::Value::Integer(n)) if *n >= 1 && (*n as u64) <= FORMAT => {}
             Some(toml::Value::Integer(n)) if *n > 0 => {
@@ -342,9 +342,9 @@ impl VmConfig {
                     supported: FORMAT,
                 })
             }
-            _ => return Err(bad("no valid `format` number".into())),
+            _ => return Err(bad(ConfigError::NoFormat)),
         }
-        let mut config: VmConfig = toml::from_str(text).map_err(|e| bad(one_line(&e)))?;
+        let mut config: VmConfig = toml::from_str(text).map_err(|e| bad(ConfigError::Syntax(e)))?;
         config.check().map_err(bad)?;
         // Bundles written before device specs became key=value lists hold
         // `socket:DIR` / `tap:NAME`: read as today's form.
@@ -370,66 +370,69 @@ impl VmConfig {
         };
         toml::to_string_pretty(&out).map_err(|e| VmmError::BadConfig {
             path: path.to_path_buf(),
-            reason: format!("cannot be written: {e}"),
+            reason: Box::new(ConfigError::Unwritable(e)),
         })
     }
 
     /// Everything a hand-edited or damaged file could get wrong.
-    pub fn check(&self) -> std::result::Result<(), String> {
-        check_name("VM name", &self.name).map_err(|e| e.to_string())?;
+    pub fn check(&self) -> std::result::Result<(), ConfigError> {
+        check_name("VM name", &self.name)?;
         if !(1..=4).contains(&self.cpus) {
-            return Err(format!("cpus = {}: 1 to 4", self.cpus));
+            return Err(ConfigError::Cpus(self.cpus));
         }
         if self.memory < (16 << 20) || self.memory > MAX_MEMORY || !self.memory.is_multiple_of(4096)
         {
-            return Err(format!(
-                "memory = {}: a multiple of 4 KiB from 16 MiB to 1 TiB",
-                self.memory
-            ));
+            return Err(ConfigError::Memory(self.memory));
         }
         if !(1..=1000).contains(&self.instructions_per_tick) {
-            return Err("instructions_per_tick: 1 to 1000".into());
+            return Err(ConfigError::InstructionsPerTick(self.instructions_per_tick));
         }
-        if self.append.len() > 4096 {
-            return Err("append: longer than 4096 bytes".into());
+        if self.append.len() > MAX_APPEND {
+            return Err(ConfigError::AppendTooLong {
+                len: self.append.len(),
+                max: MAX_APPEND,
+            });
         }
         if self.disks.len() + self.nics.len() > MAX_DEVICES {
-            return Err(format!(
-                "{} disks and {} NICs: at most {MAX_DEVICES} devices",
-                self.disks.len(),
-                self.nics.len()
-            ));
+            return Err(ConfigError::TooManyDevices {
+                disks: self.disks.len(),
+                nics: self.nics.len(),
+                max: MAX_DEVICES,
+            });
         }
-        for (i, nic) in self.nics.iter().enumerate() {
+        for (index, nic) in self.nics.iter().enumerate() {
             let spec = net::NetSpec::parse_either(&nic.net)
-                .map_err(|e| format!("nic {i} (eth{i}): {e}"))?;
+                .map_err(|source| ConfigError::BadNic { index, source })?;
             if spec.mac.is_some() {
-                return Err(format!(
-                    "nic {i} (eth{i}): net = '{}' holds a MAC: it goes in `mac`",
-                    nic.net
-                ));
+                return Err(ConfigError::MacInNet {
+                    index,
+                    net: nic.net.clone(),
+                });
             }
         }
         if self.snapshots.len() > MAX_SNAPSHOTS {
-            return Err(format!("more than {MAX_SNAPSHOTS} snapshots"));
+            return Err(ConfigError::TooManySnapshots { max: MAX_SNAPSHOTS });
         }
-        let check_layers = |what: &str, layers: &[String]| {
+        let check_layers = |place: &dyn Fn() -> String, layers: &[String]| {
             if layers.len() != self.disks.len() {
-                return Err(format!(
-                    "{what}: {} layers for {} disks",
-                    layers.len(),
-                    self.disks.len()
-                ));
+                return Err(ConfigError::LayerCount {
+                    place: place(),
+                    layers: layers.len(),
+                    disks: self.disks.len(),
+                });
             }
             match layers.iter().find(|l| !is_layer_name(l)) {
-                Some(l) => Err(format!("{what}: {l:?} is not a layer file name")),
+                Some(l) => Err(ConfigError::BadLayerName {
+                    place: place(),
+                    layer: l.clone(),
+                }),
                 None => Ok(()),
             }
         };
-        check_layers("current", &self.current.layers)?;
+        check_layers(&|| "current".into(), &self.current.layers)?;
         if let Some(state) = &self.current.state {
             if !is_state_name(state) {
-                return Err(format!("current state {state:?} is not a state file name"));
+                return Err(ConfigError::BadCurrentState(state.clone()));
             }
         }
         let mut ids = BTreeMap::new();
@@ -440,46 +443,52 @@ impl VmConfig {
         }
         for l in &self.retired_layers {
             if !is_layer_name(l) || !files.insert(l.as_str()) {
-                return Err(format!(
-                    "retired layer {l:?}: not a layer name, or named twice"
-                ));
+                return Err(ConfigError::BadRetiredLayer(l.clone()));
             }
         }
         for s in &self.snapshots {
-            check_name("snapshot name", &s.name).map_err(|e| e.to_string())?;
+            check_name("snapshot name", &s.name)?;
             if s.description.len() > MAX_DESCRIPTION {
-                return Err(format!("snapshot {:?}: description too long", s.name));
+                return Err(ConfigError::DescriptionTooLong {
+                    snapshot: s.name.clone(),
+                });
             }
-            check_layers(&format!("snapshot {:?}", s.name), &s.layers)?;
+            check_layers(&|| format!("snapshot {:?}", s.name), &s.layers)?;
             match (&s.state, s.power) {
                 (None, PowerState::Off) => {}
                 (Some(state), PowerState::Running | PowerState::Suspended)
                     if is_state_name(state) => {}
                 (Some(state), PowerState::Running | PowerState::Suspended) => {
-                    return Err(format!(
-                        "snapshot {:?}: {state:?} is not a state file name",
-                        s.name
-                    ))
+                    return Err(ConfigError::BadSnapshotState {
+                        snapshot: s.name.clone(),
+                        state: state.clone(),
+                    })
                 }
                 (None, power) => {
-                    return Err(format!("snapshot {:?}: {power} but no state", s.name))
+                    return Err(ConfigError::NoState {
+                        snapshot: s.name.clone(),
+                        power,
+                    })
                 }
                 (Some(_), power) => {
-                    return Err(format!("snapshot {:?}: {power} with a state", s.name))
+                    return Err(ConfigError::UnexpectedState {
+                        snapshot: s.name.clone(),
+                        power,
+                    })
                 }
             }
             if ids.insert(s.id, s.parent).is_some() {
-                return Err(format!("two snapshots have id {}", s.id));
+                return Err(ConfigError::DuplicateId(s.id));
             }
             if !names.insert(s.name.as_str()) {
-                return Err(format!("two snapshots are named {:?}", s.name));
+                return Err(ConfigError::DuplicateName(s.name.clone()));
             }
             if s.id >= self.next_id {
-                return Err(format!("snapshot id {} is not below next_id", s.id));
+                return Err(ConfigError::IdNotBelowNext(s.id));
             }
             for l in &s.layers {
                 if !files.insert(l.as_str()) {
-                    return Err(format!("layer {l:?} belongs to two places in the tree"));
+                    return Err(ConfigError::SharedLayer(l.clone()));
                 }
             }
         }
@@ -493,25 +502,23 @@ impl VmConfig {
             let mut at = start;
             let mut steps = 0;
             while let Some(id) = at {
-                at = *ids
-                    .get(&id)
-                    .ok_or_else(|| format!("parent snapshot id {id} does not exist"))?;
+                at = *ids.get(&id).ok_or(ConfigError::NoParent(id))?;
                 steps += 1;
                 if steps > self.snapshots.len() {
-                    return Err("the snapshot tree has a cycle".into());
+                    return Err(ConfigError::Cycle);
                 }
             }
         }
         if let Some(ft) = &self.ft {
             if ft.backup.is_empty() || ft.backup.len() > 255 {
-                return Err("ft.backup: an address of 1 to 255 characters".into());
+                return Err(ConfigError::FtBackup);
             }
             if !ft.arbiter.is_absolute() {
-                return Err("ft.arbiter: an absolute path".into());
+                return Err(ConfigError::FtArbiter);
             }
         }
         if let Some(linked) = &self.linked {
-            check_name("VM name", &linked.name).map_err(|e| e.to_string())?;
+            check_name("VM name", &linked.name)?;
         }
         Ok(())
     }
@@ -573,7 +580,9 @@ impl VmConfig {
     }
 }
 
-fn one_line(e: &toml::de::Error) -> String {
+/// TOML's message for `e` on one line (it spans several, with a caret
+/// under the place).
+pub(crate) fn one_line(e: &toml::de::Error) -> String {
     e.to_string()
         .split_whitespace()
         .collect::<Vec<_>>()
@@ -624,6 +633,14 @@ mod tests {
         ] {
             assert!(bad.parse::<Mac>().is_err(), "{bad}");
         }
+        assert_eq!(
+            "02:aa".parse::<Mac>(),
+            Err(MacError::Syntax("02:aa".into()))
+        );
+        assert_eq!(
+            "01:00:00:00:00:00".parse::<Mac>().unwrap_err().to_string(),
+            "\"01:00:00:00:00:00\" is a multicast address"
+        );
         let r = Mac::random().unwrap();
         assert_eq!(r.0[0] & 3, 2);
     }

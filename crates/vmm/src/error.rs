@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 
+use crate::config::PowerState;
+
 /// Everything a bundle operation can refuse or fail with; each message is
 /// one line that names the VM, snapshot or file concerned.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +23,12 @@ pub enum VmmError {
         source: std::io::Error,
     },
     #[error("{path}: not a valid VM bundle file: {reason}")]
-    BadConfig { path: PathBuf, reason: String },
+    BadConfig {
+        path: PathBuf,
+        /// Boxed: it is rare, and keeps every `Result` of this crate small.
+        #[source]
+        reason: Box<ConfigError>,
+    },
     #[error("{path}: bundle format {found} is newer than this lockstep reads (up to {supported}); use a newer lockstep")]
     NewerFormat {
         path: PathBuf,
@@ -72,6 +79,105 @@ pub enum VmmError {
     Entropy(std::io::Error),
     #[error(transparent)]
     Disk(#[from] disk::DiskError),
+}
+
+/// Why a `vm.toml` is not a valid bundle file (the reason of
+/// [`VmmError::BadConfig`]): unreadable, not TOML, or a value
+/// [`crate::VmConfig::check`] refuses. Each message names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("not a regular file")]
+    NotAFile,
+    #[error("{bytes} bytes; at most {max}")]
+    TooLarge { bytes: u64, max: u64 },
+    #[error("unreadable: {0}")]
+    Unreadable(#[source] std::io::Error),
+    /// TOML's message, on one line.
+    #[error("{}", crate::config::one_line(.0))]
+    Syntax(#[source] toml::de::Error),
+    #[error("no valid `format` number")]
+    NoFormat,
+    #[error("cannot be written: {0}")]
+    Unwritable(#[source] toml::ser::Error),
+    /// A VM or snapshot name [`crate::check_name`] refuses.
+    #[error(transparent)]
+    Name(Box<VmmError>),
+    #[error("cpus = {0}: 1 to 4")]
+    Cpus(u8),
+    #[error("memory = {0}: a multiple of 4 KiB from 16 MiB to 1 TiB")]
+    Memory(u64),
+    #[error("instructions_per_tick: 1 to 1000")]
+    InstructionsPerTick(u64),
+    #[error("append: longer than {max} bytes")]
+    AppendTooLong { len: usize, max: usize },
+    #[error("{disks} disks and {nics} NICs: at most {max} devices")]
+    TooManyDevices {
+        disks: usize,
+        nics: usize,
+        max: usize,
+    },
+    #[error("nic {index} (eth{index}): {source}")]
+    BadNic {
+        index: usize,
+        #[source]
+        source: net::SpecError,
+    },
+    #[error("nic {index} (eth{index}): net = '{net}' holds a MAC: it goes in `mac`")]
+    MacInNet { index: usize, net: String },
+    #[error("more than {max} snapshots")]
+    TooManySnapshots { max: usize },
+    /// `place`: `current` or `snapshot "NAME"`.
+    #[error("{place}: {layers} layers for {disks} disks")]
+    LayerCount {
+        place: String,
+        layers: usize,
+        disks: usize,
+    },
+    #[error("{place}: {layer:?} is not a layer file name")]
+    BadLayerName { place: String, layer: String },
+    #[error("current state {0:?} is not a state file name")]
+    BadCurrentState(String),
+    #[error("retired layer {0:?}: not a layer name, or named twice")]
+    BadRetiredLayer(String),
+    #[error("snapshot {snapshot:?}: description too long")]
+    DescriptionTooLong { snapshot: String },
+    #[error("snapshot {snapshot:?}: {state:?} is not a state file name")]
+    BadSnapshotState { snapshot: String, state: String },
+    #[error("snapshot {snapshot:?}: {power} but no state")]
+    NoState { snapshot: String, power: PowerState },
+    #[error("snapshot {snapshot:?}: {power} with a state")]
+    UnexpectedState { snapshot: String, power: PowerState },
+    #[error("two snapshots have id {0}")]
+    DuplicateId(u64),
+    #[error("two snapshots are named {0:?}")]
+    DuplicateName(String),
+    #[error("snapshot id {0} is not below next_id")]
+    IdNotBelowNext(u64),
+    #[error("layer {0:?} belongs to two places in the tree")]
+    SharedLayer(String),
+    #[error("parent snapshot id {0} does not exist")]
+    NoParent(u64),
+    #[error("the snapshot tree has a cycle")]
+    Cycle,
+    #[error("ft.backup: an address of 1 to 255 characters")]
+    FtBackup,
+    #[error("ft.arbiter: an absolute path")]
+    FtArbiter,
+}
+
+impl From<VmmError> for ConfigError {
+    fn from(e: VmmError) -> ConfigError {
+        ConfigError::Name(Box::new(e))
+    }
+}
+
+/// Why a text is not a [`crate::Mac`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MacError {
+    #[error("{0:?} is not a MAC address")]
+    Syntax(String),
+    #[error("{0:?} is a multicast address")]
+    Multicast(String),
 }
 
 pub type Result<T, E = VmmError> = std::result::Result<T, E>;

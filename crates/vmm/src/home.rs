@@ -8,7 +8,7 @@ use crate::config::{
     VmConfig, FORMAT, MAX_CONFIG_BYTES, MAX_DEVICES,
 };
 use crate::durable::{rename_noreplace, replace_file, sync_dir};
-use crate::error::{io_at, Result, VmmError};
+use crate::error::{io_at, ConfigError, Result, VmmError};
 use crate::lock::{self, COMMAND_LOCK};
 use crate::vm::{Vm, CONFIG_FILE, DISKS_DIR, STATES_DIR};
 use crate::Progress;
@@ -527,13 +527,16 @@ pub(crate) fn read_config(path: &Path) -> Result<VmConfig> {
     if !meta.is_file() {
         return Err(VmmError::BadConfig {
             path: path.to_path_buf(),
-            reason: "not a regular file".into(),
+            reason: Box::new(ConfigError::NotAFile),
         });
     }
     if meta.len() > MAX_CONFIG_BYTES {
         return Err(VmmError::BadConfig {
             path: path.to_path_buf(),
-            reason: format!("{} bytes; at most {MAX_CONFIG_BYTES}", meta.len()),
+            reason: Box::new(ConfigError::TooLarge {
+                bytes: meta.len(),
+                max: MAX_CONFIG_BYTES,
+            }),
         });
     }
     let mut text = String::new();
@@ -541,7 +544,7 @@ pub(crate) fn read_config(path: &Path) -> Result<VmConfig> {
         .read_to_string(&mut text)
         .map_err(|e| VmmError::BadConfig {
             path: path.to_path_buf(),
-            reason: format!("unreadable: {e}"),
+            reason: Box::new(ConfigError::Unreadable(e)),
         })?;
     VmConfig::parse(path, &text)
 }

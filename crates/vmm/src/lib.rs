@@ -35,7 +35,7 @@ pub use config::{
 pub use console::{ConsoleLog, MAX_CONSOLE_LOG};
 pub use control::{VmCommand, VmReply, CONTROL_SOCKET};
 pub use durable::{rename_noreplace, replace_file, sync_dir};
-pub use error::{Result, VmmError};
+pub use error::{ConfigError, MacError, Result, VmmError};
 pub use home::{CloneFrom, CreateSpec, DiskSource, Home, RunState, VmSummary};
 pub use lock::{try_lock, RunGuard, COMMAND_LOCK_WAIT};
 pub use session::{Lifecycle, Outcome, Session, VmState};

@@ -215,7 +215,7 @@ impl Vm {
         config.ft = ft;
         config.check().map_err(|reason| VmmError::BadConfig {
             path: self.dir.join(CONFIG_FILE),
-            reason,
+            reason: Box::new(reason),
         })?;
         self.switch(config)
     }
