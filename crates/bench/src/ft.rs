@@ -26,9 +26,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Longest wait for a booting guest or a sync.
-const BOOT: Duration = Duration::from_secs(300);
+pub(crate) const BOOT: Duration = Duration::from_secs(300);
 /// Longest wait for a reaction to a kill, an exit or a status change.
-const REACT: Duration = Duration::from_secs(60);
+pub(crate) const REACT: Duration = Duration::from_secs(60);
 const TICK: &str = "tick-";
 
 /// `/init` of the failover guest: a counter line every 10 ms.
@@ -37,7 +37,7 @@ const TICKER: &str = "#!/bin/sh\n/bin/busybox --install -s /bin\n\
     i=0; while :; do i=$((i+1)); echo tick-$i; usleep 10000; done\n";
 
 /// `/init` of the add-backup guest: rewrites a 64 MiB tmpfs file forever.
-const DIRTIER: &str = "#!/bin/sh\n/bin/busybox --install -s /bin\n\
+pub(crate) const DIRTIER: &str = "#!/bin/sh\n/bin/busybox --install -s /bin\n\
     mount -t proc proc /proc; mount -t devtmpfs dev /dev; mount -t tmpfs -o size=80m tmp /mnt\n\
     dd if=/dev/zero of=/mnt/f bs=1M count=64 2>/dev/null; echo dirtying\n\
     while :; do dd if=/dev/zero of=/mnt/f bs=1M count=64 conv=notrunc 2>/dev/null; done\n";
@@ -76,7 +76,7 @@ pub enum FtBenchError {
     },
 }
 
-fn missing(what: &str, expected: &str, why: &str, output: &str) -> FtBenchError {
+pub(crate) fn missing(what: &str, expected: &str, why: &str, output: &str) -> FtBenchError {
     let (what, expected, why) = (what.into(), expected.into(), why.into());
     FtBenchError::Missing {
         what,
@@ -91,7 +91,7 @@ fn spawn_error(what: &str, source: std::io::Error) -> FtBenchError {
     BenchError::Spawn { what, source }.into()
 }
 
-fn exe() -> Result<PathBuf, FtBenchError> {
+pub(crate) fn exe() -> Result<PathBuf, FtBenchError> {
     std::env::current_exe().map_err(|e| spawn_error("lockstep", e))
 }
 
@@ -111,9 +111,9 @@ const CONSOLE: usize = 0;
 const MESSAGES: usize = 1;
 
 /// A lockstep process whose output threads collect; killed when dropped.
-struct Proc {
+pub(crate) struct Proc {
     what: String,
-    child: Child,
+    pub(crate) child: Child,
     output: Receiver<(Instant, Output)>,
     /// Whole console lines and lockstep's own messages (stderr) so far,
     /// each with when it arrived; and how many of each were looked at.
@@ -124,7 +124,7 @@ struct Proc {
 }
 
 impl Proc {
-    fn spawn(what: &str, mut cmd: Command) -> Result<Proc, FtBenchError> {
+    pub(crate) fn spawn(what: &str, mut cmd: Command) -> Result<Proc, FtBenchError> {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped());
         let child = cmd.stderr(Stdio::piped()).spawn();
         let mut child = child.map_err(|e| spawn_error(what, e))?;
@@ -211,12 +211,16 @@ impl Proc {
     }
 
     /// The next message holding `needle`, and when it came.
-    fn message(&mut self, needle: &str, wait: Duration) -> Result<(Instant, String), FtBenchError> {
+    pub(crate) fn message(
+        &mut self,
+        needle: &str,
+        wait: Duration,
+    ) -> Result<(Instant, String), FtBenchError> {
         self.wait(MESSAGES, needle, wait, |line| line.contains(needle))
     }
 
     /// When the next console line that `wanted` accepts came.
-    fn console_line(
+    pub(crate) fn console_line(
         &mut self,
         expected: &str,
         wait: Duration,
@@ -242,7 +246,7 @@ impl Drop for Proc {
 }
 
 /// `lockstep run` of `vm` with `extra` flags, its console on stdout.
-fn run_cmd(vm: &BenchVm<'_>, extra: &[OsString]) -> Result<Command, FtBenchError> {
+pub(crate) fn run_cmd(vm: &BenchVm<'_>, extra: &[OsString]) -> Result<Command, FtBenchError> {
     let mut cmd = Command::new(exe()?);
     cmd.arg("run").arg("--kernel").arg(&vm.image.kernel);
     cmd.arg("--firmware").arg(&vm.image.firmware);
@@ -302,7 +306,7 @@ impl Pairs<'_> {
 }
 
 /// The number right after `key` in `text`.
-fn number_after(text: &str, key: &str) -> Option<f64> {
+pub(crate) fn number_after(text: &str, key: &str) -> Option<f64> {
     let rest = &text[text.find(key)? + key.len()..];
     let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'));
     rest[..end.unwrap_or(rest.len())].parse().ok()
@@ -405,7 +409,7 @@ pub fn run(args: FtBenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn host_line() -> String {
+pub(crate) fn host_line() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load: Vec<&str> = load.split_whitespace().take(3).collect();
@@ -708,7 +712,7 @@ fn icount(sock: &Path) -> Result<(Instant, f64), FtBenchError> {
 }
 
 /// `lockstep ft COMMAND… --control SOCK`: its stdout and stderr.
-fn control(sock: &Path, command: &[&str]) -> Result<String, FtBenchError> {
+pub(crate) fn control(sock: &Path, command: &[&str]) -> Result<String, FtBenchError> {
     let mut cmd = Command::new(exe()?);
     cmd.arg("ft")
         .args(command)

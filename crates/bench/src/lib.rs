@@ -18,6 +18,7 @@ mod api;
 mod disk;
 mod ft;
 mod guest;
+mod migrate;
 mod mips_qemu;
 mod net;
 mod qemu;
@@ -82,6 +83,10 @@ pub enum BenchKind {
     /// The control plane: create-to-first-console-byte through lockstepd beside
     /// QEMU's start-to-first-byte, and list/show latency under concurrent clients.
     Api(crate::api::ApiBenchArgs),
+    /// Live migration of a 512 MiB guest that keeps rewriting 64 MiB, between
+    /// two processes on this host: guest pause and total time under lockstep
+    /// (`ft migrate`) and QEMU TCG (`migrate`) in the same run.
+    Migrate(crate::migrate::MigrateBenchArgs),
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -98,6 +103,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Some(BenchKind::Ft(args)) => crate::ft::run(args),
         Some(BenchKind::Vm(args)) => crate::vm::run(args),
         Some(BenchKind::Api(args)) => crate::api::run(args),
+        Some(BenchKind::Migrate(args)) => crate::migrate::run(args),
         None => crate::guest::run(args.guest),
     }
 }

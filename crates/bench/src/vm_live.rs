@@ -54,7 +54,7 @@ fn lockstep(home: &Path, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn wait_for_text(path: &Path, text: &str, what: &str) -> Result<()> {
+pub(crate) fn wait_for_text(path: &Path, text: &str, what: &str) -> Result<()> {
     let deadline = Instant::now() + BOOT_WAIT;
     while !std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -146,12 +146,12 @@ pub fn lockstep_figures(scratch: &Scratch, memory_mib: u64, repeat: u32) -> Resu
 }
 
 /// QEMU's monitor (HMP) on a Unix socket.
-struct Monitor {
+pub(crate) struct Monitor {
     conn: BufReader<UnixStream>,
 }
 
 impl Monitor {
-    fn connect(path: &Path) -> Result<Monitor> {
+    pub(crate) fn connect(path: &Path) -> Result<Monitor> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let conn = loop {
             match UnixStream::connect(path) {
@@ -184,24 +184,29 @@ impl Monitor {
     }
 
     /// Run `command`; how long until the monitor was ready again.
-    fn timed(&mut self, command: &str) -> Result<f64> {
+    pub(crate) fn timed(&mut self, command: &str) -> Result<f64> {
         let t = Instant::now();
+        self.say(command)?;
+        Ok(ms(t))
+    }
+
+    /// Run `command`; what the monitor answered (an error if it says one).
+    pub(crate) fn say(&mut self, command: &str) -> Result<String> {
         self.conn
             .get_mut()
             .write_all(format!("{command}\n").as_bytes())?;
         let said = self.prompt()?;
-        let took = ms(t);
         let said = said.replace(command, "");
         let said =
             said.trim_matches(|c: char| c.is_whitespace() || c == '\u{1b}' || c == '(' || c == ')');
         if said.contains("Error") || said.contains("rror:") {
             return Err(format!("QEMU {command}: {said}").into());
         }
-        Ok(took)
+        Ok(said.to_string())
     }
 }
 
-struct Qemu(Child);
+pub(crate) struct Qemu(pub(crate) Child);
 
 impl Drop for Qemu {
     fn drop(&mut self) {

@@ -976,6 +976,10 @@ fn run_live(
     let mut machine = session.machine;
     drop(_terminal);
     machine.flush_disks()?;
+    if let Some(target) = handle.primary.migrated() {
+        eprintln!("lockstep: migrated to {target}; the VM runs there");
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(why) = handle.primary.fenced() {
         return Err(crate::exit::fenced(format!("FT primary halted: {why}")));
     }

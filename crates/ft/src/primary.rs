@@ -218,6 +218,10 @@ struct Shared {
     handoff_request: Mutex<Option<HandoffRequest>>,
     handoff: Mutex<Handoff>,
     handoff_changed: Condvar,
+    /// Flow control's bound on the peer's lag now: the configured one, or
+    /// [`HANDOFF_LAG`] while a migration's target catches up (the guest is
+    /// slowed to the target's pace, so the gap closes).
+    max_lag: AtomicU64,
 }
 
 #[derive(Default)]
@@ -361,6 +365,7 @@ pub fn protectable(
         handoff_request: Mutex::new(None),
         handoff: Mutex::new(Handoff::Idle),
         handoff_changed: Condvar::new(),
+        max_lag: AtomicU64::new(config.max_lag),
     });
     // Outputs are hashed in the order the machine emits them (before the
     // hold), exactly as a recording does, for the backup to compare.
@@ -436,7 +441,7 @@ impl FtPrimary {
             } else {
                 0
             },
-            max_lag: s.config.max_lag,
+            max_lag: s.max_lag.load(Ordering::Acquire),
             instructions_per_tick: s.rate,
             held_outputs: hold.queue.len(),
             held_bytes: hold.queue.iter().map(|(_, h)| h.len()).sum(),
@@ -542,7 +547,11 @@ impl FtPrimary {
         };
         let ready = Instant::now();
         // Catch up: the hand-over pauses the guest for as long as the
-        // target needs to execute what it has not yet.
+        // target needs to execute what it has not yet. Flow control holds
+        // the guest to the target's pace meanwhile (a replay runs about as
+        // fast as the guest: unthrottled, the gap would hardly close).
+        s.max_lag.store(HANDOFF_LAG, Ordering::Release);
+        let _restore = RestoreMaxLag(s);
         loop {
             let state = lock(&s.hold).state.clone();
             if !matches!(state, Protection::Migrating { .. }) {
@@ -830,6 +839,17 @@ fn ack_loop(
     }
 }
 
+/// Puts flow control back to the configured bound when dropped.
+struct RestoreMaxLag<'a>(&'a Shared);
+
+impl Drop for RestoreMaxLag<'_> {
+    fn drop(&mut self) {
+        self.0
+            .max_lag
+            .store(self.0.config.max_lag, Ordering::Release);
+    }
+}
+
 /// Drop the migration target before the hand-over: the VM runs on here,
 /// unprotected.
 fn abandon(s: &Shared, why: &str) {
@@ -1038,7 +1058,7 @@ impl PrimaryJournal {
     /// would take that long to go live). Never longer than the failure
     /// timeout at a time: failure detection is the ack thread's business.
     fn wait_for_backup(&self, icount: u64) {
-        let max_lag = self.shared.config.max_lag;
+        let max_lag = self.shared.max_lag.load(Ordering::Acquire);
         let lagging =
             || icount.saturating_sub(self.shared.backup_executed.load(Ordering::Acquire)) > max_lag;
         if !lagging() {
