@@ -790,17 +790,9 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
         }
         Outcome::PrimaryLost { reason, at } => (reason, at),
         Outcome::HandedOff { icount } => {
-            let live_sink = RunOutput {
-                console: run::console_writer(&args.console)?,
-                nics: std::mem::take(&mut nics.tx),
-            };
-            nics.discard_pending();
             let records = backup.records();
-            let live = backup.take_over(Box::new(live_sink))?;
-            for (nic, ip) in &live.announced {
-                let [a, b, c, d] = ip;
-                eprintln!("lockstep: migration target: announced {a}.{b}.{c}.{d} on NIC {nic}");
-            }
+            let live = backup.take_over(live_sink(&args, &mut nics)?)?;
+            say_announced(role, &live);
             tracing::info!(
                 event = "live",
                 icount,
@@ -832,17 +824,9 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
         "FT backup: primary lost"
     );
     eprintln!("lockstep: FT backup: primary lost: {reason}");
-    let live_sink = RunOutput {
-        console: run::console_writer(&args.console)?,
-        nics: std::mem::take(&mut nics.tx),
-    };
     let records = backup.records();
-    nics.discard_pending();
-    let live = backup.go_live(Box::new(live_sink))?;
-    for (nic, ip) in &live.announced {
-        let [a, b, c, d] = ip;
-        eprintln!("lockstep: FT backup: announced {a}.{b}.{c}.{d} on NIC {nic}");
-    }
+    let live = backup.go_live(live_sink(&args, &mut nics)?)?;
+    say_announced(role, &live);
     tracing::info!(
         event = "live",
         icount = live.machine.icount(),
@@ -872,6 +856,28 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
         &vm.name,
         generation,
     )
+}
+
+/// The sink of a backup going live: this host's console and NICs (frames
+/// that arrived while it followed are dropped: they were the primary's).
+fn live_sink(
+    args: &BackupArgs,
+    nics: &mut nics::Nics,
+) -> Result<Box<dyn machine::Output>, Box<dyn Error>> {
+    let sink = RunOutput {
+        console: run::console_writer(&args.console)?,
+        nics: std::mem::take(&mut nics.tx),
+    };
+    nics.discard_pending();
+    Ok(Box::new(sink))
+}
+
+/// The gratuitous ARPs a backup going live sent.
+fn say_announced(role: &str, live: &::ft::Live) {
+    for (nic, ip) in &live.announced {
+        let [a, b, c, d] = ip;
+        eprintln!("lockstep: {role}: announced {a}.{b}.{c}.{d} on NIC {nic}");
+    }
 }
 
 fn default_replica_dir() -> Result<PathBuf, Box<dyn Error>> {
