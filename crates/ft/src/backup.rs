@@ -235,7 +235,7 @@ pub fn serve(
             tx.send_last(&Message::Welcome(Err(told)));
             return Err(HandshakeError::RefusedPrimary {
                 peer: peer.to_string(),
-                reason: refusal,
+                reason: Box::new(refusal),
             }
             .into());
         }

@@ -126,7 +126,7 @@ pub enum HandshakeError {
     RefusedPrimary {
         peer: String,
         #[source]
-        reason: Refusal,
+        reason: Box<Refusal>,
     },
 }
 
