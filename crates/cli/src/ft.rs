@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use std::error::Error;
 use std::net::TcpListener;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -262,23 +262,78 @@ pub struct TlsInitArgs {
     days: u32,
 }
 
+/// What goes wrong in `lockstep ft` on this host (the ft crate's own
+/// errors are [`::ft::FtError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum FtCmdError {
+    #[error("no place for lockstep's data: set $XDG_DATA_HOME or $HOME")]
+    NoDataDir,
+    #[error("no place for disk replicas: set $XDG_DATA_HOME or $HOME, or pass --replica-dir")]
+    NoReplicaDir,
+    #[error("cannot create {}: {source}", dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot lock {}: {source}", dir.display())]
+    Lock {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot measure the free space in {}: {source}", dir.display())]
+    FreeSpace {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("the primary's VM was accepted without its NICs")]
+    AcceptedWithoutNics,
+    #[error("the primary's VM has other NICs than it announced")]
+    OtherNics,
+}
+
+/// Why this backup host refuses a primary's VM (the primary hears it).
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    #[error("the primary's VM description is not valid: {0}")]
+    Description(#[source] serde_json::Error),
+    #[error("the primary's VM name: {0}")]
+    Name(#[source] crate::vm::NameError),
+    #[error("the primary's VM has {nics} NICs")]
+    TooManyNics { nics: usize },
+    #[error("{0}")]
+    Claim(#[source] crate::names::ClaimError),
+    #[error("backup host: {0}")]
+    Nics(#[source] nics::NicError),
+}
+
 pub fn run(args: FtArgs) -> Result<ExitCode, Box<dyn Error>> {
     match args.command {
         FtCommand::Backup(args) => backup(args),
         FtCommand::AddBackup(args) => {
             let path = control_path(args.vm.control, args.vm.name.as_deref().unwrap_or_default());
-            control::request(&path, &format!("add-backup {}", args.addr))
+            Ok(control::request(
+                &path,
+                &format!("add-backup {}", args.addr),
+            )?)
         }
         FtCommand::Migrate(args) => {
             let path = control_path(args.vm.control, args.vm.name.as_deref().unwrap_or_default());
             match (args.to, args.cancel) {
-                (Some(to), _) => control::request(&path, &format!("migrate {to}")),
-                (None, _) => control::request(&path, "cancel-migration"),
+                (Some(to), _) => Ok(control::request(&path, &format!("migrate {to}"))?),
+                (None, _) => Ok(control::request(&path, "cancel-migration")?),
             }
         }
         FtCommand::Status(args) => {
             let path = control_path(args.vm.control, args.vm.name.as_deref().unwrap_or_default());
-            control::request(&path, if args.json { "status-json" } else { "status" })
+            Ok(control::request(
+                &path,
+                if args.json { "status-json" } else { "status" },
+            )?)
         }
         FtCommand::TlsInit(args) => {
             let dir = match args.dir {
@@ -347,7 +402,10 @@ fn tls(opts: &FtOptions) -> Result<Option<TlsIdentity>, Box<dyn Error>> {
         .recursive(true)
         .mode(0o700)
         .create(&data)
-        .map_err(|e| format!("cannot create {}: {e}", data.display()))?;
+        .map_err(|source| FtCmdError::CreateDir {
+            dir: data.clone(),
+            source,
+        })?;
     // Two processes starting at once must not both make a CA.
     let lock = std::fs::OpenOptions::new()
         .create(true)
@@ -355,9 +413,16 @@ fn tls(opts: &FtOptions) -> Result<Option<TlsIdentity>, Box<dyn Error>> {
         .write(true)
         .mode(0o600)
         .open(data.join(".tls.lock"))
-        .map_err(|e| format!("cannot lock {}: {e}", data.display()))?;
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| format!("cannot lock {}: {e}", data.display()))?;
+        .map_err(|source| FtCmdError::Lock {
+            dir: data.clone(),
+            source,
+        })?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+        FtCmdError::Lock {
+            dir: data.clone(),
+            source: e.into(),
+        }
+    })?;
     if !dir.join("node.pem").exists() {
         let ca = data.join("ca");
         let name = host_name();
@@ -377,7 +442,7 @@ fn tls(opts: &FtOptions) -> Result<Option<TlsIdentity>, Box<dyn Error>> {
 }
 
 /// `$XDG_DATA_HOME/lockstep`, else `~/.local/share/lockstep`.
-fn data_dir() -> Result<PathBuf, Box<dyn Error>> {
+fn data_dir() -> Result<PathBuf, FtCmdError> {
     let absolute = |var| {
         std::env::var_os(var)
             .map(PathBuf::from)
@@ -385,7 +450,7 @@ fn data_dir() -> Result<PathBuf, Box<dyn Error>> {
     };
     let data = absolute("XDG_DATA_HOME")
         .or_else(|| absolute("HOME").map(|home| home.join(".local/share")))
-        .ok_or("no place for lockstep's data: set $XDG_DATA_HOME or $HOME")?;
+        .ok_or(FtCmdError::NoDataDir)?;
     Ok(data.join("lockstep"))
 }
 
@@ -678,8 +743,10 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
         Some(dir) => dir.clone(),
         None => default_replica_dir()?,
     };
-    std::fs::create_dir_all(&replica_dir)
-        .map_err(|e| format!("cannot create {}: {e}", replica_dir.display()))?;
+    std::fs::create_dir_all(&replica_dir).map_err(|source| FtCmdError::CreateDir {
+        dir: replica_dir.clone(),
+        source,
+    })?;
     // The VM's NICs must have a backend here before the VM is accepted:
     // a mismatch is the primary's error too, not a backup that dies later.
     let opened = std::cell::RefCell::new(None);
@@ -687,20 +754,22 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
         Some(max) => max,
         None => free_space_less_margin(&replica_dir)?,
     };
-    let accept = |hello: &::ft::Hello| -> Result<(), String> {
+    let accept = |hello: &::ft::Hello| -> Result<(), ::ft::AcceptError> {
         // A primary accepted before whose transfer failed: its claim goes.
         opened.borrow_mut().take();
-        let vm: FtVm = serde_json::from_slice(&hello.setup)
-            .map_err(|e| format!("the primary's VM description is not valid: {e}"))?;
+        let vm: FtVm = serde_json::from_slice(&hello.setup).map_err(AcceptError::Description)?;
         // The name ends up in socket paths on this host.
-        crate::vm::check_name(&vm.name).map_err(|e| format!("the primary's VM name: {e}"))?;
+        crate::vm::check_name(&vm.name).map_err(AcceptError::Name)?;
         if vm.macs.len() > machine::layout::VIRTIO_SLOTS {
-            return Err(format!("the primary's VM has {} NICs", vm.macs.len()));
+            return Err(AcceptError::TooManyNics {
+                nics: vm.macs.len(),
+            }
+            .into());
         }
         // One backup of a VM per host: two would share its control
         // socket's name and its replicas.
-        let claim = crate::names::claim_backup(&vm.name).map_err(|e| e.to_string())?;
-        let nics = nics::open_for(&args.nets, &vm.macs).map_err(|e| format!("backup host: {e}"))?;
+        let claim = crate::names::claim_backup(&vm.name).map_err(AcceptError::Claim)?;
+        let nics = nics::open_for(&args.nets, &vm.macs).map_err(AcceptError::Nics)?;
         *opened.borrow_mut() = Some((vm, nics, claim));
         Ok(())
     };
@@ -718,8 +787,10 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
     };
     let (mut backup, started) = {
         // Listening ends with the one primary taken.
-        let listener = TcpListener::bind(&args.listen)
-            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        let listener = TcpListener::bind(&args.listen).map_err(|source| FtCmdError::Listen {
+            addr: args.listen.clone(),
+            source,
+        })?;
         eprintln!("lockstep: {role} listening on {}", listener.local_addr()?);
         let started = Instant::now();
         let backup = ::ft::serve_until_ready(&listener, arbiter.as_ref(), &options, &mut |what| {
@@ -729,10 +800,10 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
         (backup, started)
     };
     let Some((vm, mut nics, claim)) = opened.take() else {
-        return Err("the primary's VM was accepted without its NICs".into());
+        return Err(FtCmdError::AcceptedWithoutNics.into());
     };
     if vm.macs != backup.machine().nic_macs() {
-        return Err("the primary's VM has other NICs than it announced".into());
+        return Err(FtCmdError::OtherNics.into());
     }
     if args.cpu == run::RunCpu::Jit && !backup.set_jit(true) {
         eprintln!("lockstep: no translator on this host; using the interpreter");
@@ -880,19 +951,19 @@ fn say_announced(role: &str, live: &::ft::Live) {
     }
 }
 
-fn default_replica_dir() -> Result<PathBuf, Box<dyn Error>> {
+fn default_replica_dir() -> Result<PathBuf, FtCmdError> {
     Ok(data_dir()
-        .map_err(|_| {
-            "no place for disk replicas: set $XDG_DATA_HOME or $HOME, or pass --replica-dir"
-        })?
+        .map_err(|_| FtCmdError::NoReplicaDir)?
         .join("replicas"))
 }
 
 /// The replica directory's free space less a margin (5%, at least 1 GiB):
 /// the default bound on what a primary's disks may take here.
-fn free_space_less_margin(dir: &std::path::Path) -> Result<u64, Box<dyn Error>> {
-    let st = rustix::fs::statvfs(dir)
-        .map_err(|e| format!("cannot measure the free space in {}: {e}", dir.display()))?;
+fn free_space_less_margin(dir: &Path) -> Result<u64, FtCmdError> {
+    let st = rustix::fs::statvfs(dir).map_err(|e| FtCmdError::FreeSpace {
+        dir: dir.to_path_buf(),
+        source: e.into(),
+    })?;
     let free = st.f_bavail.saturating_mul(st.f_frsize);
     let margin = (free / 20).max(1 << 30);
     Ok(free.saturating_sub(margin))

@@ -10,7 +10,8 @@ use crate::arbiter::{Arbiter, Claim};
 use crate::channel::{self, Got, Sender};
 use crate::wire::{self, DiskShape, Hello, Message, Purpose, PAGE_ENTRY};
 use crate::{
-    garp, FtConfig, FtError, HandshakeError, MigrationError, ProtocolError, RestoreError, SyncError,
+    garp, AcceptError, FtConfig, FtError, HandshakeError, MigrationError, ProtocolError, Refusal,
+    RestoreError, SyncError,
 };
 use disk::BlockDevice;
 use link::TlsIdentity;
@@ -148,7 +149,8 @@ pub struct BackupOptions<'a> {
     pub replica_dir: &'a Path,
     pub config: FtConfig,
     /// The caller's own check of the primary's VM (e.g. that this host
-    /// has a backend for each of its NICs); an `Err` refuses it.
+    /// has a backend for each of its NICs); an `Err` refuses it, in the
+    /// error's own words.
     pub accept: Option<&'a AcceptFn<'a>>,
     /// The most bytes of disk replicas a primary's VM may need here.
     pub max_replica_bytes: u64,
@@ -158,7 +160,7 @@ pub struct BackupOptions<'a> {
 }
 
 /// See [`BackupOptions::accept`].
-pub type AcceptFn<'a> = dyn Fn(&Hello) -> Result<(), String> + 'a;
+pub type AcceptFn<'a> = dyn Fn(&Hello) -> Result<(), AcceptError> + 'a;
 
 /// Wait for a primary on `listener`, receive its machine (boot images,
 /// RAM, disk replicas, state) and restore it. Returns the backup,
@@ -215,25 +217,25 @@ pub fn serve(
     };
     let prepared = check_hello(&hello, arbiter, options)
         .and_then(|()| {
-            options
-                .accept
-                .map_or(Ok(()), |accept| accept(&hello).map_err(Refusal::plain))
+            options.accept.map_or(Ok(()), |accept| {
+                accept(&hello).map_err(Refusal::NotAccepted)
+            })
         })
-        .and_then(|()| Receiving::prepare(&hello, options.replica_dir).map_err(Refusal::plain));
+        .and_then(|()| Receiving::prepare(&hello, options.replica_dir));
     let receiving = match prepared {
         Ok(r) => r,
         Err(refusal) => {
             // Best effort: the primary learns why (the details only if it
             // is authenticated); this side reports it anyway.
             let told = if options.tls.is_some() {
-                refusal.detail.clone()
+                refusal.to_string()
             } else {
-                refusal.public.clone()
+                refusal.public()
             };
             tx.send_last(&Message::Welcome(Err(told)));
             return Err(HandshakeError::RefusedPrimary {
                 peer: peer.to_string(),
-                reason: refusal.detail,
+                reason: Box::new(refusal),
             }
             .into());
         }
@@ -319,23 +321,6 @@ fn receive_and_restore(
     })
 }
 
-/// Why a Hello is refused: in full for this side's report (and an
-/// authenticated primary), and without this host's details (the arbiter's
-/// path and generation) for a peer nobody vouched for.
-struct Refusal {
-    public: String,
-    detail: String,
-}
-
-impl Refusal {
-    fn plain(reason: String) -> Refusal {
-        Refusal {
-            public: reason.clone(),
-            detail: reason,
-        }
-    }
-}
-
 /// Longest silence from the primary while it sends the machine.
 const SYNC_SILENCE: Duration = Duration::from_secs(30);
 /// How long the primary may take to answer the handshake.
@@ -363,7 +348,7 @@ impl Receiving {
     }
 
     /// New replica files for the primary's disks and a snapshot to fill.
-    fn prepare(hello: &Hello, dir: &Path) -> Result<Receiving, String> {
+    fn prepare(hello: &Hello, dir: &Path) -> Result<Receiving, Refusal> {
         // Each VM's replicas in a directory of its own (its uuid), so that
         // backups of different VMs sharing `dir` never meet.
         let uuid: String = hello.vm_uuid.iter().map(|b| format!("{b:02x}")).collect();
@@ -371,21 +356,21 @@ impl Receiving {
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+            Err(source) => return Err(Refusal::CreateDir { dir, source }),
         }
         match std::fs::symlink_metadata(&dir) {
             Ok(meta) if meta.is_dir() => {}
-            Ok(_) => return Err(format!("{} is not a directory", dir.display())),
-            Err(e) => return Err(format!("cannot look at {}: {e}", dir.display())),
+            Ok(_) => return Err(Refusal::NotDirectory { dir }),
+            Err(source) => return Err(Refusal::InspectDir { dir, source }),
         }
-        let assembler = Assembler::new(&dir, hello.images_len, hello.memory)
-            .map_err(|e| format!("cannot receive the VM here: {e}"))?;
+        let assembler =
+            Assembler::new(&dir, hello.images_len, hello.memory).map_err(Refusal::Receive)?;
         let mut replicas = Vec::new();
         for (n, &shape) in hello.disks.iter().enumerate() {
             let path = dir.join(format!("{uuid}-disk{n}.raw"));
             // Guest data: 0600, and never through a link planted in the
             // replica directory.
-            let file = std::fs::OpenOptions::new()
+            let opened = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
@@ -393,8 +378,11 @@ impl Receiving {
                 .mode(0o600)
                 .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
                 .open(&path)
-                .and_then(|f| f.set_len(shape.capacity).map(|()| f))
-                .map_err(|e| format!("cannot create the disk replica {}: {e}", path.display()))?;
+                .and_then(|f| f.set_len(shape.capacity).map(|()| f));
+            let file = match opened {
+                Ok(file) => file,
+                Err(source) => return Err(Refusal::CreateReplica { path, source }),
+            };
             replicas.push(Replica { path, file, shape });
         }
         Ok(Receiving {
@@ -550,23 +538,21 @@ fn check_hello(
     options: &BackupOptions<'_>,
 ) -> Result<(), Refusal> {
     if hello.lockstep_version != wire::LOCKSTEP_VERSION {
-        return Err(Refusal::plain(format!(
-            "the primary runs lockstep {}, the backup {}",
-            hello.lockstep_version,
-            wire::LOCKSTEP_VERSION
-        )));
+        return Err(Refusal::Version {
+            primary: hello.lockstep_version.clone(),
+            backup: wire::LOCKSTEP_VERSION,
+        });
     }
     if hello.memory == 0 || hello.memory > machine::MAX_MEMORY {
-        return Err(Refusal::plain(format!(
-            "a VM of {} bytes of memory is beyond what this backup runs",
-            hello.memory
-        )));
+        return Err(Refusal::Memory {
+            memory: hello.memory,
+        });
     }
     if hello.images_len > hello.memory {
-        return Err(Refusal::plain(format!(
-            "{} bytes of boot images do not fit the VM's {} bytes of memory",
-            hello.images_len, hello.memory
-        )));
+        return Err(Refusal::Images {
+            images_len: hello.images_len,
+            memory: hello.memory,
+        });
     }
     let replicas = hello
         .disks
@@ -575,44 +561,26 @@ fn check_hello(
     match replicas {
         Some(total) if total <= options.max_replica_bytes => {}
         _ => {
-            return Err(Refusal::plain(format!(
-                "its disks need more room for replicas than this backup allows ({} bytes; see --max-replica-size)",
-                options.max_replica_bytes
-            )))
+            return Err(Refusal::ReplicaQuota {
+                max: options.max_replica_bytes,
+            })
         }
     }
     let arbiter = match (hello.purpose, options.purpose, arbiter) {
         (Purpose::Migrate, Purpose::Migrate, _) => return Ok(()),
         (Purpose::Protect, Purpose::Protect, Some(arbiter)) => arbiter,
-        (Purpose::Protect, Purpose::Protect, None) => {
-            return Err(Refusal::plain(
-                "this backup has no arbiter: it cannot protect a VM".into(),
-            ))
-        }
-        (Purpose::Migrate, Purpose::Protect, _) => {
-            return Err(Refusal::plain(
-                "the primary migrates its VM, but this side is a backup (a migration's target is `lockstep ft backup --incoming`)".into(),
-            ))
-        }
-        (Purpose::Protect, Purpose::Migrate, _) => {
-            return Err(Refusal::plain(
-                "the primary wants a backup, but this side only receives migrations (--incoming)"
-                    .into(),
-            ))
-        }
+        (Purpose::Protect, Purpose::Protect, None) => return Err(Refusal::NoArbiter),
+        (Purpose::Migrate, Purpose::Protect, _) => return Err(Refusal::MigrateToBackup),
+        (Purpose::Protect, Purpose::Migrate, _) => return Err(Refusal::ProtectToTarget),
     };
-    let generation = arbiter.generation().map_err(|e| Refusal {
-        public: "this backup cannot read its arbiter".into(),
-        detail: e.to_string(),
-    })?;
+    let generation = arbiter
+        .generation()
+        .map_err(|e| Refusal::ArbiterUnreadable(Box::new(e)))?;
     if generation != hello.generation {
-        return Err(Refusal {
-            public: "the primary runs under another arbiter generation than this backup's arbiter holds".into(),
-            detail: format!(
-                "the primary runs under arbiter generation {} but {} holds {generation} (not the same arbiter file, or a stale primary)",
-                hello.generation,
-                arbiter.path().display()
-            ),
+        return Err(Refusal::Generation {
+            primary: hello.generation,
+            arbiter: arbiter.path().to_path_buf(),
+            held: generation,
         });
     }
     Ok(())

@@ -123,7 +123,102 @@ pub enum HandshakeError {
     NotWelcome { got: &'static str },
     /// This side refused the primary (its reason was sent to it).
     #[error("refused the primary at {peer}: {reason}")]
-    RefusedPrimary { peer: String, reason: String },
+    RefusedPrimary {
+        peer: String,
+        #[source]
+        reason: Box<Refusal>,
+    },
+}
+
+/// The caller's own reason to refuse a primary's VM (see
+/// `BackupOptions::accept`).
+pub type AcceptError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a backup refuses a primary's Hello: in full for this side's report
+/// (and an authenticated primary); [`Refusal::public`] leaves out this
+/// host's details for a peer nobody vouched for.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("the primary runs lockstep {primary}, the backup {backup}")]
+    Version {
+        primary: String,
+        backup: &'static str,
+    },
+    #[error("a VM of {memory} bytes of memory is beyond what this backup runs")]
+    Memory { memory: u64 },
+    #[error("{images_len} bytes of boot images do not fit the VM's {memory} bytes of memory")]
+    Images { images_len: u64, memory: u64 },
+    #[error("its disks need more room for replicas than this backup allows ({max} bytes; see --max-replica-size)")]
+    ReplicaQuota { max: u64 },
+    #[error("this backup has no arbiter: it cannot protect a VM")]
+    NoArbiter,
+    #[error("the primary migrates its VM, but this side is a backup (a migration's target is `lockstep ft backup --incoming`)")]
+    MigrateToBackup,
+    #[error("the primary wants a backup, but this side only receives migrations (--incoming)")]
+    ProtectToTarget,
+    #[error("{0}")]
+    ArbiterUnreadable(#[source] Box<FtError>),
+    #[error("the primary runs under arbiter generation {primary} but {} holds {held} (not the same arbiter file, or a stale primary)", arbiter.display())]
+    Generation {
+        primary: u64,
+        arbiter: PathBuf,
+        held: u64,
+    },
+    /// The caller's own check (`BackupOptions::accept`) said no.
+    #[error("{0}")]
+    NotAccepted(#[source] AcceptError),
+    #[error("cannot create {}: {source}", dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not a directory", dir.display())]
+    NotDirectory { dir: PathBuf },
+    #[error("cannot look at {}: {source}", dir.display())]
+    InspectDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot receive the VM here: {0}")]
+    Receive(#[source] machine::snapshot::SnapshotError),
+    #[error("cannot create the disk replica {}: {source}", path.display())]
+    CreateReplica {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Refusal {
+    /// The refusal without this host's details (the arbiter's path and
+    /// generation), for a peer nobody vouched for.
+    pub fn public(&self) -> String {
+        match self {
+            Refusal::ArbiterUnreadable(_) => "this backup cannot read its arbiter".into(),
+            Refusal::Generation { .. } => {
+                "the primary runs under another arbiter generation than this backup's arbiter holds"
+                    .into()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Why the primary stopped following its backup (or migration target).
+#[derive(Debug, thiserror::Error)]
+pub enum BackupFailure {
+    #[error("the backup acknowledged icount {icount}, but only {queued} was sent")]
+    AckedAhead { icount: u64, queued: u64 },
+    /// The backup's Ready said no, in its own words.
+    #[error("the backup at {backup} could not take the VM: {reason}")]
+    NotReady { backup: String, reason: String },
+    #[error("the backup sent {got} after the handshake")]
+    Unexpected { got: &'static str },
+    #[error("no word from the backup for {} ms", within.as_millis())]
+    Silent { within: Duration },
+    #[error("the backup closed the connection")]
+    Closed,
+    #[error("{0}")]
+    Channel(#[source] Box<FtError>),
 }
 
 /// A primary cannot take a new backup now.
@@ -205,9 +300,9 @@ impl From<machine::snapshot::LiveSaveError<SendError>> for SendError {
 /// Sending the VM to a backup failed (either side).
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    /// The backup's Ready said no, in its own words.
-    #[error("the backup could not take the VM: {reason}")]
-    BackupNotReady { reason: String },
+    /// The backup failed before it said Ready.
+    #[error("the backup could not take the VM: {0}")]
+    BackupNotReady(#[source] BackupFailure),
     #[error("the backup did not say it was ready")]
     NoReady,
     #[error("sending the VM: {0}")]

@@ -112,8 +112,8 @@ pub use arbiter::{Arbiter, Claim};
 pub use backup::{serve, serve_until_ready, Backup, BackupOptions, Live, Outcome};
 pub use channel::check_loopback;
 pub use error::{
-    BusyError, FtError, HandshakeError, MigrationError, ProtocolError, RestoreError, SendError,
-    SyncError,
+    AcceptError, BackupFailure, BusyError, FtError, HandshakeError, MigrationError, ProtocolError,
+    Refusal, RestoreError, SendError, SyncError,
 };
 pub use link::{tls_init, TlsIdentity, TlsInit};
 pub use primary::{protectable, FtPrimary, PrimaryJournal, Protection, Resumed, Status, VmShape};

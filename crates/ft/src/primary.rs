@@ -20,7 +20,10 @@ use crate::arbiter::{Arbiter, Claim};
 use crate::channel::{self, Got, Receiver, Sender};
 use crate::sync::{SyncJob, SyncReport, SyncRequest, SyncUpdate};
 use crate::wire::{DiskShape, Hello, Message, Purpose, MAX_BATCH};
-use crate::{BusyError, FtConfig, FtError, HandshakeError, MigrationError, SendError, SyncError};
+use crate::{
+    BackupFailure, BusyError, FtConfig, FtError, HandshakeError, MigrationError, SendError,
+    SyncError,
+};
 use link::TlsIdentity;
 use machine::{HostEvent, Journal, JournalError, Machine, Output, OutputEvent, RunEnd};
 use replay::session::{log_input, OutputWindows, SharedWindows, TeeOutput};
@@ -715,7 +718,7 @@ impl FtPrimary {
         let ready = self.follow_backup(tx, rx, addr);
         match ready.recv_timeout(HANDSHAKE_TIMEOUT) {
             Ok(Ok(())) => Ok(report),
-            Ok(Err(why)) => Err(SyncError::BackupNotReady { reason: why }.into()),
+            Ok(Err(why)) => Err(SyncError::BackupNotReady(why).into()),
             Err(_) => Err(SyncError::NoReady.into()),
         }
     }
@@ -728,7 +731,7 @@ impl FtPrimary {
         tx: Sender,
         rx: Receiver,
         addr: &str,
-    ) -> mpsc::Receiver<Result<(), String>> {
+    ) -> mpsc::Receiver<Result<(), BackupFailure>> {
         let s = &self.shared;
         let session = s.session.load(Ordering::Acquire);
         {
@@ -807,7 +810,7 @@ fn ack_loop(
     shared: &Shared,
     session: u64,
     addr: &str,
-    ready: &mpsc::Sender<Result<(), String>>,
+    ready: &mpsc::Sender<Result<(), BackupFailure>>,
 ) {
     let (failure, restored) = match follow_acks(&mut rx, shared, addr, ready) {
         AckEnd::Taken => {
@@ -816,9 +819,13 @@ fn ack_loop(
         }
         AckEnd::Failed { why, restored } => (why, restored),
     };
+    // The typed failure goes to whoever waits for Ready; the rest keep
+    // its words (status, the journal's hand-over, the log).
+    let why = failure.to_string();
     if !restored {
-        let _ = ready.send(Err(failure.clone()));
+        let _ = ready.send(Err(failure));
     }
+    let failure = why;
     if *lock(&shared.handoff) == Handoff::Sent {
         // The target may have gone live: the journal decides.
         tx.close();
@@ -895,7 +902,7 @@ enum AckEnd {
     /// The migration target took the VM.
     Taken,
     /// The peer failed; whether it had said Ready.
-    Failed { why: String, restored: bool },
+    Failed { why: BackupFailure, restored: bool },
 }
 
 /// Acks (and the one Ready) until the backup fails (why it did, and
@@ -904,7 +911,7 @@ fn follow_acks(
     rx: &mut Receiver,
     shared: &Shared,
     addr: &str,
-    ready: &mpsc::Sender<Result<(), String>>,
+    ready: &mpsc::Sender<Result<(), BackupFailure>>,
 ) -> AckEnd {
     let timeout = shared.config.timeout;
     let mut last_heard = Instant::now();
@@ -916,7 +923,7 @@ fn follow_acks(
             })) => {
                 let queued = shared.queued_icount.load(Ordering::Acquire);
                 if icount > queued {
-                    format!("the backup acknowledged icount {icount}, but only {queued} was sent")
+                    BackupFailure::AckedAhead { icount, queued }
                 } else {
                     last_heard = Instant::now();
                     shared
@@ -936,21 +943,22 @@ fn follow_acks(
                 let _ = ready.send(Ok(()));
                 continue;
             }
-            Ok(Got::Message(Message::Ready(Err(why)))) if !restored => {
-                format!("the backup at {addr} could not take the VM: {why}")
-            }
+            Ok(Got::Message(Message::Ready(Err(why)))) if !restored => BackupFailure::NotReady {
+                backup: addr.to_string(),
+                reason: why,
+            },
             Ok(Got::Message(Message::Taken)) if *lock(&shared.handoff) == Handoff::Sent => {
                 return AckEnd::Taken
             }
-            Ok(Got::Message(other)) => {
-                format!("the backup sent {} after the handshake", other.describe())
-            }
+            Ok(Got::Message(other)) => BackupFailure::Unexpected {
+                got: other.describe(),
+            },
             Ok(Got::Nothing) if last_heard.elapsed() >= timeout => {
-                format!("no word from the backup for {} ms", timeout.as_millis())
+                BackupFailure::Silent { within: timeout }
             }
             Ok(Got::Nothing) => continue,
-            Ok(Got::Closed) => "the backup closed the connection".to_string(),
-            Err(e) => e.to_string(),
+            Ok(Got::Closed) => BackupFailure::Closed,
+            Err(e) => BackupFailure::Channel(Box::new(e)),
         };
         return AckEnd::Failed {
             why: failure,
