@@ -733,8 +733,10 @@ fn a_migrated_guest_runs_on_at_its_target_with_no_gap_and_no_duplicate() {
                 "127.0.0.1:0",
                 "--console",
                 "stdio",
+                // As the source's: each side's silence bound must cover
+                // the other's heartbeat (a fifth of its timeout).
                 "--ft-timeout",
-                "500ms",
+                "5s",
                 "--ft-control",
                 socket.to_str().expect("utf-8 temp path"),
             ],
