@@ -47,6 +47,11 @@ impl Sender {
         self.0.queued_bytes()
     }
 
+    /// The connection is closed (by either side): nothing more leaves.
+    pub fn is_dead(&self) -> bool {
+        self.0.is_dead()
+    }
+
     pub fn close(&self) {
         self.0.close();
     }

@@ -269,6 +269,8 @@ pub enum SendError {
     Ended,
     #[error("the VM stopped")]
     VmStopped,
+    #[error("the connection to the peer is closed")]
+    LinkDown,
     #[error("reading the boot images: {0}")]
     Images(#[source] machine::MachineError),
     #[error("reading disk {disk}: {source}")]

@@ -100,6 +100,11 @@ impl SyncJob {
         vm_uuid: [u8; 16],
     ) -> Result<Option<SyncReport>, SendError> {
         let hashed = machine.prehash_state(PREHASH_PAGES);
+        // A closed channel (the peer failed, or a migration was cancelled)
+        // never drains its queue: without this the sync would wait forever.
+        if self.tx.is_dead() {
+            return Err(SendError::LinkDown);
+        }
         if self.tx.queued_bytes() > QUEUE_LIMIT {
             return Ok(None);
         }
