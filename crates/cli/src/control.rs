@@ -75,7 +75,7 @@ pub enum ControlError {
     BackupCannotAdd,
     #[error("this VM is a backup; migrate its primary")]
     BackupCannotMigrate,
-    #[error("cannot reach the VM's control socket {}: {source} (is it running with --ft-arbiter? see --control and --name)", path.display())]
+    #[error("cannot reach the VM's control socket {}: {source} (is it running with --ft-arbiter or --ft-control? see --control and --name)", path.display())]
     Connect {
         path: PathBuf,
         source: std::io::Error,
