@@ -833,7 +833,7 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
         started.elapsed().as_millis(),
         describe_replicas(backup.replicas())
     );
-    let (reason, detected) = match backup.follow()? {
+    let live = match backup.follow()? {
         Outcome::Ended(reason) => {
             tracing::info!(
                 event = "primary_ended",
@@ -859,7 +859,6 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
                 ::ft::FtError::from(::ft::MigrationError::SourceLost { why: reason }).into(),
             );
         }
-        Outcome::PrimaryLost { reason, at } => (reason, at),
         Outcome::HandedOff { icount } => {
             let records = backup.records();
             let live = backup.take_over(live_sink(&args, &mut nics)?)?;
@@ -875,19 +874,35 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
                 "lockstep: migration target: live at icount {icount} (handed over by the source; {records} records re-executed; {} ms after it began)",
                 started.elapsed().as_millis()
             );
-            drop(control);
-            drop(claim);
-            let generation = live.generation;
-            return run_live(
-                live.machine,
-                live.anchor,
-                &mut nics,
-                &args,
-                &vm.name,
-                generation,
-            );
+            live
+        }
+        Outcome::PrimaryLost { reason, at } => {
+            go_live_after(backup, reason, at, role, &args, &mut nics)?
         }
     };
+    drop(control);
+    // Live, this process is the VM: a new backup of it may run here.
+    drop(claim);
+    let generation = live.generation;
+    run_live(
+        live.machine,
+        live.anchor,
+        &mut nics,
+        &args,
+        &vm.name,
+        generation,
+    )
+}
+
+/// The primary failed: win the arbiter and go live here.
+fn go_live_after(
+    backup: ::ft::Backup,
+    reason: String,
+    detected: Instant,
+    role: &str,
+    args: &BackupArgs,
+    nics: &mut nics::Nics,
+) -> Result<::ft::Live, Box<dyn Error>> {
     tracing::info!(
         event = "primary_lost",
         why = %reason,
@@ -896,7 +911,7 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
     );
     eprintln!("lockstep: FT backup: primary lost: {reason}");
     let records = backup.records();
-    let live = backup.go_live(live_sink(&args, &mut nics)?)?;
+    let live = backup.go_live(live_sink(args, nics)?)?;
     say_announced(role, &live);
     tracing::info!(
         event = "live",
@@ -915,18 +930,7 @@ fn backup(args: BackupArgs) -> Result<ExitCode, Box<dyn Error>> {
         detected.elapsed().as_millis(),
         live.reemitted_bytes
     );
-    drop(control);
-    // Live, this process is the VM: a new backup of it may run here.
-    drop(claim);
-    let generation = live.generation;
-    run_live(
-        live.machine,
-        live.anchor,
-        &mut nics,
-        &args,
-        &vm.name,
-        generation,
-    )
+    Ok(live)
 }
 
 /// The sink of a backup going live: this host's console and NICs (frames
